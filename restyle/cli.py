@@ -1,0 +1,160 @@
+"""The command line: ``restyle run``, ``restyle styles``, ``restyle sample``.
+
+Every RestyleError becomes one line on stderr and exit code 2; nothing else is caught.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from restyle.config import load_settings
+from restyle.errors import InputError, ModelError, RestyleError
+from restyle.models.base import ModelSpec
+
+EXIT_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="restyle: %(message)s", stream=sys.stderr)
+    try:
+        return args.command(args)
+    except RestyleError as exc:
+        print(f"restyle: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+        print(f"restyle: error: bad setting: {problems}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("restyle: interrupted; finished chunks are kept in --work-dir, if one was given", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="restyle", description="Restyle every frame of a video (or a folder of images) with a neural network.")
+    parser.set_defaults(command=lambda args: parser.print_help() or 0)
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    run = sub.add_parser("run", help="restyle a video or a folder of images, here and now")
+    run.add_argument("input", help="a video file, or a folder of images")
+    run.add_argument("-o", "--output", required=True, help="output video (.mp4 .mov .mkv), or folder for images")
+    which = run.add_mutually_exclusive_group()
+    which.add_argument("--style", default=None, help="one of the 26 styles (0-25) or a blend like 3:0.5,12:0.5 (default 0)")
+    which.add_argument("--style-image", metavar="PICTURE", help="any picture to use as the style")
+    which.add_argument("--model", metavar="onnx:PATH", help="any image->image ONNX model (NCHW float input and output)")
+    run.add_argument("--value-range", type=float, default=1.0, help="for --model: pixel values run 0..1 (default) or 0..255")
+    run.add_argument("--strength", type=float, default=1.0, help="0..1; less mixes the original back in (default 1)")
+    run.add_argument("--work-dir", help="keep finished chunks here; running again resumes where it stopped")
+    run.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    run.add_argument("--threads", type=int, help="model threads per worker (default: cores / workers)")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the model runs (default auto)")
+    run.add_argument("--batch-size", type=int, help="frames per model call (default 1 on CPU, 8 on GPU)")
+    run.add_argument("--crf", type=int, help="x264 quality, lower is better (default 18)")
+    run.add_argument("--preset", help="x264 preset (default veryfast)")
+    run.add_argument("--chunk-seconds", type=float, help="target chunk length (default 4)")
+    run.add_argument("--json", action="store_true", help="print the report as JSON")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(command=_run)
+
+    styles = sub.add_parser("styles", help="list the 26 built-in styles, or render them all on a picture")
+    styles.add_argument("--sheet", metavar="PNG", help="write a contact sheet of all 26 styles")
+    styles.add_argument("--image", metavar="PICTURE", help="the picture for the sheet (default: a frame of FFmpeg's test pattern)")
+    styles.set_defaults(command=_styles)
+
+    sample = sub.add_parser("sample", help="make a sample clip (FFmpeg test pattern and a tone) to try restyle on")
+    sample.add_argument("output", nargs="?", default="sample.mp4")
+    sample.add_argument("--size", default="640x360", help="WIDTHxHEIGHT (default 640x360)")
+    sample.add_argument("--rate", default="25", help="frame rate, e.g. 25 or 30000/1001 (default 25)")
+    sample.add_argument("--seconds", type=float, default=4.0)
+    sample.add_argument("--no-audio", action="store_true")
+    sample.set_defaults(command=_sample)
+    return parser
+
+
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The ModelSpec the run options name."""
+    strength = args.strength
+    if not 0.0 <= strength <= 1.0:
+        raise ModelError(f"--strength must be between 0 and 1, got {strength}")
+    if args.style_image:
+        return ModelSpec.with_style_image(args.style_image, strength=strength)
+    if args.model:
+        kind, _, path = args.model.partition(":")
+        if kind != "onnx" or not path:
+            raise ModelError(f"--model takes onnx:PATH, got {args.model!r}")
+        return ModelSpec.onnx(path, value_range=args.value_range, strength=strength)
+    return ModelSpec.styles(args.style or "0", strength=strength)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from restyle.pipeline import run
+
+    settings = load_settings(
+        workers=args.workers,
+        threads=args.threads,
+        device=args.device,
+        batch_size=args.batch_size,
+        crf=args.crf,
+        preset=args.preset,
+        chunk_seconds=args.chunk_seconds,
+    )
+    spec = model_spec(args)
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if args.quiet or args.json:
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="frame", desc=Path(args.input).name, file=sys.stderr, dynamic_ncols=True)
+        bar.update(done - bar.n)
+
+    try:
+        report = run(args.input, args.output, spec, settings=settings, work_dir=args.work_dir, on_progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    return 0
+
+
+def _styles(args: argparse.Namespace) -> int:
+    from restyle.models.styles import NUM_STYLES
+
+    if not args.sheet:
+        print(f"{NUM_STYLES} built-in styles, 0 to {NUM_STYLES - 1} (the network came without names).")
+        print("Blend them with weights: --style 3:0.5,12:0.5. See them all: restyle styles --sheet styles.png")
+        return 0
+    from restyle.models.sheet import contact_sheet
+
+    picture = args.image
+    if picture and not Path(picture).is_file():
+        raise InputError(f"picture not found: {picture}")
+    contact_sheet(picture).save(args.sheet)
+    print(f"wrote {args.sheet}")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from restyle.media.sample import make_clip
+
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--size takes WIDTHxHEIGHT, got {args.size!r}") from None
+    path = make_clip(args.output, width=width, height=height, rate=args.rate, seconds=args.seconds, audio=not args.no_audio)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

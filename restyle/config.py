@@ -1,0 +1,72 @@
+"""Settings in one place: embedded defaults, a TOML file, then RESTYLE_* environment variables.
+
+Nothing needs configuring to start. To change a default, either set an environment
+variable (``RESTYLE_CRF=18``) or write a TOML file (``restyle.toml`` in the current
+directory, or the path in ``RESTYLE_CONFIG``)::
+
+    crf = 18
+    preset = "medium"
+    chunk_seconds = 6
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("RESTYLE_CONFIG", "restyle.toml"))
+
+
+class Settings(BaseSettings):
+    """Every knob restyle has, with the defaults that fit a laptop."""
+
+    model_config = SettingsConfigDict(env_prefix="RESTYLE_", extra="ignore")
+
+    # -- engine --------------------------------------------------------------
+    workers: int = Field(0, ge=0, description="worker processes; 0 picks one per core (memory allowing)")
+    threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per worker; 0 picks cores / workers")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when onnxruntime has it")
+    batch_size: int = Field(0, ge=0, description="frames per model call; 0 picks 1 on CPU, 8 on GPU")
+
+    # -- plan ----------------------------------------------------------------
+    chunk_seconds: float = Field(4.0, gt=0, description="target chunk length; chunks are the unit of work and resume")
+
+    # -- encode --------------------------------------------------------------
+    codec: str = Field("libx264", description="video encoder for the restyled frames")
+    crf: int = Field(18, ge=0, le=51, description="x264 constant rate factor: lower is better quality")
+    preset: str = Field("veryfast", description="x264 preset; slower presets cost CPU the model could use")
+    pix_fmt: str = Field("yuv420p", description="output pixel format (yuv420p plays everywhere)")
+    encoder_threads: int = Field(1, ge=0, description="x264 threads per worker; 0 lets x264 decide")
+
+    # -- input limits (probe refuses anything beyond them) -------------------
+    max_input_bytes: int = Field(20 * 1024**3, gt=0)
+    max_duration_s: float = Field(4 * 3600.0, gt=0)
+    max_pixels: int = Field(4096 * 2304, gt=0, description="width x height of one frame")
+    max_frames: int = Field(1_000_000, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, then RESTYLE_* env vars, then the TOML file.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_config_file()))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from defaults, the TOML file and the environment; ``overrides`` win (None is ignored)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,26 @@
+"""The engine interface: what the pipeline may ask of any place that runs work."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+from restyle.models.base import Model, ModelSpec
+from restyle.models.runtime import Runtime
+
+# fn(item, model, frames_per_call, on_frames) -> result; must be importable (workers pickle it by name).
+TaskFunction = Callable[[Any, Model, int, Callable[[int], None]], Any]
+
+
+class Engine(Protocol):
+    workers: int
+
+    def map(
+        self,
+        fn: TaskFunction,
+        spec: ModelSpec,
+        runtime: Runtime,
+        items: Sequence[Any],
+        on_frames: Callable[[int], None] | None = None,
+    ) -> Iterator[Any]:
+        """Run ``fn`` on every item, the model loaded once per worker; yield results as they finish."""
+        ...

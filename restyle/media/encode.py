@@ -1,0 +1,94 @@
+"""Encode restyled frames into one chunk's video segment (H.264 by default)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from restyle.errors import WorkDirError
+
+
+@dataclass(frozen=True)
+class EncodeSpec:
+    """How segments are encoded; the same for every chunk of a job, so segments join by stream copy."""
+
+    width: int
+    height: int
+    time_base: Fraction
+    rate: Fraction
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "veryfast"
+    pix_fmt: str = "yuv420p"
+    threads: int = 1
+
+    @property
+    def coded_size(self) -> tuple[int, int]:
+        """4:2:0 needs even sides: an odd side grows by one edge pixel (the decoder shows it as is)."""
+        if self.pix_fmt.startswith(("yuv420", "nv12", "yuvj420")):
+            return self.width + self.width % 2, self.height + self.height % 2
+        return self.width, self.height
+
+
+class SegmentWriter:
+    """Write frames with their original timestamps, counted from the chunk's start.
+
+    The file appears at ``path`` only when it is complete (written under a temporary
+    name, then renamed): a segment that exists is a finished chunk.
+    """
+
+    def __init__(self, path: Path, spec: EncodeSpec, start_pts: int):
+        self.path = path
+        self._tmp = path.with_name(path.name + ".partial")
+        self._spec = spec
+        self._start = start_pts
+        self.frames = 0
+        try:
+            self._container = av.open(str(self._tmp), "w", format="mp4")
+        except (OSError, av.FFmpegError) as exc:
+            raise WorkDirError(f"cannot write a segment in {path.parent}: {exc}") from None
+        width, height = spec.coded_size
+        stream = self._container.add_stream(spec.codec, rate=spec.rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, spec.pix_fmt
+        stream.time_base = spec.time_base
+        stream.codec_context.time_base = spec.time_base
+        options = {"threads": str(spec.threads)}
+        if spec.codec in ("libx264", "libx265"):
+            options |= {"crf": str(spec.crf), "preset": spec.preset}
+        stream.options = options
+        self._stream = stream
+
+    def write(self, rgb: np.ndarray, pts: int, duration: int) -> None:
+        width, height = self._spec.coded_size
+        if rgb.shape[1] != width or rgb.shape[0] != height:
+            rgb = np.pad(rgb, ((0, height - rgb.shape[0]), (0, width - rgb.shape[1]), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame.pts = pts - self._start
+        frame.duration = duration
+        frame.time_base = self._spec.time_base
+        self._mux(self._stream.encode(frame))
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flush the encoder and publish the segment."""
+        self._mux(self._stream.encode(None))
+        self._container.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop a half-written segment."""
+        try:
+            self._container.close()
+        except Exception:  # noqa: BLE001 - the file is being thrown away anyway
+            pass
+        self._tmp.unlink(missing_ok=True)
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        try:
+            self._container.mux(packets)
+        except OSError as exc:
+            raise WorkDirError(f"cannot write segment {self.path}: {exc}") from None

@@ -1,0 +1,186 @@
+"""Probe a video: the facts the plan needs, checked against the configured limits.
+
+The video stream's packets are read once (demux only, no decoding) so that the frame
+count and every frame's timestamp are known exactly, even for variable frame rate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from restyle.config import Settings
+from restyle.errors import InputError
+
+
+@dataclass(frozen=True)
+class StreamFacts:
+    """A non-video stream that is copied to the output as it is."""
+
+    index: int
+    kind: str  # "audio", "subtitle", ...
+    codec: str
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What restyle knows about an input video."""
+
+    path: str
+    size_bytes: int
+    container: str
+    video_index: int
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str
+    time_base: Fraction
+    average_rate: Fraction
+    rotation: int  # degrees, as the display matrix says; kept on the output
+    frame_pts: list[int] = field(repr=False)  # every frame's pts, in presentation order
+    keyframe_pts: list[int] = field(repr=False)
+    duration_pts: int  # pts of the end of the last frame
+    other_streams: list[StreamFacts]
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.frame_pts)
+
+    @property
+    def duration_s(self) -> float:
+        return float((self.duration_pts - self.frame_pts[0]) * self.time_base)
+
+    @property
+    def audio_streams(self) -> list[StreamFacts]:
+        return [s for s in self.other_streams if s.kind == "audio"]
+
+    @property
+    def is_variable_rate(self) -> bool:
+        steps = {b - a for a, b in zip(self.frame_pts, self.frame_pts[1:])}
+        return len(steps) > 1 and (max(steps) - min(steps)) > 1  # 1 tick of rounding is still constant
+
+
+def probe(path: str | Path, settings: Settings) -> VideoInfo:
+    """Read the facts of ``path``; raise InputError with a reason a person can act on."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    if path.is_dir():
+        raise InputError(f"input is a folder, not a video: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"input is empty (0 bytes): {path}")
+    if size > settings.max_input_bytes:
+        raise InputError(f"input is {size} bytes, over the limit of {settings.max_input_bytes} (RESTYLE_MAX_INPUT_BYTES)")
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as exc:
+        raise InputError(f"cannot read {path} as a video: {_reason(exc)}") from None
+    with container:
+        if not container.streams.video:
+            kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
+            raise InputError(f"{path} has no video stream (it has: {kinds})")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        width, height = ctx.width, ctx.height
+        _check_limits(path, stream, width, height, settings)
+        frame_pts, keyframe_pts, end_pts = _scan_packets(path, container, stream)
+        if not frame_pts:
+            raise InputError(f"{path} has a video stream but no frames could be read from it")
+        if stream.frames and len(frame_pts) < stream.frames * 0.98:
+            raise InputError(
+                f"{path} looks truncated: its header promises {stream.frames} frames, only {len(frame_pts)} can be read"
+            )
+        if len(frame_pts) > settings.max_frames:
+            raise InputError(f"{path} has {len(frame_pts)} frames, over the limit of {settings.max_frames}")
+        rotation = _rotation(container, stream)
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        others = [
+            StreamFacts(index=s.index, kind=s.type, codec=s.codec_context.name if s.codec_context else "unknown")
+            for s in container.streams
+            if s.index != stream.index and s.type in ("audio", "subtitle")
+        ]
+        return VideoInfo(
+            path=str(path),
+            size_bytes=size,
+            container=container.format.name,
+            video_index=stream.index,
+            codec=ctx.name,
+            width=width,
+            height=height,
+            pix_fmt=ctx.pix_fmt or "unknown",
+            time_base=stream.time_base,
+            average_rate=Fraction(rate),
+            rotation=rotation,
+            frame_pts=frame_pts,
+            keyframe_pts=keyframe_pts,
+            duration_pts=end_pts,
+            other_streams=others,
+        )
+
+
+def _check_limits(path: Path, stream: av.video.stream.VideoStream, width: int, height: int, settings: Settings) -> None:
+    if width <= 0 or height <= 0:
+        raise InputError(f"{path}: the video stream has no picture size (corrupt header?)")
+    if width * height > settings.max_pixels:
+        raise InputError(
+            f"{path} is {width}x{height}, over the limit of {settings.max_pixels} pixels a frame (RESTYLE_MAX_PIXELS)"
+        )
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+        if seconds > settings.max_duration_s:
+            raise InputError(
+                f"{path} lasts {seconds:.0f} s, over the limit of {settings.max_duration_s:.0f} s (RESTYLE_MAX_DURATION_S)"
+            )
+
+
+def _scan_packets(path: Path, container: av.container.InputContainer, stream) -> tuple[list[int], list[int], int]:
+    """Every frame's pts (sorted), the keyframes' pts, and the end of the last frame."""
+    pts: list[int] = []
+    keys: list[int] = []
+    durations: dict[int, int] = {}
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the flush packet at the end
+                continue
+            t = packet.pts if packet.pts is not None else packet.dts
+            if t is None:
+                raise InputError(f"{path}: video packets carry no timestamps; remux it first (ffmpeg -i IN -c copy OUT.mp4)")
+            pts.append(t)
+            durations[t] = packet.duration or 0
+            if packet.is_keyframe:
+                keys.append(t)
+    except av.FFmpegError as exc:
+        raise InputError(f"{path} is damaged and cannot be read to the end: {_reason(exc)}") from None
+    pts.sort()
+    if len(set(pts)) != len(pts):
+        raise InputError(f"{path}: several video frames share one timestamp; remux it first (ffmpeg -i IN -c copy OUT.mp4)")
+    if not pts:
+        return [], [], 0
+    last = durations.get(pts[-1]) or (pts[-1] - pts[-2] if len(pts) > 1 else _one_frame(stream))
+    keys.sort()
+    if not keys or keys[0] != pts[0]:
+        keys.insert(0, pts[0])  # decoding starts at the first packet whatever its flag says
+    return pts, keys, pts[-1] + last
+
+
+def _one_frame(stream) -> int:
+    rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+    return max(1, round(1 / (rate * stream.time_base)))
+
+
+def _rotation(container: av.container.InputContainer, stream) -> int:
+    """The display rotation in degrees, read from the first decoded frame's side data."""
+    try:
+        container.seek(0, stream=stream)
+        for frame in container.decode(stream):
+            return int(round(frame.rotation or 0)) % 360
+    except av.FFmpegError:
+        return 0
+    return 0
+
+
+def _reason(exc: av.FFmpegError) -> str:
+    return getattr(exc, "strerror", None) or str(exc)

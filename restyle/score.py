@@ -1,0 +1,150 @@
+"""Score one chunk: decode -> batch -> model -> encode its segment, the three overlapped.
+
+Decoding and encoding run in threads beside the model (PyAV and onnxruntime release
+the GIL), joined by small bounded queues: the model never waits for a frame, and memory
+holds a few frames whatever the chunk's length. This is the function every engine runs.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from restyle.media.chunks import Chunk
+from restyle.media.decode import decode_chunk
+from restyle.media.encode import EncodeSpec, SegmentWriter
+from restyle.models.base import Model
+
+QUEUE_BATCHES = 2  # batches in flight on each side of the model
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """Everything a worker needs to score one chunk, wherever it runs."""
+
+    input_path: str
+    video_index: int
+    chunk: Chunk
+    encode: EncodeSpec
+    segment_path: str
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What a finished chunk reports: its frames and the seconds each stage was busy."""
+
+    index: int
+    frames: int
+    decode_s: float
+    infer_s: float
+    encode_s: float
+    wall_s: float
+    segment_path: str
+
+
+def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Callable[[int], None] | None = None) -> ChunkResult:
+    """Restyle ``task.chunk`` with ``model`` and store its segment; return its figures."""
+    started = time.perf_counter()
+    decoded: queue.Queue = queue.Queue(QUEUE_BATCHES)
+    restyled: queue.Queue = queue.Queue(QUEUE_BATCHES)
+    timers = {"decode": 0.0, "encode": 0.0}
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def decode() -> None:
+        try:
+            clock = time.perf_counter()
+            for batch in _batches(decode_chunk(task.input_path, task.video_index, task.chunk), batch_size):
+                timers["decode"] += time.perf_counter() - clock
+                if not _put(decoded, batch, stop):
+                    return
+                clock = time.perf_counter()
+        except BaseException as exc:  # noqa: BLE001 - handed to the scoring thread, raised there
+            failures.append(exc)
+        finally:
+            _put(decoded, _DONE, stop)
+
+    writer = SegmentWriter(Path(task.segment_path), task.encode, task.chunk.start_pts)
+
+    def encode() -> None:
+        try:
+            while (item := restyled.get()) is not _DONE:
+                clock = time.perf_counter()
+                stamps, frames = item
+                for (pts, duration), frame in zip(stamps, frames):
+                    writer.write(frame, pts, duration)
+                timers["encode"] += time.perf_counter() - clock
+                if on_frames:
+                    on_frames(len(frames))
+        except BaseException as exc:  # noqa: BLE001
+            failures.append(exc)
+            stop.set()
+            while restyled.get() is not _DONE:  # drain so the scoring thread never blocks
+                pass
+
+    threads = [threading.Thread(target=decode, daemon=True), threading.Thread(target=encode, daemon=True)]
+    for thread in threads:
+        thread.start()
+    infer_s = 0.0
+    error: BaseException | None = None
+    try:
+        while (item := decoded.get()) is not _DONE:
+            if stop.is_set():
+                continue  # a side thread failed: drain the decoder, then report
+            stamps, frames = item
+            clock = time.perf_counter()
+            out = model.predict(frames)
+            infer_s += time.perf_counter() - clock
+            restyled.put((stamps, out))
+    except BaseException as exc:  # noqa: BLE001 - re-raised below, after the threads are down
+        error = exc
+        stop.set()
+    finally:
+        restyled.put(_DONE)
+        for thread in threads:
+            thread.join()
+    error = error or (failures[0] if failures else None)
+    if error is not None:
+        writer.abort()
+        raise error
+    writer.close()
+    return ChunkResult(
+        index=task.chunk.index,
+        frames=writer.frames,
+        decode_s=timers["decode"],
+        infer_s=infer_s,
+        encode_s=timers["encode"],
+        wall_s=time.perf_counter() - started,
+        segment_path=task.segment_path,
+    )
+
+
+def _batches(frames: Iterator[tuple[int, int, np.ndarray]], size: int) -> Iterator[tuple[list[tuple[int, int]], np.ndarray]]:
+    stamps: list[tuple[int, int]] = []
+    images: list[np.ndarray] = []
+    for pts, duration, rgb in frames:
+        stamps.append((pts, duration))
+        images.append(rgb)
+        if len(images) == size:
+            yield stamps, np.stack(images)
+            stamps, images = [], []
+    if images:
+        yield stamps, np.stack(images)
+
+
+def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Put unless the chunk is being abandoned; never block forever."""
+    while not stop.is_set() or item is _DONE:
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            if item is _DONE and stop.is_set():
+                return False
+    return False
