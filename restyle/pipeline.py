@@ -54,8 +54,8 @@ def run(
 def _run_video(input, output, model, settings, work_dir, engine, on_progress) -> RunReport:
     started = time.perf_counter()
     seconds: dict[str, float] = {}
-    muxer = container_for(output)
     check_output(input, output)
+    muxer = container_for(output)
     model.check()
     info = probe(input, settings)
     seconds["probe"] = time.perf_counter() - started

@@ -1,7 +1,10 @@
 """The local engine: a pool of worker processes on this machine, one model session each."""
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
@@ -57,6 +60,11 @@ class LocalEngine:
             raise RestyleError(
                 "a worker process died (killed, or out of memory?); finished chunks are kept, run again to resume"
             ) from None
+        except BaseException:
+            # Ctrl-C or a failed item: stop now rather than after the chunks in flight.
+            for child in multiprocessing.active_children():
+                child.terminate()
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             progress.put(None)
@@ -71,6 +79,8 @@ _progress: Any = None
 
 def _start_worker(spec: ModelSpec, runtime: Runtime, progress: Any) -> None:
     global _model, _load_error, _batch, _progress
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
+    _die_with_parent()
     _batch, _progress = runtime.frames_per_call, progress
     try:
         _model = load_model(spec, runtime)
@@ -87,3 +97,12 @@ def _run_item(fn: TaskFunction, item: Any) -> Any:
 def _forward(progress: Any, report: Callable[[int], None]) -> None:
     while (frames := progress.get()) is not None:
         report(frames)
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when its parent dies (kill -9 leaves no orphans)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass

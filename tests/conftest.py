@@ -1,0 +1,58 @@
+"""Fixtures: small real clips made with FFmpeg's lavfi sources, a few seconds each, with audio."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from restyle.config import Settings
+from restyle.media.sample import make_clip
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    """Named clips: the cases the pipeline must keep faithful."""
+    root = tmp_path_factory.mktemp("clips")
+    return {
+        "pal": make_clip(root / "pal.mp4", width=320, height=180, rate=25, seconds=3, keyframe_interval=25),
+        "ntsc": make_clip(root / "ntsc.mp4", width=320, height=180, rate=Fraction(30000, 1001), seconds=2.5),
+        "odd": make_clip(root / "odd.mp4", width=241, height=137, rate=30, seconds=2, pix_fmt="yuv444p"),
+        "silent": make_clip(root / "silent.mp4", width=320, height=180, rate=24, seconds=2, audio=False),
+        "vfr": make_clip(root / "vfr.mp4", width=320, height=180, rate=30, seconds=3, variable_rate=True, keyframe_interval=40),
+        "rotated": make_clip(root / "rotated.mp4", width=320, height=180, rate=25, seconds=2, rotation=90),
+        "fast": make_clip(root / "fast.mp4", width=256, height=144, rate=60, seconds=1.5, keyframe_interval=30),
+    }
+
+
+@pytest.fixture()
+def settings() -> Settings:
+    return Settings(workers=2, threads=1)
+
+
+def decode_frames(path: Path) -> tuple[list[int], list[np.ndarray]]:
+    """Every frame's pts and RGB pixels, in presentation order."""
+    with av.open(str(path)) as container:
+        frames = list(container.decode(video=0))
+        return [f.pts for f in frames], [f.to_ndarray(format="rgb24") for f in frames]
+
+
+def packets(path: Path, kind: str) -> list[bytes]:
+    """The payloads of every packet of the first stream of ``kind``."""
+    with av.open(str(path)) as container:
+        streams = [s for s in container.streams if s.type == kind]
+        if not streams:
+            return []
+        return [bytes(p) for p in container.demux(streams[0]) if p.size]
+
+
+def duration_s(path: Path) -> float:
+    with av.open(str(path)) as container:
+        return container.duration / 1_000_000
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)

@@ -1,0 +1,159 @@
+"""The command line as a user meets it: real processes, real exit codes, real files."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import decode_frames, packets
+
+RESTYLE = [sys.executable, "-m", "restyle.cli"]
+
+
+def restyle(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([*RESTYLE, *map(str, args)], capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def assert_one_clear_line(result: subprocess.CompletedProcess, expected: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("restyle: error: ") and expected in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture()
+def bad_inputs(tmp_path, clips) -> dict[str, Path]:
+    import av
+
+    made = {"missing": tmp_path / "missing.mp4"}
+    made["empty"] = tmp_path / "empty.mp4"
+    made["empty"].write_bytes(b"")
+    made["text"] = tmp_path / "text.mp4"
+    made["text"].write_text("hello, I am not a video\n" * 50)
+    made["truncated"] = tmp_path / "truncated.mp4"
+    made["truncated"].write_bytes(clips["pal"].read_bytes()[:20000])
+    made["audio"] = tmp_path / "audio.m4a"
+    with av.open(str(made["audio"]), "w") as out, av.open("sine=duration=1", format="lavfi") as tone:
+        stream = out.add_stream("aac", rate=44100)
+        for frame in tone.decode(audio=0):
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return made
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing", "not found"),
+        ("empty", "empty (0 bytes)"),
+        ("text", "cannot read"),
+        ("truncated", "cannot read"),
+        ("audio", "no video stream"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(bad_inputs, tmp_path, case, expected):
+    output = tmp_path / "out.mp4"
+    assert_one_clear_line(restyle("run", bad_inputs[case], "-o", output, "-q"), expected)
+    assert not output.exists()
+    assert not list(tmp_path.glob(".out.mp4*"))
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (["--style", "26"], "0 to 25"),
+        (["--style", "abc"], "bad style spec"),
+        (["--style-image", "{tmp}/nope.jpg"], "style image not found"),
+        (["--style-image", "{tmp}/broken.jpg"], "cannot read style image"),
+        (["--model", "onnx:{tmp}/none.onnx"], "ONNX model not found"),
+        (["--model", "keras:x.h5"], "onnx:PATH"),
+        (["--strength", "2"], "between 0 and 1"),
+    ],
+)
+def test_bad_model_options_are_one_line_and_exit_2(clips, tmp_path, options, expected):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    output = tmp_path / "out.mp4"
+    result = restyle("run", clips["silent"], "-o", output, "-q", *[o.format(tmp=tmp_path) for o in options])
+    assert_one_clear_line(result, expected)
+    assert not output.exists()
+
+
+def test_unwritable_outputs_are_refused_before_any_work(clips, tmp_path):
+    assert_one_clear_line(restyle("run", clips["silent"], "-o", tmp_path / "no" / "such" / "dir.mp4"), "does not exist")
+    assert_one_clear_line(restyle("run", clips["silent"], "-o", tmp_path), "is a folder")
+    assert_one_clear_line(restyle("run", clips["silent"], "-o", tmp_path / "x.gif"), "use one of")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.geteuid() != 0:  # root writes anywhere; the check is then the muxer's
+        assert_one_clear_line(restyle("run", clips["silent"], "-o", locked / "x.mp4"), "not writable")
+
+
+def test_bad_settings_are_one_line(clips, tmp_path):
+    result = restyle("run", clips["silent"], "-o", tmp_path / "o.mp4", env=os.environ | {"RESTYLE_CRF": "99"})
+    assert_one_clear_line(result, "crf")
+
+
+@pytest.mark.slow
+def test_run_prints_figures_as_json(clips, tmp_path):
+    result = restyle("run", clips["pal"], "-o", tmp_path / "o.mp4", "--style", "3:0.5,12:0.5", "--strength", "0.8", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["frames"] == 75 and report["fps"] > 0
+    assert set(report["seconds"]) >= {"probe", "plan", "score", "assemble", "total"}
+    assert set(report["busy_s"]) == {"decode", "infer", "encode"}
+
+
+@pytest.mark.slow
+def test_kill_9_then_the_same_command_resumes_and_gives_the_same_video(tmp_path):
+    from restyle.media.sample import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", width=320, height=180, rate=25, seconds=6, keyframe_interval=25)
+    work = tmp_path / "work"
+    command = [*RESTYLE, "run", str(clip), "-o", str(tmp_path / "resumed.mp4"), "--work-dir", str(work),
+               "--chunk-seconds", "1", "--workers", "2", "--json"]
+    victim = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(work.glob("*/*.mp4")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    assert not (tmp_path / "resumed.mp4").exists()
+    finished = len(list(work.glob("*/*.mp4")))
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["chunks_reused"] >= finished >= 1
+    assert report["chunks_reused"] < report["chunks"]
+
+    fresh = restyle("run", clip, "-o", tmp_path / "fresh.mp4", "--chunk-seconds", "1", "--workers", "2", "-q")
+    assert fresh.returncode == 0, fresh.stderr
+    resumed_pts, resumed = decode_frames(tmp_path / "resumed.mp4")
+    fresh_pts, uninterrupted = decode_frames(tmp_path / "fresh.mp4")
+    assert resumed_pts == fresh_pts
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(resumed, uninterrupted))
+    assert packets(tmp_path / "resumed.mp4", "audio") == packets(clip, "audio")
+
+
+def test_styles_lists_and_draws_a_sheet(tmp_path):
+    listing = restyle("styles")
+    assert listing.returncode == 0 and "26 built-in styles" in listing.stdout
+    sheet = tmp_path / "sheet.png"
+    result = restyle("styles", "--sheet", sheet)
+    assert result.returncode == 0, result.stderr
+    from PIL import Image
+
+    assert Image.open(sheet).size[0] > 7 * 256
+
+
+def test_sample_makes_a_clip_with_sound(tmp_path):
+    result = restyle("sample", tmp_path / "s.mp4", "--seconds", "1", "--size", "160x90")
+    assert result.returncode == 0, result.stderr
+    assert len(decode_frames(tmp_path / "s.mp4")[0]) == 25
+    assert packets(tmp_path / "s.mp4", "audio")

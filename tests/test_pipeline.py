@@ -1,0 +1,103 @@
+"""End to end: real clips in, real videos out, checked frame by frame and packet by packet."""
+import numpy as np
+import pytest
+
+from restyle import ModelSpec, run
+from restyle.config import Settings
+from restyle.errors import OutputError
+from restyle.models import Runtime, load_model
+from tests.conftest import decode_frames, duration_s, packets, psnr
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("name", ["pal", "ntsc", "vfr", "fast", "silent"])
+def test_output_keeps_frames_timestamps_duration_and_audio(clips, settings, tmp_path, name):
+    source = clips[name]
+    output = tmp_path / "styled.mp4"
+    report = run(source, output, ModelSpec.styles("7"), settings=Settings(workers=2, threads=1, chunk_seconds=1))
+    in_pts, _ = decode_frames(source)
+    out_pts, frames = decode_frames(output)
+    assert report.frames == len(in_pts)
+    assert out_pts == in_pts  # same count, same timestamps: frame rate and VFR kept
+    assert duration_s(output) == pytest.approx(duration_s(source), abs=0.001)
+    assert packets(output, "audio") == packets(source, "audio")  # stream copy, bit-exact
+    assert report.chunks >= 2 and report.workers == 2
+    assert frames[0].shape == (180, 320, 3) or name == "fast"
+
+
+def test_rotation_metadata_is_kept(clips, settings, tmp_path):
+    output = tmp_path / "rotated.mp4"
+    run(clips["rotated"], output, ModelSpec.styles("1"), settings=settings)
+    import av
+
+    with av.open(str(output)) as container:
+        assert next(container.decode(video=0)).rotation == 90
+
+
+def test_odd_sizes_are_padded_to_even_for_yuv420p(clips, settings, tmp_path):
+    output = tmp_path / "odd.mp4"
+    report = run(clips["odd"], output, ModelSpec.styles("2"), settings=settings)
+    pts, frames = decode_frames(output)
+    assert len(pts) == 60
+    assert frames[0].shape == (138, 242, 3)
+    assert any("odd-sized" in note for note in report.notes)
+
+
+def test_output_frames_match_the_model_within_one_lossy_encode(clips, settings, tmp_path):
+    """Fidelity: our frames against the model's output on the same decoded frames."""
+    output = tmp_path / "styled.mp4"
+    run(clips["pal"], output, ModelSpec.styles("7"), settings=settings)
+    _, originals = decode_frames(clips["pal"])
+    _, ours = decode_frames(output)
+    model = load_model(ModelSpec.styles("7"), Runtime("cpu", threads=2))
+    scores = [psnr(model.predict(frame[None])[0], mine) for frame, mine in zip(originals[::5], ours[::5])]
+    assert np.mean(scores) >= 33.0, scores
+
+
+def test_style_image_and_onnx_models_run_end_to_end(clips, settings, tmp_path):
+    from PIL import Image
+
+    from tests.models.test_onnx import negative_model
+
+    picture = tmp_path / "picture.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(picture)
+    report = run(clips["silent"], tmp_path / "a.mp4", ModelSpec.with_style_image(picture), settings=settings)
+    assert report.frames == 48
+    model = negative_model(tmp_path / "neg.onnx")
+    run(clips["silent"], tmp_path / "b.mp4", ModelSpec.onnx(model), settings=settings)
+    _, originals = decode_frames(clips["silent"])
+    _, negatives = decode_frames(tmp_path / "b.mp4")
+    assert psnr(255 - originals[10], negatives[10]) > 30
+
+
+def test_mkv_output_and_a_refused_extension(clips, settings, tmp_path):
+    run(clips["pal"], tmp_path / "out.mkv", ModelSpec.styles("4"), settings=settings)
+    assert packets(tmp_path / "out.mkv", "audio") == packets(clips["pal"], "audio")
+    with pytest.raises(OutputError, match="use one of"):
+        run(clips["pal"], tmp_path / "out.avi", ModelSpec.styles("4"), settings=settings)
+
+
+def test_a_work_dir_makes_a_second_run_reuse_every_chunk(clips, settings, tmp_path):
+    work = tmp_path / "work"
+    first = run(clips["pal"], tmp_path / "1.mp4", ModelSpec.styles("5"), settings=settings, work_dir=work)
+    second = run(clips["pal"], tmp_path / "2.mp4", ModelSpec.styles("5"), settings=settings, work_dir=work)
+    assert first.chunks_reused == 0
+    assert second.chunks_reused == second.chunks == first.chunks
+    assert decode_frames(tmp_path / "1.mp4")[1][40].tobytes() == decode_frames(tmp_path / "2.mp4")[1][40].tobytes()
+    other = run(clips["pal"], tmp_path / "3.mp4", ModelSpec.styles("6"), settings=settings, work_dir=work)
+    assert other.chunks_reused == 0  # another style never reuses these segments
+
+
+def test_a_folder_of_images(tmp_path, settings):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((40 + i, 60, 3), 60 * i, np.uint8)).save(photos / f"p{i}.png")
+    (photos / "readme.txt").write_text("not an image")
+    report = run(photos, tmp_path / "styled", ModelSpec.styles("9"), settings=settings)
+    assert report.frames == 3
+    assert sorted(p.name for p in (tmp_path / "styled").iterdir()) == ["p0.png", "p1.png", "p2.png"]
+    assert Image.open(tmp_path / "styled" / "p1.png").size == (60, 41)
