@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     run.add_argument("--threads", type=int, help="model threads per worker (default: cores / workers)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the model runs (default auto)")
+    run.add_argument("--backend", choices=["auto", "onnxruntime", "openvino"], help="model runtime (default onnxruntime)")
+    run.add_argument("--precision", choices=["f32", "bf16"], help="bf16: faster on CPUs that have it, less exact (OpenVINO)")
     run.add_argument("--batch-size", type=int, help="frames per model call (default 1 on CPU, 8 on GPU)")
     run.add_argument("--crf", type=int, help="x264 quality, lower is better (default 18)")
     run.add_argument("--preset", help="x264 preset (default veryfast)")
@@ -100,6 +102,8 @@ def _run(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         device=args.device,
+        backend=args.backend,
+        precision=args.precision,
         batch_size=args.batch_size,
         crf=args.crf,
         preset=args.preset,

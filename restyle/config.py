@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     workers: int = Field(0, ge=0, description="worker processes; 0 picks one per core (memory allowing)")
     threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per worker; 0 picks cores / workers")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when onnxruntime has it")
+    backend: Literal["auto", "onnxruntime", "openvino"] = Field(
+        "auto", description="auto: onnxruntime, or OpenVINO when bf16 precision is asked for"
+    )
+    precision: Literal["f32", "bf16"] = Field(
+        "f32", description="bf16 (OpenVINO, CPUs with AVX-512 BF16/AMX): ~1.7x faster, 27-51 dB from f32"
+    )
     batch_size: int = Field(0, ge=0, description="frames per model call; 0 picks 1 on CPU, 8 on GPU")
 
     # -- plan ----------------------------------------------------------------

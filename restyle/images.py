@@ -86,5 +86,6 @@ def run_folder(
         duration_s=0.0,
         workers=engine.workers,
         threads=runtime.threads,
+        backend=runtime.backend_name,
         seconds={"score": round(total, 3), "total": round(total, 3)},
     )

@@ -13,15 +13,16 @@ WORKER_BASE_BYTES = 300 * 1024**2
 
 def choose_layout(settings: Settings, pixels: int) -> tuple[Runtime, int]:
     """(runtime, workers): the configured ones, or one single-threaded worker per core that memory holds."""
-    probe_runtime = Runtime(settings.device, 1, settings.batch_size)
+    probe_runtime = Runtime(settings.device, 1, settings.batch_size, settings.backend, settings.precision)
     cores = os.cpu_count() or 1
-    if probe_runtime.providers[0] == CUDA:
-        return Runtime(settings.device, settings.threads or cores, settings.batch_size), settings.workers or 1
+    if probe_runtime.backend_name == "onnxruntime" and probe_runtime.providers[0] == CUDA:
+        # One GPU: one worker feeding it batches, with every core for decoding and encoding.
+        return Runtime(settings.device, settings.threads or cores, settings.batch_size, settings.backend, settings.precision), settings.workers or 1
     per_worker = WORKER_BASE_BYTES + MODEL_BYTES_PER_PIXEL * pixels * max(1, settings.batch_size)
     workers, threads = default_layout(cores, _available_memory(), per_worker)
     workers = settings.workers or workers
     threads = settings.threads or max(1, cores // workers)
-    return Runtime(settings.device, threads, settings.batch_size), workers
+    return Runtime(settings.device, threads, settings.batch_size, settings.backend, settings.precision), workers
 
 
 def _available_memory() -> int | None:

@@ -119,6 +119,7 @@ def _run_video(input, output, model, settings, work_dir, engine, on_progress) ->
         duration_s=round(info.duration_s, 3),
         workers=engine.workers,
         threads=runtime.threads,
+        backend=runtime.backend_name,
         seconds={k: round(v, 3) for k, v in seconds.items()},
         busy_s={
             "decode": round(sum(r.decode_s for r in results), 3),

@@ -19,6 +19,7 @@ class RunReport:
     duration_s: float
     workers: int
     threads: int
+    backend: str  # the runtime that ran the model, e.g. "openvino" or "onnxruntime"
     seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per step
     busy_s: dict[str, float] = field(default_factory=dict)  # summed over chunks; overlapped, so > wall
     notes: list[str] = field(default_factory=list)
@@ -36,5 +37,5 @@ class RunReport:
         reused = f" ({self.chunks_reused} reused)" if self.chunks_reused else ""
         return (
             f"{self.output}: {self.frames} frames in {self.chunks} chunks{reused}, "
-            f"{self.seconds.get('total', 0):.1f}s, {self.fps:.2f} fps [{steps}] {self.workers}x{self.threads} {self.model}"
+            f"{self.seconds.get('total', 0):.1f}s, {self.fps:.2f} fps [{steps}] {self.workers}x{self.threads} {self.backend} {self.model}"
         )

@@ -18,20 +18,18 @@ class OnnxImageModel:
         path = Path(spec.onnx_path or "")
         if not path.is_file():
             raise ModelError(f"ONNX model not found: {path}")
-        self._session = runtime.session(str(path), path.name)
-        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+        self._session = runtime.session(path, path.name)
+        inputs = self._session.inputs
+        if len(inputs) != 1 or len(inputs[0][1]) != 4:
             raise ModelError(f"{path.name} is not an image->image model: it needs one NCHW input, it has {len(inputs)} inputs")
-        shape = inputs[0].shape
+        self._input, shape = inputs[0]
         if shape[1] not in (3, "3") and isinstance(shape[1], int):
             raise ModelError(f"{path.name} takes {shape[1]} channels; restyle feeds RGB (3 channels)")
-        self._input = inputs[0].name
-        self._output = outputs[0].name
         self._fixed_batch = isinstance(shape[0], int)
         self._fixed_size = (shape[3], shape[2]) if isinstance(shape[2], int) and isinstance(shape[3], int) else None
         self._range = spec.value_range
         self._strength = spec.strength
-        self.description = f"{path.name} on {self._session.get_providers()[0]}"
+        self.description = f"{path.name} on {self._session.provider}"
 
     def predict(self, frames: np.ndarray) -> np.ndarray:
         if self._fixed_batch:
@@ -45,7 +43,7 @@ class OnnxImageModel:
         x = frames if self._fixed_size is None else np.stack([_resize(f, self._fixed_size) for f in frames])
         x = x.astype(np.float32).transpose(0, 3, 1, 2) * np.float32(self._range / 255.0)
         try:
-            out = self._session.run([self._output], {self._input: np.ascontiguousarray(x)})[0]
+            out = self._session.run({self._input: np.ascontiguousarray(x)})[0]
         except Exception as exc:  # onnxruntime's errors are untyped
             raise ModelError(f"the model failed on a {w}x{h} frame: {exc}") from None
         if out.ndim != 4 or out.shape[1] != 3:

@@ -1,6 +1,8 @@
 """A contact sheet: every built-in style on one picture, labelled with its index."""
 from __future__ import annotations
 
+import os
+
 import av
 import numpy as np
 from PIL import Image, ImageDraw
@@ -17,7 +19,7 @@ def contact_sheet(picture: str | None = None) -> Image.Image:
     """Render all 26 styles on ``picture`` (default: a frame of FFmpeg's testsrc2 pattern)."""
     image = read_style_image(picture) if picture else _test_pattern()
     image.thumbnail((TILE, TILE), Image.LANCZOS)
-    runtime = Runtime("auto", threads=0)
+    runtime = Runtime("auto", threads=os.cpu_count() or 1)
     frame = np.asarray(image)[None]
     tiles = [("original", image)] + [
         (str(i), Image.fromarray(MultiStyle(ModelSpec.styles(i), runtime).predict(frame)[0])) for i in range(NUM_STYLES)

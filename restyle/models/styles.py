@@ -69,13 +69,13 @@ class MultiStyle:
         self._strength = spec.strength
         graph = onnx.load(str(_model_file("multistyle26")))
         graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
-        self._session = runtime.session(graph.SerializeToString(), "multistyle26")
-        self.description = f"multistyle26 style {spec.style} on {self._session.get_providers()[0]}"
+        self._session = runtime.session(graph, "multistyle26")
+        self.description = f"multistyle26 style {spec.style} on {self._session.provider}"
 
     def predict(self, frames: np.ndarray) -> np.ndarray:
         h, w = frames.shape[1:3]
         x = _pad(frames).astype(np.float32).transpose(0, 3, 1, 2) * np.float32(1 / 255)
-        out = self._session.run(None, {"image": np.ascontiguousarray(x), "style_weights": self._weights})[0]
+        out = self._session.run({"image": np.ascontiguousarray(x), "style_weights": self._weights})[0]
         restyled = to_uint8(out[:, :, :h, :w].transpose(0, 2, 3, 1))
         return blend(frames, restyled, self._strength)
 
@@ -85,18 +85,18 @@ class ArbitraryStyle:
 
     def __init__(self, spec: ModelSpec, runtime: Runtime):
         self._strength = spec.strength
-        predictor = runtime.session(str(_model_file("arbitrary_predict")), "arbitrary_predict")
+        predictor = runtime.session(_model_file("arbitrary_predict"), "arbitrary_predict")
         self._vector = _style_vector(predictor, read_style_image(spec.style_image or ""))
         graph = onnx.load(str(_model_file("arbitrary_transform")))
         self.dynamic = _make_spatial_dynamic(graph)
-        self._session = runtime.session(graph.SerializeToString(), "arbitrary_transform")
-        self._names = [i.name for i in self._session.get_inputs()]
+        self._session = runtime.session(graph, "arbitrary_transform")
+        self._names = [name for name, _ in self._session.inputs]
         if self.dynamic and not self._runs_at(72, 40):
             log.warning("arbitrary_transform did not run with dynamic sizes; falling back to 384x384 and upscaling")
             self.dynamic = False
-            self._session = runtime.session(str(_model_file("arbitrary_transform")), "arbitrary_transform")
+            self._session = runtime.session(_model_file("arbitrary_transform"), "arbitrary_transform")
         mode = "full resolution (dynamic graph)" if self.dynamic else "384x384, upscaled"
-        self.description = f"arbitrary style from {Path(spec.style_image or '').name} at {mode} on {self._session.get_providers()[0]}"
+        self.description = f"arbitrary style from {Path(spec.style_image or '').name} at {mode} on {self._session.provider}"
 
     def predict(self, frames: np.ndarray) -> np.ndarray:
         restyled = np.stack([self._one(frame) for frame in frames])  # the graph's batch dimension is fixed at 1
@@ -110,7 +110,7 @@ class ArbitraryStyle:
         return to_uint8(self._run(x)[0, :h, :w])
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self._names[0]: np.ascontiguousarray(x), self._names[1]: self._vector})[0]
+        return self._session.run({self._names[0]: np.ascontiguousarray(x), self._names[1]: self._vector})[0]
 
     def _runs_at(self, width: int, height: int) -> bool:
         try:
@@ -125,7 +125,7 @@ def _style_vector(predictor, picture: Image.Image) -> np.ndarray:
     left, top = (picture.width - side) // 2, (picture.height - side) // 2
     square = picture.crop((left, top, left + side, top + side)).resize((STYLE_SIZE, STYLE_SIZE), Image.LANCZOS)
     x = (np.asarray(square, dtype=np.float32) / 255.0)[None]
-    return predictor.run(None, {predictor.get_inputs()[0].name: x})[0].astype(np.float32)
+    return predictor.run({predictor.inputs[0][0]: x})[0].astype(np.float32)
 
 
 def _make_spatial_dynamic(graph: onnx.ModelProto) -> bool:

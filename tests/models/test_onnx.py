@@ -22,10 +22,11 @@ def frames():
     return np.random.default_rng(1).integers(0, 256, (3, 37, 51, 3), dtype=np.uint8)
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize("value_range", [1.0, 255.0])
-def test_any_onnx_model_runs_on_frames(tmp_path, frames, value_range):
+def test_any_onnx_model_runs_on_frames(tmp_path, frames, value_range, backend):
     path = negative_model(tmp_path / "neg.onnx", value_range=value_range)
-    model = load_model(ModelSpec.onnx(path, value_range=value_range), Runtime("cpu"))
+    model = load_model(ModelSpec.onnx(path, value_range=value_range), Runtime("cpu", backend=backend))
     assert np.array_equal(model.predict(frames), 255 - frames)
 
 

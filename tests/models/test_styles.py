@@ -7,6 +7,7 @@ from restyle.models import ModelSpec, Runtime, load_model
 from restyle.models.styles import ArbitraryStyle
 
 RUNTIME = Runtime("cpu", threads=2)
+BACKENDS = ["onnxruntime", "openvino"]  # CI installs both; OpenVINO is the optional extra
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +19,9 @@ def frames() -> np.ndarray:
     return np.stack([base, noisy])
 
 
-def test_multistyle_restyles_odd_sized_frames(frames):
-    model = load_model(ModelSpec.styles("7"), RUNTIME)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_multistyle_restyles_odd_sized_frames(frames, backend):
+    model = load_model(ModelSpec.styles("7"), Runtime("cpu", threads=2, backend=backend))
     out = model.predict(frames)
     assert out.shape == frames.shape and out.dtype == np.uint8
     assert np.abs(out.astype(int) - frames).mean() > 20  # really restyled, not passed through
@@ -46,11 +48,30 @@ def test_unknown_styles_are_refused(style):
         ModelSpec.styles(style).check()
 
 
-def test_style_image_runs_at_the_frames_own_size(frames, tmp_path):
+def test_openvino_gives_onnxruntimes_frames_within_40_db(frames):
+    from tests.conftest import psnr
+
+    ours = load_model(ModelSpec.styles("7"), Runtime("cpu", threads=2, backend="openvino")).predict(frames)
+    theirs = load_model(ModelSpec.styles("7"), Runtime("cpu", threads=2, backend="onnxruntime")).predict(frames)
+    assert psnr(ours, theirs) >= 40
+
+
+def test_bf16_runs_on_openvino_and_is_refused_on_onnxruntime(frames):
+    from tests.conftest import psnr
+
+    exact = load_model(ModelSpec.styles("7"), Runtime("cpu", threads=2)).predict(frames)
+    fast = load_model(ModelSpec.styles("7"), Runtime("cpu", threads=2, precision="bf16")).predict(frames)
+    assert 20 <= psnr(fast, exact)  # bf16 where the CPU has it (lossy), float32 elsewhere (exact)
+    with pytest.raises(ModelError, match="needs the openvino backend"):
+        Runtime("cpu", backend="onnxruntime", precision="bf16").backend_name
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_style_image_runs_at_the_frames_own_size(frames, tmp_path, backend):
     picture = tmp_path / "waves.png"
     yy, xx = np.mgrid[0:200, 0:300]
     Image.fromarray((np.stack([np.sin(xx / 7), np.cos(yy / 5), np.sin((xx + yy) / 11)], -1) * 127 + 128).astype(np.uint8)).save(picture)
-    model = load_model(ModelSpec.with_style_image(picture), RUNTIME)
+    model = load_model(ModelSpec.with_style_image(picture), Runtime("cpu", threads=2, backend=backend))
     assert isinstance(model, ArbitraryStyle) and model.dynamic  # the fixed 384x384 graph was made dynamic
     assert "full resolution" in model.description
     out = model.predict(frames)

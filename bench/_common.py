@@ -1,0 +1,121 @@
+"""Shared by the benchmarks: clips, model-only timing, process-tree memory, fidelity."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import av
+import numpy as np
+
+from restyle.models import ModelSpec, Runtime, load_model
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import onnxruntime
+
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}, PyAV {av.__version__}"
+
+
+def decode_all(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def _model_only_worker(args: tuple[ModelSpec, Runtime, list[np.ndarray]]) -> float:
+    spec, runtime, frames = args
+    model = load_model(spec, runtime)
+    model.predict(frames[0][None])  # warm-up: first call allocates
+    started = time.perf_counter()
+    for frame in frames:
+        model.predict(frame[None])
+    return time.perf_counter() - started
+
+
+def model_only_fps(spec: ModelSpec, frames: list[np.ndarray], processes: int, threads: int, **runtime: str) -> float:
+    """Frames already in memory; ``processes`` x ``threads``; the model's steady speed (load excluded)."""
+    shares = [frames[i::processes] for i in range(processes)]
+    with ProcessPoolExecutor(processes) as pool:
+        # Each worker times only its own frames, after its model is loaded and warm.
+        walls = list(pool.map(_model_only_worker, [(spec, Runtime("cpu", threads, **runtime), share) for share in shares]))
+    return len(frames) / max(walls)
+
+
+class PeakRSS:
+    """Samples the summed RSS of a process and all its descendants."""
+
+    def __init__(self, pid: int, every: float = 0.05):
+        self.pid, self.every, self.peak = pid, every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, sum(_rss(p) for p in _tree(self.pid)))
+            time.sleep(self.every)
+
+
+def _tree(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                todo += [int(c) for c in open(f"/proc/{current}/task/{task}/children").read().split()]
+        except OSError:
+            pass
+    return found
+
+
+def _rss(pid: int) -> int:
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_measured(command: list[str]) -> tuple[float, int]:
+    """(wall seconds, peak RSS of the whole process tree) of a command."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with PeakRSS(process.pid) as rss:
+        out, err = process.communicate()
+    if process.returncode:
+        raise SystemExit(f"{command[:3]} failed: {err[-2000:]}")
+    return time.perf_counter() - started, rss.peak
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def audio_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return []
+        return [bytes(p) for p in container.demux(container.streams.audio[0]) if p.size]
