@@ -123,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     try:
-        report = run(args.input, args.output, spec, settings=settings, work_dir=args.work_dir, on_progress=progress)
+        report = run(args.input, args.output, spec, settings=settings, work=args.work_dir, on_progress=progress)
     finally:
         if bar is not None:
             bar.close()

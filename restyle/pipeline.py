@@ -9,15 +9,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from restyle.config import Settings, load_settings
 from restyle.engines import Engine, LocalEngine
-from restyle.errors import OutputError, WorkDirError
+from restyle.errors import OutputError, RestyleError, WorkDirError
 from restyle.media.assemble import assemble, container_for
 from restyle.media.chunks import plan_chunks
 from restyle.media.encode import EncodeSpec
@@ -26,10 +26,15 @@ from restyle.models.base import ModelSpec
 from restyle.layout import choose_layout
 from restyle.report import RunReport
 from restyle.score import ChunkResult, ChunkTask, score_chunk
+from restyle.stores.segments import FolderSegments, SegmentStore
 
 log = logging.getLogger("restyle")
 
 Progress = Callable[[int, int], None]  # (frames done, frames in all)
+
+
+class Cancelled(RestyleError):
+    """The run was cancelled; finished chunks are kept."""
 
 
 def run(
@@ -38,20 +43,38 @@ def run(
     model: ModelSpec,
     *,
     settings: Settings | None = None,
-    work_dir: str | Path | None = None,
+    work: str | Path | SegmentStore | None = None,
+    input_id: str | None = None,
     engine: Engine | None = None,
     on_progress: Progress | None = None,
+    on_chunk: Callable[[ChunkResult], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> RunReport:
-    """Restyle ``input`` (a video, or a folder of images) into ``output`` with ``model``."""
+    """Restyle ``input`` (a video, or a folder of images) into ``output`` with ``model``.
+
+    ``work`` keeps finished chunks (a folder, or any SegmentStore) so that running again
+    resumes; without it they live in a temporary folder, removed at the end. Segments are
+    filed under a key made of the input (``input_id``, or its path, size and mtime), the
+    model and the encoding, so different settings never mix.
+    """
     settings = settings or load_settings()
     if Path(input).is_dir():
         from restyle.images import run_folder
 
         return run_folder(Path(input), Path(output), model, settings=settings, engine=engine, on_progress=on_progress)
-    return _run_video(Path(input), Path(output), model, settings, work_dir, engine, on_progress)
+    temporary = work is None
+    if work is None:
+        work = FolderSegments(Path(tempfile.mkdtemp(prefix="restyle-")))
+    elif isinstance(work, (str, Path)):
+        work = FolderSegments(_usable_folder(Path(work)))
+    try:
+        return _run_video(Path(input), Path(output), model, settings, work, input_id, engine, on_progress, on_chunk, cancel)
+    finally:
+        if temporary:
+            work.discard()
 
 
-def _run_video(input, output, model, settings, work_dir, engine, on_progress) -> RunReport:
+def _run_video(input, output, model, settings, segments, input_id, engine, on_progress, on_chunk, cancel) -> RunReport:
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     check_output(input, output)
@@ -75,29 +98,35 @@ def _run_video(input, output, model, settings, work_dir, engine, on_progress) ->
         pix_fmt=settings.pix_fmt,
         threads=settings.encoder_threads,
     )
-    temporary_work = work_dir is None
-    job_dir = _job_dir(Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="restyle-")), info, model, encode)
-    tasks = [ChunkTask(info.path, info.video_index, c, encode, str(job_dir / f"{c.name}.mp4")) for c in chunks]
-    todo = [t for t in tasks if not Path(t.segment_path).is_file()]
+    key = _work_key(info, input_id, model, encode)
+    names = {c.index: f"{key}/{c.name}.mp4" for c in chunks}
+    tasks = [ChunkTask(info.path, info.video_index, c, encode, str(segments.local_path(names[c.index]))) for c in chunks]
+    todo = [t for t in tasks if not segments.has(names[t.chunk.index])]
     seconds["plan"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     done = sum(t.chunk.frame_count for t in tasks if t not in todo)
     progress = _counter(done, info.frame_count, on_progress)
-    results: list[ChunkResult] = list(engine.map(score_chunk, model, runtime, todo, progress))
+    results: list[ChunkResult] = []
+    for result in engine.map(score_chunk, model, runtime, todo, progress):
+        segments.keep(names[result.index])
+        results.append(result)
+        if on_chunk:
+            on_chunk(result)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"cancelled after {len(results)} of {len(todo)} chunks; finished chunks are kept")
     seconds["score"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     partial = output.with_name(f".{output.name}.partial")
     try:
-        assembled = assemble(info, [(t.chunk, Path(t.segment_path)) for t in tasks], partial, muxer)
+        stored = [(t.chunk, segments.fetch(names[t.chunk.index])) for t in tasks]
+        assembled = assemble(info, stored, partial, muxer)
         os.replace(partial, output)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     seconds["assemble"] = time.perf_counter() - clock
-    if temporary_work:
-        shutil.rmtree(job_dir.parent, ignore_errors=True)
     seconds["total"] = time.perf_counter() - started
 
     notes = list(assembled.dropped_streams)
@@ -139,22 +168,27 @@ def check_output(input: Path, output: Path) -> None:
     parent = output.parent
     if not parent.is_dir():
         raise OutputError(f"cannot write {output}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"cannot write {output}: folder {parent} is not writable")
-
-
-def _job_dir(work_dir: Path, info: VideoInfo, model: ModelSpec, encode: EncodeSpec) -> Path:
-    """A folder per (input, model, encoding): segments from different settings never mix."""
-    stat = Path(info.path).stat()
-    key = hashlib.sha256(
-        f"{Path(info.path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{model.fingerprint()}|{encode}".encode()
-    ).hexdigest()[:16]
-    job_dir = work_dir / key
-    try:
-        job_dir.mkdir(parents=True, exist_ok=True)
+    try:  # os.access says yes to root on read-only mounts; a real file says the truth
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{output.name}.", suffix=".check"):
+            pass
     except OSError as exc:
-        raise WorkDirError(f"cannot use work directory {work_dir}: {exc}") from None
-    return job_dir
+        raise OutputError(f"cannot write {output}: folder {parent} is not writable ({exc.strerror})") from None
+
+
+def _work_key(info: VideoInfo, input_id: str | None, model: ModelSpec, encode: EncodeSpec) -> str:
+    """One key per (input, model, encoding): segments made with other settings are never reused."""
+    if input_id is None:
+        stat = Path(info.path).stat()
+        input_id = f"{Path(info.path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return hashlib.sha256(f"{input_id}|{model.fingerprint()}|{encode}".encode()).hexdigest()[:16]
+
+
+def _usable_folder(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WorkDirError(f"cannot use work directory {folder}: {exc.strerror}") from None
+    return folder
 
 
 def _counter(done: int, total: int, on_progress: Progress | None) -> Callable[[int], None]:

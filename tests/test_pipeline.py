@@ -80,12 +80,12 @@ def test_mkv_output_and_a_refused_extension(clips, settings, tmp_path):
 
 def test_a_work_dir_makes_a_second_run_reuse_every_chunk(clips, settings, tmp_path):
     work = tmp_path / "work"
-    first = run(clips["pal"], tmp_path / "1.mp4", ModelSpec.styles("5"), settings=settings, work_dir=work)
-    second = run(clips["pal"], tmp_path / "2.mp4", ModelSpec.styles("5"), settings=settings, work_dir=work)
+    first = run(clips["pal"], tmp_path / "1.mp4", ModelSpec.styles("5"), settings=settings, work=work)
+    second = run(clips["pal"], tmp_path / "2.mp4", ModelSpec.styles("5"), settings=settings, work=work)
     assert first.chunks_reused == 0
     assert second.chunks_reused == second.chunks == first.chunks
     assert decode_frames(tmp_path / "1.mp4")[1][40].tobytes() == decode_frames(tmp_path / "2.mp4")[1][40].tobytes()
-    other = run(clips["pal"], tmp_path / "3.mp4", ModelSpec.styles("6"), settings=settings, work_dir=work)
+    other = run(clips["pal"], tmp_path / "3.mp4", ModelSpec.styles("6"), settings=settings, work=work)
     assert other.chunks_reused == 0  # another style never reuses these segments
 
 

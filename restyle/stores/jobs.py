@@ -1,0 +1,358 @@
+"""The job store: jobs and workers in SQL (SQLite in WAL mode by default, PostgreSQL at scale).
+
+A job's life: ``uploading`` (a presigned upload not landed yet) -> ``queued`` ->
+``running`` (a worker holds a lease and heartbeats) -> ``succeeded`` | ``failed`` (a
+reason a person can read) | ``dead`` (attempts used up) | ``cancelled``. A job whose
+worker stops heartbeating is taken again when its lease runs out. The same object
+(key + etag) never makes two jobs: a unique constraint says so, not a lookup.
+"""
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from restyle.errors import RestyleError
+
+ACTIVE = ("uploading", "queued", "running")
+FINAL = ("succeeded", "failed", "dead", "cancelled")
+
+
+class JobStoreError(RestyleError):
+    """The job store cannot be reached or refused an operation."""
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class JobRow(_Base):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("input_key", "input_etag", name="one_job_per_object_version"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    input_key: Mapped[str] = mapped_column(String(600))
+    input_etag: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_until: Mapped[float] = mapped_column(Float, default=0.0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    output_key: Mapped[str | None] = mapped_column(String(600), nullable=True)
+    frames_done: Mapped[int] = mapped_column(Integer, default=0)
+    frames_total: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_total: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_scored: Mapped[int] = mapped_column(Integer, default=0)  # over every attempt
+    figures: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class WorkerRow(_Base):
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[float] = mapped_column(Float)
+    heartbeat_at: Mapped[float] = mapped_column(Float)
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    frames_scored: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_scored: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ChunkRow(_Base):
+    """One scored chunk: the data behind the latency histogram and the per-job figures."""
+
+    __tablename__ = "chunks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    chunk: Mapped[int] = mapped_column(Integer)
+    worker_id: Mapped[str] = mapped_column(String(128))
+    frames: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    at: Mapped[float] = mapped_column(Float)
+
+
+@dataclass
+class Job:
+    """A job as the API and workers see it."""
+
+    id: str
+    owner: str
+    state: str
+    input_key: str
+    input_etag: str | None
+    params: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    reason: str | None
+    output_key: str | None
+    frames_done: int
+    frames_total: int
+    chunks_done: int
+    chunks_total: int
+    chunks_scored: int
+    lease_owner: str | None
+    cancel_requested: bool
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, row: JobRow) -> Job:
+        return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
+
+    @property
+    def chunks_redone(self) -> int:
+        """Chunks scored more than once: finished work that was lost (the target is 0)."""
+        return max(0, self.chunks_scored - self.chunks_total) if self.state == "succeeded" else 0
+
+
+@dataclass
+class Worker:
+    id: str
+    host: str
+    started_at: float
+    heartbeat_at: float
+    job_id: str | None
+    frames_scored: int
+    chunks_scored: int
+
+
+class JobStore:
+    """Jobs and workers in the database at ``url`` (``sqlite:///path.db`` or ``postgresql+psycopg://...``)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        try:
+            self.engine = create_engine(url, pool_pre_ping=True)
+        except Exception as exc:  # noqa: BLE001 - a bad URL or a missing driver
+            raise JobStoreError(f"cannot use job store {url}: {exc}") from None
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        try:
+            _Base.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise JobStoreError(f"cannot reach job store {url}: {exc.orig}") from None
+
+    # -- creating ------------------------------------------------------------
+
+    def create(self, owner: str, input_key: str, input_etag: str | None, params: dict, *, max_attempts: int = 3,
+               state: str = "queued") -> tuple[Job, bool]:
+        """(job, created): the job for this object version; an existing one if it was made before."""
+        now = time.time()
+        row = JobRow(id=uuid.uuid4().hex[:12], owner=owner, state=state, input_key=input_key, input_etag=input_etag,
+                     params=params, max_attempts=max_attempts, created_at=now, updated_at=now)
+        try:
+            with self._session.begin() as session:
+                session.add(row)
+            return Job.of(row), True
+        except IntegrityError:
+            existing = self.find(input_key, input_etag)
+            if existing is None:
+                raise
+            return existing, False
+
+    def find(self, input_key: str, input_etag: str | None) -> Job | None:
+        with self._session() as session:
+            query = select(JobRow).where(JobRow.input_key == input_key)
+            query = query.where(JobRow.input_etag.is_(None) if input_etag is None else JobRow.input_etag == input_etag)
+            row = session.scalars(query.order_by(JobRow.created_at.desc())).first()
+            return Job.of(row) if row else None
+
+    def landed(self, input_key: str, input_etag: str) -> Job | None:
+        """An awaited upload has landed: its job gets the etag and joins the queue."""
+        with self._session.begin() as session:
+            row = session.scalars(
+                select(JobRow).where(JobRow.input_key == input_key, JobRow.state == "uploading").with_for_update()
+            ).first()
+            if row is None:
+                return None
+            row.input_etag, row.state, row.updated_at = input_etag, "queued", time.time()
+            return Job.of(row)
+
+    # -- reading -------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        with self._session() as session:
+            row = session.get(JobRow, job_id)
+            return Job.of(row) if row else None
+
+    def list(self, owner: str | None = None, limit: int = 100, states: tuple[str, ...] | None = None) -> list[Job]:
+        with self._session() as session:
+            query = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
+            if owner is not None:
+                query = query.where(JobRow.owner == owner)
+            if states:
+                query = query.where(JobRow.state.in_(states))
+            return [Job.of(row) for row in session.scalars(query)]
+
+    def counts(self) -> dict[str, int]:
+        with self._session() as session:
+            rows = session.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
+            return {state: count for state, count in rows}
+
+    # -- working -------------------------------------------------------------
+
+    def claim(self, worker_id: str, lease_s: float) -> Job | None:
+        """Take the oldest queued job, or a running one whose lease ran out; None when there is none."""
+        now = time.time()
+        with self._session() as session:
+            candidates = session.scalars(
+                select(JobRow.id)
+                .where((JobRow.state == "queued") | ((JobRow.state == "running") & (JobRow.lease_until < now)))
+                .order_by(JobRow.created_at)
+                .limit(20)
+            ).all()
+        for job_id in candidates:
+            with self._session.begin() as session:
+                # Compare-and-set: of two workers racing for a job, exactly one updates the row.
+                taken = session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id)
+                    .where((JobRow.state == "queued") | ((JobRow.state == "running") & (JobRow.lease_until < now)))
+                    .values(state="running", lease_owner=worker_id, lease_until=now + lease_s,
+                            attempts=JobRow.attempts + 1, updated_at=now)
+                ).rowcount
+            if not taken:
+                continue
+            job = self.get(job_id)
+            if job and job.attempts > job.max_attempts:
+                self._end(job_id, worker_id, "dead", f"gave up after {job.max_attempts} attempts: {job.reason or 'its workers were lost'}")
+                continue
+            return job
+        return None
+
+    def heartbeat(self, job_id: str, worker_id: str, lease_s: float, **progress: int) -> bool:
+        """Extend the lease and record progress; False if the lease is lost or a cancel was asked for."""
+        now = time.time()
+        with self._session.begin() as session:
+            held = session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.lease_owner == worker_id, JobRow.state == "running")
+                .values(lease_until=now + lease_s, updated_at=now, **progress)
+            ).rowcount
+            cancel = session.scalar(select(JobRow.cancel_requested).where(JobRow.id == job_id))
+        return bool(held) and not cancel
+
+    def chunk_done(self, job_id: str, worker_id: str, chunk: int, frames: int, seconds: float) -> None:
+        with self._session.begin() as session:
+            session.add(ChunkRow(job_id=job_id, chunk=chunk, worker_id=worker_id, frames=frames, seconds=seconds, at=time.time()))
+            session.execute(update(JobRow).where(JobRow.id == job_id).values(chunks_scored=JobRow.chunks_scored + 1))
+            session.execute(
+                update(WorkerRow)
+                .where(WorkerRow.id == worker_id)
+                .values(frames_scored=WorkerRow.frames_scored + frames, chunks_scored=WorkerRow.chunks_scored + 1)
+            )
+
+    def succeed(self, job_id: str, worker_id: str, output_key: str, figures: dict) -> None:
+        self._end(job_id, worker_id, "succeeded", None, output_key=output_key, figures=figures)
+
+    def fail(self, job_id: str, worker_id: str, reason: str, *, retry: bool) -> str:
+        """Record a failure; a retryable one goes back to the queue until attempts run out. Returns the new state."""
+        job = self.get(job_id)
+        if job is None:
+            return "missing"
+        if retry and job.attempts < job.max_attempts:
+            state = "queued"
+        elif retry:
+            state, reason = "dead", f"gave up after {job.attempts} attempts: {reason}"
+        else:
+            state = "failed"
+        if state == "queued":
+            with self._session.begin() as session:
+                session.execute(
+                    update(JobRow).where(JobRow.id == job_id, JobRow.lease_owner == worker_id)
+                    .values(state="queued", lease_owner=None, lease_until=0.0, reason=reason, updated_at=time.time())
+                )
+        else:
+            self._end(job_id, worker_id, state, reason)
+        return state
+
+    def cancel(self, job_id: str) -> Job | None:
+        """Cancel: at once if it has not started, at the next chunk boundary if it has."""
+        with self._session.begin() as session:
+            row = session.get(JobRow, job_id, with_for_update=True)
+            if row is None:
+                return None
+            if row.state in ("uploading", "queued"):
+                row.state, row.reason, row.finished_at = "cancelled", "cancelled before it started", time.time()
+            elif row.state == "running":
+                row.cancel_requested = True
+            row.updated_at = time.time()
+            return Job.of(row)
+
+    def cancelled(self, job_id: str, worker_id: str) -> None:
+        self._end(job_id, worker_id, "cancelled", "cancelled while running; finished chunks were discarded")
+
+    def _end(self, job_id: str, worker_id: str, state: str, reason: str | None, **values: Any) -> None:
+        now = time.time()
+        with self._session.begin() as session:
+            session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.lease_owner == worker_id)
+                .values(state=state, reason=reason, finished_at=now, updated_at=now, lease_owner=None, lease_until=0.0, **values)
+            )
+
+    # -- workers -------------------------------------------------------------
+
+    def worker_alive(self, worker_id: str, job_id: str | None) -> None:
+        now = time.time()
+        with self._session.begin() as session:
+            row = session.get(WorkerRow, worker_id)
+            if row is None:
+                session.add(WorkerRow(id=worker_id, host=socket.gethostname(), started_at=now, heartbeat_at=now, job_id=job_id))
+            else:
+                row.heartbeat_at, row.job_id = now, job_id
+
+    def workers(self) -> list[Worker]:
+        with self._session() as session:
+            rows = session.scalars(select(WorkerRow).order_by(WorkerRow.heartbeat_at.desc()))
+            return [Worker(r.id, r.host, r.started_at, r.heartbeat_at, r.job_id, r.frames_scored, r.chunks_scored) for r in rows]
+
+    def chunk_seconds(self, since: float = 0.0) -> list[float]:
+        with self._session() as session:
+            return list(session.scalars(select(ChunkRow.seconds).where(ChunkRow.at >= since)))
+
+    def frames_scored(self) -> int:
+        with self._session() as session:
+            return int(session.scalar(select(func.coalesce(func.sum(ChunkRow.frames), 0))) or 0)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cursor.execute("PRAGMA busy_timeout=10000")  # several worker processes share one file
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

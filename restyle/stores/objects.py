@@ -1,0 +1,158 @@
+"""Object stores through fsspec: a local folder by default, any S3-compatible server at scale.
+
+restyle uses two: the **data** store (``inbox/`` where videos land, ``outbox/`` where
+results go; users may reach it) and the **system** store (work areas, logs; users never
+reach it through the API). Keys are checked before they touch a path: nothing escapes
+the store's root.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlencode
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from restyle.errors import RestyleError
+
+MAX_KEY_LENGTH = 512
+
+
+class StoreError(RestyleError):
+    """The object store refused or failed an operation."""
+
+
+class BadKey(StoreError):
+    """An object key that could name something outside the store."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str  # changes whenever the object's content may have: the idempotency key of a job
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a plain relative key; raise BadKey otherwise."""
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise BadKey(f"object key must be 1 to {MAX_KEY_LENGTH} characters")
+    if "\x00" in key or any(ord(c) < 32 for c in key) or "\\" in key:
+        raise BadKey("object key holds control characters or backslashes")
+    path = PurePosixPath(key)
+    if path.is_absolute() or any(part in ("..", ".") for part in path.parts) or key.endswith("/"):
+        raise BadKey(f"object key {key[:80]!r} is not a plain relative name")
+    return key
+
+
+class ObjectStore:
+    """One bucket (or folder) with keys under it. ``url`` is ``/a/folder``, ``file:///a/folder`` or ``s3://bucket/prefix``."""
+
+    def __init__(self, url: str, **options: object):
+        self.url = url
+        try:
+            self.fs, root = url_to_fs(url, **options)
+        except (ImportError, ValueError) as exc:
+            raise StoreError(f"cannot use object store {url}: {exc} (for s3:// URLs: pip install 'restyle[s3]')") from None
+        self.root = root.rstrip("/")
+        self.is_local = isinstance(self.fs, fsspec.implementations.local.LocalFileSystem)
+        if self.is_local:
+            self.fs.makedirs(self.root, exist_ok=True)
+
+    def path(self, key: str) -> str:
+        return f"{self.root}/{check_key(key)}"
+
+    def put_file(self, local: Path, key: str) -> ObjectInfo:
+        target = self.path(key)
+        self._call(self.fs.makedirs, target.rsplit("/", 1)[0], exist_ok=True) if self.is_local else None
+        self._call(self.fs.put_file, str(local), target)
+        return self.info(key)
+
+    def put_bytes(self, data: bytes, key: str) -> None:
+        target = self.path(key)
+        if self.is_local:
+            self._call(self.fs.makedirs, target.rsplit("/", 1)[0], exist_ok=True)
+        self._call(self.fs.pipe_file, target, data)
+
+    def get_file(self, key: str, local: Path) -> None:
+        self._call(self.fs.get_file, self.path(key), str(local))
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._call(self.fs.cat_file, self.path(key))
+
+    def exists(self, key: str) -> bool:
+        self.fs.invalidate_cache()
+        return bool(self._call(self.fs.exists, self.path(key)))
+
+    def info(self, key: str) -> ObjectInfo:
+        self.fs.invalidate_cache()
+        return self._info(self._call(self.fs.info, self.path(key)))
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        """Every object under ``prefix`` (a folder-like key ending in /), depth first."""
+        base = f"{self.root}/{prefix.strip('/')}"
+        self.fs.invalidate_cache()
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StoreError(f"cannot list {self.url}/{prefix}: {exc}") from None
+        return sorted((self._info(entry) for entry in found.values() if entry.get("type") != "directory"), key=lambda o: o.key)
+
+    def delete(self, key_or_prefix: str, recursive: bool = False) -> None:
+        target = f"{self.root}/{key_or_prefix.strip('/')}" if recursive else self.path(key_or_prefix)
+        try:
+            self.fs.rm(target, recursive=recursive)
+        except FileNotFoundError:
+            pass
+
+    def presign(self, key: str, expires_s: int) -> str | None:
+        """A URL that fetches ``key`` without a token until it expires; None for a local folder (the API signs those)."""
+        if self.is_local:
+            return None
+        return self._call(self.fs.sign, self.path(key), expiration=expires_s)
+
+    def _info(self, entry: dict) -> ObjectInfo:
+        name = entry["name"]
+        key = name[len(self.root) + 1 :] if name.startswith(self.root + "/") else name
+        etag = entry.get("ETag") or entry.get("etag") or entry.get("VersionId")
+        if not etag:  # a local file: its size and modification time stand for its content
+            etag = f"{entry.get('size', 0)}-{int(float(entry.get('mtime', 0) or 0) * 1e6)}"
+        return ObjectInfo(key=key, size=int(entry.get("size") or 0), etag=str(etag).strip('"'))
+
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except FileNotFoundError:
+            raise StoreError(f"no object {args[0] if args else ''} in {self.url}") from None
+        except OSError as exc:
+            raise StoreError(f"object store {self.url} failed: {exc}") from None
+
+
+def open_store(url: str, settings) -> ObjectStore:
+    """A store for ``url`` with the S3 endpoint and credentials from settings when it is s3://."""
+    if url.startswith("s3://"):
+        options: dict = {"client_kwargs": {}, "config_kwargs": {"signature_version": "s3v4"}}
+        if settings.s3_endpoint_url:
+            options["client_kwargs"]["endpoint_url"] = settings.s3_endpoint_url
+        if settings.s3_region:
+            options["client_kwargs"]["region_name"] = settings.s3_region
+        if settings.s3_access_key:
+            options["key"], options["secret"] = settings.s3_access_key, settings.s3_secret_key
+        return ObjectStore(url, **options)
+    return ObjectStore(url)
+
+
+def sign_local(secret: str, key: str, expires_at: int) -> str:
+    """The signature of a local-store download link (the API's stand-in for S3 presigning)."""
+    return hmac.new(secret.encode(), f"{key}\n{expires_at}".encode(), hashlib.sha256).hexdigest()
+
+
+def local_link(base_url: str, secret: str, key: str, expires_s: int) -> str:
+    expires_at = int(time.time()) + expires_s
+    return f"{base_url}/files/{key}?" + urlencode({"expires": expires_at, "signature": sign_local(secret, key, expires_at)})
