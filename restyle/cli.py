@@ -70,6 +70,37 @@ def _parser() -> argparse.ArgumentParser:
     styles.add_argument("--image", metavar="PICTURE", help="the picture for the sheet (default: a frame of FFmpeg's test pattern)")
     styles.set_defaults(command=_styles)
 
+    serve = sub.add_parser("serve", help="API + dashboard + inbox trigger + workers on this machine")
+    serve.add_argument("--host", help="default 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default 8000")
+    serve.add_argument("--workers", type=int, dest="local_workers", help="worker processes to start (default 1)")
+    serve.set_defaults(command=_serve)
+
+    worker = sub.add_parser("worker", help="take jobs from the job store and run them (any number, any machine)")
+    worker.set_defaults(command=_worker)
+
+    submit = sub.add_parser("submit", help="upload a video to a running service")
+    submit.add_argument("video")
+    submit.add_argument("--style", default="0")
+    submit.add_argument("--strength", type=float, default=1.0)
+    submit.add_argument("--wait", action="store_true", help="wait for the job to end; with -o, download the output")
+    submit.add_argument("-o", "--output", help="with --wait: where to save the output")
+    _service_options(submit)
+    submit.set_defaults(command=_submit)
+
+    jobs = sub.add_parser("jobs", help="list jobs on a running service")
+    jobs.add_argument("--state", help="only jobs in this state")
+    _service_options(jobs)
+    jobs.set_defaults(command=_jobs)
+
+    job = sub.add_parser("job", help="one job: state, progress, figures; --log (admins), --download, --cancel")
+    job.add_argument("id")
+    job.add_argument("--log", action="store_true", help="print the job's log (admins only)")
+    job.add_argument("--download", metavar="FILE", help="save the output here")
+    job.add_argument("--cancel", action="store_true")
+    _service_options(job)
+    job.set_defaults(command=_job)
+
     sample = sub.add_parser("sample", help="make a sample clip (FFmpeg test pattern and a tone) to try restyle on")
     sample.add_argument("output", nargs="?", default="sample.mp4")
     sample.add_argument("--size", default="640x360", help="WIDTHxHEIGHT (default 640x360)")
@@ -146,6 +177,80 @@ def _styles(args: argparse.Namespace) -> int:
     contact_sheet(picture).save(args.sheet)
     print(f"wrote {args.sheet}")
     return 0
+
+
+def _service_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", help="the service's URL (default RESTYLE_SERVER or this machine's)")
+    parser.add_argument("--token", help="bearer token (default RESTYLE_TOKEN or this machine's admin token)")
+
+
+def _client(args: argparse.Namespace):
+    from restyle.service.client import Client
+
+    return Client.from_settings(load_settings(), args.server, args.token)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from restyle.service.serve import serve
+
+    serve(load_settings(host=args.host, port=args.port, local_workers=args.local_workers))
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from restyle.service.serve import work
+
+    work(load_settings())
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    import time
+
+    client = _client(args)
+    job = client.submit(Path(args.video), style=args.style, strength=args.strength)
+    print(f"job {job['id']}: {job['state']}")
+    if not args.wait:
+        return 0
+    while job["state"] in ("uploading", "queued", "running"):
+        time.sleep(1)
+        job = client.job(job["id"])
+    print(_describe_job(job))
+    if job["state"] != "succeeded":
+        return EXIT_ERROR
+    if args.output:
+        client.download(job["id"], Path(args.output))
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    for job in _client(args).jobs(args.state):
+        print(_describe_job(job))
+    return 0
+
+
+def _job(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.cancel:
+        client.cancel(args.id)
+    if args.log:
+        print(client.log(args.id), end="")
+        return 0
+    job = client.job(args.id)
+    print(json.dumps(job, indent=2))
+    if args.download:
+        client.download(args.id, Path(args.download))
+        print(f"wrote {args.download}")
+    elif job["state"] == "succeeded":
+        print(f"download: {client.output_link(args.id)['url']}")
+    return 0
+
+
+def _describe_job(job: dict) -> str:
+    progress = job["progress"]
+    line = f"{job['id']}  {job['state']:<10} {progress['frames_done']}/{progress['frames_total']} frames  {job['input']}"
+    return line + (f"  ({job['reason']})" if job.get("reason") else "")
 
 
 def _sample(args: argparse.Namespace) -> int:

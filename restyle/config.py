@@ -60,6 +60,50 @@ class Settings(BaseSettings):
     max_pixels: int = Field(4096 * 2304, gt=0, description="width x height of one frame")
     max_frames: int = Field(1_000_000, gt=0)
 
+    # -- service: stores ----------------------------------------------------
+    home: Path = Field(Path.home() / ".restyle", description="where the embedded stores live")
+    data_url: str = Field("", description="data store (inbox/, outbox/); default: a folder under home")
+    system_url: str = Field("", description="system store (work, logs, stills); default: a folder under home")
+    database_url: str = Field("", description="job store; default: SQLite under home")
+    s3_endpoint_url: str = Field("", description="for s3:// stores that are not AWS, e.g. http://127.0.0.1:8333")
+    s3_region: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+
+    # -- service: API ---------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = Field("", description="how users reach the API, for links; default http://host:port")
+    tokens: str = Field(
+        "", description="bearer tokens, comma-separated NAME:ROLE:SECRET (ROLE admin or submitter); none: an admin token is made in home"
+    )
+    link_seconds: int = Field(3600, gt=0, description="how long a presigned download or upload link works")
+    max_upload_bytes: int = Field(2 * 1024**3, gt=0)
+
+    # -- service: jobs and workers --------------------------------------------
+    local_workers: int = Field(1, ge=0, description="worker processes that restyle serve starts")
+    lease_seconds: float = Field(30.0, gt=0, description="a job whose worker is silent this long is taken again")
+    max_attempts: int = Field(3, ge=1)
+    poll_seconds: float = Field(2.0, gt=0, description="how often the trigger lists the inbox and idle workers look for jobs")
+    default_style: str = Field("0", description="style for jobs made from files dropped in the inbox")
+    default_strength: float = Field(1.0, ge=0, le=1)
+
+    @property
+    def data(self) -> str:
+        return self.data_url or str(self.home / "data")
+
+    @property
+    def system(self) -> str:
+        return self.system_url or str(self.home / "system")
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'jobs.db'}"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -48,11 +48,14 @@ def run(
     engine: Engine | None = None,
     on_progress: Progress | None = None,
     on_chunk: Callable[[ChunkResult], None] | None = None,
+    on_plan: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> RunReport:
     """Restyle ``input`` (a video, or a folder of images) into ``output`` with ``model``.
 
-    ``work`` keeps finished chunks (a folder, or any SegmentStore) so that running again
+    ``on_plan(chunks, reused)`` hears the plan, ``on_progress(frames done, frames)`` the
+    frames as they are encoded and ``on_chunk`` each finished chunk; setting ``cancel``
+    stops the run at the next chunk. ``work`` keeps finished chunks (a folder, or any SegmentStore) so that running again
     resumes; without it they live in a temporary folder, removed at the end. Segments are
     filed under a key made of the input (``input_id``, or its path, size and mtime), the
     model and the encoding, so different settings never mix.
@@ -68,13 +71,14 @@ def run(
     elif isinstance(work, (str, Path)):
         work = FolderSegments(_usable_folder(Path(work)))
     try:
-        return _run_video(Path(input), Path(output), model, settings, work, input_id, engine, on_progress, on_chunk, cancel)
+        return _run_video(Path(input), Path(output), model, settings, work, input_id, engine,
+                          on_progress, on_chunk, on_plan, cancel)
     finally:
         if temporary:
             work.discard()
 
 
-def _run_video(input, output, model, settings, segments, input_id, engine, on_progress, on_chunk, cancel) -> RunReport:
+def _run_video(input, output, model, settings, segments, input_id, engine, on_progress, on_chunk, on_plan, cancel) -> RunReport:
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     check_output(input, output)
@@ -103,6 +107,8 @@ def _run_video(input, output, model, settings, segments, input_id, engine, on_pr
     tasks = [ChunkTask(info.path, info.video_index, c, encode, str(segments.local_path(names[c.index]))) for c in chunks]
     todo = [t for t in tasks if not segments.has(names[t.chunk.index])]
     seconds["plan"] = time.perf_counter() - clock
+    if on_plan:
+        on_plan(len(tasks), len(tasks) - len(todo))
 
     clock = time.perf_counter()
     done = sum(t.chunk.frame_count for t in tasks if t not in todo)

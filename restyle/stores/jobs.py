@@ -273,8 +273,8 @@ class JobStore:
                 .values(frames_scored=WorkerRow.frames_scored + frames, chunks_scored=WorkerRow.chunks_scored + 1)
             )
 
-    def succeed(self, job_id: str, worker_id: str, output_key: str, figures: dict) -> None:
-        self._end(job_id, worker_id, "succeeded", None, output_key=output_key, figures=figures)
+    def succeed(self, job_id: str, worker_id: str, output_key: str, figures: dict, **progress: int) -> None:
+        self._end(job_id, worker_id, "succeeded", None, output_key=output_key, figures=figures, **progress)
 
     def fail(self, job_id: str, worker_id: str, reason: str, *, retry: bool) -> str:
         """Record a failure; a retryable one goes back to the queue until attempts run out. Returns the new state."""

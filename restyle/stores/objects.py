@@ -35,6 +35,7 @@ class ObjectInfo:
     key: str
     size: int
     etag: str  # changes whenever the object's content may have: the idempotency key of a job
+    modified: float = 0.0  # seconds since the epoch; 0 when the store does not say
 
 
 def check_key(key: str) -> str:
@@ -43,8 +44,8 @@ def check_key(key: str) -> str:
         raise BadKey(f"object key must be 1 to {MAX_KEY_LENGTH} characters")
     if "\x00" in key or any(ord(c) < 32 for c in key) or "\\" in key:
         raise BadKey("object key holds control characters or backslashes")
-    path = PurePosixPath(key)
-    if path.is_absolute() or any(part in ("..", ".") for part in path.parts) or key.endswith("/"):
+    parts = key.split("/")
+    if PurePosixPath(key).is_absolute() or any(part in ("", ".", "..") for part in parts):
         raise BadKey(f"object key {key[:80]!r} is not a plain relative name")
     return key
 
@@ -123,7 +124,9 @@ class ObjectStore:
         etag = entry.get("ETag") or entry.get("etag") or entry.get("VersionId")
         if not etag:  # a local file: its size and modification time stand for its content
             etag = f"{entry.get('size', 0)}-{int(float(entry.get('mtime', 0) or 0) * 1e6)}"
-        return ObjectInfo(key=key, size=int(entry.get("size") or 0), etag=str(etag).strip('"'))
+        modified = entry.get("mtime") or entry.get("LastModified") or 0
+        modified = modified.timestamp() if hasattr(modified, "timestamp") else float(modified)
+        return ObjectInfo(key=key, size=int(entry.get("size") or 0), etag=str(etag).strip('"'), modified=modified)
 
     def _call(self, fn, *args, **kwargs):
         try:

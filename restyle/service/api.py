@@ -1,0 +1,214 @@
+"""The HTTP API (FastAPI; OpenAPI at /docs): jobs, uploads, output links, logs, events, metrics.
+
+Bearer tokens with two roles: a submitter sees and downloads only its own jobs; an
+admin sees every job, the logs and the workers. The system store (work areas, logs,
+stills) is never served as files: logs and stills come through their job's checks.
+"""
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
+
+from restyle import __version__
+from restyle.config import Settings
+from restyle.errors import RestyleError
+from restyle.service import dashboard, metrics
+from restyle.service.context import Context, Principal
+from restyle.service.jobs_api import (
+    JobOut,
+    caller,
+    context_of,
+    inbox_key,
+    model_params,
+    submit_upload,
+    visible_job,
+)
+from restyle.service.trigger import Trigger
+from restyle.stores.objects import BadKey, check_key, local_link, sign_local
+
+
+class UploadRequest(BaseModel):
+    filename: str = Field(..., min_length=1, max_length=300)
+    style: str = "0"
+    strength: float = Field(1.0, ge=0, le=1)
+
+
+class UploadLink(BaseModel):
+    job: JobOut
+    upload_url: str
+    method: str = "PUT"
+    expires_at: int
+
+
+class Link(BaseModel):
+    url: str
+    expires_at: int
+
+
+def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
+    """The service's app. With ``run_trigger`` it also polls the inbox in a thread while it serves."""
+    context = Context(settings)
+    trigger = Trigger(context)
+    stop = threading.Event()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        thread = threading.Thread(target=trigger.run, args=(stop,), daemon=True) if run_trigger else None
+        if thread:
+            thread.start()
+        yield
+        stop.set()
+        if thread:
+            thread.join(timeout=5)
+
+    app = FastAPI(title="restyle", version=__version__, lifespan=lifespan,
+                  description="Restyle videos with neural networks: submit, watch, download.")
+    app.state.context = context
+    app.state.trigger = trigger
+
+    @app.exception_handler(RestyleError)
+    async def restyle_error(request: Request, exc: RestyleError):
+        return PlainTextResponse(f"service unavailable: {exc}", status_code=503)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict:
+        return {"ok": True, "version": __version__}
+
+    @app.post("/api/jobs", status_code=201, response_model=JobOut, summary="Upload a video and make its job")
+    def create_job(file: UploadFile = File(...), style: str = Form("0"), strength: float = Form(1.0),
+                   who: Principal = Depends(caller)) -> JobOut:
+        params = model_params(style, strength)
+        return JobOut.of(submit_upload(context, who, file.file, file.filename or "video.mp4", params))
+
+    @app.post("/api/uploads", status_code=201, response_model=UploadLink, summary="A presigned link to upload a video to")
+    def create_upload(body: UploadRequest, request: Request, who: Principal = Depends(caller)) -> UploadLink:
+        params = model_params(body.style, body.strength)
+        key = inbox_key(who, body.filename)
+        job, _ = context.jobs.create(who.name, key, None, params, state="uploading", max_attempts=settings.max_attempts)
+        expires = settings.link_seconds
+        if context.data.is_local:
+            url = local_link(settings.base_url, context.link_secret, key, expires) + "&method=PUT"
+        else:
+            url = _s3_upload_link(context, key, expires)
+        return UploadLink(job=JobOut.of(job), upload_url=url, expires_at=int(time.time()) + expires)
+
+    @app.get("/api/jobs", response_model=list[JobOut], summary="Jobs you may see, newest first")
+    def list_jobs(state: str | None = None, limit: int = Query(100, ge=1, le=1000), who: Principal = Depends(caller)):
+        owner = None if who.is_admin else who.name
+        return [JobOut.of(j) for j in context.jobs.list(owner=owner, limit=limit, states=(state,) if state else None)]
+
+    @app.get("/api/jobs/{job_id}", response_model=JobOut)
+    def get_job(job_id: str, who: Principal = Depends(caller)) -> JobOut:
+        return JobOut.of(visible_job(context, who, job_id))
+
+    @app.post("/api/jobs/{job_id}/cancel", response_model=JobOut)
+    def cancel_job(job_id: str, who: Principal = Depends(caller)) -> JobOut:
+        visible_job(context, who, job_id)
+        return JobOut.of(context.jobs.cancel(job_id))
+
+    @app.get("/api/jobs/{job_id}/output", response_model=Link, summary="A presigned link to the output, with an expiry")
+    def output_link(job_id: str, who: Principal = Depends(caller)) -> Link:
+        job = visible_job(context, who, job_id)
+        if job.state != "succeeded" or not job.output_key:
+            raise HTTPException(409, f"job {job_id} has no output yet (it is {job.state})")
+        expires = settings.link_seconds
+        url = context.data.presign(job.output_key, expires) or local_link(settings.base_url, context.link_secret, job.output_key, expires)
+        return Link(url=url, expires_at=int(time.time()) + expires)
+
+    @app.get("/api/jobs/{job_id}/log", response_class=PlainTextResponse, summary="The job's log (JSON lines); admins only")
+    def job_log(job_id: str, who: Principal = Depends(caller)) -> str:
+        visible_job(context, who, job_id)
+        if not who.is_admin:
+            raise HTTPException(403, "logs are for admins")
+        try:
+            return context.system.get_bytes(f"logs/{job_id}.jsonl").decode()
+        except RestyleError:
+            return ""
+
+    @app.get("/api/jobs/{job_id}/stills/{which}", summary="Before/after stills of a finished job")
+    def still(job_id: str, which: str, who: Principal = Depends(caller)) -> Response:
+        visible_job(context, who, job_id)
+        if which not in ("before", "after"):
+            raise HTTPException(404, "stills are 'before' and 'after'")
+        try:
+            return Response(context.system.get_bytes(f"stills/{job_id}/{which}.jpg"), media_type="image/jpeg")
+        except RestyleError:
+            raise HTTPException(404, "no still yet") from None
+
+    @app.get("/api/workers", summary="Workers and their last heartbeat; admins only")
+    def workers(who: Principal = Depends(caller)) -> list[dict]:
+        if not who.is_admin:
+            raise HTTPException(403, "workers are for admins")
+        return [vars(w) for w in context.jobs.workers()]
+
+    @app.post("/api/events", summary="Object-created events: SeaweedFS filer webhook or S3 Records")
+    async def events(request: Request, who: Principal = Depends(caller)) -> dict:
+        if not who.is_admin:
+            raise HTTPException(403, "events come from the object store, with an admin token")
+        try:
+            payload = await request.json()
+        except ValueError:
+            raise HTTPException(422, "an event is a JSON object") from None
+        if not isinstance(payload, dict):
+            raise HTTPException(422, "an event is a JSON object")
+        return {"jobs": [j.id for j in trigger.on_event(payload)]}
+
+    @app.get("/files/{key:path}", include_in_schema=False)
+    def signed_download(key: str, expires: int, signature: str):
+        _check_link(context, key, expires, signature)
+        if not key.startswith("outbox/"):
+            raise HTTPException(403, "only outputs are downloadable")
+        path = Path(context.data.path(key))
+        if not path.is_file():
+            raise HTTPException(404, "no such output")
+        return FileResponse(path, media_type="video/mp4", filename=path.name)
+
+    @app.put("/files/{key:path}", include_in_schema=False)
+    async def signed_upload(key: str, expires: int, signature: str, request: Request) -> dict:
+        _check_link(context, key, expires, signature)
+        if not key.startswith("inbox/"):
+            raise HTTPException(403, "uploads go to the inbox")
+        waiting = context.jobs.find(key, None)
+        if waiting is None or waiting.state != "uploading":
+            raise HTTPException(409, "this upload link was used already or its job was cancelled")
+        body = await request.body()
+        if len(body) > settings.max_upload_bytes:
+            raise HTTPException(413, f"upload over the limit of {settings.max_upload_bytes} bytes")
+        context.data.put_bytes(body, key)
+        job = context.jobs.landed(key, context.data.info(key).etag) or waiting
+        return {"job": job.id}
+
+    metrics.mount(app, context)
+    dashboard.mount(app, context)
+    return app
+
+
+def _check_link(context: Context, key: str, expires: int, signature: str) -> None:
+    try:
+        check_key(key)
+    except BadKey:
+        raise HTTPException(404, "no such object") from None
+    if expires < time.time():
+        raise HTTPException(403, "this link has expired")
+    if not hmac.compare_digest(sign_local(context.link_secret, key, expires), signature):
+        raise HTTPException(403, "this link's signature is wrong")
+
+
+def _s3_upload_link(context: Context, key: str, expires: int) -> str:
+    import boto3
+
+    settings = context.settings
+    bucket, _, prefix = context.settings.data.removeprefix("s3://").partition("/")
+    client = boto3.client(
+        "s3", endpoint_url=settings.s3_endpoint_url or None, region_name=settings.s3_region or None,
+        aws_access_key_id=settings.s3_access_key or None, aws_secret_access_key=settings.s3_secret_key or None,
+    )
+    full_key = f"{prefix.strip('/')}/{key}" if prefix.strip("/") else key
+    return client.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": full_key}, ExpiresIn=expires)

@@ -1,0 +1,93 @@
+"""What every part of the service shares: settings, the two object stores, the job store, the tokens."""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from restyle.config import Settings
+from restyle.errors import RestyleError
+from restyle.stores.jobs import JobStore
+from restyle.stores.objects import ObjectStore, open_store
+
+ROLES = ("admin", "submitter")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a bearer token stands for."""
+
+    name: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class Context:
+    """Opened lazily, once per process; the API, trigger and workers each hold one."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+
+    @cached_property
+    def jobs(self) -> JobStore:
+        return JobStore(self.settings.database)
+
+    @cached_property
+    def data(self) -> ObjectStore:
+        return open_store(self.settings.data, self.settings)
+
+    @cached_property
+    def system(self) -> ObjectStore:
+        return open_store(self.settings.system, self.settings)
+
+    @cached_property
+    def tokens(self) -> dict[str, Principal]:
+        return load_tokens(self.settings)
+
+    @cached_property
+    def link_secret(self) -> str:
+        """Signs local download/upload links; kept in home so links survive a restart."""
+        return _secret_file(self.settings.home / "link.secret")
+
+
+def load_tokens(settings: Settings) -> dict[str, Principal]:
+    """secret -> Principal, from RESTYLE_TOKENS, or the admin token kept in home (made on first use)."""
+    found: dict[str, Principal] = {}
+    for entry in filter(None, (e.strip() for e in settings.tokens.split(","))):
+        try:
+            name, role, secret = entry.split(":", 2)
+        except ValueError:
+            raise RestyleError(f"RESTYLE_TOKENS entries are NAME:ROLE:SECRET, got {entry.split(':')[0]}:...") from None
+        if role not in ROLES:
+            raise RestyleError(f"token role must be one of {', '.join(ROLES)}, got {role!r} for {name}")
+        if len(secret) < 16:
+            raise RestyleError(f"the token for {name} is too short; use at least 16 characters")
+        found[secret] = Principal(name, role)
+    if not found:
+        found[admin_token(settings)] = Principal("admin", "admin")
+    return found
+
+
+def admin_token(settings: Settings) -> str:
+    """The embedded admin token (home/admin.token), for a service started with no tokens configured."""
+    return _secret_file(settings.home / "admin.token")
+
+
+def _secret_file(path: Path) -> str:
+    if path.is_file():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process of the service made it first
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    return secret

@@ -1,0 +1,119 @@
+"""Shared by the API and the dashboard: who may see a job, what a job looks like from outside, submitting."""
+from __future__ import annotations
+
+import re
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from fastapi import HTTPException, Request
+from pydantic import BaseModel
+
+from restyle.errors import ModelError
+from restyle.models.base import ModelSpec
+from restyle.service.context import Context, Principal
+from restyle.stores.jobs import Job
+
+COOKIE = "restyle_token"
+
+
+class JobOut(BaseModel):
+    """A job as the API shows it."""
+
+    id: str
+    owner: str
+    state: str
+    input: str
+    style: str | None
+    strength: float | None
+    attempts: int
+    max_attempts: int
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    reason: str | None
+    progress: dict[str, int]
+    figures: dict[str, Any]
+    chunks_redone: int
+    output_ready: bool
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        model = job.params.get("model", {})
+        return cls(
+            id=job.id, owner=job.owner, state=job.state, input=job.input_key.rsplit("/", 1)[-1],
+            style=model.get("style"), strength=model.get("strength"), attempts=job.attempts, max_attempts=job.max_attempts,
+            created_at=job.created_at, updated_at=job.updated_at, finished_at=job.finished_at, reason=job.reason,
+            progress={"frames_done": job.frames_done, "frames_total": job.frames_total,
+                      "chunks_done": job.chunks_done, "chunks_total": job.chunks_total},
+            figures=job.figures or {}, chunks_redone=job.chunks_redone, output_ready=job.state == "succeeded",
+        )
+
+
+def context_of(request: Request) -> Context:
+    return request.app.state.context
+
+
+def caller(request: Request) -> Principal:
+    """The principal behind the request's bearer token (or the dashboard's cookie); 401 without one."""
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
+    principal = context_of(request).tokens.get(token) if token else None
+    if principal is None:
+        raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+def visible_job(context: Context, principal: Principal, job_id: str) -> Job:
+    """The job if this principal may see it; 404 otherwise (whether it exists is nobody else's business)."""
+    job = context.jobs.get(job_id) if re.fullmatch(r"[0-9a-f]{1,32}", job_id) else None
+    if job is None or not (principal.is_admin or job.owner == principal.name):
+        raise HTTPException(404, f"no job {job_id[:40]}")
+    return job
+
+
+def model_params(style: str, strength: float) -> dict:
+    """Job parameters for a style and strength; 422 with the reason when they are wrong."""
+    try:
+        spec = ModelSpec.styles(style, strength=strength)
+        spec.check()
+    except (ModelError, ValueError) as exc:
+        raise HTTPException(422, str(exc).splitlines()[0]) from None
+    return {"model": spec.model_dump()}
+
+
+def safe_name(filename: str) -> str:
+    """A file name reduced to what is safe in a key: no folders, no odd characters, not too long."""
+    name = Path(filename.replace("\\", "/")).name
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "video"
+    stem, dot, suffix = name.rpartition(".")
+    return (stem[:80] + dot + suffix[:8]) if dot else name[:80]
+
+
+def inbox_key(principal: Principal, filename: str) -> str:
+    return f"inbox/{safe_name(principal.name)}/{uuid.uuid4().hex[:8]}-{safe_name(filename)}"
+
+
+def submit_upload(context: Context, principal: Principal, stream: BinaryIO, filename: str, params: dict) -> Job:
+    """Store an uploaded video in the inbox and make its job (idempotently, with the trigger)."""
+    limit = context.settings.max_upload_bytes
+    key = inbox_key(principal, filename)
+    job, _ = context.jobs.create(principal.name, key, None, params, state="uploading",
+                                 max_attempts=context.settings.max_attempts)
+    with tempfile.NamedTemporaryFile(prefix="restyle-upload-") as spool:
+        copied = 0
+        while chunk := stream.read(1024 * 1024):
+            copied += len(chunk)
+            if copied > limit:
+                context.jobs.cancel(job.id)
+                raise HTTPException(413, f"upload over the limit of {limit} bytes (RESTYLE_MAX_UPLOAD_BYTES)")
+            spool.write(chunk)
+        spool.flush()
+        if copied == 0:
+            context.jobs.cancel(job.id)
+            raise HTTPException(422, "the upload is empty")
+        info = context.data.put_file(Path(spool.name), key)
+    landed = context.jobs.landed(key, info.etag) or context.jobs.find(key, info.etag)
+    return landed or job
+

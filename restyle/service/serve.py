@@ -1,0 +1,63 @@
+"""`restyle serve`: the API and dashboard, the inbox trigger, and local worker processes, together."""
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+
+import uvicorn
+
+from restyle.config import Settings
+from restyle.service.api import create_app
+from restyle.service.context import Context
+from restyle.service.worker import Worker
+
+log = logging.getLogger("restyle")
+
+
+def serve(settings: Settings) -> None:
+    """Serve until interrupted; worker processes that die are started again."""
+    context = Context(settings)
+    context.jobs  # fail now, with a reason, if the job store is unreachable  # noqa: B018
+    context.data.list("inbox/")
+    context.tokens  # makes the admin token on first start, so there is one to sign in with  # noqa: B018
+    tokens = "configured tokens" if settings.tokens else f"the admin token in {settings.home / 'admin.token'}"
+    print(f"restyle: serving http://{settings.host}:{settings.port} (dashboard /, API /docs, metrics /metrics) "
+          f"with {settings.local_workers} worker(s); sign in with {tokens}", file=sys.stderr)
+    print(f"restyle: data store {settings.data}, system store {settings.system}, job store {settings.database}", file=sys.stderr)
+    stop = threading.Event()
+    supervisor = threading.Thread(target=_supervise, args=(settings.local_workers, stop), daemon=True)
+    supervisor.start()
+    try:
+        uvicorn.run(create_app(settings, run_trigger=True), host=settings.host, port=settings.port, log_level="warning")
+    finally:
+        stop.set()
+        supervisor.join(timeout=10)
+
+
+def work(settings: Settings) -> None:
+    """`restyle worker`: take and run jobs until SIGTERM or Ctrl-C."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    Worker(Context(settings)).run(stop)
+
+
+def _supervise(count: int, stop: threading.Event) -> None:
+    processes: list[subprocess.Popen] = []
+    try:
+        while not stop.is_set():
+            processes = [p for p in processes if p.poll() is None]
+            while len(processes) < count:
+                processes.append(subprocess.Popen([sys.executable, "-m", "restyle.cli", "worker"]))
+            stop.wait(1.0)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()

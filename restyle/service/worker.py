@@ -1,0 +1,179 @@
+"""A worker: takes a job with a lease, runs the pipeline on it, delivers the output.
+
+Any number of workers, on any machine that reaches both stores and the job store.
+Finished chunk segments go to the system store as they finish, so a worker that dies
+costs only the chunks it had in flight: the next worker to take the job reuses the rest.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import av
+
+from restyle.config import Settings
+from restyle.errors import InputError, ModelError, OutputError, RestyleError
+from restyle.models.base import ModelSpec
+from restyle.pipeline import Cancelled, run
+from restyle.report import RunReport
+from restyle.score import ChunkResult
+from restyle.service.context import Context
+from restyle.stores.jobs import Job
+from restyle.stores.segments import ObjectSegments
+
+log = logging.getLogger("restyle.worker")
+
+# Failures that the same input would meet again: no retry.
+PERMANENT = (InputError, ModelError, OutputError)
+
+
+class JobLog:
+    """The job's structured log: JSON lines in the system store (logs/<job>.jsonl), out of users' reach."""
+
+    def __init__(self, context: Context, job_id: str, worker_id: str):
+        self.context, self.key, self.worker_id = context, f"logs/{job_id}.jsonl", worker_id
+        try:
+            self.lines = context.system.get_bytes(self.key).decode().splitlines()
+        except RestyleError:
+            self.lines = []
+        self._lock = threading.Lock()
+
+    def write(self, event: str, **fields: object) -> None:
+        line = json.dumps({"at": round(time.time(), 3), "worker": self.worker_id, "event": event, **fields}, default=str)
+        with self._lock:
+            self.lines.append(line)
+            try:
+                self.context.system.put_bytes(("\n".join(self.lines) + "\n").encode(), self.key)
+            except RestyleError as exc:  # a log write must never fail the job
+                log.warning("job log not written: %s", exc)
+
+
+class Worker:
+    def __init__(self, context: Context, worker_id: str | None = None):
+        self.context = context
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+
+    @property
+    def settings(self) -> Settings:
+        return self.context.settings
+
+    def run(self, stop: threading.Event) -> None:
+        """Take and run jobs until ``stop``; survive job-store outages by waiting and trying again."""
+        log.info("worker %s ready", self.id)
+        while not stop.is_set():
+            try:
+                self.context.jobs.worker_alive(self.id, None)
+                job = self.context.jobs.claim(self.id, self.settings.lease_seconds)
+            except Exception as exc:  # noqa: BLE001 - the database may be restarting
+                log.warning("job store unreachable, will retry: %s", exc)
+                stop.wait(self.settings.poll_seconds)
+                continue
+            if job is None:
+                stop.wait(self.settings.poll_seconds)
+                continue
+            self.process(job)
+
+    def process(self, job: Job) -> str:
+        """Run one claimed job to an end state (or back to the queue); return that state."""
+        jobs, journal = self.context.jobs, JobLog(self.context, job.id, self.id)
+        journal.write("claimed", attempt=job.attempts, input=job.input_key)
+        cancel = threading.Event()
+        progress = {"frames_done": 0, "frames_total": 0, "chunks_done": 0, "chunks_total": 0}
+        beating = threading.Event()
+
+        def heartbeat() -> None:
+            # Often enough for live progress, and well inside the lease.
+            while not beating.wait(min(self.settings.lease_seconds / 4, 2.0)):
+                try:
+                    if not jobs.heartbeat(job.id, self.id, self.settings.lease_seconds, **progress):
+                        cancel.set()
+                    jobs.worker_alive(self.id, job.id)
+                except Exception as exc:  # noqa: BLE001 - a missed beat is retried; the lease has slack
+                    log.warning("heartbeat failed: %s", exc)
+
+        def on_progress(done: int, total: int) -> None:
+            progress["frames_done"], progress["frames_total"] = done, total
+
+        def on_plan(chunks: int, reused: int) -> None:
+            progress["chunks_total"], progress["chunks_done"] = chunks, reused
+            journal.write("planned", chunks=chunks, reused=reused)
+
+        def on_chunk(result: ChunkResult) -> None:
+            progress["chunks_done"] += 1
+            jobs.chunk_done(job.id, self.id, result.index, result.frames, result.wall_s)
+            journal.write("chunk", chunk=result.index, frames=result.frames, seconds=round(result.wall_s, 3))
+
+        beat = threading.Thread(target=heartbeat, daemon=True)
+        beat.start()
+        segments = ObjectSegments(self.context.system, f"work/{job.id}")
+        try:
+            with tempfile.TemporaryDirectory(prefix=f"restyle-job-{job.id}-") as tmp:
+                source = Path(tmp) / ("input" + Path(job.input_key).suffix.lower())
+                self.context.data.get_file(job.input_key, source)
+                spec = ModelSpec(**job.params.get("model", {}))
+                target = Path(tmp) / f"{Path(job.input_key).stem}-restyled.mp4"
+                report = run(
+                    source, target, spec, settings=self.settings, work=segments,
+                    input_id=f"{job.input_key}@{job.input_etag}", on_progress=on_progress, on_chunk=on_chunk, on_plan=on_plan, cancel=cancel,
+                )
+                output_key = f"outbox/{job.id}/{target.name}"
+                self.context.data.put_file(target, output_key)
+                self._stills(job.id, source, target)
+            figures = _figures(report)
+            jobs.succeed(job.id, self.id, output_key, figures, frames_done=report.frames, frames_total=report.frames,
+                         chunks_done=report.chunks, chunks_total=report.chunks)
+            journal.write("succeeded", output=output_key, **figures)
+            segments.discard()
+            return "succeeded"
+        except Cancelled:
+            jobs.cancelled(job.id, self.id)
+            journal.write("cancelled")
+            segments.discard()
+            return "cancelled"
+        except PERMANENT as exc:
+            state = jobs.fail(job.id, self.id, str(exc), retry=False)
+            journal.write("failed", reason=str(exc))
+            return state
+        except Exception as exc:  # noqa: BLE001 - anything else may pass: retry until attempts run out
+            reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, RestyleError) else str(exc)
+            state = jobs.fail(job.id, self.id, reason, retry=True)
+            journal.write("error", reason=reason, next_state=state)
+            log.warning("job %s: %s (%s)", job.id, reason, state)
+            return state
+        finally:
+            beating.set()
+            beat.join()
+            segments.close()
+            try:
+                jobs.worker_alive(self.id, None)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _stills(self, job_id: str, source: Path, target: Path) -> None:
+        """Before/after stills from the middle of the video, for the dashboard."""
+        for name, path in (("before", source), ("after", target)):
+            try:
+                with av.open(str(path)) as container:
+                    stream = container.streams.video[0]
+                    middle = (stream.start_time or 0) + (stream.duration or 0) // 2
+                    container.seek(middle, stream=stream)  # lands on the keyframe before; decode on to the middle
+                    frame = next(f for f in container.decode(stream) if f.pts is None or f.pts >= middle)
+                    image = frame.to_image()
+                image.thumbnail((640, 640))
+                with tempfile.NamedTemporaryFile(suffix=".jpg") as still:
+                    image.save(still.name, quality=85)
+                    self.context.system.put_file(Path(still.name), f"stills/{job_id}/{name}.jpg")
+            except Exception as exc:  # noqa: BLE001 - stills are a nicety; the job is done without them
+                log.warning("still %s for %s not made: %s", name, job_id, exc)
+
+
+def _figures(report: RunReport) -> dict:
+    data = report.to_dict()
+    return {key: data[key] for key in ("frames", "chunks", "chunks_reused", "seconds", "busy_s", "fps", "workers", "threads",
+                                       "backend", "width", "height", "duration_s", "notes")}

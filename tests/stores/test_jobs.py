@@ -1,0 +1,115 @@
+"""The job store on SQLite and on a real PostgreSQL server: idempotency, leases, attempts, cancel."""
+import threading
+import time
+import uuid
+
+import pytest
+
+from restyle.stores.jobs import JobStore
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def jobs(request, tmp_path):
+    if request.param == "sqlite":
+        store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    else:
+        server = request.getfixturevalue("postgres")
+        import psycopg
+
+        name = f"t{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(f"host=127.0.0.1 port={server.port} user=postgres dbname=postgres", autocommit=True) as db:
+            db.execute(f"CREATE DATABASE {name}")
+        store = JobStore(server.url.rsplit("/", 1)[0] + f"/{name}")
+    yield store
+    store.close()
+
+
+PARAMS = {"model": {"kind": "styles", "style": "7"}}
+
+
+def test_the_same_object_version_never_makes_two_jobs(jobs):
+    first, created = jobs.create("alice", "inbox/a.mp4", "etag1", PARAMS)
+    again, created_again = jobs.create("inbox", "inbox/a.mp4", "etag1", PARAMS)
+    newer, created_newer = jobs.create("inbox", "inbox/a.mp4", "etag2", PARAMS)
+    assert created and not created_again and created_newer
+    assert again.id == first.id and newer.id != first.id
+    assert len(jobs.list()) == 2
+
+
+def test_racing_creators_make_one_job(jobs):
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(jobs.create("x", "inbox/r.mp4", "e", PARAMS))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(created for _, created in results) == 1
+    assert len({job.id for job, _ in results}) == 1
+
+
+def test_one_job_is_claimed_by_one_worker(jobs):
+    job, _ = jobs.create("alice", "inbox/c.mp4", "e", PARAMS)
+    winners = []
+    threads = [threading.Thread(target=lambda n=n: winners.append(jobs.claim(f"w{n}", 30))) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    taken = [w for w in winners if w is not None]
+    assert len(taken) == 1 and taken[0].id == job.id and taken[0].state == "running" and taken[0].attempts == 1
+
+
+def test_a_silent_worker_loses_its_job_after_the_lease(jobs):
+    job, _ = jobs.create("alice", "inbox/l.mp4", "e", PARAMS)
+    assert jobs.claim("w1", lease_s=0.5).id == job.id
+    assert jobs.claim("w2", lease_s=30) is None  # the lease still holds
+    time.sleep(0.7)
+    again = jobs.claim("w2", lease_s=30)
+    assert again.id == job.id and again.attempts == 2 and again.lease_owner == "w2"
+    assert not jobs.heartbeat(job.id, "w1", 30)  # the old worker learns it lost the job
+    assert jobs.heartbeat(job.id, "w2", 30, frames_done=10, frames_total=20)
+    assert jobs.get(job.id).frames_done == 10
+
+
+def test_retryable_failures_go_dead_after_max_attempts(jobs):
+    job, _ = jobs.create("alice", "inbox/d.mp4", "e", PARAMS, max_attempts=2)
+    jobs.claim("w", 30)
+    assert jobs.fail(job.id, "w", "store went away", retry=True) == "queued"
+    jobs.claim("w", 30)
+    assert jobs.fail(job.id, "w", "store went away", retry=True) == "dead"
+    dead = jobs.get(job.id)
+    assert dead.state == "dead" and "gave up after 2 attempts: store went away" in dead.reason
+    assert jobs.claim("w", 30) is None  # a dead letter never loops
+
+
+def test_bad_input_fails_at_once_with_its_reason(jobs):
+    job, _ = jobs.create("alice", "inbox/f.mp4", "e", PARAMS)
+    jobs.claim("w", 30)
+    assert jobs.fail(job.id, "w", "input is empty (0 bytes)", retry=False) == "failed"
+    assert jobs.get(job.id).reason == "input is empty (0 bytes)"
+
+
+def test_cancel_before_and_while_running(jobs):
+    waiting, _ = jobs.create("alice", "inbox/w.mp4", "e", PARAMS)
+    assert jobs.cancel(waiting.id).state == "cancelled"
+    running, _ = jobs.create("alice", "inbox/r.mp4", "e", PARAMS)
+    jobs.claim("w", 30)
+    assert jobs.cancel(running.id).state == "running"
+    assert not jobs.heartbeat(running.id, "w", 30)  # the worker hears of it at its next beat
+
+
+def test_an_awaited_upload_lands_once(jobs):
+    job, _ = jobs.create("alice", "inbox/u.mp4", None, PARAMS, state="uploading")
+    assert jobs.claim("w", 30) is None  # not runnable before its object is there
+    assert jobs.landed("inbox/u.mp4", "etag").id == job.id
+    assert jobs.landed("inbox/u.mp4", "etag") is None
+    assert jobs.get(job.id).state == "queued" and jobs.get(job.id).input_etag == "etag"
+
+
+def test_workers_and_chunks_are_recorded(jobs):
+    job, _ = jobs.create("alice", "inbox/m.mp4", "e", PARAMS)
+    jobs.worker_alive("w", job.id)
+    jobs.chunk_done(job.id, "w", 0, 100, 2.5)
+    assert jobs.frames_scored() == 100 and jobs.chunk_seconds() == [2.5]
+    assert jobs.workers()[0].chunks_scored == 1 and jobs.get(job.id).chunks_scored == 1
+    assert jobs.counts() == {"queued": 1}
