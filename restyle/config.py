@@ -84,7 +84,8 @@ class Settings(BaseSettings):
     local_workers: int = Field(1, ge=0, description="worker processes that restyle serve starts")
     lease_seconds: float = Field(30.0, gt=0, description="a job whose worker is silent this long is taken again")
     max_attempts: int = Field(3, ge=1)
-    poll_seconds: float = Field(2.0, gt=0, description="how often the trigger lists the inbox and idle workers look for jobs")
+    poll_seconds: float = Field(2.0, gt=0, description="how often the trigger lists the inbox (events make jobs at once)")
+    idle_seconds: float = Field(1.0, gt=0, description="how often an idle worker asks for a job")
     default_style: str = Field("0", description="style for jobs made from files dropped in the inbox")
     default_strength: float = Field(1.0, ge=0, le=1)
 

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import uvicorn
 
@@ -21,6 +22,8 @@ def serve(settings: Settings) -> None:
     """Serve until interrupted; worker processes that die are started again."""
     context = Context(settings)
     context.jobs  # fail now, with a reason, if the job store is unreachable  # noqa: B018
+    if context.data.is_local:  # so that `cp clip.mp4 <data>/inbox/` works from the start
+        Path(context.data.root, "inbox").mkdir(parents=True, exist_ok=True)
     context.data.list("inbox/")
     context.tokens  # makes the admin token on first start, so there is one to sign in with  # noqa: B018
     tokens = "configured tokens" if settings.tokens else f"the admin token in {settings.home / 'admin.token'}"

@@ -72,10 +72,10 @@ class Worker:
                 job = self.context.jobs.claim(self.id, self.settings.lease_seconds)
             except Exception as exc:  # noqa: BLE001 - the database may be restarting
                 log.warning("job store unreachable, will retry: %s", exc)
-                stop.wait(self.settings.poll_seconds)
+                stop.wait(self.settings.idle_seconds)
                 continue
             if job is None:
-                stop.wait(self.settings.poll_seconds)
+                stop.wait(self.settings.idle_seconds)
                 continue
             self.process(job)
 

