@@ -70,12 +70,18 @@ def throughput(work: Path, width: int, height: int, rate: int, seconds: float) -
     clip = make_clip(work / f"clip_{height}p.mp4", width=width, height=height, rate=rate, seconds=seconds, keyframe_interval=2 * rate)
     frames = decode_all(clip)
     print(f"{width}x{height} {rate} fps, {len(frames)} frames, with audio")
-    limit, layout = best_model_only(frames)
+    # The host's load moves absolute figures by several percent from one minute to the next,
+    # so the limit and our run are measured twice, alternating, and the better of each is kept.
     output = work / f"restyled_{height}p.mp4"
-    wall, rss = run_measured([*RESTYLE, "run", str(clip), "-o", str(output), "--style", "7", "--json"])
-    ours = len(frames) / wall
-    print(f"  restyle run end to end: {ours:.2f} fps ({wall:.1f} s wall, peak RSS {rss / 2**20:.0f} MiB)")
-    print(f"  ratio to the model-only limit: {ours / limit:.3f}")
+    limits, walls = [], []
+    for attempt in range(2):
+        limit, layout = best_model_only(frames)
+        wall, rss = run_measured([*RESTYLE, "run", str(clip), "-o", str(output), "--style", "7", "--json"])
+        print(f"  restyle run end to end: {len(frames) / wall:.2f} fps ({wall:.1f} s wall, peak RSS {rss / 2**20:.0f} MiB)")
+        limits.append(limit)
+        walls.append(wall)
+    limit, ours = max(limits), len(frames) / min(walls)
+    print(f"  best of two: model-only {limit:.2f} fps, restyle run {ours:.2f} fps; ratio to the model-only limit: {ours / limit:.3f}")
     seed_dir = work / f"seed_{height}p"
     seed_dir.mkdir()
     seed_wall = seed_pipeline(clip, seed_dir / "seed.mp4", seed_dir)
