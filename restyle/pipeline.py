@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from restyle.config import Settings, load_settings
@@ -37,6 +38,15 @@ class Cancelled(RestyleError):
     """The run was cancelled; finished chunks are kept."""
 
 
+@dataclass
+class Hooks:
+    """What a service hears while a run goes on, and how it stops one."""
+
+    on_plan: Callable[[int, int], None] | None = None  # (chunks, chunks already done)
+    on_chunk: Callable[[ChunkResult], None] | None = None  # each chunk as it is stored
+    cancel: threading.Event | None = None  # set it to stop at the next chunk
+
+
 def run(
     input: str | Path,
     output: str | Path,
@@ -47,18 +57,15 @@ def run(
     input_id: str | None = None,
     engine: Engine | None = None,
     on_progress: Progress | None = None,
-    on_chunk: Callable[[ChunkResult], None] | None = None,
-    on_plan: Callable[[int, int], None] | None = None,
-    cancel: threading.Event | None = None,
+    hooks: Hooks | None = None,
 ) -> RunReport:
     """Restyle ``input`` (a video, or a folder of images) into ``output`` with ``model``.
 
-    ``on_plan(chunks, reused)`` hears the plan, ``on_progress(frames done, frames)`` the
-    frames as they are encoded and ``on_chunk`` each finished chunk; setting ``cancel``
-    stops the run at the next chunk. ``work`` keeps finished chunks (a folder, or any SegmentStore) so that running again
-    resumes; without it they live in a temporary folder, removed at the end. Segments are
-    filed under a key made of the input (``input_id``, or its path, size and mtime), the
-    model and the encoding, so different settings never mix.
+    ``on_progress(frames done, frames)`` hears the frames as they are encoded. ``work``
+    keeps finished chunks (a folder, or any SegmentStore) so that running again resumes;
+    without it they live in a temporary folder, removed at the end. Segments are filed
+    under a key made of the input (``input_id``, or its path, size and mtime), the model
+    and the encoding, so different settings never mix.
     """
     settings = settings or load_settings()
     if Path(input).is_dir():
@@ -71,14 +78,16 @@ def run(
     elif isinstance(work, (str, Path)):
         work = FolderSegments(_usable_folder(Path(work)))
     try:
-        return _run_video(Path(input), Path(output), model, settings, work, input_id, engine,
-                          on_progress, on_chunk, on_plan, cancel)
+        return _run_video(Path(input), Path(output), model, settings, work, input_id, engine, on_progress, hooks or Hooks())
     finally:
         if temporary:
             work.discard()
 
 
-def _run_video(input, output, model, settings, segments, input_id, engine, on_progress, on_chunk, on_plan, cancel) -> RunReport:
+def _run_video(
+    input: Path, output: Path, model: ModelSpec, settings: Settings, segments: SegmentStore, input_id: str | None,
+    engine: Engine | None, on_progress: Progress | None, hooks: Hooks,
+) -> RunReport:
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     check_output(input, output)
@@ -104,22 +113,21 @@ def _run_video(input, output, model, settings, segments, input_id, engine, on_pr
     )
     key = _work_key(info, input_id, model, encode)
     names = {c.index: f"{key}/{c.name}.mp4" for c in chunks}
-    tasks = [ChunkTask(info.path, info.video_index, c, encode, str(segments.local_path(names[c.index]))) for c in chunks]
+    tasks = [ChunkTask(info.path, info.video_index, c, encode, segments, names[c.index]) for c in chunks]
     todo = [t for t in tasks if not segments.has(names[t.chunk.index])]
     seconds["plan"] = time.perf_counter() - clock
-    if on_plan:
-        on_plan(len(tasks), len(tasks) - len(todo))
+    if hooks.on_plan:
+        hooks.on_plan(len(tasks), len(tasks) - len(todo))
 
     clock = time.perf_counter()
     done = sum(t.chunk.frame_count for t in tasks if t not in todo)
     progress = _counter(done, info.frame_count, on_progress)
     results: list[ChunkResult] = []
     for result in engine.map(score_chunk, model, runtime, todo, progress):
-        segments.keep(names[result.index])
         results.append(result)
-        if on_chunk:
-            on_chunk(result)
-        if cancel is not None and cancel.is_set():
+        if hooks.on_chunk:
+            hooks.on_chunk(result)
+        if hooks.cancel is not None and hooks.cancel.is_set():
             raise Cancelled(f"cancelled after {len(results)} of {len(todo)} chunks; finished chunks are kept")
     seconds["score"] = time.perf_counter() - clock
 

@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +18,7 @@ from restyle.media.chunks import Chunk
 from restyle.media.decode import decode_chunk
 from restyle.media.encode import EncodeSpec, SegmentWriter
 from restyle.models.base import Model
+from restyle.stores.segments import SegmentStore
 
 QUEUE_BATCHES = 2  # batches in flight on each side of the model
 _DONE = object()
@@ -26,13 +26,18 @@ _DONE = object()
 
 @dataclass(frozen=True)
 class ChunkTask:
-    """Everything a worker needs to score one chunk, wherever it runs."""
+    """Everything a worker needs to score one chunk, wherever it runs.
+
+    The worker stores the segment itself (``segments.keep``): a chunk is done when its
+    segment is stored, and the results never pass through whoever scheduled the work.
+    """
 
     input_path: str
     video_index: int
     chunk: Chunk
     encode: EncodeSpec
-    segment_path: str
+    segments: SegmentStore
+    segment_name: str
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class ChunkResult:
     infer_s: float
     encode_s: float
     wall_s: float
-    segment_path: str
+    segment_name: str
 
 
 def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Callable[[int], None] | None = None) -> ChunkResult:
@@ -70,7 +75,7 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
         finally:
             _put(decoded, _DONE, stop)
 
-    writer = SegmentWriter(Path(task.segment_path), task.encode, task.chunk.start_pts)
+    writer = SegmentWriter(task.segments.local_path(task.segment_name), task.encode, task.chunk.start_pts)
 
     def encode() -> None:
         try:
@@ -114,6 +119,7 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
         writer.abort()
         raise error
     writer.close()
+    task.segments.keep(task.segment_name)
     return ChunkResult(
         index=task.chunk.index,
         frames=writer.frames,
@@ -121,7 +127,7 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
         infer_s=infer_s,
         encode_s=timers["encode"],
         wall_s=time.perf_counter() - started,
-        segment_path=task.segment_path,
+        segment_name=task.segment_name,
     )
 
 

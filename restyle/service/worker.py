@@ -20,7 +20,7 @@ import av
 from restyle.config import Settings
 from restyle.errors import InputError, ModelError, OutputError, RestyleError
 from restyle.models.base import ModelSpec
-from restyle.pipeline import Cancelled, run
+from restyle.pipeline import Cancelled, Hooks, run
 from restyle.report import RunReport
 from restyle.score import ChunkResult
 from restyle.service.context import Context
@@ -120,7 +120,8 @@ class Worker:
                 target = Path(tmp) / f"{Path(job.input_key).stem}-restyled.mp4"
                 report = run(
                     source, target, spec, settings=self.settings, work=segments,
-                    input_id=f"{job.input_key}@{job.input_etag}", on_progress=on_progress, on_chunk=on_chunk, on_plan=on_plan, cancel=cancel,
+                    input_id=f"{job.input_key}@{job.input_etag}", on_progress=on_progress,
+                    hooks=Hooks(on_plan=on_plan, on_chunk=on_chunk, cancel=cancel),
                 )
                 output_key = f"outbox/{job.id}/{target.name}"
                 self.context.data.put_file(target, output_key)
