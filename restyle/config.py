@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RESTYLE_", extra="ignore")
 
     # -- engine --------------------------------------------------------------
+    engine: Literal["local", "ray"] = Field("local", description="where chunks run: a local process pool, or a Ray cluster")
+    ray_address: str = Field("", description="the Ray cluster: host:port of its head, ray://..., or empty for 'auto'")
+    ray_cpus_per_actor: float = Field(1.0, gt=0, description="CPUs each model actor asks Ray for (its model threads)")
+    ray_gpus_per_actor: float = Field(0.0, ge=0, description="GPUs each model actor asks Ray for (1 on GPU nodes)")
+    ray_actors: int = Field(0, ge=0, description="model actors; 0: as many as the cluster's CPUs allow")
     workers: int = Field(0, ge=0, description="worker processes; 0 picks one per core (memory allowing)")
     threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per worker; 0 picks cores / workers")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when onnxruntime has it")

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from restyle.config import Settings
-from restyle.engines import Engine, LocalEngine
+from restyle.engines import Engine, make_engine
 from restyle.errors import InputError, OutputError
 from restyle.layout import choose_layout
 from restyle.models.base import Model, ModelSpec
@@ -63,7 +63,7 @@ def run_folder(
         raise OutputError(f"cannot create output folder {target}: {exc}") from None
     model.check()
     runtime, workers = choose_layout(settings, 1280 * 720)
-    engine = engine or LocalEngine(min(workers, len(files)))
+    engine = engine or make_engine(settings, min(workers, len(files)) if workers else 0)
     done = [0]
 
     def progress(frames: int) -> None:

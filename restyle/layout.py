@@ -18,6 +18,10 @@ def choose_layout(settings: Settings, pixels: int) -> tuple[Runtime, int]:
     if probe_runtime.backend_name == "onnxruntime" and probe_runtime.providers[0] == CUDA:
         # One GPU: one worker feeding it batches, with every core for decoding and encoding.
         return Runtime(settings.device, settings.threads or cores, settings.batch_size, settings.backend, settings.precision), settings.workers or 1
+    if settings.engine == "ray":
+        # Ray places the actors; each runs its model on the CPUs it asked for.
+        threads = settings.threads or max(1, int(settings.ray_cpus_per_actor))
+        return Runtime(settings.device, threads, settings.batch_size, settings.backend, settings.precision), settings.ray_actors
     per_worker = WORKER_BASE_BYTES + MODEL_BYTES_PER_PIXEL * pixels * max(1, settings.batch_size)
     workers, threads = default_layout(cores, _available_memory(), per_worker)
     workers = settings.workers or workers

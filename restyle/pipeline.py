@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from restyle.config import Settings, load_settings
-from restyle.engines import Engine, LocalEngine
+from restyle.engines import Engine, make_engine
 from restyle.errors import OutputError, RestyleError, WorkDirError
 from restyle.media.assemble import assemble, container_for
 from restyle.media.chunks import plan_chunks
@@ -97,7 +97,7 @@ def _run_video(
     seconds["probe"] = time.perf_counter() - started
 
     runtime, workers = choose_layout(settings, info.width * info.height)
-    engine = engine or LocalEngine(workers)
+    engine = engine or make_engine(settings, workers)
     clock = time.perf_counter()
     chunks = plan_chunks(info, settings.chunk_seconds, engine.workers)
     encode = EncodeSpec(

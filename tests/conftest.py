@@ -1,6 +1,7 @@
 """Fixtures: small real clips made with FFmpeg's lavfi sources, a few seconds each, with audio."""
 from __future__ import annotations
 
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -90,6 +91,24 @@ def postgres(tmp_path_factory):
     yield server
     server.stop()
     _shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """A real two-node Ray cluster on this machine: a head on 127.0.0.2 and a node on 127.0.0.3, one CPU each."""
+    from tests.servers import RayCluster, missing
+
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        missing('Ray is not installed (pip install -e ".[ray]")')
+    cluster = RayCluster(Path(tempfile.mkdtemp(prefix="restyle-ray-")))
+    cluster.start()
+    yield cluster
+    import ray
+
+    ray.shutdown()  # leave the cluster before it goes
+    cluster.stop()
 
 
 def s3_settings(seaweedfs, **more) -> dict:

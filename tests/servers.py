@@ -156,3 +156,29 @@ def _pg_bin(name: str) -> str:
 
 def have_postgres() -> bool:
     return bool(shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb")))
+
+
+@dataclass
+class RayCluster:
+    """`ray start` twice: a head and a second node, each with one CPU, on loopback addresses of their own."""
+
+    root: Path
+    port: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.2:{self.port}"
+
+    def start(self) -> None:
+        self.port = free_port()
+        ray = shutil.which("ray")
+        common = ["--num-cpus", "1", "--disable-usage-stats"]
+        subprocess.run([ray, "start", "--head", "--node-ip-address", "127.0.0.2", "--port", str(self.port),
+                        "--temp-dir", str(self.root), "--include-dashboard", "false", *common],
+                       check=True, capture_output=True, text=True, timeout=120)
+        subprocess.run([ray, "start", "--address", self.address, "--node-ip-address", "127.0.0.3", *common],
+                       check=True, capture_output=True, text=True, timeout=120)
+
+    def stop(self) -> None:
+        subprocess.run([shutil.which("ray"), "stop", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -3,7 +3,27 @@
 The pipeline gives an engine a function (``score_chunk`` for videos), a ModelSpec and
 the items; the engine decides where they run. Swap the engine, keep the pipeline.
 """
+import functools
+
+from restyle.config import Settings
 from restyle.engines.base import Engine, TaskFunction
 from restyle.engines.local import LocalEngine
 
-__all__ = ["Engine", "LocalEngine", "TaskFunction"]
+
+def make_engine(settings: Settings, workers: int) -> Engine:
+    """The engine the settings name: the local pool by default, a Ray cluster with RESTYLE_ENGINE=ray."""
+    if settings.engine == "ray":
+        return _ray_engine(settings.ray_address or None, settings.ray_actors, settings.ray_cpus_per_actor,
+                           settings.ray_gpus_per_actor)
+    return LocalEngine(workers)
+
+
+@functools.cache
+def _ray_engine(address: str | None, actors: int, cpus: float, gpus: float) -> Engine:
+    """One per process: its actors keep their models loaded from one job to the next."""
+    from restyle.engines.ray import RayEngine
+
+    return RayEngine(address, actors=actors, cpus_per_actor=cpus, gpus_per_actor=gpus)
+
+
+__all__ = ["Engine", "LocalEngine", "TaskFunction", "make_engine"]

@@ -1,0 +1,105 @@
+"""The Ray engine: the same task function, run by actors on a Ray cluster.
+
+Each actor loads the model once and keeps it for every chunk it is given, across jobs.
+Chunks are handed out one at a time as actors finish (no barrier: a slow or lost node
+holds up only its own chunk). An actor that dies — its process killed, its node lost or
+pre-empted — is restarted by Ray, on another node if need be, and its chunk is given out
+again; chunks that were already stored are never redone. Segments go from the actor to
+the segment store (the system object store for the service), never through the head.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from restyle.engines.base import TaskFunction
+from restyle.errors import RestyleError
+from restyle.models.base import ModelSpec, load_model
+from restyle.models.runtime import Runtime
+
+log = logging.getLogger("restyle")
+
+
+class RayEngine:
+    """Runs items on actors of the Ray cluster at ``address`` (``auto``, ``host:port`` or ``ray://...``)."""
+
+    def __init__(self, address: str | None = None, actors: int = 0, cpus_per_actor: float = 1.0,
+                 gpus_per_actor: float = 0.0, max_retries: int = 3):
+        try:
+            import ray
+        except ImportError:
+            raise RestyleError('the Ray engine needs Ray: pip install -e ".[ray]"') from None
+        self._ray = ray
+        if not ray.is_initialized():
+            try:
+                ray.init(address=address or "auto", namespace="restyle", log_to_driver=False,
+                         logging_level=logging.WARNING)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise RestyleError(f"cannot reach the Ray cluster at {address or 'auto'}: {exc}") from None
+        self.cpus, self.gpus, self.max_retries = cpus_per_actor, gpus_per_actor, max_retries
+        cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.workers = actors or max(1, int(cluster_cpus // max(cpus_per_actor, 0.01)))
+        self._actors: dict[tuple, list] = {}
+        self.redone = 0  # items given out again after their actor died
+
+    def map(self, fn: TaskFunction, spec: ModelSpec, runtime: Runtime, items: Sequence[Any],
+            on_frames: Callable[[int], None] | None = None) -> Iterator[Any]:
+        ray = self._ray
+        actors = self._pool(spec, runtime, min(self.workers, len(items)))
+        todo = deque(enumerate(items))
+        attempts = {i: 0 for i in range(len(items))}
+        running: dict[Any, tuple[Any, int]] = {}  # ObjectRef -> (actor, item index)
+        idle = list(actors)
+        while todo or running:
+            while todo and idle:
+                actor = idle.pop()
+                index, item = todo.popleft()
+                running[actor.run.remote(fn, item)] = (actor, index)
+            ready, _ = ray.wait(list(running), num_returns=1)
+            ref = ready[0]
+            actor, index = running.pop(ref)
+            idle.append(actor)
+            try:
+                result = ray.get(ref)
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                    ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError) as exc:
+                attempts[index] += 1
+                if attempts[index] > self.max_retries:
+                    raise RestyleError(f"chunk {index} was lost {attempts[index]} times with its worker: {exc}") from None
+                log.warning("a Ray worker died with chunk %s; giving it out again", index)
+                self.redone += 1
+                todo.appendleft((index, items[index]))
+                continue
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+                raise cause from None
+            if on_frames:
+                on_frames(getattr(result, "frames", 1))
+            yield result
+
+    def _pool(self, spec: ModelSpec, runtime: Runtime, count: int) -> list:
+        """Actors for this model, made once and kept: the next job with the same model reuses them."""
+        key = (spec.model_dump_json(), runtime)
+        pool = self._actors.setdefault(key, [])
+        actor_class = self._ray.remote(ModelActor)
+        while len(pool) < count:
+            pool.append(actor_class.options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=-1,
+                                             max_task_retries=0).remote(spec, runtime))
+        return pool[:count]
+
+
+class ModelActor:
+    """Holds one loaded model; runs the engine's task function on the items it is given."""
+
+    def __init__(self, spec: ModelSpec, runtime: Runtime):
+        self.model = load_model(spec, runtime)
+        self.batch = runtime.frames_per_call
+
+    def run(self, fn: TaskFunction, item: Any) -> Any:
+        return fn(item, self.model, self.batch, lambda frames: None)
+
+    def pid(self) -> int:
+        return os.getpid()

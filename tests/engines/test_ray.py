@@ -1,0 +1,68 @@
+"""The Ray engine on a real local cluster: a head and a second node on 127.0.0.2 and 127.0.0.3."""
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from restyle import ModelSpec, run
+from restyle.config import Settings
+from tests.conftest import decode_frames, packets
+
+pytestmark = pytest.mark.slow
+
+
+def actor_pids() -> list[int]:
+    """Processes of Ray actors that are scoring a chunk right now (Ray names them after the method)."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if "ray::ModelActor.run" in line]
+
+
+def test_ray_runs_the_same_chunks_as_the_local_pool(ray_cluster, clips, tmp_path):
+    from restyle.engines.ray import RayEngine
+
+    engine = RayEngine(ray_cluster.address, cpus_per_actor=1)
+    assert engine.workers == 2  # one actor per node's CPU
+    settings = Settings(chunk_seconds=0.5)
+    on_ray = run(clips["pal"], tmp_path / "ray.mp4", ModelSpec.styles("7"), settings=settings, engine=engine)
+    local = run(clips["pal"], tmp_path / "local.mp4", ModelSpec.styles("7"), settings=Settings(chunk_seconds=0.5, workers=2))
+    assert on_ray.frames == local.frames == 75 and on_ray.chunks == local.chunks
+    ray_pts, ray_frames = decode_frames(tmp_path / "ray.mp4")
+    local_pts, local_frames = decode_frames(tmp_path / "local.mp4")
+    assert ray_pts == local_pts
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(ray_frames, local_frames))
+    assert packets(tmp_path / "ray.mp4", "audio") == packets(clips["pal"], "audio")
+
+
+def test_a_killed_actor_costs_only_its_chunk(ray_cluster, tmp_path):
+    from restyle.engines.ray import RayEngine
+    from restyle.media.sample import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", width=480, height=270, rate=25, seconds=6, keyframe_interval=25)
+    settings = Settings(chunk_seconds=0.5)
+    engine = RayEngine(ray_cluster.address, cpus_per_actor=1)
+    killed: list[int] = []
+
+    def killer() -> None:
+        deadline = time.monotonic() + 120
+        while not killed and time.monotonic() < deadline:
+            if len(list((tmp_path / "work").glob("*/*.mp4"))) >= 2 and (pids := actor_pids()):
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    report = run(clip, tmp_path / "survived.mp4", ModelSpec.styles("9"), settings=settings, engine=engine,
+                 work=tmp_path / "work")
+    thread.join()
+    assert killed, "no actor was caught mid-chunk"
+    assert engine.redone >= 1  # the killed actor's chunk was given out again
+    assert engine.redone <= 2  # and only the chunks in flight, not the stored ones
+    clean = run(clip, tmp_path / "clean.mp4", ModelSpec.styles("9"), settings=Settings(chunk_seconds=0.5, workers=2))
+    assert report.frames == clean.frames == 150
+    a_pts, a = decode_frames(tmp_path / "survived.mp4")
+    b_pts, b = decode_frames(tmp_path / "clean.mp4")
+    assert a_pts == b_pts and all(x.tobytes() == y.tobytes() for x, y in zip(a, b))
