@@ -81,6 +81,7 @@ def run_folder(
         frames=len(written),
         chunks=len(written),
         chunks_reused=0,
+        chunks_retried=0,
         width=0,
         height=0,
         duration_s=0.0,

@@ -14,6 +14,7 @@ class RunReport:
     frames: int
     chunks: int
     chunks_reused: int
+    chunks_retried: int  # given out again after their worker was lost (Ray); stored chunks never are
     width: int
     height: int
     duration_s: float

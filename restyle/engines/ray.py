@@ -3,8 +3,9 @@
 Each actor loads the model once and keeps it for every chunk it is given, across jobs.
 Chunks are handed out one at a time as actors finish (no barrier: a slow or lost node
 holds up only its own chunk). An actor that dies — its process killed, its node lost or
-pre-empted — is restarted by Ray, on another node if need be, and its chunk is given out
-again; chunks that were already stored are never redone. Segments go from the actor to
+pre-empted — is replaced by a new one, which Ray places wherever there is room (on a
+cloud cluster, a node the autoscaler starts), and its chunk is given out again to the
+first actor free; chunks that were already stored are never redone. Segments go from the actor to
 the segment store (the system object store for the service), never through the head.
 """
 from __future__ import annotations
@@ -48,20 +49,31 @@ class RayEngine:
     def map(self, fn: TaskFunction, spec: ModelSpec, runtime: Runtime, items: Sequence[Any],
             on_frames: Callable[[int], None] | None = None) -> Iterator[Any]:
         ray = self._ray
-        actors = self._pool(spec, runtime, min(self.workers, len(items)))
+        pool = self._pool(spec, runtime, min(self.workers, len(items)))
         todo = deque(enumerate(items))
         attempts = {i: 0 for i in range(len(items))}
-        running: dict[Any, tuple[Any, int]] = {}  # ObjectRef -> (actor, item index)
-        idle = list(actors)
+        running: dict[Any, tuple[Any, int]] = {}  # task ref -> (actor, item index)
+        starting = {actor.pid.remote(): actor for actor in pool}  # an actor takes work once it is up
+        idle: list = []
         while todo or running:
             while todo and idle:
                 actor = idle.pop()
                 index, item = todo.popleft()
                 running[actor.run.remote(fn, item)] = (actor, index)
-            ready, _ = ray.wait(list(running), num_returns=1)
+            if not running and not starting:
+                raise RestyleError("every Ray actor is gone and none can be started; is the cluster up?")
+            ready, _ = ray.wait(list(running) + list(starting), num_returns=1)
             ref = ready[0]
+            if ref in starting:
+                actor = starting.pop(ref)
+                try:
+                    ray.get(ref)
+                    idle.append(actor)
+                except ray.exceptions.RayError:
+                    replacement = self._replace(pool, actor, spec, runtime)
+                    starting[replacement.pid.remote()] = replacement
+                continue
             actor, index = running.pop(ref)
-            idle.append(actor)
             try:
                 result = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
@@ -72,23 +84,34 @@ class RayEngine:
                 log.warning("a Ray worker died with chunk %s; giving it out again", index)
                 self.redone += 1
                 todo.appendleft((index, items[index]))
+                # A fresh actor in its place: Ray puts it wherever there is room (a new node, in the cloud).
+                replacement = self._replace(pool, actor, spec, runtime)
+                starting[replacement.pid.remote()] = replacement
                 continue
             except ray.exceptions.RayTaskError as exc:
                 cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
                 raise cause from None
+            idle.append(actor)
             if on_frames:
                 on_frames(getattr(result, "frames", 1))
             yield result
 
     def _pool(self, spec: ModelSpec, runtime: Runtime, count: int) -> list:
         """Actors for this model, made once and kept: the next job with the same model reuses them."""
-        key = (spec.model_dump_json(), runtime)
-        pool = self._actors.setdefault(key, [])
-        actor_class = self._ray.remote(ModelActor)
+        pool = self._actors.setdefault((spec.model_dump_json(), runtime), [])
         while len(pool) < count:
-            pool.append(actor_class.options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=-1,
-                                             max_task_retries=0).remote(spec, runtime))
+            pool.append(self._actor(spec, runtime))
         return pool[:count]
+
+    def _actor(self, spec: ModelSpec, runtime: Runtime):
+        actor_class = self._ray.remote(ModelActor)
+        return actor_class.options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0).remote(spec, runtime)
+
+    def _replace(self, pool: list, dead, spec: ModelSpec, runtime: Runtime):
+        self._ray.kill(dead, no_restart=True)
+        pool.remove(dead)
+        pool.append(self._actor(spec, runtime))
+        return pool[-1]
 
 
 class ModelActor:

@@ -176,5 +176,5 @@ class Worker:
 
 def _figures(report: RunReport) -> dict:
     data = report.to_dict()
-    return {key: data[key] for key in ("frames", "chunks", "chunks_reused", "seconds", "busy_s", "fps", "workers", "threads",
+    return {key: data[key] for key in ("frames", "chunks", "chunks_reused", "chunks_retried", "seconds", "busy_s", "fps", "workers", "threads",
                                        "backend", "width", "height", "duration_s", "notes")}

@@ -61,8 +61,39 @@ def test_a_killed_actor_costs_only_its_chunk(ray_cluster, tmp_path):
     assert killed, "no actor was caught mid-chunk"
     assert engine.redone >= 1  # the killed actor's chunk was given out again
     assert engine.redone <= 2  # and only the chunks in flight, not the stored ones
+    assert report.chunks_retried == engine.redone
     clean = run(clip, tmp_path / "clean.mp4", ModelSpec.styles("9"), settings=Settings(chunk_seconds=0.5, workers=2))
     assert report.frames == clean.frames == 150
     a_pts, a = decode_frames(tmp_path / "survived.mp4")
     b_pts, b = decode_frames(tmp_path / "clean.mp4")
     assert a_pts == b_pts and all(x.tobytes() == y.tobytes() for x, y in zip(a, b))
+
+
+def test_a_lost_node_costs_only_its_chunks(ray_cluster, tmp_path):
+    """Kill the second node's raylet mid-run: its actor goes with it, the head's actor finishes the job.
+
+    Runs last in this file: the cluster has one node after it.
+    """
+    from restyle.engines.ray import RayEngine
+    from restyle.media.sample import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", width=480, height=270, rate=25, seconds=5, keyframe_interval=25)
+    engine = RayEngine(ray_cluster.address, cpus_per_actor=1)
+    lost: list[str] = []
+
+    def lose_a_node() -> None:
+        deadline = time.monotonic() + 120
+        while not lost and time.monotonic() < deadline:
+            if len(list((tmp_path / "work").glob("*/*.mp4"))) >= 1:
+                subprocess.run(["pkill", "-9", "-f", "raylet.*127.0.0.3"], check=False)
+                lost.append("127.0.0.3")
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=lose_a_node)
+    thread.start()
+    report = run(clip, tmp_path / "out.mp4", ModelSpec.styles("4"), settings=Settings(chunk_seconds=0.5),
+                 engine=engine, work=tmp_path / "work")
+    thread.join()
+    assert lost
+    assert report.frames == 125 and decode_frames(tmp_path / "out.mp4")[0] == decode_frames(clip)[0]
+    assert 1 <= engine.redone <= 2
