@@ -55,6 +55,7 @@ def run(
     settings: Settings | None = None,
     work: str | Path | SegmentStore | None = None,
     input_id: str | None = None,
+    input_url: str | None = None,
     engine: Engine | None = None,
     on_progress: Progress | None = None,
     hooks: Hooks | None = None,
@@ -65,7 +66,9 @@ def run(
     keeps finished chunks (a folder, or any SegmentStore) so that running again resumes;
     without it they live in a temporary folder, removed at the end. Segments are filed
     under a key made of the input (``input_id``, or its path, size and mtime), the model
-    and the encoding, so different settings never mix.
+    and the encoding, so different settings never mix. ``input_url`` is where workers
+    read the input if not from ``input``'s path: a presigned link, for workers on other
+    machines.
     """
     settings = settings or load_settings()
     if Path(input).is_dir():
@@ -78,7 +81,8 @@ def run(
     elif isinstance(work, (str, Path)):
         work = FolderSegments(_usable_folder(Path(work)))
     try:
-        return _run_video(Path(input), Path(output), model, settings, work, input_id, engine, on_progress, hooks or Hooks())
+        return _run_video(Path(input), Path(output), model, settings, work, input_id, input_url, engine, on_progress,
+                          hooks or Hooks())
     finally:
         if temporary:
             work.discard()
@@ -86,7 +90,7 @@ def run(
 
 def _run_video(
     input: Path, output: Path, model: ModelSpec, settings: Settings, segments: SegmentStore, input_id: str | None,
-    engine: Engine | None, on_progress: Progress | None, hooks: Hooks,
+    input_url: str | None, engine: Engine | None, on_progress: Progress | None, hooks: Hooks,
 ) -> RunReport:
     started = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -113,7 +117,7 @@ def _run_video(
     )
     key = _work_key(info, input_id, model, encode)
     names = {c.index: f"{key}/{c.name}.mp4" for c in chunks}
-    tasks = [ChunkTask(info.path, info.video_index, c, encode, segments, names[c.index]) for c in chunks]
+    tasks = [ChunkTask(input_url or info.path, info.video_index, c, encode, segments, names[c.index]) for c in chunks]
     todo = [t for t in tasks if not segments.has(names[t.chunk.index])]
     seconds["plan"] = time.perf_counter() - clock
     if hooks.on_plan:

@@ -118,9 +118,12 @@ class Worker:
                 self.context.data.get_file(job.input_key, source)
                 spec = ModelSpec(**job.params.get("model", {}))
                 target = Path(tmp) / f"{Path(job.input_key).stem}-restyled.mp4"
+                # Ray actors may be on other machines: they read the input through a presigned link.
+                remote = self.settings.engine == "ray" and not self.context.data.is_local
                 report = run(
                     source, target, spec, settings=self.settings, work=segments,
                     input_id=f"{job.input_key}@{job.input_etag}", on_progress=on_progress,
+                    input_url=self.context.data.presign(job.input_key, 24 * 3600) if remote else None,
                     hooks=Hooks(on_plan=on_plan, on_chunk=on_chunk, cancel=cancel),
                 )
                 output_key = f"outbox/{job.id}/{target.name}"

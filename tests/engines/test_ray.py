@@ -69,6 +69,32 @@ def test_a_killed_actor_costs_only_its_chunk(ray_cluster, tmp_path):
     assert a_pts == b_pts and all(x.tobytes() == y.tobytes() for x, y in zip(a, b))
 
 
+def test_the_service_runs_its_jobs_on_ray_reading_the_input_by_presigned_link(ray_cluster, seaweedfs, clips, tmp_path):
+    import uuid
+
+    import httpx
+
+    from tests.conftest import s3_settings
+    from tests.service.conftest import Service
+
+    name = f"ray{uuid.uuid4().hex[:8]}"
+    env = {f"RESTYLE_{k.upper()}": v for k, v in s3_settings(seaweedfs).items()}
+    env |= {"RESTYLE_DATA_URL": f"s3://data/{name}", "RESTYLE_SYSTEM_URL": f"s3://system/{name}",
+            "RESTYLE_ENGINE": "ray", "RESTYLE_RAY_ADDRESS": ray_cluster.address}
+    service = Service(tmp_path / "home", env)
+    try:
+        with open(clips["ntsc"], "rb") as f:
+            job = service.http.post("/api/jobs", files={"file": ("ntsc.mp4", f)}, data={"style": "6"}).json()
+        done = service.wait_for(job["id"])
+        assert done["state"] == "succeeded", (done, service.log.read_text()[-3000:])
+        output = tmp_path / "out.mp4"
+        output.write_bytes(httpx.get(service.http.get(f"/api/jobs/{job['id']}/output").json()["url"]).content)
+        assert decode_frames(output)[0] == decode_frames(clips["ntsc"])[0]
+        assert packets(output, "audio") == packets(clips["ntsc"], "audio")
+    finally:
+        service.stop()
+
+
 def test_a_lost_node_costs_only_its_chunks(ray_cluster, tmp_path):
     """Kill the second node's raylet mid-run: its actor goes with it, the head's actor finishes the job.
 

@@ -64,3 +64,17 @@ def test_s3_presigned_links_expire(seaweedfs, tmp_path):
     short = store.presign("outbox/x.mp4", 1)
     time.sleep(2.5)
     assert httpx.get(short).status_code == 403
+
+
+def test_ffmpeg_reads_a_presigned_link_so_remote_workers_need_no_copy(seaweedfs, tmp_path, clips):
+    import av
+
+    from tests.conftest import decode_frames
+
+    store = open_store("s3://data/readable", Settings(home=tmp_path, **s3_settings(seaweedfs)))
+    store.put_file(clips["pal"], "inbox/pal.mp4")
+    with av.open(store.presign("inbox/pal.mp4", 600)) as container:
+        container.seek(container.streams.video[0].duration // 2, stream=container.streams.video[0])  # ranged reads
+        assert sum(1 for _ in container.decode(video=0)) > 0
+    with av.open(store.presign("inbox/pal.mp4", 600)) as container:
+        assert len(list(container.decode(video=0))) == len(decode_frames(clips["pal"])[0])
