@@ -48,7 +48,8 @@ def main() -> None:
         clip = make_clip(work / "clip.mp4", width=1280, height=720, rate=30, seconds=8, keyframe_interval=30)
         base = [*RESTYLE, "run", str(clip), "--style", "7", "-q", "--chunk-seconds", "1"]
         local = timed([*base, "-o", str(work / "local.mp4"), "--workers", "2"], {})
-        on_ray = timed([*base, "-o", str(work / "ray.mp4")], {"RESTYLE_ENGINE": "ray", "RESTYLE_RAY_ADDRESS": cluster.address})
+        on_ray = timed([*base, "-o", str(work / "ray.mp4")], {"RESTYLE_ENGINE": "ray", "RESTYLE_RAY_ADDRESS": cluster.address,
+                                                               "RESTYLE_RAY_NODE_IP": cluster.driver_ip})
         chunks = 8
         print(f"1280x720, 240 frames, {chunks} chunks")
         print(f"  local pool, 2 workers x 1 thread: {240 / local:.2f} fps ({local:.1f} s)")
@@ -58,14 +59,13 @@ def main() -> None:
 
         from restyle.engines.ray import RayEngine
 
-        engine = RayEngine(cluster.address)
+        engine = RayEngine(cluster.address, node_ip=cluster.driver_ip)
         killed: list[int] = []
 
         def killer() -> None:
             while not killed:
                 if list((work / "seg").glob("*/*.mp4")):
-                    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-                    pids = [int(line.split()[0]) for line in out.splitlines() if "ray::ModelActor.run" in line]
+                    pids = list(engine.pids.values())
                     if pids:
                         os.kill(pids[0], signal.SIGKILL)
                         killed.append(pids[0])

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     ray_cpus_per_actor: float = Field(1.0, gt=0, description="CPUs each model actor asks Ray for (its model threads)")
     ray_gpus_per_actor: float = Field(0.0, ge=0, description="GPUs each model actor asks Ray for (1 on GPU nodes)")
     ray_actors: int = Field(0, ge=0, description="model actors; 0: as many as the cluster's CPUs allow")
+    ray_node_ip: str = Field("", description="this machine's address in the cluster, if it runs several Ray nodes")
     workers: int = Field(0, ge=0, description="worker processes; 0 picks one per core (memory allowing)")
     threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per worker; 0 picks cores / workers")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when onnxruntime has it")

@@ -165,6 +165,8 @@ class RayCluster:
     root: Path
     port: int = 0
 
+    driver_ip = "127.0.0.2"  # drivers join the head's node, so losing the other node never takes them down
+
     @property
     def address(self) -> str:
         return f"127.0.0.2:{self.port}"

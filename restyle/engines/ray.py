@@ -28,7 +28,7 @@ class RayEngine:
     """Runs items on actors of the Ray cluster at ``address`` (``auto``, ``host:port`` or ``ray://...``)."""
 
     def __init__(self, address: str | None = None, actors: int = 0, cpus_per_actor: float = 1.0,
-                 gpus_per_actor: float = 0.0, max_retries: int = 3):
+                 gpus_per_actor: float = 0.0, max_retries: int = 3, node_ip: str | None = None):
         try:
             import ray
         except ImportError:
@@ -36,8 +36,9 @@ class RayEngine:
         self._ray = ray
         if not ray.is_initialized():
             try:
+                # node_ip: which of this machine's Ray nodes the driver joins, when it runs several.
                 ray.init(address=address or "auto", namespace="restyle", log_to_driver=False,
-                         logging_level=logging.WARNING)
+                         logging_level=logging.WARNING, _node_ip_address=node_ip or None)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise RestyleError(f"cannot reach the Ray cluster at {address or 'auto'}: {exc}") from None
         self.cpus, self.gpus, self.max_retries = cpus_per_actor, gpus_per_actor, max_retries
@@ -45,6 +46,7 @@ class RayEngine:
         self.workers = actors or max(1, int(cluster_cpus // max(cpus_per_actor, 0.01)))
         self._actors: dict[tuple, list] = {}
         self.redone = 0  # items given out again after their actor died
+        self.pids: dict[Any, int] = {}  # live actors' process ids, for operators (and tests) to find them
 
     def map(self, fn: TaskFunction, spec: ModelSpec, runtime: Runtime, items: Sequence[Any],
             on_frames: Callable[[int], None] | None = None) -> Iterator[Any]:
@@ -67,7 +69,7 @@ class RayEngine:
             if ref in starting:
                 actor = starting.pop(ref)
                 try:
-                    ray.get(ref)
+                    self.pids[actor] = ray.get(ref)
                     idle.append(actor)
                 except ray.exceptions.RayError:
                     replacement = self._replace(pool, actor, spec, runtime)
@@ -108,6 +110,7 @@ class RayEngine:
         return actor_class.options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0).remote(spec, runtime)
 
     def _replace(self, pool: list, dead, spec: ModelSpec, runtime: Runtime):
+        self.pids.pop(dead, None)
         self._ray.kill(dead, no_restart=True)
         pool.remove(dead)
         pool.append(self._actor(spec, runtime))

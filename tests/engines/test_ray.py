@@ -14,16 +14,10 @@ from tests.conftest import decode_frames, packets
 pytestmark = pytest.mark.slow
 
 
-def actor_pids() -> list[int]:
-    """Processes of Ray actors that are scoring a chunk right now (Ray names them after the method)."""
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [int(line.split()[0]) for line in out.splitlines() if "ray::ModelActor.run" in line]
-
-
 def test_ray_runs_the_same_chunks_as_the_local_pool(ray_cluster, clips, tmp_path):
     from restyle.engines.ray import RayEngine
 
-    engine = RayEngine(ray_cluster.address, cpus_per_actor=1)
+    engine = RayEngine(ray_cluster.address, cpus_per_actor=1, node_ip=ray_cluster.driver_ip)
     assert engine.workers == 2  # one actor per node's CPU
     settings = Settings(chunk_seconds=0.5)
     on_ray = run(clips["pal"], tmp_path / "ray.mp4", ModelSpec.styles("7"), settings=settings, engine=engine)
@@ -42,13 +36,14 @@ def test_a_killed_actor_costs_only_its_chunk(ray_cluster, tmp_path):
 
     clip = make_clip(tmp_path / "clip.mp4", width=480, height=270, rate=25, seconds=6, keyframe_interval=25)
     settings = Settings(chunk_seconds=0.5)
-    engine = RayEngine(ray_cluster.address, cpus_per_actor=1)
+    engine = RayEngine(ray_cluster.address, cpus_per_actor=1, node_ip=ray_cluster.driver_ip)
     killed: list[int] = []
 
     def killer() -> None:
         deadline = time.monotonic() + 120
         while not killed and time.monotonic() < deadline:
-            if len(list((tmp_path / "work").glob("*/*.mp4"))) >= 2 and (pids := actor_pids()):
+            # Two chunks stored, and every actor busy with the next: whichever dies dies mid-chunk.
+            if len(list((tmp_path / "work").glob("*/*.mp4"))) >= 2 and (pids := list(engine.pids.values())):
                 os.kill(pids[0], signal.SIGKILL)
                 killed.append(pids[0])
             time.sleep(0.05)
@@ -80,7 +75,7 @@ def test_the_service_runs_its_jobs_on_ray_reading_the_input_by_presigned_link(ra
     name = f"ray{uuid.uuid4().hex[:8]}"
     env = {f"RESTYLE_{k.upper()}": v for k, v in s3_settings(seaweedfs).items()}
     env |= {"RESTYLE_DATA_URL": f"s3://data/{name}", "RESTYLE_SYSTEM_URL": f"s3://system/{name}",
-            "RESTYLE_ENGINE": "ray", "RESTYLE_RAY_ADDRESS": ray_cluster.address}
+            "RESTYLE_ENGINE": "ray", "RESTYLE_RAY_ADDRESS": ray_cluster.address, "RESTYLE_RAY_NODE_IP": ray_cluster.driver_ip}
     service = Service(tmp_path / "home", env)
     try:
         with open(clips["ntsc"], "rb") as f:
@@ -104,7 +99,7 @@ def test_a_lost_node_costs_only_its_chunks(ray_cluster, tmp_path):
     from restyle.media.sample import make_clip
 
     clip = make_clip(tmp_path / "clip.mp4", width=480, height=270, rate=25, seconds=5, keyframe_interval=25)
-    engine = RayEngine(ray_cluster.address, cpus_per_actor=1)
+    engine = RayEngine(ray_cluster.address, cpus_per_actor=1, node_ip=ray_cluster.driver_ip)
     lost: list[str] = []
 
     def lose_a_node() -> None:
