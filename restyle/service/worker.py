@@ -84,6 +84,7 @@ class Worker:
         jobs, journal = self.context.jobs, JobLog(self.context, job.id, self.id)
         journal.write("claimed", attempt=job.attempts, input=job.input_key)
         cancel = threading.Event()
+        lease = {"status": "held"}  # held | cancel | lost, as the last heartbeat said
         progress = {"frames_done": 0, "frames_total": 0, "chunks_done": 0, "chunks_total": 0}
         beating = threading.Event()
 
@@ -91,7 +92,8 @@ class Worker:
             # Often enough for live progress, and well inside the lease.
             while not beating.wait(min(self.settings.lease_seconds / 4, 2.0)):
                 try:
-                    if not jobs.heartbeat(job.id, self.id, self.settings.lease_seconds, **progress):
+                    lease["status"] = jobs.heartbeat(job.id, self.id, self.settings.lease_seconds, **progress)
+                    if lease["status"] != "held":
                         cancel.set()
                     jobs.worker_alive(self.id, job.id)
                 except Exception as exc:  # noqa: BLE001 - a missed beat is retried; the lease has slack
@@ -130,15 +132,20 @@ class Worker:
                 self.context.data.put_file(target, output_key)
                 self._stills(job.id, source, target)
             figures = _figures(report)
-            jobs.succeed(job.id, self.id, output_key, figures, frames_done=report.frames, frames_total=report.frames,
-                         chunks_done=report.chunks, chunks_total=report.chunks)
+            if not jobs.succeed(job.id, self.id, output_key, figures, frames_done=report.frames,
+                                frames_total=report.frames, chunks_done=report.chunks, chunks_total=report.chunks):
+                journal.write("lease lost", note="finished after another worker took the job; its work area is left to it")
+                return "lost"
             journal.write("succeeded", output=output_key, **figures)
             segments.discard()
             return "succeeded"
         except Cancelled:
-            jobs.cancelled(job.id, self.id)
-            journal.write("cancelled")
-            segments.discard()
+            if lease["status"] == "lost":  # another worker runs the job now: leave its work area alone
+                journal.write("lease lost", note="stopped; another worker has the job")
+                return "lost"
+            if jobs.cancelled(job.id, self.id):
+                journal.write("cancelled")
+                segments.discard()
             return "cancelled"
         except PERMANENT as exc:
             state = jobs.fail(job.id, self.id, str(exc), retry=False)

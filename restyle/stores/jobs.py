@@ -251,8 +251,9 @@ class JobStore:
             return job
         return None
 
-    def heartbeat(self, job_id: str, worker_id: str, lease_s: float, **progress: int) -> bool:
-        """Extend the lease and record progress; False if the lease is lost or a cancel was asked for."""
+    def heartbeat(self, job_id: str, worker_id: str, lease_s: float, **progress: int) -> str:
+        """Extend the lease and record progress. Returns ``held``, ``cancel`` (stop and cancel the
+        job) or ``lost`` (another worker has it now: stop and touch nothing of it)."""
         now = time.time()
         with self._session.begin() as session:
             held = session.execute(
@@ -261,7 +262,9 @@ class JobStore:
                 .values(lease_until=now + lease_s, updated_at=now, **progress)
             ).rowcount
             cancel = session.scalar(select(JobRow.cancel_requested).where(JobRow.id == job_id))
-        return bool(held) and not cancel
+        if not held:
+            return "lost"
+        return "cancel" if cancel else "held"
 
     def chunk_done(self, job_id: str, worker_id: str, chunk: int, frames: int, seconds: float) -> None:
         with self._session.begin() as session:
@@ -273,8 +276,9 @@ class JobStore:
                 .values(frames_scored=WorkerRow.frames_scored + frames, chunks_scored=WorkerRow.chunks_scored + 1)
             )
 
-    def succeed(self, job_id: str, worker_id: str, output_key: str, figures: dict, **progress: int) -> None:
-        self._end(job_id, worker_id, "succeeded", None, output_key=output_key, figures=figures, **progress)
+    def succeed(self, job_id: str, worker_id: str, output_key: str, figures: dict, **progress: int) -> bool:
+        """Record success; False if this worker no longer holds the job (its lease ran out)."""
+        return self._end(job_id, worker_id, "succeeded", None, output_key=output_key, figures=figures, **progress)
 
     def fail(self, job_id: str, worker_id: str, reason: str, *, retry: bool) -> str:
         """Record a failure; a retryable one goes back to the queue until attempts run out. Returns the new state."""
@@ -310,17 +314,17 @@ class JobStore:
             row.updated_at = time.time()
             return Job.of(row)
 
-    def cancelled(self, job_id: str, worker_id: str) -> None:
-        self._end(job_id, worker_id, "cancelled", "cancelled while running; finished chunks were discarded")
+    def cancelled(self, job_id: str, worker_id: str) -> bool:
+        return self._end(job_id, worker_id, "cancelled", "cancelled while running; finished chunks were discarded")
 
-    def _end(self, job_id: str, worker_id: str, state: str, reason: str | None, **values: Any) -> None:
+    def _end(self, job_id: str, worker_id: str, state: str, reason: str | None, **values: Any) -> bool:
         now = time.time()
         with self._session.begin() as session:
-            session.execute(
+            return bool(session.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.lease_owner == worker_id)
                 .values(state=state, reason=reason, finished_at=now, updated_at=now, lease_owner=None, lease_until=0.0, **values)
-            )
+            ).rowcount)
 
     # -- workers -------------------------------------------------------------
 

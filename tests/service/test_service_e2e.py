@@ -154,3 +154,24 @@ def test_kill_9_a_worker_mid_job_and_another_finishes_it(start_service, tmp_path
     assert done["figures"]["chunks_reused"] >= 2  # the chunks the dead worker finished were kept
     assert done["chunks_redone"] == 0  # and none of them was scored again
     check_output(service, done, clip, tmp_path)
+
+
+def test_embedded_cancel_a_running_job_and_the_worker_moves_on(start_service, clips, tmp_path):
+    from restyle.media.sample import make_clip
+
+    clip = make_clip(tmp_path / "long.mp4", width=480, height=270, rate=25, seconds=8, keyframe_interval=25)
+    service = start_service()
+    with open(clip, "rb") as f:
+        job = service.http.post("/api/jobs", files={"file": ("long.mp4", f)}, data={"style": "3"}).json()
+    deadline = time.monotonic() + 120
+    while service.http.get(f"/api/jobs/{job['id']}").json()["progress"]["chunks_done"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert service.http.post(f"/api/jobs/{job['id']}/cancel").json()["state"] == "running"  # stops at the next chunk
+    done = service.wait_for(job["id"], timeout=60)
+    assert done["state"] == "cancelled", done
+    with open(clips["silent"], "rb") as f:
+        after = service.http.post("/api/jobs", files={"file": ("ok.mp4", f)}, data={"style": "3"}).json()
+    assert service.wait_for(after["id"])["state"] == "succeeded"
+    log = service.http.get(f"/api/jobs/{job['id']}/log").text
+    assert '"event": "cancelled"' in log

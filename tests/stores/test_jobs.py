@@ -66,8 +66,9 @@ def test_a_silent_worker_loses_its_job_after_the_lease(jobs):
     time.sleep(0.7)
     again = jobs.claim("w2", lease_s=30)
     assert again.id == job.id and again.attempts == 2 and again.lease_owner == "w2"
-    assert not jobs.heartbeat(job.id, "w1", 30)  # the old worker learns it lost the job
-    assert jobs.heartbeat(job.id, "w2", 30, frames_done=10, frames_total=20)
+    assert jobs.heartbeat(job.id, "w1", 30) == "lost"  # the old worker learns it lost the job
+    assert not jobs.succeed(job.id, "w1", "outbox/x.mp4", {})  # and cannot end it
+    assert jobs.heartbeat(job.id, "w2", 30, frames_done=10, frames_total=20) == "held"
     assert jobs.get(job.id).frames_done == 10
 
 
@@ -95,7 +96,8 @@ def test_cancel_before_and_while_running(jobs):
     running, _ = jobs.create("alice", "inbox/r.mp4", "e", PARAMS)
     jobs.claim("w", 30)
     assert jobs.cancel(running.id).state == "running"
-    assert not jobs.heartbeat(running.id, "w", 30)  # the worker hears of it at its next beat
+    assert jobs.heartbeat(running.id, "w", 30) == "cancel"  # the worker hears of it at its next beat
+    assert jobs.cancelled(running.id, "w") and jobs.get(running.id).state == "cancelled"
 
 
 def test_an_awaited_upload_lands_once(jobs):
