@@ -56,6 +56,7 @@ class RayEngine:
         attempts = {i: 0 for i in range(len(items))}
         running: dict[Any, tuple[Any, int]] = {}  # task ref -> (actor, item index)
         starting = {actor.pid.remote(): actor for actor in pool}  # an actor takes work once it is up
+        failed_starts = 0
         idle: list = []
         while todo or running:
             while todo and idle:
@@ -71,7 +72,10 @@ class RayEngine:
                 try:
                     self.pids[actor] = ray.get(ref)
                     idle.append(actor)
-                except ray.exceptions.RayError:
+                except ray.exceptions.RayError as exc:
+                    failed_starts += 1
+                    if failed_starts > 2 * len(pool):  # e.g. the model cannot load: say why, do not loop
+                        raise RestyleError(f"Ray actors cannot start: {exc}") from None
                     replacement = self._replace(pool, actor, spec, runtime)
                     starting[replacement.pid.remote()] = replacement
                 continue
