@@ -62,7 +62,7 @@ def run_folder(
     except OSError as exc:
         raise OutputError(f"cannot create output folder {target}: {exc}") from None
     model.check()
-    runtime, workers = choose_layout(settings, 1280 * 720)
+    runtime, workers = choose_layout(settings, 1280 * 720)  # sizes vary by file: budget memory for 720p
     engine = engine or make_engine(settings, min(workers, len(files)) if workers else 0)
     done = [0]
 

@@ -68,16 +68,18 @@ class ObjectStore:
         return f"{self.root}/{check_key(key)}"
 
     def put_file(self, local: Path, key: str) -> ObjectInfo:
-        target = self.path(key)
-        self._call(self.fs.makedirs, target.rsplit("/", 1)[0], exist_ok=True) if self.is_local else None
-        self._call(self.fs.put_file, str(local), target)
+        self._call(self.fs.put_file, str(local), self._writable(key))
         return self.info(key)
 
     def put_bytes(self, data: bytes, key: str) -> None:
+        self._call(self.fs.pipe_file, self._writable(key), data)
+
+    def _writable(self, key: str) -> str:
+        """The path for ``key``, its folder made first where folders are real (S3 has none)."""
         target = self.path(key)
         if self.is_local:
             self._call(self.fs.makedirs, target.rsplit("/", 1)[0], exist_ok=True)
-        self._call(self.fs.pipe_file, target, data)
+        return target
 
     def get_file(self, key: str, local: Path) -> None:
         self._call(self.fs.get_file, self.path(key), str(local))
