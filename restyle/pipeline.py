@@ -127,7 +127,7 @@ def _run_video(
     done = sum(t.chunk.frame_count for t in tasks if t not in todo)
     progress = _counter(done, info.frame_count, on_progress)
     results: list[ChunkResult] = []
-    retried_before = getattr(engine, "redone", 0)
+    retried_before = engine.redone
     for result in engine.map(score_chunk, model, runtime, todo, progress):
         results.append(result)
         if hooks.on_chunk:
@@ -162,7 +162,7 @@ def _run_video(
         frames=assembled.video_packets,
         chunks=len(tasks),
         chunks_reused=len(tasks) - len(todo),
-        chunks_retried=getattr(engine, "redone", 0) - retried_before,
+        chunks_retried=engine.redone - retried_before,
         width=info.width,
         height=info.height,
         duration_s=round(info.duration_s, 3),

@@ -13,6 +13,7 @@ TaskFunction = Callable[[Any, Model, int, Callable[[int], None]], Any]
 
 class Engine(Protocol):
     workers: int
+    redone: int  # items given out again because their worker was lost, since the engine was made
 
     def map(
         self,

@@ -22,6 +22,7 @@ class LocalEngine:
 
     def __init__(self, workers: int = 1):
         self.workers = max(1, workers)
+        self.redone = 0  # a lost local worker fails the run instead (finished chunks are kept for the next)
 
     def map(
         self,
