@@ -24,7 +24,6 @@ from restyle.service.context import Context, Principal
 from restyle.service.jobs_api import (
     JobOut,
     caller,
-    context_of,
     inbox_key,
     model_params,
     submit_upload,
