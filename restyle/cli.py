@@ -1,4 +1,4 @@
-"""The command line: ``restyle run``, ``restyle styles``, ``restyle sample``.
+"""The command line: ``restyle run``, ``quality``, ``styles``, ``sample``, and the service's commands.
 
 Every RestyleError becomes one line on stderr and exit code 2; nothing else is caught.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from restyle.config import load_settings
+from restyle.deflicker import DEFAULT_STRENGTH
 from restyle.errors import InputError, ModelError, RestyleError
 from restyle.models.base import ModelSpec
 
@@ -45,12 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="restyle a video or a folder of images, here and now")
     run.add_argument("input", help="a video file, or a folder of images")
     run.add_argument("-o", "--output", required=True, help="output video (.mp4 .mov .mkv), or folder for images")
-    which = run.add_mutually_exclusive_group()
-    which.add_argument("--style", default=None, help="one of the 26 styles (0-25) or a blend like 3:0.5,12:0.5 (default 0)")
-    which.add_argument("--style-image", metavar="PICTURE", help="any picture to use as the style")
-    which.add_argument("--model", metavar="onnx:PATH", help="any image->image ONNX model (NCHW float input and output)")
-    run.add_argument("--value-range", type=float, default=1.0, help="for --model: pixel values run 0..1 (default) or 0..255")
-    run.add_argument("--strength", type=float, default=1.0, help="0..1; less mixes the original back in (default 1)")
+    _model_options(run)
+    run.add_argument("--deflicker", type=float, nargs="?", const=DEFAULT_STRENGTH, metavar="STRENGTH",
+                     help=f"smooth flicker between frames along the input's motion, 0..1 (alone: {DEFAULT_STRENGTH})")
     run.add_argument("--work-dir", help="keep finished chunks here; running again resumes where it stopped")
     run.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     run.add_argument("--threads", type=int, help="model threads per worker (default: cores / workers)")
@@ -64,6 +62,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the report as JSON")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     run.set_defaults(command=_run)
+
+    quality = sub.add_parser("quality", help="measure an output's flicker (warping error) and its distance to the per-frame style")
+    quality.add_argument("input", help="the video that was restyled")
+    quality.add_argument("output", help="the restyled video")
+    quality.add_argument("--reference", metavar="VIDEO", help="compare against this video (PSNR/SSIM), e.g. a per-frame run")
+    _model_options(quality, default_style=None)
+    quality.add_argument("--chunk-starts", metavar="N,N,...", help="first frames of the chunks (default: the plan `restyle run` makes here)")
+    quality.add_argument("--chunk-seconds", type=float, help="the --chunk-seconds the output was made with, to plan its chunks")
+    quality.add_argument("--json", action="store_true", help="print the figures as JSON (with --per-frame, every pair's error)")
+    quality.add_argument("--per-frame", action="store_true", help="with --json: the warping error of every frame pair")
+    quality.set_defaults(command=_quality)
 
     styles = sub.add_parser("styles", help="list the 26 built-in styles, or render them all on a picture")
     styles.add_argument("--sheet", metavar="PNG", help="write a contact sheet of all 26 styles")
@@ -83,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("video")
     submit.add_argument("--style", default="0")
     submit.add_argument("--strength", type=float, default=1.0)
+    submit.add_argument("--deflicker", type=float, nargs="?", const=DEFAULT_STRENGTH, default=0.0, metavar="STRENGTH",
+                        help=f"smooth flicker between frames, 0..1 (alone: {DEFAULT_STRENGTH})")
     submit.add_argument("--wait", action="store_true", help="wait for the job to end; with -o, download the output")
     submit.add_argument("-o", "--output", help="with --wait: where to save the output")
     _service_options(submit)
@@ -107,8 +118,20 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--rate", default="25", help="frame rate, e.g. 25 or 30000/1001 (default 25)")
     sample.add_argument("--seconds", type=float, default=4.0)
     sample.add_argument("--no-audio", action="store_true")
+    sample.add_argument("--photo", metavar="PICTURE", help="instead of the test pattern, a camera moving over this picture")
+    sample.add_argument("--motion", choices=["pan", "zoom"], default="pan", help="with --photo: how the camera moves (default pan)")
     sample.set_defaults(command=_sample)
     return parser
+
+
+def _model_options(parser: argparse.ArgumentParser, default_style: str | None = "0") -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--style", default=None, help="one of the 26 styles (0-25) or a blend like 3:0.5,12:0.5"
+                       + (f" (default {default_style})" if default_style else ""))
+    which.add_argument("--style-image", metavar="PICTURE", help="any picture to use as the style")
+    which.add_argument("--model", metavar="onnx:PATH", help="any image->image ONNX model (NCHW float input and output)")
+    parser.add_argument("--value-range", type=float, default=1.0, help="for --model: pixel values run 0..1 (default) or 0..255")
+    parser.add_argument("--strength", type=float, default=1.0, help="0..1; less mixes the original back in (default 1)")
 
 
 def model_spec(args: argparse.Namespace) -> ModelSpec:
@@ -139,6 +162,7 @@ def _run(args: argparse.Namespace) -> int:
         crf=args.crf,
         preset=args.preset,
         chunk_seconds=args.chunk_seconds,
+        deflicker=args.deflicker,
     )
     spec = model_spec(args)
     bar = None
@@ -159,6 +183,27 @@ def _run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    return 0
+
+
+def _quality(args: argparse.Namespace) -> int:
+    from restyle.pipeline import plan
+    from restyle.quality import measure, model_frames
+
+    if args.reference and (args.style or args.style_image or args.model):
+        raise InputError("give either --reference or a model (--style, --style-image, --model) to compare against, not both")
+    reference = args.reference
+    if not reference and (args.style or args.style_image or args.model):
+        reference = model_frames(args.input, model_spec(args))  # the per-frame stylisation, made here
+    if args.chunk_starts:
+        try:
+            starts = [int(n) for n in args.chunk_starts.split(",") if n.strip()]
+        except ValueError:
+            raise InputError(f"--chunk-starts takes frame numbers like 0,100,200, got {args.chunk_starts!r}") from None
+    else:
+        starts = [c.first_frame for c in plan(args.input, load_settings(chunk_seconds=args.chunk_seconds))]
+    report = measure(args.input, args.output, reference=reference, chunk_starts=starts)
+    print(json.dumps(report.to_dict(per_frame=args.per_frame), indent=2) if args.json else report.summary())
     return 0
 
 
@@ -208,7 +253,7 @@ def _submit(args: argparse.Namespace) -> int:
     import time
 
     client = _client(args)
-    job = client.submit(Path(args.video), style=args.style, strength=args.strength)
+    job = client.submit(Path(args.video), style=args.style, strength=args.strength, deflicker=args.deflicker)
     print(f"job {job['id']}: {job['state']}")
     if not args.wait:
         return 0
@@ -254,13 +299,17 @@ def _describe_job(job: dict) -> str:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from restyle.media.sample import make_clip
+    from restyle.media.sample import make_clip, make_motion_clip
 
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         raise InputError(f"--size takes WIDTHxHEIGHT, got {args.size!r}") from None
-    path = make_clip(args.output, width=width, height=height, rate=args.rate, seconds=args.seconds, audio=not args.no_audio)
+    options = dict(width=width, height=height, rate=args.rate, seconds=args.seconds, audio=not args.no_audio)
+    if args.photo:
+        path = make_motion_clip(args.output, args.photo, motion=args.motion, **options)
+    else:
+        path = make_clip(args.output, **options)
     print(f"wrote {path}")
     return 0
 

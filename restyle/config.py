@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(0, ge=0, description="frames per model call; 0 picks 1 on CPU, 8 on GPU")
 
+    deflicker: float = Field(
+        0.0, ge=0, le=1, description="temporal smoothing strength (0 off; --deflicker alone means 0.8); also for inbox jobs"
+    )
+
     # -- plan ----------------------------------------------------------------
     chunk_seconds: float = Field(4.0, gt=0, description="target chunk length; chunks are the unit of work and resume")
 

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from restyle.config import Settings, load_settings
+from restyle.deflicker import warmup_frames
 from restyle.engines import Engine, make_engine
-from restyle.errors import OutputError, RestyleError, WorkDirError
+from restyle.errors import InputError, OutputError, RestyleError, WorkDirError
 from restyle.media.assemble import assemble, container_for
-from restyle.media.chunks import plan_chunks
+from restyle.media.chunks import Chunk, plan_chunks
 from restyle.media.encode import EncodeSpec
 from restyle.media.probe import VideoInfo, probe
 from restyle.models.base import ModelSpec
@@ -74,6 +75,8 @@ def run(
     if Path(input).is_dir():
         from restyle.images import run_folder
 
+        if settings.deflicker:
+            raise InputError(f"{input} is a folder of images: --deflicker smooths frames over time, so it needs a video")
         return run_folder(Path(input), Path(output), model, settings=settings, engine=engine, on_progress=on_progress)
     temporary = work is None
     if work is None:
@@ -103,7 +106,7 @@ def _run_video(
     runtime, workers = choose_layout(settings, info.width * info.height)
     engine = engine or make_engine(settings, workers)
     clock = time.perf_counter()
-    chunks = plan_chunks(info, settings.chunk_seconds, engine.workers)
+    chunks = plan_chunks(info, settings.chunk_seconds, engine.workers, lead_frames=warmup_frames(settings.deflicker))
     encode = EncodeSpec(
         width=info.width,
         height=info.height,
@@ -115,9 +118,10 @@ def _run_video(
         pix_fmt=settings.pix_fmt,
         threads=settings.encoder_threads,
     )
-    key = _work_key(info, input_id, model, encode)
+    key = _work_key(info, input_id, model, encode, settings.deflicker)
     names = {c.index: f"{key}/{c.name}.mp4" for c in chunks}
-    tasks = [ChunkTask(input_url or info.path, info.video_index, c, encode, segments, names[c.index]) for c in chunks]
+    tasks = [ChunkTask(input_url or info.path, info.video_index, c, encode, segments, names[c.index], settings.deflicker)
+             for c in chunks]
     todo = [t for t in tasks if not segments.has(names[t.chunk.index])]
     seconds["plan"] = time.perf_counter() - clock
     if hooks.on_plan:
@@ -174,9 +178,20 @@ def _run_video(
             "decode": round(sum(r.decode_s for r in results), 3),
             "infer": round(sum(r.infer_s for r in results), 3),
             "encode": round(sum(r.encode_s for r in results), 3),
-        },
+        } | ({"smooth": round(sum(r.smooth_s for r in results), 3)} if settings.deflicker else {}),
+        deflicker=settings.deflicker,
+        chunk_starts=[c.first_frame for c in chunks],
         notes=notes,
     )
+
+
+def plan(input: str | Path, settings: Settings | None = None, workers: int | None = None) -> list[Chunk]:
+    """The chunks ``run`` cuts ``input`` into with these settings on this machine (or ``workers`` workers)."""
+    settings = settings or load_settings()
+    info = probe(Path(input), settings)
+    if workers is None:
+        _, workers = choose_layout(settings, info.width * info.height)
+    return plan_chunks(info, settings.chunk_seconds, workers or 1, lead_frames=warmup_frames(settings.deflicker))
 
 
 def check_output(input: Path, output: Path) -> None:
@@ -195,12 +210,13 @@ def check_output(input: Path, output: Path) -> None:
         raise OutputError(f"cannot write {output}: folder {parent} is not writable ({exc.strerror})") from None
 
 
-def _work_key(info: VideoInfo, input_id: str | None, model: ModelSpec, encode: EncodeSpec) -> str:
-    """One key per (input, model, encoding): segments made with other settings are never reused."""
+def _work_key(info: VideoInfo, input_id: str | None, model: ModelSpec, encode: EncodeSpec, deflicker: float) -> str:
+    """One key per (input, model, encoding, smoothing): segments made with other settings are never reused."""
     if input_id is None:
         stat = Path(info.path).stat()
         input_id = f"{Path(info.path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    return hashlib.sha256(f"{input_id}|{model.fingerprint()}|{encode}".encode()).hexdigest()[:16]
+    smoothing = f"|deflicker={deflicker}" if deflicker else ""  # keys made before the deflicker stay valid
+    return hashlib.sha256(f"{input_id}|{model.fingerprint()}|{encode}{smoothing}".encode()).hexdigest()[:16]
 
 
 def _usable_folder(folder: Path) -> Path:

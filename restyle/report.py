@@ -24,6 +24,8 @@ class RunReport:
     seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per step
     busy_s: dict[str, float] = field(default_factory=dict)  # summed over chunks; overlapped, so > wall
     notes: list[str] = field(default_factory=list)
+    deflicker: float = 0.0  # its strength; 0: every frame restyled on its own
+    chunk_starts: list[int] = field(default_factory=list)  # the first frame of each chunk, to look at the joins
 
     @property
     def fps(self) -> float:
@@ -36,7 +38,8 @@ class RunReport:
     def summary(self) -> str:
         steps = " ".join(f"{name} {sec:.1f}s" for name, sec in self.seconds.items() if name != "total")
         reused = f" ({self.chunks_reused} reused)" if self.chunks_reused else ""
+        smooth = f" deflicker {self.deflicker}" if self.deflicker else ""
         return (
             f"{self.output}: {self.frames} frames in {self.chunks} chunks{reused}, "
-            f"{self.seconds.get('total', 0):.1f}s, {self.fps:.2f} fps [{steps}] {self.workers}x{self.threads} {self.backend} {self.model}"
+            f"{self.seconds.get('total', 0):.1f}s, {self.fps:.2f} fps [{steps}] {self.workers}x{self.threads} {self.backend} {self.model}{smooth}"
         )

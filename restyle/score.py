@@ -3,6 +3,10 @@
 Decoding and encoding run in threads beside the model (PyAV and onnxruntime release
 the GIL), joined by small bounded queues: the model never waits for a frame, and memory
 holds a few frames whatever the chunk's length. This is the function every engine runs.
+
+With a deflicker, each restyled batch is smoothed against the frames before it (in the
+model's thread: the state runs frame to frame), starting from the chunk's lead-in
+frames, which are scored but not encoded.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from restyle.deflicker import Deflicker
 from restyle.media.chunks import Chunk
 from restyle.media.decode import decode_chunk
 from restyle.media.encode import EncodeSpec, SegmentWriter
@@ -38,6 +43,7 @@ class ChunkTask:
     encode: EncodeSpec
     segments: SegmentStore
     segment_name: str
+    deflicker: float = 0.0  # strength; 0 scores every frame on its own
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class ChunkResult:
     decode_s: float
     infer_s: float
     encode_s: float
+    smooth_s: float
     wall_s: float
     segment_name: str
 
@@ -96,7 +103,8 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
     threads = [threading.Thread(target=decode, daemon=True), threading.Thread(target=encode, daemon=True)]
     for thread in threads:
         thread.start()
-    infer_s = 0.0
+    infer_s = smooth_s = 0.0
+    smoother = Deflicker(task.deflicker) if task.deflicker > 0 else None
     error: BaseException | None = None
     try:
         while (item := decoded.get()) is not _DONE:
@@ -106,7 +114,15 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
             clock = time.perf_counter()
             out = model.predict(frames)
             infer_s += time.perf_counter() - clock
-            restyled.put((stamps, out))
+            if smoother is not None:
+                clock = time.perf_counter()
+                out = smoother(frames, out)
+                smooth_s += time.perf_counter() - clock
+            keep = [i for i, (pts, _) in enumerate(stamps) if pts >= task.chunk.start_pts]
+            if len(keep) < len(stamps):  # the lead-in: it warmed the smoother up, it is not ours to store
+                stamps, out = [stamps[i] for i in keep], out[keep]
+            if stamps:
+                restyled.put((stamps, out))
     except BaseException as exc:  # noqa: BLE001 - re-raised below, after the threads are down
         error = exc
         stop.set()
@@ -126,6 +142,7 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
         decode_s=timers["decode"],
         infer_s=infer_s,
         encode_s=timers["encode"],
+        smooth_s=smooth_s,
         wall_s=time.perf_counter() - started,
         segment_name=task.segment_name,
     )

@@ -11,6 +11,7 @@ import pytest
 
 from restyle.config import Settings
 from restyle.media.sample import make_clip
+from restyle.quality import psnr  # noqa: F401 - tests import it from here
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +27,16 @@ def clips(tmp_path_factory) -> dict[str, Path]:
         "rotated": make_clip(root / "rotated.mp4", width=320, height=180, rate=25, seconds=2, rotation=90),
         "fast": make_clip(root / "fast.mp4", width=256, height=144, rate=60, seconds=1.5, keyframe_interval=30),
     }
+
+
+@pytest.fixture(scope="session")
+def motion_clips(tmp_path_factory) -> dict[str, Path]:
+    """A camera panning and zooming over a real photo: texture in smooth motion, where style flickers."""
+    from restyle.media.sample import make_motion_clip, packaged_photo
+
+    root = tmp_path_factory.mktemp("motion")
+    return {motion: make_motion_clip(root / f"{motion}.mp4", packaged_photo(), motion=motion, width=320, height=180, rate=25, seconds=2)
+            for motion in ("pan", "zoom")}
 
 
 @pytest.fixture()
@@ -54,9 +65,6 @@ def duration_s(path: Path) -> float:
         return container.duration / 1_000_000
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 @pytest.fixture(scope="session")

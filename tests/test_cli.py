@@ -154,3 +154,31 @@ def test_sample_makes_a_clip_with_sound(tmp_path):
     assert result.returncode == 0, result.stderr
     assert len(decode_frames(tmp_path / "s.mp4")[0]) == 25
     assert packets(tmp_path / "s.mp4", "audio")
+
+
+@pytest.mark.slow
+def test_deflicker_run_then_quality_prints_the_figures(motion_clips, tmp_path):
+    source = motion_clips["zoom"]
+    made = restyle("run", source, "-o", tmp_path / "smooth.mp4", "--style", "7", "--deflicker", "--chunk-seconds", "1", "--json")
+    assert made.returncode == 0, made.stderr
+    report = json.loads(made.stdout)
+    assert report["deflicker"] == 0.8 and report["frames"] == 50 and "smooth" in report["busy_s"]
+    starts = ",".join(map(str, report["chunk_starts"]))
+    result = restyle("quality", source, tmp_path / "smooth.mp4", "--style", "7", "--chunk-starts", starts, "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["frames"] == 50
+    assert 0 < figures["input_warping_error"] < figures["warping_error"]
+    assert figures["boundary_warping_error"] > 0 and figures["interior_warping_error"] > 0
+    assert 0.8 < figures["ssim"] < 1 and 25 < figures["psnr"] < 50
+    plain = restyle("quality", source, tmp_path / "smooth.mp4")  # no reference: flicker only, chunks planned here
+    assert plain.returncode == 0 and "warping error" in plain.stdout and "SSIM" not in plain.stdout
+
+
+def test_deflicker_and_quality_refuse_what_they_cannot_do(motion_clips, clips, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    assert_one_clear_line(restyle("run", folder, "-o", tmp_path / "out", "--deflicker"), "needs a video")
+    assert_one_clear_line(restyle("run", clips["pal"], "-o", tmp_path / "o.mp4", "--deflicker", "1.5"), "deflicker")
+    assert_one_clear_line(restyle("quality", motion_clips["pan"], clips["pal"]), "not the same video")
+    assert_one_clear_line(restyle("quality", motion_clips["pan"], tmp_path / "missing.mp4"), "cannot read")

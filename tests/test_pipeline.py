@@ -101,3 +101,31 @@ def test_a_folder_of_images(tmp_path, settings):
     assert report.frames == 3
     assert sorted(p.name for p in (tmp_path / "styled").iterdir()) == ["p0.png", "p1.png", "p2.png"]
     assert Image.open(tmp_path / "styled" / "p1.png").size == (60, 41)
+
+
+def test_deflicker_steadies_the_video_across_chunks_and_keeps_its_style(motion_clips, tmp_path):
+    from restyle.quality import measure, model_frames
+
+    source = motion_clips["pan"]
+    spec = ModelSpec.styles("7")
+    per_frame = run(source, tmp_path / "per-frame.mp4", spec, settings=Settings(workers=2, threads=1, chunk_seconds=0.5))
+    smooth = run(source, tmp_path / "smooth.mp4", spec,
+                 settings=Settings(workers=2, threads=1, chunk_seconds=0.5, deflicker=0.8))
+    unbroken = run(source, tmp_path / "unbroken.mp4", spec, settings=Settings(workers=1, threads=2, chunk_seconds=60, deflicker=0.8))
+    assert smooth.chunks >= 4 and unbroken.chunks == 1 and smooth.chunk_starts == per_frame.chunk_starts
+    in_pts, _ = decode_frames(source)
+    assert decode_frames(tmp_path / "smooth.mp4")[0] == in_pts
+    assert packets(tmp_path / "smooth.mp4", "audio") == packets(source, "audio")
+    assert smooth.busy_s["smooth"] > 0 and smooth.deflicker == 0.8
+
+    reference = list(model_frames(source, spec))
+    before = measure(source, tmp_path / "per-frame.mp4", reference=iter(reference), chunk_starts=smooth.chunk_starts)
+    after = measure(source, tmp_path / "smooth.mp4", reference=iter(reference), chunk_starts=smooth.chunk_starts)
+    assert after.warping_error < 0.7 * before.warping_error
+    assert after.ssim >= 0.85
+    # No seam: steadier at the chunk starts than per-frame output, and the frames there are as close to
+    # an unbroken run's as one encode is to another (measured ~35.6 dB; without the lead-in, ~29 dB).
+    assert after.boundary_warping_error < before.boundary_warping_error
+    _, chunked = decode_frames(tmp_path / "smooth.mp4")
+    _, whole = decode_frames(tmp_path / "unbroken.mp4")
+    assert min(psnr(chunked[i], whole[i]) for i in smooth.chunk_starts[1:]) > 33

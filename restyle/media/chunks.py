@@ -5,6 +5,10 @@ decoder seeks straight to its first frame. Long GOPs (x264's default is one keyf
 per 250 frames) are split anyway: a chunk that starts between keyframes decodes from
 the keyframe before it and drops the frames it does not own, which costs a little
 decoding and keeps every worker busy.
+
+A chunk may also *lead in* with a few frames of the chunk before (``lead_frames``):
+they are restyled but not kept, for a scorer that carries state from frame to frame
+(the deflicker), so that each chunk starts as if the video had run on without a cut.
 """
 from __future__ import annotations
 
@@ -20,7 +24,11 @@ MIN_CHUNK_FRAMES = 8
 
 @dataclass(frozen=True)
 class Chunk:
-    """Frames ``[start_pts, end_pts)`` of the video stream; decoding starts at ``seek_pts``."""
+    """Frames ``[start_pts, end_pts)`` of the video stream; decoding starts at ``seek_pts``.
+
+    Frames from ``lead_pts`` up to ``start_pts`` are the lead-in: decoded and scored to
+    warm up state, never stored.
+    """
 
     index: int
     first_frame: int
@@ -28,6 +36,7 @@ class Chunk:
     start_pts: int
     end_pts: int
     seek_pts: int
+    lead_pts: int
 
     @property
     def name(self) -> str:
@@ -35,8 +44,11 @@ class Chunk:
         return f"chunk_{self.start_pts:012d}_{self.end_pts:012d}"
 
 
-def plan_chunks(info: VideoInfo, chunk_seconds: float, workers: int = 1) -> list[Chunk]:
-    """Cut ``info``'s frames into about ``chunk_seconds`` long chunks, a multiple of ``workers`` when it helps."""
+def plan_chunks(info: VideoInfo, chunk_seconds: float, workers: int = 1, lead_frames: int = 0) -> list[Chunk]:
+    """Cut ``info``'s frames into about ``chunk_seconds`` long chunks, a multiple of ``workers`` when it helps.
+
+    Each chunk but the first leads in with up to ``lead_frames`` frames of the one before.
+    """
     total = info.frame_count
     fps = total / info.duration_s if info.duration_s > 0 else float(info.average_rate)
     target = max(MIN_CHUNK_FRAMES, chunk_seconds * fps)
@@ -58,8 +70,9 @@ def plan_chunks(info: VideoInfo, chunk_seconds: float, workers: int = 1) -> list
     end_of = info.frame_pts + [info.duration_pts]
     for i, (first, stop) in enumerate(zip(bounds, bounds[1:])):
         start_pts = info.frame_pts[first]
-        seek = info.keyframe_pts[bisect.bisect_right(info.keyframe_pts, start_pts) - 1]
-        chunks.append(Chunk(i, first, stop - first, start_pts, end_of[stop], seek))
+        lead_pts = info.frame_pts[max(0, first - lead_frames)]
+        seek = info.keyframe_pts[bisect.bisect_right(info.keyframe_pts, lead_pts) - 1]
+        chunks.append(Chunk(i, first, stop - first, start_pts, end_of[stop], seek, lead_pts))
     return chunks
 
 

@@ -13,8 +13,8 @@ from restyle.media.chunks import Chunk
 def decode_chunk(path: str, video_index: int, chunk: Chunk) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield ``(pts, duration, rgb)`` for every frame of ``chunk``, in presentation order.
 
-    Decoding starts at the chunk's keyframe; frames before ``start_pts`` belong to the
-    chunk before and are dropped. A frame's duration runs to the next frame's pts (the
+    Decoding starts at the chunk's keyframe; frames before ``lead_pts`` (the start,
+    or the start of the lead-in) belong to the chunk before and are dropped. A frame's duration runs to the next frame's pts (the
     last one to the chunk's end), so variable frame rate survives the round trip.
     """
     with av.open(path) as container:
@@ -26,7 +26,7 @@ def decode_chunk(path: str, video_index: int, chunk: Chunk) -> Iterator[tuple[in
             pending: tuple[int, np.ndarray] | None = None
             for frame in container.decode(stream):
                 pts = frame.pts
-                if pts is None or pts < chunk.start_pts:
+                if pts is None or pts < chunk.lead_pts:
                     continue
                 if pts >= chunk.end_pts:
                     break

@@ -37,6 +37,7 @@ class UploadRequest(BaseModel):
     filename: str = Field(..., min_length=1, max_length=300)
     style: str = "0"
     strength: float = Field(1.0, ge=0, le=1)
+    deflicker: float = Field(0.0, ge=0, le=1, description="temporal smoothing strength; 0 off, 0.8 the usual")
 
 
 class UploadLink(BaseModel):
@@ -82,13 +83,13 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
 
     @app.post("/api/jobs", status_code=201, response_model=JobOut, summary="Upload a video and make its job")
     def create_job(file: UploadFile = File(...), style: str = Form("0"), strength: float = Form(1.0),
-                   who: Principal = Depends(caller)) -> JobOut:
-        params = model_params(style, strength)
+                   deflicker: float = Form(0.0), who: Principal = Depends(caller)) -> JobOut:
+        params = model_params(style, strength, deflicker)
         return JobOut.of(submit_upload(context, who, file.file, file.filename or "video.mp4", params))
 
     @app.post("/api/uploads", status_code=201, response_model=UploadLink, summary="A presigned link to upload a video to")
     def create_upload(body: UploadRequest, request: Request, who: Principal = Depends(caller)) -> UploadLink:
-        params = model_params(body.style, body.strength)
+        params = model_params(body.style, body.strength, body.deflicker)
         key = inbox_key(who, body.filename)
         job, _ = context.jobs.create(who.name, key, None, params, state="uploading", max_attempts=settings.max_attempts)
         expires = settings.link_seconds

@@ -27,12 +27,12 @@ class Client:
         token = token or os.environ.get("RESTYLE_TOKEN") or _local_admin_token(settings)
         return cls(server, token)
 
-    def submit(self, path: Path, style: str = "0", strength: float = 1.0) -> dict[str, Any]:
+    def submit(self, path: Path, style: str = "0", strength: float = 1.0, deflicker: float = 0.0) -> dict[str, Any]:
         if not path.is_file():
             raise ServiceError(f"not found: {path}")
         with path.open("rb") as video:
             return self._call("POST", "/api/jobs", files={"file": (path.name, video, "video/mp4")},
-                              data={"style": style, "strength": str(strength)})
+                              data={"style": style, "strength": str(strength), "deflicker": str(deflicker)})
 
     def jobs(self, state: str | None = None) -> list[dict[str, Any]]:
         return self._call("GET", "/api/jobs", params={"state": state} if state else None)

@@ -49,9 +49,10 @@ def mount(app: FastAPI, context: Context) -> None:
         return templates.TemplateResponse(request, "jobs.html", {"who": who, "jobs": [JobOut.of(j) for j in jobs]})
 
     @app.post("/submit", include_in_schema=False)
-    def submit(request: Request, file: UploadFile = File(...), style: str = Form("0"), strength: float = Form(1.0)):
+    def submit(request: Request, file: UploadFile = File(...), style: str = Form("0"), strength: float = Form(1.0),
+               deflicker: float = Form(0.0)):
         who = caller(request)
-        job = submit_upload(context, who, file.file, file.filename or "video.mp4", model_params(style, strength))
+        job = submit_upload(context, who, file.file, file.filename or "video.mp4", model_params(style, strength, deflicker))
         return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
     @app.get("/jobs/{job_id}", response_class=HTMLResponse, include_in_schema=False)

@@ -27,6 +27,7 @@ class JobOut(BaseModel):
     input: str
     style: str | None
     strength: float | None
+    deflicker: float
     attempts: int
     max_attempts: int
     created_at: float
@@ -43,7 +44,7 @@ class JobOut(BaseModel):
         model = job.params.get("model", {})
         return cls(
             id=job.id, owner=job.owner, state=job.state, input=job.input_key.rsplit("/", 1)[-1],
-            style=model.get("style"), strength=model.get("strength"), attempts=job.attempts, max_attempts=job.max_attempts,
+            style=model.get("style"), strength=model.get("strength"), deflicker=job.params.get("deflicker", 0.0), attempts=job.attempts, max_attempts=job.max_attempts,
             created_at=job.created_at, updated_at=job.updated_at, finished_at=job.finished_at, reason=job.reason,
             progress={"frames_done": job.frames_done, "frames_total": job.frames_total,
                       "chunks_done": job.chunks_done, "chunks_total": job.chunks_total},
@@ -73,14 +74,16 @@ def visible_job(context: Context, principal: Principal, job_id: str) -> Job:
     return job
 
 
-def model_params(style: str, strength: float) -> dict:
-    """Job parameters for a style and strength; 422 with the reason when they are wrong."""
+def model_params(style: str, strength: float, deflicker: float = 0.0) -> dict:
+    """Job parameters for a style, strength and deflicker; 422 with the reason when they are wrong."""
     try:
         spec = ModelSpec.styles(style, strength=strength)
         spec.check()
     except (ModelError, ValueError) as exc:
         raise HTTPException(422, str(exc).splitlines()[0]) from None
-    return {"model": spec.model_dump()}
+    if not 0.0 <= deflicker <= 1.0:
+        raise HTTPException(422, f"deflicker must be between 0 and 1, got {deflicker}")
+    return {"model": spec.model_dump(), "deflicker": deflicker}
 
 
 def safe_name(filename: str) -> str:

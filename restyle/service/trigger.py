@@ -32,7 +32,8 @@ class Trigger:
 
     def default_params(self) -> dict:
         settings = self.context.settings
-        return {"model": ModelSpec.styles(settings.default_style, strength=settings.default_strength).model_dump()}
+        return {"model": ModelSpec.styles(settings.default_style, strength=settings.default_strength).model_dump(),
+                "deflicker": settings.deflicker}
 
     def scan(self) -> list[Job]:
         """List the inbox; make a job for every object version not seen before."""

@@ -122,8 +122,9 @@ class Worker:
                 target = Path(tmp) / f"{Path(job.input_key).stem}-restyled.mp4"
                 # Ray actors may be on other machines: they read the input through a presigned link.
                 remote = self.settings.engine == "ray" and not self.context.data.is_local
+                settings = self.settings.model_copy(update={"deflicker": float(job.params.get("deflicker", 0.0))})
                 report = run(
-                    source, target, spec, settings=self.settings, work=segments,
+                    source, target, spec, settings=settings, work=segments,
                     input_id=f"{job.input_key}@{job.input_etag}", on_progress=on_progress,
                     input_url=self.context.data.presign(job.input_key, 24 * 3600) if remote else None,
                     hooks=Hooks(on_plan=on_plan, on_chunk=on_chunk, cancel=cancel),

@@ -34,3 +34,13 @@ def test_long_gops_are_split_for_the_workers(clips):
     assert len(chunks) == 2
     assert [c.frame_count for c in chunks] == [24, 24]
     assert chunks[1].seek_pts == info.frame_pts[0]
+
+
+def test_chunks_lead_in_with_frames_of_the_chunk_before(clips):
+    info = probe(clips["pal"], Settings())  # keyframes every 25 frames
+    chunks = plan_chunks(info, chunk_seconds=1.0, workers=1, lead_frames=5)
+    assert chunks[0].lead_pts == chunks[0].start_pts  # nothing before the first
+    for chunk in chunks[1:]:
+        assert chunk.lead_pts == info.frame_pts[chunk.first_frame - 5]
+        assert chunk.seek_pts <= chunk.lead_pts and chunk.seek_pts in info.keyframe_pts
+    assert sum(c.frame_count for c in chunks) == info.frame_count  # the lead-in is not owned

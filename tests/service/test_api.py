@@ -41,12 +41,14 @@ def test_upload_makes_a_queued_job_in_the_inbox(client, clips):
     assert response.status_code == 201, response.text
     job = response.json()
     assert job["state"] == "queued" and job["owner"] == "alice" and job["style"] == "7"
-    assert job["input"].endswith("-my_clip.mp4")
+    assert job["input"].endswith("-my_clip.mp4") and job["deflicker"] == 0.0
+    smooth = upload(client, clips["pal"], deflicker="0.8").json()
+    assert smooth["deflicker"] == 0.8 and client.app.state.context.jobs.get(smooth["id"]).params["deflicker"] == 0.8
     keys = [o.key for o in client.app.state.context.data.list("inbox/")]
-    assert len(keys) == 1 and keys[0].startswith("inbox/alice/")
+    assert len(keys) == 2 and all(k.startswith("inbox/alice/") for k in keys)
     # The trigger sees the same object and makes no second job.
     assert client.app.state.trigger.scan() == []
-    assert len(client.get("/api/jobs", headers=auth(ROOT)).json()) == 1
+    assert len(client.get("/api/jobs", headers=auth(ROOT)).json()) == 2
 
 
 def test_submitters_see_only_their_own_jobs(client, clips):
@@ -64,6 +66,7 @@ def test_submitters_see_only_their_own_jobs(client, clips):
 
 def test_bad_parameters_and_sizes_are_refused(client, clips, tmp_path):
     assert upload(client, clips["silent"], style="99").status_code == 422
+    assert upload(client, clips["silent"], deflicker="2").status_code == 422
     big = tmp_path / "big.mp4"
     big.write_bytes(b"\0" * 300_000)
     assert upload(client, big).status_code == 413

@@ -74,13 +74,15 @@ def test_real_servers_s3_and_postgresql(start_service, seaweedfs, postgres, clip
     service = start_service(env)
     output = tmp_path / "styled.mp4"
     submit = subprocess.run(
-        [sys.executable, "-m", "restyle.cli", "submit", str(clips["ntsc"]), "--style", "7", "--wait", "-o", str(output),
-         "--server", service.url, "--token", service.token],
+        [sys.executable, "-m", "restyle.cli", "submit", str(clips["ntsc"]), "--style", "7", "--deflicker", "--wait",
+         "-o", str(output), "--server", service.url, "--token", service.token],
         capture_output=True, text=True, timeout=300, env=service.env,
     )
     assert submit.returncode == 0, submit.stdout + submit.stderr + service.log.read_text()[-3000:]
     assert decode_frames(output)[0] == decode_frames(clips["ntsc"])[0]
     assert packets(output, "audio") == packets(clips["ntsc"], "audio")
+    smoothed = service.http.get("/api/jobs").json()[0]
+    assert smoothed["deflicker"] == 0.8 and smoothed["figures"]["busy_s"]["smooth"] > 0
     # The output sits in the real S3 server's outbox, the log in the system bucket.
     import boto3
 

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from restyle.deflicker import Deflicker, warmup_frames
+from restyle.models import ModelSpec, Runtime, load_model
+from restyle.quality import psnr
+from tests.conftest import decode_frames
+
+
+@pytest.fixture(scope="module")
+def pan(motion_clips) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The pan clip's frames and the model's per-frame stylisation of each."""
+    _, frames = decode_frames(motion_clips["pan"])
+    model = load_model(ModelSpec.styles("19"), Runtime("cpu", threads=2))  # a style that flickers a lot
+    return frames, [model.predict(f[None])[0] for f in frames]
+
+
+def _steadiness(frames: list[np.ndarray], outputs: list[np.ndarray]) -> float:
+    """Warping error of ``outputs`` along the input's motion (the measure restyle quality reports)."""
+    from restyle.media.flow import FlowEstimator, gray, reliable, warp
+    from restyle.quality import warping_error
+
+    flow = FlowEstimator("farneback")
+    errors = []
+    for t in range(1, len(frames)):
+        back = flow(gray(frames[t]), gray(frames[t - 1]))
+        mask = reliable(back, flow(gray(frames[t - 1]), gray(frames[t])))
+        errors.append(warping_error(outputs[t], warp(outputs[t - 1], back), mask))
+    return float(np.mean(errors))
+
+
+def test_deflicker_steadies_the_style_and_keeps_it(pan):
+    frames, styled = pan
+    smooth = Deflicker(0.8)(np.stack(frames), np.stack(styled))
+    assert smooth.shape == np.stack(styled).shape and smooth.dtype == np.uint8
+    assert _steadiness(frames, list(smooth)) < 0.7 * _steadiness(frames, styled)
+    assert np.mean([psnr(a, b) for a, b in zip(smooth, styled)]) > 20  # still the style, not a smear
+
+
+def test_strength_zero_and_the_first_frame_are_left_as_the_model_made_them(pan):
+    frames, styled = pan
+    assert np.array_equal(Deflicker(0.0)(np.stack(frames[:5]), np.stack(styled[:5])), np.stack(styled[:5]))
+    assert np.array_equal(Deflicker(0.8).step(frames[0], styled[0]), styled[0])
+
+
+def test_a_chunk_that_leads_in_continues_an_unbroken_run(pan):
+    frames, styled = pan
+    unbroken = Deflicker(0.8)(np.stack(frames), np.stack(styled))
+    start, lead = 30, warmup_frames(0.8)
+    warm = Deflicker(0.8)(np.stack(frames[start - lead:start + 1]), np.stack(styled[start - lead:start + 1]))[lead]
+    cold = Deflicker(0.8)(np.stack(frames[start:start + 1]), np.stack(styled[start:start + 1]))[0]
+    assert psnr(warm, unbroken[start]) > 45  # the lead-in rebuilt the state
+    assert psnr(cold, unbroken[start]) < psnr(warm, unbroken[start]) - 10
+
+
+def test_warmup_grows_with_strength():
+    assert warmup_frames(0) == 0
+    assert 1 <= warmup_frames(0.3) < warmup_frames(0.8) == 8 < warmup_frames(0.95) <= 16
+    with pytest.raises(ValueError):
+        Deflicker(1.5)
