@@ -155,6 +155,7 @@ def _run_video(
     notes = list(assembled.dropped_streams)
     if encode.coded_size != (info.width, info.height):
         notes.append(f"{info.width}x{info.height} is odd-sized; {encode.pix_fmt} needs even sides, so the output is {encode.coded_size[0]}x{encode.coded_size[1]}")
+    notes += _format_notes(info, encode)
     if assembled.video_packets != info.frame_count:
         notes.append(f"the input has {info.frame_count} frames but {assembled.video_packets} could be decoded and restyled")
     for note in notes:
@@ -208,6 +209,17 @@ def check_output(input: Path, output: Path) -> None:
             pass
     except OSError as exc:
         raise OutputError(f"cannot write {output}: folder {parent} is not writable ({exc.strerror})") from None
+
+
+def _format_notes(info: VideoInfo, encode: EncodeSpec) -> list[str]:
+    """What the output's pixel format cannot carry over from the input's."""
+    notes = []
+    source = info.pix_fmt
+    if source.startswith(("yuva", "gbrap", "ya")) or source in ("rgba", "bgra", "argb", "abgr"):
+        notes.append(f"the input's alpha channel ({source}) is not kept: {encode.pix_fmt} output is opaque")
+    if any(depth in source for depth in ("p10", "p12", "p14", "p16")):
+        notes.append(f"the input is high bit depth ({source}); the output is 8-bit {encode.pix_fmt}")
+    return notes
 
 
 def _work_key(info: VideoInfo, input_id: str | None, model: ModelSpec, encode: EncodeSpec, deflicker: float) -> str:

@@ -115,7 +115,7 @@ _MOV_AUDIO = _MP4_AUDIO | {"pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s32le", "
 _TAKES = {
     "mp4": {"audio": _MP4_AUDIO, "subtitle": {"mov_text"}},
     "mov": {"audio": _MOV_AUDIO, "subtitle": {"mov_text"}},
-    "matroska": {"audio": None, "subtitle": {"subrip", "ass", "ssa", "webvtt", "dvd_subtitle", "hdmv_pgs_subtitle"}},
+    "matroska": {"audio": None, "subtitle": {"subrip", "srt", "ass", "ssa", "webvtt", "dvd_subtitle", "hdmv_pgs_subtitle"}},
 }
 
 

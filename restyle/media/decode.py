@@ -1,6 +1,7 @@
 """Decode one chunk's frames as RGB arrays, streaming: no frame ever touches the disk."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import av
@@ -9,13 +10,22 @@ import numpy as np
 from restyle.errors import InputError
 from restyle.media.chunks import Chunk
 
+log = logging.getLogger("restyle")
+
+MAX_DAMAGED_SHARE = 0.25  # of a chunk's packets; past it the chunk is not worth restyling
+
 
 def decode_chunk(path: str, video_index: int, chunk: Chunk) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield ``(pts, duration, rgb)`` for every frame of ``chunk``, in presentation order.
 
     Decoding starts at the chunk's keyframe; frames before ``lead_pts`` (the start,
-    or the start of the lead-in) belong to the chunk before and are dropped. A frame's duration runs to the next frame's pts (the
-    last one to the chunk's end), so variable frame rate survives the round trip.
+    or the start of the lead-in) belong to the chunk before and are dropped. A frame's
+    duration runs to the next frame's pts (the last one to the chunk's end), so variable
+    frame rate survives the round trip.
+
+    A damaged packet is skipped, as FFmpeg's own tools do: the frames after it keep their
+    timestamps, the frame before it is shown longer, and the pipeline notes the frames
+    that are missing. A chunk with more than MAX_DAMAGED_SHARE damaged packets fails.
     """
     with av.open(path) as container:
         stream = container.streams[video_index]
@@ -24,18 +34,29 @@ def decode_chunk(path: str, video_index: int, chunk: Chunk) -> Iterator[tuple[in
         try:
             container.seek(chunk.seek_pts, stream=stream, backward=True)
             pending: tuple[int, np.ndarray] | None = None
-            for frame in container.decode(stream):
-                pts = frame.pts
-                if pts is None or pts < chunk.lead_pts:
+            packets = damaged = 0
+            for packet in container.demux(stream):
+                packets += 1
+                try:
+                    frames = stream.decode(packet)
+                except av.InvalidDataError as exc:
+                    damaged += 1
+                    if damaged > max(2, MAX_DAMAGED_SHARE * chunk.frame_count):
+                        raise InputError(f"{path} is damaged around frame {chunk.first_frame + packets}: "
+                                         f"{damaged} packets cannot be decoded ({exc})") from None
+                    log.warning("%s: a damaged packet near frame %d was skipped", path, chunk.first_frame + packets)
                     continue
-                if pts >= chunk.end_pts:
+                ours = [f for f in frames if f.pts is not None and f.pts >= chunk.lead_pts]
+                for frame in ours:  # the decoder gives frames in presentation order
+                    if frame.pts >= chunk.end_pts:
+                        break
+                    rgb = frame.to_ndarray(format="rgb24")
+                    if pending is not None:
+                        yield pending[0], frame.pts - pending[0], pending[1]
+                    pending = (frame.pts, rgb)
+                if any(f.pts >= chunk.end_pts for f in ours):
                     break
-                rgb = frame.to_ndarray(format="rgb24")
-                if pending is not None:
-                    yield pending[0], pts - pending[0], pending[1]
-                pending = (pts, rgb)
             if pending is not None:
                 yield pending[0], chunk.end_pts - pending[0], pending[1]
         except av.FFmpegError as exc:
             raise InputError(f"{path}: cannot decode frames {chunk.first_frame}+: {exc}") from None
-

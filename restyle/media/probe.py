@@ -79,6 +79,9 @@ def probe(path: str | Path, settings: Settings) -> VideoInfo:
     except av.FFmpegError as exc:
         raise InputError(f"cannot read {path} as a video: {_reason(exc)}") from None
     with container:
+        if container.format.name.endswith("_pipe") or container.format.name == "image2":
+            kind = container.format.name.removesuffix("_pipe").upper()
+            raise InputError(f"{path} is a single picture ({kind}), not a video; for pictures give a folder of them")
         if not container.streams.video:
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
             raise InputError(f"{path} has no video stream (it has: {kinds})")
@@ -86,15 +89,14 @@ def probe(path: str | Path, settings: Settings) -> VideoInfo:
         ctx = stream.codec_context
         width, height = ctx.width, ctx.height
         _check_limits(path, stream, width, height, settings)
-        frame_pts, keyframe_pts, end_pts = _scan_packets(path, container, stream)
+        frame_pts, keyframe_pts, end_pts = _scan_packets(path, container, stream, settings)
         if not frame_pts:
             raise InputError(f"{path} has a video stream but no frames could be read from it")
+        _check_duration(path, float((end_pts - frame_pts[0]) * stream.time_base), settings)
         if stream.frames and len(frame_pts) < stream.frames * 0.98:
             raise InputError(
                 f"{path} looks truncated: its header promises {stream.frames} frames, only {len(frame_pts)} can be read"
             )
-        if len(frame_pts) > settings.max_frames:
-            raise InputError(f"{path} has {len(frame_pts)} frames, over the limit of {settings.max_frames}")
         rotation = _rotation(container, stream)
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         others = [
@@ -123,21 +125,28 @@ def probe(path: str | Path, settings: Settings) -> VideoInfo:
 
 def _check_limits(path: Path, stream: av.video.stream.VideoStream, width: int, height: int, settings: Settings) -> None:
     if width <= 0 or height <= 0:
-        raise InputError(f"{path}: the video stream has no picture size (corrupt header?)")
+        raise InputError(f"{path}: the video stream has no usable picture size (a corrupt header, or a size FFmpeg refuses)")
     if width * height > settings.max_pixels:
         raise InputError(
             f"{path} is {width}x{height}, over the limit of {settings.max_pixels} pixels a frame (RESTYLE_MAX_PIXELS)"
         )
     if stream.duration is not None and stream.time_base is not None:
-        seconds = float(stream.duration * stream.time_base)
-        if seconds > settings.max_duration_s:
-            raise InputError(
-                f"{path} lasts {seconds:.0f} s, over the limit of {settings.max_duration_s:.0f} s (RESTYLE_MAX_DURATION_S)"
-            )
+        _check_duration(path, float(stream.duration * stream.time_base), settings)
 
 
-def _scan_packets(path: Path, container: av.container.InputContainer, stream) -> tuple[list[int], list[int], int]:
-    """Every frame's pts (sorted), the keyframes' pts, and the end of the last frame."""
+def _check_duration(path: Path, seconds: float, settings: Settings) -> None:
+    if seconds > settings.max_duration_s:
+        raise InputError(
+            f"{path} lasts {seconds:.0f} s, over the limit of {settings.max_duration_s:.0f} s (RESTYLE_MAX_DURATION_S)"
+        )
+
+
+def _scan_packets(path: Path, container: av.container.InputContainer, stream, settings: Settings) -> tuple[list[int], list[int], int]:
+    """Every frame's pts (sorted), the keyframes' pts, and the end of the last frame.
+
+    Stops as soon as the frames are over the limit: a file of millions of tiny frames
+    costs the time and memory of the limit, not of the file.
+    """
     pts: list[int] = []
     keys: list[int] = []
     durations: dict[int, int] = {}
@@ -148,6 +157,8 @@ def _scan_packets(path: Path, container: av.container.InputContainer, stream) ->
             t = packet.pts if packet.pts is not None else packet.dts
             if t is None:
                 raise InputError(f"{path}: video packets carry no timestamps; remux it first (ffmpeg -i IN -c copy OUT.mp4)")
+            if len(pts) >= settings.max_frames:
+                raise InputError(f"{path} has more than {settings.max_frames} frames, over the limit (RESTYLE_MAX_FRAMES)")
             pts.append(t)
             durations[t] = packet.duration or 0
             if packet.is_keyframe:

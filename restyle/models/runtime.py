@@ -114,7 +114,11 @@ class _OrtSession:
         self.inputs = [(i.name, list(i.shape)) for i in self._session.get_inputs()]
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self._session.run(None, feeds)
+        try:
+            return self._session.run(None, feeds)
+        except Exception as exc:  # onnxruntime's errors are untyped; the same frames would fail again
+            shapes = ", ".join(f"{name} {list(value.shape)}" for name, value in feeds.items())
+            raise ModelError(f"the model failed on input {shapes}: {str(exc).splitlines()[0][:300]}") from None
 
 
 class _OpenVinoSession:

@@ -25,6 +25,7 @@ NUM_STYLES = 26
 STYLE_SIZE = 256  # the style predictor's input
 FIXED_SIZE = 384  # the shipped transform graph's input
 ALIGN = 4  # both networks downsample by 4: pad frames to a multiple, crop after
+MIN_SIDE = 16  # the networks reflect-pad by 4 pixels inside: tinier frames (down to 1x1) are edge-padded to this
 
 
 def style_weights(style: str) -> np.ndarray:
@@ -52,9 +53,9 @@ def _model_file(name: str) -> Path:
 
 
 def _pad(frames: np.ndarray) -> np.ndarray:
-    """Reflect-pad (N, H, W, C) so H and W are multiples of ALIGN."""
+    """Reflect-pad (N, H, W, C) so H and W are multiples of ALIGN, and at least MIN_SIDE."""
     h, w = frames.shape[1:3]
-    ph, pw = (-h) % ALIGN, (-w) % ALIGN
+    ph, pw = max(MIN_SIDE - h, (-h) % ALIGN), max(MIN_SIDE - w, (-w) % ALIGN)
     if not (ph or pw):
         return frames
     mode = "reflect" if h > ph and w > pw else "edge"

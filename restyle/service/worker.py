@@ -119,7 +119,9 @@ class Worker:
                 source = Path(tmp) / ("input" + Path(job.input_key).suffix.lower())
                 self.context.data.get_file(job.input_key, source)
                 spec = ModelSpec(**job.params.get("model", {}))
-                target = Path(tmp) / f"{Path(job.input_key).stem}-restyled.mp4"
+                # Matroska and QuickTime inputs come back in their own container, which holds all their streams.
+                suffix = Path(job.input_key).suffix.lower() if Path(job.input_key).suffix.lower() in (".mkv", ".mov") else ".mp4"
+                target = Path(tmp) / f"{Path(job.input_key).stem}-restyled{suffix}"
                 # Ray actors may be on other machines: they read the input through a presigned link.
                 remote = self.settings.engine == "ray" and not self.context.data.is_local
                 settings = self.settings.model_copy(update={"deflicker": float(job.params.get("deflicker", 0.0))})
