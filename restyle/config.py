@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     local_workers: int = Field(1, ge=0, description="worker processes that restyle serve starts")
     lease_seconds: float = Field(30.0, gt=0, description="a job whose worker is silent this long is taken again")
     max_attempts: int = Field(3, ge=1)
+    store_retry_seconds: float = Field(
+        60.0, ge=0, description="how long an unreachable object store or job store is waited for before a job fails"
+    )
     poll_seconds: float = Field(2.0, gt=0, description="how often the trigger lists the inbox (events make jobs at once)")
     idle_seconds: float = Field(1.0, gt=0, description="how often an idle worker asks for a job")
     default_style: str = Field("0", description="style for jobs made from files dropped in the inbox")

@@ -145,7 +145,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 def _frames(path: str | Path) -> Iterator[np.ndarray]:
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), metadata_errors="replace") as container:
             if not container.streams.video:
                 raise InputError(f"{path} has no video stream")
             for frame in container.decode(video=0):

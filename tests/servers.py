@@ -109,6 +109,13 @@ class SeaweedFS:
                     raise
                 time.sleep(0.5)
 
+    def outage(self, seconds: float, buckets: list[str]) -> None:
+        """Go away (killed) for ``seconds``, then come back on the same ports with the same data."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        time.sleep(seconds)
+        self.start(buckets)
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -140,6 +147,16 @@ class PostgreSQL:
             shutil.chown(self.root, "postgres", "postgres")
         data = self.root / "data"
         self._run(_pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+        self._serve()
+
+    def outage(self, seconds: float) -> None:
+        """Stop at once (no shutdown checkpoint, clients cut off) for ``seconds``, then start again."""
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop")
+        time.sleep(seconds)
+        self._serve()
+
+    def _serve(self) -> None:
+        data = self.root / "data"
         self._run(_pg_bin("pg_ctl"), "-D", str(data), "-w", "-l", str(self.root / "pg.log"), "-o",
                   f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
 

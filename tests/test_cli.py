@@ -1,6 +1,7 @@
 """The command line as a user meets it: real processes, real exit codes, real files."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -182,3 +183,52 @@ def test_deflicker_and_quality_refuse_what_they_cannot_do(motion_clips, clips, t
     assert_one_clear_line(restyle("run", clips["pal"], "-o", tmp_path / "o.mp4", "--deflicker", "1.5"), "deflicker")
     assert_one_clear_line(restyle("quality", motion_clips["pan"], clips["pal"]), "not the same video")
     assert_one_clear_line(restyle("quality", motion_clips["pan"], tmp_path / "missing.mp4"), "cannot read")
+
+
+@pytest.fixture()
+def tiny_disk(tmp_path):
+    """A real, small file system (tmpfs, 400 KiB): it fills up partway through a run."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True, text=True)
+    if made.returncode:
+        from tests.servers import missing
+
+        missing(f"cannot mount a tmpfs here ({made.stderr.strip()}); the disk-full test needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_fails_clearly_leaves_nothing_corrupt_and_the_rerun_resumes(tiny_disk, tmp_path):
+    from restyle.media.sample import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", width=320, height=180, rate=25, seconds=8, keyframe_interval=25)
+    work = tiny_disk / "work"
+    command = ["run", clip, "-o", tmp_path / "out.mp4", "--work-dir", work, "--style", "7", "--chunk-seconds", "1",
+               "--workers", "1", "--threads", "2"]
+    full = restyle(*command, "-q")
+    assert_one_clear_line(full, "No space left on device")
+    assert not (tmp_path / "out.mp4").exists()
+    left = sorted(work.rglob("*"))
+    assert not [p for p in left if p.name.endswith(".partial")]  # no half-written segment
+    segments = [p for p in left if p.suffix == ".mp4"]
+    assert 1 <= len(segments) < 8
+    for segment in segments:  # every segment that is there is whole
+        assert len(decode_frames(segment)[0]) == 25
+
+    subprocess.run(["mount", "-o", "remount,size=16m", str(tiny_disk)], check=True)
+    resumed = restyle(*command, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["chunks_reused"] == len(segments)
+    fresh = restyle("run", clip, "-o", tmp_path / "fresh.mp4", "--style", "7", "--chunk-seconds", "1", "--workers", "1",
+                    "--threads", "2", "-q")
+    assert fresh.returncode == 0, fresh.stderr
+    assert [f.tobytes() for f in decode_frames(tmp_path / "out.mp4")[1]] == [f.tobytes() for f in decode_frames(tmp_path / "fresh.mp4")[1]]
+
+    # A full disk where the output goes: the same clear line, and no partial output left there.
+    shutil.rmtree(work)
+    subprocess.run(["mount", "-o", "remount,size=100k", str(tiny_disk)], check=True)
+    no_room = restyle("run", clip, "-o", tiny_disk / "styled.mp4", "--style", "7", "--chunk-seconds", "1", "-q")
+    assert no_room.returncode == 2 and "No space left on device" in no_room.stderr, no_room.stderr
+    assert [p.name for p in tiny_disk.iterdir() if p.is_file()] == []

@@ -39,37 +39,43 @@ def container_for(output: Path) -> str:
 
 def assemble(info: VideoInfo, segments: Sequence[tuple[Chunk, Path]], output: Path, muxer: str) -> AssembleResult:
     """Write ``output``: the segments' video, then every audio/subtitle stream of the input copied."""
-    with av.open(info.path) as source, av.open(str(output), "w", format=muxer) as out:
-        with av.open(str(segments[0][1])) as first:
-            video_out = out.add_stream_from_template(first.streams.video[0])
-        video_out.time_base = info.time_base
-        if info.rotation:
-            video_out.set_display_rotation(info.rotation)
-        copied: dict[int, av.stream.Stream] = {}
-        dropped: list[str] = []
-        for facts in info.other_streams:
-            stream = source.streams[facts.index]
-            if not _muxer_takes(muxer, stream):
-                if facts.kind == "audio":
-                    raise OutputError(
-                        f"the {muxer} container cannot hold the input's {stream.codec_context.name} audio "
-                        "without re-encoding it; write a .mkv instead"
-                    )
-                dropped.append(f"{facts.kind} stream {facts.index} ({facts.codec}): {muxer} cannot hold it")
-                continue
-            copied[facts.index] = out.add_stream_from_template(stream)
-        packets = heapq.merge(
-            _segment_packets(info, segments, video_out),
-            _source_packets(source, copied),
-            key=lambda item: item[0],
-        )
-        count = 0
-        try:
-            for _, packet in packets:
-                out.mux(packet)
-                count += packet.stream is video_out
-        except av.FFmpegError as exc:
-            raise OutputError(f"cannot write {output}: {exc}") from None
+    with av.open(info.path, metadata_errors="replace") as source:
+        try:  # a full disk may show only when the container closes: its index is written last
+            with av.open(str(output), "w", format=muxer) as out:
+                return _join(info, segments, source, out, muxer)
+        except (OSError, av.FFmpegError) as exc:
+            raise OutputError(f"cannot write {output}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _join(info: VideoInfo, segments: Sequence[tuple[Chunk, Path]], source: av.container.InputContainer,
+          out: av.container.OutputContainer, muxer: str) -> AssembleResult:
+    with av.open(str(segments[0][1])) as first:
+        video_out = out.add_stream_from_template(first.streams.video[0])
+    video_out.time_base = info.time_base
+    if info.rotation:
+        video_out.set_display_rotation(info.rotation)
+    copied: dict[int, av.stream.Stream] = {}
+    dropped: list[str] = []
+    for facts in info.other_streams:
+        stream = source.streams[facts.index]
+        if not _muxer_takes(muxer, stream):
+            if facts.kind == "audio":
+                raise OutputError(
+                    f"the {muxer} container cannot hold the input's {stream.codec_context.name} audio "
+                    "without re-encoding it; write a .mkv instead"
+                )
+            dropped.append(f"{facts.kind} stream {facts.index} ({facts.codec}): {muxer} cannot hold it")
+            continue
+        copied[facts.index] = out.add_stream_from_template(stream)
+    packets = heapq.merge(
+        _segment_packets(info, segments, video_out),
+        _source_packets(source, copied),
+        key=lambda item: item[0],
+    )
+    count = 0
+    for _, packet in packets:
+        out.mux(packet)
+        count += packet.stream is video_out
     return AssembleResult(video_packets=count, copied_streams=sorted(copied), dropped_streams=dropped)
 
 

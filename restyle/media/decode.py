@@ -27,7 +27,7 @@ def decode_chunk(path: str, video_index: int, chunk: Chunk) -> Iterator[tuple[in
     timestamps, the frame before it is shown longer, and the pipeline notes the frames
     that are missing. A chunk with more than MAX_DAMAGED_SHARE damaged packets fails.
     """
-    with av.open(path) as container:
+    with av.open(path, metadata_errors="replace") as container:
         stream = container.streams[video_index]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = 1  # workers run in parallel; one core each
@@ -35,21 +35,27 @@ def decode_chunk(path: str, video_index: int, chunk: Chunk) -> Iterator[tuple[in
             container.seek(chunk.seek_pts, stream=stream, backward=True)
             pending: tuple[int, np.ndarray] | None = None
             packets = damaged = 0
+            def damage(what: str) -> None:
+                nonlocal damaged
+                damaged += 1
+                if damaged > max(2, MAX_DAMAGED_SHARE * chunk.frame_count):
+                    raise InputError(f"{path} is damaged around frame {chunk.first_frame + packets}: {damaged} times {what}")
+                log.warning("%s: near frame %d, %s; skipped", path, chunk.first_frame + packets, what)
+
             for packet in container.demux(stream):
                 packets += 1
                 try:
                     frames = stream.decode(packet)
-                except av.InvalidDataError as exc:
-                    damaged += 1
-                    if damaged > max(2, MAX_DAMAGED_SHARE * chunk.frame_count):
-                        raise InputError(f"{path} is damaged around frame {chunk.first_frame + packets}: "
-                                         f"{damaged} packets cannot be decoded ({exc})") from None
-                    log.warning("%s: a damaged packet near frame %d was skipped", path, chunk.first_frame + packets)
+                except av.InvalidDataError:
+                    damage("a packet could not be decoded")
                     continue
                 ours = [f for f in frames if f.pts is not None and f.pts >= chunk.lead_pts]
                 for frame in ours:  # the decoder gives frames in presentation order
                     if frame.pts >= chunk.end_pts:
                         break
+                    if pending is not None and frame.pts <= pending[0]:
+                        damage("a frame's timestamp went back in time")  # a damaged timing table
+                        continue
                     rgb = frame.to_ndarray(format="rgb24")
                     if pending is not None:
                         yield pending[0], frame.pts - pending[0], pending[1]

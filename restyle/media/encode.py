@@ -1,6 +1,7 @@
 """Encode restyled frames into one chunk's video segment (H.264 by default)."""
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -34,6 +35,16 @@ class EncodeSpec:
         return self.width, self.height
 
 
+@functools.cache
+def _has_avx512() -> bool:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512f" in flags and "avx2" in flags
+
+
 class SegmentWriter:
     """Write frames with their original timestamps, counted from the chunk's start.
 
@@ -59,7 +70,14 @@ class SegmentWriter:
         options = {"threads": str(spec.threads)}
         if spec.codec in ("libx264", "libx265"):
             options |= {"crf": str(spec.crf), "preset": spec.preset}
+        if spec.codec == "libx264" and _has_avx512():
+            # x264's AVX-512 kernels were seen to encode the same frames differently depending on what ran
+            # on the thread before (onnxruntime's AVX-512 code): segments redone after a crash then differ.
+            # Its AVX2 kernels give the same bytes every time (bench/RESULTS.md, reliability).
+            options["x264-params"] = "asm=avx2"
         stream.options = options
+        # PyAV would open the codec with its own thread count (0: one per core) over the "threads" option.
+        stream.codec_context.thread_count = spec.threads
         self._stream = stream
 
     def write(self, rgb: np.ndarray, pts: int, duration: int) -> None:
@@ -74,10 +92,14 @@ class SegmentWriter:
         self.frames += 1
 
     def close(self) -> None:
-        """Flush the encoder and publish the segment."""
-        self._mux(self._stream.encode(None))
-        self._container.close()
-        os.replace(self._tmp, self.path)
+        """Flush the encoder and publish the segment; on failure (a full disk) nothing is left behind."""
+        try:
+            self._mux(self._stream.encode(None))
+            self._container.close()
+            os.replace(self._tmp, self.path)
+        except (OSError, av.FFmpegError) as exc:
+            self.abort()
+            raise WorkDirError(f"cannot write segment {self.path}: {getattr(exc, 'strerror', None) or exc}") from None
 
     def abort(self) -> None:
         """Drop a half-written segment."""

@@ -75,7 +75,7 @@ def probe(path: str | Path, settings: Settings) -> VideoInfo:
     if size > settings.max_input_bytes:
         raise InputError(f"input is {size} bytes, over the limit of {settings.max_input_bytes} (RESTYLE_MAX_INPUT_BYTES)")
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), metadata_errors="replace")  # tags in broken UTF-8 must not stop us
     except av.FFmpegError as exc:
         raise InputError(f"cannot read {path} as a video: {_reason(exc)}") from None
     with container:
@@ -87,6 +87,8 @@ def probe(path: str | Path, settings: Settings) -> VideoInfo:
             raise InputError(f"{path} has no video stream (it has: {kinds})")
         stream = container.streams.video[0]
         ctx = stream.codec_context
+        if ctx is None:
+            raise InputError(f"{path}: its video stream is in a codec FFmpeg cannot decode (or its header is damaged)")
         width, height = ctx.width, ctx.height
         _check_limits(path, stream, width, height, settings)
         frame_pts, keyframe_pts, end_pts = _scan_packets(path, container, stream, settings)

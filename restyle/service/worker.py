@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import av
+from sqlalchemy.exc import DBAPIError
 
 from restyle.config import Settings
 from restyle.errors import InputError, ModelError, OutputError, RestyleError
@@ -24,7 +25,7 @@ from restyle.pipeline import Cancelled, Hooks, run
 from restyle.report import RunReport
 from restyle.score import ChunkResult
 from restyle.service.context import Context
-from restyle.stores.jobs import Job
+from restyle.stores.jobs import Job, JobStoreError
 from restyle.stores.segments import ObjectSegments
 
 log = logging.getLogger("restyle.worker")
@@ -77,7 +78,10 @@ class Worker:
             if job is None:
                 stop.wait(self.settings.idle_seconds)
                 continue
-            self.process(job)
+            try:
+                self.process(job)
+            except Exception as exc:  # noqa: BLE001 - its end could not be recorded: the lease runs out, another try resumes it
+                log.error("job %s: its end state was not recorded (%s); it will be taken again", job.id, exc)
 
     def process(self, job: Job) -> str:
         """Run one claimed job to an end state (or back to the queue); return that state."""
@@ -108,7 +112,10 @@ class Worker:
 
         def on_chunk(result: ChunkResult) -> None:
             progress["chunks_done"] += 1
-            jobs.chunk_done(job.id, self.id, result.index, result.frames, result.wall_s)
+            try:  # bookkeeping only: the chunk is done because its segment is stored
+                self._persist(jobs.chunk_done, job.id, self.id, result.index, result.frames, result.wall_s)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("chunk %d of job %s not recorded: %s", result.index, job.id, exc)
             journal.write("chunk", chunk=result.index, frames=result.frames, seconds=round(result.wall_s, 3))
 
         beat = threading.Thread(target=heartbeat, daemon=True)
@@ -135,7 +142,7 @@ class Worker:
                 self.context.data.put_file(target, output_key)
                 self._stills(job.id, source, target)
             figures = _figures(report)
-            if not jobs.succeed(job.id, self.id, output_key, figures, frames_done=report.frames,
+            if not self._persist(jobs.succeed, job.id, self.id, output_key, figures, frames_done=report.frames,
                                 frames_total=report.frames, chunks_done=report.chunks, chunks_total=report.chunks):
                 journal.write("lease lost", note="finished after another worker took the job; its work area is left to it")
                 return "lost"
@@ -146,17 +153,17 @@ class Worker:
             if lease["status"] == "lost":  # another worker runs the job now: leave its work area alone
                 journal.write("lease lost", note="stopped; another worker has the job")
                 return "lost"
-            if jobs.cancelled(job.id, self.id):
+            if self._persist(jobs.cancelled, job.id, self.id):
                 journal.write("cancelled")
                 segments.discard()
             return "cancelled"
         except PERMANENT as exc:
-            state = jobs.fail(job.id, self.id, str(exc), retry=False)
+            state = self._persist(jobs.fail, job.id, self.id, str(exc), retry=False)
             journal.write("failed", reason=str(exc))
             return state
         except Exception as exc:  # noqa: BLE001 - anything else may pass: retry until attempts run out
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, RestyleError) else str(exc)
-            state = jobs.fail(job.id, self.id, reason, retry=True)
+            state = self._persist(jobs.fail, job.id, self.id, reason, retry=True)
             journal.write("error", reason=reason, next_state=state)
             log.warning("job %s: %s (%s)", job.id, reason, state)
             return state
@@ -169,11 +176,25 @@ class Worker:
             except Exception:  # noqa: BLE001
                 pass
 
+    def _persist(self, write, *args, **kwargs):
+        """A job-store write that must land: tried again while the database is away, up to store_retry_seconds."""
+        deadline = time.monotonic() + self.settings.store_retry_seconds
+        delay = 0.5
+        while True:
+            try:
+                return write(*args, **kwargs)
+            except (DBAPIError, JobStoreError) as exc:
+                if time.monotonic() + delay >= deadline:
+                    raise
+                log.warning("job store unreachable (%s); trying again in %.1f s", str(exc).splitlines()[0], delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     def _stills(self, job_id: str, source: Path, target: Path) -> None:
         """Before/after stills from the middle of the video, for the dashboard."""
         for name, path in (("before", source), ("after", target)):
             try:
-                with av.open(str(path)) as container:
+                with av.open(str(path), metadata_errors="replace") as container:
                     stream = container.streams.video[0]
                     middle = (stream.start_time or 0) + (stream.duration or 0) // 2
                     container.seek(middle, stream=stream)  # lands on the keyframe before; decode on to the middle

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -20,6 +21,15 @@ from fsspec.core import url_to_fs
 from restyle.errors import RestyleError
 
 MAX_KEY_LENGTH = 512
+log = logging.getLogger("restyle")
+
+# Exceptions that say "the server is not there right now" (builtin, botocore, aiohttp): worth waiting out.
+_TRANSIENT = {"ConnectionError", "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+              "ClientConnectorError", "ServerDisconnectedError", "TimeoutError"}
+
+
+def _transient(exc: BaseException) -> bool:
+    return any(cls.__name__ in _TRANSIENT for cls in type(exc).__mro__)
 
 
 class StoreError(RestyleError):
@@ -53,8 +63,9 @@ def check_key(key: str) -> str:
 class ObjectStore:
     """One bucket (or folder) with keys under it. ``url`` is ``/a/folder``, ``file:///a/folder`` or ``s3://bucket/prefix``."""
 
-    def __init__(self, url: str, **options: object):
+    def __init__(self, url: str, retry_seconds: float = 60.0, **options: object):
         self.url = url
+        self.retry_seconds = retry_seconds  # how long an unreachable server is waited for, with backoff
         try:
             self.fs, root = url_to_fs(url, **options)
         except (ImportError, ValueError) as exc:
@@ -100,19 +111,20 @@ class ObjectStore:
         base = f"{self.root}/{prefix.strip('/')}"
         self.fs.invalidate_cache()
         try:
-            found = self.fs.find(base, detail=True)
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise StoreError(f"cannot list {self.url}/{prefix}: {exc}") from None
+            found = self._call(self.fs.find, base, detail=True)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, FileNotFoundError):
+                return []
+            raise
         return sorted((self._info(entry) for entry in found.values() if entry.get("type") != "directory"), key=lambda o: o.key)
 
     def delete(self, key_or_prefix: str, recursive: bool = False) -> None:
         target = f"{self.root}/{key_or_prefix.strip('/')}" if recursive else self.path(key_or_prefix)
         try:
-            self.fs.rm(target, recursive=recursive)
-        except FileNotFoundError:
-            pass
+            self._call(self.fs.rm, target, recursive=recursive)
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, FileNotFoundError):
+                raise
 
     def presign(self, key: str, expires_s: int) -> str | None:
         """A URL that fetches ``key`` without a token until it expires; None for a local folder (the API signs those)."""
@@ -131,12 +143,25 @@ class ObjectStore:
         return ObjectInfo(key=key, size=int(entry.get("size") or 0), etag=str(etag).strip('"'), modified=modified)
 
     def _call(self, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except FileNotFoundError:
-            raise StoreError(f"no object {args[0] if args else ''} in {self.url}") from None
-        except OSError as exc:
-            raise StoreError(f"object store {self.url} failed: {exc}") from None
+        """``fn`` with the store's errors as StoreError, waiting out a server that is briefly away."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.5
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except FileNotFoundError as exc:
+                raise StoreError(f"no object {args[0] if args else ''} in {self.url}") from exc
+            except Exception as exc:  # noqa: BLE001 - fsspec back ends raise their own types
+                if _transient(exc) and time.monotonic() + delay < deadline:
+                    log.warning("object store %s unreachable (%s); trying again in %.1f s", self.url, exc, delay)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                if _transient(exc):
+                    raise StoreError(f"object store {self.url} unreachable for {self.retry_seconds:.0f} s: {exc}") from None
+                if isinstance(exc, OSError):
+                    raise StoreError(f"object store {self.url} failed: {exc}") from None
+                raise
 
 
 def open_store(url: str, settings) -> ObjectStore:
@@ -149,8 +174,8 @@ def open_store(url: str, settings) -> ObjectStore:
             options["client_kwargs"]["region_name"] = settings.s3_region
         if settings.s3_access_key:
             options["key"], options["secret"] = settings.s3_access_key, settings.s3_secret_key
-        return ObjectStore(url, **options)
-    return ObjectStore(url)
+        return ObjectStore(url, retry_seconds=settings.store_retry_seconds, **options)
+    return ObjectStore(url, retry_seconds=settings.store_retry_seconds)
 
 
 def sign_local(secret: str, key: str, expires_at: int) -> str:

