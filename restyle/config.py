@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     )
     link_seconds: int = Field(3600, gt=0, description="how long a presigned download or upload link works")
     max_upload_bytes: int = Field(2 * 1024**3, gt=0)
+    submit_rate_per_minute: float = Field(60.0, ge=0, description="jobs one token may submit a minute on average; 0: no limit")
+    submit_burst: int = Field(20, ge=1, description="jobs one token may submit at once before the rate applies")
 
     # -- service: jobs and workers --------------------------------------------
     local_workers: int = Field(1, ge=0, description="worker processes that restyle serve starts")

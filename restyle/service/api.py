@@ -27,6 +27,7 @@ from restyle.service.jobs_api import (
     inbox_key,
     model_params,
     submit_upload,
+    submitter,
     visible_job,
 )
 from restyle.service.trigger import Trigger
@@ -83,12 +84,12 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
 
     @app.post("/api/jobs", status_code=201, response_model=JobOut, summary="Upload a video and make its job")
     def create_job(file: UploadFile = File(...), style: str = Form("0"), strength: float = Form(1.0),
-                   deflicker: float = Form(0.0), who: Principal = Depends(caller)) -> JobOut:
+                   deflicker: float = Form(0.0), who: Principal = Depends(submitter)) -> JobOut:
         params = model_params(style, strength, deflicker)
         return JobOut.of(submit_upload(context, who, file.file, file.filename or "video.mp4", params))
 
     @app.post("/api/uploads", status_code=201, response_model=UploadLink, summary="A presigned link to upload a video to")
-    def create_upload(body: UploadRequest, request: Request, who: Principal = Depends(caller)) -> UploadLink:
+    def create_upload(body: UploadRequest, request: Request, who: Principal = Depends(submitter)) -> UploadLink:
         params = model_params(body.style, body.strength, body.deflicker)
         key = inbox_key(who, body.filename)
         job, _ = context.jobs.create(who.name, key, None, params, state="uploading", max_attempts=settings.max_attempts)
@@ -178,10 +179,15 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
         waiting = context.jobs.find(key, None)
         if waiting is None or waiting.state != "uploading":
             raise HTTPException(409, "this upload link was used already or its job was cancelled")
-        body = await request.body()
-        if len(body) > settings.max_upload_bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > settings.max_upload_bytes:
             raise HTTPException(413, f"upload over the limit of {settings.max_upload_bytes} bytes")
-        context.data.put_bytes(body, key)
+        body = bytearray()
+        async for block in request.stream():  # counted as it comes: a lying or absent length stops here too
+            body += block
+            if len(body) > settings.max_upload_bytes:
+                raise HTTPException(413, f"upload over the limit of {settings.max_upload_bytes} bytes")
+        context.data.put_bytes(bytes(body), key)
         job = context.jobs.landed(key, context.data.info(key).etag) or waiting
         return {"job": job.id}
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from restyle.config import Settings
 from restyle.errors import RestyleError
+from restyle.service.limits import RateLimiter
 from restyle.stores.jobs import JobStore
 from restyle.stores.objects import ObjectStore, open_store
 
@@ -49,6 +50,10 @@ class Context:
     @cached_property
     def tokens(self) -> dict[str, Principal]:
         return load_tokens(self.settings)
+
+    @cached_property
+    def submissions(self) -> RateLimiter:
+        return RateLimiter(self.settings.submit_rate_per_minute, self.settings.submit_burst)
 
     @cached_property
     def link_secret(self) -> str:

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from restyle.service.context import Context
-from restyle.service.jobs_api import COOKIE, JobOut, caller, model_params, submit_upload, visible_job
+from restyle.service.jobs_api import COOKIE, JobOut, caller, model_params, submit_upload, submitter, visible_job
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.filters["ago"] = lambda t: "-" if not t else f"{max(0, time.time() - t):.0f} s ago"
@@ -51,7 +51,7 @@ def mount(app: FastAPI, context: Context) -> None:
     @app.post("/submit", include_in_schema=False)
     def submit(request: Request, file: UploadFile = File(...), style: str = Form("0"), strength: float = Form(1.0),
                deflicker: float = Form(0.0)):
-        who = caller(request)
+        who = submitter(request)
         job = submit_upload(context, who, file.file, file.filename or "video.mp4", model_params(style, strength, deflicker))
         return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 

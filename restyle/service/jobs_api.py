@@ -66,6 +66,17 @@ def caller(request: Request) -> Principal:
     return principal
 
 
+def submitter(request: Request) -> Principal:
+    """The caller, if it may submit one more job now; 429 with Retry-After when it is over its rate."""
+    principal = caller(request)
+    limiter = context_of(request).submissions
+    wait = limiter.take(principal.name)
+    if wait:
+        raise HTTPException(429, f"too many submissions from {principal.name}; try again in {limiter.retry_after(wait)} s",
+                            headers={"Retry-After": limiter.retry_after(wait)})
+    return principal
+
+
 def visible_job(context: Context, principal: Principal, job_id: str) -> Job:
     """The job if this principal may see it; 404 otherwise (whether it exists is nobody else's business)."""
     job = context.jobs.get(job_id) if re.fullmatch(r"[0-9a-f]{1,32}", job_id) else None
