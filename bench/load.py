@@ -4,7 +4,8 @@
     python bench/load.py --submissions 20 --seconds 10
 
 Starts `restyle serve` (embedded stores, 2 worker processes) in a temporary home with
-ten submitter tokens, fires every submission at once (a thread each), polls job status
+ten submitter tokens, fires every submission at once (a thread each; a 2 s 320x180 clip
+with sound, so the workers keep both cores busy while the API answers), polls job status
 at a steady rate for the given time, then waits (at most 5 minutes) for every job to
 end. Prints requests served, errors, API latency (p50/p99/max), jobs lost (submitted
 but missing or not succeeded) and duplicate jobs (more jobs than submissions, or two
@@ -151,6 +152,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rate", type=float, default=20, help="status requests a second")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--size", default="320x180", help="the clip each submission uploads (2 s, with sound)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
     from _common import machine
@@ -158,7 +160,8 @@ def main() -> None:
     from restyle.media.sample import make_clip
 
     home = Path(tempfile.mkdtemp(prefix="restyle-load-"))
-    clip = make_clip(home / "clip.mp4", width=128, height=72, rate=25, seconds=1.0)
+    width, height = (int(v) for v in args.size.split("x"))
+    clip = make_clip(home / "clip.mp4", width=width, height=height, rate=25, seconds=2.0)
     tokens = [secrets.token_hex(16) for _ in range(USERS)]
     admin = secrets.token_hex(16)
     port = _free_port()
@@ -179,7 +182,7 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.2)
         print(f"# bench/load.py, {date.today()}, {machine()}")
-        print(f"restyle serve with {args.workers} workers; {args.submissions} concurrent submissions of a 1 s 128x72 clip "
+        print(f"restyle serve with {args.workers} workers; {args.submissions} concurrent submissions of a 2 s {args.size} clip "
               f"from {USERS} tokens; status polling at {args.rate:g}/s for {args.seconds:g} s")
         figures = run_load(f"http://127.0.0.1:{port}", tokens, admin, clip, args.submissions, args.seconds, args.rate)
         print(figures.summary())

@@ -10,7 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlencode
@@ -79,11 +82,29 @@ class ObjectStore:
         return f"{self.root}/{check_key(key)}"
 
     def put_file(self, local: Path, key: str) -> ObjectInfo:
-        self._call(self.fs.put_file, str(local), self._writable(key))
+        with self._landing(key) as path:
+            self._call(self.fs.put_file, str(local), path)
         return self.info(key)
 
     def put_bytes(self, data: bytes, key: str) -> None:
-        self._call(self.fs.pipe_file, self._writable(key), data)
+        with self._landing(key) as path:
+            self._call(self.fs.pipe_file, path, data)
+
+    @contextmanager
+    def _landing(self, key: str) -> Iterator[str]:
+        """Where to write ``key`` so that it appears whole or not at all. S3 puts are atomic; in a folder it is
+        a temporary name renamed at the end, so a full disk or a crash never leaves a truncated object."""
+        target = self._writable(key)
+        if not self.is_local:
+            yield target
+            return
+        partial = f"{target}.partial"
+        try:
+            yield partial
+            os.replace(partial, target)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
 
     def _writable(self, key: str) -> str:
         """The path for ``key``, its folder made first where folders are real (S3 has none)."""

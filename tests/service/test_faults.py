@@ -119,3 +119,28 @@ def test_the_object_store_goes_away_mid_job_and_the_job_waits_and_completes(star
         assert "unreachable" in service.home.joinpath("serve.log").read_text()  # it did notice
     finally:
         store.stop()
+
+
+def test_a_full_system_store_fails_the_job_with_the_reason_and_leaves_only_whole_segments(start_service, tmp_path):
+    mount = tmp_path / "system"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], capture_output=True, text=True)
+    if made.returncode:
+        missing(f"cannot mount a tmpfs here ({made.stderr.strip()}); the disk-full test needs root")
+    try:
+        clip = make_clip(tmp_path / "clip.mp4", width=320, height=180, rate=25, seconds=8, keyframe_interval=25)
+        service = start_service(STEADY | {"RESTYLE_SYSTEM_URL": str(mount), "RESTYLE_MAX_ATTEMPTS": "2"})
+        client = Client(service.url, service.token)
+        job = client.submit(clip, style="7")
+        ended = service.wait_for(job["id"], timeout=300)
+        assert ended["state"] == "dead" and ended["attempts"] == 2, ended
+        assert "No space left on device" in ended["reason"], ended["reason"]
+        assert client.jobs()  # the service still answers
+        left = [p for p in mount.rglob("*") if p.is_file()]
+        assert not [p for p in left if p.name.endswith(".partial")]
+        segments = [p for p in left if p.suffix == ".mp4"]
+        assert segments, left
+        for segment in segments:  # what is there is whole
+            assert len(decode_frames(segment)[0]) == 25
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
