@@ -58,3 +58,11 @@ def test_warmup_grows_with_strength():
     assert 1 <= warmup_frames(0.3) < warmup_frames(0.8) == 8 < warmup_frames(0.95) <= 16
     with pytest.raises(ValueError):
         Deflicker(1.5)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (11, 13)])
+def test_tiny_frames_are_smoothed_too(size):
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 255, size=(4, *size, 3), dtype=np.uint8)
+    smooth = Deflicker(0.8)(frames, frames[::-1].copy())
+    assert smooth.shape == frames.shape and smooth.dtype == np.uint8

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 Method = Literal["dis", "farneback"]
+MIN_SIDE = 16  # the smallest picture flow is computed on
 
 cv2.setNumThreads(1)  # engines run one worker per core; OpenCV's own pool would oversubscribe them
 
@@ -43,6 +44,12 @@ class FlowEstimator:
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Flow from luma plane ``a`` to luma plane ``b``: (H, W, 2) float32, pixels of ``a``."""
+        height, width = a.shape[:2]
+        if min(height, width) < MIN_SIDE:  # DIS refuses pictures under 12 pixels: scale tiny ones up, the flow down
+            grow = MIN_SIDE / min(height, width)
+            size = (max(MIN_SIDE, round(width * grow)), max(MIN_SIDE, round(height * grow)))
+            flow = self(cv2.resize(a, size, interpolation=cv2.INTER_LINEAR), cv2.resize(b, size, interpolation=cv2.INTER_LINEAR))
+            return resize_flow(flow, width, height)
         if self._dis is not None:
             return self._dis.calc(a, b, None)
         # Farneback with the parameters of OpenCV's sample: 3 levels, window 15, poly 5.
