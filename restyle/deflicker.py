@@ -12,8 +12,8 @@ with ``s`` the strength (0..1), ``m_t`` the confidence and ``low`` a Gaussian bl
 Along a motion trajectory this is an exponential moving average; where the flow breaks
 (occlusions, cuts, new content) the frame is left as the model made it. The change is
 split in two bands, after the gradient-domain idea of Bonneel et al. 2015 (blind video
-temporal consistency): the colour blotches that flicker most are carried over almost
-fully, while the fine texture of the current frame is mostly kept, so the picture keeps
+temporal consistency): the colour blotches that flicker most are carried over at the
+full strength, while the fine texture of the current frame is mostly kept, so the picture keeps
 its style (SSIM to the per-frame stylisation) and does not smear.
 
 The state is one frame, so a chunk rebuilds it from a few frames before its first
