@@ -86,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(command=_serve)
 
     worker = sub.add_parser("worker", help="take jobs from the job store and run them (any number, any machine)")
+    worker.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # restyle serve's pid: exit when it does
     worker.set_defaults(command=_worker)
 
     submit = sub.add_parser("submit", help="upload a video to a running service")
@@ -245,7 +246,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from restyle.service.serve import work
 
-    work(load_settings())
+    work(load_settings(), parent=args.parent)
     return 0
 
 

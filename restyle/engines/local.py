@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import os
 import signal
 import sys
 import threading
@@ -81,7 +82,7 @@ _progress: Any = None
 def _start_worker(spec: ModelSpec, runtime: Runtime, progress: Any) -> None:
     global _model, _load_error, _batch, _progress
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
-    _die_with_parent()
+    die_with_parent()
     _batch, _progress = runtime.frames_per_call, progress
     try:
         _model = load_model(spec, runtime)
@@ -100,10 +101,15 @@ def _forward(progress: Any, report: Callable[[int], None]) -> None:
         report(frames)
 
 
-def _die_with_parent() -> None:
-    """On Linux, have the kernel kill this worker when its parent dies (kill -9 leaves no orphans)."""
+def die_with_parent(parent: int | None = None) -> None:
+    """On Linux, have the kernel kill this process when its parent dies (kill -9 leaves no orphans).
+
+    With ``parent``, a parent that died before this call is caught too: the process exits now.
+    """
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except OSError:
             pass
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -37,11 +38,15 @@ def serve(settings: Settings) -> None:
         uvicorn.run(create_app(settings, run_trigger=True), host=settings.host, port=settings.port, log_level="warning")
     finally:
         stop.set()
-        supervisor.join(timeout=10)
+        supervisor.join(timeout=20)  # it waits up to 10 s for its workers, then kills them
 
 
-def work(settings: Settings) -> None:
-    """`restyle worker`: take and run jobs until SIGTERM or Ctrl-C."""
+def work(settings: Settings, parent: int | None = None) -> None:
+    """`restyle worker`: take and run jobs until SIGTERM or Ctrl-C (or, started by `restyle serve`, until it ends)."""
+    if parent is not None:
+        from restyle.engines.local import die_with_parent
+
+        die_with_parent(parent)  # a worker blocked waiting out a store outage must not outlive its service
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -54,7 +59,7 @@ def _supervise(count: int, stop: threading.Event) -> None:
         while not stop.is_set():
             processes = [p for p in processes if p.poll() is None]
             while len(processes) < count:
-                processes.append(subprocess.Popen([sys.executable, "-m", "restyle.cli", "worker"]))
+                processes.append(subprocess.Popen([sys.executable, "-m", "restyle.cli", "worker", "--parent", str(os.getpid())]))
             stop.wait(1.0)
     finally:
         for process in processes:
