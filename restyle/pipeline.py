@@ -106,7 +106,7 @@ def _run_video(
     runtime, workers = choose_layout(settings, info.width * info.height)
     engine = engine or make_engine(settings, workers)
     clock = time.perf_counter()
-    chunks = plan_chunks(info, settings.chunk_seconds, engine.workers, lead_frames=warmup_frames(settings.deflicker))
+    chunks = _chunks(info, settings, engine.workers)
     encode = EncodeSpec(
         width=info.width,
         height=info.height,
@@ -192,7 +192,12 @@ def plan(input: str | Path, settings: Settings | None = None, workers: int | Non
     info = probe(Path(input), settings)
     if workers is None:
         _, workers = choose_layout(settings, info.width * info.height)
-    return plan_chunks(info, settings.chunk_seconds, workers or 1, lead_frames=warmup_frames(settings.deflicker))
+    return _chunks(info, settings, workers or 1)
+
+
+def _chunks(info: VideoInfo, settings: Settings, workers: int) -> list[Chunk]:
+    """The one place the settings become a plan: what run scores and what plan() reports must agree."""
+    return plan_chunks(info, settings.chunk_seconds, workers, lead_frames=warmup_frames(settings.deflicker))
 
 
 def check_output(input: Path, output: Path) -> None:

@@ -57,24 +57,22 @@ class QualityReport:
         return ", ".join(parts)
 
 
-def measure(
-    input: str | Path,
-    output: str | Path,
-    reference: str | Path | Iterable[np.ndarray] | None = None,
-    chunk_starts: Iterable[int] = (),
-) -> QualityReport:
+Video = str | Path | Iterable[np.ndarray]  # a file, or its decoded RGB frames
+
+
+def measure(input: Video, output: Video, reference: Video | None = None, chunk_starts: Iterable[int] = ()) -> QualityReport:
     """Warping error of ``output`` along ``input``'s motion; PSNR/SSIM against ``reference`` if given.
 
-    ``reference`` is a video, or the reference frames themselves (e.g. the model run on
-    each input frame, see :func:`model_frames`). ``chunk_starts`` are the indexes of the
-    frames that start a chunk (``RunReport.chunk_starts``).
+    Each is a video file or the frames themselves; ``reference`` is typically the model
+    run on each input frame (:func:`model_frames`). ``chunk_starts`` are the indexes of
+    the frames that start a chunk (``RunReport.chunk_starts``).
     """
     starts = set(chunk_starts) - {0}
     flow = FlowEstimator("farneback")
     errors: list[float] = []
     input_errors: list[float] = []
     fidelity: list[tuple[float, float]] = []
-    refs = _frames(reference) if isinstance(reference, (str, Path)) else iter(reference) if reference is not None else None
+    refs = _frames(reference) if reference is not None else None
     previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     count = 0
     for frame, out in _paired(_frames(input), _frames(output), input, output):
@@ -89,11 +87,11 @@ def measure(
         if refs is not None:
             ref = next(refs, None)
             if ref is None:
-                raise InputError(f"the reference has fewer frames than {output}")
+                raise InputError(f"the reference has fewer frames than {_name(output)}")
             fidelity.append((psnr(out, ref), ssim(out, ref)))
         previous = (luma, frame, out)
     if count < 2:
-        raise InputError(f"{output} has {count} frame(s); the warping error needs at least two")
+        raise InputError(f"{_name(output)} has {count} frame(s); the warping error needs at least two")
     report = QualityReport(frames=count, warping_error=_mean(errors), input_warping_error=_mean(input_errors), per_frame=errors)
     if starts:
         at = [e for t, e in enumerate(errors, start=1) if t in starts]
@@ -143,7 +141,11 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(index.mean())
 
 
-def _frames(path: str | Path) -> Iterator[np.ndarray]:
+def _frames(video: Video) -> Iterator[np.ndarray]:
+    if not isinstance(video, (str, Path)):
+        yield from video
+        return
+    path = video
     try:
         with av.open(str(path), metadata_errors="replace") as container:
             if not container.streams.video:
@@ -154,18 +156,24 @@ def _frames(path: str | Path) -> Iterator[np.ndarray]:
         raise InputError(f"cannot read {path}: {exc}") from None
 
 
-def _paired(inputs: Iterator[np.ndarray], outputs: Iterator[np.ndarray], input, output) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _name(video: Video) -> str:
+    return str(video) if isinstance(video, (str, Path)) else "the frames given"
+
+
+def _paired(inputs: Iterator[np.ndarray], outputs: Iterator[np.ndarray], input: Video,
+            output: Video) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     count = 0
     for frame, out in itertools.zip_longest(inputs, outputs):
         if frame is None or out is None:
-            more, fewer = (output, input) if frame is None else (input, output)
+            more, fewer = (_name(output), _name(input)) if frame is None else (_name(input), _name(output))
             raise InputError(f"{more} has more frames than {fewer} ({count}): not the same video")
         count += 1
         if out.shape[:2] != frame.shape[:2]:
             # Odd sizes come out padded by one edge pixel: compare the input's area.
             height, width = frame.shape[:2]
             if out.shape[0] < height or out.shape[1] < width:
-                raise InputError(f"{output} is {out.shape[1]}x{out.shape[0]}, {input} is {width}x{height}: not the same video")
+                raise InputError(f"{_name(output)} is {out.shape[1]}x{out.shape[0]}, {_name(input)} is {width}x{height}: "
+                                 "not the same video")
             out = out[:height, :width]
         yield frame, out
 

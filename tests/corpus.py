@@ -38,12 +38,19 @@ def _faststart(path: Path) -> None:
     """A clip whose index (moov) comes first, so a truncated copy still promises every frame."""
     source = _small(path.with_suffix(".src.mp4"), seconds=2.0)
     with av.open(str(source)) as src, av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as out:
-        streams = {s.index: out.add_stream_from_template(s) for s in src.streams}
-        for packet in src.demux():
-            if packet.dts is not None:
-                packet.stream = streams[packet.stream.index]
-                out.mux(packet)
+        _remux(out, [(src, list(src.streams))])
     source.unlink()
+
+
+def _remux(out: av.container.OutputContainer, sources: list[tuple[av.container.InputContainer, list]]) -> None:
+    """Copy the given streams of each source into ``out``, packet for packet."""
+    # Every stream is added before the first packet: the header is written with the first mux.
+    mappings = [{s.index: out.add_stream_from_template(s) for s in streams} for _, streams in sources]
+    for (container, streams), mapping in zip(sources, mappings):
+        for packet in container.demux(*streams):
+            if packet.dts is not None:
+                packet.stream = mapping[packet.stream.index]
+                out.mux(packet)
 
 
 def _truncated(share: float) -> Callable[[Path], None]:
@@ -146,15 +153,8 @@ def _tracks(path: Path) -> None:
     subs.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n\n2\n00:00:01,000 --> 00:00:02,000\nworld\n")
     with av.open(str(video)) as first, av.open(str(video)) as second, av.open(str(subs)) as text, \
             av.open(str(path), "w", format="matroska") as out:
-        sources = [(first, [first.streams.video[0], first.streams.audio[0]]), (second, [second.streams.audio[0]]),
-                   (text, [text.streams[0]])]
-        # Every stream is added before the first packet: the header is written with the first mux.
-        mappings = [{s.index: out.add_stream_from_template(s) for s in streams} for _, streams in sources]
-        for (container, streams), mapping in zip(sources, mappings):
-            for packet in container.demux(*streams):
-                if packet.dts is not None:
-                    packet.stream = mapping[packet.stream.index]
-                    out.mux(packet)
+        _remux(out, [(first, [first.streams.video[0], first.streams.audio[0]]), (second, [second.streams.audio[0]]),
+                     (text, [text.streams[0]])])
     video.unlink()
     subs.unlink()
 

@@ -3,7 +3,7 @@ import pytest
 
 from restyle.deflicker import Deflicker, warmup_frames
 from restyle.models import ModelSpec, Runtime, load_model
-from restyle.quality import psnr
+from restyle.quality import measure, psnr
 from tests.conftest import decode_frames
 
 
@@ -15,25 +15,11 @@ def pan(motion_clips) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return frames, [model.predict(f[None])[0] for f in frames]
 
 
-def _steadiness(frames: list[np.ndarray], outputs: list[np.ndarray]) -> float:
-    """Warping error of ``outputs`` along the input's motion (the measure restyle quality reports)."""
-    from restyle.media.flow import FlowEstimator, gray, reliable, warp
-    from restyle.quality import warping_error
-
-    flow = FlowEstimator("farneback")
-    errors = []
-    for t in range(1, len(frames)):
-        back = flow(gray(frames[t]), gray(frames[t - 1]))
-        mask = reliable(back, flow(gray(frames[t - 1]), gray(frames[t])))
-        errors.append(warping_error(outputs[t], warp(outputs[t - 1], back), mask))
-    return float(np.mean(errors))
-
-
 def test_deflicker_steadies_the_style_and_keeps_it(pan):
     frames, styled = pan
     smooth = Deflicker(0.8)(np.stack(frames), np.stack(styled))
     assert smooth.shape == np.stack(styled).shape and smooth.dtype == np.uint8
-    assert _steadiness(frames, list(smooth)) < 0.7 * _steadiness(frames, styled)
+    assert measure(frames, smooth).warping_error < 0.7 * measure(frames, styled).warping_error
     assert np.mean([psnr(a, b) for a, b in zip(smooth, styled)]) > 20  # still the style, not a smear
 
 

@@ -31,7 +31,7 @@ def gray(rgb: np.ndarray, scale: float = 1.0) -> np.ndarray:
     if scale == 1.0:
         return luma
     height, width = luma.shape
-    size = (max(8, round(width * scale)), max(8, round(height * scale)))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))  # FlowEstimator copes with tiny ones
     return cv2.resize(luma, size, interpolation=cv2.INTER_AREA)
 
 

@@ -26,6 +26,7 @@ from restyle.report import RunReport
 from restyle.score import ChunkResult
 from restyle.service.context import Context
 from restyle.stores.jobs import Job, JobStoreError
+from restyle.stores.retry import wait_out
 from restyle.stores.segments import ObjectSegments
 
 log = logging.getLogger("restyle.worker")
@@ -127,7 +128,7 @@ class Worker:
                 self.context.data.get_file(job.input_key, source)
                 spec = ModelSpec(**job.params.get("model", {}))
                 # Matroska and QuickTime inputs come back in their own container, which holds all their streams.
-                suffix = Path(job.input_key).suffix.lower() if Path(job.input_key).suffix.lower() in (".mkv", ".mov") else ".mp4"
+                suffix = source.suffix if source.suffix in (".mkv", ".mov") else ".mp4"
                 target = Path(tmp) / f"{Path(job.input_key).stem}-restyled{suffix}"
                 # Ray actors may be on other machines: they read the input through a presigned link.
                 remote = self.settings.engine == "ray" and not self.context.data.is_local
@@ -178,17 +179,8 @@ class Worker:
 
     def _persist(self, write, *args, **kwargs):
         """A job-store write that must land: tried again while the database is away, up to store_retry_seconds."""
-        deadline = time.monotonic() + self.settings.store_retry_seconds
-        delay = 0.5
-        while True:
-            try:
-                return write(*args, **kwargs)
-            except (DBAPIError, JobStoreError) as exc:
-                if time.monotonic() + delay >= deadline:
-                    raise
-                log.warning("job store unreachable (%s); trying again in %.1f s", str(exc).splitlines()[0], delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        return wait_out(lambda: write(*args, **kwargs), transient=lambda exc: isinstance(exc, (DBAPIError, JobStoreError)),
+                        seconds=self.settings.store_retry_seconds, what="job store")
 
     def _stills(self, job_id: str, source: Path, target: Path) -> None:
         """Before/after stills from the middle of the video, for the dashboard."""

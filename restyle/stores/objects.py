@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import os
 import time
 from collections.abc import Iterator
@@ -22,9 +21,9 @@ import fsspec
 from fsspec.core import url_to_fs
 
 from restyle.errors import RestyleError
+from restyle.stores.retry import wait_out
 
 MAX_KEY_LENGTH = 512
-log = logging.getLogger("restyle")
 
 # Exceptions that say "the server is not there right now" (builtin, botocore, aiohttp): worth waiting out.
 _TRANSIENT = {"ConnectionError", "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
@@ -165,24 +164,17 @@ class ObjectStore:
 
     def _call(self, fn, *args, **kwargs):
         """``fn`` with the store's errors as StoreError, waiting out a server that is briefly away."""
-        deadline = time.monotonic() + self.retry_seconds
-        delay = 0.5
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except FileNotFoundError as exc:
-                raise StoreError(f"no object {args[0] if args else ''} in {self.url}") from exc
-            except Exception as exc:  # noqa: BLE001 - fsspec back ends raise their own types
-                if _transient(exc) and time.monotonic() + delay < deadline:
-                    log.warning("object store %s unreachable (%s); trying again in %.1f s", self.url, exc, delay)
-                    time.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-                    continue
-                if _transient(exc):
-                    raise StoreError(f"object store {self.url} unreachable for {self.retry_seconds:.0f} s: {exc}") from None
-                if isinstance(exc, OSError):
-                    raise StoreError(f"object store {self.url} failed: {exc}") from None
-                raise
+        try:
+            return wait_out(lambda: fn(*args, **kwargs), transient=_transient, seconds=self.retry_seconds,
+                            what=f"object store {self.url}")
+        except FileNotFoundError as exc:
+            raise StoreError(f"no object {args[0] if args else ''} in {self.url}") from exc
+        except Exception as exc:  # noqa: BLE001 - fsspec back ends raise their own types
+            if _transient(exc):
+                raise StoreError(f"object store {self.url} unreachable for {self.retry_seconds:.0f} s: {exc}") from None
+            if isinstance(exc, OSError):
+                raise StoreError(f"object store {self.url} failed: {exc}") from None
+            raise
 
 
 def open_store(url: str, settings) -> ObjectStore:
