@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from restyle.models import ModelSpec, Runtime, load_model
+from restyle.handlers import ModelSpec, Runtime, load_model
 from restyle.quality import psnr  # noqa: F401 - the benchmarks import it from here
 
 

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import decode_all, machine, model_only_fps, psnr  # noqa: E402
 
 from restyle.media.sample import make_clip  # noqa: E402
-from restyle.models import ModelSpec, Runtime, load_model  # noqa: E402
+from restyle.handlers import ModelSpec, Runtime, load_model  # noqa: E402
 
 RUNTIMES = {"onnxruntime f32": {"backend": "onnxruntime"}, "openvino f32": {"backend": "openvino"},
             "openvino bf16": {"backend": "openvino", "precision": "bf16"}}

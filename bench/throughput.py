@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import audio_packets, decode_all, machine, model_only_fps, psnr, run_measured  # noqa: E402
 
 from restyle.media.sample import make_clip  # noqa: E402
-from restyle.models import ModelSpec, Runtime, load_model  # noqa: E402
+from restyle.handlers import ModelSpec, Runtime, load_model  # noqa: E402
 
 SPEC = ModelSpec.styles("7")
 RESTYLE = [sys.executable, "-m", "restyle.cli"]

@@ -7,7 +7,7 @@ the video back with its sound, frame rate and length intact::
     report = run("clip.mp4", "styled.mp4", ModelSpec.styles("7"))
 """
 from restyle.errors import RestyleError
-from restyle.models.base import ModelSpec
+from restyle.handlers.base import ModelSpec
 from restyle.pipeline import run
 from restyle.report import RunReport
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from restyle.config import load_settings
 from restyle.deflicker import DEFAULT_STRENGTH
 from restyle.errors import InputError, ModelError, RestyleError
-from restyle.models.base import ModelSpec
+from restyle.handlers.base import ModelSpec
 
 EXIT_ERROR = 2
 
@@ -209,13 +209,13 @@ def _quality(args: argparse.Namespace) -> int:
 
 
 def _styles(args: argparse.Namespace) -> int:
-    from restyle.models.styles import NUM_STYLES
+    from restyle.handlers.styles import NUM_STYLES
 
     if not args.sheet:
         print(f"{NUM_STYLES} built-in styles, 0 to {NUM_STYLES - 1} (the network came without names).")
         print("Blend them with weights: --style 3:0.5,12:0.5. See them all: restyle styles --sheet styles.png")
         return 0
-    from restyle.models.sheet import contact_sheet
+    from restyle.handlers.sheet import contact_sheet
 
     picture = args.image
     if picture and not Path(picture).is_file():

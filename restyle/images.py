@@ -14,7 +14,7 @@ from restyle.config import Settings
 from restyle.engines import Engine, make_engine
 from restyle.errors import InputError, OutputError
 from restyle.layout import choose_layout
-from restyle.models.base import Model, ModelSpec
+from restyle.handlers.base import Model, ModelSpec
 from restyle.report import RunReport
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from restyle.config import Settings
-from restyle.models.runtime import CUDA, Runtime, default_layout
+from restyle.runtime import CUDA, Runtime, default_layout
 
 # onnxruntime's working set for these networks: ~800 MiB for a 1280x720 frame (measured).
 MODEL_BYTES_PER_PIXEL = 900

@@ -24,7 +24,7 @@ from restyle.media.assemble import assemble, container_for
 from restyle.media.chunks import Chunk, plan_chunks
 from restyle.media.encode import EncodeSpec
 from restyle.media.probe import VideoInfo, probe
-from restyle.models.base import ModelSpec
+from restyle.handlers.base import ModelSpec
 from restyle.layout import choose_layout
 from restyle.report import RunReport
 from restyle.score import ChunkResult, ChunkTask, score_chunk

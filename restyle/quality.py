@@ -26,7 +26,7 @@ import numpy as np
 
 from restyle.errors import InputError
 from restyle.media.flow import FlowEstimator, gray, reliable, warp
-from restyle.models.base import ModelSpec
+from restyle.handlers.base import ModelSpec
 
 
 @dataclass
@@ -105,8 +105,8 @@ def measure(input: Video, output: Video, reference: Video | None = None, chunk_s
 
 def model_frames(input: str | Path, spec: ModelSpec) -> Iterator[np.ndarray]:
     """The per-frame stylisation of ``input``: the model run on each frame alone, nothing smoothed, nothing encoded."""
-    from restyle.models.base import load_model
-    from restyle.models.runtime import Runtime
+    from restyle.handlers.base import load_model
+    from restyle.runtime import Runtime
 
     spec.check()
     model = load_model(spec, Runtime("auto", threads=os.cpu_count() or 1))

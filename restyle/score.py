@@ -22,7 +22,7 @@ from restyle.deflicker import Deflicker
 from restyle.media.chunks import Chunk
 from restyle.media.decode import decode_chunk
 from restyle.media.encode import EncodeSpec, SegmentWriter
-from restyle.models.base import Model
+from restyle.handlers.base import Model
 from restyle.stores.segments import SegmentStore
 
 QUEUE_BATCHES = 2  # batches in flight on each side of the model

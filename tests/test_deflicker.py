@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from restyle.deflicker import Deflicker, warmup_frames
-from restyle.models import ModelSpec, Runtime, load_model
+from restyle.handlers import ModelSpec, Runtime, load_model
 from restyle.quality import measure, psnr
 from tests.conftest import decode_frames
 

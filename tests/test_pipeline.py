@@ -5,7 +5,7 @@ import pytest
 from restyle import ModelSpec, run
 from restyle.config import Settings
 from restyle.errors import OutputError
-from restyle.models import Runtime, load_model
+from restyle.handlers import Runtime, load_model
 from tests.conftest import decode_frames, duration_s, packets, psnr
 
 pytestmark = pytest.mark.slow

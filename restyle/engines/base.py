@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
-from restyle.models.base import Model, ModelSpec
-from restyle.models.runtime import Runtime
+from restyle.handlers.base import Model, ModelSpec
+from restyle.runtime import Runtime
 
 # fn(item, model, frames_per_call, on_frames) -> result; must be importable (workers pickle it by name).
 TaskFunction = Callable[[Any, Model, int, Callable[[int], None]], Any]

@@ -14,8 +14,8 @@ from typing import Any
 
 from restyle.engines.base import TaskFunction
 from restyle.errors import RestyleError
-from restyle.models.base import Model, ModelSpec, load_model
-from restyle.models.runtime import Runtime
+from restyle.handlers.base import Model, ModelSpec, load_model
+from restyle.runtime import Runtime
 
 
 class LocalEngine:

@@ -18,8 +18,8 @@ from typing import Any
 
 from restyle.engines.base import TaskFunction
 from restyle.errors import RestyleError
-from restyle.models.base import ModelSpec, load_model
-from restyle.models.runtime import Runtime
+from restyle.handlers.base import ModelSpec, load_model
+from restyle.runtime import Runtime
 
 log = logging.getLogger("restyle")
 

@@ -11,7 +11,7 @@ from fastapi import HTTPException, Request
 from pydantic import BaseModel
 
 from restyle.errors import ModelError
-from restyle.models.base import ModelSpec
+from restyle.handlers.base import ModelSpec
 from restyle.service.context import Context, Principal
 from restyle.stores.jobs import Job
 

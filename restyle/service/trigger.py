@@ -13,7 +13,7 @@ import time
 from typing import Any
 from urllib.parse import unquote_plus
 
-from restyle.models.base import ModelSpec
+from restyle.handlers.base import ModelSpec
 from restyle.service.context import Context
 from restyle.stores.jobs import Job
 from restyle.stores.objects import BadKey, StoreError, check_key

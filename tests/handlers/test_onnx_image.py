@@ -4,7 +4,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from restyle.errors import ModelError
-from restyle.models import ModelSpec, Runtime, load_model
+from restyle.handlers import ModelSpec, Runtime, load_model
 
 
 def negative_model(path, size=("N", 3, "H", "W"), value_range=1.0):

@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image
 
 from restyle.errors import ModelError
-from restyle.models.base import ModelSpec, blend, to_uint8
-from restyle.models.runtime import Runtime
+from restyle.handlers.base import ModelSpec, blend, to_uint8
+from restyle.runtime import Runtime
 
 
 class OnnxImageModel:

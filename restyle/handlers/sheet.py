@@ -7,9 +7,9 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw
 
-from restyle.models.base import ModelSpec
-from restyle.models.runtime import Runtime
-from restyle.models.styles import NUM_STYLES, MultiStyle, read_style_image
+from restyle.handlers.base import ModelSpec
+from restyle.runtime import Runtime
+from restyle.handlers.styles import NUM_STYLES, MultiStyle, read_style_image
 
 TILE = 256
 COLUMNS = 7

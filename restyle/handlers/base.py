@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from restyle.errors import ModelError
-from restyle.models.runtime import Runtime
+from restyle.runtime import Runtime
 
 
 class Model(Protocol):
@@ -58,11 +58,11 @@ class ModelSpec(BaseModel, frozen=True):
     def check(self) -> None:
         """Fail now, with a reason, rather than in every worker later."""
         if self.kind == "styles":
-            from restyle.models.styles import style_weights
+            from restyle.handlers.styles import style_weights
 
             style_weights(self.style)
         elif self.kind == "style-image":
-            from restyle.models.styles import read_style_image
+            from restyle.handlers.styles import read_style_image
 
             read_style_image(self.style_image or "")
         else:
@@ -82,10 +82,10 @@ class ModelSpec(BaseModel, frozen=True):
 def load_model(spec: ModelSpec, runtime: Runtime) -> Model:
     """Load the model ``spec`` names onto ``runtime``'s device."""
     if spec.kind == "onnx":
-        from restyle.models.onnx import OnnxImageModel
+        from restyle.handlers.onnx_image import OnnxImageModel
 
         return OnnxImageModel(spec, runtime)
-    from restyle.models.styles import ArbitraryStyle, MultiStyle
+    from restyle.handlers.styles import ArbitraryStyle, MultiStyle
 
     return MultiStyle(spec, runtime) if spec.kind == "styles" else ArbitraryStyle(spec, runtime)
 

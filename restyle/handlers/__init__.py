@@ -1,5 +1,5 @@
 """Models: a batch of uint8 RGB frames in, the same batch restyled out. Knows nothing of video."""
-from restyle.models.base import Model, ModelSpec, load_model
-from restyle.models.runtime import Runtime
+from restyle.handlers.base import Model, ModelSpec, load_model
+from restyle.runtime import Runtime
 
 __all__ = ["Model", "ModelSpec", "Runtime", "load_model"]
