@@ -90,9 +90,9 @@ class SeaweedFS:
         self._wait_for_buckets(buckets)
 
     def _wait_for_buckets(self, buckets: list[str]) -> None:
-        import boto3
+        from botocore.session import get_session
 
-        client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
+        client = get_session().create_client("s3", endpoint_url=self.endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
                               region_name="us-east-1")
         deadline = time.monotonic() + 60
         while True:

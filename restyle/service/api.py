@@ -208,11 +208,11 @@ def _check_link(context: Context, key: str, expires: int, signature: str) -> Non
 
 
 def _s3_upload_link(context: Context, key: str, expires: int) -> str:
-    import boto3
+    from botocore.session import get_session  # s3fs brings botocore (via aiobotocore)
 
     settings = context.settings
     bucket, _, prefix = context.settings.data.removeprefix("s3://").partition("/")
-    client = boto3.client(
+    client = get_session().create_client(
         "s3", endpoint_url=settings.s3_endpoint_url or None, region_name=settings.s3_region or None,
         aws_access_key_id=settings.s3_access_key or None, aws_secret_access_key=settings.s3_secret_key or None,
     )

@@ -84,11 +84,11 @@ def test_real_servers_s3_and_postgresql(start_service, seaweedfs, postgres, clip
     smoothed = service.http.get("/api/jobs").json()[0]
     assert smoothed["deflicker"] == 0.8 and smoothed["figures"]["busy_s"]["smooth"] > 0
     # The output sits in the real S3 server's outbox, the log in the system bucket.
-    import boto3
+    from botocore.session import get_session
 
     from tests.servers import S3_KEY, S3_SECRET
 
-    s3 = boto3.client("s3", endpoint_url=seaweedfs.endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
+    s3 = get_session().create_client("s3", endpoint_url=seaweedfs.endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
                       region_name="us-east-1")
     outbox = s3.list_objects_v2(Bucket="data", Prefix=f"{name}/outbox/")["Contents"]
     assert len(outbox) == 1 and outbox[0]["Key"].endswith("-restyled.mp4")
@@ -103,7 +103,7 @@ def test_real_servers_s3_and_postgresql(start_service, seaweedfs, postgres, clip
 
 def test_seaweedfs_filer_webhook_makes_the_job_without_listing(start_service, clips, tmp_path):
     """SeaweedFS's object-created events reach /api/events; the inbox is listed only once an hour here."""
-    import boto3
+    from botocore.session import get_session
 
     from tests.servers import S3_KEY, S3_SECRET, SeaweedFS, free_port
 
@@ -120,7 +120,7 @@ def test_seaweedfs_filer_webhook_makes_the_job_without_listing(start_service, cl
                 "RESTYLE_TOKENS": f"ops:admin:{token}", "TEST_ADMIN_TOKEN": token}
         service = start_service(env, port=port)
         time.sleep(1)  # past the trigger's first listing
-        s3 = boto3.client("s3", endpoint_url=weed.endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
+        s3 = get_session().create_client("s3", endpoint_url=weed.endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
                           region_name="us-east-1")
         s3.upload_file(str(clips["silent"]), "hooked", "d/inbox/hooked.mp4")
         (job,) = service.wait_for_jobs(1, timeout=20)
