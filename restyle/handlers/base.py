@@ -1,93 +1,125 @@
-"""The Model interface and the ModelSpec that names a model across process boundaries."""
+"""The handler interface: how restyle loads a model and scores a batch of frames with it.
+
+In the spirit of Apache Beam's ``ModelHandler``: a handler knows how to *load* a model
+(once per worker, kept for every chunk and every job that needs the same weights) and
+how to *predict* a batch of frames with per-call parameters (the job's :class:`JobSpec`:
+its style, strength, picture...), and it declares what comes out: frames the size of the
+input, frames of another size (super-resolution), or records (detections per frame).
+Nothing else: where it runs is the engine's business, what happens to the output is the
+pipeline's.
+
+Handlers are found by name in the ``restyle.handlers`` entry point group; restyle's own
+(``styles``, ``style-image``, ``onnx``, ``yolo``) are registered there the same way a
+third-party package registers its own::
+
+    [project.entry-points."restyle.handlers"]
+    mine = "my_package.handler:MyHandler"
+"""
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-from typing import Literal, Protocol
+import functools
+from dataclasses import dataclass
+from enum import StrEnum
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from restyle.errors import ModelError
+from restyle.jobspec import JobSpec
 from restyle.runtime import Runtime
+
+ENTRY_POINT_GROUP = "restyle.handlers"
+
+
+class OutputKind(StrEnum):
+    FRAMES = "frames"  # pictures out, each the size of its input frame
+    SCALED_FRAMES = "scaled-frames"  # pictures out at the model's own size (super-resolution)
+    RECORDS = "records"  # one JSON-able record per frame (detections, labels)
+
+
+Records = list[dict[str, Any]]  # what a records model returns for a batch: one dict per frame
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What a worker loads and keeps: a handler and its weights file. Engines key loaded models by it.
+
+    Per-call parameters (style, strength, style picture...) are not part of it: one loaded
+    network serves every job that needs the same weights.
+    """
+
+    handler: str
+    weights: str | None = None  # a file path; None: the handler's own built-in weights
 
 
 class Model(Protocol):
-    """Anything that restyles frames. Loaded once per worker and reused for every frame."""
+    """A loaded model. Made once per worker by :meth:`Handler.load`."""
 
     description: str
+    output: OutputKind
 
-    def predict(self, frames: np.ndarray) -> np.ndarray:
-        """``frames`` is (N, H, W, 3) uint8 RGB; returns the same shape and type."""
+    def predict(self, frames: np.ndarray, spec: JobSpec) -> np.ndarray | Records:
+        """``frames`` is (N, H, W, 3) uint8 RGB; returns (N, H', W', 3) uint8, or N records."""
+        ...
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size of the pictures out for frames of this size (the same, except for scaled frames)."""
         ...
 
 
-class ModelSpec(BaseModel, frozen=True):
-    """Which model to run and with what parameters: small, picklable, JSON-able.
+class Handler(Protocol):
+    """A kind of model: checks a JobSpec at the door, names the weights to load, loads them."""
 
-    Build one with :meth:`styles`, :meth:`with_style_image` or :meth:`onnx`, or parse the
-    CLI's ``--model`` value with :meth:`parse`.
-    """
+    name: ClassVar[str]
+    output: ClassVar[OutputKind]
 
-    kind: Literal["styles", "style-image", "onnx"]
-    style: str = "0"  # "7" or a blend "3:0.5,12:0.5" of the 26 styles
-    style_image: str | None = None
-    onnx_path: str | None = None
-    value_range: float = Field(1.0, gt=0, description="onnx models: pixel values run 0..value_range (1 or 255)")
-    strength: float = Field(1.0, ge=0, le=1, description="1 is full style; less mixes the original frame back in")
+    def check(self, spec: JobSpec) -> None:
+        """Fail now, with a reason, rather than in every worker later (cheap: no model is loaded)."""
+        ...
 
-    @classmethod
-    def styles(cls, style: str | int = "0", strength: float = 1.0) -> ModelSpec:
-        return cls(kind="styles", style=str(style), strength=strength)
+    def load_spec(self, spec: JobSpec) -> LoadSpec:
+        """What to load for ``spec``: engines keep one loaded model per LoadSpec."""
+        ...
 
-    @classmethod
-    def with_style_image(cls, path: str | Path, strength: float = 1.0) -> ModelSpec:
-        return cls(kind="style-image", style_image=str(Path(path).resolve()), strength=strength)
-
-    @classmethod
-    def onnx(cls, path: str | Path, value_range: float = 1.0, strength: float = 1.0) -> ModelSpec:
-        return cls(kind="onnx", onnx_path=str(Path(path).resolve()), value_range=value_range, strength=strength)
-
-    @property
-    def label(self) -> str:
-        """Short and readable: ``styles:7``, ``style-image:wave.jpg``, ``onnx:model.onnx``."""
-        if self.kind == "styles":
-            return f"styles:{self.style}"
-        return f"{self.kind}:{Path(self.style_image or self.onnx_path or '').name}"
-
-    def check(self) -> None:
-        """Fail now, with a reason, rather than in every worker later."""
-        if self.kind == "styles":
-            from restyle.handlers.styles import style_weights
-
-            style_weights(self.style)
-        elif self.kind == "style-image":
-            from restyle.handlers.styles import read_style_image
-
-            read_style_image(self.style_image or "")
-        else:
-            path = Path(self.onnx_path or "")
-            if not path.is_file():
-                raise ModelError(f"ONNX model not found: {path}")
-
-    def fingerprint(self) -> str:
-        """Changes whenever the output would: parameters and the bytes of any file the model reads."""
-        digest = hashlib.sha256(self.model_dump_json().encode())
-        for name in (self.style_image, self.onnx_path):
-            if name and Path(name).is_file():
-                digest.update(Path(name).read_bytes())
-        return digest.hexdigest()[:16]
+    def load(self, load: LoadSpec, runtime: Runtime) -> Model:
+        """Load the model onto ``runtime``'s device. Raises ModelError with a reason."""
+        ...
 
 
-def load_model(spec: ModelSpec, runtime: Runtime) -> Model:
-    """Load the model ``spec`` names onto ``runtime``'s device."""
-    if spec.kind == "onnx":
-        from restyle.handlers.onnx_image import OnnxImageModel
+@functools.cache
+def registered() -> dict[str, type]:
+    """Every handler class in the ``restyle.handlers`` entry point group, by name."""
+    found: dict[str, type] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            found[entry.name] = entry.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the built-ins down
+            import logging
 
-        return OnnxImageModel(spec, runtime)
-    from restyle.handlers.styles import ArbitraryStyle, MultiStyle
+            logging.getLogger("restyle").warning("handler %s (%s) cannot be loaded: %s", entry.name, entry.value, exc)
+    return found
 
-    return MultiStyle(spec, runtime) if spec.kind == "styles" else ArbitraryStyle(spec, runtime)
+
+def get_handler(name: str) -> Handler:
+    """The handler called ``name``; ModelError naming the known ones if there is none."""
+    handlers = registered()
+    if name not in handlers:
+        known = ", ".join(sorted(handlers)) or "none (is restyle installed with pip?)"
+        raise ModelError(f"unknown model {name!r}; the handlers are: {known}")
+    return handlers[name]()
+
+
+def check(spec: JobSpec) -> Handler:
+    """The spec's handler, after it checked the spec."""
+    handler = get_handler(spec.model)
+    handler.check(spec)
+    return handler
+
+
+def load_model(load: LoadSpec, runtime: Runtime) -> Model:
+    """Load what ``load`` names: the one call every engine's worker makes."""
+    return get_handler(load.handler).load(load, runtime)
 
 
 def blend(original: np.ndarray, restyled: np.ndarray, strength: float) -> np.ndarray:
