@@ -89,16 +89,51 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # restyle serve's pid: exit when it does
     worker.set_defaults(command=_worker)
 
-    submit = sub.add_parser("submit", help="upload a video to a running service")
+    submit = sub.add_parser("submit", help="upload a video to a running service, with any model it offers")
     submit.add_argument("video")
-    submit.add_argument("--style", default="0")
-    submit.add_argument("--strength", type=float, default=1.0)
-    submit.add_argument("--deflicker", type=float, nargs="?", const=DEFAULT_STRENGTH, default=0.0, metavar="STRENGTH",
+    chosen = submit.add_mutually_exclusive_group()
+    chosen.add_argument("--style", help="one of the 26 styles (0-25) or a blend like 3:0.5,12:0.5 (the default model)")
+    chosen.add_argument("--style-image", metavar="PICTURE", help="a picture file (uploaded with the job) or the name of one you saved")
+    chosen.add_argument("--model", metavar="NAME", help="a model registered on the service (restyle models list)")
+    submit.add_argument("--strength", type=float, help="0..1; less mixes the original back in (default 1)")
+    submit.add_argument("--deflicker", type=float, nargs="?", const=DEFAULT_STRENGTH, metavar="STRENGTH",
                         help=f"smooth flicker between frames, 0..1 (alone: {DEFAULT_STRENGTH})")
+    submit.add_argument("--params", metavar="JSON", help='the model\'s other parameters as JSON, e.g. {"confidence": 0.4}')
     submit.add_argument("--wait", action="store_true", help="wait for the job to end; with -o, download the output")
     submit.add_argument("-o", "--output", help="with --wait: where to save the output")
     _service_options(submit)
     submit.set_defaults(command=_submit)
+
+    models = sub.add_parser("models", help="the service's registered models: list, add (admins), remove (admins)")
+    models_sub = models.add_subparsers(metavar="ACTION")
+    models.set_defaults(command=lambda args: models.print_help() or 0)
+    add = models_sub.add_parser("add", help="register an ONNX model under a name (checked, stored by content hash)")
+    add.add_argument("name")
+    add.add_argument("file", help="the .onnx file")
+    add.add_argument("--kind", default="auto", help="onnx, yolo, or a plugin handler (default: yolo for Ultralytics exports, else onnx)")
+    add.set_defaults(command=_models_add)
+    listed = models_sub.add_parser("list", help="the registered models")
+    listed.set_defaults(command=_models_list)
+    remove = models_sub.add_parser("remove", help="remove a registered model")
+    remove.add_argument("name")
+    remove.set_defaults(command=_models_remove)
+    for parser_ in (add, listed, remove):
+        _service_options(parser_)
+
+    pictures = sub.add_parser("pictures", help="your saved style pictures on the service: list, add, remove")
+    pictures_sub = pictures.add_subparsers(metavar="ACTION")
+    pictures.set_defaults(command=lambda args: pictures.print_help() or 0)
+    save = pictures_sub.add_parser("add", help="save a picture under a name, for --style-image NAME")
+    save.add_argument("name")
+    save.add_argument("file")
+    save.set_defaults(command=lambda args: _print_row(_client(args).save_picture(args.name, Path(args.file))))
+    mine = pictures_sub.add_parser("list", help="your saved pictures")
+    mine.set_defaults(command=_pictures_list)
+    drop = pictures_sub.add_parser("remove", help="delete a saved picture")
+    drop.add_argument("name")
+    drop.set_defaults(command=lambda args: _print_row(_client(args).delete_picture(args.name)))
+    for parser_ in (save, mine, drop):
+        _service_options(parser_)
 
     jobs = sub.add_parser("jobs", help="list jobs on a running service")
     jobs.add_argument("--state", help="only jobs in this state")
@@ -253,9 +288,16 @@ def _worker(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     import time
 
+    try:
+        params = json.loads(args.params) if args.params else None
+    except ValueError:
+        raise InputError(f"--params takes a JSON object, got {args.params!r}") from None
+    if params is not None and not isinstance(params, dict):
+        raise InputError(f"--params takes a JSON object, got {args.params!r}")
     client = _client(args)
-    job = client.submit(Path(args.video), style=args.style, strength=args.strength, deflicker=args.deflicker)
-    print(f"job {job['id']}: {job['state']}")
+    job = client.submit(Path(args.video), model=args.model, style=args.style, style_image=args.style_image,
+                        strength=args.strength, deflicker=args.deflicker, params=params)
+    print(f"job {job['id']}: {job['state']} ({job['model']})")
     if not args.wait:
         return 0
     while job["state"] in ("uploading", "queued", "running"):
@@ -267,6 +309,39 @@ def _submit(args: argparse.Namespace) -> int:
     if args.output:
         client.download(job["id"], Path(args.output))
         print(f"wrote {args.output}")
+    return 0
+
+
+def _models_add(args: argparse.Namespace) -> int:
+    _print_row(_client(args).add_model(args.name, Path(args.file), args.kind))
+    return 0
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    models = _client(args).models()
+    for model in models:
+        _print_row(model)
+    if not models:
+        print("no models registered (restyle models add NAME model.onnx)")
+    return 0
+
+
+def _models_remove(args: argparse.Namespace) -> int:
+    print(f"removed {_client(args).remove_model(args.name)['name']}")
+    return 0
+
+
+def _pictures_list(args: argparse.Namespace) -> int:
+    for picture in _client(args).pictures():
+        _print_row(picture)
+    return 0
+
+
+def _print_row(row: dict) -> int:
+    if "kind" in row:  # a model
+        print(f"{row['name']:<24} {row['kind']:<12} {row['output']:<14} {row['size']:>12} bytes  sha256 {row['sha256'][:12]}")
+    else:  # a picture
+        print(f"{row['name']:<24} {row['width']}x{row['height']:<10} {row['size']:>12} bytes  sha256 {row['sha256'][:12]}")
     return 0
 
 
@@ -295,7 +370,7 @@ def _job(args: argparse.Namespace) -> int:
 
 def _describe_job(job: dict) -> str:
     progress = job["progress"]
-    line = f"{job['id']}  {job['state']:<10} {progress['frames_done']}/{progress['frames_total']} frames  {job['input']}"
+    line = f"{job['id']}  {job['state']:<10} {progress['frames_done']}/{progress['frames_total']} frames  {job['input']}  {job.get('model', '')}"
     return line + (f"  ({job['reason']})" if job.get("reason") else "")
 
 

@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     )
     link_seconds: int = Field(3600, gt=0, description="how long a presigned download or upload link works")
     max_upload_bytes: int = Field(2 * 1024**3, gt=0)
+    max_model_bytes: int = Field(500 * 1024**2, gt=0, description="largest model file an admin may register")
+    max_picture_bytes: int = Field(20 * 1024**2, gt=0, description="largest style picture a submitter may upload or save")
+    max_picture_pixels: int = Field(40_000_000, gt=0, description="width x height of a style picture")
+    sidecar_wait_seconds: float = Field(
+        5.0, ge=0, description="how long the trigger waits for VIDEO.json beside a dropped video before it uses the default"
+    )
     submit_rate_per_minute: float = Field(60.0, ge=0, description="jobs one token may submit a minute on average; 0: no limit")
     submit_burst: int = Field(20, ge=1, description="jobs one token may submit at once before the rate applies")
 

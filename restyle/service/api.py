@@ -11,21 +11,26 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, PlainTextResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from restyle import __version__
 from restyle.config import Settings
 from restyle.errors import RestyleError
-from restyle.service import dashboard, metrics
+from restyle.service import catalogue_api, dashboard, metrics
+from restyle.service.catalogue import Refused
 from restyle.service.context import Context, Principal
 from restyle.service.jobs_api import (
     JobOut,
     caller,
+    check_job_length,
+    form_fields,
     inbox_key,
-    model_params,
+    job_params,
     submit_upload,
     submitter,
     visible_job,
@@ -35,10 +40,22 @@ from restyle.stores.objects import BadKey, check_key, local_link, sign_local
 
 
 class UploadRequest(BaseModel):
+    """The video's name and the JobSpec fields (checked as a JobSpec: see GET /api/models for the models)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
     filename: str = Field(..., min_length=1, max_length=300)
-    style: str = "0"
-    strength: float = Field(1.0, ge=0, le=1)
-    deflicker: float = Field(0.0, ge=0, le=1, description="temporal smoothing strength; 0 off, 0.8 the usual")
+    model: str | None = Field(None, description="styles, style-image, or a registered model's name")
+    style: str | None = Field(None, description='styles: 0-25 or a blend "3:0.5,12:0.5"')
+    style_image: str | None = Field(None, description="style-image: the name of a picture you saved (POST /api/pictures)")
+    strength: float | None = None
+    deflicker: float | None = Field(None, description="temporal smoothing strength; 0 off, 0.8 the usual")
+    params: dict[str, Any] | None = Field(None, description="the model's other per-call parameters")
+    output: dict[str, Any] | None = Field(None, description="container, codec, crf, preset")
+    model_file: str | None = Field(None, description="not taken: an admin registers model files (POST /api/models)")
+
+    def spec_fields(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"filename"}, exclude_none=True)
 
 
 class UploadLink(BaseModel):
@@ -78,19 +95,32 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
     async def restyle_error(request: Request, exc: RestyleError):
         return PlainTextResponse(f"service unavailable: {exc}", status_code=503)
 
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused):
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:
         return {"ok": True, "version": __version__}
 
-    @app.post("/api/jobs", status_code=201, response_model=JobOut, summary="Upload a video and make its job")
-    def create_job(file: UploadFile = File(...), style: str = Form("0"), strength: float = Form(1.0),
-                   deflicker: float = Form(0.0), who: Principal = Depends(submitter)) -> JobOut:
-        params = model_params(style, strength, deflicker)
-        return JobOut.of(submit_upload(context, who, file.file, file.filename or "video.mp4", params))
+    @app.post("/api/jobs", status_code=201, response_model=JobOut, summary="Upload a video (and a style picture) and make its job",
+              openapi_extra=catalogue_api.JOB_FORM)
+    async def create_job(request: Request, who: Principal = Depends(submitter)) -> JobOut:
+        check_job_length(settings, request.headers.get("content-length"))
+        async with request.form(max_files=2, max_fields=20) as form:
+            video, fields, picture = form_fields(form)
+
+            def submit() -> JobOut:
+                params = job_params(context, who, fields, picture)  # refused before the video is stored
+                return JobOut.of(submit_upload(context, who, video.file, video.filename or "video.mp4", params))
+
+            return await run_in_threadpool(submit)
 
     @app.post("/api/uploads", status_code=201, response_model=UploadLink, summary="A presigned link to upload a video to")
     def create_upload(body: UploadRequest, request: Request, who: Principal = Depends(submitter)) -> UploadLink:
-        params = model_params(body.style, body.strength, body.deflicker)
+        params = job_params(context, who, body.spec_fields())
         key = inbox_key(who, body.filename)
         job, _ = context.jobs.create(who.name, key, None, params, state="uploading", max_attempts=settings.max_attempts)
         expires = settings.link_seconds
@@ -169,7 +199,8 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
         path = Path(context.data.path(key))
         if not path.is_file():
             raise HTTPException(404, "no such output")
-        return FileResponse(path, media_type="video/mp4", filename=path.name)
+        media = "application/x-ndjson" if path.suffix == ".jsonl" else "video/mp4"  # records jobs write JSON Lines
+        return FileResponse(path, media_type=media, filename=path.name)
 
     @app.put("/files/{key:path}", include_in_schema=False)
     async def signed_upload(key: str, expires: int, signature: str, request: Request) -> dict:
@@ -192,6 +223,7 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
         return {"job": job.id}
 
     metrics.mount(app, context)
+    catalogue_api.mount(app, context)
     dashboard.mount(app, context)
     return app
 

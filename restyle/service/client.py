@@ -1,9 +1,12 @@
 """A small client for the API, used by `restyle submit`, `restyle jobs` and `restyle job`."""
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -27,12 +30,50 @@ class Client:
         token = token or os.environ.get("RESTYLE_TOKEN") or _local_admin_token(settings)
         return cls(server, token)
 
-    def submit(self, path: Path, style: str = "0", strength: float = 1.0, deflicker: float = 0.0) -> dict[str, Any]:
+    def submit(self, path: Path, *, model: str | None = None, style: str | None = None, style_image: str | Path | None = None,
+               strength: float | None = None, deflicker: float | None = None, params: dict | None = None,
+               output: dict | None = None) -> dict[str, Any]:
+        """Upload a video with its JobSpec fields. ``style_image`` is a picture file (uploaded with the job)
+        or the name of a picture saved on the service."""
         if not path.is_file():
             raise ServiceError(f"not found: {path}")
-        with path.open("rb") as video:
-            return self._call("POST", "/api/jobs", files={"file": (path.name, video, "video/mp4")},
-                              data={"style": style, "strength": str(strength), "deflicker": str(deflicker)})
+        data = {name: str(value) for name, value in (("model", model), ("style", style), ("strength", strength),
+                                                     ("deflicker", deflicker)) if value is not None}
+        data |= {name: json.dumps(value) for name, value in (("params", params), ("output", output)) if value}
+        picture = Path(style_image) if style_image is not None and Path(style_image).is_file() else None
+        if style_image is not None and picture is None:
+            data["style_image"] = str(style_image)  # a saved picture's name
+        with contextlib.ExitStack() as files:
+            parts = {"file": (path.name, files.enter_context(path.open("rb")), "video/mp4")}
+            if picture is not None:
+                parts["style_image"] = (picture.name, files.enter_context(picture.open("rb")), "application/octet-stream")
+            return self._call("POST", "/api/jobs", files=parts, data=data)
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/models")
+
+    def add_model(self, name: str, path: Path, kind: str = "auto") -> dict[str, Any]:
+        if not path.is_file():
+            raise ServiceError(f"not found: {path}")
+        with path.open("rb") as model:
+            return self._call("POST", "/api/models", files={"file": (path.name, model, "application/octet-stream")},
+                              data={"name": name, "kind": kind}, timeout=600)
+
+    def remove_model(self, name: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/api/models/{quote(name, safe='')}")
+
+    def pictures(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/pictures")
+
+    def save_picture(self, name: str, path: Path) -> dict[str, Any]:
+        if not path.is_file():
+            raise ServiceError(f"not found: {path}")
+        with path.open("rb") as picture:
+            return self._call("POST", "/api/pictures", files={"file": (path.name, picture, "application/octet-stream")},
+                              data={"name": name})
+
+    def delete_picture(self, name: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/api/pictures/{quote(name, safe='')}")
 
     def jobs(self, state: str | None = None) -> list[dict[str, Any]]:
         return self._call("GET", "/api/jobs", params={"state": state} if state else None)

@@ -4,12 +4,27 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from urllib.parse import quote
+
+from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from restyle.service import gallery
+from restyle.service.catalogue import Catalogue
 from restyle.service.context import Context
-from restyle.service.jobs_api import COOKIE, JobOut, caller, model_params, submit_upload, submitter, visible_job
+from restyle.service.jobs_api import (
+    COOKIE,
+    JobOut,
+    caller,
+    check_job_length,
+    form_fields,
+    job_params,
+    submit_upload,
+    submitter,
+    visible_job,
+)
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.filters["ago"] = lambda t: "-" if not t else f"{max(0, time.time() - t):.0f} s ago"
@@ -41,19 +56,52 @@ def mount(app: FastAPI, context: Context) -> None:
         return response
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def jobs_page(request: Request):
+    def jobs_page(request: Request, error: str = ""):
         who = signed_in(request)
         if who is None:
             return RedirectResponse("/login", status_code=303)
         jobs = context.jobs.list(owner=None if who.is_admin else who.name, limit=200)
-        return templates.TemplateResponse(request, "jobs.html", {"who": who, "jobs": [JobOut.of(j) for j in jobs]})
+        catalogue = Catalogue.of(context)
+        return templates.TemplateResponse(request, "jobs.html", {
+            "who": who, "jobs": [JobOut.of(j) for j in jobs], "error": error[:500], "styles": range(gallery.NUM_STYLES),
+            "models": catalogue.models(), "pictures": catalogue.pictures(who.name),
+        })
 
     @app.post("/submit", include_in_schema=False)
-    def submit(request: Request, file: UploadFile = File(...), style: str = Form("0"), strength: float = Form(1.0),
-               deflicker: float = Form(0.0)):
+    async def submit(request: Request):
         who = submitter(request)
-        job = submit_upload(context, who, file.file, file.filename or "video.mp4", model_params(style, strength, deflicker))
+        check_job_length(context.settings, request.headers.get("content-length"))
+        async with request.form(max_files=2, max_fields=20) as form:
+            try:
+                video, fields, picture = form_fields(form)
+                fields, picture = _chosen(fields, picture)
+
+                def make():
+                    return submit_upload(context, who, video.file, video.filename or "video.mp4", job_params(context, who, fields, picture))
+
+                job = await run_in_threadpool(make)
+            except HTTPException as exc:
+                if exc.status_code in (401, 403, 429):
+                    raise
+                return RedirectResponse(f"/?error={quote(str(exc.detail))}", status_code=303)
         return RedirectResponse(f"/jobs/{job.id}", status_code=303)
+
+    def _chosen(fields: dict, picture):
+        """Only what the chosen model takes: the form holds the gallery, the picture inputs and the models at once."""
+        model = fields.get("model", "styles")
+        blend = fields.pop("blend", None)
+        saved = fields.pop("saved_picture", None)
+        if model == "styles":
+            if blend:
+                fields["style"] = blend
+            return {k: v for k, v in fields.items() if k != "style_image"}, None
+        fields.pop("style", None)
+        if model == "style-image":
+            if picture is None and saved:
+                fields["style_image"] = saved
+            return fields, picture
+        fields.pop("style_image", None)
+        return fields, None
 
     @app.get("/jobs/{job_id}", response_class=HTMLResponse, include_in_schema=False)
     def job_page(request: Request, job_id: str):

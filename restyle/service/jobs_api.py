@@ -1,6 +1,7 @@
 """Shared by the API and the dashboard: who may see a job, what a job looks like from outside, submitting."""
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 import uuid
@@ -9,10 +10,12 @@ from typing import Any, BinaryIO
 
 from fastapi import HTTPException, Request
 from pydantic import BaseModel
+from starlette.datastructures import FormData
+from starlette.datastructures import UploadFile as StarletteUpload
 
-from restyle.errors import ModelError
-from restyle.handlers.base import ModelSpec
+from restyle.service.catalogue import Catalogue, Refused
 from restyle.service.context import Context, Principal
+from restyle.service.specs import Picture, door_params
 from restyle.stores.jobs import Job
 
 COOKIE = "restyle_token"
@@ -25,8 +28,10 @@ class JobOut(BaseModel):
     owner: str
     state: str
     input: str
+    model: str  # what runs, in words: styles:7, style-image:painting, moderation
+    spec: dict[str, Any]  # the JobSpec (its files as the service's keys)
     style: str | None
-    strength: float | None
+    strength: float
     deflicker: float
     attempts: int
     max_attempts: int
@@ -36,19 +41,24 @@ class JobOut(BaseModel):
     reason: str | None
     progress: dict[str, int]
     figures: dict[str, Any]
+    records: dict[str, Any] | None  # records jobs: frames with detections, counts per class
     chunks_redone: int
     output_ready: bool
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
-        model = job.params.get("model", {})
+        spec = job.params.get("spec") or {}
+        figures = job.figures or {}
         return cls(
             id=job.id, owner=job.owner, state=job.state, input=job.input_key.rsplit("/", 1)[-1],
-            style=model.get("style"), strength=model.get("strength"), deflicker=job.params.get("deflicker", 0.0), attempts=job.attempts, max_attempts=job.max_attempts,
+            model=job.params.get("label") or spec.get("model", "?"), spec=spec,
+            style=spec.get("style"), strength=spec.get("strength", 1.0), deflicker=spec.get("deflicker", 0.0),
+            attempts=job.attempts, max_attempts=job.max_attempts,
             created_at=job.created_at, updated_at=job.updated_at, finished_at=job.finished_at, reason=job.reason,
             progress={"frames_done": job.frames_done, "frames_total": job.frames_total,
                       "chunks_done": job.chunks_done, "chunks_total": job.chunks_total},
-            figures=job.figures or {}, chunks_redone=job.chunks_redone, output_ready=job.state == "succeeded",
+            figures=figures, records=figures.get("records"), chunks_redone=job.chunks_redone,
+            output_ready=job.state == "succeeded",
         )
 
 
@@ -85,16 +95,52 @@ def visible_job(context: Context, principal: Principal, job_id: str) -> Job:
     return job
 
 
-def model_params(style: str, strength: float, deflicker: float = 0.0) -> dict:
-    """Job parameters for a style, strength and deflicker; 422 with the reason when they are wrong."""
+def refused(exc: Refused) -> HTTPException:
+    return HTTPException(exc.status, str(exc))
+
+
+def job_params(context: Context, who: Principal, fields: dict[str, Any], picture: Picture | None = None) -> dict:
+    """Job parameters for the JobSpec fields a door received; 4xx with the reason when they are wrong."""
     try:
-        spec = ModelSpec.styles(style, strength=strength)
-        spec.check()
-    except (ModelError, ValueError) as exc:
-        raise HTTPException(422, str(exc).splitlines()[0]) from None
-    if not 0.0 <= deflicker <= 1.0:
-        raise HTTPException(422, f"deflicker must be between 0 and 1, got {deflicker}")
-    return {"model": spec.model_dump(), "deflicker": deflicker}
+        return door_params(context, Catalogue.of(context), who.name, fields, picture)
+    except Refused as exc:
+        raise refused(exc) from None
+
+
+def check_job_length(settings, declared: str | None) -> None:
+    """A job form is a video and perhaps a picture: refused from its Content-Length before it is read."""
+    limit = settings.max_upload_bytes + settings.max_picture_bytes + 64 * 1024
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"upload over the limit of {settings.max_upload_bytes} bytes for the video "
+                                 f"(RESTYLE_MAX_UPLOAD_BYTES) and {settings.max_picture_bytes} for a picture")
+
+
+def form_fields(form: FormData) -> tuple[StarletteUpload, dict[str, Any], Picture | None]:
+    """A multipart job form: the video (``file``), the JobSpec fields, and a style picture file if one came.
+    ``params`` and ``output`` are JSON objects in text; empty fields count as absent (browsers send them)."""
+    video = form.get("file")
+    if not isinstance(video, StarletteUpload):
+        raise HTTPException(422, "a job needs the video: a file in the form field 'file'")
+    fields: dict[str, Any] = {}
+    picture = None
+    for name, value in form.multi_items():
+        if name == "file":
+            continue
+        if isinstance(value, StarletteUpload):
+            if name != "style_image":
+                raise HTTPException(422, f"only 'file' and 'style_image' take files, not {name[:40]!r}")
+            if value.filename:
+                picture = Picture(value.file, value.filename)
+            continue
+        if value == "":
+            continue
+        if name in ("params", "output"):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise HTTPException(422, f"{name} must be a JSON object, e.g. {name}={{...}}") from None
+        fields[name] = value
+    return video, fields, picture
 
 
 def safe_name(filename: str) -> str:

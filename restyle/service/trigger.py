@@ -4,17 +4,28 @@ Three ways in, one rule: listing the inbox (always, as the fallback), SeaweedFS 
 webhooks, and standard S3 event notifications (``Records``). Whatever the path, the
 job store's unique (key, etag) constraint makes a second job for the same object
 version impossible. An object an API upload is waiting for completes that job instead.
+
+What a dropped video's job does comes from its **sidecar**: a JSON JobSpec beside it,
+named after the video with ``.json`` added (``clip.mp4.json``) or in its place
+(``clip.json``), e.g. ``{"model": "moderation"}`` or ``{"style_image": "painting.jpg",
+"strength": 0.8}`` (a picture named in a sidecar is a file in the same inbox folder). A
+video younger than ``sidecar_wait_seconds`` without one is looked at again later, so the
+sidecar may land just after the video; after that the video gets the settings' default
+(``inbox_spec``). A bad sidecar (not JSON, an unknown model or field, an unreadable
+picture) makes a job that fails with the reason.
 """
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
 from typing import Any
 from urllib.parse import unquote_plus
 
-from restyle.handlers.base import ModelSpec
+from restyle.service.catalogue import Catalogue, Refused
 from restyle.service.context import Context
+from restyle.service.specs import MAX_SIDECAR_BYTES, door_params, refused_params, sidecar_params
 from restyle.stores.jobs import Job
 from restyle.stores.objects import BadKey, StoreError, check_key
 
@@ -23,6 +34,8 @@ log = logging.getLogger("restyle.trigger")
 INBOX = "inbox/"
 SETTLE_SECONDS = 1.0  # a file copied into a local inbox may still be growing; S3 objects appear whole
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mts", ".ts")
+INBOX_OWNER = "inbox"  # whose dropped files' jobs are: the one place that says so
+LATER = object()  # _consider's answer for a video whose sidecar may still be on its way
 
 
 class Trigger:
@@ -30,10 +43,49 @@ class Trigger:
         self.context = context
         self._seen: set[tuple[str, str]] = set()  # the cursor: versions already turned into jobs
 
-    def default_params(self) -> dict:
-        settings = self.context.settings
-        return {"model": ModelSpec.styles(settings.default_style, strength=settings.default_strength).model_dump(),
-                "deflicker": settings.deflicker}
+    def params_for(self, video_key: str, modified: float) -> dict | object:
+        """The job params for a dropped video: from its sidecar, or the default; LATER while one may still come."""
+        context, catalogue = self.context, Catalogue.of(self.context)
+        sidecar = self._sidecar(video_key)
+        if sidecar is None:
+            if time.time() - modified < context.settings.sidecar_wait_seconds:
+                return LATER
+            try:
+                return door_params(context, catalogue, INBOX_OWNER, _explicit(context.settings.inbox_spec))
+            except Refused as exc:
+                return refused_params(f"the default job for inbox files (RESTYLE_INBOX_SPEC) is refused: {exc}")
+        name = sidecar.rsplit("/", 1)[-1]
+        folder = video_key.rsplit("/", 1)[0]
+
+        def picture_beside(picture: str) -> io.BytesIO:
+            if "/" in picture or picture in ("", ".", ".."):
+                raise Refused(422, f"style_image {picture[:80]!r} must name a picture in the same inbox folder")
+            try:
+                if context.data.info(f"{folder}/{picture}").size > context.settings.max_picture_bytes:
+                    raise Refused(413, f"style picture {picture} is over {context.settings.max_picture_bytes} bytes")
+                return io.BytesIO(context.data.get_bytes(f"{folder}/{picture}"))
+            except StoreError:
+                raise Refused(422, f"style picture {picture[:80]!r} is not in the inbox folder beside the video") from None
+
+        try:
+            info = context.data.info(sidecar)
+            if info.size > MAX_SIDECAR_BYTES:
+                raise Refused(422, f"sidecar {name} is over {MAX_SIDECAR_BYTES} bytes")
+            return sidecar_params(context, catalogue, INBOX_OWNER, name, context.data.get_bytes(sidecar), picture_beside)
+        except Refused as exc:
+            log.warning("%s: %s", video_key, exc)
+            return refused_params(str(exc))
+
+    def _sidecar(self, video_key: str) -> str | None:
+        """``clip.mp4.json`` or ``clip.json`` beside the video, if either is there."""
+        stem = video_key.rsplit(".", 1)[0]
+        for key in (f"{video_key}.json", f"{stem}.json"):
+            try:
+                if self.context.data.exists(key):
+                    return key
+            except (BadKey, StoreError):
+                continue
+        return None
 
     def scan(self) -> list[Job]:
         """List the inbox; make a job for every object version not seen before."""
@@ -43,7 +95,9 @@ class Trigger:
             if self.context.data.is_local and info.modified > settled:
                 continue  # looked at again on the next scan, when the copy is done
             if (info.key, info.etag) not in self._seen:
-                job = self._consider(info.key, info.etag)
+                job = self._consider(info.key, info.etag, info.modified)
+                if job is LATER:
+                    continue
                 self._seen.add((info.key, info.etag))
                 if job:
                     made.append(job)
@@ -60,13 +114,15 @@ class Trigger:
             except (BadKey, StoreError) as exc:
                 log.warning("event for %r ignored: %s", key[:120], exc)
                 continue
-            job = self._consider(info.key, info.etag)
+            job = self._consider(info.key, info.etag, info.modified)
+            if job is LATER:  # the next scan of the inbox takes it
+                continue
             self._seen.add((info.key, info.etag))
             if job:
                 made.append(job)
         return made
 
-    def _consider(self, key: str, etag: str) -> Job | None:
+    def _consider(self, key: str, etag: str, modified: float = 0.0) -> Job | None | object:
         jobs = self.context.jobs
         waiting = jobs.landed(key, etag)  # an API upload that was waiting for this object
         if waiting:
@@ -75,7 +131,10 @@ class Trigger:
             return None
         if jobs.find(key, etag):
             return None
-        job, created = jobs.create("inbox", key, etag, self.default_params(), max_attempts=self.context.settings.max_attempts)
+        params = self.params_for(key, modified)
+        if params is LATER:
+            return LATER
+        job, created = jobs.create(INBOX_OWNER, key, etag, params, max_attempts=self.context.settings.max_attempts)
         if created:
             log.info("job %s for %s", job.id, key)
         return job if created else None
@@ -88,6 +147,11 @@ class Trigger:
             except Exception as exc:  # noqa: BLE001 - the trigger must outlive a store outage
                 log.warning("inbox scan failed, will retry: %s", exc)
             stop.wait(self.context.settings.poll_seconds)
+
+
+def _explicit(spec) -> dict:
+    """A JobSpec as the fields a door would have received (what differs from the defaults)."""
+    return spec.model_dump(mode="json", exclude_defaults=True)
 
 
 def _keys_in(payload: dict[str, Any], root: str) -> list[str]:

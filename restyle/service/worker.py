@@ -20,11 +20,11 @@ from sqlalchemy.exc import DBAPIError
 
 from restyle.config import Settings
 from restyle.errors import InputError, ModelError, OutputError, RestyleError
-from restyle.handlers.base import ModelSpec
 from restyle.pipeline import Cancelled, Hooks, run
 from restyle.report import RunReport
 from restyle.score import ChunkResult
 from restyle.service.context import Context
+from restyle.service.specs import is_records, local_spec
 from restyle.stores.jobs import Job, JobStoreError
 from restyle.stores.retry import wait_out
 from restyle.stores.segments import ObjectSegments
@@ -124,24 +124,26 @@ class Worker:
         segments = ObjectSegments(self.context.system, f"work/{job.id}")
         try:
             with tempfile.TemporaryDirectory(prefix=f"restyle-job-{job.id}-") as tmp:
+                spec = local_spec(self.context, job.params, job.owner)  # registered names and pictures -> local files
+                records = is_records(job.params)
                 source = Path(tmp) / ("input" + Path(job.input_key).suffix.lower())
                 self.context.data.get_file(job.input_key, source)
-                spec = ModelSpec(**job.params.get("model", {}))
-                # Matroska and QuickTime inputs come back in their own container, which holds all their streams.
+                # Matroska and QuickTime inputs come back in their own container, which holds all their streams;
+                # a records model's output is JSON Lines.
                 suffix = source.suffix if source.suffix in (".mkv", ".mov") else ".mp4"
-                target = Path(tmp) / f"{Path(job.input_key).stem}-restyled{suffix}"
+                stem = Path(job.input_key).stem
+                target = Path(tmp) / (f"{stem}.jsonl" if records else f"{stem}-restyled{suffix}")
                 # Ray actors may be on other machines: they read the input through a presigned link.
                 remote = self.settings.engine == "ray" and not self.context.data.is_local
-                settings = self.settings.model_copy(update={"deflicker": float(job.params.get("deflicker", 0.0))})
                 report = run(
-                    source, target, spec, settings=settings, work=segments,
+                    source, target, spec, settings=self.settings, work=segments,
                     input_id=f"{job.input_key}@{job.input_etag}", on_progress=on_progress,
                     input_url=self.context.data.presign(job.input_key, 24 * 3600) if remote else None,
                     hooks=Hooks(on_plan=on_plan, on_chunk=on_chunk, cancel=cancel),
                 )
                 output_key = f"outbox/{job.id}/{target.name}"
                 self.context.data.put_file(target, output_key)
-                self._stills(job.id, source, target)
+                self._stills(job.id, source, None if records else target)
             figures = _figures(report)
             if not self._persist(jobs.succeed, job.id, self.id, output_key, figures, frames_done=report.frames,
                                 frames_total=report.frames, chunks_done=report.chunks, chunks_total=report.chunks):
@@ -182,9 +184,11 @@ class Worker:
         return wait_out(lambda: write(*args, **kwargs), transient=lambda exc: isinstance(exc, (DBAPIError, JobStoreError)),
                         seconds=self.settings.store_retry_seconds, what="job store")
 
-    def _stills(self, job_id: str, source: Path, target: Path) -> None:
-        """Before/after stills from the middle of the video, for the dashboard."""
+    def _stills(self, job_id: str, source: Path, target: Path | None) -> None:
+        """Before/after stills from the middle of the video, for the dashboard (records jobs have no after)."""
         for name, path in (("before", source), ("after", target)):
+            if path is None:
+                continue
             try:
                 with av.open(str(path), metadata_errors="replace") as container:
                     stream = container.streams.video[0]
@@ -202,5 +206,6 @@ class Worker:
 
 def _figures(report: RunReport) -> dict:
     data = report.to_dict()
-    return {key: data[key] for key in ("frames", "chunks", "chunks_reused", "chunks_retried", "seconds", "busy_s", "fps", "workers", "threads",
-                                       "backend", "width", "height", "duration_s", "notes")}
+    keys = ("frames", "chunks", "chunks_reused", "chunks_retried", "seconds", "busy_s", "fps", "workers", "threads",
+            "backend", "width", "height", "duration_s", "notes", "model", "records")
+    return {key: data[key] for key in keys if data.get(key) is not None}

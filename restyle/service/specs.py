@@ -1,0 +1,166 @@
+"""JobSpecs in the service: what a door received becomes the job's stored spec; the worker makes it local.
+
+Every door (API JSON and multipart, the dashboard, inbox sidecars) goes through
+:func:`door_params`: the spec is validated, a registered model's name is pinned to its
+file (``model_file`` = its content-hash key in the system store), a style picture (a
+saved one's name, or a file uploaded with the job) becomes its key under the owner, and
+the spec's handler checks it. A job's params are::
+
+    {"spec": JobSpec.model_dump() (files as system-store keys), "handler": "yolo", "label": "moderation"}
+
+and, for an inbox drop whose sidecar was refused, ``"refused": reason``: its worker fails it
+with that reason. :func:`local_spec` gives the worker the same spec with local paths.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pydantic import ValidationError
+
+from restyle.errors import InputError, RestyleError
+from restyle.jobspec import JobSpec
+from restyle.service.catalogue import Catalogue, Refused, handler_names, local_copy, owner_folder
+from restyle.service.context import Context
+
+DOOR_FIELDS = set(JobSpec.model_fields) - {"model_file"}
+FILE_KINDS = ("onnx", "yolo")  # built-in handlers that run a file: the service runs them only as registered models
+MAX_SIDECAR_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A style picture that came with the job (a multipart file, or a file beside an inbox drop)."""
+
+    stream: BinaryIO
+    filename: str
+
+
+def door_params(context: Context, catalogue: Catalogue, owner: str, fields: dict[str, Any],
+                picture: Picture | None = None) -> dict[str, Any]:
+    """The job params for what a door received; Refused (422, or 404 for a picture that is not the owner's)."""
+    fields = {name: value for name, value in fields.items() if value is not None}
+    if "model_file" in fields:
+        raise Refused(422, "model_file is not taken by the service: an admin registers the model "
+                           "(restyle models add NAME FILE) and jobs name it (model=NAME)")
+    unknown = sorted(set(fields) - DOOR_FIELDS)
+    if unknown:
+        raise Refused(422, f"unknown field(s) {', '.join(unknown)}; a job takes {', '.join(sorted(DOOR_FIELDS))}")
+    if (picture is not None or fields.get("style_image")) and "model" not in fields:
+        fields["model"] = "style-image"  # a picture alone says what is wanted
+    try:
+        spec = JobSpec(**fields)
+    except ValidationError as exc:
+        raise Refused(422, validation_reason(exc)) from None
+    update: dict[str, Any] = {}
+    if spec.model in handler_names():
+        kind = spec.model
+        if kind in FILE_KINDS:
+            raise Refused(422, f"model {kind} runs a model file: an admin registers it (restyle models add NAME FILE "
+                               f"--kind {kind}) and jobs name it (model=NAME)")
+    else:
+        registered = catalogue.model(spec.model)
+        if registered is None:
+            names = ", ".join(m.name for m in catalogue.models()) or "none yet"
+            raise Refused(422, f"unknown model {spec.model!r}: the handlers are {', '.join(sorted(handler_names() - set(FILE_KINDS)))}; "
+                               f"the registered models are {names} (GET /api/models)")
+        kind, update["model_file"] = registered.kind, registered.key
+    picture_name = None
+    if picture is not None or spec.style_image:
+        if kind == "styles":
+            raise Refused(422, "a style picture is for model style-image; the styles model takes style (0-25 or a blend)")
+        if picture is not None:
+            update["style_image"], _, _ = catalogue.store_picture(owner, picture.stream)
+            picture_name = Path(picture.filename.replace("\\", "/")).name[:80] or "picture"
+        else:
+            saved = catalogue.picture(owner, spec.style_image or "")
+            update["style_image"], picture_name = saved.key, saved.name
+    elif kind == "style-image":
+        raise Refused(422, "model style-image needs a picture: upload one with the job (style_image file) "
+                           "or name one you saved (POST /api/pictures)")
+    stored = spec.model_copy(update=update)
+    params = {"spec": stored.model_dump(mode="json"), "handler": kind, "label": label(stored, kind, picture_name)}
+    try:
+        _check(local_spec(context, params, owner))
+    except RestyleError as exc:
+        raise Refused(422, str(exc).splitlines()[0]) from None
+    return params
+
+
+def sidecar_params(context: Context, catalogue: Catalogue, owner: str, name: str, text: bytes,
+                   picture_beside) -> dict[str, Any]:
+    """The params a sidecar asks for. ``picture_beside(name)`` opens a picture file next to the video.
+    Raises Refused with a reason that names the sidecar."""
+    if len(text) > MAX_SIDECAR_BYTES:
+        raise Refused(422, f"sidecar {name} is over {MAX_SIDECAR_BYTES} bytes")
+    try:
+        fields = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Refused(422, f"sidecar {name} is not JSON: {exc}") from None
+    if not isinstance(fields, dict):
+        raise Refused(422, f"sidecar {name} must hold a JSON object (a JobSpec), not {type(fields).__name__}")
+    try:
+        picture = None
+        if isinstance(fields.get("style_image"), str):
+            beside = fields.pop("style_image")
+            fields.setdefault("model", "style-image")
+            picture = Picture(picture_beside(beside), beside)
+        return door_params(context, catalogue, owner, fields, picture)
+    except Refused as exc:
+        raise Refused(exc.status, f"sidecar {name}: {exc}") from None
+
+
+def refused_params(reason: str) -> dict[str, Any]:
+    """Params of a job made only to fail with ``reason`` (an inbox drop whose sidecar is bad)."""
+    return {"spec": JobSpec().model_dump(mode="json"), "handler": "styles", "label": "refused", "refused": reason}
+
+
+def local_spec(context: Context, params: dict[str, Any], owner: str) -> JobSpec:
+    """The stored spec with the handler's name for ``model`` and local paths for its files (for the pipeline)."""
+    if params.get("refused"):
+        raise InputError(params["refused"])
+    try:
+        spec = JobSpec(**params["spec"])
+    except (KeyError, TypeError, ValidationError) as exc:
+        raise InputError(f"the job's spec cannot be read: {exc}") from None
+    kind = params.get("handler") or spec.model
+    update: dict[str, Any] = {"model": kind}
+    if spec.model_file:
+        update["model_file"] = str(local_copy(context, spec.model_file))
+    if spec.style_image:
+        if not spec.style_image.startswith(f"pictures/{owner_folder(owner)}/"):
+            raise InputError("the job's style picture is not its owner's")
+        update["style_image"] = str(local_copy(context, spec.style_image))
+    return spec.model_copy(update=update)
+
+
+def label(spec: JobSpec, kind: str, picture_name: str | None) -> str:
+    """What a person reads: styles:7, style-image:painting, moderation (a registered model's name)."""
+    if spec.model != kind:
+        return spec.model
+    if kind == "styles":
+        return f"styles:{spec.style or '0'}"
+    if picture_name:
+        return f"{kind}:{picture_name}"
+    return kind
+
+
+def validation_reason(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())[:500]
+
+
+def _check(spec: JobSpec) -> None:
+    from restyle.handlers.base import check
+
+    check(spec)
+
+
+def is_records(params: dict[str, Any]) -> bool:
+    """Whether the job's handler writes records (a .jsonl output) rather than video."""
+    from restyle.handlers.base import OutputKind, registered
+
+    handler = registered().get(params.get("handler") or "")
+    return handler is not None and getattr(handler, "output", None) == OutputKind.RECORDS
+
