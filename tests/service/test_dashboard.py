@@ -38,7 +38,7 @@ def test_submit_watch_and_see_the_output_still(start_service, browser, clips, tm
     page.wait_for_selector("form.submit")
 
     page.set_input_files("input[name=file]", str(clips["silent"]))
-    page.fill("input[name=style]", "12")
+    page.click("#gallery label.style:has(input[value='12'])")  # a style from the gallery
     page.click("form.submit button")
     page.wait_for_url("**/jobs/*")
     page.wait_for_selector("#state.succeeded", timeout=180_000)  # the page reloads itself when the job ends
