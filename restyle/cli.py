@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="wait for the job to end; with -o, download the output")
     submit.add_argument("-o", "--output", help="with --wait: where to save the output")
     _service_options(submit)
-    submit.set_defaults(command=_submit)
+    submit.set_defaults(command=_service_command("submit"))
 
     models = sub.add_parser("models", help="the service's registered models: list, add (admins), remove (admins)")
     models_sub = models.add_subparsers(metavar="ACTION")
@@ -111,12 +111,12 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("file", help="the .onnx file")
     add.add_argument("--kind", default="auto", help="onnx, yolo, or a plugin handler (default: yolo for Ultralytics exports, else onnx)")
-    add.set_defaults(command=_models_add)
+    add.set_defaults(command=_service_command("models_add"))
     listed = models_sub.add_parser("list", help="the registered models")
-    listed.set_defaults(command=_models_list)
+    listed.set_defaults(command=_service_command("models_list"))
     remove = models_sub.add_parser("remove", help="remove a registered model")
     remove.add_argument("name")
-    remove.set_defaults(command=_models_remove)
+    remove.set_defaults(command=_service_command("models_remove"))
     for parser_ in (add, listed, remove):
         _service_options(parser_)
 
@@ -126,12 +126,12 @@ def _parser() -> argparse.ArgumentParser:
     save = pictures_sub.add_parser("add", help="save a picture under a name, for --style-image NAME")
     save.add_argument("name")
     save.add_argument("file")
-    save.set_defaults(command=lambda args: _print_row(_client(args).save_picture(args.name, Path(args.file))))
+    save.set_defaults(command=_service_command("pictures_add"))
     mine = pictures_sub.add_parser("list", help="your saved pictures")
-    mine.set_defaults(command=_pictures_list)
+    mine.set_defaults(command=_service_command("pictures_list"))
     drop = pictures_sub.add_parser("remove", help="delete a saved picture")
     drop.add_argument("name")
-    drop.set_defaults(command=lambda args: _print_row(_client(args).delete_picture(args.name)))
+    drop.set_defaults(command=_service_command("pictures_remove"))
     for parser_ in (save, mine, drop):
         _service_options(parser_)
 
@@ -265,6 +265,17 @@ def _service_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", help="bearer token (default RESTYLE_TOKEN or this machine's admin token)")
 
 
+def _service_command(name: str):
+    """A command that talks to a running service (restyle/service/commands.py), imported when it runs."""
+
+    def command(args: argparse.Namespace) -> int:
+        from restyle.service import commands
+
+        return getattr(commands, name)(args, _client(args))
+
+    return command
+
+
 def _client(args: argparse.Namespace):
     from restyle.service.client import Client
 
@@ -282,66 +293,6 @@ def _worker(args: argparse.Namespace) -> int:
     from restyle.service.serve import work
 
     work(load_settings(), parent=args.parent)
-    return 0
-
-
-def _submit(args: argparse.Namespace) -> int:
-    import time
-
-    try:
-        params = json.loads(args.params) if args.params else None
-    except ValueError:
-        raise InputError(f"--params takes a JSON object, got {args.params!r}") from None
-    if params is not None and not isinstance(params, dict):
-        raise InputError(f"--params takes a JSON object, got {args.params!r}")
-    client = _client(args)
-    job = client.submit(Path(args.video), model=args.model, style=args.style, style_image=args.style_image,
-                        strength=args.strength, deflicker=args.deflicker, params=params)
-    print(f"job {job['id']}: {job['state']} ({job['model']})")
-    if not args.wait:
-        return 0
-    while job["state"] in ("uploading", "queued", "running"):
-        time.sleep(1)
-        job = client.job(job["id"])
-    print(_describe_job(job))
-    if job["state"] != "succeeded":
-        return EXIT_ERROR
-    if args.output:
-        client.download(job["id"], Path(args.output))
-        print(f"wrote {args.output}")
-    return 0
-
-
-def _models_add(args: argparse.Namespace) -> int:
-    _print_row(_client(args).add_model(args.name, Path(args.file), args.kind))
-    return 0
-
-
-def _models_list(args: argparse.Namespace) -> int:
-    models = _client(args).models()
-    for model in models:
-        _print_row(model)
-    if not models:
-        print("no models registered (restyle models add NAME model.onnx)")
-    return 0
-
-
-def _models_remove(args: argparse.Namespace) -> int:
-    print(f"removed {_client(args).remove_model(args.name)['name']}")
-    return 0
-
-
-def _pictures_list(args: argparse.Namespace) -> int:
-    for picture in _client(args).pictures():
-        _print_row(picture)
-    return 0
-
-
-def _print_row(row: dict) -> int:
-    if "kind" in row:  # a model
-        print(f"{row['name']:<24} {row['kind']:<12} {row['output']:<14} {row['size']:>12} bytes  sha256 {row['sha256'][:12]}")
-    else:  # a picture
-        print(f"{row['name']:<24} {row['width']}x{row['height']:<10} {row['size']:>12} bytes  sha256 {row['sha256'][:12]}")
     return 0
 
 
@@ -369,9 +320,9 @@ def _job(args: argparse.Namespace) -> int:
 
 
 def _describe_job(job: dict) -> str:
-    progress = job["progress"]
-    line = f"{job['id']}  {job['state']:<10} {progress['frames_done']}/{progress['frames_total']} frames  {job['input']}  {job.get('model', '')}"
-    return line + (f"  ({job['reason']})" if job.get("reason") else "")
+    from restyle.service.commands import describe_job
+
+    return describe_job(job)
 
 
 def _sample(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from restyle import __version__
@@ -97,8 +97,6 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused):
-        from fastapi.responses import JSONResponse
-
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.get("/healthz", include_in_schema=False)

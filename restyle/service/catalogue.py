@@ -258,5 +258,7 @@ def _check_model(kind: str, path: Path) -> None:
 
     try:
         check(JobSpec(model=kind, model_file=str(path)))
-    except ModelError as exc:
+    except RestyleError as exc:
         raise Refused(422, f"the model was refused as kind {kind}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a plugin's check may raise anything: still a refusal, never a 500
+        raise Refused(422, f"the model was refused as kind {kind}: {type(exc).__name__}: {str(exc)[:200]}") from None

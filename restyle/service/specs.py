@@ -86,6 +86,8 @@ def door_params(context: Context, catalogue: Catalogue, owner: str, fields: dict
         _check(local_spec(context, params, owner))
     except RestyleError as exc:
         raise Refused(422, str(exc).splitlines()[0]) from None
+    except Exception as exc:  # noqa: BLE001 - a plugin's check may raise anything: still a refusal, never a 500
+        raise Refused(422, f"the {kind} model refused the job: {type(exc).__name__}: {str(exc)[:200]}") from None
     return params
 
 

@@ -1,0 +1,95 @@
+"""What `restyle submit`, `restyle models ...` and `restyle pictures ...` do, through the API's client.
+
+The options are declared in restyle/cli.py; each function here takes the parsed arguments
+and a :class:`Client`, prints what a person needs, and returns the exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from restyle.errors import InputError
+from restyle.service.client import Client
+
+EXIT_ERROR = 2
+ACTIVE = ("uploading", "queued", "running")
+
+
+def submit(args: argparse.Namespace, client: Client) -> int:
+    try:
+        params = json.loads(args.params) if args.params else None
+    except ValueError:
+        raise InputError(f"--params takes a JSON object, got {args.params!r}") from None
+    if params is not None and not isinstance(params, dict):
+        raise InputError(f"--params takes a JSON object, got {args.params!r}")
+    job = client.submit(Path(args.video), model=args.model, style=args.style, style_image=args.style_image,
+                        strength=args.strength, deflicker=args.deflicker, params=params)
+    print(f"job {job['id']}: {job['state']} ({job['model']})")
+    if not args.wait:
+        return 0
+    while job["state"] in ACTIVE:
+        time.sleep(1)
+        job = client.job(job["id"])
+    print(describe_job(job))
+    if job["state"] != "succeeded":
+        return EXIT_ERROR
+    if args.output:
+        client.download(job["id"], Path(args.output))
+        print(f"wrote {args.output}")
+    return 0
+
+
+def models_add(args: argparse.Namespace, client: Client) -> int:
+    print(_model_row(client.add_model(args.name, Path(args.file), args.kind)))
+    return 0
+
+
+def models_list(args: argparse.Namespace, client: Client) -> int:
+    models = client.models()
+    for model in models:
+        print(_model_row(model))
+    if not models:
+        print("no models registered (restyle models add NAME model.onnx)")
+    return 0
+
+
+def models_remove(args: argparse.Namespace, client: Client) -> int:
+    print(f"removed {client.remove_model(args.name)['name']}")
+    return 0
+
+
+def pictures_add(args: argparse.Namespace, client: Client) -> int:
+    print(_picture_row(client.save_picture(args.name, Path(args.file))))
+    return 0
+
+
+def pictures_list(args: argparse.Namespace, client: Client) -> int:
+    for picture in client.pictures():
+        print(_picture_row(picture))
+    return 0
+
+
+def pictures_remove(args: argparse.Namespace, client: Client) -> int:
+    print(f"removed {client.delete_picture(args.name)['name']}")
+    return 0
+
+
+def describe_job(job: dict) -> str:
+    progress = job["progress"]
+    line = f"{job['id']}  {job['state']:<10} {progress['frames_done']}/{progress['frames_total']} frames  {job['input']}  {job.get('model', '')}"
+    records = job.get("records")
+    if records:
+        counts = ", ".join(f"{name} {n}" for name, n in (records.get("detections") or {}).items()) or "none"
+        line += f"  [{records.get('frames_with_detections')} frames with detections: {counts}]"
+    return line + (f"  ({job['reason']})" if job.get("reason") else "")
+
+
+def _model_row(model: dict) -> str:
+    return f"{model['name']:<24} {model['kind']:<12} {model['output']:<14} {model['size']:>12} bytes  sha256 {model['sha256'][:12]}"
+
+
+def _picture_row(picture: dict) -> str:
+    size = f"{picture['width']}x{picture['height']}"
+    return f"{picture['name']:<24} {size:<12} {picture['size']:>12} bytes  sha256 {picture['sha256'][:12]}"
