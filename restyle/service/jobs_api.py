@@ -11,7 +11,7 @@ from fastapi import HTTPException, Request
 from pydantic import BaseModel
 
 from restyle.errors import ModelError
-from restyle.handlers.base import ModelSpec
+from restyle.jobspec import JobSpec
 from restyle.service.context import Context, Principal
 from restyle.stores.jobs import Job
 
@@ -41,10 +41,10 @@ class JobOut(BaseModel):
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
-        model = job.params.get("model", {})
+        model = job.params.get("spec", {})
         return cls(
             id=job.id, owner=job.owner, state=job.state, input=job.input_key.rsplit("/", 1)[-1],
-            style=model.get("style"), strength=model.get("strength"), deflicker=job.params.get("deflicker", 0.0), attempts=job.attempts, max_attempts=job.max_attempts,
+            style=model.get("style"), strength=model.get("strength"), deflicker=model.get("deflicker", 0.0), attempts=job.attempts, max_attempts=job.max_attempts,
             created_at=job.created_at, updated_at=job.updated_at, finished_at=job.finished_at, reason=job.reason,
             progress={"frames_done": job.frames_done, "frames_total": job.frames_total,
                       "chunks_done": job.chunks_done, "chunks_total": job.chunks_total},
@@ -87,14 +87,14 @@ def visible_job(context: Context, principal: Principal, job_id: str) -> Job:
 
 def model_params(style: str, strength: float, deflicker: float = 0.0) -> dict:
     """Job parameters for a style, strength and deflicker; 422 with the reason when they are wrong."""
+    from restyle.handlers import check
+
     try:
-        spec = ModelSpec.styles(style, strength=strength)
-        spec.check()
+        spec = JobSpec(model="styles", style=style, strength=strength, deflicker=deflicker)
+        check(spec)
     except (ModelError, ValueError) as exc:
         raise HTTPException(422, str(exc).splitlines()[0]) from None
-    if not 0.0 <= deflicker <= 1.0:
-        raise HTTPException(422, f"deflicker must be between 0 and 1, got {deflicker}")
-    return {"model": spec.model_dump(), "deflicker": deflicker}
+    return {"spec": spec.model_dump()}
 
 
 def safe_name(filename: str) -> str:

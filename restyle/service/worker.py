@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from restyle.config import Settings
 from restyle.errors import InputError, ModelError, OutputError, RestyleError
-from restyle.handlers.base import ModelSpec
+from restyle.jobspec import JobSpec
 from restyle.pipeline import Cancelled, Hooks, run
 from restyle.report import RunReport
 from restyle.score import ChunkResult
@@ -126,15 +126,14 @@ class Worker:
             with tempfile.TemporaryDirectory(prefix=f"restyle-job-{job.id}-") as tmp:
                 source = Path(tmp) / ("input" + Path(job.input_key).suffix.lower())
                 self.context.data.get_file(job.input_key, source)
-                spec = ModelSpec(**job.params.get("model", {}))
+                spec = JobSpec(**job.params.get("spec", {}))
                 # Matroska and QuickTime inputs come back in their own container, which holds all their streams.
                 suffix = source.suffix if source.suffix in (".mkv", ".mov") else ".mp4"
                 target = Path(tmp) / f"{Path(job.input_key).stem}-restyled{suffix}"
                 # Ray actors may be on other machines: they read the input through a presigned link.
                 remote = self.settings.engine == "ray" and not self.context.data.is_local
-                settings = self.settings.model_copy(update={"deflicker": float(job.params.get("deflicker", 0.0))})
                 report = run(
-                    source, target, spec, settings=settings, work=segments,
+                    source, target, spec, settings=self.settings, work=segments,
                     input_id=f"{job.input_key}@{job.input_etag}", on_progress=on_progress,
                     input_url=self.context.data.presign(job.input_key, 24 * 3600) if remote else None,
                     hooks=Hooks(on_plan=on_plan, on_chunk=on_chunk, cancel=cancel),
