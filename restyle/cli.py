@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from restyle.config import load_settings
 from restyle.deflicker import DEFAULT_STRENGTH
 from restyle.errors import InputError, ModelError, RestyleError
-from restyle.handlers.base import ModelSpec
+from restyle.jobspec import JobSpec
 
 EXIT_ERROR = 2
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
-        print(f"restyle: error: bad setting: {problems}", file=sys.stderr)
+        print(f"restyle: error: bad value: {problems}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("restyle: interrupted; finished chunks are kept in --work-dir, if one was given", file=sys.stderr)
@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="restyle a video or a folder of images, here and now")
     run.add_argument("input", help="a video file, or a folder of images")
-    run.add_argument("-o", "--output", required=True, help="output video (.mp4 .mov .mkv), or folder for images")
+    run.add_argument("-o", "--output", required=True, help="output video (.mp4 .mov .mkv), .jsonl for records models, or a folder for images")
     _model_options(run)
     run.add_argument("--deflicker", type=float, nargs="?", const=DEFAULT_STRENGTH, metavar="STRENGTH",
                      help=f"smooth flicker between frames along the input's motion, 0..1 (alone: {DEFAULT_STRENGTH})")
@@ -165,24 +165,42 @@ def _model_options(parser: argparse.ArgumentParser, default_style: str | None = 
     which.add_argument("--style", default=None, help="one of the 26 styles (0-25) or a blend like 3:0.5,12:0.5"
                        + (f" (default {default_style})" if default_style else ""))
     which.add_argument("--style-image", metavar="PICTURE", help="any picture to use as the style")
-    which.add_argument("--model", metavar="onnx:PATH", help="any image->image ONNX model (NCHW float input and output)")
-    parser.add_argument("--value-range", type=float, default=1.0, help="for --model: pixel values run 0..1 (default) or 0..255")
+    which.add_argument("--model", metavar="KIND:FILE", help="onnx:FILE (any image->image ONNX model, any output size), "
+                       "yolo:FILE (an Ultralytics detector: -o FILE.jsonl), or a plugin handler's NAME[:FILE]")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a per-call parameter of the model, e.g. confidence=0.5 (repeatable)")
+    parser.add_argument("--value-range", type=float, default=None, help="for onnx models: pixel values run 0..1 (default) or 0..255")
     parser.add_argument("--strength", type=float, default=1.0, help="0..1; less mixes the original back in (default 1)")
 
 
-def model_spec(args: argparse.Namespace) -> ModelSpec:
-    """The ModelSpec the run options name."""
-    strength = args.strength
-    if not 0.0 <= strength <= 1.0:
-        raise ModelError(f"--strength must be between 0 and 1, got {strength}")
+def job_spec(args: argparse.Namespace, deflicker: float | None = None) -> JobSpec:
+    """The JobSpec the command's options name (the CLI's door to the one record every door builds)."""
+    params = dict(_param(text) for text in args.param)
+    if args.value_range is not None:
+        params["value_range"] = args.value_range
+    fields: dict = {"strength": args.strength, "deflicker": deflicker or 0.0, "params": params}
     if args.style_image:
-        return ModelSpec.with_style_image(args.style_image, strength=strength)
-    if args.model:
+        fields |= {"model": "style-image", "style_image": str(Path(args.style_image).resolve())}
+    elif args.model:
         kind, _, path = args.model.partition(":")
-        if kind != "onnx" or not path:
-            raise ModelError(f"--model takes onnx:PATH, got {args.model!r}")
-        return ModelSpec.onnx(path, value_range=args.value_range, strength=strength)
-    return ModelSpec.styles(args.style or "0", strength=strength)
+        fields |= {"model": kind} | ({"model_file": str(Path(path).resolve())} if path else {})
+    else:
+        fields |= {"model": "styles", "style": args.style or "0"}
+    spec = JobSpec(**fields)
+    from restyle.handlers import check
+
+    check(spec)
+    return spec
+
+
+def _param(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ModelError(f"--param takes KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -198,9 +216,8 @@ def _run(args: argparse.Namespace) -> int:
         crf=args.crf,
         preset=args.preset,
         chunk_seconds=args.chunk_seconds,
-        deflicker=args.deflicker,
     )
-    spec = model_spec(args)
+    spec = job_spec(args, args.deflicker)
     bar = None
 
     def progress(done: int, total: int) -> None:
@@ -230,14 +247,14 @@ def _quality(args: argparse.Namespace) -> int:
         raise InputError("give either --reference or a model (--style, --style-image, --model) to compare against, not both")
     reference = args.reference
     if not reference and (args.style or args.style_image or args.model):
-        reference = model_frames(args.input, model_spec(args))  # the per-frame stylisation, made here
+        reference = model_frames(args.input, job_spec(args))  # the per-frame stylisation, made here
     if args.chunk_starts:
         try:
             starts = [int(n) for n in args.chunk_starts.split(",") if n.strip()]
         except ValueError:
             raise InputError(f"--chunk-starts takes frame numbers like 0,100,200, got {args.chunk_starts!r}") from None
     else:
-        starts = [c.first_frame for c in plan(args.input, load_settings(chunk_seconds=args.chunk_seconds))]
+        starts = [c.first_frame for c in plan(args.input, settings=load_settings(chunk_seconds=args.chunk_seconds))]
     report = measure(args.input, args.output, reference=reference, chunk_starts=starts)
     print(json.dumps(report.to_dict(per_frame=args.per_frame), indent=2) if args.json else report.summary())
     return 0

@@ -1,4 +1,8 @@
-"""Settings in one place: embedded defaults, a TOML file, then RESTYLE_* environment variables.
+"""Deployment settings in one place: embedded defaults, a TOML file, then RESTYLE_* environment variables.
+
+What a job does (model, style, strength, deflicker, output) is not here: that is the
+job's :class:`restyle.jobspec.JobSpec`. These are how restyle runs: stores, engine,
+workers, limits, and the encoder defaults a JobSpec may override.
 
 Nothing needs configuring to start. To change a default, either set an environment
 variable (``RESTYLE_CRF=18``) or write a TOML file (``restyle.toml`` in the current
@@ -15,6 +19,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
+
+from restyle.jobspec import JobSpec
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -50,9 +56,7 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(0, ge=0, description="frames per model call; 0 picks 1 on CPU, 8 on GPU")
 
-    deflicker: float = Field(
-        0.0, ge=0, le=1, description="temporal smoothing strength (0 off; --deflicker alone means 0.8); also for inbox jobs"
-    )
+    max_models: int = Field(2, ge=1, description="loaded models each worker keeps (least recently used dropped first)")
 
     # -- plan ----------------------------------------------------------------
     chunk_seconds: float = Field(4.0, gt=0, description="target chunk length; chunks are the unit of work and resume")
@@ -107,8 +111,10 @@ class Settings(BaseSettings):
     )
     poll_seconds: float = Field(2.0, gt=0, description="how often the trigger lists the inbox (events make jobs at once)")
     idle_seconds: float = Field(1.0, gt=0, description="how often an idle worker asks for a job")
-    default_style: str = Field("0", description="style for jobs made from files dropped in the inbox")
-    default_strength: float = Field(1.0, ge=0, le=1)
+    inbox_spec: JobSpec = Field(
+        default_factory=JobSpec,
+        description='what a video dropped in the inbox without a sidecar gets, e.g. RESTYLE_INBOX_SPEC=\'{"style": "7"}\'',
+    )
 
     @property
     def data(self) -> str:

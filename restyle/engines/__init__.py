@@ -15,7 +15,7 @@ def make_engine(settings: Settings, workers: int) -> Engine:
     if settings.engine == "ray":
         return _ray_engine(settings.ray_address or None, settings.ray_actors, settings.ray_cpus_per_actor,
                            settings.ray_gpus_per_actor, settings.ray_node_ip or None)
-    return LocalEngine(workers)
+    return LocalEngine(workers, max_models=settings.max_models)
 
 
 @functools.cache

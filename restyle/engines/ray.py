@@ -18,7 +18,7 @@ from typing import Any
 
 from restyle.engines.base import TaskFunction
 from restyle.errors import RestyleError
-from restyle.handlers.base import ModelSpec, load_model
+from restyle.handlers.base import LoadSpec, load_model
 from restyle.runtime import Runtime
 
 log = logging.getLogger("restyle")
@@ -46,12 +46,13 @@ class RayEngine:
         self.workers = actors or max(1, int(cluster_cpus // max(cpus_per_actor, 0.01)))
         self._actors: dict[tuple, list] = {}
         self.redone = 0  # items given out again after their actor died
+        self.loads = 0
         self.pids: dict[Any, int] = {}  # live actors' process ids, for operators (and tests) to find them
 
-    def map(self, fn: TaskFunction, spec: ModelSpec, runtime: Runtime, items: Sequence[Any],
+    def map(self, fn: TaskFunction, load: LoadSpec, runtime: Runtime, items: Sequence[Any],
             on_frames: Callable[[int], None] | None = None) -> Iterator[Any]:
         ray = self._ray
-        pool = self._pool(spec, runtime, min(self.workers, len(items)))
+        pool = self._pool(load, runtime, min(self.workers, len(items)))
         todo = deque(enumerate(items))
         attempts = {i: 0 for i in range(len(items))}
         running: dict[Any, tuple[Any, int]] = {}  # task ref -> (actor, item index)
@@ -76,7 +77,7 @@ class RayEngine:
                     failed_starts += 1
                     if failed_starts > 2 * len(pool):  # e.g. the model cannot load: say why, do not loop
                         raise RestyleError(f"Ray actors cannot start: {exc}") from None
-                    replacement = self._replace(pool, actor, spec, runtime)
+                    replacement = self._replace(pool, actor, load, runtime)
                     starting[replacement.pid.remote()] = replacement
                 continue
             actor, index = running.pop(ref)
@@ -91,7 +92,7 @@ class RayEngine:
                 self.redone += 1
                 todo.appendleft((index, items[index]))
                 # A fresh actor in its place: Ray puts it wherever there is room (a new node, in the cloud).
-                replacement = self._replace(pool, actor, spec, runtime)
+                replacement = self._replace(pool, actor, load, runtime)
                 starting[replacement.pid.remote()] = replacement
                 continue
             except ray.exceptions.RayTaskError as exc:
@@ -102,30 +103,33 @@ class RayEngine:
                 on_frames(getattr(result, "frames", 1))
             yield result
 
-    def _pool(self, spec: ModelSpec, runtime: Runtime, count: int) -> list:
+    def close(self) -> None:
+        """Nothing to do per run: the actors stay for the next job of this process (bounded by their pools)."""
+
+    def _pool(self, load: LoadSpec, runtime: Runtime, count: int) -> list:
         """Actors for this model, made once and kept: the next job with the same model reuses them."""
-        pool = self._actors.setdefault((spec.model_dump_json(), runtime), [])
+        pool = self._actors.setdefault((load, runtime), [])
         while len(pool) < count:
-            pool.append(self._actor(spec, runtime))
+            pool.append(self._actor(load, runtime))
         return pool[:count]
 
-    def _actor(self, spec: ModelSpec, runtime: Runtime):
+    def _actor(self, load: LoadSpec, runtime: Runtime):
         actor_class = self._ray.remote(ModelActor)
-        return actor_class.options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0).remote(spec, runtime)
+        return actor_class.options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0).remote(load, runtime)
 
-    def _replace(self, pool: list, dead, spec: ModelSpec, runtime: Runtime):
+    def _replace(self, pool: list, dead, load: LoadSpec, runtime: Runtime):
         self.pids.pop(dead, None)
         self._ray.kill(dead, no_restart=True)
         pool.remove(dead)
-        pool.append(self._actor(spec, runtime))
+        pool.append(self._actor(load, runtime))
         return pool[-1]
 
 
 class ModelActor:
     """Holds one loaded model; runs the engine's task function on the items it is given."""
 
-    def __init__(self, spec: ModelSpec, runtime: Runtime):
-        self.model = load_model(spec, runtime)
+    def __init__(self, load: LoadSpec, runtime: Runtime):
+        self.model = load_model(load, runtime)
         self.batch = runtime.frames_per_call
 
     def run(self, fn: TaskFunction, item: Any) -> Any:
