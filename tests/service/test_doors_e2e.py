@@ -111,6 +111,8 @@ def test_an_admin_registers_models_and_a_submitter_runs_them_by_name(start_servi
     job = Client(service.url, ALICE).jobs()[0]
     assert job["model"] == "moderation" and job["records"]["frames_with_detections"] > 0
     assert job["records"]["detections"].get("FACE_FEMALE", 0) > 0, job["records"]
+    page = service.http.get(f"/jobs/{job['id']}", headers={"Authorization": ""}, cookies={"restyle_token": ALICE}).text
+    assert 'id="with-detections"' in page and "FACE_FEMALE" in page and 'id="after"' not in page
 
 
 def test_inbox_drops_run_their_sidecars_model_and_the_default_without_one(start_service, clip, tmp_path):
