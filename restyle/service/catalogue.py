@@ -199,7 +199,8 @@ def check_picture(path: Path, max_pixels: int) -> tuple[int, int]:
     except Refused:
         raise
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
-        raise Refused(422, f"the style picture cannot be read as an image ({type(exc).__name__}: {str(exc)[:160]})") from None
+        detail = str(exc).replace(str(path), "the file")[:160]  # the server's paths are nobody else's business
+        raise Refused(422, f"the style picture cannot be read as an image ({type(exc).__name__}: {detail})") from None
     if width < 1 or height < 1:
         raise Refused(422, "the style picture has no pixels")
     return width, height
@@ -235,7 +236,8 @@ def _kind_of(path: Path) -> str:
 
         graph = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf's errors for a file that is no model
-        raise Refused(422, f"the model does not load: it is not an ONNX file ({type(exc).__name__}: {str(exc)[:160]})") from None
+        detail = str(exc).replace(str(path.parent) + "/", "")[:160]
+        raise Refused(422, f"the model does not load: it is not an ONNX file ({type(exc).__name__}: {detail})") from None
     metadata = {prop.key for prop in graph.metadata_props}
     return "yolo" if "names" in metadata else "onnx"
 
@@ -258,7 +260,7 @@ def _check_model(kind: str, path: Path) -> None:
 
     try:
         check(JobSpec(model=kind, model_file=str(path)))
-    except RestyleError as exc:
-        raise Refused(422, f"the model was refused as kind {kind}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a plugin's check may raise anything: still a refusal, never a 500
-        raise Refused(422, f"the model was refused as kind {kind}: {type(exc).__name__}: {str(exc)[:200]}") from None
+        detail = str(exc) if isinstance(exc, RestyleError) else f"{type(exc).__name__}: {exc}"
+        detail = detail.replace(str(path.parent) + "/", "")[:300]  # the file's own name stays, its folder goes
+        raise Refused(422, f"the model was refused as kind {kind}: {detail}") from None

@@ -82,12 +82,16 @@ def door_params(context: Context, catalogue: Catalogue, owner: str, fields: dict
                            "or name one you saved (POST /api/pictures)")
     stored = spec.model_copy(update=update)
     params = {"spec": stored.model_dump(mode="json"), "handler": kind, "label": label(stored, kind, picture_name)}
+    local = None
     try:
-        _check(local_spec(context, params, owner))
-    except RestyleError as exc:
-        raise Refused(422, str(exc).splitlines()[0]) from None
+        local = local_spec(context, params, owner)
+        _check(local)
     except Exception as exc:  # noqa: BLE001 - a plugin's check may raise anything: still a refusal, never a 500
-        raise Refused(422, f"the {kind} model refused the job: {type(exc).__name__}: {str(exc)[:200]}") from None
+        reason = str(exc).splitlines()[0] if isinstance(exc, RestyleError) else f"the {kind} model refused the job: {type(exc).__name__}: {exc}"
+        for path, public in ((local and local.model_file, spec.model), (local and local.style_image, picture_name)):
+            if path:  # the service's own paths are nobody else's business
+                reason = reason.replace(path, public or "the file")
+        raise Refused(422, reason[:500]) from None
     return params
 
 

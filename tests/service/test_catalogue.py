@@ -161,3 +161,13 @@ def test_the_gallery_has_a_thumbnail_of_every_style(client):
     assert len(others | {first.content}) == 4  # every style looks different
     assert client.get("/api/styles/26/thumbnail", headers=auth(BOB)).status_code == 404
     assert client.get("/api/styles/7/thumbnail").status_code == 401
+
+
+def test_reasons_never_show_the_servers_paths(client, tmp_path):
+    text = save(client, "text", b"just some text, not a picture").json()["detail"]
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model" * 20)
+    model = register(client, "junk", junk, kind="onnx").json()["detail"]
+    assert "junk.onnx" in model
+    for reason in (text, model):
+        assert "/tmp" not in reason and "restyle-catalogue" not in reason, reason
