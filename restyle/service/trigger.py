@@ -69,6 +69,8 @@ class Trigger:
 
         try:
             info = context.data.info(sidecar)
+            if context.data.is_local and info.modified > time.time() - SETTLE_SECONDS:
+                return LATER  # still being written, perhaps: read it whole on the next scan
             if info.size > MAX_SIDECAR_BYTES:
                 raise Refused(422, f"sidecar {name} is over {MAX_SIDECAR_BYTES} bytes")
             return sidecar_params(context, catalogue, INBOX_OWNER, name, context.data.get_bytes(sidecar), picture_beside)
