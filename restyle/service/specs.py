@@ -130,7 +130,9 @@ def local_spec(context: Context, params: dict[str, Any], owner: str) -> JobSpec:
     try:
         spec = JobSpec(**params["spec"])
     except (KeyError, TypeError, ValidationError) as exc:
-        raise InputError(f"the job's spec cannot be read: {exc}") from None
+        # Not the input's fault: params written by another version of the service, say. Another worker
+        # may read them; if none can, the job goes dead after its attempts (a poison message).
+        raise RestyleError(f"the job's spec cannot be read: {type(exc).__name__}: {str(exc)[:200]}") from None
     kind = params.get("handler") or spec.model
     update: dict[str, Any] = {"model": kind}
     if spec.model_file:
