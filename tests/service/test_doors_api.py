@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from restyle.config import Settings
+from restyle.errors import InputError
 from restyle.service.api import create_app
 from restyle.service.trigger import INBOX_OWNER
 from restyle.service.worker import Worker
@@ -214,3 +215,29 @@ def test_the_dashboard_form_submits_what_its_model_takes(client, clips, tmp_path
     assert "needs a picture" in client.get(refused.headers["location"]).text
     labels = [job["model"] for job in client.get("/api/jobs", headers=auth(ALICE)).json()]
     assert labels == ["style-image:painting", "styles:12"] and saved.status_code == 303
+
+
+def test_a_system_store_elsewhere_is_read_through_a_content_addressed_cache(tmp_path, clips):
+    """With the system store on a server (here fsspec's in-memory store stands in for S3), workers read registered
+    models and pictures through a cache in home, keyed by content hash: never stale, fetched once."""
+    from restyle.service.specs import local_spec
+
+    settings = Settings(home=tmp_path / "home", tokens=f"alice:submitter:{ALICE},root:admin:{ROOT}",
+                        system_url=f"memory://restyle-{time.monotonic_ns()}")
+    with TestClient(create_app(settings)) as client:
+        context = client.app.state.context
+        assert not context.system.is_local
+        assert register(client, "negative", negative_model(tmp_path / "neg.onnx")).status_code == 201
+        job = submit(client, clips["silent"], model="negative", picture=None).json()
+        save(client, "painting", painting(tmp_path / "p.png").read_bytes())
+        pictured = submit(client, clips["silent"], style_image="painting").json()
+        for made in (job, pictured):
+            params = stored(client, made)
+            local = local_spec(context, params, "alice")
+            path = local.model_file or local.style_image
+            assert path.startswith(str(tmp_path / "home" / "cache")), path
+            key = params["spec"]["model_file"] or params["spec"]["style_image"]
+            assert open(path, "rb").read() == context.system.get_bytes(key)
+        assert local_spec(context, stored(client, job), "alice").model == "onnx"
+        with pytest.raises(InputError, match="not its owner's"):  # a picture runs only in its owner's jobs
+            local_spec(context, stored(client, pictured), "bob")
