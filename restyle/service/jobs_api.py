@@ -41,7 +41,11 @@ class JobOut(BaseModel):
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
-        model = job.params.get("spec", {})
+        stored = job.params.get("spec") if isinstance(job.params, dict) else None
+        try:  # a row written by hand (or by an older version) must not break the listing
+            model = JobSpec.model_validate(stored or {}).model_dump()
+        except ValueError:
+            model = {"style": None, "strength": None, "deflicker": 0.0}
         return cls(
             id=job.id, owner=job.owner, state=job.state, input=job.input_key.rsplit("/", 1)[-1],
             style=model.get("style"), strength=model.get("strength"), deflicker=model.get("deflicker", 0.0), attempts=job.attempts, max_attempts=job.max_attempts,
