@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUpload
 
+from restyle.jobspec import JobSpec
 from restyle.service.catalogue import Catalogue, Refused
 from restyle.service.context import Context, Principal
 from restyle.service.specs import Picture, door_params
@@ -47,11 +48,16 @@ class JobOut(BaseModel):
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
-        spec = job.params.get("spec") or {}
+        params = job.params if isinstance(job.params, dict) else {}
+        try:  # a row written by hand (or by an older version) must not break the listing
+            validated = JobSpec.model_validate(params.get("spec") or {})
+            spec, label = validated.model_dump(mode="json"), params.get("label") or validated.label
+        except ValueError:
+            spec, label = {}, "unreadable"
         figures = job.figures or {}
         return cls(
             id=job.id, owner=job.owner, state=job.state, input=job.input_key.rsplit("/", 1)[-1],
-            model=job.params.get("label") or spec.get("model", "?"), spec=spec,
+            model=str(label), spec=spec,
             style=spec.get("style"), strength=spec.get("strength", 1.0), deflicker=spec.get("deflicker", 0.0),
             attempts=job.attempts, max_attempts=job.max_attempts,
             created_at=job.created_at, updated_at=job.updated_at, finished_at=job.finished_at, reason=job.reason,

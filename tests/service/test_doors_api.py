@@ -241,3 +241,12 @@ def test_a_system_store_elsewhere_is_read_through_a_content_addressed_cache(tmp_
         assert local_spec(context, stored(client, job), "alice").model == "onnx"
         with pytest.raises(InputError, match="not its owner's"):  # a picture runs only in its owner's jobs
             local_spec(context, stored(client, pictured), "bob")
+
+
+def test_a_job_whose_stored_spec_cannot_be_read_still_lists(client):
+    jobs = client.app.state.context.jobs
+    for n, params in enumerate(({"spec": {"strength": "lots"}}, {"spec": "styles"}, {"model": {"kind": "old"}})):
+        jobs.create("alice", f"elsewhere/{n}.mp4", "etag", params)
+    listed = client.get("/api/jobs", headers=auth(ALICE))
+    assert listed.status_code == 200
+    assert sorted(job["model"] for job in listed.json()) == ["styles:0", "unreadable", "unreadable"]
