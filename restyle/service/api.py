@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from restyle import __version__
 from restyle.config import Settings
 from restyle.errors import RestyleError
-from restyle.service import catalogue_api, dashboard, metrics
+from restyle.service import catalogue_api, dashboard, gallery, metrics
 from restyle.service.catalogue import Refused
 from restyle.service.context import Context, Principal
 from restyle.service.jobs_api import (
@@ -81,6 +81,7 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
         thread = threading.Thread(target=trigger.run, args=(stop,), daemon=True) if run_trigger else None
         if thread:
             thread.start()
+            threading.Thread(target=gallery.warm, args=(context,), daemon=True).start()
         yield
         stop.set()
         if thread:

@@ -38,6 +38,17 @@ def thumbnail(context: Context, style: int) -> bytes:
     return _memory[cache]
 
 
+def warm(context: Context) -> None:
+    """Have the thumbnails ready before anyone asks: a page's 26 image requests would otherwise wait on the
+    first rendering and, a browser opening few connections per server, hold up whatever the page does next."""
+    try:
+        thumbnail(context, 0)
+    except Exception as exc:  # noqa: BLE001 - the gallery is a nicety: pages render (without pictures) anyway
+        import logging
+
+        logging.getLogger("restyle").warning("style thumbnails not made: %s", exc)
+
+
 def render() -> list[bytes]:
     """All 26 thumbnails as JPEG bytes."""
     import numpy as np

@@ -20,6 +20,7 @@ def sign_in(page, service, token):
 def test_pick_a_style_from_the_gallery_then_upload_a_painting(start_service, browser, clip, tmp_path):  # noqa: F811
     service = start_service(TOKENS)
     page = browser.new_page()
+    page.set_default_timeout(90_000)  # the machine may be busy: steps wait longer than Playwright's 30 s
     sign_in(page, service, ALICE)
     page.wait_for_function("[...document.querySelectorAll('#gallery img')].every(img => img.complete && img.naturalWidth === 128)",
                            timeout=120_000)
@@ -49,6 +50,7 @@ def test_pick_a_style_from_the_gallery_then_upload_a_painting(start_service, bro
     assert [page.text_content(f"#jobs tbody tr:nth-child({n}) .model") for n in (1, 2)] == ["style-image:painting.png", "styles:12"]
     # Another tenant sees neither the jobs nor the picture; a picture that is no picture is refused with the reason.
     other = browser.new_page()
+    other.set_default_timeout(90_000)
     sign_in(other, service, BOB)
     assert other.locator("#jobs tbody tr[data-id]").count() == 0
     broken = tmp_path / "broken.jpg"
