@@ -20,7 +20,7 @@ from restyle.config import Settings, load_settings
 from restyle.deflicker import warmup_frames
 from restyle.engines import Engine, make_engine
 from restyle.errors import InputError, OutputError, RestyleError, WorkDirError
-from restyle.media.assemble import assemble, container_for
+from restyle.media.assemble import assemble, container_for, plan_output
 from restyle.media.chunks import Chunk, plan_chunks
 from restyle.media.encode import EncodeSpec
 from restyle.media.probe import VideoInfo, probe
@@ -98,9 +98,10 @@ def _run_video(
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     check_output(input, output)
-    muxer = container_for(output)
+    container_for(output)  # a suffix restyle cannot write is refused before the input is read
     model.check()
     info = probe(input, settings)
+    target = plan_output(info, output, settings.codec)
     seconds["probe"] = time.perf_counter() - started
 
     runtime, workers = choose_layout(settings, info.width * info.height)
@@ -112,11 +113,12 @@ def _run_video(
         height=info.height,
         time_base=info.time_base,
         rate=info.average_rate,
-        codec=settings.codec,
+        codec=target.encoder,
         crf=settings.crf,
         preset=settings.preset,
         pix_fmt=settings.pix_fmt,
         threads=settings.encoder_threads,
+        sample_aspect_ratio=info.sample_aspect_ratio,
     )
     key = _work_key(info, input_id, model, encode, settings.deflicker)
     names = {c.index: f"{key}/{c.name}.mp4" for c in chunks}
@@ -144,7 +146,7 @@ def _run_video(
     partial = output.with_name(f".{output.name}.partial")
     try:
         stored = [(t.chunk, segments.fetch(names[t.chunk.index])) for t in tasks]
-        assembled = assemble(info, stored, partial, muxer)
+        assembled = assemble(info, stored, partial, target)
         os.replace(partial, output)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -152,7 +154,7 @@ def _run_video(
     seconds["assemble"] = time.perf_counter() - clock
     seconds["total"] = time.perf_counter() - started
 
-    notes = list(assembled.dropped_streams)
+    notes = list(target.notes)
     if encode.coded_size != (info.width, info.height):
         notes.append(f"{info.width}x{info.height} is odd-sized; {encode.pix_fmt} needs even sides, so the output is {encode.coded_size[0]}x{encode.coded_size[1]}")
     notes += _format_notes(info, encode)

@@ -13,6 +13,7 @@ import av
 
 from restyle.config import Settings
 from restyle.errors import InputError
+from restyle.media.source import open_input
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,8 @@ class StreamFacts:
 
     index: int
     kind: str  # "audio", "subtitle", ...
-    codec: str
+    codec: str  # FFmpeg's codec name ("mp3"), never a decoder's ("mp3float")
+    start_s: float | None = None  # as the container says; the output keeps it relative to the video's
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,13 @@ class VideoInfo:
     keyframe_pts: list[int] = field(repr=False)
     duration_pts: int  # pts of the end of the last frame
     other_streams: list[StreamFacts]
+    sample_aspect_ratio: Fraction | None = None  # of a pixel; anamorphic video is not 1:1, and stays so
+    timecode: str | None = None  # a start timecode ("10:00:00:00"), kept on outputs that hold one
+    chapters: int = 0
+
+    @property
+    def start_s(self) -> float:
+        return float(self.frame_pts[0] * self.time_base)
 
     @property
     def frame_count(self) -> int:
@@ -75,7 +84,7 @@ def probe(path: str | Path, settings: Settings) -> VideoInfo:
     if size > settings.max_input_bytes:
         raise InputError(f"input is {size} bytes, over the limit of {settings.max_input_bytes} (RESTYLE_MAX_INPUT_BYTES)")
     try:
-        container = av.open(str(path), metadata_errors="replace")  # tags in broken UTF-8 must not stop us
+        container = open_input(path)
     except av.FFmpegError as exc:
         raise InputError(f"cannot read {path} as a video: {_reason(exc)}") from None
     with container:
@@ -102,16 +111,20 @@ def probe(path: str | Path, settings: Settings) -> VideoInfo:
         rotation = _rotation(container, stream)
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         others = [
-            StreamFacts(index=s.index, kind=s.type, codec=s.codec_context.name if s.codec_context else "unknown")
+            StreamFacts(index=s.index, kind=s.type, codec=codec_name(s),
+                        start_s=float(s.start_time * s.time_base) if s.start_time is not None and s.time_base else None)
             for s in container.streams
             if s.index != stream.index and s.type in ("audio", "subtitle")
         ]
+        sar = stream.sample_aspect_ratio
+        timecode = stream.metadata.get("timecode") or next(
+            (s.metadata["timecode"] for s in container.streams if "timecode" in s.metadata), None)
         return VideoInfo(
             path=str(path),
             size_bytes=size,
             container=container.format.name,
             video_index=stream.index,
-            codec=ctx.name,
+            codec=codec_name(stream),
             width=width,
             height=height,
             pix_fmt=ctx.pix_fmt or "unknown",
@@ -122,6 +135,9 @@ def probe(path: str | Path, settings: Settings) -> VideoInfo:
             keyframe_pts=keyframe_pts,
             duration_pts=end_pts,
             other_streams=others,
+            sample_aspect_ratio=Fraction(sar) if sar else None,
+            timecode=timecode,
+            chapters=len(container.chapters()),
         )
 
 
@@ -193,6 +209,14 @@ def _rotation(container: av.container.InputContainer, stream) -> int:
     except av.FFmpegError:
         return 0
     return 0
+
+
+def codec_name(stream: av.stream.Stream) -> str:
+    """The codec's own name (``mp3``), not the decoder's that FFmpeg picked (``mp3float``)."""
+    ctx = stream.codec_context
+    if ctx is None:
+        return "unknown"
+    return ctx.codec.canonical_name if ctx.codec is not None else ctx.name
 
 
 def _reason(exc: av.FFmpegError) -> str:
