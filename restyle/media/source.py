@@ -81,8 +81,10 @@ def detect_format(path: Path) -> str:
             for signature, what in _REFERENCES:
                 if head.startswith(signature):
                     raise InputError(f"{path} is {what}: it refers to other files, and restyle reads only self-contained videos")
+            if head.startswith(b"\x89PNG\r\n\x1a\n"):
+                return "png_pipe"  # FFmpeg's probe says apng (a video) for any PNG: a picture is a picture
             file.seek(0)
-            with av.open(file, options={"format_whitelist": ",".join(ALLOWED_FORMATS)}) as probe:
+            with av.open(file, metadata_errors="replace", options={"format_whitelist": ",".join(ALLOWED_FORMATS)}) as probe:
                 return probe.format.name.split(",")[0]
     except av.FFmpegError as exc:
         if getattr(exc, "errno", None) == 22:  # EINVAL: the probe's best guess is not an allowed format
