@@ -24,6 +24,7 @@ from restyle.media.assemble import assemble, container_for, plan_output
 from restyle.media.chunks import Chunk, plan_chunks
 from restyle.media.encode import EncodeSpec
 from restyle.media.probe import VideoInfo, probe
+from restyle.media.verify import verify
 from restyle.handlers.base import ModelSpec
 from restyle.layout import choose_layout
 from restyle.report import RunReport
@@ -147,6 +148,7 @@ def _run_video(
     try:
         stored = [(t.chunk, segments.fetch(names[t.chunk.index])) for t in tasks]
         assembled = assemble(info, stored, partial, target)
+        checked = verify(info, partial, assembled.video_packets)
         os.replace(partial, output)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -185,6 +187,7 @@ def _run_video(
         deflicker=settings.deflicker,
         chunk_starts=[c.first_frame for c in chunks],
         notes=notes,
+        output_check=checked.to_dict(),
     )
 
 

@@ -26,6 +26,8 @@ class RunReport:
     notes: list[str] = field(default_factory=list)
     deflicker: float = 0.0  # its strength; 0: every frame restyled on its own
     chunk_starts: list[int] = field(default_factory=list)  # the first frame of each chunk, to look at the joins
+    # The output read back and checked against the input: frames, duration, audio start offsets ([input, output]).
+    output_check: dict = field(default_factory=dict)
 
     @property
     def fps(self) -> float:

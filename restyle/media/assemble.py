@@ -71,6 +71,12 @@ def container_for(output: Path) -> tuple[str, dict[str, str]]:
         raise OutputError(f"cannot write a video as {output.name!r}: use one of {known}") from None
 
 
+def output_suffix(name: str) -> str:
+    """The output suffix for an input called ``name``: its own container where restyle writes it, else .mp4."""
+    suffix = Path(name).suffix.lower()
+    return {".m4v": ".mp4"}.get(suffix, suffix) if suffix in CONTAINERS else ".mp4"
+
+
 def plan_output(info: VideoInfo, output: Path, encoder: str) -> OutputPlan:
     """Check that ``output``'s container holds everything of ``info`` that is copied; pick the video encoder.
 

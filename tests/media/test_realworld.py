@@ -107,3 +107,16 @@ def test_real_camera_footage_comes_back_whole(model, tmp_path, name):
         code, err = restyle(source, output, model, "--chunk-seconds", "1")
         assert code == 0, err
         assert_whole(facts(source), facts(output), suffix)
+
+
+def test_every_run_checks_its_output_against_the_input(corpus, model, tmp_path):
+    from restyle import ModelSpec, run
+    from restyle.config import Settings
+
+    report = run(corpus["mp4: AAC + AC-3 + MP3 and a timecode"], tmp_path / "out.mkv", ModelSpec.onnx(model),
+                 settings=Settings(workers=1, chunk_seconds=0.4))
+    check = report.output_check
+    assert check["ok"] and check["frames"] == [25, 25] and check["duration_s"] == [1.0, 1.0]
+    assert len(check["av_offsets_s"]) == 3
+    assert all(abs(before - after) <= 0.002 for before, after in check["av_offsets_s"])
+    assert check["av_offsets_s"][0][0] == pytest.approx(-0.0213, abs=0.001)  # AAC priming, kept
