@@ -175,7 +175,10 @@ def _run(args: argparse.Namespace) -> int:
         if bar is None:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, unit="frame", desc=Path(args.input).name, file=sys.stderr, dynamic_ncols=True)
+            # Frames already done (reused chunks) are the start, not speed: the ETA is frames left / recent speed.
+            bar = tqdm(total=total, initial=done, unit="frame", desc=Path(args.input).name, file=sys.stderr,
+                       dynamic_ncols=True, smoothing=0.1,
+                       bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} frames [{elapsed}, ETA {remaining}, {rate_fmt}]")
         bar.update(done - bar.n)
 
     try:

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -55,7 +55,8 @@ class LocalEngine:
         try:
             pending: set[Future] = {pool.submit(_run_item, fn, item) for item in items}
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                # Each result as soon as it is there (a service shows chunks as they finish); a failure too.
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield future.result()
         except BrokenProcessPool:
