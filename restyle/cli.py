@@ -113,13 +113,15 @@ def _parser() -> argparse.ArgumentParser:
     _service_options(job)
     job.set_defaults(command=_job)
 
-    sample = sub.add_parser("sample", help="make a sample clip (FFmpeg test pattern and a tone) to try restyle on")
+    sample = sub.add_parser("sample", help="make a sample clip (a camera moving over a real photo, with a tone) to try restyle on")
     sample.add_argument("output", nargs="?", default="sample.mp4")
     sample.add_argument("--size", default="640x360", help="WIDTHxHEIGHT (default 640x360)")
     sample.add_argument("--rate", default="25", help="frame rate, e.g. 25 or 30000/1001 (default 25)")
     sample.add_argument("--seconds", type=float, default=4.0)
     sample.add_argument("--no-audio", action="store_true")
-    sample.add_argument("--photo", metavar="PICTURE", help="instead of the test pattern, a camera moving over this picture")
+    sample.add_argument("--photo", metavar="PICTURE",
+                        help="the picture the camera moves over (default: a photo an installed package ships, if any)")
+    sample.add_argument("--pattern", action="store_true", help="FFmpeg's test pattern instead of a photo")
     sample.add_argument("--motion", choices=["pan", "zoom"], default="pan", help="with --photo: how the camera moves (default pan)")
     sample.set_defaults(command=_sample)
     return parser
@@ -303,18 +305,22 @@ def _describe_job(job: dict) -> str:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from restyle.media.sample import make_clip, make_motion_clip
+    from restyle.media.sample import installed_photo, make_clip, make_motion_clip
 
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         raise InputError(f"--size takes WIDTHxHEIGHT, got {args.size!r}") from None
     options = dict(width=width, height=height, rate=args.rate, seconds=args.seconds, audio=not args.no_audio)
-    if args.photo:
-        path = make_motion_clip(args.output, args.photo, motion=args.motion, **options)
+    photo = args.photo or (None if args.pattern else installed_photo())
+    if photo:
+        path = make_motion_clip(args.output, photo, motion=args.motion, **options)
     else:
         path = make_clip(args.output, **options)
-    print(f"wrote {path}")
+        if not args.pattern:
+            print("restyle: no installed package ships a photo (matplotlib does: pip install matplotlib), "
+                  "so the sample is FFmpeg's test pattern; --photo PICTURE uses your own", file=sys.stderr)
+    print(f"wrote {path}" + (f" (a camera moving over {Path(photo).name})" if photo else " (test pattern)"))
     return 0
 
 
