@@ -35,7 +35,7 @@ PICTURE_FORMATS = (
 )
 ALLOWED_FORMATS = VIDEO_FORMATS + AUDIO_FORMATS + PICTURE_FORMATS
 LOCAL_PROTOCOLS = "file"
-REMOTE_PROTOCOLS = "file,http,https,tcp,tls"  # only for links the service presigned
+REMOTE_PROTOCOLS = "http,https,tcp,tls"  # only for links the service presigned (decode_chunk: probe takes files only)
 
 # What a reference-following input starts with, for a reason a person understands.
 _REFERENCES = (

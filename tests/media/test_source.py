@@ -94,3 +94,37 @@ def test_corpus_reference_cases_are_refused_at_probe(tmp_path, case):
     case.make(path)
     with pytest.raises(InputError, match=case.fails):
         probe(path, Settings())
+
+
+def test_a_presigned_link_is_read_over_http_and_still_follows_no_references(tmp_path):
+    """Workers on other machines read the input by URL: http(s) is allowed then, yet a playlist is still refused."""
+    import functools
+    import http.server
+
+    import av
+
+    from restyle.media.chunks import plan_chunks
+    from restyle.media.decode import decode_chunk
+
+    clip = make_clip(tmp_path / "clip.mp4", width=32, height=18, seconds=0.4, audio=False)
+    (tmp_path / "list.m3u8").write_text("#EXTM3U\n#EXTINF:0.4,\nclip.mp4\n#EXT-X-ENDLIST\n")
+    asked: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            asked.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        info = probe(clip, Settings())
+        frames = [pts for chunk in plan_chunks(info, 0.2) for pts, _, _ in decode_chunk(f"{base}/clip.mp4", 0, chunk)]
+        assert frames == info.frame_pts
+        asked.clear()
+        with pytest.raises(av.FFmpegError):
+            open_input(f"{base}/list.m3u8")
+        assert asked == ["/list.m3u8"]  # the playlist itself, never what it names
+    finally:
+        server.shutdown()
+        server.server_close()
