@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="restyle a video or a folder of images, here and now")
     run.add_argument("input", help="a video file, or a folder of images")
-    run.add_argument("-o", "--output", required=True, help="output video (.mp4 .mov .mkv), or folder for images")
+    run.add_argument("-o", "--output", required=True, help="output video (.mp4 .mov .mkv .webm .ts .m2ts: the container), or folder for images")
     _model_options(run)
     run.add_argument("--deflicker", type=float, nargs="?", const=DEFAULT_STRENGTH, metavar="STRENGTH",
                      help=f"smooth flicker between frames along the input's motion, 0..1 (alone: {DEFAULT_STRENGTH})")

@@ -23,7 +23,7 @@ class StreamFacts:
     index: int
     kind: str  # "audio", "subtitle", ...
     codec: str  # FFmpeg's codec name ("mp3"), never a decoder's ("mp3float")
-    start_s: float | None = None  # as the container says; the output keeps it relative to the video's
+    start_s: float | None = None  # when its first packet is presented; the output keeps it relative to the video
 
 
 @dataclass(frozen=True)
