@@ -202,7 +202,7 @@ CASES: list[Case] = [
          lambda p: make(Clip("mp4", audio=(Audio("aac", language="eng", default=True), Audio("ac3", language="spa"),
                                            Audio("libmp3lame", language="ita", rate=44100)),
                              video_metadata={"timecode": "10:00:00:00"}), p),
-         {".mp4": None, ".mov": None, ".mkv": None}),
+         {".mp4": None, ".mov": None, ".mkv": None, ".webm": "cannot hold the input's aac audio"}),
 ]
 
 
