@@ -8,8 +8,10 @@ worker stops heartbeating is taken again when its lease runs out. The same objec
 """
 from __future__ import annotations
 
+import os
 import socket
 import time
+from pathlib import Path
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +37,8 @@ from restyle.errors import RestyleError
 
 ACTIVE = ("uploading", "queued", "running")
 FINAL = ("succeeded", "failed", "dead", "cancelled")
+# Upper bounds (seconds) of the chunk latency histogram; its counts are kept as chunks finish, not counted per scrape.
+CHUNK_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, float("inf"))
 
 
 class JobStoreError(RestyleError):
@@ -99,6 +103,31 @@ class ChunkRow(_Base):
     at: Mapped[float] = mapped_column(Float)
 
 
+class CounterRow(_Base):
+    """Running totals kept as chunks finish, so that /metrics reads a dozen rows, not every chunk."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+def _bucket_name(bound: float) -> str:
+    return "chunks_le_inf" if bound == float("inf") else f"chunks_le_{bound:g}"
+
+
+COUNTERS = ("frames_scored", "chunks", "chunk_seconds_sum", *(_bucket_name(b) for b in CHUNK_BUCKETS))
+
+
+@dataclass(frozen=True)
+class ChunkLatencies:
+    """The chunk latency histogram: cumulative counts per upper bound, their count and their sum."""
+
+    buckets: list[tuple[float, int]]
+    count: int
+    total_s: float
+
+
 @dataclass
 class Job:
     """A job as the API and workers see it."""
@@ -157,11 +186,34 @@ class JobStore:
             raise JobStoreError(f"cannot use job store {url}: {exc}") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            _private_file(self.engine.url.database)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         try:
             _Base.metadata.create_all(self.engine)
+            self._start_counters()
         except OperationalError as exc:
             raise JobStoreError(f"cannot reach job store {url}: {exc.orig}") from None
+
+    def _start_counters(self) -> None:
+        """Make the counter rows once; a job store from before them gets its totals from the chunk rows, once."""
+        with self._session.begin() as session:
+            have = set(session.scalars(select(CounterRow.name)))
+            if set(COUNTERS) <= have:
+                return
+            values = dict.fromkeys(COUNTERS, 0.0)
+            values["frames_scored"] = float(session.scalar(select(func.coalesce(func.sum(ChunkRow.frames), 0))) or 0)
+            values["chunks"] = float(session.scalar(select(func.count()).select_from(ChunkRow)) or 0)
+            values["chunk_seconds_sum"] = float(session.scalar(select(func.coalesce(func.sum(ChunkRow.seconds), 0.0))) or 0.0)
+            below = 0.0  # the counters are per bucket; the chunk rows are counted cumulatively
+            for bound in CHUNK_BUCKETS:
+                query = select(func.count()).select_from(ChunkRow)
+                if bound != float("inf"):
+                    query = query.where(ChunkRow.seconds <= bound)
+                upto = float(session.scalar(query) or 0)
+                values[_bucket_name(bound)], below = upto - below, upto
+            for name in COUNTERS:
+                if name not in have:
+                    session.add(CounterRow(name=name, value=values[name]))
 
     # -- creating ------------------------------------------------------------
 
@@ -197,7 +249,52 @@ class JobStore:
             if row is None:
                 return None
             row.input_etag, row.state, row.updated_at = input_etag, "queued", time.time()
+            row.lease_owner, row.lease_until = None, 0.0  # let go of the upload's claim (claim_upload)
             return Job.of(row)
+
+    def claim_upload(self, input_key: str, holder: str, until: float) -> Job | None:
+        """Take the single-use upload of ``input_key`` for one request; None if it is taken, used or cancelled.
+
+        Compare-and-set on the row: of two requests racing with the same link, exactly one
+        gets it, before either body is read. A holder that dies lets go when ``until`` passes."""
+        now = time.time()
+        with self._session.begin() as session:
+            taken = session.execute(
+                update(JobRow)
+                .where(JobRow.input_key == input_key, JobRow.state == "uploading")
+                .where(JobRow.lease_owner.is_(None) | (JobRow.lease_until < now))
+                .values(lease_owner=holder, lease_until=until, updated_at=now)
+            ).rowcount
+        if taken != 1:
+            return None
+        return self.find(input_key, None)
+
+    def release_upload(self, input_key: str, holder: str) -> None:
+        """An upload that did not land lets go of its link, so that it can be tried again."""
+        with self._session.begin() as session:
+            session.execute(
+                update(JobRow)
+                .where(JobRow.input_key == input_key, JobRow.state == "uploading", JobRow.lease_owner == holder)
+                .values(lease_owner=None, lease_until=0.0, updated_at=time.time())
+            )
+
+    def expire_uploads(self, made_before: float) -> int:
+        """Jobs whose upload link was made before ``made_before`` and never used end (failed, with a reason)."""
+        now = time.time()
+        with self._session.begin() as session:
+            return session.execute(
+                update(JobRow)
+                .where(JobRow.state == "uploading", JobRow.created_at < made_before)
+                .where(JobRow.lease_owner.is_(None) | (JobRow.lease_until < now))
+                .values(state="failed", reason="no video arrived before the upload link expired; ask for a new link",
+                        finished_at=now, updated_at=now, lease_owner=None, lease_until=0.0)
+            ).rowcount
+
+    def made_by_token(self, input_key: str) -> bool:
+        """Whether a token's upload made a job for ``input_key``: then no later version of it makes another."""
+        with self._session() as session:
+            owners = session.scalars(select(JobRow.owner).where(JobRow.input_key == input_key)).all()
+        return any(not owner.startswith("@") for owner in owners)
 
     # -- reading -------------------------------------------------------------
 
@@ -267,8 +364,11 @@ class JobStore:
         return "cancel" if cancel else "held"
 
     def chunk_done(self, job_id: str, worker_id: str, chunk: int, frames: int, seconds: float) -> None:
+        bucket = _bucket_name(next(b for b in CHUNK_BUCKETS if seconds <= b))
         with self._session.begin() as session:
             session.add(ChunkRow(job_id=job_id, chunk=chunk, worker_id=worker_id, frames=frames, seconds=seconds, at=time.time()))
+            for name, step in (("frames_scored", frames), ("chunks", 1), ("chunk_seconds_sum", seconds), (bucket, 1)):
+                session.execute(update(CounterRow).where(CounterRow.name == name).values(value=CounterRow.value + step))
             session.execute(update(JobRow).where(JobRow.id == job_id).values(chunks_scored=JobRow.chunks_scored + 1))
             session.execute(
                 update(WorkerRow)
@@ -347,11 +447,33 @@ class JobStore:
             return list(session.scalars(select(ChunkRow.seconds).where(ChunkRow.at >= since)))
 
     def frames_scored(self) -> int:
+        return int(self.counters().get("frames_scored", 0))
+
+    def counters(self) -> dict[str, float]:
         with self._session() as session:
-            return int(session.scalar(select(func.coalesce(func.sum(ChunkRow.frames), 0))) or 0)
+            return {row.name: row.value for row in session.scalars(select(CounterRow))}
+
+    def chunk_latencies(self) -> ChunkLatencies:
+        """The chunk latency histogram from the running counters: a dozen rows, whatever the history."""
+        counters = self.counters()
+        cumulative, buckets = 0, []
+        for bound in CHUNK_BUCKETS:
+            cumulative += int(counters.get(_bucket_name(bound), 0))
+            buckets.append((bound, cumulative))
+        return ChunkLatencies(buckets, int(counters.get("chunks", 0)), float(counters.get("chunk_seconds_sum", 0.0)))
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _private_file(database: str | None) -> None:
+    """The SQLite file holds every tenant's jobs: made 0600 before SQLite makes it (its -wal and -shm copy the mode)."""
+    if not database or database == ":memory:":
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
 
 
 def _sqlite_pragmas(connection, _record) -> None:
