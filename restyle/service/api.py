@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from restyle import __version__
@@ -81,7 +81,7 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
 
     @app.exception_handler(RestyleError)
     async def restyle_error(request: Request, exc: RestyleError):
-        return PlainTextResponse(f"service unavailable: {exc}", status_code=503)
+        return JSONResponse({"detail": f"service unavailable: {exc}"}, status_code=503)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:
@@ -155,7 +155,8 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
             raise HTTPException(403, "workers are for admins")
         return [vars(w) for w in context.jobs.workers()]
 
-    @app.post("/api/events", summary="Object-created events: SeaweedFS filer webhook or S3 Records")
+    @app.post("/api/events", summary="Object-created events: SeaweedFS filer webhook or S3 Records",
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}})
     async def events(request: Request, who: Principal = Depends(caller)) -> dict:
         if not who.is_admin:
             raise HTTPException(403, "events come from the object store, with an admin token")

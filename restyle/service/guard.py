@@ -26,6 +26,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
+from starlette.routing import Match, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from restyle.config import Settings
@@ -76,8 +77,8 @@ def refusal(status: int, detail: str, headers: dict[str, str] | None = None) -> 
 class Guard:
     """The ASGI middleware; ``app.add_middleware(Guard, context=...)``."""
 
-    def __init__(self, app: ASGIApp, context: Context):
-        self.app, self.context = app, context
+    def __init__(self, app: ASGIApp, context: Context, router: Router | None = None):
+        self.app, self.context, self.router = app, context, router
         settings = context.settings
         self.logins = RateLimiter(settings.login_rate_per_minute, settings.login_burst)
 
@@ -106,6 +107,8 @@ class Guard:
                 return
             if message["type"] == "http.response.start":
                 answered["app"] = True
+                if message["status"] == 405 and self.router is not None:
+                    message = {**message, "headers": _allow(message["headers"], self.router, scope)}
             await send(message)
 
         try:
@@ -147,6 +150,17 @@ class Guard:
             if int(declared) > limit:
                 return refusal(413, f"the request body is over the limit of {limit} bytes"), limit
         return None, limit
+
+
+def _allow(headers: list[tuple[bytes, bytes]], router: Router, scope: Scope) -> list[tuple[bytes, bytes]]:
+    """A 405's Allow header with every method of every route at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(scope)[0] != Match.NONE:
+            methods |= route.methods
+    if not methods:
+        return headers
+    return [(k, v) for k, v in headers if k.lower() != b"allow"] + [(b"allow", ", ".join(sorted(methods)).encode())]
 
 
 def _is_upload(method: str, path: str, headers: Headers) -> bool:
@@ -250,8 +264,44 @@ def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+# What any API route may answer besides its own success: the guard's refusals and the routes' own.
+ERRORS = {400: "unreadable request", 401: "no valid bearer token", 403: "not allowed to this token",
+          404: "no such job or object (or not yours)", 408: "the body came too slowly", 409: "not in a state for this",
+          413: "the body is over its limit", 422: "invalid parameters", 429: "over the rate; see Retry-After",
+          503: "a store is unreachable; try again"}
+
+
 def install(app: FastAPI, context: Context) -> None:
-    """Put the guard in front of every route and make validation errors safe to render."""
-    app.add_middleware(Guard, context=context)
+    """Put the guard in front of every route, make validation errors safe to render, and document both."""
+    app.add_middleware(Guard, context=context, router=app.router)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document(plain())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def document(schema: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document as the service really answers: bearer auth, and every refusal with its shape."""
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas["Problem"] = {"type": "object", "title": "Problem", "required": ["detail"],
+                          "properties": {"detail": {"title": "Detail", "anyOf": [
+                              {"type": "string"}, {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}}]}}}
+    schemas.setdefault("ValidationError", {"type": "object", "title": "ValidationError"})
+    components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
+    problem = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            if path.startswith("/api/"):
+                operation["security"] = [{"bearer": []}]
+            for status, what in ERRORS.items():
+                operation["responses"][str(status)] = {"description": what, "content": problem}
+    return schema
 
