@@ -311,3 +311,33 @@ def test_a_killed_workers_input_copy_is_removed_when_a_worker_starts(start_servi
         second.terminate()
         second.wait(timeout=30)
     assert service.http.get(f"/api/jobs/{job['id']}").json()["state"] == "running"  # its lease still held by the dead one
+
+
+@pytest.mark.slow
+def test_s3_upload_links_cap_the_size_and_a_second_post_makes_no_second_job(seaweedfs, clips, tmp_path):
+    """Item 8. S3 links signed neither a size nor single use: now a presigned POST whose policy caps the size,
+    and a form posted again makes no second job."""
+    import httpx
+
+    from tests.conftest import s3_settings
+
+    prefix = f"t{time.monotonic_ns()}"
+    settings = Settings(home=tmp_path, tokens=f"alice:submitter:{ALICE},root:admin:{ROOT}", max_upload_bytes=100_000,
+                        data_url=f"s3://data/{prefix}", system_url=f"s3://system/{prefix}", **s3_settings(seaweedfs))
+    with TestClient(create_app(settings)) as client:
+        link = client.post("/api/uploads", json={"filename": "phone.mp4"}, headers=auth(ALICE)).json()
+        assert link["method"] == "POST" and link["fields"]["key"].endswith("-phone.mp4"), link
+
+        def post(content: bytes) -> httpx.Response:
+            return httpx.post(link["upload_url"], data=link["fields"], files={"file": ("phone.mp4", content)}, timeout=30)
+
+        too_big = post(b"\0" * 150_000)
+        assert too_big.status_code == 400 and "EntityTooLarge" in too_big.text, too_big.text
+        assert client.app.state.trigger.scan() == []  # nothing was stored
+        assert post(clips["silent"].read_bytes()).status_code in (200, 201, 204)
+        [job] = client.app.state.trigger.scan()
+        assert job.id == link["job"]["id"] and job.state == "queued"
+        assert post(clips["silent"].read_bytes()[:50_000]).status_code in (200, 201, 204)  # the form, posted again
+        assert client.app.state.trigger.scan() == []
+        jobs = client.get("/api/jobs", headers=auth(ROOT)).json()
+        assert [j["id"] for j in jobs] == [job.id]
