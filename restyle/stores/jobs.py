@@ -34,11 +34,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from restyle.errors import RestyleError
+from restyle.stores import counters as totals
 
 ACTIVE = ("uploading", "queued", "running")
 FINAL = ("succeeded", "failed", "dead", "cancelled")
-# Upper bounds (seconds) of the chunk latency histogram; its counts are kept as chunks finish, not counted per scrape.
-CHUNK_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, float("inf"))
 
 
 class JobStoreError(RestyleError):
@@ -103,31 +102,6 @@ class ChunkRow(_Base):
     at: Mapped[float] = mapped_column(Float)
 
 
-class CounterRow(_Base):
-    """Running totals kept as chunks finish, so that /metrics reads a dozen rows, not every chunk."""
-
-    __tablename__ = "counters"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[float] = mapped_column(Float, default=0.0)
-
-
-def _bucket_name(bound: float) -> str:
-    return "chunks_le_inf" if bound == float("inf") else f"chunks_le_{bound:g}"
-
-
-COUNTERS = ("frames_scored", "chunks", "chunk_seconds_sum", *(_bucket_name(b) for b in CHUNK_BUCKETS))
-
-
-@dataclass(frozen=True)
-class ChunkLatencies:
-    """The chunk latency histogram: cumulative counts per upper bound, their count and their sum."""
-
-    buckets: list[tuple[float, int]]
-    count: int
-    total_s: float
-
-
 @dataclass
 class Job:
     """A job as the API and workers see it."""
@@ -190,30 +164,11 @@ class JobStore:
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         try:
             _Base.metadata.create_all(self.engine)
-            self._start_counters()
+            totals.CounterBase.metadata.create_all(self.engine)
+            with self._session.begin() as session:
+                totals.start(session, ChunkRow)
         except OperationalError as exc:
             raise JobStoreError(f"cannot reach job store {url}: {exc.orig}") from None
-
-    def _start_counters(self) -> None:
-        """Make the counter rows once; a job store from before them gets its totals from the chunk rows, once."""
-        with self._session.begin() as session:
-            have = set(session.scalars(select(CounterRow.name)))
-            if set(COUNTERS) <= have:
-                return
-            values = dict.fromkeys(COUNTERS, 0.0)
-            values["frames_scored"] = float(session.scalar(select(func.coalesce(func.sum(ChunkRow.frames), 0))) or 0)
-            values["chunks"] = float(session.scalar(select(func.count()).select_from(ChunkRow)) or 0)
-            values["chunk_seconds_sum"] = float(session.scalar(select(func.coalesce(func.sum(ChunkRow.seconds), 0.0))) or 0.0)
-            below = 0.0  # the counters are per bucket; the chunk rows are counted cumulatively
-            for bound in CHUNK_BUCKETS:
-                query = select(func.count()).select_from(ChunkRow)
-                if bound != float("inf"):
-                    query = query.where(ChunkRow.seconds <= bound)
-                upto = float(session.scalar(query) or 0)
-                values[_bucket_name(bound)], below = upto - below, upto
-            for name in COUNTERS:
-                if name not in have:
-                    session.add(CounterRow(name=name, value=values[name]))
 
     # -- creating ------------------------------------------------------------
 
@@ -364,11 +319,9 @@ class JobStore:
         return "cancel" if cancel else "held"
 
     def chunk_done(self, job_id: str, worker_id: str, chunk: int, frames: int, seconds: float) -> None:
-        bucket = _bucket_name(next(b for b in CHUNK_BUCKETS if seconds <= b))
         with self._session.begin() as session:
             session.add(ChunkRow(job_id=job_id, chunk=chunk, worker_id=worker_id, frames=frames, seconds=seconds, at=time.time()))
-            for name, step in (("frames_scored", frames), ("chunks", 1), ("chunk_seconds_sum", seconds), (bucket, 1)):
-                session.execute(update(CounterRow).where(CounterRow.name == name).values(value=CounterRow.value + step))
+            totals.add_chunk(session, frames, seconds)
             session.execute(update(JobRow).where(JobRow.id == job_id).values(chunks_scored=JobRow.chunks_scored + 1))
             session.execute(
                 update(WorkerRow)
@@ -451,16 +404,11 @@ class JobStore:
 
     def counters(self) -> dict[str, float]:
         with self._session() as session:
-            return {row.name: row.value for row in session.scalars(select(CounterRow))}
+            return totals.read(session)
 
-    def chunk_latencies(self) -> ChunkLatencies:
+    def chunk_latencies(self) -> totals.ChunkLatencies:
         """The chunk latency histogram from the running counters: a dozen rows, whatever the history."""
-        counters = self.counters()
-        cumulative, buckets = 0, []
-        for bound in CHUNK_BUCKETS:
-            cumulative += int(counters.get(_bucket_name(bound), 0))
-            buckets.append((bound, cumulative))
-        return ChunkLatencies(buckets, int(counters.get("chunks", 0)), float(counters.get("chunk_seconds_sum", 0.0)))
+        return totals.latencies(self.counters())
 
     def close(self) -> None:
         self.engine.dispose()
