@@ -131,24 +131,25 @@ class Guard:
             if wait:
                 return refusal(429, f"too many sign-in attempts; try again in {self.logins.retry_after(wait)} s",
                                {"Retry-After": self.logins.retry_after(wait)}), limit
+        who = None
         if path.startswith("/api/") or route in SUBMISSIONS:
             who = principal_of(self.context, headers)
             if who is None:
                 return refusal(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"}), limit
             if route in ADMIN_BODIES and not who.is_admin:
                 return refusal(403, "this route is for admins"), limit
-            if route in SUBMISSIONS:
-                wait = self.context.submissions.take(who.name)
-                if wait:
-                    after = self.context.submissions.retry_after(wait)
-                    return refusal(429, f"too many submissions from {who.name}; try again in {after} s", {"Retry-After": after}), limit
-                scope[COUNTED] = True
         declared = headers.get("content-length")
         if declared is not None:
             if not declared.strip().isdigit():
                 return refusal(400, "Content-Length must be a number of bytes"), limit
             if int(declared) > limit:
                 return refusal(413, f"the request body is over the limit of {limit} bytes"), limit
+        if who is not None and route in SUBMISSIONS:  # last: a request refused for its size costs no submission
+            wait = self.context.submissions.take(who.name)
+            if wait:
+                after = self.context.submissions.retry_after(wait)
+                return refusal(429, f"too many submissions from {who.name}; try again in {after} s", {"Retry-After": after}), limit
+            scope[COUNTED] = True
         return None, limit
 
 
