@@ -1,6 +1,7 @@
 """What every part of the service shares: settings, the two object stores, the job store, the tokens."""
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -15,6 +16,8 @@ from restyle.errors import RestyleError
 from restyle.service.limits import RateLimiter
 from restyle.stores.jobs import JobStore
 from restyle.stores.objects import ObjectStore, open_store
+
+log = logging.getLogger("restyle")
 
 ROLES = ("admin", "submitter")
 # The owner of jobs made from files dropped in the inbox: "@" is in no token's name, so no token owns them.
@@ -111,7 +114,10 @@ def _secret_file(path: Path) -> str:
 def private_folder(path: Path) -> Path:
     """Make ``path`` (and its parents) and keep it to this user: 0700. Tenants' videos and the job store live here."""
     path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+    try:
+        os.chmod(path, 0o700)
+    except PermissionError:  # a folder someone else owns: the service still runs, and says so
+        log.warning("cannot make %s private (0700): it belongs to another user", path)
     return path
 
 
