@@ -31,10 +31,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from restyle.config import Settings
 from restyle.service.context import Context, Principal
+from restyle.service.jobs_api import COOKIE
 from restyle.service.limits import RateLimiter
 
-COOKIE = "restyle_token"
-COUNTED = "restyle.submission_counted"  # scope key: the guard spent a rate token for this request
+COUNTED = "restyle.submission_counted"  # scope key: the guard spent a rate token for this request (jobs_api.submitter reads it)
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields beside the video
 
 # Routes that make a job: rate-limited per token before their body is read.
