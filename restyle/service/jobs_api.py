@@ -114,6 +114,8 @@ def caller(request: Request) -> Principal:
 def submitter(request: Request) -> Principal:
     """The caller, if it may submit one more job now; 429 with Retry-After when it is over its rate."""
     principal = caller(request)
+    if request.scope.get("restyle.submission_counted"):  # the guard counted it already, before the body was read
+        return principal
     limiter = context_of(request).submissions
     wait = limiter.take(principal.name)
     if wait:

@@ -13,7 +13,7 @@ import time
 from typing import Any
 from urllib.parse import unquote_plus
 
-from restyle.service.context import Context
+from restyle.service.context import DROPPED_OWNER, Context
 from restyle.stores.jobs import Job
 from restyle.stores.objects import BadKey, StoreError, check_key
 
@@ -35,6 +35,8 @@ class Trigger:
     def scan(self) -> list[Job]:
         """List the inbox; make a job for every object version not seen before."""
         made = []
+        settings = self.context.settings
+        self.context.jobs.expire_uploads(time.time() - settings.link_seconds - settings.upload_expiry_seconds)
         settled = time.time() - SETTLE_SECONDS
         for info in self.context.data.list(INBOX):
             if self.context.data.is_local and info.modified > settled:
@@ -68,11 +70,13 @@ class Trigger:
         waiting = jobs.landed(key, etag)  # an API upload that was waiting for this object
         if waiting:
             return waiting
+        if jobs.made_by_token(key):  # a token's upload link, used again (an S3 form can be posted twice): no second job
+            return None
         if not key.lower().endswith(VIDEO_SUFFIXES):
             return None
         if jobs.find(key, etag):
             return None
-        job, created = jobs.create("inbox", key, etag, self.default_params(), max_attempts=self.context.settings.max_attempts)
+        job, created = jobs.create(DROPPED_OWNER, key, etag, self.default_params(), max_attempts=self.context.settings.max_attempts)
         if created:
             log.info("job %s for %s", job.id, key)
         return job if created else None
@@ -90,20 +94,30 @@ class Trigger:
 def _keys_in(payload: dict[str, Any], root: str) -> list[str]:
     """Object keys named by an S3 event (Records) or a SeaweedFS filer webhook (key + message)."""
     keys = []
-    for record in payload.get("Records", []) or []:
-        key = (((record or {}).get("s3") or {}).get("object") or {}).get("key")
-        if key:
+    records = payload.get("Records")
+    for record in records if isinstance(records, list) else []:  # any other shape names nothing
+        key = _dig(record, "s3", "object", "key")
+        if isinstance(key, str) and key:
             keys.append(unquote_plus(key))
-    if "key" in payload and payload.get("event_type", "create") in ("create", "update", "rename"):
+    if isinstance(payload.get("key"), str) and payload.get("event_type", "create") in ("create", "update", "rename"):
         # SeaweedFS sends the filer path: /buckets/<bucket>/<key>, or the directory plus new_entry.name.
-        path = str(payload["key"])
-        message = payload.get("message") or payload.get("message_data") or {}
-        entry = (message or {}).get("new_entry") or {}
-        if entry.get("name") and not path.endswith("/" + entry["name"]):
-            path = path.rstrip("/") + "/" + entry["name"]
+        path = payload["key"]
+        message = payload.get("message") or payload.get("message_data")
+        name = _dig(message, "new_entry", "name")
+        if isinstance(name, str) and name and not path.endswith("/" + name):
+            path = path.rstrip("/") + "/" + name
         bucket_root = "/buckets/" + root.strip("/")
         if path.startswith(bucket_root + "/"):
             keys.append(path[len(bucket_root) + 1 :])
         elif path.startswith("/" + root.strip("/") + "/"):
             keys.append(path[len(root.strip("/")) + 2 :])
     return keys
+
+
+def _dig(value: Any, *names: str) -> Any:
+    """value[names[0]][names[1]]...; None where a level is missing or is not an object (events are hostile input)."""
+    for name in names:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(name)
+    return value

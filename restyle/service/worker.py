@@ -26,7 +26,7 @@ from restyle.media.assemble import output_suffix
 from restyle.pipeline import Cancelled, Hooks, run
 from restyle.report import RunReport
 from restyle.score import ChunkResult
-from restyle.service.context import Context
+from restyle.service.context import Context, clean_scratch, public_reason, scratch_dir
 from restyle.stores.jobs import Job, JobStoreError
 from restyle.stores.retry import wait_out
 from restyle.stores.segments import ObjectSegments
@@ -70,6 +70,7 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Take and run jobs until ``stop``; survive job-store outages by waiting and trying again."""
         log.info("worker %s ready", self.id)
+        clean_scratch(self.settings)  # input copies left by workers that were killed
         while not stop.is_set():
             try:
                 self.context.jobs.worker_alive(self.id, None)
@@ -125,7 +126,7 @@ class Worker:
         beat.start()
         segments = ObjectSegments(self.context.system, f"work/{job.id}")
         try:
-            with tempfile.TemporaryDirectory(prefix=f"restyle-job-{job.id}-") as tmp:
+            with tempfile.TemporaryDirectory(prefix=f"restyle-job-{job.id}-", dir=scratch_dir(self.settings)) as tmp:
                 # No part of the user's name on the local copy: its format is read from its content alone.
                 source = Path(tmp) / "input"
                 self.context.data.get_file(job.input_key, source)
@@ -161,11 +162,12 @@ class Worker:
                 segments.discard()
             return "cancelled"
         except PERMANENT as exc:
-            state = self._persist(jobs.fail, job.id, self.id, str(exc), retry=False)
+            reason = public_reason(str(exc), self.settings)  # a tenant reads it: no worker paths
+            state = self._persist(jobs.fail, job.id, self.id, reason, retry=False)
             journal.write("failed", reason=str(exc))
             return state
         except Exception as exc:  # noqa: BLE001 - anything else may pass: retry until attempts run out
-            reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, RestyleError) else str(exc)
+            reason = public_reason(f"{type(exc).__name__}: {exc}" if not isinstance(exc, RestyleError) else str(exc), self.settings)
             state = self._persist(jobs.fail, job.id, self.id, reason, retry=True)
             journal.write("error", reason=reason, next_state=state)
             log.warning("job %s: %s (%s)", job.id, reason, state)
