@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="restyle a video or a folder of images, here and now")
     run.add_argument("input", help="a video file, or a folder of images")
-    run.add_argument("-o", "--output", required=True, help="output video (.mp4 .mov .mkv), .jsonl for records models, or a folder for images")
+    run.add_argument("-o", "--output", required=True, help="output video (.mp4 .mov .mkv .webm .ts .m2ts: the container), "
+                     ".jsonl for records models, or a folder for images")
     _model_options(run)
     run.add_argument("--deflicker", type=float, nargs="?", const=DEFAULT_STRENGTH, metavar="STRENGTH",
                      help=f"smooth flicker between frames along the input's motion, 0..1 (alone: {DEFAULT_STRENGTH})")
@@ -148,13 +149,15 @@ def _parser() -> argparse.ArgumentParser:
     _service_options(job)
     job.set_defaults(command=_job)
 
-    sample = sub.add_parser("sample", help="make a sample clip (FFmpeg test pattern and a tone) to try restyle on")
+    sample = sub.add_parser("sample", help="make a sample clip (a camera moving over a real photo, with a tone) to try restyle on")
     sample.add_argument("output", nargs="?", default="sample.mp4")
     sample.add_argument("--size", default="640x360", help="WIDTHxHEIGHT (default 640x360)")
     sample.add_argument("--rate", default="25", help="frame rate, e.g. 25 or 30000/1001 (default 25)")
     sample.add_argument("--seconds", type=float, default=4.0)
     sample.add_argument("--no-audio", action="store_true")
-    sample.add_argument("--photo", metavar="PICTURE", help="instead of the test pattern, a camera moving over this picture")
+    sample.add_argument("--photo", metavar="PICTURE",
+                        help="the picture the camera moves over (default: a photo an installed package ships, if any)")
+    sample.add_argument("--pattern", action="store_true", help="FFmpeg's test pattern instead of a photo")
     sample.add_argument("--motion", choices=["pan", "zoom"], default="pan", help="with --photo: how the camera moves (default pan)")
     sample.set_defaults(command=_sample)
     return parser
@@ -227,7 +230,10 @@ def _run(args: argparse.Namespace) -> int:
         if bar is None:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, unit="frame", desc=Path(args.input).name, file=sys.stderr, dynamic_ncols=True)
+            # Frames already done (reused chunks) are the start, not speed: the ETA is frames left / recent speed.
+            bar = tqdm(total=total, initial=done, unit="frame", desc=Path(args.input).name, file=sys.stderr,
+                       dynamic_ncols=True, smoothing=0.1,
+                       bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} frames [{elapsed}, ETA {remaining}, {rate_fmt}]")
         bar.update(done - bar.n)
 
     try:
@@ -343,18 +349,22 @@ def _describe_job(job: dict) -> str:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from restyle.media.sample import make_clip, make_motion_clip
+    from restyle.media.sample import installed_photo, make_clip, make_motion_clip
 
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         raise InputError(f"--size takes WIDTHxHEIGHT, got {args.size!r}") from None
     options = dict(width=width, height=height, rate=args.rate, seconds=args.seconds, audio=not args.no_audio)
-    if args.photo:
-        path = make_motion_clip(args.output, args.photo, motion=args.motion, **options)
+    photo = args.photo or (None if args.pattern else installed_photo())
+    if photo:
+        path = make_motion_clip(args.output, photo, motion=args.motion, **options)
     else:
         path = make_clip(args.output, **options)
-    print(f"wrote {path}")
+        if not args.pattern:
+            print("restyle: no installed package ships a photo (matplotlib does: pip install matplotlib), "
+                  "so the sample is FFmpeg's test pattern; --photo PICTURE uses your own", file=sys.stderr)
+    print(f"wrote {path}" + (f" (a camera moving over {Path(photo).name})" if photo else " (test pattern)"))
     return 0
 
 

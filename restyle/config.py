@@ -102,6 +102,20 @@ class Settings(BaseSettings):
     submit_rate_per_minute: float = Field(60.0, ge=0, description="jobs one token may submit a minute on average; 0: no limit")
     submit_burst: int = Field(20, ge=1, description="jobs one token may submit at once before the rate applies")
 
+    # -- service: request guard (decided from the headers, before a body is read) --
+    max_request_bytes: int = Field(1024**2, gt=0, description="largest body that is not a video upload (JSON, small forms)")
+    body_idle_seconds: float = Field(30.0, gt=0, description="longest wait for the next piece of a request body (408 after)")
+    body_min_rate: int = Field(
+        8 * 1024, ge=0, description="bytes/s a body must average once body_grace_seconds are over (slower: 408); 0 off"
+    )
+    body_grace_seconds: float = Field(10.0, ge=0, description="how long a body may start slowly before body_min_rate applies")
+    login_rate_per_minute: float = Field(10.0, ge=0, description="sign-in attempts one address may make a minute; 0: no limit")
+    login_burst: int = Field(5, ge=1)
+    metrics_token: str = Field("", description="when set, /metrics needs it (or an admin token) as a bearer token")
+    upload_expiry_seconds: float = Field(
+        300.0, ge=0, description="after a presigned upload link expires, how long its job waits before it is expired"
+    )
+
     # -- service: jobs and workers --------------------------------------------
     local_workers: int = Field(1, ge=0, description="worker processes that restyle serve starts")
     lease_seconds: float = Field(30.0, gt=0, description="a job whose worker is silent this long is taken again")

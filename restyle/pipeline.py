@@ -20,11 +20,12 @@ from restyle.config import Settings, load_settings
 from restyle.deflicker import warmup_frames
 from restyle.engines import Engine, make_engine
 from restyle.errors import InputError, OutputError, RestyleError, WorkDirError
-from restyle.media.assemble import assemble, container_for
+from restyle.media.assemble import assemble, container_for, plan_output
 from restyle.media.chunks import Chunk, plan_chunks
 from restyle.media.encode import EncodeSpec
 from restyle.handlers.base import Handler, OutputKind, check
 from restyle.jobspec import JobSpec
+from restyle.media.verify import verify
 from restyle.layout import choose_layout
 from restyle.media.probe import VideoInfo, probe
 from restyle.records import join_records
@@ -116,8 +117,10 @@ def _run_video(
         raise OutputError(f"{spec.label} writes records, one JSON line per frame: give an output such as {output.with_suffix('.jsonl').name}")
     if not records and output.suffix.lower() == ".jsonl":
         raise OutputError(f"{spec.label} makes pictures, not records: give a video output such as {output.with_suffix('.mp4').name}")
-    muxer = None if records else container_for(output)
+    if not records:
+        container_for(output)  # a suffix restyle cannot write is refused before the input is read
     info = probe(input, settings)
+    target = None if records else plan_output(info, output, spec.output.codec or settings.codec)
     seconds["probe"] = time.perf_counter() - started
 
     runtime, workers = choose_layout(settings, info.width * info.height)
@@ -132,11 +135,12 @@ def _run_video(
         height=height,
         time_base=info.time_base,
         rate=info.average_rate,
-        codec=spec.output.codec or settings.codec,
+        codec=target.encoder if target else settings.codec,
         crf=settings.crf if spec.output.crf is None else spec.output.crf,
         preset=spec.output.preset or settings.preset,
         pix_fmt=settings.pix_fmt,
         threads=settings.encoder_threads,
+        sample_aspect_ratio=info.sample_aspect_ratio,
     )
     key = _work_key(info, input_id, spec, encode)
     names = {c.index: f"{key}/{c.name}.{'jsonl' if records else 'mp4'}" for c in chunks}
@@ -167,7 +171,8 @@ def _run_video(
         if records:
             summary = join_records([path for _, path in stored], partial)
         else:
-            assembled = assemble(info, stored, partial, muxer)
+            assembled = assemble(info, stored, partial, target)
+            checked = verify(info, partial, assembled.video_packets)
         os.replace(partial, output)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -178,7 +183,7 @@ def _run_video(
     if records:
         notes, frames = [], summary["frames"]
     else:
-        notes, frames = list(assembled.dropped_streams), assembled.video_packets
+        notes, frames = list(target.notes), assembled.video_packets
         if encode.coded_size != (encode.width, encode.height):
             notes.append(f"{encode.width}x{encode.height} is odd-sized; {encode.pix_fmt} needs even sides, so the output is {encode.coded_size[0]}x{encode.coded_size[1]}")
         if (encode.width, encode.height) != (info.width, info.height):
@@ -212,6 +217,7 @@ def _run_video(
         chunk_starts=[c.first_frame for c in chunks],
         notes=notes,
         records=summary if records else None,
+        output_check={} if records else checked.to_dict(),
     )
 
 

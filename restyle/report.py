@@ -27,6 +27,8 @@ class RunReport:
     deflicker: float = 0.0  # its strength; 0: every frame restyled on its own
     chunk_starts: list[int] = field(default_factory=list)  # the first frame of each chunk, to look at the joins
     records: dict | None = None  # records models: frames, frames with detections, detections per class
+    # The output read back and checked against the input: frames, duration, audio start offsets ([input, output]).
+    output_check: dict = field(default_factory=dict)
 
     @property
     def fps(self) -> float:

@@ -1,6 +1,6 @@
 """Engines run a task function over many items, each worker holding one loaded model.
 
-The pipeline gives an engine a function (``score_chunk`` for videos), a ModelSpec and
+The pipeline gives an engine a function (``score_chunk`` for videos), a LoadSpec (what its workers load) and
 the items; the engine decides where they run. Swap the engine, keep the pipeline.
 """
 import functools

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import threading
 import time
+import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from restyle import __version__
 from restyle.config import Settings
 from restyle.errors import RestyleError
-from restyle.service import catalogue_api, dashboard, gallery, metrics
+from restyle.service import catalogue_api, dashboard, gallery, guard, metrics
 from restyle.service.catalogue import Refused
-from restyle.service.context import Context, Principal
+from restyle.service.context import Context, Principal, clean_scratch, scratch_dir
 from restyle.service.jobs_api import (
     JobOut,
     caller,
@@ -61,7 +62,8 @@ class UploadRequest(BaseModel):
 class UploadLink(BaseModel):
     job: JobOut
     upload_url: str
-    method: str = "PUT"
+    method: str = Field("PUT", description="PUT the video's bytes, or POST a multipart form: the fields, then the file as 'file'")
+    fields: dict[str, str] = Field(default_factory=dict, description="form fields a POST upload must send before the file")
     expires_at: int
 
 
@@ -78,6 +80,7 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        clean_scratch(settings)  # upload spools of API processes that were killed
         thread = threading.Thread(target=trigger.run, args=(stop,), daemon=True) if run_trigger else None
         if thread:
             thread.start()
@@ -91,10 +94,11 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
                   description="Restyle videos with neural networks: submit, watch, download.")
     app.state.context = context
     app.state.trigger = trigger
+    guard.install(app, context)  # tokens, rates and sizes, decided before any body is read
 
     @app.exception_handler(RestyleError)
     async def restyle_error(request: Request, exc: RestyleError):
-        return PlainTextResponse(f"service unavailable: {exc}", status_code=503)
+        return JSONResponse({"detail": f"service unavailable: {exc}"}, status_code=503)
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused):
@@ -125,9 +129,10 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
         expires = settings.link_seconds
         if context.data.is_local:
             url = local_link(settings.base_url, context.link_secret, key, expires) + "&method=PUT"
-        else:
-            url = _s3_upload_link(context, key, expires)
-        return UploadLink(job=JobOut.of(job), upload_url=url, expires_at=int(time.time()) + expires)
+            return UploadLink(job=JobOut.of(job), upload_url=url, expires_at=int(time.time()) + expires)
+        post = _s3_upload_form(context, key, expires)
+        return UploadLink(job=JobOut.of(job), upload_url=post["url"], method="POST", fields=post["fields"],
+                          expires_at=int(time.time()) + expires)
 
     @app.get("/api/jobs", response_model=list[JobOut], summary="Jobs you may see, newest first")
     def list_jobs(state: str | None = None, limit: int = Query(100, ge=1, le=1000), who: Principal = Depends(caller)):
@@ -178,7 +183,8 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
             raise HTTPException(403, "workers are for admins")
         return [vars(w) for w in context.jobs.workers()]
 
-    @app.post("/api/events", summary="Object-created events: SeaweedFS filer webhook or S3 Records")
+    @app.post("/api/events", summary="Object-created events: SeaweedFS filer webhook or S3 Records",
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}})
     async def events(request: Request, who: Principal = Depends(caller)) -> dict:
         if not who.is_admin:
             raise HTTPException(403, "events come from the object store, with an admin token")
@@ -206,19 +212,24 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
         _check_link(context, key, expires, signature)
         if not key.startswith("inbox/"):
             raise HTTPException(403, "uploads go to the inbox")
-        waiting = context.jobs.find(key, None)
-        if waiting is None or waiting.state != "uploading":
-            raise HTTPException(409, "this upload link was used already or its job was cancelled")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > settings.max_upload_bytes:
-            raise HTTPException(413, f"upload over the limit of {settings.max_upload_bytes} bytes")
-        body = bytearray()
-        async for block in request.stream():  # counted as it comes: a lying or absent length stops here too
-            body += block
-            if len(body) > settings.max_upload_bytes:
-                raise HTTPException(413, f"upload over the limit of {settings.max_upload_bytes} bytes")
-        context.data.put_bytes(bytes(body), key)
-        job = context.jobs.landed(key, context.data.info(key).etag) or waiting
+        # One request holds the link (compare-and-set, before the body): a second, even a concurrent one, gets 409.
+        holder = f"upload:{uuid.uuid4().hex}"
+        waiting = context.jobs.claim_upload(key, holder, until=time.time() + guard.longest_body_s(settings))
+        if waiting is None:
+            raise HTTPException(409, "this upload link was used already, is in use, or its job was cancelled")
+        try:
+            # The guard caps the size and the pace; here the bytes go to a file, never all in memory.
+            spool = await guard.spool_body(request, scratch_dir(settings))
+            try:
+                if spool.stat().st_size == 0:
+                    raise HTTPException(422, "the upload is empty")
+                info = await run_in_threadpool(context.data.put_file, spool, key)
+            finally:
+                spool.unlink(missing_ok=True)
+        except BaseException:
+            context.jobs.release_upload(key, holder)  # the link may be tried again
+            raise
+        job = context.jobs.landed(key, info.etag) or waiting
         return {"job": job.id}
 
     metrics.mount(app, context)
@@ -234,11 +245,16 @@ def _check_link(context: Context, key: str, expires: int, signature: str) -> Non
         raise HTTPException(404, "no such object") from None
     if expires < time.time():
         raise HTTPException(403, "this link has expired")
-    if not hmac.compare_digest(sign_local(context.link_secret, key, expires), signature):
+    # Bytes, not str: compare_digest refuses non-ASCII strings, and a signature is anything a stranger sends.
+    if not hmac.compare_digest(sign_local(context.link_secret, key, expires).encode(), signature.encode("utf-8", "replace")):
         raise HTTPException(403, "this link's signature is wrong")
 
 
-def _s3_upload_link(context: Context, key: str, expires: int) -> str:
+def _s3_upload_form(context: Context, key: str, expires: int) -> dict:
+    """A presigned POST for exactly ``key``, whose policy caps the size (S3 refuses more, before storing it).
+
+    A form can be posted again until it expires; the trigger makes no second job for a key a
+    token's upload made (stores/jobs.made_by_token), so a second post makes no second job."""
     from botocore.session import get_session  # s3fs brings botocore (via aiobotocore)
 
     settings = context.settings
@@ -248,4 +264,5 @@ def _s3_upload_link(context: Context, key: str, expires: int) -> str:
         aws_access_key_id=settings.s3_access_key or None, aws_secret_access_key=settings.s3_secret_key or None,
     )
     full_key = f"{prefix.strip('/')}/{key}" if prefix.strip("/") else key
-    return client.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": full_key}, ExpiresIn=expires)
+    return client.generate_presigned_post(bucket, full_key, ExpiresIn=expires,
+                                          Conditions=[["content-length-range", 1, settings.max_upload_bytes]])

@@ -182,7 +182,7 @@ class Catalogue:
 
 def owner_folder(owner: str) -> str:
     """A principal's name as one safe key segment."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", owner).strip("._") or "_"
+    return re.sub(r"[^A-Za-z0-9@._-]+", "_", owner).strip("._") or "_"  # '@': the dropped files' owner, no token's name
 
 
 def check_picture(path: Path, max_pixels: int) -> tuple[int, int]:

@@ -1,8 +1,12 @@
 """What every part of the service shares: settings, the two object stores, the job store, the tokens."""
 from __future__ import annotations
 
+import logging
 import os
+import re
 import secrets
+import shutil
+import socket
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -13,7 +17,13 @@ from restyle.service.limits import RateLimiter
 from restyle.stores.jobs import JobStore
 from restyle.stores.objects import ObjectStore, open_store
 
+log = logging.getLogger("restyle")
+
 ROLES = ("admin", "submitter")
+# The owner of jobs made from files dropped in the inbox: "@" is in no token's name, so no token owns them.
+DROPPED_OWNER = "@inbox"
+TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+RESERVED_NAMES = {"inbox"}  # the dropped files' owner before it was DROPPED_OWNER: old job stores still hold it
 
 
 @dataclass(frozen=True)
@@ -33,7 +43,7 @@ class Context:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        settings.home.mkdir(parents=True, exist_ok=True)
+        private_folder(settings.home)
 
     @cached_property
     def jobs(self) -> JobStore:
@@ -41,11 +51,11 @@ class Context:
 
     @cached_property
     def data(self) -> ObjectStore:
-        return open_store(self.settings.data, self.settings)
+        return _private(open_store(self.settings.data, self.settings))
 
     @cached_property
     def system(self) -> ObjectStore:
-        return open_store(self.settings.system, self.settings)
+        return _private(open_store(self.settings.system, self.settings))
 
     @cached_property
     def tokens(self) -> dict[str, Principal]:
@@ -69,6 +79,9 @@ def load_tokens(settings: Settings) -> dict[str, Principal]:
             name, role, secret = entry.split(":", 2)
         except ValueError:
             raise RestyleError(f"RESTYLE_TOKENS entries are NAME:ROLE:SECRET, got {entry.split(':')[0]}:...") from None
+        if not TOKEN_NAME.fullmatch(name) or name.lower() in RESERVED_NAMES:
+            raise RestyleError(f"token name {name[:40]!r} is not allowed: use letters, digits, '.', '_' or '-' "
+                               f"(at most 64), and not {', '.join(sorted(RESERVED_NAMES))}")
         if role not in ROLES:
             raise RestyleError(f"token role must be one of {', '.join(ROLES)}, got {role!r} for {name}")
         if len(secret) < 16:
@@ -96,3 +109,56 @@ def _secret_file(path: Path) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(secret + "\n")
     return secret
+
+
+def private_folder(path: Path) -> Path:
+    """Make ``path`` (and its parents) and keep it to this user: 0700. Tenants' videos and the job store live here."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        os.chmod(path, 0o700)
+    except PermissionError:  # a folder someone else owns: the service still runs, and says so
+        log.warning("cannot make %s private (0700): it belongs to another user", path)
+    return path
+
+
+def _private(store: ObjectStore) -> ObjectStore:
+    if store.is_local:
+        private_folder(Path(store.root))
+    return store
+
+
+# -- scratch: a process's temporary files, under the service's own folder -----------------------
+
+def scratch_dir(settings: Settings) -> Path:
+    """This process's scratch folder, home/tmp/<host>.<pid>: a killed process's leftovers are found by name."""
+    return private_folder(private_folder(settings.home / "tmp") / f"{socket.gethostname()}.{os.getpid()}")
+
+
+def clean_scratch(settings: Settings) -> list[Path]:
+    """Remove the scratch folders of processes of this host that are gone (killed, say); return them."""
+    root, host, removed = settings.home / "tmp", socket.gethostname(), []
+    if not root.is_dir():
+        return removed
+    for folder in root.iterdir():
+        name, _, pid = folder.name.rpartition(".")
+        if name != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def public_reason(reason: str, settings: Settings) -> str:
+    """A failure reason fit for a tenant: no worker's temporary paths, no service folders."""
+    reason = re.sub(r"\S*?restyle-job-[^/\s]*/", "", reason)  # a job's scratch copy: only its file name is kept
+    return reason.replace(str(settings.home), "<home>")

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
+from collections import deque
 import tempfile
 import uuid
 from pathlib import Path
@@ -40,7 +43,7 @@ class JobOut(BaseModel):
     updated_at: float
     finished_at: float | None
     reason: str | None
-    progress: dict[str, int]
+    progress: dict[str, int | float | None]  # frames/chunks done and in all, and eta_s (None until a speed is seen)
     figures: dict[str, Any]
     records: dict[str, Any] | None  # records jobs: frames with detections, counts per class
     chunks_redone: int
@@ -62,10 +65,48 @@ class JobOut(BaseModel):
             attempts=job.attempts, max_attempts=job.max_attempts,
             created_at=job.created_at, updated_at=job.updated_at, finished_at=job.finished_at, reason=job.reason,
             progress={"frames_done": job.frames_done, "frames_total": job.frames_total,
-                      "chunks_done": job.chunks_done, "chunks_total": job.chunks_total},
+                      "chunks_done": job.chunks_done, "chunks_total": job.chunks_total, "eta_s": _speeds.eta(job)},
             figures=figures, records=figures.get("records"), chunks_redone=job.chunks_redone,
             output_ready=job.state == "succeeded",
         )
+
+
+class Speedometer:
+    """Each running job's recent speed, from the progress the API has seen: ETA = frames left / recent speed.
+
+    Workers report frames done on every heartbeat; the frames seen over the last WINDOW_S
+    give the speed, so a job that slows or speeds up gets a fresh estimate.
+    """
+
+    WINDOW_S = 30.0
+
+    def __init__(self) -> None:
+        self._seen: dict[str, deque[tuple[float, int]]] = {}
+        self._lock = threading.Lock()
+
+    def eta(self, job: Job) -> float | None:
+        if job.state != "running" or not job.frames_total:
+            with self._lock:
+                self._seen.pop(job.id, None)
+            return None
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.setdefault(job.id, deque())
+            if seen and job.frames_done < seen[-1][1]:
+                seen.clear()  # a retry started over: old speeds say nothing
+            if not seen or seen[-1][1] != job.frames_done:
+                seen.append((now, job.frames_done))
+            while len(seen) > 2 and now - seen[0][0] > self.WINDOW_S:
+                seen.popleft()
+            if len(self._seen) > 10_000:  # jobs the API stopped asking about
+                self._seen.pop(next(iter(self._seen)))
+            (t0, f0), (t1, f1) = seen[0], seen[-1]
+        if f1 <= f0 or t1 <= t0:
+            return None
+        return round((job.frames_total - job.frames_done) / ((f1 - f0) / (t1 - t0)), 1)
+
+
+_speeds = Speedometer()
 
 
 def context_of(request: Request) -> Context:
@@ -85,6 +126,8 @@ def caller(request: Request) -> Principal:
 def submitter(request: Request) -> Principal:
     """The caller, if it may submit one more job now; 429 with Retry-After when it is over its rate."""
     principal = caller(request)
+    if request.scope.get("restyle.submission_counted"):  # the guard counted it already, before the body was read
+        return principal
     limiter = context_of(request).submissions
     wait = limiter.take(principal.name)
     if wait:

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from restyle.service.catalogue import Catalogue, Refused
-from restyle.service.context import Context
+from restyle.service.context import DROPPED_OWNER, Context
 from restyle.service.specs import MAX_SIDECAR_BYTES, door_params, refused_params, sidecar_params
 from restyle.stores.jobs import Job
 from restyle.stores.objects import BadKey, StoreError, check_key
@@ -34,7 +34,6 @@ log = logging.getLogger("restyle.trigger")
 INBOX = "inbox/"
 SETTLE_SECONDS = 1.0  # a file copied into a local inbox may still be growing; S3 objects appear whole
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mts", ".ts")
-INBOX_OWNER = "inbox"  # whose dropped files' jobs are: the one place that says so
 LATER = object()  # _consider's answer for a video whose sidecar may still be on its way
 
 
@@ -51,7 +50,7 @@ class Trigger:
             if time.time() - modified < context.settings.sidecar_wait_seconds:
                 return LATER
             try:
-                return door_params(context, catalogue, INBOX_OWNER, _explicit(context.settings.inbox_spec))
+                return door_params(context, catalogue, DROPPED_OWNER, _explicit(context.settings.inbox_spec))
             except Refused as exc:
                 return refused_params(f"the default job for inbox files (RESTYLE_INBOX_SPEC) is refused: {exc}")
         name = sidecar.rsplit("/", 1)[-1]
@@ -73,7 +72,7 @@ class Trigger:
                 return LATER  # still being written, perhaps: read it whole on the next scan
             if info.size > MAX_SIDECAR_BYTES:
                 raise Refused(422, f"sidecar {name} is over {MAX_SIDECAR_BYTES} bytes")
-            return sidecar_params(context, catalogue, INBOX_OWNER, name, context.data.get_bytes(sidecar), picture_beside)
+            return sidecar_params(context, catalogue, DROPPED_OWNER, name, context.data.get_bytes(sidecar), picture_beside)
         except Refused as exc:
             log.warning("%s: %s", video_key, exc)
             return refused_params(str(exc))
@@ -92,6 +91,8 @@ class Trigger:
     def scan(self) -> list[Job]:
         """List the inbox; make a job for every object version not seen before."""
         made = []
+        settings = self.context.settings
+        self.context.jobs.expire_uploads(time.time() - settings.link_seconds - settings.upload_expiry_seconds)
         settled = time.time() - SETTLE_SECONDS
         for info in self.context.data.list(INBOX):
             if self.context.data.is_local and info.modified > settled:
@@ -129,6 +130,8 @@ class Trigger:
         waiting = jobs.landed(key, etag)  # an API upload that was waiting for this object
         if waiting:
             return waiting
+        if jobs.made_by_token(key):  # a token's upload link, used again (an S3 form can be posted twice): no second job
+            return None
         if not key.lower().endswith(VIDEO_SUFFIXES):
             return None
         if jobs.find(key, etag):
@@ -136,7 +139,7 @@ class Trigger:
         params = self.params_for(key, modified)
         if params is LATER:
             return LATER
-        job, created = jobs.create(INBOX_OWNER, key, etag, params, max_attempts=self.context.settings.max_attempts)
+        job, created = jobs.create(DROPPED_OWNER, key, etag, params, max_attempts=self.context.settings.max_attempts)
         if created:
             log.info("job %s for %s", job.id, key)
         return job if created else None
@@ -159,20 +162,30 @@ def _explicit(spec) -> dict:
 def _keys_in(payload: dict[str, Any], root: str) -> list[str]:
     """Object keys named by an S3 event (Records) or a SeaweedFS filer webhook (key + message)."""
     keys = []
-    for record in payload.get("Records", []) or []:
-        key = (((record or {}).get("s3") or {}).get("object") or {}).get("key")
-        if key:
+    records = payload.get("Records")
+    for record in records if isinstance(records, list) else []:  # any other shape names nothing
+        key = _dig(record, "s3", "object", "key")
+        if isinstance(key, str) and key:
             keys.append(unquote_plus(key))
-    if "key" in payload and payload.get("event_type", "create") in ("create", "update", "rename"):
+    if isinstance(payload.get("key"), str) and payload.get("event_type", "create") in ("create", "update", "rename"):
         # SeaweedFS sends the filer path: /buckets/<bucket>/<key>, or the directory plus new_entry.name.
-        path = str(payload["key"])
-        message = payload.get("message") or payload.get("message_data") or {}
-        entry = (message or {}).get("new_entry") or {}
-        if entry.get("name") and not path.endswith("/" + entry["name"]):
-            path = path.rstrip("/") + "/" + entry["name"]
+        path = payload["key"]
+        message = payload.get("message") or payload.get("message_data")
+        name = _dig(message, "new_entry", "name")
+        if isinstance(name, str) and name and not path.endswith("/" + name):
+            path = path.rstrip("/") + "/" + name
         bucket_root = "/buckets/" + root.strip("/")
         if path.startswith(bucket_root + "/"):
             keys.append(path[len(bucket_root) + 1 :])
         elif path.startswith("/" + root.strip("/") + "/"):
             keys.append(path[len(root.strip("/")) + 2 :])
     return keys
+
+
+def _dig(value: Any, *names: str) -> Any:
+    """value[names[0]][names[1]]...; None where a level is missing or is not an object (events are hostile input)."""
+    for name in names:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(name)
+    return value

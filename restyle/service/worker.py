@@ -20,10 +20,11 @@ from sqlalchemy.exc import DBAPIError
 
 from restyle.config import Settings
 from restyle.errors import InputError, ModelError, OutputError, RestyleError
+from restyle.media.assemble import output_suffix
 from restyle.pipeline import Cancelled, Hooks, run
 from restyle.report import RunReport
 from restyle.score import ChunkResult
-from restyle.service.context import Context
+from restyle.service.context import Context, clean_scratch, public_reason, scratch_dir
 from restyle.service.specs import is_records, local_spec
 from restyle.stores.jobs import Job, JobStoreError
 from restyle.stores.retry import wait_out
@@ -68,6 +69,7 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Take and run jobs until ``stop``; survive job-store outages by waiting and trying again."""
         log.info("worker %s ready", self.id)
+        clean_scratch(self.settings)  # input copies left by workers that were killed
         while not stop.is_set():
             try:
                 self.context.jobs.worker_alive(self.id, None)
@@ -123,16 +125,15 @@ class Worker:
         beat.start()
         segments = ObjectSegments(self.context.system, f"work/{job.id}")
         try:
-            with tempfile.TemporaryDirectory(prefix=f"restyle-job-{job.id}-") as tmp:
+            with tempfile.TemporaryDirectory(prefix=f"restyle-job-{job.id}-", dir=scratch_dir(self.settings)) as tmp:
                 spec = local_spec(self.context, job.params, job.owner)  # registered names and pictures -> local files
                 records = is_records(job.params)
-                source = Path(tmp) / ("input" + Path(job.input_key).suffix.lower())
+                # No part of the user's name on the local copy: its format is read from its content alone.
+                source = Path(tmp) / "input"
                 self.context.data.get_file(job.input_key, source)
-                # Matroska and QuickTime inputs come back in their own container, which holds all their streams;
-                # a records model's output is JSON Lines.
-                suffix = source.suffix if source.suffix in (".mkv", ".mov") else ".mp4"
+                # Records go to a .jsonl; a video keeps the input's container family (.ts stays .ts, .mkv .mkv).
                 stem = Path(job.input_key).stem
-                target = Path(tmp) / (f"{stem}.jsonl" if records else f"{stem}-restyled{suffix}")
+                target = Path(tmp) / (f"{stem}.jsonl" if records else f"{stem}-restyled{output_suffix(job.input_key)}")
                 # Ray actors may be on other machines: they read the input through a presigned link.
                 remote = self.settings.engine == "ray" and not self.context.data.is_local
                 report = run(
@@ -161,11 +162,12 @@ class Worker:
                 segments.discard()
             return "cancelled"
         except PERMANENT as exc:
-            state = self._persist(jobs.fail, job.id, self.id, str(exc), retry=False)
+            reason = public_reason(str(exc), self.settings)  # a tenant reads it: no worker paths
+            state = self._persist(jobs.fail, job.id, self.id, reason, retry=False)
             journal.write("failed", reason=str(exc))
             return state
         except Exception as exc:  # noqa: BLE001 - anything else may pass: retry until attempts run out
-            reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, RestyleError) else str(exc)
+            reason = public_reason(f"{type(exc).__name__}: {exc}" if not isinstance(exc, RestyleError) else str(exc), self.settings)
             state = self._persist(jobs.fail, job.id, self.id, reason, retry=True)
             journal.write("error", reason=reason, next_state=state)
             log.warning("job %s: %s (%s)", job.id, reason, state)
@@ -207,5 +209,5 @@ class Worker:
 def _figures(report: RunReport) -> dict:
     data = report.to_dict()
     keys = ("frames", "chunks", "chunks_reused", "chunks_retried", "seconds", "busy_s", "fps", "workers", "threads",
-            "backend", "width", "height", "duration_s", "notes", "model", "records")
+            "backend", "width", "height", "duration_s", "notes", "output_check", "model", "records")
     return {key: data[key] for key in keys if data.get(key) is not None}

@@ -8,8 +8,10 @@ worker stops heartbeating is taken again when its lease runs out. The same objec
 """
 from __future__ import annotations
 
+import os
 import socket
 import time
+from pathlib import Path
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +34,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from restyle.errors import RestyleError
+from restyle.stores import counters as totals
 
 ACTIVE = ("uploading", "queued", "running")
 FINAL = ("succeeded", "failed", "dead", "cancelled")
@@ -157,9 +160,13 @@ class JobStore:
             raise JobStoreError(f"cannot use job store {url}: {exc}") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            _private_file(self.engine.url.database)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         try:
             _Base.metadata.create_all(self.engine)
+            totals.CounterBase.metadata.create_all(self.engine)
+            with self._session.begin() as session:
+                totals.start(session, ChunkRow)
         except OperationalError as exc:
             raise JobStoreError(f"cannot reach job store {url}: {exc.orig}") from None
 
@@ -197,7 +204,52 @@ class JobStore:
             if row is None:
                 return None
             row.input_etag, row.state, row.updated_at = input_etag, "queued", time.time()
+            row.lease_owner, row.lease_until = None, 0.0  # let go of the upload's claim (claim_upload)
             return Job.of(row)
+
+    def claim_upload(self, input_key: str, holder: str, until: float) -> Job | None:
+        """Take the single-use upload of ``input_key`` for one request; None if it is taken, used or cancelled.
+
+        Compare-and-set on the row: of two requests racing with the same link, exactly one
+        gets it, before either body is read. A holder that dies lets go when ``until`` passes."""
+        now = time.time()
+        with self._session.begin() as session:
+            taken = session.execute(
+                update(JobRow)
+                .where(JobRow.input_key == input_key, JobRow.state == "uploading")
+                .where(JobRow.lease_owner.is_(None) | (JobRow.lease_until < now))
+                .values(lease_owner=holder, lease_until=until, updated_at=now)
+            ).rowcount
+        if taken != 1:
+            return None
+        return self.find(input_key, None)
+
+    def release_upload(self, input_key: str, holder: str) -> None:
+        """An upload that did not land lets go of its link, so that it can be tried again."""
+        with self._session.begin() as session:
+            session.execute(
+                update(JobRow)
+                .where(JobRow.input_key == input_key, JobRow.state == "uploading", JobRow.lease_owner == holder)
+                .values(lease_owner=None, lease_until=0.0, updated_at=time.time())
+            )
+
+    def expire_uploads(self, made_before: float) -> int:
+        """Jobs whose upload link was made before ``made_before`` and never used end (failed, with a reason)."""
+        now = time.time()
+        with self._session.begin() as session:
+            return session.execute(
+                update(JobRow)
+                .where(JobRow.state == "uploading", JobRow.created_at < made_before)
+                .where(JobRow.lease_owner.is_(None) | (JobRow.lease_until < now))
+                .values(state="failed", reason="no video arrived before the upload link expired; ask for a new link",
+                        finished_at=now, updated_at=now, lease_owner=None, lease_until=0.0)
+            ).rowcount
+
+    def made_by_token(self, input_key: str) -> bool:
+        """Whether a token's upload made a job for ``input_key``: then no later version of it makes another."""
+        with self._session() as session:
+            owners = session.scalars(select(JobRow.owner).where(JobRow.input_key == input_key)).all()
+        return any(not owner.startswith("@") for owner in owners)
 
     # -- reading -------------------------------------------------------------
 
@@ -269,6 +321,7 @@ class JobStore:
     def chunk_done(self, job_id: str, worker_id: str, chunk: int, frames: int, seconds: float) -> None:
         with self._session.begin() as session:
             session.add(ChunkRow(job_id=job_id, chunk=chunk, worker_id=worker_id, frames=frames, seconds=seconds, at=time.time()))
+            totals.add_chunk(session, frames, seconds)
             session.execute(update(JobRow).where(JobRow.id == job_id).values(chunks_scored=JobRow.chunks_scored + 1))
             session.execute(
                 update(WorkerRow)
@@ -347,11 +400,28 @@ class JobStore:
             return list(session.scalars(select(ChunkRow.seconds).where(ChunkRow.at >= since)))
 
     def frames_scored(self) -> int:
+        return int(self.counters().get("frames_scored", 0))
+
+    def counters(self) -> dict[str, float]:
         with self._session() as session:
-            return int(session.scalar(select(func.coalesce(func.sum(ChunkRow.frames), 0))) or 0)
+            return totals.read(session)
+
+    def chunk_latencies(self) -> totals.ChunkLatencies:
+        """The chunk latency histogram from the running counters: a dozen rows, whatever the history."""
+        return totals.latencies(self.counters())
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _private_file(database: str | None) -> None:
+    """The SQLite file holds every tenant's jobs: made 0600 before SQLite makes it (its -wal and -shm copy the mode)."""
+    if not database or database == ":memory:":
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
 
 
 def _sqlite_pragmas(connection, _record) -> None:

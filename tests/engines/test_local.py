@@ -1,12 +1,38 @@
-"""The local pool keeps its workers and their loaded networks from one job to the next."""
+"""The local pool: results as each chunk finishes, and workers that keep their loaded networks from job to job."""
+import time
+
 import pytest
 
 from restyle import JobSpec, run
 from restyle.config import Settings
 from restyle.engines import LocalEngine
+from restyle.handlers import LoadSpec, Runtime
 from tests.conftest import decode_frames, psnr
+from tests.handlers.test_onnx_image import negative_model
 
 pytestmark = pytest.mark.slow
+
+
+def nap(seconds: float, model, batch, report) -> float:
+    time.sleep(seconds)
+    report(1)
+    return seconds
+
+
+def test_results_arrive_as_they_finish(tmp_path):
+    load = LoadSpec("onnx", str(negative_model(str(tmp_path / "negative.onnx"))))
+    engine = LocalEngine(workers=2)
+    frames: list[int] = []
+    try:
+        results = engine.map(nap, load, Runtime("cpu", threads=1), [4.0, 0.2], frames.append)
+        first = next(results)
+        arrived = time.monotonic()
+        assert first == 0.2  # the quick item, while the slow one still runs
+        assert next(results) == 4.0
+        assert time.monotonic() - arrived > 2.0
+        assert list(results) == []
+    finally:
+        engine.close()
 
 
 def test_four_styles_in_a_row_load_the_26_style_network_once_per_worker(clips, tmp_path):

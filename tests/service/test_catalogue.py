@@ -40,7 +40,7 @@ def painting(path, size=(96, 64), fmt="PNG"):
 @pytest.fixture()
 def client(tmp_path):
     settings = Settings(home=tmp_path / "home", tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}",
-                        max_upload_bytes=2_000_000, max_model_bytes=30_000_000, max_picture_bytes=100_000,
+                        max_upload_bytes=30_000_000, max_model_bytes=30_000_000, max_picture_bytes=100_000,
                         max_picture_pixels=300 * 300, sidecar_wait_seconds=0)
     with TestClient(create_app(settings)) as client:
         yield client

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from restyle.config import Settings
 from restyle.errors import InputError
 from restyle.service.api import create_app
-from restyle.service.trigger import INBOX_OWNER
+from restyle.service.context import DROPPED_OWNER
 from restyle.service.worker import Worker
 from tests.service.test_catalogue import ALICE, BOB, ROOT, auth, negative_model, painting, register, save
 
@@ -144,7 +144,7 @@ def test_inbox_drops_take_their_sidecars_spec(client, clips, tmp_path):
     assert {name: job["model"] for name, job in jobs.items()} == {
         "a.mp4": "negative", "b.mp4": "styles:12", "c.mp4": "style-image:wave.png", "d.mp4": "styles:0"}
     assert jobs["b.mp4"]["deflicker"] == 0.8 and jobs["c.mp4"]["strength"] == 0.6
-    assert {job["owner"] for job in jobs.values()} == {INBOX_OWNER}
+    assert {job["owner"] for job in jobs.values()} == {DROPPED_OWNER}
     assert all(job["state"] == "queued" for job in jobs.values())
     assert inbox_jobs(client) == jobs  # scanning again makes nothing new
 

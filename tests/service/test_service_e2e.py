@@ -94,7 +94,7 @@ def test_real_servers_s3_and_postgresql(start_service, seaweedfs, postgres, clip
     assert len(outbox) == 1 and outbox[0]["Key"].endswith("-restyled.mp4")
     assert s3.list_objects_v2(Bucket="system", Prefix=f"{name}/logs/")["KeyCount"] == 1
     # A file put straight into the inbox bucket is picked up too, once.
-    s3.upload_file(str(clips["silent"]), "data", f"{name}/inbox/straight.mp4")
+    s3.put_object(Bucket="data", Key=f"{name}/inbox/straight.mp4", Body=clips["silent"].read_bytes())
     jobs = service.wait_for_jobs(2)
     dropped = next(j for j in jobs if j["input"] == "straight.mp4")
     assert service.wait_for(dropped["id"])["state"] == "succeeded"
@@ -122,7 +122,7 @@ def test_seaweedfs_filer_webhook_makes_the_job_without_listing(start_service, cl
         time.sleep(1)  # past the trigger's first listing
         s3 = get_session().create_client("s3", endpoint_url=weed.endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
                           region_name="us-east-1")
-        s3.upload_file(str(clips["silent"]), "hooked", "d/inbox/hooked.mp4")
+        s3.put_object(Bucket="hooked", Key="d/inbox/hooked.mp4", Body=clips["silent"].read_bytes())
         (job,) = service.wait_for_jobs(1, timeout=20)
         assert job["input"] == "hooked.mp4"
         assert service.wait_for(job["id"])["state"] == "succeeded"
