@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 from restyle.service import gallery
-from restyle.service.catalogue import Catalogue, Refused, check_declared_length
+from restyle.service.catalogue import NAME, Catalogue, Refused, check_declared_length
 from restyle.service.context import Context, Principal
 from restyle.service.jobs_api import caller
 
@@ -28,6 +28,7 @@ def _form(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
 
 
 _FILE = {"type": "string", "format": "binary"}
+_NAME = {"type": "string", "pattern": NAME.pattern, "description": "1-64 letters, digits, '.', '_', '-'"}
 JOB_FORM = _form({
     "file": _FILE | {"description": "the video"},
     "model": {"type": "string", "description": "styles (default), style-image, or a registered model's name (GET /api/models)"},
@@ -38,10 +39,10 @@ JOB_FORM = _form({
     "params": {"type": "string", "description": "the model's other parameters, a JSON object"},
     "output": {"type": "string", "description": 'a JSON object: {"container": "mkv", "crf": 20}'},
 }, ["file"])
-MODEL_FORM = _form({"name": {"type": "string"}, "file": _FILE | {"description": "the ONNX file"},
+MODEL_FORM = _form({"name": _NAME | {"description": "not a handler's name (styles, style-image, onnx, yolo)"}, "file": _FILE | {"description": "the ONNX file"},
                     "kind": {"type": "string", "description": "auto (default: yolo for Ultralytics exports, else onnx), onnx, yolo, or a plugin handler"}},
                    ["name", "file"])
-PICTURE_FORM = _form({"name": {"type": "string"}, "file": _FILE | {"description": "the picture (any format PIL reads)"}}, ["name", "file"])
+PICTURE_FORM = _form({"name": _NAME, "file": _FILE | {"description": "the picture (any format PIL reads)"}}, ["name", "file"])
 
 
 class ModelOut(BaseModel):
@@ -114,7 +115,9 @@ def mount(app: FastAPI, context: Context) -> None:
     def delete_picture(name: str, who: Principal = Depends(caller)) -> PictureOut:
         return PictureOut(**_picture(catalogue().delete_picture(who.name, name)))
 
-    @app.get("/api/styles/{style}/thumbnail", summary="A built-in style's thumbnail (JPEG), for the gallery")
+    @app.get("/api/styles/{style}/thumbnail", summary="A built-in style's thumbnail (JPEG), for the gallery",
+             response_class=Response, responses={200: {"description": "the thumbnail", "content": {
+                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}})
     def style_thumbnail(style: int, who: Principal = Depends(caller)) -> Response:
         if not 0 <= style < gallery.NUM_STYLES:
             raise HTTPException(404, f"the styles are 0 to {gallery.NUM_STYLES - 1}")
