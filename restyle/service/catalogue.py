@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 BUILT_IN_HANDLERS = ("styles", "style-image", "onnx", "yolo")
 NO_FILE_KINDS = ("styles", "style-image")  # handlers with weights of their own: nothing to register
 BLOCK = 1024 * 1024
+_making = threading.Lock()
 
 
 class Refused(RestyleError):
@@ -94,10 +96,11 @@ class Catalogue:
 
     @classmethod
     def of(cls, context: Context) -> Catalogue:
-        """The context's catalogue, made on first use (its tables too)."""
-        found = context.__dict__.get("catalogue")
-        if found is None:
-            found = context.__dict__["catalogue"] = cls(context)
+        """The context's catalogue, made on first use (its tables too), once even when requests race for it."""
+        with _making:
+            found = context.__dict__.get("catalogue")
+            if found is None:
+                found = context.__dict__["catalogue"] = cls(context)
         return found
 
     # -- models --------------------------------------------------------------

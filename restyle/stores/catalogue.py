@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import BigInteger, Engine, Float, Integer, String, Text, delete, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 
@@ -78,7 +78,10 @@ class CatalogueStore:
     """Rows for registered models and saved pictures, on the job store's engine."""
 
     def __init__(self, engine: Engine):
-        _Base.metadata.create_all(engine)
+        try:
+            _Base.metadata.create_all(engine)
+        except (OperationalError, ProgrammingError):  # another process made the tables between look and make
+            _Base.metadata.create_all(engine)
         self._session = sessionmaker(engine, expire_on_commit=False)
 
     # -- models --------------------------------------------------------------

@@ -171,3 +171,17 @@ def test_reasons_never_show_the_servers_paths(client, tmp_path):
     assert "junk.onnx" in model
     for reason in (text, model):
         assert "/tmp" not in reason and "restyle-catalogue" not in reason, reason
+
+
+def test_requests_racing_for_the_catalogue_on_a_fresh_service_all_get_it(tmp_path):
+    """The first submissions of a new service arrive together: the catalogue (and its tables) is made once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from restyle.service.catalogue import Catalogue
+    from restyle.service.context import Context
+
+    context = Context(Settings(home=tmp_path / "fresh"))
+    context.jobs  # noqa: B018 - the job store exists; the catalogue's tables do not yet
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda _: Catalogue.of(context).models(), range(16)))
+    assert made == [[]] * 16
