@@ -80,7 +80,7 @@ class CatalogueStore:
     def __init__(self, engine: Engine):
         try:
             _Base.metadata.create_all(engine)
-        except (OperationalError, ProgrammingError):  # another process made the tables between look and make
+        except (OperationalError, ProgrammingError, IntegrityError):  # another process made them between look and make
             _Base.metadata.create_all(engine)
         self._session = sessionmaker(engine, expire_on_commit=False)
 
