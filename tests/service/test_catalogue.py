@@ -185,3 +185,23 @@ def test_requests_racing_for_the_catalogue_on_a_fresh_service_all_get_it(tmp_pat
     with ThreadPoolExecutor(8) as pool:
         made = list(pool.map(lambda _: Catalogue.of(context).models(), range(16)))
     assert made == [[]] * 16
+
+
+def test_the_catalogue_on_postgresql(postgres, tmp_path):
+    """The same tables on the at-scale job store: models and pictures registered, listed, kept apart by owner."""
+    import uuid
+
+    import psycopg
+
+    name = f"cat{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"host=127.0.0.1 port={postgres.port} user=postgres dbname=postgres", autocommit=True) as db:
+        db.execute(f"CREATE DATABASE {name}")
+    settings = Settings(home=tmp_path / "home", tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}",
+                        database_url=postgres.url.rsplit("/", 1)[0] + f"/{name}")
+    with TestClient(create_app(settings)) as client:
+        assert register(client, "negative", negative_model(tmp_path / "neg.onnx")).status_code == 201
+        assert register(client, "negative", tmp_path / "neg.onnx").status_code == 409
+        assert save(client, "painting", painting(tmp_path / "p.png").read_bytes()).status_code == 201
+        assert [m["name"] for m in client.get("/api/models", headers=auth(BOB)).json()] == ["negative"]
+        assert client.get("/api/pictures", headers=auth(BOB)).json() == []
+        assert client.delete("/api/models/negative", headers=auth(ROOT)).json()["name"] == "negative"
