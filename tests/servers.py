@@ -199,5 +199,7 @@ class RayCluster:
                        check=True, capture_output=True, text=True, timeout=120)
 
     def stop(self) -> None:
-        subprocess.run([shutil.which("ray"), "stop", "--force"], capture_output=True, timeout=120)
+        from tests.ray_clusters import stop_ray_processes
+
+        stop_ray_processes(self.root)  # never `ray stop --force`: other people's clusters may run here
         shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,222 @@
+"""Ray at cluster scale, on clusters this module starts on 127.0.0.1 and stops by their processes' ids.
+
+* deploy/ray-cluster.yaml's node types on Ray's fake_multinode provider (the real
+  autoscaler, real raylets per node; head with 0 CPUs, worker types from 0 nodes, nodes idle
+  for 6 s go): queued jobs bring nodes up through the queue scaler, the cluster goes back to
+  zero; a node lost mid-job costs only its chunks.
+* A fixed 2-CPU cluster: three models in a row and at once all finish (issue 11, point 5).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from restyle.handlers.base import LoadSpec, load_model
+from restyle.jobspec import JobSpec
+from restyle.runtime import Runtime
+from tests.engines.ray_tasks import FrameTask, restyle_frames
+from tests.ray_clusters import LocalRayCluster, raylet_pid, wait_until, worker_nodes
+
+pytestmark = pytest.mark.slow
+RUNTIME = Runtime(device="cpu", threads=1)
+
+
+def _cluster(**kwargs):
+    try:
+        import ray
+    except ImportError:
+        from tests.servers import missing
+
+        missing('Ray is not installed (pip install -e ".[ray]")')
+    ray.shutdown()  # one cluster per driver: leave any other this process joined
+    cluster = LocalRayCluster(Path(tempfile.mkdtemp(prefix="restyle-ras-")), **kwargs)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def autoscaling_cluster():
+    yield from _cluster(autoscaling=True, idle_minutes=0.1)
+
+
+@pytest.fixture(scope="module")
+def two_cpu_cluster():
+    yield from _cluster(autoscaling=False, head_cpus=2)
+
+
+def finish_within(seconds: float, work):
+    """``work()``'s result, or a failure if it is not back in ``seconds`` (a wait forever is the bug)."""
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["result"] = work()
+        except BaseException as exc:  # noqa: BLE001 - raised in the test's thread below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"not finished in {seconds:.0f} s"
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def uninterrupted(load: LoadSpec, tasks: list[FrameTask]) -> list[bytes]:
+    model = load_model(load, RUNTIME)
+    return [restyle_frames(task, model, RUNTIME.frames_per_call).pixels for task in tasks]
+
+
+# -- on the autoscaling cluster ----------------------------------------------------------
+
+
+def test_queued_jobs_start_nodes_and_an_idle_cluster_goes_back_to_zero(autoscaling_cluster, tmp_path):
+    from restyle.config import Settings
+    from restyle.engines.ray import RayEngine
+    from restyle.service.scaler import QueueScaler
+    from restyle.stores.jobs import JobStore
+
+    engine = RayEngine(autoscaling_cluster.address, actors=1, idle_seconds=2, node_ip="127.0.0.1")
+    assert worker_nodes() == []  # the head alone, 0 CPUs
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    styles = ["3", "7", "11"]
+    for i, style in enumerate(styles):
+        store.create("tenant", f"inbox/clip{i}.mp4", f"etag{i}", {"spec": JobSpec(style=style).model_dump()})
+    settings = Settings(engine="ray", ray_actors_per_job=1, ray_scale_seconds=0.5, home=tmp_path)
+    scaler = QueueScaler(store, settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=scaler.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        # Nodes for the queue, before any actor asks: the scaler's request alone starts them.
+        wait_until(lambda: len(worker_nodes()) >= 2, 90, what="nodes starting for 3 queued jobs")
+        assert scaler.requested == [{"CPU": 1.0}] * 3
+
+        def one_job(worker: str) -> int:
+            job = store.claim(worker, lease_s=120)
+            spec = JobSpec(**job.params["spec"])
+            tasks = [FrameTask(i, spec) for i in range(3)]
+            results = list(engine.map(restyle_frames, LoadSpec("styles"), RUNTIME, tasks))
+            store.succeed(job.id, worker, f"outbox/{job.id}.mp4", {})
+            return len(results)
+
+        workers = [threading.Thread(target=one_job, args=(f"w{i}",)) for i in range(3)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(180)
+        assert store.counts() == {"succeeded": 3}
+        assert store.depth() == 0
+        assert engine.models == [(LoadSpec("styles"), RUNTIME)]  # one loaded model served the 3 styles
+        wait_until(lambda: scaler.requested == [], 10, what="the request withdrawn")
+        # Actors idle 2 s stop, then nodes idle 6 s go: back to the head alone.
+        wait_until(lambda: worker_nodes() == [], 90, what="the cluster back to zero worker nodes")
+        assert engine.models == []
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_a_node_lost_mid_job_costs_only_its_chunks(autoscaling_cluster):
+    from restyle.engines.ray import RayEngine
+
+    engine = RayEngine(autoscaling_cluster.address, actors=2, idle_seconds=2, node_ip="127.0.0.1")
+    load, spec = LoadSpec("styles"), JobSpec(style="9")
+    tasks = [FrameTask(i, spec, frames=6, width=192, height=108) for i in range(14)]
+    done: list = []
+    lost: dict = {}
+
+    def lose_a_node() -> None:
+        deadline = time.monotonic() + 240
+        while not lost and time.monotonic() < deadline:
+            # Two chunks stored, and both actors up on nodes of their own: the victim dies mid-chunk.
+            if len(done) >= 2 and len(set(engine.nodes.values())) >= 2:
+                victim = next(n for n in worker_nodes() if n["NodeID"] == list(engine.nodes.values())[0])
+                lost["node"], lost["done"] = victim["NodeID"], len(done)
+                os.kill(raylet_pid(victim), signal.SIGKILL)  # pre-emption: the node is gone, no goodbye
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=lose_a_node)
+    killer.start()
+    finish_within(300, lambda: [done.append(r) for r in engine.map(restyle_frames, load, RUNTIME, tasks)])
+    killer.join()
+    assert lost, "no node was lost mid-job"
+    assert sorted(r.index for r in done) == list(range(len(tasks)))  # the job is complete
+    # Only the lost node's chunk in flight was redone (one actor a node: one chunk).
+    assert dict(engine.redone_on) == {lost["node"]: 1}
+    assert engine.redone == 1
+    # And the output is the uninterrupted run's, bit for bit.
+    by_index = {r.index: r.pixels for r in done}
+    assert [by_index[i] for i in range(len(tasks))] == uninterrupted(load, tasks)
+
+
+# -- on a fixed 2-CPU cluster ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def three_models(tmp_path_factory):
+    """styles, style-image (a made-up painting) and an ONNX model built here: three LoadSpecs."""
+    import onnx
+    from onnx import TensorProto, helper
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("models")
+    y, x = np.mgrid[0:128, 0:128]
+    painting = np.stack([(x * 2) % 256, (y * 5) % 256, ((x + y) * 3) % 256], axis=-1).astype(np.uint8)
+    Image.fromarray(painting).save(root / "painting.png")
+    # Invert the picture: NCHW floats on 0..1 in, 1 - x out, any batch and size.
+    graph = helper.make_graph(
+        [helper.make_node("Sub", ["one", "image"], ["inverted"])], "invert",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("inverted", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), root / "invert.onnx")
+    return [
+        (LoadSpec("styles"), JobSpec(style="5")),
+        (LoadSpec("style-image"), JobSpec(model="style-image", style_image=str(root / "painting.png"))),
+        (LoadSpec("onnx", str(root / "invert.onnx")), JobSpec(model="onnx", model_file=str(root / "invert.onnx"))),
+    ]
+
+
+def test_three_models_in_a_row_and_at_once_on_two_cpus_all_finish(two_cpu_cluster, three_models):
+    """Each model's actors take the CPUs of the idle actors of the others instead of waiting for them."""
+    from restyle.engines.ray import RayEngine
+
+    engine = RayEngine(two_cpu_cluster.address, actors=2, max_models=2, idle_seconds=600, node_ip="127.0.0.1")
+    assert engine.workers == 2
+
+    def job(load: LoadSpec, spec: JobSpec) -> list[bytes]:
+        tasks = [FrameTask(i, spec) for i in range(4)]
+        results = sorted(engine.map(restyle_frames, load, RUNTIME, tasks), key=lambda r: r.index)
+        return [r.pixels for r in results]
+
+    for load, spec in three_models:  # in a row: each new model finds the CPUs held by the one before
+        assert finish_within(180, lambda: job(load, spec)) == uninterrupted(load, [FrameTask(i, spec) for i in range(4)])
+    assert len(engine.models) <= 2 and engine.evicted >= 2
+    assert engine.models[-1][0] == three_models[-1][0]  # the last used is kept
+
+    outputs: dict = {}
+
+    def at_once() -> None:
+        threads = [threading.Thread(target=lambda n=n, m=m: outputs.__setitem__(n, job(*m)))
+                   for n, m in enumerate(three_models)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    finish_within(240, at_once)
+    assert sorted(outputs) == [0, 1, 2] and all(len(pixels) == 4 for pixels in outputs.values())
+    assert len(engine.models) <= 2  # bounded again once the jobs are done
