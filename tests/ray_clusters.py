@@ -78,6 +78,10 @@ class LocalRayCluster:
 
     def start(self) -> None:
         self.port = free_port()
+        # Ray turns token auth on by itself when ~/.ray/auth_token exists, which anyone on the machine
+        # may make or remake: this cluster and this process's drivers are private to it, without tokens.
+        self._auth_mode = os.environ.get("RAY_AUTH_MODE")
+        os.environ["RAY_AUTH_MODE"] = "disabled"
         env = dict(os.environ, RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
         command = [shutil.which("ray") or str(Path(sys.executable).with_name("ray")), "start", "--head", "--node-ip-address", "127.0.0.1",
                    "--port", str(self.port), "--num-cpus", str(self.head_cpus), "--temp-dir", str(self.root),
@@ -95,6 +99,10 @@ class LocalRayCluster:
     def stop(self) -> None:
         stop_ray_processes(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
+        if getattr(self, "_auth_mode", None) is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = self._auth_mode
 
 
 def worker_nodes() -> list[dict]:
