@@ -95,6 +95,7 @@ class RayEngine:
         running: dict[Any, tuple[Any, int]] = {}  # task ref -> (actor, item index)
         starting = {actor.where.remote(): actor for actor in pool}  # an actor takes work once it is up
         idle: list = []
+        broken: list = []  # actors that cannot start (their model does not load): not kept
         failed_starts = 0
         try:
             while todo or running:
@@ -118,6 +119,7 @@ class RayEngine:
                     except ray.exceptions.RayError as exc:
                         failed_starts += 1
                         if failed_starts > 2 * len(pool) or not _lost(exc):  # e.g. the model cannot load
+                            broken += [actor, *starting.values()]  # the others load the same model: drop them too
                             raise RestyleError(f"Ray actors cannot start: {_reason(exc)}") from None
                         starting[actor.where.remote()] = actor  # Ray restarts it (max_restarts)
                     continue
@@ -147,7 +149,13 @@ class RayEngine:
                     on_frames(getattr(result, "frames", 1))
                 yield result
         finally:
-            self._check_in(key, pool)
+            self._check_in(key, pool, broken)
+
+    def close(self) -> None:
+        """Stop every idle actor now (actors out on a map finish it first)."""
+        with self._lock:
+            for key in list(self._idle):
+                self._evict(key, len(self._idle[key]))
 
     # -- the pool of actors, by model ------------------------------------------
 
@@ -165,13 +173,18 @@ class RayEngine:
             self._busy[key] += len(taken)
             return taken
 
-    def _check_in(self, key: Key, actors: list) -> None:
+    def _check_in(self, key: Key, actors: list, broken: list) -> None:
         with self._lock:
             self._busy[key] -= len(actors)
-            self._idle.setdefault(key, []).extend(actors)
+            kept = [actor for actor in actors if actor not in broken]
+            for actor in broken:
+                self._kill(actor)
+            self._idle.setdefault(key, []).extend(kept)
             now = time.monotonic()
-            for actor in actors:
+            for actor in kept:
                 self._idle_since[actor] = now
+            if not self._idle[key] and not self._busy[key]:
+                self._idle.pop(key)
             self._bound(keep=key)
 
     def _bound(self, keep: Key, adding: int = 0) -> None:
@@ -201,13 +214,13 @@ class RayEngine:
         actors = self._idle.get(key, [])
         for actor in actors[:count]:
             self._kill(actor)
+            self.evicted += 1
         del actors[:count]
         if not actors and not self._busy[key]:
             self._idle.pop(key, None)
             self._busy.pop(key, None)
 
     def _kill(self, actor) -> None:
-        self.evicted += 1
         for table in (self.pids, self.nodes, self._idle_since):
             table.pop(actor, None)
         try:
@@ -226,6 +239,7 @@ class RayEngine:
                     for actor in stale:
                         actors.remove(actor)
                         self._kill(actor)
+                        self.evicted += 1
                     if not actors and not self._busy[key]:
                         self._idle.pop(key, None)
                         self._busy.pop(key, None)

@@ -220,3 +220,17 @@ def test_three_models_in_a_row_and_at_once_on_two_cpus_all_finish(two_cpu_cluste
     finish_within(240, at_once)
     assert sorted(outputs) == [0, 1, 2] and all(len(pixels) == 4 for pixels in outputs.values())
     assert len(engine.models) <= 2  # bounded again once the jobs are done
+    engine.close()
+    assert engine.models == []
+
+
+def test_a_model_that_does_not_load_fails_the_job_with_its_reason(two_cpu_cluster, tmp_path):
+    from restyle.engines.ray import RayEngine
+    from restyle.errors import RestyleError
+
+    engine = RayEngine(two_cpu_cluster.address, actors=2, node_ip="127.0.0.1")
+    missing = str(tmp_path / "missing.onnx")
+    tasks = [FrameTask(i, JobSpec(model="onnx", model_file=missing)) for i in range(2)]
+    with pytest.raises(RestyleError, match="cannot start.*missing.onnx"):
+        finish_within(120, lambda: list(engine.map(restyle_frames, LoadSpec("onnx", missing), RUNTIME, tasks)))
+    assert engine.models == []  # nothing broken is kept
