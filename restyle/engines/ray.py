@@ -35,8 +35,9 @@ log = logging.getLogger("restyle")
 
 Key = tuple[LoadSpec, Runtime]
 POLL_S = 1.0  # how often a map whose actors wait for room looks for idle actors to take it from
-LOST = ("RayActorError", "ActorDiedError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError",
-        "ObjectLostError", "OwnerDiedError")
+# Lost with a worker or a node: the actor, or a finished chunk's result that lived on the node (ObjectLostError
+# and its kinds: owner died, cannot be reconstructed...).
+LOST = ("RayActorError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError")
 
 
 class RayEngine:
@@ -117,7 +118,8 @@ class RayEngine:
                         self.pids[actor], self.nodes[actor] = ray.get(ref)
                         idle.append(actor)
                     except ray.exceptions.RayError as exc:
-                        failed_starts += 1
+                        # Unavailable: Ray is restarting it (its node was lost); it comes back, so ask again.
+                        failed_starts += type(exc).__name__ != "ActorUnavailableError"
                         if failed_starts > 2 * len(pool) or not _lost(exc):  # e.g. the model cannot load
                             broken += [actor, *starting.values()]  # the others load the same model: drop them too
                             raise RestyleError(f"Ray actors cannot start: {_reason(exc)}") from None
@@ -254,7 +256,10 @@ class RayEngine:
 
 def _lost(exc: BaseException) -> bool:
     """Did the work die with its worker or node (give it out again), rather than fail on its own?"""
-    return any(type(e).__name__ in LOST for e in (exc, getattr(exc, "cause", None)) if e is not None) and \
+    import ray.exceptions as errors
+
+    kinds = tuple(getattr(errors, name) for name in LOST if hasattr(errors, name))
+    return any(isinstance(e, kinds) for e in (exc, getattr(exc, "cause", None)) if e is not None) and \
         not any(word in str(exc) for word in ("__init__", "creation task"))
 
 

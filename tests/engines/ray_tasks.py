@@ -6,6 +6,7 @@ item's index alone, so an uninterrupted run can be computed anywhere and compare
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ class FrameTask:
 class FrameResult:
     index: int
     frames: int
-    pixels: bytes  # the restyled frames, (frames, height, width, 3) uint8
+    pixels: str  # sha256 of the restyled frames, (frames, height, width, 3) uint8: results stay small, like a chunk's
     pid: int
     node: str
     seconds: float
@@ -61,4 +62,5 @@ def restyle_frames(task: FrameTask, model, batch_size: int, on_frames: Callable[
             node = ray.get_runtime_context().get_node_id()
     except ImportError:
         pass
-    return FrameResult(task.index, len(out), out.tobytes(), os.getpid(), node, time.perf_counter() - started)
+    digest = hashlib.sha256(out.tobytes()).hexdigest()
+    return FrameResult(task.index, len(out), digest, os.getpid(), node, time.perf_counter() - started)
