@@ -190,6 +190,9 @@ class RayCluster:
 
     def start(self) -> None:
         self.port = free_port()
+        # Ray turns token auth on when ~/.ray/auth_token exists, which anyone on the machine may make or
+        # remake: this cluster, this process's drivers and the services they start run without tokens.
+        os.environ["RAY_AUTH_MODE"] = "disabled"
         ray = shutil.which("ray")
         common = ["--num-cpus", "1", "--disable-usage-stats"]
         subprocess.run([ray, "start", "--head", "--node-ip-address", "127.0.0.2", "--port", str(self.port),
@@ -203,3 +206,4 @@ class RayCluster:
 
         stop_ray_processes(self.root)  # never `ray stop --force`: other people's clusters may run here
         shutil.rmtree(self.root, ignore_errors=True)
+        os.environ.pop("RAY_AUTH_MODE", None)
