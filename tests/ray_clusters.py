@@ -70,7 +70,7 @@ class LocalRayCluster:
     head_cpus: int = 0
     idle_minutes: float = 0.1  # 6 s: short, for tests; the shipped config says 5 minutes
     max_per_type: int = 2
-    # Ray's health checks of nodes, in ms: the defaults notice a lost node after ~15 s; tests want ~2 s.
+    # Ray's health checks of nodes (ms): the defaults notice a lost node after ~15 s; tests want ~2 s.
     health_check_period_ms: int = 500
     health_check_failure_threshold: int = 3
     port: int = 0
@@ -87,7 +87,8 @@ class LocalRayCluster:
         self._auth_mode = os.environ.get("RAY_AUTH_MODE")
         os.environ["RAY_AUTH_MODE"] = "disabled"
         env = dict(os.environ, RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
-        command = [shutil.which("ray") or str(Path(sys.executable).with_name("ray")), "start", "--head", "--node-ip-address", "127.0.0.1",
+        ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+        command = [ray, "start", "--head", "--node-ip-address", "127.0.0.1",
                    "--port", str(self.port), "--num-cpus", str(self.head_cpus), "--temp-dir", str(self.root),
                    "--include-dashboard", "false", "--dashboard-port", str(free_port()),
                    "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),

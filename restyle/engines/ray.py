@@ -45,7 +45,7 @@ class RayEngine:
 
     def __init__(self, address: str | None = None, actors: int = 0, cpus_per_actor: float = 1.0,
                  gpus_per_actor: float = 0.0, max_retries: int = 3, node_ip: str | None = None,
-                 max_models: int = 2, idle_seconds: float = 60.0):
+                 max_models: int = 2, idle_seconds: float = 60.0, min_actors: int = 1):
         try:
             import ray
         except ImportError:
@@ -60,6 +60,7 @@ class RayEngine:
                 raise RestyleError(f"cannot reach the Ray cluster at {address or 'auto'}: {exc}") from None
         self.cpus, self.gpus, self.max_retries = cpus_per_actor, gpus_per_actor, max_retries
         self.actors, self.max_models, self.idle_seconds = actors, max(1, max_models), idle_seconds
+        self.min_actors = max(1, min_actors)
         self._lock = threading.RLock()
         self._idle: OrderedDict[Key, list] = OrderedDict()  # idle actors by model, least recently used first
         self._busy: Counter[Key] = Counter()  # actors out on a map, by model
@@ -73,12 +74,15 @@ class RayEngine:
 
     @property
     def workers(self) -> int:
-        """Actors a job gets: ``actors``, or as many as the cluster's CPUs (GPUs) hold now, at least one."""
+        """Actors a job gets: ``actors``, or as many as the cluster's CPUs (GPUs) hold now, at least ``min_actors``.
+
+        At least ``min_actors``: a cluster at zero nodes holds none, and the autoscaler starts nodes for them.
+        """
         if self.actors:
             return self.actors
         resources = self._ray.cluster_resources()
         fits = [resources.get("CPU", 0) // self.cpus] + ([resources.get("GPU", 0) // self.gpus] if self.gpus else [])
-        return max(1, int(min(fits)))
+        return max(self.min_actors, int(min(fits)))
 
     @property
     def models(self) -> list[Key]:

@@ -88,6 +88,7 @@ def test_queued_jobs_start_nodes_and_an_idle_cluster_goes_back_to_zero(autoscali
 
     engine = RayEngine(autoscaling_cluster.address, actors=1, idle_seconds=2, node_ip="127.0.0.1")
     assert worker_nodes() == []  # the head alone, 0 CPUs
+    assert RayEngine(autoscaling_cluster.address, min_actors=3).workers == 3  # none fit yet: the fewest a job gets
     store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
     styles = ["3", "7", "11"]
     for i, style in enumerate(styles):
