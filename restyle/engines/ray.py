@@ -142,13 +142,13 @@ class RayEngine:
                     if attempts[index] > self.max_retries:
                         raise RestyleError(f"chunk {index} was lost {attempts[index]} times with its worker: "
                                            f"{_reason(exc)}") from None
-                    node = self.nodes.pop(actor, "?")
+                    node = self.nodes.get(actor, "?")
                     log.warning("a Ray actor on node %s died with chunk %s; giving it out again", node[:12], index)
                     self.redone += 1
                     self.redone_on[node] += 1
                     todo.appendleft((index, items[index]))
-                    self.pids.pop(actor, None)
-                    starting[actor.where.remote()] = actor  # back when Ray has restarted it, here or on a new node
+                    if actor not in starting.values():  # back when Ray has restarted it, here or on a new node
+                        starting[actor.where.remote()] = actor
                     continue
                 idle.append(actor)
                 if on_frames:
