@@ -240,6 +240,22 @@ def test_three_models_in_a_row_and_at_once_on_two_cpus_all_finish(two_cpu_cluste
     assert engine.models == []
 
 
+def test_idle_actors_of_another_process_give_their_cpus_back(two_cpu_cluster, three_models):
+    """Two engines (as two worker processes have) cannot see each other's actors: idle ones stop in time."""
+    from restyle.engines.ray import RayEngine
+
+    (styles, style_spec), (onnx_load, onnx_spec) = three_models[0], three_models[2]
+    first = RayEngine(two_cpu_cluster.address, actors=2, idle_seconds=3, node_ip="127.0.0.1")
+    second = RayEngine(two_cpu_cluster.address, actors=2, idle_seconds=600, node_ip="127.0.0.1")
+    first_tasks, second_tasks = [FrameTask(i, style_spec) for i in range(2)], [FrameTask(i, onnx_spec) for i in range(2)]
+    finish_within(120, lambda: list(first.map(restyle_frames, styles, RUNTIME, first_tasks)))
+    assert len(first.models) == 1  # its 2 actors hold both CPUs, idle
+    started = time.monotonic()
+    finish_within(120, lambda: list(second.map(restyle_frames, onnx_load, RUNTIME, second_tasks)))
+    assert first.models == [] and time.monotonic() - started >= 2  # it waited for them to stop, not forever
+    second.close()
+
+
 def test_a_model_that_does_not_load_fails_the_job_with_its_reason(two_cpu_cluster, tmp_path):
     from restyle.engines.ray import RayEngine
     from restyle.errors import RestyleError
