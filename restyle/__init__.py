@@ -3,13 +3,28 @@
 The flagship job restyles every frame of a video with a neural network and gives
 the video back with its sound, frame rate and length intact::
 
-    from restyle import run, ModelSpec
-    report = run("clip.mp4", "styled.mp4", ModelSpec.styles("7"))
+    from restyle import run, JobSpec
+    report = run("clip.mp4", "styled.mp4", JobSpec(style="7"))
+    report = run("clip.mp4", "faces.jsonl", JobSpec(model="yolo", model_file="det.onnx"))
+
+``import restyle`` is cheap: the pipeline (PyAV, onnxruntime) loads on first use.
 """
+from typing import Any
+
 from restyle.errors import RestyleError
-from restyle.handlers.base import ModelSpec
-from restyle.pipeline import run
-from restyle.report import RunReport
+from restyle.jobspec import JobSpec, OutputOptions
 
 __version__ = "0.1.0"
-__all__ = ["ModelSpec", "RestyleError", "RunReport", "run", "__version__"]
+__all__ = ["JobSpec", "OutputOptions", "RestyleError", "RunReport", "run", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "run":
+        from restyle.pipeline import run
+
+        return run
+    if name == "RunReport":
+        from restyle.report import RunReport
+
+        return RunReport
+    raise AttributeError(f"module 'restyle' has no attribute {name!r}")

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from restyle.config import load_settings
 from restyle.deflicker import DEFAULT_STRENGTH
 from restyle.errors import InputError, ModelError, RestyleError
-from restyle.handlers.base import ModelSpec
+from restyle.jobspec import JobSpec
 
 EXIT_ERROR = 2
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
-        print(f"restyle: error: bad setting: {problems}", file=sys.stderr)
+        print(f"restyle: error: bad value: {problems}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("restyle: interrupted; finished chunks are kept in --work-dir, if one was given", file=sys.stderr)
@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="restyle a video or a folder of images, here and now")
     run.add_argument("input", help="a video file, or a folder of images")
-    run.add_argument("-o", "--output", required=True, help="output video (.mp4 .mov .mkv), or folder for images")
+    run.add_argument("-o", "--output", required=True, help="output video (.mp4 .mov .mkv .webm .ts .m2ts: the container), "
+                     ".jsonl for records models, or a folder for images")
     _model_options(run)
     run.add_argument("--deflicker", type=float, nargs="?", const=DEFAULT_STRENGTH, metavar="STRENGTH",
                      help=f"smooth flicker between frames along the input's motion, 0..1 (alone: {DEFAULT_STRENGTH})")
@@ -113,13 +114,15 @@ def _parser() -> argparse.ArgumentParser:
     _service_options(job)
     job.set_defaults(command=_job)
 
-    sample = sub.add_parser("sample", help="make a sample clip (FFmpeg test pattern and a tone) to try restyle on")
+    sample = sub.add_parser("sample", help="make a sample clip (a camera moving over a real photo, with a tone) to try restyle on")
     sample.add_argument("output", nargs="?", default="sample.mp4")
     sample.add_argument("--size", default="640x360", help="WIDTHxHEIGHT (default 640x360)")
     sample.add_argument("--rate", default="25", help="frame rate, e.g. 25 or 30000/1001 (default 25)")
     sample.add_argument("--seconds", type=float, default=4.0)
     sample.add_argument("--no-audio", action="store_true")
-    sample.add_argument("--photo", metavar="PICTURE", help="instead of the test pattern, a camera moving over this picture")
+    sample.add_argument("--photo", metavar="PICTURE",
+                        help="the picture the camera moves over (default: a photo an installed package ships, if any)")
+    sample.add_argument("--pattern", action="store_true", help="FFmpeg's test pattern instead of a photo")
     sample.add_argument("--motion", choices=["pan", "zoom"], default="pan", help="with --photo: how the camera moves (default pan)")
     sample.set_defaults(command=_sample)
     return parser
@@ -130,24 +133,42 @@ def _model_options(parser: argparse.ArgumentParser, default_style: str | None = 
     which.add_argument("--style", default=None, help="one of the 26 styles (0-25) or a blend like 3:0.5,12:0.5"
                        + (f" (default {default_style})" if default_style else ""))
     which.add_argument("--style-image", metavar="PICTURE", help="any picture to use as the style")
-    which.add_argument("--model", metavar="onnx:PATH", help="any image->image ONNX model (NCHW float input and output)")
-    parser.add_argument("--value-range", type=float, default=1.0, help="for --model: pixel values run 0..1 (default) or 0..255")
+    which.add_argument("--model", metavar="KIND:FILE", help="onnx:FILE (any image->image ONNX model, any output size), "
+                       "yolo:FILE (an Ultralytics detector: -o FILE.jsonl), or a plugin handler's NAME[:FILE]")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a per-call parameter of the model, e.g. confidence=0.5 (repeatable)")
+    parser.add_argument("--value-range", type=float, default=None, help="for onnx models: pixel values run 0..1 (default) or 0..255")
     parser.add_argument("--strength", type=float, default=1.0, help="0..1; less mixes the original back in (default 1)")
 
 
-def model_spec(args: argparse.Namespace) -> ModelSpec:
-    """The ModelSpec the run options name."""
-    strength = args.strength
-    if not 0.0 <= strength <= 1.0:
-        raise ModelError(f"--strength must be between 0 and 1, got {strength}")
+def job_spec(args: argparse.Namespace, deflicker: float | None = None) -> JobSpec:
+    """The JobSpec the command's options name (the CLI's door to the one record every door builds)."""
+    params = dict(_param(text) for text in args.param)
+    if args.value_range is not None:
+        params["value_range"] = args.value_range
+    fields: dict = {"strength": args.strength, "deflicker": deflicker or 0.0, "params": params}
     if args.style_image:
-        return ModelSpec.with_style_image(args.style_image, strength=strength)
-    if args.model:
+        fields |= {"model": "style-image", "style_image": str(Path(args.style_image).resolve())}
+    elif args.model:
         kind, _, path = args.model.partition(":")
-        if kind != "onnx" or not path:
-            raise ModelError(f"--model takes onnx:PATH, got {args.model!r}")
-        return ModelSpec.onnx(path, value_range=args.value_range, strength=strength)
-    return ModelSpec.styles(args.style or "0", strength=strength)
+        fields |= {"model": kind} | ({"model_file": str(Path(path).resolve())} if path else {})
+    else:
+        fields |= {"model": "styles", "style": args.style or "0"}
+    spec = JobSpec(**fields)
+    from restyle.handlers import check
+
+    check(spec)
+    return spec
+
+
+def _param(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ModelError(f"--param takes KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -163,9 +184,8 @@ def _run(args: argparse.Namespace) -> int:
         crf=args.crf,
         preset=args.preset,
         chunk_seconds=args.chunk_seconds,
-        deflicker=args.deflicker,
     )
-    spec = model_spec(args)
+    spec = job_spec(args, args.deflicker)
     bar = None
 
     def progress(done: int, total: int) -> None:
@@ -175,7 +195,10 @@ def _run(args: argparse.Namespace) -> int:
         if bar is None:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, unit="frame", desc=Path(args.input).name, file=sys.stderr, dynamic_ncols=True)
+            # Frames already done (reused chunks) are the start, not speed: the ETA is frames left / recent speed.
+            bar = tqdm(total=total, initial=done, unit="frame", desc=Path(args.input).name, file=sys.stderr,
+                       dynamic_ncols=True, smoothing=0.1,
+                       bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} frames [{elapsed}, ETA {remaining}, {rate_fmt}]")
         bar.update(done - bar.n)
 
     try:
@@ -195,14 +218,14 @@ def _quality(args: argparse.Namespace) -> int:
         raise InputError("give either --reference or a model (--style, --style-image, --model) to compare against, not both")
     reference = args.reference
     if not reference and (args.style or args.style_image or args.model):
-        reference = model_frames(args.input, model_spec(args))  # the per-frame stylisation, made here
+        reference = model_frames(args.input, job_spec(args))  # the per-frame stylisation, made here
     if args.chunk_starts:
         try:
             starts = [int(n) for n in args.chunk_starts.split(",") if n.strip()]
         except ValueError:
             raise InputError(f"--chunk-starts takes frame numbers like 0,100,200, got {args.chunk_starts!r}") from None
     else:
-        starts = [c.first_frame for c in plan(args.input, load_settings(chunk_seconds=args.chunk_seconds))]
+        starts = [c.first_frame for c in plan(args.input, settings=load_settings(chunk_seconds=args.chunk_seconds))]
     report = measure(args.input, args.output, reference=reference, chunk_starts=starts)
     print(json.dumps(report.to_dict(per_frame=args.per_frame), indent=2) if args.json else report.summary())
     return 0
@@ -300,18 +323,22 @@ def _describe_job(job: dict) -> str:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from restyle.media.sample import make_clip, make_motion_clip
+    from restyle.media.sample import installed_photo, make_clip, make_motion_clip
 
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         raise InputError(f"--size takes WIDTHxHEIGHT, got {args.size!r}") from None
     options = dict(width=width, height=height, rate=args.rate, seconds=args.seconds, audio=not args.no_audio)
-    if args.photo:
-        path = make_motion_clip(args.output, args.photo, motion=args.motion, **options)
+    photo = args.photo or (None if args.pattern else installed_photo())
+    if photo:
+        path = make_motion_clip(args.output, photo, motion=args.motion, **options)
     else:
         path = make_clip(args.output, **options)
-    print(f"wrote {path}")
+        if not args.pattern:
+            print("restyle: no installed package ships a photo (matplotlib does: pip install matplotlib), "
+                  "so the sample is FFmpeg's test pattern; --photo PICTURE uses your own", file=sys.stderr)
+    print(f"wrote {path}" + (f" (a camera moving over {Path(photo).name})" if photo else " (test pattern)"))
     return 0
 
 

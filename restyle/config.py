@@ -1,4 +1,8 @@
-"""Settings in one place: embedded defaults, a TOML file, then RESTYLE_* environment variables.
+"""Deployment settings in one place: embedded defaults, a TOML file, then RESTYLE_* environment variables.
+
+What a job does (model, style, strength, deflicker, output) is not here: that is the
+job's :class:`restyle.jobspec.JobSpec`. These are how restyle runs: stores, engine,
+workers, limits, and the encoder defaults a JobSpec may override.
 
 Nothing needs configuring to start. To change a default, either set an environment
 variable (``RESTYLE_CRF=18``) or write a TOML file (``restyle.toml`` in the current
@@ -15,6 +19,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
+
+from restyle.jobspec import JobSpec
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -39,8 +45,6 @@ class Settings(BaseSettings):
     ray_gpus_per_actor: float = Field(0.0, ge=0, description="GPUs each model actor asks Ray for (1 on GPU nodes)")
     ray_actors: int = Field(0, ge=0, description="model actors; 0: as many as the cluster's CPUs allow")
     ray_node_ip: str = Field("", description="this machine's address in the cluster, if it runs several Ray nodes")
-    ray_max_models: int = Field(
-        2, ge=1, description="loaded models (kinds of actor) kept per process; the least recently used idle ones go first")
     ray_actor_idle_seconds: float = Field(
         60.0, gt=0, description="an actor idle this long is stopped: its CPUs go to other models, its node may go")
     ray_scale_on_queue: bool = Field(
@@ -60,9 +64,8 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(0, ge=0, description="frames per model call; 0 picks 1 on CPU, 8 on GPU")
 
-    deflicker: float = Field(
-        0.0, ge=0, le=1, description="temporal smoothing strength (0 off; --deflicker alone means 0.8); also for inbox jobs"
-    )
+    max_models: int = Field(
+        2, ge=1, description="loaded models each worker keeps (on Ray: each process's kinds of actor); least recently used go first")
 
     # -- plan ----------------------------------------------------------------
     chunk_seconds: float = Field(4.0, gt=0, description="target chunk length; chunks are the unit of work and resume")
@@ -111,8 +114,10 @@ class Settings(BaseSettings):
     )
     poll_seconds: float = Field(2.0, gt=0, description="how often the trigger lists the inbox (events make jobs at once)")
     idle_seconds: float = Field(1.0, gt=0, description="how often an idle worker asks for a job")
-    default_style: str = Field("0", description="style for jobs made from files dropped in the inbox")
-    default_strength: float = Field(1.0, ge=0, le=1)
+    inbox_spec: JobSpec = Field(
+        default_factory=JobSpec,
+        description='what a video dropped in the inbox without a sidecar gets, e.g. RESTYLE_INBOX_SPEC=\'{"style": "7"}\'',
+    )
 
     @property
     def data(self) -> str:

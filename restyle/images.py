@@ -14,7 +14,8 @@ from restyle.config import Settings
 from restyle.engines import Engine, make_engine
 from restyle.errors import InputError, OutputError
 from restyle.layout import choose_layout
-from restyle.handlers.base import Model, ModelSpec
+from restyle.handlers.base import Handler, Model
+from restyle.jobspec import JobSpec
 from restyle.report import RunReport
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -24,6 +25,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 class ImageTask:
     source: str
     target: str
+    spec: JobSpec
 
 
 def score_image(task: ImageTask, model: Model, batch_size: int, on_frames: Callable[[int], None]) -> str:
@@ -33,7 +35,7 @@ def score_image(task: ImageTask, model: Model, batch_size: int, on_frames: Calla
             rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     except (UnidentifiedImageError, OSError) as exc:
         raise InputError(f"cannot read image {task.source}: {exc}") from None
-    out = Image.fromarray(model.predict(rgb[None])[0])
+    out = Image.fromarray(model.predict(rgb[None], task.spec)[0])
     target = Path(task.target)
     partial = target.with_name(f".{target.name}.partial")
     out.save(partial, format=Image.registered_extensions()[target.suffix.lower()], quality=95)
@@ -45,7 +47,8 @@ def score_image(task: ImageTask, model: Model, batch_size: int, on_frames: Calla
 def run_folder(
     source: Path,
     target: Path,
-    model: ModelSpec,
+    spec: JobSpec,
+    handler: Handler,
     *,
     settings: Settings,
     engine: Engine | None = None,
@@ -61,8 +64,8 @@ def run_folder(
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output folder {target}: {exc}") from None
-    model.check()
     runtime, workers = choose_layout(settings, 1280 * 720)  # sizes vary by file: budget memory for 720p
+    own_engine = engine is None
     engine = engine or make_engine(settings, min(workers, len(files)) if workers else 0)
     done = [0]
 
@@ -71,13 +74,17 @@ def run_folder(
         if on_progress:
             on_progress(done[0], len(files))
 
-    tasks = [ImageTask(str(f), str(target / f.name)) for f in files]
-    written = list(engine.map(score_image, model, runtime, tasks, progress))
+    tasks = [ImageTask(str(f), str(target / f.name), spec) for f in files]
+    try:
+        written = list(engine.map(score_image, handler.load_spec(spec), runtime, tasks, progress))
+    finally:
+        if own_engine:
+            engine.close()
     total = time.perf_counter() - started
     return RunReport(
         input=str(source),
         output=str(target),
-        model=model.label,
+        model=spec.label,
         frames=len(written),
         chunks=len(written),
         chunks_reused=0,

@@ -20,12 +20,15 @@ from restyle.config import Settings, load_settings
 from restyle.deflicker import warmup_frames
 from restyle.engines import Engine, make_engine
 from restyle.errors import InputError, OutputError, RestyleError, WorkDirError
-from restyle.media.assemble import assemble, container_for
+from restyle.media.assemble import assemble, container_for, plan_output
 from restyle.media.chunks import Chunk, plan_chunks
 from restyle.media.encode import EncodeSpec
-from restyle.media.probe import VideoInfo, probe
-from restyle.handlers.base import ModelSpec
+from restyle.handlers.base import Handler, OutputKind, check
+from restyle.jobspec import JobSpec
+from restyle.media.verify import verify
 from restyle.layout import choose_layout
+from restyle.media.probe import VideoInfo, probe
+from restyle.records import join_records
 from restyle.report import RunReport
 from restyle.score import ChunkResult, ChunkTask, score_chunk
 from restyle.stores.segments import FolderSegments, SegmentStore
@@ -51,7 +54,7 @@ class Hooks:
 def run(
     input: str | Path,
     output: str | Path,
-    model: ModelSpec,
+    spec: JobSpec | None = None,
     *,
     settings: Settings | None = None,
     work: str | Path | SegmentStore | None = None,
@@ -61,7 +64,10 @@ def run(
     on_progress: Progress | None = None,
     hooks: Hooks | None = None,
 ) -> RunReport:
-    """Restyle ``input`` (a video, or a folder of images) into ``output`` with ``model``.
+    """Score ``input`` (a video, or a folder of images) into ``output`` as ``spec`` says (default: style 0).
+
+    A model whose output is pictures makes a video (or a folder of images); one whose
+    output is records (a detector) makes a JSON Lines file, one line per frame.
 
     ``on_progress(frames done, frames)`` hears the frames as they are encoded. ``work``
     keeps finished chunks (a folder, or any SegmentStore) so that running again resumes;
@@ -72,55 +78,73 @@ def run(
     machines.
     """
     settings = settings or load_settings()
+    spec = spec or JobSpec()
+    handler = check(spec)
     if Path(input).is_dir():
         from restyle.images import run_folder
 
-        if settings.deflicker:
+        if spec.deflicker:
             raise InputError(f"{input} is a folder of images: --deflicker smooths frames over time, so it needs a video")
-        return run_folder(Path(input), Path(output), model, settings=settings, engine=engine, on_progress=on_progress)
+        if handler.output == OutputKind.RECORDS:
+            raise InputError(f"{input} is a folder of images; records models run on videos")
+        return run_folder(Path(input), Path(output), spec, handler, settings=settings, engine=engine, on_progress=on_progress)
     temporary = work is None
     if work is None:
         work = FolderSegments(Path(tempfile.mkdtemp(prefix="restyle-")))
     elif isinstance(work, (str, Path)):
         work = FolderSegments(_usable_folder(Path(work)))
+    made: list[Engine] = []  # an engine this run made is closed by it; one given to it stays open
     try:
-        return _run_video(Path(input), Path(output), model, settings, work, input_id, input_url, engine, on_progress,
-                          hooks or Hooks())
+        return _run_video(Path(input), Path(output), spec, handler, settings, work, input_id, input_url, engine, on_progress,
+                          hooks or Hooks(), made)
     finally:
+        for own in made:
+            own.close()
         if temporary:
             work.discard()
 
 
 def _run_video(
-    input: Path, output: Path, model: ModelSpec, settings: Settings, segments: SegmentStore, input_id: str | None,
-    input_url: str | None, engine: Engine | None, on_progress: Progress | None, hooks: Hooks,
+    input: Path, output: Path, spec: JobSpec, handler: Handler, settings: Settings, segments: SegmentStore,
+    input_id: str | None, input_url: str | None, engine: Engine | None, on_progress: Progress | None, hooks: Hooks,
+    made: list[Engine],
 ) -> RunReport:
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     check_output(input, output)
-    muxer = container_for(output)
-    model.check()
+    records = handler.output == OutputKind.RECORDS
+    if records and output.suffix.lower() != ".jsonl":
+        raise OutputError(f"{spec.label} writes records, one JSON line per frame: give an output such as {output.with_suffix('.jsonl').name}")
+    if not records and output.suffix.lower() == ".jsonl":
+        raise OutputError(f"{spec.label} makes pictures, not records: give a video output such as {output.with_suffix('.mp4').name}")
+    if not records:
+        container_for(output)  # a suffix restyle cannot write is refused before the input is read
     info = probe(input, settings)
+    target = None if records else plan_output(info, output, spec.output.codec or settings.codec)
     seconds["probe"] = time.perf_counter() - started
 
     runtime, workers = choose_layout(settings, info.width * info.height)
-    engine = engine or make_engine(settings, workers)
+    if engine is None:
+        engine = make_engine(settings, workers)
+        made.append(engine)
     clock = time.perf_counter()
-    chunks = _chunks(info, settings, engine.workers)
+    chunks = _chunks(info, spec, settings, engine.workers)
+    width, height = (info.width, info.height) if records else _output_size(handler, spec, info)
     encode = EncodeSpec(
-        width=info.width,
-        height=info.height,
+        width=width,
+        height=height,
         time_base=info.time_base,
         rate=info.average_rate,
-        codec=settings.codec,
-        crf=settings.crf,
-        preset=settings.preset,
+        codec=target.encoder if target else settings.codec,
+        crf=settings.crf if spec.output.crf is None else spec.output.crf,
+        preset=spec.output.preset or settings.preset,
         pix_fmt=settings.pix_fmt,
         threads=settings.encoder_threads,
+        sample_aspect_ratio=info.sample_aspect_ratio,
     )
-    key = _work_key(info, input_id, model, encode, settings.deflicker)
-    names = {c.index: f"{key}/{c.name}.mp4" for c in chunks}
-    tasks = [ChunkTask(input_url or info.path, info.video_index, c, encode, segments, names[c.index], settings.deflicker)
+    key = _work_key(info, input_id, spec, encode)
+    names = {c.index: f"{key}/{c.name}.{'jsonl' if records else 'mp4'}" for c in chunks}
+    tasks = [ChunkTask(input_url or info.path, info.video_index, c, encode, segments, names[c.index], spec, records)
              for c in chunks]
     todo = [t for t in tasks if not segments.has(names[t.chunk.index])]
     seconds["plan"] = time.perf_counter() - clock
@@ -132,7 +156,7 @@ def _run_video(
     progress = _counter(done, info.frame_count, on_progress)
     results: list[ChunkResult] = []
     retried_before = engine.redone
-    for result in engine.map(score_chunk, model, runtime, todo, progress):
+    for result in engine.map(score_chunk, handler.load_spec(spec), runtime, todo, progress):
         results.append(result)
         if hooks.on_chunk:
             hooks.on_chunk(result)
@@ -144,7 +168,11 @@ def _run_video(
     partial = output.with_name(f".{output.name}.partial")
     try:
         stored = [(t.chunk, segments.fetch(names[t.chunk.index])) for t in tasks]
-        assembled = assemble(info, stored, partial, muxer)
+        if records:
+            summary = join_records([path for _, path in stored], partial)
+        else:
+            assembled = assemble(info, stored, partial, target)
+            checked = verify(info, partial, assembled.video_packets)
         os.replace(partial, output)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -152,24 +180,29 @@ def _run_video(
     seconds["assemble"] = time.perf_counter() - clock
     seconds["total"] = time.perf_counter() - started
 
-    notes = list(assembled.dropped_streams)
-    if encode.coded_size != (info.width, info.height):
-        notes.append(f"{info.width}x{info.height} is odd-sized; {encode.pix_fmt} needs even sides, so the output is {encode.coded_size[0]}x{encode.coded_size[1]}")
-    notes += _format_notes(info, encode)
-    if assembled.video_packets != info.frame_count:
-        notes.append(f"the input has {info.frame_count} frames but {assembled.video_packets} could be decoded and restyled")
+    if records:
+        notes, frames = [], summary["frames"]
+    else:
+        notes, frames = list(target.notes), assembled.video_packets
+        if encode.coded_size != (encode.width, encode.height):
+            notes.append(f"{encode.width}x{encode.height} is odd-sized; {encode.pix_fmt} needs even sides, so the output is {encode.coded_size[0]}x{encode.coded_size[1]}")
+        if (encode.width, encode.height) != (info.width, info.height):
+            notes.append(f"{spec.label} scales the picture: {info.width}x{info.height} in, {encode.width}x{encode.height} out")
+        notes += _format_notes(info, encode)
+    if frames != info.frame_count:
+        notes.append(f"the input has {info.frame_count} frames but {frames} could be decoded and scored")
     for note in notes:
         log.warning(note)
     return RunReport(
         input=str(input),
         output=str(output),
-        model=model.label,
-        frames=assembled.video_packets,
+        model=spec.label,
+        frames=frames,
         chunks=len(tasks),
         chunks_reused=len(tasks) - len(todo),
         chunks_retried=engine.redone - retried_before,
-        width=info.width,
-        height=info.height,
+        width=encode.width,
+        height=encode.height,
         duration_s=round(info.duration_s, 3),
         workers=engine.workers,
         threads=runtime.threads,
@@ -179,25 +212,34 @@ def _run_video(
             "decode": round(sum(r.decode_s for r in results), 3),
             "infer": round(sum(r.infer_s for r in results), 3),
             "encode": round(sum(r.encode_s for r in results), 3),
-        } | ({"smooth": round(sum(r.smooth_s for r in results), 3)} if settings.deflicker else {}),
-        deflicker=settings.deflicker,
+        } | ({"smooth": round(sum(r.smooth_s for r in results), 3)} if spec.deflicker else {}),
+        deflicker=spec.deflicker,
         chunk_starts=[c.first_frame for c in chunks],
         notes=notes,
+        records=summary if records else None,
+        output_check={} if records else checked.to_dict(),
     )
 
 
-def plan(input: str | Path, settings: Settings | None = None, workers: int | None = None) -> list[Chunk]:
-    """The chunks ``run`` cuts ``input`` into with these settings on this machine (or ``workers`` workers)."""
+def plan(input: str | Path, spec: JobSpec | None = None, settings: Settings | None = None,
+         workers: int | None = None) -> list[Chunk]:
+    """The chunks ``run`` cuts ``input`` into for ``spec`` with these settings here (or ``workers`` workers)."""
     settings = settings or load_settings()
     info = probe(Path(input), settings)
     if workers is None:
         _, workers = choose_layout(settings, info.width * info.height)
-    return _chunks(info, settings, workers or 1)
+    return _chunks(info, spec or JobSpec(), settings, workers or 1)
 
 
-def _chunks(info: VideoInfo, settings: Settings, workers: int) -> list[Chunk]:
+def _chunks(info: VideoInfo, spec: JobSpec, settings: Settings, workers: int) -> list[Chunk]:
     """The one place the settings become a plan: what run scores and what plan() reports must agree."""
-    return plan_chunks(info, settings.chunk_seconds, workers, lead_frames=warmup_frames(settings.deflicker))
+    return plan_chunks(info, settings.chunk_seconds, workers, lead_frames=warmup_frames(spec.deflicker))
+
+
+def _output_size(handler: Handler, spec: JobSpec, info: VideoInfo) -> tuple[int, int]:
+    """The pictures' size out: the input's, unless the handler says its model scales (super-resolution)."""
+    size_of = getattr(handler, "output_size", None)
+    return size_of(spec, info.width, info.height) if size_of else (info.width, info.height)
 
 
 def check_output(input: Path, output: Path) -> None:
@@ -227,13 +269,12 @@ def _format_notes(info: VideoInfo, encode: EncodeSpec) -> list[str]:
     return notes
 
 
-def _work_key(info: VideoInfo, input_id: str | None, model: ModelSpec, encode: EncodeSpec, deflicker: float) -> str:
-    """One key per (input, model, encoding, smoothing): segments made with other settings are never reused."""
+def _work_key(info: VideoInfo, input_id: str | None, spec: JobSpec, encode: EncodeSpec) -> str:
+    """One key per (input, whole JobSpec with its files, encoding): segments made otherwise are never reused."""
     if input_id is None:
         stat = Path(info.path).stat()
         input_id = f"{Path(info.path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    smoothing = f"|deflicker={deflicker}" if deflicker else ""  # keys made before the deflicker stay valid
-    return hashlib.sha256(f"{input_id}|{model.fingerprint()}|{encode}{smoothing}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{input_id}|{spec.fingerprint()}|{encode}".encode()).hexdigest()[:16]
 
 
 def _usable_folder(folder: Path) -> Path:

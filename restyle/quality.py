@@ -26,7 +26,7 @@ import numpy as np
 
 from restyle.errors import InputError
 from restyle.media.flow import FlowEstimator, gray, reliable, warp
-from restyle.handlers.base import ModelSpec
+from restyle.jobspec import JobSpec
 
 
 @dataclass
@@ -103,15 +103,14 @@ def measure(input: Video, output: Video, reference: Video | None = None, chunk_s
     return report
 
 
-def model_frames(input: str | Path, spec: ModelSpec) -> Iterator[np.ndarray]:
+def model_frames(input: str | Path, spec: JobSpec) -> Iterator[np.ndarray]:
     """The per-frame stylisation of ``input``: the model run on each frame alone, nothing smoothed, nothing encoded."""
-    from restyle.handlers.base import load_model
+    from restyle.handlers import load
     from restyle.runtime import Runtime
 
-    spec.check()
-    model = load_model(spec, Runtime("auto", threads=os.cpu_count() or 1))
+    model = load(spec, Runtime("auto", threads=os.cpu_count() or 1))
     for frame in _frames(input):
-        yield model.predict(frame[None])[0]
+        yield model.predict(frame[None], spec)[0]
 
 
 def warping_error(frame: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> float:

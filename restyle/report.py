@@ -26,6 +26,9 @@ class RunReport:
     notes: list[str] = field(default_factory=list)
     deflicker: float = 0.0  # its strength; 0: every frame restyled on its own
     chunk_starts: list[int] = field(default_factory=list)  # the first frame of each chunk, to look at the joins
+    records: dict | None = None  # records models: frames, frames with detections, detections per class
+    # The output read back and checked against the input: frames, duration, audio start offsets ([input, output]).
+    output_check: dict = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -39,6 +42,9 @@ class RunReport:
         steps = " ".join(f"{name} {sec:.1f}s" for name, sec in self.seconds.items() if name != "total")
         reused = f" ({self.chunks_reused} reused)" if self.chunks_reused else ""
         smooth = f" deflicker {self.deflicker}" if self.deflicker else ""
+        if self.records is not None:
+            counts = ", ".join(f"{name} {n}" for name, n in self.records["detections"].items()) or "none"
+            smooth += f"; {self.records['frames_with_detections']} frames with detections ({counts})"
         return (
             f"{self.output}: {self.frames} frames in {self.chunks} chunks{reused}, "
             f"{self.seconds.get('total', 0):.1f}s, {self.fps:.2f} fps [{steps}] {self.workers}x{self.threads} {self.backend} {self.model}{smooth}"

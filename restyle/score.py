@@ -4,6 +4,9 @@ Decoding and encoding run in threads beside the model (PyAV and onnxruntime rele
 the GIL), joined by small bounded queues: the model never waits for a frame, and memory
 holds a few frames whatever the chunk's length. This is the function every engine runs.
 
+A records model (a detector) writes one JSON line per frame into the chunk's part
+instead of encoding a segment; everything else is the same.
+
 With a deflicker, each restyled batch is smoothed against the frames before it (in the
 model's thread: the state runs frame to frame), starting from the chunk's lead-in
 frames, which are scored but not encoded.
@@ -21,8 +24,10 @@ import numpy as np
 from restyle.deflicker import Deflicker
 from restyle.media.chunks import Chunk
 from restyle.media.decode import decode_chunk
+from restyle.handlers.base import Model, OutputKind
+from restyle.jobspec import JobSpec
 from restyle.media.encode import EncodeSpec, SegmentWriter
-from restyle.handlers.base import Model
+from restyle.records import RecordsWriter
 from restyle.stores.segments import SegmentStore
 
 QUEUE_BATCHES = 2  # batches in flight on each side of the model
@@ -40,10 +45,11 @@ class ChunkTask:
     input_path: str
     video_index: int
     chunk: Chunk
-    encode: EncodeSpec
+    encode: EncodeSpec  # for records, only its time base is used
     segments: SegmentStore
     segment_name: str
-    deflicker: float = 0.0  # strength; 0 scores every frame on its own
+    spec: JobSpec  # the model's per-call parameters (style, strength, picture...) and the deflicker
+    records: bool = False  # the model outputs records: write a JSON Lines part, not a video segment
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,11 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
         finally:
             _put(decoded, _DONE, stop)
 
-    writer = SegmentWriter(task.segments.local_path(task.segment_name), task.encode, task.chunk.start_pts)
+    path = task.segments.local_path(task.segment_name)
+    writer: SegmentWriter | RecordsWriter = (
+        RecordsWriter(path, task.encode.time_base, task.chunk.first_frame) if task.records
+        else SegmentWriter(path, task.encode, task.chunk.start_pts)
+    )
 
     def encode() -> None:
         try:
@@ -104,7 +114,7 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
     for thread in threads:
         thread.start()
     infer_s = smooth_s = 0.0
-    smoother = Deflicker(task.deflicker) if task.deflicker > 0 else None
+    smoother = Deflicker(task.spec.deflicker) if task.spec.deflicker > 0 and not task.records else None
     error: BaseException | None = None
     try:
         while (item := decoded.get()) is not _DONE:
@@ -112,7 +122,7 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
                 continue  # a side thread failed: drain the decoder, then report
             stamps, frames = item
             clock = time.perf_counter()
-            out = model.predict(frames)
+            out = model.predict(frames, task.spec)
             infer_s += time.perf_counter() - clock
             if smoother is not None:
                 clock = time.perf_counter()
@@ -120,7 +130,7 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
                 smooth_s += time.perf_counter() - clock
             keep = [i for i, (pts, _) in enumerate(stamps) if pts >= task.chunk.start_pts]
             if len(keep) < len(stamps):  # the lead-in: it warmed the smoother up, it is not ours to store
-                stamps, out = [stamps[i] for i in keep], out[keep]
+                stamps, out = [stamps[i] for i in keep], [out[i] for i in keep] if isinstance(out, list) else out[keep]
             if stamps:
                 restyled.put((stamps, out))
     except BaseException as exc:  # noqa: BLE001 - re-raised below, after the threads are down

@@ -39,6 +39,25 @@ def motion_clips(tmp_path_factory) -> dict[str, Path]:
             for motion in ("pan", "zoom")}
 
 
+@pytest.fixture(scope="session")
+def detector() -> Path:
+    """A real detector in the Ultralytics YOLO export convention: nudenet's 320n.onnx (18 classes, names in its metadata)."""
+    import importlib.util
+
+    found = importlib.util.find_spec("nudenet")
+    assert found is not None and found.origin, "the test extra installs nudenet, which ships the detector"
+    path = Path(found.origin).parent / "320n.onnx"
+    assert path.is_file(), path
+    return path
+
+
+@pytest.fixture(scope="session")
+def photo() -> Path:
+    from restyle.media.sample import packaged_photo
+
+    return packaged_photo()
+
+
 @pytest.fixture()
 def settings() -> Settings:
     return Settings(workers=2, threads=1)

@@ -18,7 +18,9 @@ import numpy as np
 
 from restyle.media.sample import make_clip, packaged_photo
 
-CORPUS_MAX_FRAMES = 2000  # the limit the corpus's service runs with: `many_frames` is over it
+CORPUS_MAX_FRAMES = 2000
+# Where reference-following inputs point: nothing may ever connect there (tests/media/test_source.py listens).
+REMOTE_ENTRY = "http://127.0.0.1:9/secret.ts"  # the limit the corpus's service runs with: `many_frames` is over it
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,33 @@ def _dot(path: Path) -> None:
         out.mux(stream.encode(None))
 
 
+def _playlist(path: Path) -> None:
+    """An HLS playlist whose entries are a video beside it, a file outside and a URL: followed, each would be read."""
+    _small(path.with_name("segment.mp4"))
+    path.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nsegment.mp4\n#EXTINF:1.0,\nfile:///etc/passwd\n"
+                    f"#EXTINF:1.0,\n{REMOTE_ENTRY}\n#EXT-X-ENDLIST\n")
+
+
+def _ffconcat(path: Path) -> None:
+    _small(path.with_name("part.mp4"))
+    path.write_text(f"ffconcat version 1.0\nfile part.mp4\nfile /etc/passwd\nfile {REMOTE_ENTRY}\n")
+
+
+def _dash(path: Path) -> None:
+    path.write_text('<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" '
+                    'mediaPresentationDuration="PT1S"><Period><AdaptationSet mimeType="video/mp4"><Representation '
+                    f'id="1" bandwidth="1000"><BaseURL>{REMOTE_ENTRY}</BaseURL></Representation></AdaptationSet></Period></MPD>\n')
+
+
+def _image_sequence(path: Path) -> None:
+    """A PNG named like an image2 pattern (frame%03d.png), with frames 000-009 beside it that a pattern would read."""
+    from PIL import Image
+
+    for n in range(10):
+        Image.new("RGB", (32, 32), (n * 20, 0, 0)).save(path.with_name(f"frame{n:03d}.png"))
+    Image.new("RGB", (32, 32)).save(path, format="PNG")
+
+
 def _raw(data: bytes) -> Callable[[Path], None]:
     return lambda path: path.write_bytes(data)
 
@@ -185,7 +214,13 @@ CASES: list[Case] = [
     Case("truncated at 90%", "cut90.mp4", _truncated(0.90), fails="truncated"),
     Case("corrupted packets mid-stream", "corrupt.mp4", _corrupted, frames=-1),  # fewer than 50, said in a note
     Case("audio only", "tone.mp4", _audio_only, fails="no video stream"),
-    Case("no streams", "empty-container.mp4", _no_streams, fails="no video stream"),
+    Case("no streams (an FFmpeg metadata file)", "empty-container.mp4", _no_streams, fails="not in a container"),
+    # Inputs that refer to other files and URLs: refused by what they are, before anything they name is read.
+    Case("HLS playlist", "playlist.m3u8", _playlist, fails="HLS playlist"),
+    Case("HLS playlist named .mp4", "playlist.mp4", _playlist, fails="HLS playlist"),
+    Case("ffconcat script", "list.ffconcat", _ffconcat, fails="concat script"),
+    Case("DASH manifest", "manifest.mpd", _dash, fails="DASH manifest"),
+    Case("image-sequence pattern", "frame%03d.png", _image_sequence, fails="single picture"),
     # FFmpeg itself refuses pictures this big ((w+128)*(h+128) must stay under INT_MAX/8): no size is read.
     Case("header claims 16384x16384", "huge.avi", _huge_header(16384), fails="no usable picture size"),
     Case("header claims 8192x8192", "big.avi", _huge_header(8192), fails="over the limit"),

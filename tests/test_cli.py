@@ -72,8 +72,10 @@ def test_bad_input_is_one_line_and_exit_2(bad_inputs, tmp_path, case, expected):
         (["--style-image", "{tmp}/nope.jpg"], "style image not found"),
         (["--style-image", "{tmp}/broken.jpg"], "cannot read style image"),
         (["--model", "onnx:{tmp}/none.onnx"], "ONNX model not found"),
-        (["--model", "keras:x.h5"], "onnx:PATH"),
-        (["--strength", "2"], "between 0 and 1"),
+        (["--model", "keras:x.h5"], "unknown model 'keras'"),
+        (["--model", "yolo:{tmp}/none.onnx"], "ONNX model not found"),
+        (["--style", "3:nan"], "must be a number from 0 to"),
+        (["--strength", "2"], "strength: Input should be less than or equal to 1"),
     ],
 )
 def test_bad_model_options_are_one_line_and_exit_2(clips, tmp_path, options, expected):
@@ -232,3 +234,15 @@ def test_a_full_disk_fails_clearly_leaves_nothing_corrupt_and_the_rerun_resumes(
     no_room = restyle("run", clip, "-o", tiny_disk / "styled.mp4", "--style", "7", "--chunk-seconds", "1", "-q")
     assert no_room.returncode == 2 and "No space left on device" in no_room.stderr, no_room.stderr
     assert [p.name for p in tiny_disk.iterdir() if p.is_file()] == []
+
+
+def test_a_detector_writes_one_json_line_per_frame(clips, detector, tmp_path):
+    output = tmp_path / "found.jsonl"
+    done = restyle("run", clips["silent"], "-o", output, "--model", f"yolo:{detector}", "--param", "confidence=0.3", "-q")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(lines) == 48 and [line["frame"] for line in lines] == list(range(48))
+    assert all(isinstance(line["boxes"], list) for line in lines)
+    assert "frames with detections" in done.stdout
+    assert_one_clear_line(restyle("run", clips["silent"], "-o", tmp_path / "found.mp4", "--model", f"yolo:{detector}"),
+                          "found.jsonl")

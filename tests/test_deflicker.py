@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from restyle.deflicker import Deflicker, warmup_frames
-from restyle.handlers import ModelSpec, Runtime, load_model
+from restyle.handlers import JobSpec, Runtime, load
 from restyle.quality import measure, psnr
 from tests.conftest import decode_frames
 
@@ -11,8 +11,8 @@ from tests.conftest import decode_frames
 def pan(motion_clips) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The pan clip's frames and the model's per-frame stylisation of each."""
     _, frames = decode_frames(motion_clips["pan"])
-    model = load_model(ModelSpec.styles("19"), Runtime("cpu", threads=2))  # a style that flickers a lot
-    return frames, [model.predict(f[None])[0] for f in frames]
+    model = load(JobSpec(style="19"), Runtime("cpu", threads=2))  # a style that flickers a lot
+    return frames, [model.predict(f[None], JobSpec(style="19"))[0] for f in frames]
 
 
 def test_deflicker_steadies_the_style_and_keeps_it(pan):

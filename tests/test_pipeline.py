@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from restyle import ModelSpec, run
+from restyle import JobSpec, run
 from restyle.config import Settings
 from restyle.errors import OutputError
-from restyle.handlers import Runtime, load_model
+from restyle.handlers import Runtime, load
 from tests.conftest import decode_frames, duration_s, packets, psnr
 
 pytestmark = pytest.mark.slow
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def test_output_keeps_frames_timestamps_duration_and_audio(clips, settings, tmp_path, name):
     source = clips[name]
     output = tmp_path / "styled.mp4"
-    report = run(source, output, ModelSpec.styles("7"), settings=Settings(workers=2, threads=1, chunk_seconds=1))
+    report = run(source, output, JobSpec(style="7"), settings=Settings(workers=2, threads=1, chunk_seconds=1))
     in_pts, _ = decode_frames(source)
     out_pts, frames = decode_frames(output)
     assert report.frames == len(in_pts)
@@ -28,7 +28,7 @@ def test_output_keeps_frames_timestamps_duration_and_audio(clips, settings, tmp_
 
 def test_rotation_metadata_is_kept(clips, settings, tmp_path):
     output = tmp_path / "rotated.mp4"
-    run(clips["rotated"], output, ModelSpec.styles("1"), settings=settings)
+    run(clips["rotated"], output, JobSpec(style="1"), settings=settings)
     import av
 
     with av.open(str(output)) as container:
@@ -37,7 +37,7 @@ def test_rotation_metadata_is_kept(clips, settings, tmp_path):
 
 def test_odd_sizes_are_padded_to_even_for_yuv420p(clips, settings, tmp_path):
     output = tmp_path / "odd.mp4"
-    report = run(clips["odd"], output, ModelSpec.styles("2"), settings=settings)
+    report = run(clips["odd"], output, JobSpec(style="2"), settings=settings)
     pts, frames = decode_frames(output)
     assert len(pts) == 60
     assert frames[0].shape == (138, 242, 3)
@@ -47,45 +47,45 @@ def test_odd_sizes_are_padded_to_even_for_yuv420p(clips, settings, tmp_path):
 def test_output_frames_match_the_model_within_one_lossy_encode(clips, settings, tmp_path):
     """Fidelity: our frames against the model's output on the same decoded frames."""
     output = tmp_path / "styled.mp4"
-    run(clips["pal"], output, ModelSpec.styles("7"), settings=settings)
+    run(clips["pal"], output, JobSpec(style="7"), settings=settings)
     _, originals = decode_frames(clips["pal"])
     _, ours = decode_frames(output)
-    model = load_model(ModelSpec.styles("7"), Runtime("cpu", threads=2))
-    scores = [psnr(model.predict(frame[None])[0], mine) for frame, mine in zip(originals[::5], ours[::5])]
+    model = load(JobSpec(style="7"), Runtime("cpu", threads=2))
+    scores = [psnr(model.predict(frame[None], JobSpec(style="7"))[0], mine) for frame, mine in zip(originals[::5], ours[::5])]
     assert np.mean(scores) >= 33.0, scores
 
 
 def test_style_image_and_onnx_models_run_end_to_end(clips, settings, tmp_path):
     from PIL import Image
 
-    from tests.models.test_onnx import negative_model
+    from tests.handlers.test_onnx_image import negative_model
 
     picture = tmp_path / "picture.png"
     Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(picture)
-    report = run(clips["silent"], tmp_path / "a.mp4", ModelSpec.with_style_image(picture), settings=settings)
+    report = run(clips["silent"], tmp_path / "a.mp4", JobSpec(model="style-image", style_image=str(picture)), settings=settings)
     assert report.frames == 48
     model = negative_model(tmp_path / "neg.onnx")
-    run(clips["silent"], tmp_path / "b.mp4", ModelSpec.onnx(model), settings=settings)
+    run(clips["silent"], tmp_path / "b.mp4", JobSpec(model="onnx", model_file=str(model)), settings=settings)
     _, originals = decode_frames(clips["silent"])
     _, negatives = decode_frames(tmp_path / "b.mp4")
     assert psnr(255 - originals[10], negatives[10]) > 30
 
 
 def test_mkv_output_and_a_refused_extension(clips, settings, tmp_path):
-    run(clips["pal"], tmp_path / "out.mkv", ModelSpec.styles("4"), settings=settings)
+    run(clips["pal"], tmp_path / "out.mkv", JobSpec(style="4"), settings=settings)
     assert packets(tmp_path / "out.mkv", "audio") == packets(clips["pal"], "audio")
     with pytest.raises(OutputError, match="use one of"):
-        run(clips["pal"], tmp_path / "out.avi", ModelSpec.styles("4"), settings=settings)
+        run(clips["pal"], tmp_path / "out.avi", JobSpec(style="4"), settings=settings)
 
 
 def test_a_work_dir_makes_a_second_run_reuse_every_chunk(clips, settings, tmp_path):
     work = tmp_path / "work"
-    first = run(clips["pal"], tmp_path / "1.mp4", ModelSpec.styles("5"), settings=settings, work=work)
-    second = run(clips["pal"], tmp_path / "2.mp4", ModelSpec.styles("5"), settings=settings, work=work)
+    first = run(clips["pal"], tmp_path / "1.mp4", JobSpec(style="5"), settings=settings, work=work)
+    second = run(clips["pal"], tmp_path / "2.mp4", JobSpec(style="5"), settings=settings, work=work)
     assert first.chunks_reused == 0
     assert second.chunks_reused == second.chunks == first.chunks
     assert decode_frames(tmp_path / "1.mp4")[1][40].tobytes() == decode_frames(tmp_path / "2.mp4")[1][40].tobytes()
-    other = run(clips["pal"], tmp_path / "3.mp4", ModelSpec.styles("6"), settings=settings, work=work)
+    other = run(clips["pal"], tmp_path / "3.mp4", JobSpec(style="6"), settings=settings, work=work)
     assert other.chunks_reused == 0  # another style never reuses these segments
 
 
@@ -97,7 +97,7 @@ def test_a_folder_of_images(tmp_path, settings):
     for i in range(3):
         Image.fromarray(np.full((40 + i, 60, 3), 60 * i, np.uint8)).save(photos / f"p{i}.png")
     (photos / "readme.txt").write_text("not an image")
-    report = run(photos, tmp_path / "styled", ModelSpec.styles("9"), settings=settings)
+    report = run(photos, tmp_path / "styled", JobSpec(style="9"), settings=settings)
     assert report.frames == 3
     assert sorted(p.name for p in (tmp_path / "styled").iterdir()) == ["p0.png", "p1.png", "p2.png"]
     assert Image.open(tmp_path / "styled" / "p1.png").size == (60, 41)
@@ -107,11 +107,10 @@ def test_deflicker_steadies_the_video_across_chunks_and_keeps_its_style(motion_c
     from restyle.quality import measure, model_frames
 
     source = motion_clips["pan"]
-    spec = ModelSpec.styles("7")
+    spec, smoothed = JobSpec(style="7"), JobSpec(style="7", deflicker=0.8)
     per_frame = run(source, tmp_path / "per-frame.mp4", spec, settings=Settings(workers=2, threads=1, chunk_seconds=0.5))
-    smooth = run(source, tmp_path / "smooth.mp4", spec,
-                 settings=Settings(workers=2, threads=1, chunk_seconds=0.5, deflicker=0.8))
-    unbroken = run(source, tmp_path / "unbroken.mp4", spec, settings=Settings(workers=1, threads=2, chunk_seconds=60, deflicker=0.8))
+    smooth = run(source, tmp_path / "smooth.mp4", smoothed, settings=Settings(workers=2, threads=1, chunk_seconds=0.5))
+    unbroken = run(source, tmp_path / "unbroken.mp4", smoothed, settings=Settings(workers=1, threads=2, chunk_seconds=60))
     assert smooth.chunks >= 4 and unbroken.chunks == 1 and smooth.chunk_starts == per_frame.chunk_starts
     in_pts, _ = decode_frames(source)
     assert decode_frames(tmp_path / "smooth.mp4")[0] == in_pts
@@ -129,3 +128,18 @@ def test_deflicker_steadies_the_video_across_chunks_and_keeps_its_style(motion_c
     _, chunked = decode_frames(tmp_path / "smooth.mp4")
     _, whole = decode_frames(tmp_path / "unbroken.mp4")
     assert min(psnr(chunked[i], whole[i]) for i in smooth.chunk_starts[1:]) > 33
+
+
+def test_a_super_resolution_model_makes_a_bigger_video_with_the_same_timing_and_sound(clips, settings, tmp_path):
+    from tests.handlers.test_onnx_image import upscaling_model
+
+    output = tmp_path / "big.mp4"
+    report = run(clips["pal"], output, JobSpec(model="onnx", model_file=str(upscaling_model(tmp_path / "x2.onnx"))),
+                 settings=settings)
+    in_pts, originals = decode_frames(clips["pal"])
+    out_pts, frames = decode_frames(output)
+    assert (report.width, report.height) == (640, 360) and frames[0].shape == (360, 640, 3)
+    assert out_pts == in_pts and report.frames == 75
+    assert packets(output, "audio") == packets(clips["pal"], "audio")
+    assert psnr(originals[40], frames[40][::2, ::2]) > 30  # the same picture, twice the size
+    assert any("scales the picture: 320x180 in, 640x360 out" in note for note in report.notes)

@@ -1,8 +1,7 @@
 """Engines run a task function over many items, each worker holding one loaded model.
 
-The pipeline gives an engine a function (``score_chunk`` for videos), a LoadSpec (what
-workers load) and the items (each with its own per-call JobSpec); the engine decides
-where they run. Swap the engine, keep the pipeline.
+The pipeline gives an engine a function (``score_chunk`` for videos), a LoadSpec (what its workers load) and
+the items; the engine decides where they run. Swap the engine, keep the pipeline.
 """
 import functools
 
@@ -15,9 +14,9 @@ def make_engine(settings: Settings, workers: int) -> Engine:
     """The engine the settings name: the local pool by default, a Ray cluster with RESTYLE_ENGINE=ray."""
     if settings.engine == "ray":
         return _ray_engine(settings.ray_address or None, settings.ray_actors, settings.ray_cpus_per_actor,
-                           settings.ray_gpus_per_actor, settings.ray_node_ip or None, settings.ray_max_models,
+                           settings.ray_gpus_per_actor, settings.ray_node_ip or None, settings.max_models,
                            settings.ray_actor_idle_seconds, settings.ray_actors_per_job)
-    return LocalEngine(workers)
+    return LocalEngine(workers, max_models=settings.max_models)
 
 
 @functools.cache

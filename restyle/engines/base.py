@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
-from restyle.handlers.base import Model, ModelSpec
+from restyle.handlers.base import LoadSpec, Model
 from restyle.runtime import Runtime
 
 # fn(item, model, frames_per_call, on_frames) -> result; must be importable (workers pickle it by name).
@@ -14,14 +14,20 @@ TaskFunction = Callable[[Any, Model, int, Callable[[int], None]], Any]
 class Engine(Protocol):
     workers: int
     redone: int  # items given out again because their worker was lost, since the engine was made
+    loads: int  # models loaded by its workers, since the engine was made (a kept model is not loaded again)
 
     def map(
         self,
         fn: TaskFunction,
-        spec: ModelSpec,
+        load: LoadSpec,
         runtime: Runtime,
         items: Sequence[Any],
         on_frames: Callable[[int], None] | None = None,
     ) -> Iterator[Any]:
-        """Run ``fn`` on every item, the model loaded once per worker; yield results as they finish."""
+        """Run ``fn`` on every item with the model ``load`` names, loaded once per worker and kept
+        (by LoadSpec, a bounded number) for later maps; yield results as they finish."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the workers this engine started (a pool's processes); kept models go with them."""
         ...

@@ -1,4 +1,10 @@
-"""The local engine: a pool of worker processes on this machine, one model session each."""
+"""The local engine: a pool of worker processes on this machine, each keeping its loaded models.
+
+The pool outlives a single ``map``: a service worker runs job after job on it, and a
+worker that already holds the network a job needs (the same LoadSpec: the 26-style
+network serves every style and blend) does not load it again. Each worker keeps at
+most ``max_models`` models, dropping the least recently used.
+"""
 from __future__ import annotations
 
 import ctypes
@@ -7,98 +13,148 @@ import os
 import signal
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from restyle.engines.base import TaskFunction
 from restyle.errors import RestyleError
-from restyle.handlers.base import Model, ModelSpec, load_model
+from restyle.handlers.base import LoadSpec, Model, load_model
 from restyle.runtime import Runtime
+
+DEFAULT_MAX_MODELS = 2
 
 
 class LocalEngine:
     """Runs items on ``workers`` processes (in this process when there is one)."""
 
-    def __init__(self, workers: int = 1):
+    def __init__(self, workers: int = 1, max_models: int = DEFAULT_MAX_MODELS):
         self.workers = max(1, workers)
         self.redone = 0  # a lost local worker fails the run instead (finished chunks are kept for the next)
+        self.loads = 0
+        self._models = ModelCache(max_models)  # the in-process worker's, when workers == 1
+        self._max_models = max_models
+        self._pool: ProcessPoolExecutor | None = None
+        self._progress: Any = None
+        self._listener: Callable[[int], None] = lambda frames: None
+        self._drain: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     def map(
         self,
         fn: TaskFunction,
-        spec: ModelSpec,
+        load: LoadSpec,
         runtime: Runtime,
         items: Sequence[Any],
         on_frames: Callable[[int], None] | None = None,
     ) -> Iterator[Any]:
         report = on_frames or (lambda n: None)
         if self.workers == 1 or len(items) <= 1:
-            model = load_model(spec, runtime)
             for item in items:
+                model, loaded = self._models.get(load, runtime)
+                self.loads += loaded
                 yield fn(item, model, runtime.frames_per_call, report)
             return
-        yield from self._pool_map(fn, spec, runtime, items, report)
+        yield from self._pool_map(fn, load, runtime, items, report)
 
-    def _pool_map(self, fn, spec, runtime, items, report) -> Iterator[Any]:
-        context = multiprocessing.get_context("spawn")  # no forked onnxruntime or PyAV state
-        progress = context.Queue()
-        drain = threading.Thread(target=_forward, args=(progress, report), daemon=True)
-        drain.start()
-        pool = ProcessPoolExecutor(
-            max_workers=min(self.workers, len(items)),
-            mp_context=context,
-            initializer=_start_worker,
-            initargs=(spec, runtime, progress),
-        )
+    def _pool_map(self, fn, load, runtime, items, report) -> Iterator[Any]:
+        with self._lock:  # one map at a time feeds the progress listener
+            pool = self._start()
+            self._listener = report
+            try:
+                pending: list[Future] = [pool.submit(_run_item, fn, load, runtime, item) for item in items]
+                for future in as_completed(pending):  # each chunk as it finishes: live progress
+                    result, loaded = future.result()
+                    self.loads += loaded
+                    yield result
+            except BrokenProcessPool:
+                self.close()
+                raise RestyleError(
+                    "a worker process died (killed, or out of memory?); finished chunks are kept, run again to resume"
+                ) from None
+            except BaseException:
+                # Ctrl-C, a failed item or an abandoned run: stop now rather than after the chunks in flight.
+                self.close(kill=True)
+                raise
+            finally:
+                self._listener = lambda frames: None
+
+    def _start(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")  # no forked onnxruntime or PyAV state
+            self._progress = context.Queue()
+            self._drain = threading.Thread(target=self._forward, args=(self._progress,), daemon=True)
+            self._drain.start()
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_start_worker,
+                                             initargs=(self._progress, self._max_models))
+        return self._pool
+
+    def _forward(self, progress: Any) -> None:
+        while True:
+            try:
+                frames = progress.get()
+            except (EOFError, OSError, ValueError):
+                return
+            if frames is None:
+                return
+            self._listener(frames)
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the workers (and drop their models); the next map starts new ones."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if kill:
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        self._progress.put(None)
+        if self._drain is not None:
+            self._drain.join(timeout=5)
+
+    def __del__(self) -> None:
         try:
-            pending: set[Future] = {pool.submit(_run_item, fn, item) for item in items}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    yield future.result()
-        except BrokenProcessPool:
-            raise RestyleError(
-                "a worker process died (killed, or out of memory?); finished chunks are kept, run again to resume"
-            ) from None
-        except BaseException:
-            # Ctrl-C or a failed item: stop now rather than after the chunks in flight.
-            for child in multiprocessing.active_children():
-                child.terminate()
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            progress.put(None)
-            drain.join()
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
 
 
-_model: Model | None = None
-_load_error: RestyleError | None = None
-_batch = 1
+class ModelCache:
+    """Loaded models by (LoadSpec, Runtime), at most ``size``, least recently used dropped first."""
+
+    def __init__(self, size: int):
+        self.size = max(1, size)
+        self._models: OrderedDict[tuple[LoadSpec, Runtime], Model] = OrderedDict()
+
+    def get(self, load: LoadSpec, runtime: Runtime) -> tuple[Model, bool]:
+        """The model, and whether it had to be loaded now."""
+        key = (load, runtime)
+        if key in self._models:
+            self._models.move_to_end(key)
+            return self._models[key], False
+        while len(self._models) >= self.size:
+            self._models.popitem(last=False)
+        self._models[key] = model = load_model(load, runtime)
+        return model, True
+
+
+_cache: ModelCache | None = None
 _progress: Any = None
 
 
-def _start_worker(spec: ModelSpec, runtime: Runtime, progress: Any) -> None:
-    global _model, _load_error, _batch, _progress
+def _start_worker(progress: Any, max_models: int) -> None:
+    global _cache, _progress
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
     die_with_parent()
-    _batch, _progress = runtime.frames_per_call, progress
-    try:
-        _model = load_model(spec, runtime)
-    except RestyleError as exc:  # raised again with the first item, so the caller sees the reason
-        _load_error = exc
+    _cache, _progress = ModelCache(max_models), progress
 
 
-def _run_item(fn: TaskFunction, item: Any) -> Any:
-    if _model is None:
-        raise _load_error or RestyleError("worker started without its model")
-    return fn(item, _model, _batch, _progress.put)
-
-
-def _forward(progress: Any, report: Callable[[int], None]) -> None:
-    while (frames := progress.get()) is not None:
-        report(frames)
+def _run_item(fn: TaskFunction, load: LoadSpec, runtime: Runtime, item: Any) -> tuple[Any, bool]:
+    assert _cache is not None, "worker started without its initializer"
+    model, loaded = _cache.get(load, runtime)
+    return fn(item, model, runtime.frames_per_call, _progress.put), loaded
 
 
 def die_with_parent(parent: int | None = None) -> None:

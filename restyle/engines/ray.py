@@ -66,6 +66,7 @@ class RayEngine:
         self._busy: Counter[Key] = Counter()  # actors out on a map, by model
         self._idle_since: dict[Any, float] = {}
         self.redone = 0  # items given out again after their actor died
+        self.loads = 0  # models loaded by actors: one per actor started or restarted by Ray
         self.redone_on: Counter[str] = Counter()  # ... by the node they were lost with
         self.evicted = 0  # actors killed to free their CPUs for another model, or for being idle
         self.pids: dict[Any, int] = {}  # live actors' process ids, for operators (and tests) to find them
@@ -119,7 +120,10 @@ class RayEngine:
                 if ref in starting:
                     actor = starting.pop(ref)
                     try:
-                        self.pids[actor], self.nodes[actor] = ray.get(ref)
+                        where = ray.get(ref)
+                        if self.pids.get(actor) != where[0]:
+                            self.loads += 1  # a new actor, or one Ray restarted: its model was loaded
+                        self.pids[actor], self.nodes[actor] = where
                         idle.append(actor)
                     except ray.exceptions.RayError as exc:
                         # Unavailable: Ray is restarting it (its node was lost); it comes back, so ask again.
@@ -158,6 +162,9 @@ class RayEngine:
             self._check_in(key, pool, broken)
 
     def close(self) -> None:
+        """Nothing per run: the actors stay for the next job of this process (bounded, and stopped when idle)."""
+
+    def stop_idle(self) -> None:
         """Stop every idle actor now (actors out on a map finish it first)."""
         with self._lock:
             for key in list(self._idle):

@@ -1,5 +1,22 @@
-"""Models: a batch of uint8 RGB frames in, the same batch restyled out. Knows nothing of video."""
-from restyle.handlers.base import Model, ModelSpec, load_model
+"""Handlers: how a kind of model is checked, loaded and run on a batch of frames. Knows nothing of video."""
+from restyle.handlers.base import (
+    Handler,
+    LoadSpec,
+    Model,
+    OutputKind,
+    check,
+    get_handler,
+    load_model,
+    registered,
+)
+from restyle.jobspec import JobSpec
 from restyle.runtime import Runtime
 
-__all__ = ["Model", "ModelSpec", "Runtime", "load_model"]
+
+def load(spec: JobSpec, runtime: Runtime) -> Model:
+    """Load the model ``spec`` names (checked first): a shortcut for scripts and benchmarks."""
+    return load_model(check(spec).load_spec(spec), runtime)
+
+
+__all__ = ["Handler", "JobSpec", "LoadSpec", "Model", "OutputKind", "Runtime", "check", "get_handler", "load",
+           "load_model", "registered"]

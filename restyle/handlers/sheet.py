@@ -7,9 +7,9 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw
 
-from restyle.handlers.base import ModelSpec
-from restyle.runtime import Runtime
 from restyle.handlers.styles import NUM_STYLES, MultiStyle, read_style_image
+from restyle.jobspec import JobSpec
+from restyle.runtime import Runtime
 
 TILE = 256
 COLUMNS = 7
@@ -21,8 +21,9 @@ def contact_sheet(picture: str | None = None) -> Image.Image:
     image.thumbnail((TILE, TILE), Image.LANCZOS)
     runtime = Runtime("auto", threads=os.cpu_count() or 1)
     frame = np.asarray(image)[None]
+    network = MultiStyle(runtime)  # one network, every style: the weights are per call
     tiles = [("original", image)] + [
-        (str(i), Image.fromarray(MultiStyle(ModelSpec.styles(i), runtime).predict(frame)[0])) for i in range(NUM_STYLES)
+        (str(i), Image.fromarray(network.predict(frame, JobSpec(style=str(i)))[0])) for i in range(NUM_STYLES)
     ]
     width, height = image.size
     rows = -(-len(tiles) // COLUMNS)

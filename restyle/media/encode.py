@@ -26,6 +26,7 @@ class EncodeSpec:
     preset: str = "veryfast"
     pix_fmt: str = "yuv420p"
     threads: int = 1
+    sample_aspect_ratio: Fraction | None = None  # anamorphic pictures keep their pixel shape
 
     @property
     def coded_size(self) -> tuple[int, int]:
@@ -67,9 +68,19 @@ class SegmentWriter:
         stream.width, stream.height, stream.pix_fmt = width, height, spec.pix_fmt
         stream.time_base = spec.time_base
         stream.codec_context.time_base = spec.time_base
+        if spec.sample_aspect_ratio:
+            stream.codec_context.sample_aspect_ratio = spec.sample_aspect_ratio
         options = {"threads": str(spec.threads)}
         if spec.codec in ("libx264", "libx265"):
             options |= {"crf": str(spec.crf), "preset": spec.preset}
+        if spec.codec == "libx265":
+            options["x265-params"] = "log-level=error"
+        if spec.codec == "libvpx-vp9":
+            # VP9's quality scale runs 0-63: x264's crf 18 looks about like its 32. Realtime speed 8 for
+            # the fast presets (encoding must not be the bottleneck), "good" quality speed 4 for the others.
+            fast = spec.preset in ("ultrafast", "superfast", "veryfast", "faster", "fast")
+            options |= {"crf": str(min(63, round(spec.crf * 1.75))), "b": "0", "row-mt": "1",
+                        "deadline": "realtime" if fast else "good", "cpu-used": "8" if fast else "4"}
         if spec.codec == "libx264" and _has_avx512():
             # x264's AVX-512 kernels were seen to encode the same frames differently depending on what ran
             # on the thread before (onnxruntime's AVX-512 code): segments redone after a crash then differ.

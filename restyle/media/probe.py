@@ -13,6 +13,7 @@ import av
 
 from restyle.config import Settings
 from restyle.errors import InputError
+from restyle.media.source import open_input
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,8 @@ class StreamFacts:
 
     index: int
     kind: str  # "audio", "subtitle", ...
-    codec: str
+    codec: str  # FFmpeg's codec name ("mp3"), never a decoder's ("mp3float")
+    start_s: float | None = None  # when its first packet is presented; the output keeps it relative to the video
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,13 @@ class VideoInfo:
     keyframe_pts: list[int] = field(repr=False)
     duration_pts: int  # pts of the end of the last frame
     other_streams: list[StreamFacts]
+    sample_aspect_ratio: Fraction | None = None  # of a pixel; anamorphic video is not 1:1, and stays so
+    timecode: str | None = None  # a start timecode ("10:00:00:00"), kept on outputs that hold one
+    chapters: int = 0
+
+    @property
+    def start_s(self) -> float:
+        return float(self.frame_pts[0] * self.time_base)
 
     @property
     def frame_count(self) -> int:
@@ -75,7 +84,7 @@ def probe(path: str | Path, settings: Settings) -> VideoInfo:
     if size > settings.max_input_bytes:
         raise InputError(f"input is {size} bytes, over the limit of {settings.max_input_bytes} (RESTYLE_MAX_INPUT_BYTES)")
     try:
-        container = av.open(str(path), metadata_errors="replace")  # tags in broken UTF-8 must not stop us
+        container = open_input(path)
     except av.FFmpegError as exc:
         raise InputError(f"cannot read {path} as a video: {_reason(exc)}") from None
     with container:
@@ -91,7 +100,8 @@ def probe(path: str | Path, settings: Settings) -> VideoInfo:
             raise InputError(f"{path}: its video stream is in a codec FFmpeg cannot decode (or its header is damaged)")
         width, height = ctx.width, ctx.height
         _check_limits(path, stream, width, height, settings)
-        frame_pts, keyframe_pts, end_pts = _scan_packets(path, container, stream, settings)
+        sounds = [s for s in container.streams.audio]
+        frame_pts, keyframe_pts, end_pts, starts = _scan_packets(path, container, stream, sounds, settings)
         if not frame_pts:
             raise InputError(f"{path} has a video stream but no frames could be read from it")
         _check_duration(path, float((end_pts - frame_pts[0]) * stream.time_base), settings)
@@ -101,17 +111,17 @@ def probe(path: str | Path, settings: Settings) -> VideoInfo:
             )
         rotation = _rotation(container, stream)
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-        others = [
-            StreamFacts(index=s.index, kind=s.type, codec=s.codec_context.name if s.codec_context else "unknown")
-            for s in container.streams
-            if s.index != stream.index and s.type in ("audio", "subtitle")
-        ]
+        kept = [s for s in container.streams if s.index != stream.index and s.type in ("audio", "subtitle")]
+        others = [StreamFacts(index=s.index, kind=s.type, codec=codec_name(s), start_s=starts.get(s.index)) for s in kept]
+        sar = stream.sample_aspect_ratio
+        timecode = stream.metadata.get("timecode") or next(
+            (s.metadata["timecode"] for s in container.streams if "timecode" in s.metadata), None)
         return VideoInfo(
             path=str(path),
             size_bytes=size,
             container=container.format.name,
             video_index=stream.index,
-            codec=ctx.name,
+            codec=codec_name(stream),
             width=width,
             height=height,
             pix_fmt=ctx.pix_fmt or "unknown",
@@ -122,6 +132,9 @@ def probe(path: str | Path, settings: Settings) -> VideoInfo:
             keyframe_pts=keyframe_pts,
             duration_pts=end_pts,
             other_streams=others,
+            sample_aspect_ratio=Fraction(sar) if sar else None,
+            timecode=timecode,
+            chapters=len(container.chapters()),
         )
 
 
@@ -143,8 +156,9 @@ def _check_duration(path: Path, seconds: float, settings: Settings) -> None:
         )
 
 
-def _scan_packets(path: Path, container: av.container.InputContainer, stream, settings: Settings) -> tuple[list[int], list[int], int]:
-    """Every frame's pts (sorted), the keyframes' pts, and the end of the last frame.
+def _scan_packets(path: Path, container: av.container.InputContainer, stream, sounds: list, settings: Settings
+                  ) -> tuple[list[int], list[int], int, dict[int, float]]:
+    """Every frame's pts (sorted), the keyframes' pts, the end of the last frame, and when each sound starts.
 
     Stops as soon as the frames are over the limit: a file of millions of tiny frames
     costs the time and memory of the limit, not of the file.
@@ -152,9 +166,14 @@ def _scan_packets(path: Path, container: av.container.InputContainer, stream, se
     pts: list[int] = []
     keys: list[int] = []
     durations: dict[int, int] = {}
+    starts: dict[int, float] = {}
     try:
-        for packet in container.demux(stream):
+        for packet in container.demux([stream, *sounds]):
             if packet.size == 0:  # the flush packet at the end
+                continue
+            if packet.stream.index != stream.index:
+                if packet.stream.index not in starts and packet.pts is not None:
+                    starts[packet.stream.index] = float(packet.pts * packet.time_base)
                 continue
             t = packet.pts if packet.pts is not None else packet.dts
             if t is None:
@@ -171,12 +190,12 @@ def _scan_packets(path: Path, container: av.container.InputContainer, stream, se
     if len(set(pts)) != len(pts):
         raise InputError(f"{path}: several video frames share one timestamp; remux it first (ffmpeg -i IN -c copy OUT.mp4)")
     if not pts:
-        return [], [], 0
+        return [], [], 0, starts
     last = durations.get(pts[-1]) or (pts[-1] - pts[-2] if len(pts) > 1 else _one_frame(stream))
     keys.sort()
     if not keys or keys[0] != pts[0]:
         keys.insert(0, pts[0])  # decoding starts at the first packet whatever its flag says
-    return pts, keys, pts[-1] + last
+    return pts, keys, pts[-1] + last, starts
 
 
 def _one_frame(stream) -> int:
@@ -193,6 +212,33 @@ def _rotation(container: av.container.InputContainer, stream) -> int:
     except av.FFmpegError:
         return 0
     return 0
+
+
+def first_packet_times(container: av.container.InputContainer, streams: list) -> dict[int, float]:
+    """When each stream's first packet is presented, in seconds (AAC priming makes it negative).
+
+    ``container`` must be freshly opened: a seek to the start can land after the first packets.
+    """
+    starts: dict[int, float] = {}
+    if not streams:
+        return starts
+    try:
+        for n, packet in enumerate(container.demux(streams)):
+            if packet.pts is not None and packet.stream.index not in starts:
+                starts[packet.stream.index] = float(packet.pts * packet.time_base)
+            if len(starts) == len(streams) or n > 2000:
+                break
+    except av.FFmpegError:
+        pass
+    return starts
+
+
+def codec_name(stream: av.stream.Stream) -> str:
+    """The codec's own name (``mp3``), not the decoder's that FFmpeg picked (``mp3float``)."""
+    ctx = stream.codec_context
+    if ctx is None:
+        return "unknown"
+    return ctx.codec.canonical_name if ctx.codec is not None else ctx.name
 
 
 def _reason(exc: av.FFmpegError) -> str:

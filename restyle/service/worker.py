@@ -20,7 +20,9 @@ from sqlalchemy.exc import DBAPIError
 
 from restyle.config import Settings
 from restyle.errors import InputError, ModelError, OutputError, RestyleError
-from restyle.handlers.base import ModelSpec
+from restyle.handlers import OutputKind, check
+from restyle.jobspec import JobSpec
+from restyle.media.assemble import output_suffix
 from restyle.pipeline import Cancelled, Hooks, run
 from restyle.report import RunReport
 from restyle.score import ChunkResult
@@ -124,17 +126,17 @@ class Worker:
         segments = ObjectSegments(self.context.system, f"work/{job.id}")
         try:
             with tempfile.TemporaryDirectory(prefix=f"restyle-job-{job.id}-") as tmp:
-                source = Path(tmp) / ("input" + Path(job.input_key).suffix.lower())
+                # No part of the user's name on the local copy: its format is read from its content alone.
+                source = Path(tmp) / "input"
                 self.context.data.get_file(job.input_key, source)
-                spec = ModelSpec(**job.params.get("model", {}))
-                # Matroska and QuickTime inputs come back in their own container, which holds all their streams.
-                suffix = source.suffix if source.suffix in (".mkv", ".mov") else ".mp4"
+                spec = JobSpec(**job.params.get("spec", {}))
+                # Records go to a .jsonl; a video keeps the input's container family (.ts stays .ts, .mkv .mkv).
+                suffix = ".jsonl" if check(spec).output == OutputKind.RECORDS else output_suffix(job.input_key)
                 target = Path(tmp) / f"{Path(job.input_key).stem}-restyled{suffix}"
                 # Ray actors may be on other machines: they read the input through a presigned link.
                 remote = self.settings.engine == "ray" and not self.context.data.is_local
-                settings = self.settings.model_copy(update={"deflicker": float(job.params.get("deflicker", 0.0))})
                 report = run(
-                    source, target, spec, settings=settings, work=segments,
+                    source, target, spec, settings=self.settings, work=segments,
                     input_id=f"{job.input_key}@{job.input_etag}", on_progress=on_progress,
                     input_url=self.context.data.presign(job.input_key, 24 * 3600) if remote else None,
                     hooks=Hooks(on_plan=on_plan, on_chunk=on_chunk, cancel=cancel),
@@ -203,4 +205,4 @@ class Worker:
 def _figures(report: RunReport) -> dict:
     data = report.to_dict()
     return {key: data[key] for key in ("frames", "chunks", "chunks_reused", "chunks_retried", "seconds", "busy_s", "fps", "workers", "threads",
-                                       "backend", "width", "height", "duration_s", "notes")}
+                                       "backend", "width", "height", "duration_s", "notes", "output_check")}

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from restyle import ModelSpec, run
+from restyle import JobSpec, run
 from restyle.config import Settings
 from tests.conftest import decode_frames, packets
 
@@ -19,8 +19,8 @@ def test_ray_runs_the_same_chunks_as_the_local_pool(ray_cluster, clips, tmp_path
     engine = RayEngine(ray_cluster.address, cpus_per_actor=1, node_ip=ray_cluster.driver_ip)
     assert engine.workers == 2  # one actor per node's CPU
     settings = Settings(chunk_seconds=0.5)
-    on_ray = run(clips["pal"], tmp_path / "ray.mp4", ModelSpec.styles("7"), settings=settings, engine=engine)
-    local = run(clips["pal"], tmp_path / "local.mp4", ModelSpec.styles("7"), settings=Settings(chunk_seconds=0.5, workers=2))
+    on_ray = run(clips["pal"], tmp_path / "ray.mp4", JobSpec(style="7"), settings=settings, engine=engine)
+    local = run(clips["pal"], tmp_path / "local.mp4", JobSpec(style="7"), settings=Settings(chunk_seconds=0.5, workers=2))
     assert on_ray.frames == local.frames == 75 and on_ray.chunks == local.chunks
     ray_pts, ray_frames = decode_frames(tmp_path / "ray.mp4")
     local_pts, local_frames = decode_frames(tmp_path / "local.mp4")
@@ -49,14 +49,14 @@ def test_a_killed_actor_costs_only_its_chunk(ray_cluster, tmp_path):
 
     thread = threading.Thread(target=killer)
     thread.start()
-    report = run(clip, tmp_path / "survived.mp4", ModelSpec.styles("9"), settings=settings, engine=engine,
+    report = run(clip, tmp_path / "survived.mp4", JobSpec(style="9"), settings=settings, engine=engine,
                  work=tmp_path / "work")
     thread.join()
     assert killed, "no actor was caught mid-chunk"
     assert engine.redone >= 1  # the killed actor's chunk was given out again
     assert engine.redone <= 2  # and only the chunks in flight, not the stored ones
     assert report.chunks_retried == engine.redone
-    clean = run(clip, tmp_path / "clean.mp4", ModelSpec.styles("9"), settings=Settings(chunk_seconds=0.5, workers=2))
+    clean = run(clip, tmp_path / "clean.mp4", JobSpec(style="9"), settings=Settings(chunk_seconds=0.5, workers=2))
     assert report.frames == clean.frames == 150
     a_pts, a = decode_frames(tmp_path / "survived.mp4")
     b_pts, b = decode_frames(tmp_path / "clean.mp4")
@@ -122,7 +122,7 @@ def test_a_lost_node_costs_only_its_chunks(ray_cluster, tmp_path):
 
     thread = threading.Thread(target=lose_a_node)
     thread.start()
-    report = run(clip, tmp_path / "out.mp4", ModelSpec.styles("4"), settings=Settings(chunk_seconds=0.5),
+    report = run(clip, tmp_path / "out.mp4", JobSpec(style="4"), settings=Settings(chunk_seconds=0.5),
                  engine=engine, work=tmp_path / "work")
     thread.join()
     assert lost

@@ -236,7 +236,7 @@ def test_three_models_in_a_row_and_at_once_on_two_cpus_all_finish(two_cpu_cluste
     finish_within(240, at_once)
     assert sorted(outputs) == [0, 1, 2] and all(len(pixels) == 4 for pixels in outputs.values())
     assert len(engine.models) <= 2  # bounded again once the jobs are done
-    engine.close()
+    engine.stop_idle()
     assert engine.models == []
 
 
@@ -253,7 +253,7 @@ def test_idle_actors_of_another_process_give_their_cpus_back(two_cpu_cluster, th
     started = time.monotonic()
     finish_within(120, lambda: list(second.map(restyle_frames, onnx_load, RUNTIME, second_tasks)))
     assert first.models == [] and time.monotonic() - started >= 2  # it waited for them to stop, not forever
-    second.close()
+    second.stop_idle()
 
 
 def test_a_model_that_does_not_load_fails_the_job_with_its_reason(two_cpu_cluster, tmp_path):

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from restyle.errors import ModelError
-from restyle.handlers import ModelSpec, Runtime, load_model
+from restyle.handlers import JobSpec, Runtime, check, load
 from restyle.handlers.styles import ArbitraryStyle
 
 RUNTIME = Runtime("cpu", threads=2)
@@ -21,46 +21,56 @@ def frames() -> np.ndarray:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_multistyle_restyles_odd_sized_frames(frames, backend):
-    model = load_model(ModelSpec.styles("7"), Runtime("cpu", threads=2, backend=backend))
-    out = model.predict(frames)
+    model = load(JobSpec(style="7"), Runtime("cpu", threads=2, backend=backend))
+    out = model.predict(frames, JobSpec(style="7"))
     assert out.shape == frames.shape and out.dtype == np.uint8
     assert np.abs(out.astype(int) - frames).mean() > 20  # really restyled, not passed through
 
 
 def test_multistyle_batches_give_the_same_frames_as_one_by_one(frames):
-    model = load_model(ModelSpec.styles("3:0.5,12:0.5"), RUNTIME)
-    together = model.predict(frames)
-    apart = np.concatenate([model.predict(frames[i : i + 1]) for i in range(len(frames))])
+    spec = JobSpec(style="3:0.5,12:0.5")
+    model = load(spec, RUNTIME)
+    together = model.predict(frames, spec)
+    apart = np.concatenate([model.predict(frames[i : i + 1], spec) for i in range(len(frames))])
     assert np.abs(together.astype(int) - apart).max() <= 1
 
 
-def test_styles_differ_and_strength_mixes_the_original_back(frames):
-    seven = load_model(ModelSpec.styles("7"), RUNTIME).predict(frames)
-    twelve = load_model(ModelSpec.styles("12"), RUNTIME).predict(frames)
+def test_one_loaded_network_serves_every_style_and_strength(frames):
+    network = load(JobSpec(style="7"), RUNTIME)  # the style is a per-call parameter, not part of what is loaded
+    seven = network.predict(frames, JobSpec(style="7"))
+    twelve = network.predict(frames, JobSpec(style="12"))
     assert np.abs(seven.astype(int) - twelve).mean() > 10
-    none = load_model(ModelSpec.styles("7", strength=0.0), RUNTIME).predict(frames)
-    assert np.array_equal(none, frames)
+    assert np.array_equal(network.predict(frames, JobSpec(style="7", strength=0.0)), frames)
+    assert np.array_equal(network.predict(frames, JobSpec(style="7")), seven)  # back to 7: the same frames
+    fresh_twelve = load(JobSpec(style="12"), RUNTIME).predict(frames, JobSpec(style="12"))
+    assert np.array_equal(fresh_twelve, twelve)
+
+
+@pytest.mark.parametrize("style", ["3:nan", "0:inf", "0:1e39,1:1", "2:-1", "4:1e3000"])
+def test_non_finite_and_absurd_style_weights_are_refused(style):
+    with pytest.raises(ModelError, match="must be a number from 0 to"):
+        check(JobSpec(style=style))
 
 
 @pytest.mark.parametrize("style", ["26", "-1", "seven", "3:0.5,40:0.5"])
 def test_unknown_styles_are_refused(style):
     with pytest.raises(ModelError, match="0 to 25|bad style"):
-        ModelSpec.styles(style).check()
+        check(JobSpec(style=style))
 
 
 def test_openvino_gives_onnxruntimes_frames_within_40_db(frames):
     from tests.conftest import psnr
 
-    ours = load_model(ModelSpec.styles("7"), Runtime("cpu", threads=2, backend="openvino")).predict(frames)
-    theirs = load_model(ModelSpec.styles("7"), Runtime("cpu", threads=2, backend="onnxruntime")).predict(frames)
+    ours = load(JobSpec(style="7"), Runtime("cpu", threads=2, backend="openvino")).predict(frames, JobSpec(style="7"))
+    theirs = load(JobSpec(style="7"), Runtime("cpu", threads=2, backend="onnxruntime")).predict(frames, JobSpec(style="7"))
     assert psnr(ours, theirs) >= 40
 
 
 def test_bf16_runs_on_openvino_and_is_refused_on_onnxruntime(frames):
     from tests.conftest import psnr
 
-    exact = load_model(ModelSpec.styles("7"), Runtime("cpu", threads=2)).predict(frames)
-    fast = load_model(ModelSpec.styles("7"), Runtime("cpu", threads=2, precision="bf16")).predict(frames)
+    exact = load(JobSpec(style="7"), Runtime("cpu", threads=2)).predict(frames, JobSpec(style="7"))
+    fast = load(JobSpec(style="7"), Runtime("cpu", threads=2, precision="bf16")).predict(frames, JobSpec(style="7"))
     assert 20 <= psnr(fast, exact)  # bf16 where the CPU has it (lossy), float32 elsewhere (exact)
     with pytest.raises(ModelError, match="needs the openvino backend"):
         Runtime("cpu", backend="onnxruntime", precision="bf16").backend_name
@@ -71,18 +81,25 @@ def test_style_image_runs_at_the_frames_own_size(frames, tmp_path, backend):
     picture = tmp_path / "waves.png"
     yy, xx = np.mgrid[0:200, 0:300]
     Image.fromarray((np.stack([np.sin(xx / 7), np.cos(yy / 5), np.sin((xx + yy) / 11)], -1) * 127 + 128).astype(np.uint8)).save(picture)
-    model = load_model(ModelSpec.with_style_image(picture), Runtime("cpu", threads=2, backend=backend))
+    spec = JobSpec(model="style-image", style_image=str(picture))
+    model = load(spec, Runtime("cpu", threads=2, backend=backend))
     assert isinstance(model, ArbitraryStyle) and model.dynamic  # the fixed 384x384 graph was made dynamic
     assert "full resolution" in model.description
-    out = model.predict(frames)
+    out = model.predict(frames, spec)
     assert out.shape == frames.shape
     assert np.abs(out.astype(int) - frames).mean() > 10
+    # Another picture through the same loaded network: a different style, no reload.
+    other = tmp_path / "flat.png"
+    Image.fromarray(np.full((64, 64, 3), (200, 40, 40), np.uint8)).save(other)
+    assert np.abs(model.predict(frames, JobSpec(model="style-image", style_image=str(other))).astype(int) - out).mean() > 5
 
 
 def test_unreadable_style_image_is_refused(tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_text("not a picture")
     with pytest.raises(ModelError, match="cannot read style image"):
-        ModelSpec.with_style_image(bad).check()
+        check(JobSpec(model="style-image", style_image=str(bad)))
     with pytest.raises(ModelError, match="not found"):
-        ModelSpec.with_style_image(tmp_path / "missing.jpg").check()
+        check(JobSpec(model="style-image", style_image=str(tmp_path / "missing.jpg")))
+    with pytest.raises(ModelError, match="needs a picture"):
+        check(JobSpec(model="style-image"))

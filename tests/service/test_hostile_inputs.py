@@ -62,7 +62,7 @@ def test_every_hostile_input_ends_with_a_reason_or_a_correct_output(start_servic
 
     # A poison message: a job whose parameters no worker can use. It must fail its attempts and go dead, once.
     store = JobStore(f"sqlite:///{service.home / 'jobs.db'}")
-    poison, _ = store.create("mallory", "elsewhere/poison.mp4", "etag-1", {"model": {"kind": "no-such-model"}}, max_attempts=2)
+    poison, _ = store.create("mallory", "elsewhere/poison.mp4", "etag-1", {"spec": {"strength": "lots"}}, max_attempts=2)
     service.home.joinpath("data", "elsewhere").mkdir(parents=True, exist_ok=True)
     service.home.joinpath("data", "elsewhere", "poison.mp4").write_bytes(clips["silent"].read_bytes())
 
