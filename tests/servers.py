@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,7 +194,7 @@ class RayCluster:
         # Ray turns token auth on when ~/.ray/auth_token exists, which anyone on the machine may make or
         # remake: this cluster, this process's drivers and the services they start run without tokens.
         os.environ["RAY_AUTH_MODE"] = "disabled"
-        ray = shutil.which("ray")
+        ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))  # the venv's, if not on PATH
         common = ["--num-cpus", "1", "--disable-usage-stats"]
         subprocess.run([ray, "start", "--head", "--node-ip-address", "127.0.0.2", "--port", str(self.port),
                         "--temp-dir", str(self.root), "--include-dashboard", "false", *common],
