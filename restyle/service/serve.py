@@ -33,7 +33,9 @@ def serve(settings: Settings) -> None:
           f"with {settings.local_workers} worker(s); sign in with {tokens}", file=sys.stderr)
     print(f"restyle: data store {settings.data}, system store {settings.system}, job store {settings.database}", file=sys.stderr)
     stop = threading.Event()
-    scaler.start(context.jobs, settings, stop)  # RESTYLE_ENGINE=ray: nodes for queued jobs, none for an empty queue
+    if scaler.start(context.jobs, settings, stop):  # RESTYLE_ENGINE=ray: nodes for queued jobs, none for an empty queue
+        print(f"restyle: scaling the Ray cluster on the job queue: {settings.ray_actors_per_job} actor(s) a job, "
+              f"at most {settings.ray_max_requested_actors}", file=sys.stderr)
     supervisor = threading.Thread(target=_supervise, args=(settings.local_workers, stop), daemon=True)
     supervisor.start()
     try:

@@ -178,6 +178,39 @@ def test_a_node_lost_mid_job_costs_only_its_chunks(autoscaling_cluster):
           "lost", lost["node"][-5:], "after", lost["done"], "chunks")
 
 
+def test_restyle_serve_on_ray_scales_from_zero_on_its_queue_and_back(autoscaling_cluster, clips, tmp_path):
+    """The whole service (API, trigger, scaler, 3 worker processes) with RESTYLE_ENGINE=ray on the autoscaling cluster."""
+    import ray
+
+    from tests.service.conftest import Service
+
+    if ray.is_initialized() and not ray.get_runtime_context().gcs_address.endswith(f":{autoscaling_cluster.port}"):
+        ray.shutdown()  # joined another cluster
+    if not ray.is_initialized():
+        ray.init(address=autoscaling_cluster.address, _node_ip_address="127.0.0.1", log_to_driver=False)
+    wait_until(lambda: worker_nodes() == [], 90, what="an empty cluster")
+    env = {"RESTYLE_ENGINE": "ray", "RESTYLE_RAY_ADDRESS": autoscaling_cluster.address, "RESTYLE_RAY_NODE_IP": "127.0.0.1",
+           "RESTYLE_RAY_ACTORS_PER_JOB": "1", "RESTYLE_RAY_SCALE_SECONDS": "0.5", "RESTYLE_RAY_ACTOR_IDLE_SECONDS": "2",
+           "RAY_AUTH_MODE": "disabled"}
+    service = Service(tmp_path / "home", env, local_workers=3)
+    try:
+        jobs = []
+        for style in ("2", "8", "14"):
+            with open(clips["pal"], "rb") as f:
+                jobs.append(service.http.post("/api/jobs", files={"file": ("pal.mp4", f)}, data={"style": style}).json())
+        wait_until(lambda: len(worker_nodes()) >= 1, 90, what="nodes for the queued jobs")
+        peak = 0
+        for job in jobs:
+            done = service.wait_for(job["id"], timeout=240)
+            assert done["state"] == "succeeded", (done, service.log.read_text()[-3000:])
+            peak = max(peak, len(worker_nodes()))
+        assert peak >= 1
+        wait_until(lambda: worker_nodes() == [], 120, what="the cluster back to zero worker nodes")
+        assert "scaling the Ray cluster on the job queue" in service.log.read_text()
+    finally:
+        service.stop()
+
+
 # -- on a fixed 2-CPU cluster ---------------------------------------------------------------
 
 
@@ -266,3 +299,4 @@ def test_a_model_that_does_not_load_fails_the_job_with_its_reason(two_cpu_cluste
     with pytest.raises(RestyleError, match="cannot start.*missing.onnx"):
         finish_within(120, lambda: list(engine.map(restyle_frames, LoadSpec("onnx", missing), RUNTIME, tasks)))
     assert engine.models == []  # nothing broken is kept
+
