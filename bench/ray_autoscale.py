@@ -16,6 +16,7 @@ The cluster is stopped by its processes' ids.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import threading
@@ -23,9 +24,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from _common import machine  # noqa: E402
 
 from restyle.config import Settings  # noqa: E402
 from restyle.handlers.base import LoadSpec  # noqa: E402
@@ -37,6 +36,23 @@ from tests.engines.ray_tasks import FrameTask, restyle_frames  # noqa: E402
 from tests.ray_clusters import LocalRayCluster, wait_until, worker_nodes  # noqa: E402
 
 RUNTIME = Runtime(device="cpu", threads=1)
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def machine() -> str:
+    """CPU name, cores and the flags that matter to the models; Python and Ray versions."""
+    import platform
+
+    import ray
+
+    name, flags = "unknown CPU", set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name") and name == "unknown CPU":
+            name = line.split(":", 1)[1].strip()
+        elif line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+    have = " ".join(f for f in FLAGS if f in flags)
+    return f"{name}, {os.cpu_count()} cores, flags {have}; Python {platform.python_version()}, Ray {ray.__version__}"
 
 
 class NodeLog:
