@@ -25,7 +25,7 @@ from restyle.media.chunks import Chunk, plan_chunks
 from restyle.media.encode import EncodeSpec
 from restyle.media.probe import VideoInfo, probe
 from restyle.handlers.base import ModelSpec
-from restyle.layout import choose_layout
+from restyle.layout import NETWORKS, choose_layout
 from restyle.report import RunReport
 from restyle.score import ChunkResult, ChunkTask, score_chunk
 from restyle.stores.segments import FolderSegments, SegmentStore
@@ -103,7 +103,8 @@ def _run_video(
     info = probe(input, settings)
     seconds["probe"] = time.perf_counter() - started
 
-    runtime, workers = choose_layout(settings, info.width * info.height)
+    runtime, workers = choose_layout(settings, info.width * info.height, model.kind)
+    choice = runtime.choose(NETWORKS.get(model.kind, model.kind))
     engine = engine or make_engine(settings, workers)
     clock = time.perf_counter()
     chunks = _chunks(info, settings, engine.workers)
@@ -173,7 +174,9 @@ def _run_video(
         duration_s=round(info.duration_s, 3),
         workers=engine.workers,
         threads=runtime.threads,
-        backend=runtime.backend_name,
+        backend=choice.backend,
+        precision=choice.precision,
+        precision_reason=choice.reason,
         seconds={k: round(v, 3) for k, v in seconds.items()},
         busy_s={
             "decode": round(sum(r.decode_s for r in results), 3),
@@ -186,12 +189,12 @@ def _run_video(
     )
 
 
-def plan(input: str | Path, settings: Settings | None = None, workers: int | None = None) -> list[Chunk]:
+def plan(input: str | Path, settings: Settings | None = None, workers: int | None = None, model_kind: str = "styles") -> list[Chunk]:
     """The chunks ``run`` cuts ``input`` into with these settings on this machine (or ``workers`` workers)."""
     settings = settings or load_settings()
     info = probe(Path(input), settings)
     if workers is None:
-        _, workers = choose_layout(settings, info.width * info.height)
+        _, workers = choose_layout(settings, info.width * info.height, model_kind)
     return _chunks(info, settings, workers or 1)
 
 

