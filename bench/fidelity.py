@@ -114,8 +114,12 @@ def main() -> None:
 
 def write_table(styles: dict[str, dict], pictures: dict[str, dict], command: str) -> None:
     def worst(rows: dict[str, dict]) -> dict:
-        name = min(rows, key=lambda k: rows[k]["luma_ssim"])
-        return {"case": name, **{k: rows[name][k] for k in ("luma_ssim", "flat_psnr_db")}}
+        """The lowest luma SSIM and the lowest flat-region PSNR, each with the case it came from."""
+        ssim_case = min(rows, key=lambda k: rows[k]["luma_ssim"])
+        flats = {k: r["flat_psnr_db"] for k, r in rows.items() if r.get("flat_psnr_db") is not None}
+        flat_case = min(flats, key=flats.get) if flats else None
+        return {"luma_ssim": rows[ssim_case]["luma_ssim"], "luma_ssim_case": ssim_case,
+                "flat_psnr_db": flats.get(flat_case), "flat_psnr_case": flat_case}
 
     networks: dict[str, dict] = {}
     if styles:

@@ -129,7 +129,8 @@ class Runtime:
             return Choice("openvino", "f32", "this CPU has no native bf16: f32 on OpenVINO (the faster CPU runtime here)")
         verdict = fidelity.verdict(network)
         if verdict is None:
-            return Choice("openvino", "check", f"{network} is not in the fidelity table: bf16 if its first frame passes the bar, else f32")
+            return Choice("openvino", "check", f"{network} (with this input) is not covered by the fidelity table: "
+                          "bf16 if its first frame passes the bar against f32, else f32")
         if verdict.passed:
             return Choice("openvino", "bf16", f"bf16 on OpenVINO: {network} passed the fidelity bar ({verdict.summary})")
         return Choice("openvino", "f32", f"f32 on OpenVINO: {network} failed the bf16 fidelity bar ({verdict.summary})")

@@ -1,0 +1,108 @@
+"""Where the time outside the model goes, per frame, and what each lever saves (one thread each).
+
+    python bench/levers.py            # 640x360 and 1280x720
+    python bench/levers.py --quick    # 640x360 only, fewer frames
+
+Interleaved: each repeat times every variant once, and the median is printed, so load on a
+shared machine hits them alike. Variants:
+  decode: PyAV's frame.to_ndarray("rgb24") (swscale) against restyle's to_rgb (OpenCV I420)
+  encode: rgb24 frames handed to x264 (swscale converts) against restyle's rgb_to_yuv420p, per preset
+  model: OpenVINO bf16 with numpy float conversion around it, against uint8 in and out of its graph
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine  # noqa: E402
+
+from restyle.handlers import ModelSpec, Runtime, load_model  # noqa: E402
+from restyle.media.decode import to_rgb  # noqa: E402
+from restyle.media.encode import rgb_to_yuv420p  # noqa: E402
+from restyle.media.sample import make_motion_clip, packaged_photo  # noqa: E402
+
+
+def timed(fn, items) -> float:
+    started = time.perf_counter()
+    for item in items:
+        fn(item)
+    return (time.perf_counter() - started) / len(items) * 1000
+
+
+def encode(frames: list[np.ndarray], preset: str, ours: bool, path: Path) -> float:
+    h, w = frames[0].shape[:2]
+    started = time.perf_counter()
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"threads": "1", "crf": "18", "preset": preset, "x264-params": "asm=avx2"}
+        stream.codec_context.thread_count = 1
+        for i, rgb in enumerate(frames):
+            frame = (av.VideoFrame.from_ndarray(rgb_to_yuv420p(rgb), format="yuv420p") if ours
+                     else av.VideoFrame.from_ndarray(rgb, format="rgb24"))
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return (time.perf_counter() - started) / len(frames) * 1000
+
+
+class NumpyAround:
+    """The old path: float32 NCHW made and read back in numpy around an OpenVINO bf16 graph."""
+
+    def __init__(self):
+        from restyle.handlers.styles import _model_file, style_weights
+        from restyle.runtime import _OpenVinoSession
+
+        self.session, self.weights = _OpenVinoSession(_model_file("multistyle26"), 1, "bf16"), style_weights("7")
+
+    def predict(self, frames: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(frames.astype(np.float32).transpose(0, 3, 1, 2) * np.float32(1 / 255))
+        out = self.session.run({"image": x, "style_weights": self.weights})[0]
+        return (np.clip(out.transpose(0, 2, 3, 1) * 255.0, 0, 255) + 0.5).astype(np.uint8)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(f"# levers outside the model, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {machine()}")
+    print(f"# command: python bench/levers.py {' '.join(sys.argv[1:])}; ms per frame, one thread, median of {args.repeats}")
+    sizes = [(640, 360)] + ([] if args.quick else [(1280, 720)])
+    in_graph = load_model(ModelSpec.styles("7"), Runtime("cpu", 1, backend="openvino", precision="bf16"))
+    numpy_around = NumpyAround()
+    with tempfile.TemporaryDirectory() as tmp:
+        for w, h in sizes:
+            clip = make_motion_clip(Path(tmp) / f"m{h}.mp4", packaged_photo(), motion="pan", width=w, height=h, rate=25,
+                                    seconds=1.0 if args.quick else 2.0)
+            with av.open(str(clip)) as container:
+                decoded = list(container.decode(video=0))
+            styled = [in_graph.predict(to_rgb(f)[None])[0] for f in decoded[:10]]
+            runs: dict[str, list[float]] = {}
+            for _ in range(args.repeats):
+                for name, fn in {
+                    "decode to RGB: swscale (to_ndarray rgb24)": lambda: timed(lambda f: f.to_ndarray(format="rgb24"), decoded),
+                    "decode to RGB: OpenCV I420 (restyle)": lambda: timed(to_rgb, decoded),
+                    "model bf16, numpy float conversion around it": lambda: timed(numpy_around.predict, [s[None] for s in styled[:5]]),
+                    "model bf16, uint8 in and out of the graph (restyle)": lambda: timed(in_graph.predict, [s[None] for s in styled[:5]]),
+                    **{f"encode x264 {p}: rgb24 to swscale": (lambda p=p: encode(styled, p, False, Path(tmp) / "e.mp4"))
+                       for p in ("veryfast", "superfast")},
+                    **{f"encode x264 {p}: rgb_to_yuv420p (restyle)": (lambda p=p: encode(styled, p, True, Path(tmp) / "e.mp4"))
+                       for p in ("veryfast", "superfast")},
+                }.items():
+                    runs.setdefault(name, []).append(fn())
+            print(f"\n{w}x{h}\n| step | ms/frame |\n| --- | --- |")
+            for name, values in runs.items():
+                print(f"| {name} | {statistics.median(values):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
