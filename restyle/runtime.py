@@ -9,7 +9,9 @@ runtime whose output passes restyle's fidelity bar (:mod:`restyle.fidelity`):
   the table does not cover is checked on its first frames (bf16 against f32), else f32;
 * other CPUs: f32 on OpenVINO where installed (as fast as onnxruntime's f32 on these
   networks, and it takes uint8 pixels in its graph), else onnxruntime;
-* a CUDA GPU: onnxruntime CUDA at f32 (no fp16 fidelity is measured yet, so none is assumed).
+* a CUDA GPU: fp16 through onnxruntime's TensorRT provider where it is installed and the
+  network's first frame passes the same bar against CUDA f32 (no GPU fp16 table is measured
+  yet, so every network is checked), else CUDA f32. (Code path only: not yet run on a GPU.)
 
 ``precision="f32"`` is exact work; ``"bf16"`` forces OpenVINO's bfloat16.
 """
@@ -32,6 +34,7 @@ from restyle.errors import ModelError
 log = logging.getLogger("restyle")
 
 CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
 CPU = "CPUExecutionProvider"
 OPENVINO = "OpenVINO CPU"
 Dim = int | str  # a fixed size, or a symbol for a dynamic one
@@ -121,7 +124,12 @@ class Runtime:
             return Choice(backend, "f32", "f32 asked for (exact)")
         # auto
         if self.on_gpu:
-            return Choice("onnxruntime", "f32", "CUDA GPU: f32 (no fp16 fidelity measured for it yet)")
+            if TENSORRT not in ort.get_available_providers():
+                return Choice("onnxruntime", "f32", "CUDA GPU without TensorRT: f32 (fp16 needs onnxruntime's TensorRT provider)")
+            verdict = fidelity.verdict(network, "fp16")
+            if verdict is None:
+                return Choice("onnxruntime", "check", f"CUDA GPU: fp16 (TensorRT) if {network}'s first frame passes the bar against f32, else f32")
+            return Choice("onnxruntime", "fp16" if verdict.passed else "f32", f"CUDA GPU, fidelity table for fp16: {verdict.summary}")
         if self.backend == "onnxruntime" or not has_openvino:
             why = "onnxruntime asked for" if self.backend == "onnxruntime" else "OpenVINO is not installed"
             return Choice("onnxruntime", "f32", f"f32 on onnxruntime ({why}; bf16 needs OpenVINO)")
@@ -167,6 +175,12 @@ class Runtime:
                     session = _OpenVinoSession(model, self.threads, "f32", pixels)
                     session.provider += " (bf16 does not compile for this network)"
                     return session
+            if choice.precision in ("fp16", "check"):  # a GPU with TensorRT
+                def make(precision: str) -> _OrtSession:
+                    providers = self.providers if precision == "f32" else [(TENSORRT, _tensorrt_options()), *self.providers]
+                    return _OrtSession(model, self.threads, providers, strict=False, name=name)
+
+                return _CheckedSession(make, name, "fp16") if choice.precision == "check" else make("fp16")
             return _OrtSession(model, self.threads, self.providers, strict=self.device == "cuda", name=name)
         except ModelError:
             raise
@@ -177,7 +191,7 @@ class Runtime:
 class _OrtSession:
     pixels = False  # the caller converts; onnxruntime runs the graph as it is
 
-    def __init__(self, model: onnx.ModelProto | Path, threads: int, providers: list[str], strict: bool, name: str):
+    def __init__(self, model: onnx.ModelProto | Path, threads: int, providers: list, strict: bool, name: str):
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = threads
@@ -191,8 +205,9 @@ class _OrtSession:
         source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
         self._session = ort.InferenceSession(source, options, providers=providers)
         self.provider = self._session.get_providers()[0]
-        if self.provider != providers[0]:
-            message = f"{providers[0]} could not start for {name}; running on {self.provider}"
+        wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
+        if self.provider != wanted:
+            message = f"{wanted} could not start for {name}; running on {self.provider}"
             if strict:
                 raise ModelError(message + " (check the CUDA and cuDNN libraries, or use --device cpu)")
             log.warning(message)
@@ -267,14 +282,14 @@ def _pixels_in_graph(graph, pixels: Pixels):
 
 
 class _CheckedSession:
-    """bf16 if the first call's output passes the fidelity bar against f32's, else f32; decided once."""
+    """The fast precision if the first call's output passes the fidelity bar against f32's, else f32; decided once."""
 
-    def __init__(self, make: Callable[[str], _OpenVinoSession], name: str):
-        self._make, self._name = make, name
-        self._session: _OpenVinoSession = make("bf16")
+    def __init__(self, make: Callable[[str], Session], name: str, fast: str = "bf16"):
+        self._make, self._name, self._fast = make, name, fast
+        self._session: Session = make(fast)
         self._decided = False
         self.inputs, self.pixels = self._session.inputs, self._session.pixels
-        self.provider = f"{OPENVINO} (bf16 or f32, decided on the first frame)"
+        self.provider = f"{self._session.provider} ({fast} or f32, decided on the first frame)"
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         out = self._session.run(feeds)
@@ -287,13 +302,19 @@ class _CheckedSession:
         verdict = fidelity.compare_outputs(exact[0], out[0], self.pixels)
         self._decided = True
         if verdict.passed:
-            log.info("%s: bf16 passed the fidelity bar on its first frame (%s)", self._name, verdict.summary)
-            self.provider = f"{OPENVINO} bf16 (checked on the first frame: {verdict.summary})"
+            log.info("%s: %s passed the fidelity bar on its first frame (%s)", self._name, self._fast, verdict.summary)
+            self.provider = f"{self._session.provider} (passed the {self._fast} check on the first frame: {verdict.summary})"
             return out
-        log.info("%s: bf16 failed the fidelity bar on its first frame (%s); running f32", self._name, verdict.summary)
+        log.info("%s: %s failed the fidelity bar on its first frame (%s); running f32", self._name, self._fast, verdict.summary)
         self._session = exact_session
-        self.provider = f"{OPENVINO} f32 (bf16 failed the check on the first frame: {verdict.summary})"
+        self.provider = f"{exact_session.provider} ({self._fast} failed the check on the first frame: {verdict.summary})"
         return exact
+
+
+def _tensorrt_options() -> dict[str, object]:
+    cache = _cache_dir() / "tensorrt"
+    cache.mkdir(parents=True, exist_ok=True)
+    return {"trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
 
 
 def _cache_dir() -> Path:

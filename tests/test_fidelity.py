@@ -54,5 +54,5 @@ def test_a_network_outside_the_table_is_checked_on_its_first_frame(tmp_path, mon
     frames = np.random.default_rng(2).integers(0, 256, (1, 40, 64, 3), dtype=np.uint8)
     model = load_model(ModelSpec.onnx(negative_model(tmp_path / "neg.onnx")), Runtime("cpu", precision="auto"))
     out = model.predict(frames)
-    assert "checked on the first frame" in model._session.provider or "failed the check" in model._session.provider
+    assert "check on the first frame" in model._session.provider  # decided by the first call
     assert fidelity.judge(255 - frames, out).passed
