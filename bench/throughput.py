@@ -6,7 +6,7 @@
 Prints, per clip size, measured in one run and interleaved round by round (the machine is
 shared; only figures from one run compare): the model-only limit of the runtime that
 `restyle run` chooses by default (frames in memory, one single-threaded process per core),
-`restyle run` with no flags (wall clock of the whole command), their ratio, the f32 path
+`restyle run --style 7` with no other flags (wall clock of the whole command), their ratio, the f32 path
 (`--precision f32`), and the seed pipeline re-created (JPEG files, batch-1 onnxruntime
 inference, re-stitch at 30 fps, audio re-encoded) with our speed-up over it. Then the peak
 RSS of the whole process tree at 1920x1080 with 2 workers, on a short and a long clip.
@@ -79,10 +79,10 @@ def throughput(work: Path, width: int, height: int, rate: int, seconds: float, r
         # Interleaved: each round measures every configuration once, so load on the host hits them alike.
         limit = model_only_fps(SPEC, frames, workers, runtime.threads, backend=runtime.backend, precision=runtime.precision)
         figures["model only"].append(limit)
-        wall, peak = run_measured([*RESTYLE, "run", str(clip), "-o", str(work / f"ours_{height}p.mp4"), "-q"])
+        wall, peak = run_measured([*RESTYLE, "run", str(clip), "-o", str(work / f"ours_{height}p.mp4"), "-q", "--style", "7"])
         figures["restyle run"].append(n / wall)
         rss = max(rss, peak)
-        wall, _ = run_measured([*RESTYLE, "run", str(clip), "-o", str(work / f"f32_{height}p.mp4"), "-q", "--precision", "f32"])
+        wall, _ = run_measured([*RESTYLE, "run", str(clip), "-o", str(work / f"f32_{height}p.mp4"), "-q", "--style", "7", "--precision", "f32"])
         figures["restyle run --precision f32"].append(n / wall)
         figures["seed"].append(n / seed_pipeline(clip, work / f"seed_{height}p.mp4", work / f"seed_{height}p"))
         print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} fps" for k, v in figures.items()), flush=True)
@@ -110,7 +110,7 @@ def memory(work: Path, seconds_list: list[float]) -> list[dict]:
     rows = []
     for seconds in seconds_list:
         clip = make_clip(work / f"mem_{seconds:.0f}s.mp4", width=1920, height=1080, rate=25, seconds=seconds, keyframe_interval=50)
-        wall, rss = run_measured([*RESTYLE, "run", str(clip), "-o", str(work / f"mem_{seconds:.0f}s_out.mp4"), "-q", "--workers", "2"])
+        wall, rss = run_measured([*RESTYLE, "run", str(clip), "-o", str(work / f"mem_{seconds:.0f}s_out.mp4"), "-q", "--style", "7", "--workers", "2"])
         print(f"peak RSS, 1920x1080 {seconds:.0f} s clip, 2 workers, no other flags: {rss / 2**30:.2f} GiB "
               f"(the whole process tree; {wall:.0f} s wall)", flush=True)
         rows.append({"seconds": seconds, "peak_rss_gib": round(rss / 2**30, 3), "wall_s": round(wall, 1)})
