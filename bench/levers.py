@@ -3,8 +3,9 @@
     python bench/levers.py            # 640x360 and 1280x720
     python bench/levers.py --quick    # 640x360 only, fewer frames
 
-Interleaved: each repeat times every variant once, and the median is printed, so load on a
-shared machine hits them alike. Variants:
+Figures are CPU milliseconds per frame (process time: what the step costs the cores, which a
+shared machine's load does not inflate as it does wall time), each variant once per repeat,
+interleaved, median printed. Variants:
   decode: PyAV's frame.to_ndarray("rgb24") (swscale) against restyle's to_rgb (OpenCV I420)
   encode: rgb24 frames handed to x264 (swscale converts) against restyle's rgb_to_yuv420p, per preset
   model: OpenVINO bf16 with numpy float conversion around it, against uint8 in and out of its graph
@@ -31,15 +32,15 @@ from restyle.media.sample import make_motion_clip, packaged_photo  # noqa: E402
 
 
 def timed(fn, items) -> float:
-    started = time.perf_counter()
+    started = time.process_time()
     for item in items:
         fn(item)
-    return (time.perf_counter() - started) / len(items) * 1000
+    return (time.process_time() - started) / len(items) * 1000
 
 
 def encode(frames: list[np.ndarray], preset: str, ours: bool, path: Path) -> float:
     h, w = frames[0].shape[:2]
-    started = time.perf_counter()
+    started = time.process_time()
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
@@ -51,7 +52,7 @@ def encode(frames: list[np.ndarray], preset: str, ours: bool, path: Path) -> flo
             frame.pts = i
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
-    return (time.perf_counter() - started) / len(frames) * 1000
+    return (time.process_time() - started) / len(frames) * 1000
 
 
 class NumpyAround:
@@ -75,7 +76,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     print(f"# levers outside the model, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {machine()}")
-    print(f"# command: python bench/levers.py {' '.join(sys.argv[1:])}; ms per frame, one thread, median of {args.repeats}")
+    print(f"# command: python bench/levers.py {' '.join(sys.argv[1:])}; CPU ms per frame, one thread, median of {args.repeats}")
     sizes = [(640, 360)] + ([] if args.quick else [(1280, 720)])
     in_graph = load_model(ModelSpec.styles("7"), Runtime("cpu", 1, backend="openvino", precision="bf16"))
     numpy_around = NumpyAround()

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import audio_packets, decode_all, machine, model_only_fps, psnr, run_measured  # noqa: E402
+from _common import audio_packets, cpu_seconds, decode_all, machine, model_only, psnr, run_measured_cpu  # noqa: E402
 
 from restyle.config import Settings  # noqa: E402
 from restyle.handlers import ModelSpec, Runtime, load_model  # noqa: E402
@@ -67,26 +67,42 @@ def chosen_runtime(pixels: int) -> tuple[Runtime, int, str]:
     return runtime, workers, f"{choice.backend} {choice.precision} ({choice.reason})"
 
 
-def throughput(work: Path, width: int, height: int, rate: int, seconds: float, rounds: int) -> dict:
+def throughput(work: Path, width: int, height: int, rate: int, seconds: float, rounds: int, ratio_only: bool = False) -> dict:
     clip = make_clip(work / f"clip_{height}p.mp4", width=width, height=height, rate=rate, seconds=seconds, keyframe_interval=2 * rate)
     frames = decode_all(clip)
     n = len(frames)
     runtime, workers, why = chosen_runtime(width * height)
     print(f"{width}x{height} {rate} fps, {n} frames, with audio; default runtime: {workers} workers x {runtime.threads} thread, {why}")
     figures: dict[str, list[float]] = {"model only": [], "restyle run": [], "restyle run --precision f32": [], "seed": []}
+    cpu: dict[str, list[float]] = {name: [] for name in figures}  # CPU seconds per frame, whole process tree
     rss = 0
     for r in range(rounds):
         # Interleaved: each round measures every configuration once, so load on the host hits them alike.
-        limit = model_only_fps(SPEC, frames, workers, runtime.threads, backend=runtime.backend, precision=runtime.precision)
+        limit, limit_cpu = model_only(SPEC, frames, workers, runtime.threads, backend=runtime.backend, precision=runtime.precision)
         figures["model only"].append(limit)
-        wall, peak = run_measured([*RESTYLE, "run", str(clip), "-o", str(work / f"ours_{height}p.mp4"), "-q", "--style", "7"])
+        cpu["model only"].append(limit_cpu)
+        wall, peak, used = run_measured_cpu([*RESTYLE, "run", str(clip), "-o", str(work / f"ours_{height}p.mp4"), "-q", "--style", "7"])
         figures["restyle run"].append(n / wall)
+        cpu["restyle run"].append(used / n)
         rss = max(rss, peak)
-        wall, _ = run_measured([*RESTYLE, "run", str(clip), "-o", str(work / f"f32_{height}p.mp4"), "-q", "--style", "7", "--precision", "f32"])
-        figures["restyle run --precision f32"].append(n / wall)
-        figures["seed"].append(n / seed_pipeline(clip, work / f"seed_{height}p.mp4", work / f"seed_{height}p"))
-        print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} fps" for k, v in figures.items()), flush=True)
+        if ratio_only:  # the end-to-end / model-only ratio alone: no f32 run, no seed
+            for name in ("restyle run --precision f32", "seed"):
+                figures[name].append(float("nan"))
+                cpu[name].append(float("nan"))
+        else:
+            wall, _, used = run_measured_cpu([*RESTYLE, "run", str(clip), "-o", str(work / f"f32_{height}p.mp4"), "-q", "--style", "7", "--precision", "f32"])
+            figures["restyle run --precision f32"].append(n / wall)
+            cpu["restyle run --precision f32"].append(used / n)
+            before = cpu_seconds()
+            figures["seed"].append(n / seed_pipeline(clip, work / f"seed_{height}p.mp4", work / f"seed_{height}p"))
+            cpu["seed"].append((cpu_seconds() - before) / n)
+        print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} fps ({cpu[k][-1] * 1000:.0f} CPU ms/frame)" for k, v in figures.items()), flush=True)
     best = {k: statistics.median(v) for k, v in figures.items()}
+    cost = {k: statistics.median(v) for k, v in cpu.items()}
+    # On a shared machine wall clock follows the neighbours' load; CPU seconds per frame (the whole process
+    # tree's) follow only our own work, and on a dedicated machine whose cores all work, fps ~ cores / CPU per frame.
+    print(f"  by CPU per frame (robust to a shared host): end to end / model only = {cost['model only'] / cost['restyle run']:.3f}; "
+          f"restyle run is {cost['seed'] / cost['restyle run']:.2f}x the seed (f32 path: {cost['seed'] / cost['restyle run --precision f32']:.2f}x)")
     ratio, speedup = best["restyle run"] / best["model only"], best["restyle run"] / best["seed"]
     f32_speedup = best["restyle run --precision f32"] / best["seed"]
     print(f"  model only (the chosen runtime, {workers}x{runtime.threads}): {best['model only']:.2f} fps")
@@ -98,10 +114,12 @@ def throughput(work: Path, width: int, height: int, rate: int, seconds: float, r
     step = max(1, n // 10)
     exact = [reference.predict(f[None])[0] for f in frames[::step]]
     ours = float(np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"ours_{height}p.mp4")[::step])]))
-    f32 = float(np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"f32_{height}p.mp4")[::step])]))
+    f32 = float("nan") if ratio_only else float(np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"f32_{height}p.mp4")[::step])]))
     audio_same = audio_packets(work / f"ours_{height}p.mp4") == audio_packets(clip)
     print(f"  PSNR against the f32 model's own frames: default {ours:.1f} dB, --precision f32 {f32:.1f} dB; audio packets identical: {audio_same}")
     return {"size": f"{width}x{height}", "frames": n, "runtime": why, "rounds": figures, "median": best, "ratio": round(ratio, 3),
+            "cpu_ms_per_frame": {k: round(v * 1000, 1) for k, v in cost.items()},
+            "cpu_ratio": round(cost["model only"] / cost["restyle run"], 3), "cpu_speedup_over_seed": round(cost["seed"] / cost["restyle run"], 2),
             "speedup_over_seed": round(speedup, 2), "f32_speedup_over_seed": round(f32_speedup, 2), "peak_rss_mib": round(rss / 2**20),
             "psnr_default_db": round(ours, 1), "psnr_f32_db": round(f32, 1), "audio_identical": audio_same}
 
@@ -114,8 +132,9 @@ def memory(work: Path, seconds_list: list[float]) -> list[dict]:
         print(f"peak RSS, 1920x1080 {seconds:.0f} s clip, 2 workers, no other flags: {rss / 2**30:.2f} GiB "
               f"(the whole process tree; {wall:.0f} s wall)", flush=True)
         rows.append({"seconds": seconds, "peak_rss_gib": round(rss / 2**30, 3), "wall_s": round(wall, 1)})
-    growth = rows[-1]["peak_rss_gib"] / rows[0]["peak_rss_gib"] - 1
-    print(f"peak RSS growth from {seconds_list[0]:.0f} s to {seconds_list[-1]:.0f} s: {growth * 100:+.1f}%")
+    if len(rows) > 1:
+        growth = rows[-1]["peak_rss_gib"] / rows[0]["peak_rss_gib"] - 1
+        print(f"peak RSS growth from {seconds_list[0]:.0f} s to {seconds_list[-1]:.0f} s: {growth * 100:+.1f}%")
     return rows
 
 
@@ -124,6 +143,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short clips, for a smoke run")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds per size; the median is reported")
     parser.add_argument("--only", choices=["throughput", "memory"], help="run one part")
+    parser.add_argument("--sizes", nargs="+", choices=["360p", "720p"], default=["360p", "720p"], help="clip sizes to measure")
+    parser.add_argument("--ratio-only", action="store_true", help="only model-only against restyle run (no f32 run, no seed)")
+    parser.add_argument("--memory-seconds", type=float, nargs="+", help="clip lengths for the 1080p memory runs (default 4 12, or 5 30)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = parser.parse_args()
     if not shutil.which("ffmpeg"):
@@ -136,10 +158,10 @@ def main() -> None:
         scale = 0.25 if args.quick else 1.0
         if args.only != "memory":
             # A minute at 640x360 (a second of start-up is then ~1.5% of the run), ten seconds at 1280x720.
-            results["throughput"] = [throughput(work, 640, 360, 25, 60 * scale, args.rounds),
-                                     throughput(work, 1280, 720, 30, 10 * scale * 2 if args.quick else 10, args.rounds)]
+            sizes = {"360p": (640, 360, 25, 8 if args.quick else 60), "720p": (1280, 720, 30, 3 if args.quick else 10)}
+            results["throughput"] = [throughput(work, *sizes[s], args.rounds, args.ratio_only) for s in args.sizes]
         if args.only != "throughput":
-            results["memory"] = memory(work, [4, 12] if args.quick else [5, 30])
+            results["memory"] = memory(work, args.memory_seconds or ([4, 12] if args.quick else [5, 30]))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
