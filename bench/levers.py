@@ -6,8 +6,8 @@
 Figures are CPU milliseconds per frame (process time: what the step costs the cores, which a
 shared machine's load does not inflate as it does wall time), each variant once per repeat,
 interleaved, median printed. Variants:
-  decode: PyAV's frame.to_ndarray("rgb24") (swscale) against restyle's to_rgb (OpenCV I420)
-  encode: rgb24 frames handed to x264 (swscale converts) against restyle's rgb_to_yuv420p, per preset
+  decode: PyAV's frame.to_ndarray("rgb24") (swscale, what restyle does) against OpenCV's I420 conversion
+  encode: rgb24 frames handed to x264 (swscale converts; restyle) against an OpenCV yuv420p conversion, per preset
   model: OpenVINO bf16 with numpy float conversion around it, against uint8 in and out of its graph
 """
 from __future__ import annotations
@@ -20,15 +20,39 @@ import time
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine  # noqa: E402
 
 from restyle.handlers import ModelSpec, Runtime, load_model  # noqa: E402
-from restyle.media.decode import to_rgb  # noqa: E402
-from restyle.media.encode import rgb_to_yuv420p  # noqa: E402
 from restyle.media.sample import make_motion_clip, packaged_photo  # noqa: E402
+
+
+# The candidates: OpenCV's SIMD I420 conversions instead of swscale's. Measured here and not adopted
+# (bench/RESULTS.md): they cost the same CPU as swscale's and would change the chroma filtering.
+_BT601 = (2, 5, 6)  # AVCOL_SPC_UNSPECIFIED, BT470BG, SMPTE170M
+_CHROMA = np.array([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32) * np.float32(224 / 255)
+
+
+def to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """yuv420p BT.601 limited range through OpenCV; anything else through swscale."""
+    if (frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0
+            and frame.colorspace in _BT601 and frame.color_range != 2):
+        return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
+    return frame.to_ndarray(format="rgb24")
+
+
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """OpenCV's luma; chroma from each 2x2 block's mean colour (OpenCV's own point-samples)."""
+    h, w = rgb.shape[:2]
+    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+    half = cv2.resize(rgb, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    uv = np.clip(half.reshape(-1, 3).astype(np.float32) @ _CHROMA.T + np.float32(128.5), 0, 255).astype(np.uint8)
+    chroma = yuv[h:].reshape(2, -1)
+    chroma[0], chroma[1] = uv[:, 0], uv[:, 1]
+    return yuv
 
 
 def timed(fn, items) -> float:
@@ -90,17 +114,17 @@ def main() -> None:
             runs: dict[str, list[float]] = {}
             for _ in range(args.repeats):
                 for name, fn in {
-                    "decode to RGB: swscale (to_ndarray rgb24)": lambda: timed(lambda f: f.to_ndarray(format="rgb24"), decoded),
-                    "decode to RGB: OpenCV I420 (restyle)": lambda: timed(to_rgb, decoded),
+                    "decode to RGB: swscale (to_ndarray rgb24; restyle)": lambda: timed(lambda f: f.to_ndarray(format="rgb24"), decoded),
+                    "decode to RGB: OpenCV I420 (candidate)": lambda: timed(to_rgb, decoded),
                     "model bf16, numpy float conversion around it": lambda: timed(numpy_around.predict, [s[None] for s in styled[:5]]),
                     "model bf16, uint8 in and out of the graph (restyle)": lambda: timed(in_graph.predict, [s[None] for s in styled[:5]]),
-                    **{f"encode x264 {p}: rgb24 to swscale": (lambda p=p: encode(styled, p, False, Path(tmp) / "e.mp4"))
+                    **{f"encode x264 {p}: rgb24 to swscale (restyle)": (lambda p=p: encode(styled, p, False, Path(tmp) / "e.mp4"))
                        for p in ("veryfast", "superfast")},
-                    **{f"encode x264 {p}: rgb_to_yuv420p (restyle)": (lambda p=p: encode(styled, p, True, Path(tmp) / "e.mp4"))
+                    **{f"encode x264 {p}: OpenCV yuv420p (candidate)": (lambda p=p: encode(styled, p, True, Path(tmp) / "e.mp4"))
                        for p in ("veryfast", "superfast")},
                 }.items():
                     runs.setdefault(name, []).append(fn())
-            print(f"\n{w}x{h}\n| step | ms/frame |\n| --- | --- |")
+            print(f"\n{w}x{h}\n| step | CPU ms/frame |\n| --- | --- |")
             for name, values in runs.items():
                 print(f"| {name} | {statistics.median(values):.2f} |")
 

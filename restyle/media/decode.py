@@ -56,7 +56,7 @@ def decode_chunk(path: str, video_index: int, chunk: Chunk) -> Iterator[tuple[in
                     if pending is not None and frame.pts <= pending[0]:
                         damage("a frame's timestamp went back in time")  # a damaged timing table
                         continue
-                    rgb = to_rgb(frame)
+                    rgb = frame.to_ndarray(format="rgb24")
                     if pending is not None:
                         yield pending[0], frame.pts - pending[0], pending[1]
                     pending = (frame.pts, rgb)
@@ -66,23 +66,3 @@ def decode_chunk(path: str, video_index: int, chunk: Chunk) -> Iterator[tuple[in
                 yield pending[0], chunk.end_pts - pending[0], pending[1]
         except av.FFmpegError as exc:
             raise InputError(f"{path}: cannot decode frames {chunk.first_frame}+: {exc}") from None
-
-
-# Colour spaces OpenCV's I420 conversion gets right: BT.601, limited range (what swscale assumes untagged).
-_BT601 = (2, 5, 6)  # AVCOL_SPC_UNSPECIFIED, BT470BG, SMPTE170M
-
-
-def to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    """The frame as (H, W, 3) uint8 RGB.
-
-    The common case (even-sized yuv420p, BT.601, limited range) goes through OpenCV's
-    SIMD I420 conversion, several times faster than swscale's (bench/levers.py); it differs
-    from swscale only in chroma interpolation (mean 0.6 levels). Any other format, matrix
-    or range takes swscale, which honours the frame's tags.
-    """
-    if (frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0
-            and frame.colorspace in _BT601 and frame.color_range != 2):  # 2: AVCOL_RANGE_JPEG (full)
-        import cv2
-
-        return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
-    return frame.to_ndarray(format="rgb24")

@@ -45,28 +45,6 @@ def _has_avx512() -> bool:
     return "avx512f" in flags and "avx2" in flags
 
 
-# BT.601 limited-range chroma from RGB on 0..255 (what swscale writes for untagged yuv420p).
-_CHROMA = np.array([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32) * np.float32(224 / 255)
-
-
-def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB, even sides, as the (H * 3 / 2, W) planes of yuv420p.
-
-    Faster than handing rgb24 to swscale (bench/levers.py): OpenCV's SIMD conversion gives
-    the luma (within 1 level of swscale's), and the chroma comes from each 2x2 block's mean
-    colour (a box filter; swscale's bicubic differs only at sharp colour edges).
-    """
-    import cv2
-
-    h, w = rgb.shape[:2]
-    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)  # its luma is right; its chroma point-samples, so is replaced
-    half = cv2.resize(rgb, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-    uv = np.clip(half.reshape(-1, 3).astype(np.float32) @ _CHROMA.T + np.float32(128.5), 0, 255).astype(np.uint8)
-    chroma = yuv[h:].reshape(2, -1)
-    chroma[0], chroma[1] = uv[:, 0], uv[:, 1]
-    return yuv
-
-
 class SegmentWriter:
     """Write frames with their original timestamps, counted from the chunk's start.
 
@@ -106,10 +84,7 @@ class SegmentWriter:
         width, height = self._spec.coded_size
         if rgb.shape[1] != width or rgb.shape[0] != height:
             rgb = np.pad(rgb, ((0, height - rgb.shape[0]), (0, width - rgb.shape[1]), (0, 0)), mode="edge")
-        if self._spec.pix_fmt == "yuv420p":
-            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(np.ascontiguousarray(rgb)), format="yuv420p")
-        else:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = pts - self._start
         frame.duration = duration
         frame.time_base = self._spec.time_base
