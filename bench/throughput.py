@@ -145,6 +145,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["throughput", "memory"], help="run one part")
     parser.add_argument("--sizes", nargs="+", choices=["360p", "720p"], default=["360p", "720p"], help="clip sizes to measure")
     parser.add_argument("--ratio-only", action="store_true", help="only model-only against restyle run (no f32 run, no seed)")
+    parser.add_argument("--seconds", type=float, help="clip length for every size (default: 60 s and 10 s, or 8 s and 3 s with --quick)")
     parser.add_argument("--memory-seconds", type=float, nargs="+", help="clip lengths for the 1080p memory runs (default 4 12, or 5 30)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = parser.parse_args()
@@ -158,7 +159,8 @@ def main() -> None:
         scale = 0.25 if args.quick else 1.0
         if args.only != "memory":
             # A minute at 640x360 (a second of start-up is then ~1.5% of the run), ten seconds at 1280x720.
-            sizes = {"360p": (640, 360, 25, 8 if args.quick else 60), "720p": (1280, 720, 30, 3 if args.quick else 10)}
+            sizes = {"360p": (640, 360, 25, args.seconds or (8 if args.quick else 60)),
+                     "720p": (1280, 720, 30, args.seconds or (3 if args.quick else 10))}
             results["throughput"] = [throughput(work, *sizes[s], args.rounds, args.ratio_only) for s in args.sizes]
         if args.only != "throughput":
             results["memory"] = memory(work, args.memory_seconds or ([4, 12] if args.quick else [5, 30]))
