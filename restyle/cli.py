@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     run.add_argument("--threads", type=int, help="model threads per worker (default: cores / workers)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the model runs (default auto)")
-    run.add_argument("--backend", choices=["auto", "onnxruntime", "openvino"], help="model runtime (default onnxruntime)")
+    run.add_argument("--backend", choices=["auto", "onnxruntime", "openvino"], help="model runtime (default auto: the one --precision picks)")
     run.add_argument("--precision", choices=["auto", "f32", "bf16"],
                      help="auto (default): bf16 where the CPU has it and the model passes the fidelity bar, else f32; f32: exact")
     run.add_argument("--batch-size", type=int, help="frames per model call (default 1 on CPU, 8 on GPU)")
