@@ -57,12 +57,18 @@ class Settings(BaseSettings):
     threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per worker; 0 picks cores / workers")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when onnxruntime has it")
     backend: Literal["auto", "onnxruntime", "openvino"] = Field(
-        "auto", description="auto: onnxruntime, or OpenVINO when bf16 precision is asked for"
+        "auto", description="auto: the one precision picks (OpenVINO when installed, else onnxruntime; onnxruntime on a GPU)"
     )
-    precision: Literal["f32", "bf16"] = Field(
-        "f32", description="bf16 (OpenVINO, CPUs with AVX-512 BF16/AMX): ~1.7x faster, 27-51 dB from f32"
+    precision: Literal["auto", "f32", "bf16"] = Field(
+        "auto",
+        description="auto: bf16 on CPUs with native bf16 for networks that pass the measured fidelity bar "
+        "(restyle/fidelity.py), else f32; f32: exact; bf16: OpenVINO bfloat16 regardless",
     )
     batch_size: int = Field(0, ge=0, description="frames per model call; 0 picks 1 on CPU, 8 on GPU")
+    worker_memory: int = Field(
+        0, ge=0, description="bytes a run's workers may use in all; 0: what the machine (or its cgroup) has available. "
+        "Sets how many workers start, and refuses frames one worker cannot hold (restyle/layout.py)"
+    )
 
     max_models: int = Field(
         2, ge=1, description="loaded models each worker keeps (on Ray: each process's kinds of actor); least recently used go first")
