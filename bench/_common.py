@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import subprocess
 import threading
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from restyle.handlers import ModelSpec, Runtime, load_model
+from restyle.handlers import JobSpec, Runtime, load
 from restyle.quality import psnr  # noqa: F401 - the benchmarks import it from here
 
 
@@ -35,23 +36,34 @@ def decode_all(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
-def _model_only_worker(args: tuple[ModelSpec, Runtime, list[np.ndarray]]) -> float:
+def _model_only_worker(args: tuple[JobSpec, Runtime, list[np.ndarray]]) -> tuple[float, float]:
     spec, runtime, frames = args
-    model = load_model(spec, runtime)
-    model.predict(frames[0][None])  # warm-up: first call allocates
-    started = time.perf_counter()
+    model = load(spec, runtime)
+    model.predict(frames[0][None], spec)  # warm-up: first call allocates
+    started, cpu = time.perf_counter(), time.process_time()
     for frame in frames:
-        model.predict(frame[None])
-    return time.perf_counter() - started
+        model.predict(frame[None], spec)
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
-def model_only_fps(spec: ModelSpec, frames: list[np.ndarray], processes: int, threads: int, **runtime: str) -> float:
+def model_only_fps(spec: JobSpec, frames: list[np.ndarray], processes: int, threads: int, **runtime: str) -> float:
     """Frames already in memory; ``processes`` x ``threads``; the model's steady speed (load excluded)."""
+    return model_only(spec, frames, processes, threads, **runtime)[0]
+
+
+def model_only(spec: JobSpec, frames: list[np.ndarray], processes: int, threads: int, **runtime: str) -> tuple[float, float]:
+    """(fps, CPU seconds per frame) of the model alone; CPU counts the timed frames only."""
     shares = [frames[i::processes] for i in range(processes)]
     with ProcessPoolExecutor(processes) as pool:
         # Each worker times only its own frames, after its model is loaded and warm.
-        walls = list(pool.map(_model_only_worker, [(spec, Runtime("cpu", threads, **runtime), share) for share in shares]))
-    return len(frames) / max(walls)
+        results = list(pool.map(_model_only_worker, [(spec, Runtime("cpu", threads, **runtime), share) for share in shares]))
+    return len(frames) / max(wall for wall, _ in results), sum(cpu for _, cpu in results) / len(frames)
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process and every child it has waited for."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 class PeakRSS:
@@ -101,13 +113,19 @@ def _rss(pid: int) -> int:
 
 def run_measured(command: list[str]) -> tuple[float, int]:
     """(wall seconds, peak RSS of the whole process tree) of a command."""
+    return run_measured_cpu(command)[:2]
+
+
+def run_measured_cpu(command: list[str]) -> tuple[float, int, float]:
+    """(wall seconds, peak RSS of the whole process tree, CPU seconds of the whole tree) of a command."""
+    cpu = cpu_seconds()
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with PeakRSS(process.pid) as rss:
         out, err = process.communicate()
     if process.returncode:
         raise SystemExit(f"{command[:3]} failed: {err[-2000:]}")
-    return time.perf_counter() - started, rss.peak
+    return time.perf_counter() - started, rss.peak, cpu_seconds() - cpu
 
 
 

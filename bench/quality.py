@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import decode_all, machine  # noqa: E402
 
-from restyle import ModelSpec, run  # noqa: E402
+from restyle import JobSpec, run  # noqa: E402
 from restyle.config import Settings  # noqa: E402
 from restyle.deflicker import DEFAULT_STRENGTH  # noqa: E402
 from restyle.media.sample import make_motion_clip, packaged_photo  # noqa: E402
@@ -53,32 +53,33 @@ def main() -> None:
         for motion in ("pan", "zoom"):
             clip = make_motion_clip(root / f"{motion}.mp4", packaged_photo(), motion=motion, seconds=seconds)
             for style in styles:
-                spec = ModelSpec.styles(style)
+                spec = JobSpec(style=str(style))
                 reference = list(model_frames(clip, spec))
                 rows = {}
                 for name, strength in (("per-frame", 0.0), ("deflicker", args.strength)):
                     output = root / f"{motion}-{style}-{name}.mp4"
-                    report = run(clip, output, spec, settings=Settings(deflicker=strength))
+                    report = run(clip, output, spec.model_copy(update={"deflicker": strength}), settings=Settings())
                     figures = measure(clip, output, reference=iter(reference), chunk_starts=report.chunk_starts)
                     rows[name] = (figures, report.fps)
                     print(_row(motion, style, name, figures, report.fps), flush=True)
                 verdicts.append(_verdict(motion, style, rows))
-        seam(root / "pan.mp4", ModelSpec.styles(styles[0]), args.strength, root)
+        seam(root / "pan.mp4", JobSpec(style=str(styles[0])), args.strength, root)
     print()
     for line in verdicts:
         print(line)
 
 
-def seam(clip: Path, spec: ModelSpec, strength: float, root: Path) -> None:
+def seam(clip: Path, spec: JobSpec, strength: float, root: Path) -> None:
     """Chunks of 1 s against one unbroken chunk: does the join show?"""
     print(f"\nseam, pan, style {spec.style}: warping error at the 1 s chunk starts and elsewhere\n")
     print("| run | chunks | at chunk starts | elsewhere |")
     print("| --- | --- | --- | --- |")
     starts: list[int] = []
-    for name, settings in (("deflicker, 1 s chunks", Settings(deflicker=strength, chunk_seconds=1)),
-                           ("deflicker, one chunk", Settings(deflicker=strength, chunk_seconds=3600, workers=1)),
-                           ("per-frame, 1 s chunks", Settings(chunk_seconds=1))):
-        report = run(clip, root / f"seam-{report_name(name)}.mp4", spec, settings=settings)
+    smooth = spec.model_copy(update={"deflicker": strength})
+    for name, job, settings in (("deflicker, 1 s chunks", smooth, Settings(chunk_seconds=1)),
+                                ("deflicker, one chunk", smooth, Settings(chunk_seconds=3600, workers=1)),
+                                ("per-frame, 1 s chunks", spec, Settings(chunk_seconds=1))):
+        report = run(clip, root / f"seam-{report_name(name)}.mp4", job, settings=settings)
         starts = starts or report.chunk_starts
         figures = measure(clip, root / f"seam-{report_name(name)}.mp4", chunk_starts=starts)
         print(f"| {name} | {report.chunks} | {figures.boundary_warping_error:.5f} | {figures.interior_warping_error:.5f} |", flush=True)

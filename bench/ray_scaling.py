@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from _common import machine  # noqa: E402
 
-from restyle import ModelSpec, run  # noqa: E402
+from restyle import JobSpec, run  # noqa: E402
 from restyle.config import Settings  # noqa: E402
 from restyle.media.sample import make_clip  # noqa: E402
 from tests.servers import RayCluster  # noqa: E402
@@ -73,7 +73,7 @@ def main() -> None:
 
         thread = threading.Thread(target=killer, daemon=True)
         thread.start()
-        report = run(clip, work / "killed.mp4", ModelSpec.styles("7"), settings=Settings(chunk_seconds=1), engine=engine,
+        report = run(clip, work / "killed.mp4", JobSpec(style="7"), settings=Settings(chunk_seconds=1), engine=engine,
                      work=work / "seg")
         print(f"  an actor killed mid-chunk: {engine.redone} chunk(s) given out again, of {report.chunks}; "
               f"output {report.frames} frames")

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from _common import machine  # noqa: E402
 
-from restyle import ModelSpec, run  # noqa: E402
+from restyle import JobSpec, run  # noqa: E402
 from restyle.config import Settings  # noqa: E402
 from restyle.errors import RestyleError  # noqa: E402
 from tests.corpus import CASES, CORPUS_MAX_FRAMES, make_corpus  # noqa: E402
@@ -36,7 +36,7 @@ def main() -> None:
             suffix = source.suffix if source.suffix in (".mkv", ".mov") else ".mp4"
             started = time.perf_counter()
             try:
-                report = run(source, Path(tmp) / f"out-{source.stem}{suffix}", ModelSpec.styles("7"),
+                report = run(source, Path(tmp) / f"out-{source.stem}{suffix}", JobSpec(style="7"),
                              settings=Settings(max_frames=CORPUS_MAX_FRAMES, workers=1))
                 end, frames, words = "restyled", str(report.frames), "; ".join(report.notes) or "-"
             except RestyleError as exc:

@@ -1,53 +1,57 @@
-"""Throughput, memory and fidelity of `restyle run` against the model alone and the seed pipeline.
+"""Throughput and memory of the default `restyle run` against the model alone and the seed pipeline.
 
-    python bench/throughput.py            # all of it (about 15 minutes on 2 cores)
-    python bench/throughput.py --quick    # shorter clips
+    python bench/throughput.py            # 640x360 (60 s) and 1280x720 (10 s) clips, 1080p memory
+    python bench/throughput.py --quick    # shorter clips (a smoke run, ~10 minutes on 2 shared cores)
 
-Prints, per clip size: the model-only limit (frames in memory, best process x thread
-layout), restyle end to end (wall clock of the whole command), their ratio, the seed
-pipeline re-created (JPEG files, batch-1 inference, re-stitch at 30 fps, audio
-re-encoded) and our speed-up over it; then peak RSS on a short and a long clip, and
-the fidelity of our frames (PSNR against the model's output on the same decoded frames)
-and of the audio (packets identical).
+Prints, per clip size, measured in one run and interleaved round by round (the machine is
+shared; only figures from one run compare): the model-only limit of the runtime that
+`restyle run` chooses by default (frames in memory, one single-threaded process per core),
+`restyle run --style 7` with no other flags (wall clock of the whole command), their ratio, the f32 path
+(`--precision f32`), and the seed pipeline re-created (JPEG files, batch-1 onnxruntime
+inference, re-stitch at 30 fps, audio re-encoded) with our speed-up over it. Then the peak
+RSS of the whole process tree at 1920x1080 with 2 workers, on a short and a long clip.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import audio_packets, decode_all, machine, model_only_fps, psnr, run_measured  # noqa: E402
+from _common import audio_packets, cpu_seconds, decode_all, machine, model_only, psnr, run_measured_cpu  # noqa: E402
 
+from restyle.config import Settings  # noqa: E402
+from restyle.handlers import JobSpec, Runtime, load  # noqa: E402
+from restyle.layout import choose_layout  # noqa: E402
 from restyle.media.sample import make_clip  # noqa: E402
-from restyle.handlers import ModelSpec, Runtime, load_model  # noqa: E402
 
-SPEC = ModelSpec.styles("7")
+SPEC = JobSpec(style=str("7"))
 RESTYLE = [sys.executable, "-m", "restyle.cli"]
 
 
 def seed_pipeline(clip: Path, output: Path, work: Path) -> float:
     """The seed's way: ffmpeg to JPEG files, one file at a time through the model, JPEG out, re-stitch at 30 fps."""
+    shutil.rmtree(work, ignore_errors=True)
     started = time.perf_counter()
     frames_in, frames_out = work / "in", work / "out"
-    frames_in.mkdir()
+    frames_in.mkdir(parents=True)
     frames_out.mkdir()
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(clip), "-q:v", "2", str(frames_in / "%06d.jpg")], check=True)
-    model = load_model(SPEC, Runtime("cpu", threads=os.cpu_count() or 1))
+    model = load(SPEC, Runtime("cpu", threads=os.cpu_count() or 1, backend="onnxruntime", precision="f32"))
     for path in sorted(frames_in.iterdir()):
         rgb = np.asarray(Image.open(path).convert("RGB"))
-        Image.fromarray(model.predict(rgb[None])[0]).save(frames_out / path.name, quality=95)
+        Image.fromarray(model.predict(rgb[None], SPEC)[0]).save(frames_out / path.name, quality=95)
     subprocess.run(
         ["ffmpeg", "-v", "error", "-y", "-framerate", "30", "-i", str(frames_out / "%06d.jpg"), "-i", str(clip),
          "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(output)],
@@ -56,87 +60,112 @@ def seed_pipeline(clip: Path, output: Path, work: Path) -> float:
     return time.perf_counter() - started
 
 
-def best_model_only(frames: list[np.ndarray], label: str = "onnxruntime f32", **runtime: str) -> tuple[float, str]:
-    cores = os.cpu_count() or 1
-    layouts = {f"{p}x{cores // p}": (p, cores // p) for p in sorted({1, cores})}
-    figures = {name: model_only_fps(SPEC, frames, *layout, **runtime) for name, layout in layouts.items()}
-    for name, fps in figures.items():
-        print(f"  model only, {label}, {name} (processes x threads): {fps:.2f} fps")
-    name = max(figures, key=figures.get)
-    return figures[name], name
+def chosen_runtime(pixels: int) -> tuple[Runtime, int, str]:
+    """What `restyle run` with no flags picks here: its runtime, workers, and why."""
+    runtime, workers = choose_layout(Settings(), pixels)
+    choice = runtime.choose("multistyle26")
+    return runtime, workers, f"{choice.backend} {choice.precision} ({choice.reason})"
 
 
-def throughput(work: Path, width: int, height: int, rate: int, seconds: float) -> dict:
+def throughput(work: Path, width: int, height: int, rate: int, seconds: float, rounds: int, ratio_only: bool = False) -> dict:
     clip = make_clip(work / f"clip_{height}p.mp4", width=width, height=height, rate=rate, seconds=seconds, keyframe_interval=2 * rate)
     frames = decode_all(clip)
-    print(f"{width}x{height} {rate} fps, {len(frames)} frames, with audio")
-    limit, layout = best_model_only(frames)
-    output = work / f"restyled_{height}p.mp4"
-    wall, rss = run_measured([*RESTYLE, "run", str(clip), "-o", str(output), "--style", "7", "--json"])
-    ours = len(frames) / wall
-    print(f"  restyle run end to end: {ours:.2f} fps ({wall:.1f} s wall, whole command, peak RSS {rss / 2**20:.0f} MiB)")
-    print(f"  ratio to the model-only limit: {ours / limit:.3f}")
-    seed_dir = work / f"seed_{height}p"
-    seed_dir.mkdir()
-    seed_wall = seed_pipeline(clip, seed_dir / "seed.mp4", seed_dir)
-    seed = len(frames) / seed_wall
-    print(f"  seed pipeline: {seed:.2f} fps ({seed_wall:.1f} s); restyle is {ours / seed:.2f}x faster")
-
-    model = load_model(SPEC, Runtime("cpu", threads=os.cpu_count() or 1, backend="onnxruntime"))
-    restyled = decode_all(output)
-    step = max(1, len(frames) // 20)
-    fidelity = float(np.mean([psnr(model.predict(f[None])[0], o) for f, o in zip(frames[::step], restyled[::step])]))
-    seed_frames = decode_all(seed_dir / "seed.mp4")
-    seed_fidelity = float(np.mean([psnr(model.predict(f[None])[0], o) for f, o in zip(frames[::step], seed_frames[::step])]))
-    audio_same = audio_packets(output) == audio_packets(clip)
-    print(f"  fidelity: ours {fidelity:.1f} dB, seed {seed_fidelity:.1f} dB (PSNR against the model's own output); audio packets identical: {audio_same}")
-    fast = {}
-    if importlib.util.find_spec("openvino"):
-        fast_limit, _ = best_model_only(frames, "openvino bf16", backend="openvino", precision="bf16")
-        fast_out = work / f"bf16_{height}p.mp4"
-        fast_wall, _ = run_measured([*RESTYLE, "run", str(clip), "-o", str(fast_out), "--style", "7", "--precision", "bf16", "-q"])
-        fast_fps = len(frames) / fast_wall
-        fast_psnr = float(np.mean([psnr(model.predict(f[None])[0], o) for f, o in zip(frames[::step], decode_all(fast_out)[::step])]))
-        print(f"  restyle run --precision bf16: {fast_fps:.2f} fps, ratio {fast_fps / fast_limit:.3f} to its model-only limit, "
-              f"{fast_fps / seed:.2f}x the seed, {fast_psnr:.1f} dB against the float32 model")
-        fast = {"bf16_model_only_fps": round(fast_limit, 2), "bf16_restyle_fps": round(fast_fps, 2),
-                "bf16_speedup_over_seed": round(fast_fps / seed, 2), "bf16_psnr_db": round(fast_psnr, 1)}
-    return fast | {
-        "size": f"{width}x{height}", "frames": len(frames), "model_only_fps": round(limit, 2), "model_only_layout": layout,
-        "restyle_fps": round(ours, 2), "ratio": round(ours / limit, 3), "seed_fps": round(seed, 2),
-        "speedup_over_seed": round(ours / seed, 2), "psnr_db": round(fidelity, 1), "seed_psnr_db": round(seed_fidelity, 1),
-        "audio_identical": audio_same, "peak_rss_mib": round(rss / 2**20),
-    }
+    n = len(frames)
+    runtime, workers, why = chosen_runtime(width * height)
+    print(f"{width}x{height} {rate} fps, {n} frames, with audio; default runtime: {workers} workers x {runtime.threads} thread, {why}")
+    figures: dict[str, list[float]] = {"model only": [], "restyle run": [], "restyle run --precision f32": [], "seed": []}
+    cpu: dict[str, list[float]] = {name: [] for name in figures}  # CPU seconds per frame, whole process tree
+    rss = 0
+    for r in range(rounds):
+        # Interleaved: each round measures every configuration once, so load on the host hits them alike.
+        limit, limit_cpu = model_only(SPEC, frames, workers, runtime.threads, backend=runtime.backend, precision=runtime.precision)
+        figures["model only"].append(limit)
+        cpu["model only"].append(limit_cpu)
+        wall, peak, used = run_measured_cpu([*RESTYLE, "run", str(clip), "-o", str(work / f"ours_{height}p.mp4"), "-q", "--style", "7"])
+        figures["restyle run"].append(n / wall)
+        cpu["restyle run"].append(used / n)
+        rss = max(rss, peak)
+        if ratio_only:  # the end-to-end / model-only ratio alone: no f32 run, no seed
+            for name in ("restyle run --precision f32", "seed"):
+                figures[name].append(float("nan"))
+                cpu[name].append(float("nan"))
+        else:
+            wall, _, used = run_measured_cpu([*RESTYLE, "run", str(clip), "-o", str(work / f"f32_{height}p.mp4"), "-q", "--style", "7", "--precision", "f32"])
+            figures["restyle run --precision f32"].append(n / wall)
+            cpu["restyle run --precision f32"].append(used / n)
+            before = cpu_seconds()
+            figures["seed"].append(n / seed_pipeline(clip, work / f"seed_{height}p.mp4", work / f"seed_{height}p"))
+            cpu["seed"].append((cpu_seconds() - before) / n)
+        print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} fps ({cpu[k][-1] * 1000:.0f} CPU ms/frame)" for k, v in figures.items()), flush=True)
+    best = {k: statistics.median(v) for k, v in figures.items()}
+    cost = {k: statistics.median(v) for k, v in cpu.items()}
+    # On a shared machine wall clock follows the neighbours' load; CPU seconds per frame (the whole process
+    # tree's) follow only our own work, and on a dedicated machine whose cores all work, fps ~ cores / CPU per frame.
+    print(f"  by CPU per frame (robust to a shared host): end to end / model only = {cost['model only'] / cost['restyle run']:.3f}; "
+          f"restyle run is {cost['seed'] / cost['restyle run']:.2f}x the seed (f32 path: {cost['seed'] / cost['restyle run --precision f32']:.2f}x)")
+    ratio, speedup = best["restyle run"] / best["model only"], best["restyle run"] / best["seed"]
+    f32_speedup = best["restyle run --precision f32"] / best["seed"]
+    print(f"  model only (the chosen runtime, {workers}x{runtime.threads}): {best['model only']:.2f} fps")
+    print(f"  restyle run, no flags: {best['restyle run']:.2f} fps (peak RSS {rss / 2**20:.0f} MiB); "
+          f"end to end / model only = {ratio:.3f}")
+    print(f"  restyle run --precision f32: {best['restyle run --precision f32']:.2f} fps")
+    print(f"  seed pipeline: {best['seed']:.2f} fps; restyle run is {speedup:.2f}x the seed (f32 path: {f32_speedup:.2f}x)")
+    reference = load(SPEC, Runtime("cpu", threads=os.cpu_count() or 1, backend="onnxruntime", precision="f32"))
+    step = max(1, n // 10)
+    exact = [reference.predict(f[None], SPEC)[0] for f in frames[::step]]
+    ours = float(np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"ours_{height}p.mp4")[::step])]))
+    f32 = float("nan") if ratio_only else float(np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"f32_{height}p.mp4")[::step])]))
+    audio_same = audio_packets(work / f"ours_{height}p.mp4") == audio_packets(clip)
+    print(f"  PSNR against the f32 model's own frames: default {ours:.1f} dB, --precision f32 {f32:.1f} dB; audio packets identical: {audio_same}")
+    return {"size": f"{width}x{height}", "frames": n, "runtime": why, "rounds": figures, "median": best, "ratio": round(ratio, 3),
+            "cpu_ms_per_frame": {k: round(v * 1000, 1) for k, v in cost.items()},
+            "cpu_ratio": round(cost["model only"] / cost["restyle run"], 3), "cpu_speedup_over_seed": round(cost["seed"] / cost["restyle run"], 2),
+            "speedup_over_seed": round(speedup, 2), "f32_speedup_over_seed": round(f32_speedup, 2), "peak_rss_mib": round(rss / 2**20),
+            "psnr_default_db": round(ours, 1), "psnr_f32_db": round(f32, 1), "audio_identical": audio_same}
 
 
 def memory(work: Path, seconds_list: list[float]) -> list[dict]:
     rows = []
     for seconds in seconds_list:
-        clip = make_clip(work / f"mem_{seconds:.0f}s.mp4", width=640, height=360, rate=25, seconds=seconds, keyframe_interval=50)
-        wall, rss = run_measured([*RESTYLE, "run", str(clip), "-o", str(work / f"mem_{seconds:.0f}s_out.mp4"), "-q"])
-        print(f"peak RSS, 640x360 {seconds:.0f} s clip: {rss / 2**20:.0f} MiB (all processes; {wall:.0f} s wall)")
-        rows.append({"seconds": seconds, "peak_rss_mib": round(rss / 2**20), "wall_s": round(wall, 1)})
-    growth = rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"] - 1
-    print(f"peak RSS growth from {seconds_list[0]:.0f} s to {seconds_list[-1]:.0f} s: {growth * 100:+.1f}%")
+        clip = make_clip(work / f"mem_{seconds:.0f}s.mp4", width=1920, height=1080, rate=25, seconds=seconds, keyframe_interval=50)
+        wall, rss = run_measured([*RESTYLE, "run", str(clip), "-o", str(work / f"mem_{seconds:.0f}s_out.mp4"), "-q", "--style", "7", "--workers", "2"])
+        print(f"peak RSS, 1920x1080 {seconds:.0f} s clip, 2 workers, no other flags: {rss / 2**30:.2f} GiB "
+              f"(the whole process tree; {wall:.0f} s wall)", flush=True)
+        rows.append({"seconds": seconds, "peak_rss_gib": round(rss / 2**30, 3), "wall_s": round(wall, 1)})
+    if len(rows) > 1:
+        growth = rows[-1]["peak_rss_gib"] / rows[0]["peak_rss_gib"] - 1
+        print(f"peak RSS growth from {seconds_list[0]:.0f} s to {seconds_list[-1]:.0f} s: {growth * 100:+.1f}%")
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short clips, for a smoke run")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds per size; the median is reported")
+    parser.add_argument("--only", choices=["throughput", "memory"], help="run one part")
+    parser.add_argument("--sizes", nargs="+", choices=["360p", "720p"], default=["360p", "720p"], help="clip sizes to measure")
+    parser.add_argument("--ratio-only", action="store_true", help="only model-only against restyle run (no f32 run, no seed)")
+    parser.add_argument("--seconds", type=float, help="clip length for every size (default: 60 s and 10 s, or 8 s and 3 s with --quick)")
+    parser.add_argument("--memory-seconds", type=float, nargs="+", help="clip lengths for the 1080p memory runs (default 4 12, or 5 30)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = parser.parse_args()
     if not shutil.which("ffmpeg"):
         raise SystemExit("the seed pipeline needs the ffmpeg command: apt-get install -y ffmpeg")
-    print(f"# restyle throughput, {date.today()}, {machine()}")
+    print(f"# restyle throughput, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
+    print(f"# command: python bench/throughput.py {' '.join(sys.argv[1:])}")
+    results: dict = {}
     with tempfile.TemporaryDirectory(prefix="restyle-bench-") as tmp:
         work = Path(tmp)
         scale = 0.25 if args.quick else 1.0
-        # A minute at 640x360 (a second of start-up is then ~1.5% of the run), ten seconds at 1280x720.
-        sizes = [throughput(work, 640, 360, 25, 60 * scale), throughput(work, 1280, 720, 30, 10 * scale)]
-        mem = memory(work, [10, 120 * scale if not args.quick else 30])
+        if args.only != "memory":
+            # A minute at 640x360 (a second of start-up is then ~1.5% of the run), ten seconds at 1280x720.
+            sizes = {"360p": (640, 360, 25, args.seconds or (8 if args.quick else 60)),
+                     "720p": (1280, 720, 30, args.seconds or (3 if args.quick else 10))}
+            results["throughput"] = [throughput(work, *sizes[s], args.rounds, args.ratio_only) for s in args.sizes]
+        if args.only != "throughput":
+            results["memory"] = memory(work, args.memory_seconds or ([4, 12] if args.quick else [5, 30]))
     if args.json:
-        Path(args.json).write_text(json.dumps({"throughput": sizes, "memory": mem}, indent=2))
+        Path(args.json).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

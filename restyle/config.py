@@ -45,18 +45,33 @@ class Settings(BaseSettings):
     ray_gpus_per_actor: float = Field(0.0, ge=0, description="GPUs each model actor asks Ray for (1 on GPU nodes)")
     ray_actors: int = Field(0, ge=0, description="model actors; 0: as many as the cluster's CPUs allow")
     ray_node_ip: str = Field("", description="this machine's address in the cluster, if it runs several Ray nodes")
+    ray_actor_idle_seconds: float = Field(
+        60.0, gt=0, description="an actor idle this long is stopped: its CPUs go to other models, its node may go")
+    ray_scale_on_queue: bool = Field(
+        True, description="ask Ray's autoscaler for room for queued and running jobs; withdrawn when none")
+    ray_actors_per_job: int = Field(
+        2, ge=1, description="actors asked of the autoscaler per queued or running job; a job's fewest if ray_actors is 0")
+    ray_max_requested_actors: int = Field(32, ge=0, description="at most this many actors asked of the autoscaler at once")
+    ray_scale_seconds: float = Field(5.0, gt=0, description="how often the scaler reads the queue and renews its request")
     workers: int = Field(0, ge=0, description="worker processes; 0 picks one per core (memory allowing)")
     threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per worker; 0 picks cores / workers")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when onnxruntime has it")
     backend: Literal["auto", "onnxruntime", "openvino"] = Field(
-        "auto", description="auto: onnxruntime, or OpenVINO when bf16 precision is asked for"
+        "auto", description="auto: the one precision picks (OpenVINO when installed, else onnxruntime; onnxruntime on a GPU)"
     )
-    precision: Literal["f32", "bf16"] = Field(
-        "f32", description="bf16 (OpenVINO, CPUs with AVX-512 BF16/AMX): ~1.7x faster, 27-51 dB from f32"
+    precision: Literal["auto", "f32", "bf16"] = Field(
+        "auto",
+        description="auto: bf16 on CPUs with native bf16 for networks that pass the measured fidelity bar "
+        "(restyle/fidelity.py), else f32; f32: exact; bf16: OpenVINO bfloat16 regardless",
     )
     batch_size: int = Field(0, ge=0, description="frames per model call; 0 picks 1 on CPU, 8 on GPU")
+    worker_memory: int = Field(
+        0, ge=0, description="bytes a run's workers may use in all; 0: what the machine (or its cgroup) has available. "
+        "Sets how many workers start, and refuses frames one worker cannot hold (restyle/layout.py)"
+    )
 
-    max_models: int = Field(2, ge=1, description="loaded models each worker keeps (least recently used dropped first)")
+    max_models: int = Field(
+        2, ge=1, description="loaded models each worker keeps (on Ray: each process's kinds of actor); least recently used go first")
 
     # -- plan ----------------------------------------------------------------
     chunk_seconds: float = Field(4.0, gt=0, description="target chunk length; chunks are the unit of work and resume")

@@ -1,32 +1,82 @@
-"""How many workers and threads a run gets: the configured ones, or what fits this machine."""
+"""How many workers and threads a run gets, and whether its frames fit a worker's memory at all.
+
+A worker holds its model and one frame's activations, and those grow with the frame:
+bench/memory.py measured the peak RSS of a worker per runtime at three frame sizes
+(bench/RESULTS.md, 'Worker memory'). From it, a worker needs WORKER_BASE_BYTES plus
+bytes-per-pixel times the frame's pixels (times frames per call). The run then gets one
+single-threaded worker per core *that memory holds*; a frame that one worker cannot hold
+is refused before any worker starts, with the largest size that would fit.
+"""
 from __future__ import annotations
 
+import math
 import os
 
 from restyle.config import Settings
+from restyle.errors import InputError
 from restyle.runtime import CUDA, Runtime, default_layout
 
-# onnxruntime's working set for these networks: ~800 MiB for a 1280x720 frame (measured).
-MODEL_BYTES_PER_PIXEL = 900
-WORKER_BASE_BYTES = 300 * 1024**2
+# Peak worker RSS above its base, per frame pixel (bench/memory.py, 640x360 to 1920x1080, the
+# worst of the styles and style-picture networks, rounded up), plus ~60 B/px for the frames
+# queued around the model and x264's look-ahead.
+# onnxruntime's arena keeps more than its peak (bench/memory.py measured it without the arena; with it,
+# issue 12's 4096x2304 frames took 9.3 GB: ~950 B/px).
+BYTES_PER_PIXEL = {("onnxruntime", "f32"): 1000, ("openvino", "f32"): 510, ("openvino", "bf16"): 310}
+BYTES_PER_PIXEL[("openvino", "check")] = BYTES_PER_PIXEL[("openvino", "f32")] + BYTES_PER_PIXEL[("openvino", "bf16")]
+WORKER_BASE_BYTES = 300 * 1024**2  # Python, PyAV, the runtime's libraries and the weights
+NETWORKS = {"styles": "multistyle26", "style-image": "arbitrary_transform"}  # a user's ONNX: its own name
 
 
-def choose_layout(settings: Settings, pixels: int) -> tuple[Runtime, int]:
-    """(runtime, workers): the configured ones, or one single-threaded worker per core that memory holds."""
+def choose_layout(settings: Settings, pixels: int, model_kind: str = "styles") -> tuple[Runtime, int]:
+    """(runtime, workers): the configured ones, or one single-threaded worker per core that memory holds.
+
+    Raises InputError when not even one worker can hold a frame of ``pixels``.
+    """
     probe_runtime = Runtime(settings.device, 1, settings.batch_size, settings.backend, settings.precision)
     cores = os.cpu_count() or 1
-    if probe_runtime.backend_name == "onnxruntime" and probe_runtime.providers[0] == CUDA:
+    if probe_runtime.on_gpu:
         # One GPU: one worker feeding it batches, with every core for decoding and encoding.
         return Runtime(settings.device, settings.threads or cores, settings.batch_size, settings.backend, settings.precision), settings.workers or 1
     if settings.engine == "ray":
         # Ray places the actors; each runs its model on the CPUs it asked for.
         threads = settings.threads or max(1, int(settings.ray_cpus_per_actor))
         return Runtime(settings.device, threads, settings.batch_size, settings.backend, settings.precision), settings.ray_actors
-    per_worker = WORKER_BASE_BYTES + MODEL_BYTES_PER_PIXEL * pixels * max(1, settings.batch_size)
-    workers, threads = default_layout(cores, _available_memory(), per_worker)
+    per_worker = worker_bytes(probe_runtime, pixels, NETWORKS.get(model_kind, model_kind))
+    memory = memory_budget(settings)
+    if memory is not None and per_worker > memory:
+        raise InputError(too_big(probe_runtime, pixels, per_worker, memory, NETWORKS.get(model_kind, model_kind)))
+    workers, threads = default_layout(cores, memory, per_worker)
     workers = settings.workers or workers
     threads = settings.threads or max(1, cores // workers)
     return Runtime(settings.device, threads, settings.batch_size, settings.backend, settings.precision), workers
+
+
+def worker_bytes(runtime: Runtime, pixels: int, network: str = "multistyle26") -> int:
+    """What one worker needs for frames of ``pixels`` on ``runtime`` (the most of the runtimes it may end up on)."""
+    choice = runtime.choose(network)
+    per_pixel = BYTES_PER_PIXEL.get((choice.backend, choice.precision), max(BYTES_PER_PIXEL.values()))
+    return WORKER_BASE_BYTES + per_pixel * pixels * max(1, runtime.batch_size)
+
+
+def too_big(runtime: Runtime, pixels: int, needed: int, memory: int, network: str) -> str:
+    choice = runtime.choose(network)
+    per_pixel = (needed - WORKER_BASE_BYTES) / pixels
+    fits = max(0, int((memory - WORKER_BASE_BYTES) / per_pixel))
+    side = int(math.sqrt(fits * 16 / 9))
+    return (
+        f"a frame of {pixels / 1e6:.1f} megapixels needs about {needed / 2**30:.1f} GiB in a worker "
+        f"({choice.backend} {choice.precision}), and this machine has {memory / 2**30:.1f} GiB for workers "
+        f"(RESTYLE_WORKER_MEMORY, or what is available); the largest frame it can take is about {fits / 1e6:.1f} "
+        f"megapixels (e.g. {side}x{side * 9 // 16}): scale the video down first"
+    )
+
+
+def memory_budget(settings: Settings) -> int | None:
+    """Bytes the run's workers may use: the setting, or what the machine (and its cgroup) has available."""
+    if settings.worker_memory:
+        return settings.worker_memory
+    available = [m for m in (_available_memory(), _cgroup_room()) if m is not None]
+    return min(available) if available else None
 
 
 def _available_memory() -> int | None:
@@ -40,3 +90,11 @@ def _available_memory() -> int | None:
     return None
 
 
+def _cgroup_room() -> int | None:
+    """A container's memory limit less what it uses (cgroup v2), or None outside one."""
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        used = int(open("/sys/fs/cgroup/memory.current").read())
+    except (OSError, ValueError):
+        return None
+    return None if limit == "max" else max(0, int(limit) - used)

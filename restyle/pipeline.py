@@ -25,9 +25,9 @@ from restyle.media.chunks import Chunk, plan_chunks
 from restyle.media.encode import EncodeSpec
 from restyle.handlers.base import Handler, OutputKind, check
 from restyle.jobspec import JobSpec
-from restyle.media.verify import verify
-from restyle.layout import choose_layout
+from restyle.layout import NETWORKS, choose_layout
 from restyle.media.probe import VideoInfo, probe
+from restyle.media.verify import verify
 from restyle.records import join_records
 from restyle.report import RunReport
 from restyle.score import ChunkResult, ChunkTask, score_chunk
@@ -123,7 +123,8 @@ def _run_video(
     target = None if records else plan_output(info, output, spec.output.codec or settings.codec)
     seconds["probe"] = time.perf_counter() - started
 
-    runtime, workers = choose_layout(settings, info.width * info.height)
+    runtime, workers = choose_layout(settings, info.width * info.height, handler.name)
+    choice = runtime.choose(NETWORKS.get(handler.name, handler.name))
     if engine is None:
         engine = make_engine(settings, workers)
         made.append(engine)
@@ -206,7 +207,9 @@ def _run_video(
         duration_s=round(info.duration_s, 3),
         workers=engine.workers,
         threads=runtime.threads,
-        backend=runtime.backend_name,
+        backend=choice.backend,
+        precision=choice.precision,
+        precision_reason=choice.reason,
         seconds={k: round(v, 3) for k, v in seconds.items()},
         busy_s={
             "decode": round(sum(r.decode_s for r in results), 3),
@@ -225,10 +228,11 @@ def plan(input: str | Path, spec: JobSpec | None = None, settings: Settings | No
          workers: int | None = None) -> list[Chunk]:
     """The chunks ``run`` cuts ``input`` into for ``spec`` with these settings here (or ``workers`` workers)."""
     settings = settings or load_settings()
+    spec = spec or JobSpec()
     info = probe(Path(input), settings)
     if workers is None:
-        _, workers = choose_layout(settings, info.width * info.height)
-    return _chunks(info, spec or JobSpec(), settings, workers or 1)
+        _, workers = choose_layout(settings, info.width * info.height, spec.model)
+    return _chunks(info, spec, settings, workers or 1)
 
 
 def _chunks(info: VideoInfo, spec: JobSpec, settings: Settings, workers: int) -> list[Chunk]:

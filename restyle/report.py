@@ -21,6 +21,8 @@ class RunReport:
     workers: int
     threads: int
     backend: str  # the runtime that ran the model, e.g. "openvino" or "onnxruntime"
+    precision: str = "f32"  # f32 | bf16 | check (bf16 if the first frame passed the fidelity bar, else f32)
+    precision_reason: str = ""  # why that runtime and precision (restyle/runtime.py, Runtime.choose)
     seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per step
     busy_s: dict[str, float] = field(default_factory=dict)  # summed over chunks; overlapped, so > wall
     notes: list[str] = field(default_factory=list)
@@ -47,5 +49,5 @@ class RunReport:
             smooth += f"; {self.records['frames_with_detections']} frames with detections ({counts})"
         return (
             f"{self.output}: {self.frames} frames in {self.chunks} chunks{reused}, "
-            f"{self.seconds.get('total', 0):.1f}s, {self.fps:.2f} fps [{steps}] {self.workers}x{self.threads} {self.backend} {self.model}{smooth}"
+            f"{self.seconds.get('total', 0):.1f}s, {self.fps:.2f} fps [{steps}] {self.workers}x{self.threads} {self.backend} {self.precision} {self.model}{smooth}"
         )

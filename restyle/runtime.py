@@ -1,18 +1,27 @@
-"""Where models run: onnxruntime (CPU, or a CUDA GPU when present) or OpenVINO (CPU).
+"""Where models run: OpenVINO or onnxruntime on the CPU, onnxruntime on a CUDA GPU.
 
-Both read the same ONNX graphs. OpenVINO is optional (``pip install "restyle[openvino]"``).
-At float32 the two run these networks equally fast and agree to over 100 dB; OpenVINO's
-bfloat16 (``precision="bf16"``, on CPUs with AVX-512 BF16 or AMX) is about 1.7x faster,
-but only 27-51 dB from the float32 frames depending on style and picture
-(bench/RESULTS.md), so it is a choice, never a default. Models see only the small
-Session interface below.
+Both read the same ONNX graphs; models see only the small Session interface below.
+``precision="auto"`` (the default of settings and CLI) picks, per network, the fastest
+runtime whose output passes restyle's fidelity bar (:mod:`restyle.fidelity`):
+
+* a CPU with native bf16 (AMX or AVX-512 BF16) and OpenVINO: bf16 for the networks the
+  measured table (restyle/fidelity.json, made by bench/fidelity.py) says pass; a network
+  the table does not cover is checked on its first frames (bf16 against f32), else f32;
+* other CPUs: f32 on OpenVINO where installed (as fast as onnxruntime's f32 on these
+  networks, and it takes uint8 pixels in its graph), else onnxruntime;
+* a CUDA GPU: fp16 through onnxruntime's TensorRT provider where it is installed and the
+  network's first frame passes the same bar against CUDA f32 (no GPU fp16 table is measured
+  yet, so every network is checked), else CUDA f32. (Code path only: not yet run on a GPU.)
+
+``precision="f32"`` is exact work; ``"bf16"`` forces OpenVINO's bfloat16.
 """
 from __future__ import annotations
 
 import importlib.util
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -25,29 +34,58 @@ from restyle.errors import ModelError
 log = logging.getLogger("restyle")
 
 CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
 CPU = "CPUExecutionProvider"
 OPENVINO = "OpenVINO CPU"
 Dim = int | str  # a fixed size, or a symbol for a dynamic one
 
 
 class Session(Protocol):
-    """A loaded model: named inputs in, outputs out."""
+    """A loaded model: named inputs in, outputs out.
+
+    ``pixels`` is True when the session was asked for :class:`Pixels` and does the
+    conversion in its graph: it then takes and gives uint8 NHWC pictures.
+    """
 
     provider: str
     inputs: list[tuple[str, list[Dim]]]
+    pixels: bool
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
 
 
 @dataclass(frozen=True)
+class Pixels:
+    """Asks a session to take uint8 NHWC pictures and give them back, converting inside the graph.
+
+    ``layout`` is the network's own layout for its image input and first output;
+    ``value_range`` its pixel scale (1: values 0..1). OpenVINO builds the conversion into
+    the compiled graph (PrePostProcessor): no float copy, transpose or rounding in numpy.
+    """
+
+    input: str
+    layout: str = "NCHW"
+    value_range: float = 1.0
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The backend and precision one network runs at, and why."""
+
+    backend: str  # onnxruntime | openvino
+    precision: str  # f32 | bf16 | check (bf16 if its first frames pass the bar, else f32)
+    reason: str
+
+
+@dataclass(frozen=True)
 class Runtime:
-    """How a worker runs its model: backend, device, threads and batch size."""
+    """How a worker runs its model: backend, device, threads, batch size and precision."""
 
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 1
     batch_size: int = 0  # 0: 1 on CPU, 8 on GPU
     backend: str = "auto"  # auto | onnxruntime | openvino
-    precision: str = "f32"  # f32 | bf16 (OpenVINO only)
+    precision: str = "f32"  # auto | f32 | bf16; settings and CLI default to auto, the library stays exact
 
     @property
     def providers(self) -> list[str]:
@@ -65,28 +103,84 @@ class Runtime:
         return [CPU]
 
     @property
+    def on_gpu(self) -> bool:
+        return self.backend != "openvino" and self.providers[0] == CUDA
+
+    def choose(self, network: str) -> Choice:
+        """The backend and precision for ``network`` (a file name such as ``multistyle26``)."""
+        from restyle import fidelity
+
+        has_openvino = importlib.util.find_spec("openvino") is not None
+        if self.backend == "openvino" and not has_openvino:
+            raise ModelError('the openvino backend is not installed: pip install openvino')
+        if self.precision == "bf16":
+            if self.backend == "onnxruntime":
+                raise ModelError("precision bf16 needs the openvino backend (--backend openvino)")
+            if not has_openvino:
+                raise ModelError('precision bf16 needs OpenVINO: pip install openvino')
+            return Choice("openvino", "bf16", "bf16 asked for")
+        if self.precision == "f32":
+            backend = self.backend if self.backend != "auto" else "onnxruntime"
+            return Choice(backend, "f32", "f32 asked for (exact)")
+        # auto
+        if self.on_gpu:
+            if TENSORRT not in ort.get_available_providers():
+                return Choice("onnxruntime", "f32", "CUDA GPU without TensorRT: f32 (fp16 needs onnxruntime's TensorRT provider)")
+            verdict = fidelity.verdict(network, "fp16")
+            if verdict is None:
+                return Choice("onnxruntime", "check", f"CUDA GPU: fp16 (TensorRT) if {network}'s first frame passes the bar against f32, else f32")
+            return Choice("onnxruntime", "fp16" if verdict.passed else "f32", f"CUDA GPU, fidelity table for fp16: {verdict.summary}")
+        if self.backend == "onnxruntime" or not has_openvino:
+            why = "onnxruntime asked for" if self.backend == "onnxruntime" else "OpenVINO is not installed"
+            return Choice("onnxruntime", "f32", f"f32 on onnxruntime ({why}; bf16 needs OpenVINO)")
+        if not fidelity.cpu_has_bf16():
+            return Choice("openvino", "f32", "this CPU has no native bf16: f32 on OpenVINO (the faster CPU runtime here)")
+        verdict = fidelity.verdict(network)
+        if verdict is None:
+            return Choice("openvino", "check", f"{network} (with this input) is not covered by the fidelity table: "
+                          "bf16 if its first frame passes the bar against f32, else f32")
+        if verdict.passed:
+            return Choice("openvino", "bf16", f"bf16 on OpenVINO: {network} passed the fidelity bar ({verdict.summary})")
+        return Choice("openvino", "f32", f"f32 on OpenVINO: {network} failed the bf16 fidelity bar ({verdict.summary})")
+
+    @property
+    def exact(self) -> Runtime:
+        """This runtime at f32: for networks that run once per job (a style picture's predictor), where speed is moot."""
+        return replace(self, precision="f32")
+
+    @property
     def backend_name(self) -> str:
-        """onnxruntime, unless OpenVINO is asked for by name or needed for bf16."""
-        wants_openvino = self.backend == "openvino" or (self.backend == "auto" and self.precision == "bf16")
-        if not wants_openvino:
-            if self.precision != "f32":
-                raise ModelError(f"precision {self.precision} needs the openvino backend (--backend openvino)")
-            return "onnxruntime"
-        if importlib.util.find_spec("openvino") is None:
-            raise ModelError('the openvino backend is not installed: pip install "restyle[openvino]"')
-        return "openvino"
+        """The runtime the main network runs on (the one the report names)."""
+        return self.choose("multistyle26").backend
 
     @property
     def frames_per_call(self) -> int:
         if self.batch_size:
             return self.batch_size
-        return 8 if self.backend_name == "onnxruntime" and self.providers[0] == CUDA else 1
+        return 8 if self.backend != "openvino" and self.on_gpu else 1
 
-    def session(self, model: onnx.ModelProto | Path, name: str) -> Session:
+    def session(self, model: onnx.ModelProto | Path, name: str, pixels: Pixels | None = None) -> Session:
         """One session, made once per worker and reused for every frame."""
+        choice = self.choose(name)
         try:
-            if self.backend_name == "openvino":
-                return _OpenVinoSession(model, self.threads, self.precision)
+            if choice.backend == "openvino":
+                if choice.precision == "f32":
+                    return _OpenVinoSession(model, self.threads, "f32", pixels)
+                try:
+                    if choice.precision == "check":
+                        return _CheckedSession(lambda precision: _OpenVinoSession(model, self.threads, precision, pixels), name)
+                    return _OpenVinoSession(model, self.threads, choice.precision, pixels)
+                except Exception as exc:  # noqa: BLE001 - some graphs have no bf16 kernels in some OpenVINO versions
+                    log.warning("%s cannot be compiled at bf16 (%s); running it at f32", name, str(exc).strip().splitlines()[-1][:200])
+                    session = _OpenVinoSession(model, self.threads, "f32", pixels)
+                    session.provider += " (bf16 does not compile for this network)"
+                    return session
+            if choice.precision in ("fp16", "check"):  # a GPU with TensorRT
+                def make(precision: str) -> _OrtSession:
+                    providers = self.providers if precision == "f32" else [(TENSORRT, _tensorrt_options()), *self.providers]
+                    return _OrtSession(model, self.threads, providers, strict=False, name=name)
+
+                return _CheckedSession(make, name, "fp16") if choice.precision == "check" else make("fp16")
             return _OrtSession(model, self.threads, self.providers, strict=self.device == "cuda", name=name)
         except ModelError:
             raise
@@ -95,7 +189,9 @@ class Runtime:
 
 
 class _OrtSession:
-    def __init__(self, model: onnx.ModelProto | Path, threads: int, providers: list[str], strict: bool, name: str):
+    pixels = False  # the caller converts; onnxruntime runs the graph as it is
+
+    def __init__(self, model: onnx.ModelProto | Path, threads: int, providers: list, strict: bool, name: str):
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = threads
@@ -106,8 +202,9 @@ class _OrtSession:
         source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
         self._session = ort.InferenceSession(source, options, providers=providers)
         self.provider = self._session.get_providers()[0]
-        if self.provider != providers[0]:
-            message = f"{providers[0]} could not start for {name}; running on {self.provider}"
+        wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
+        if self.provider != wanted:
+            message = f"{wanted} could not start for {name}; running on {self.provider}"
             if strict:
                 raise ModelError(message + " (check the CUDA and cuDNN libraries, or use --device cpu)")
             log.warning(message)
@@ -122,13 +219,16 @@ class _OrtSession:
 
 
 class _OpenVinoSession:
-    provider = OPENVINO
-
-    def __init__(self, model: onnx.ModelProto | Path, threads: int, precision: str):
+    def __init__(self, model: onnx.ModelProto | Path, threads: int, precision: str, pixels: Pixels | None = None):
         import openvino
 
         core = openvino.Core()
         graph = core.read_model(model.SerializeToString(), b"") if isinstance(model, onnx.ModelProto) else core.read_model(str(model))
+        if pixels is not None:
+            graph = _pixels_in_graph(graph, pixels)
+        self.pixels = pixels is not None
+        self.precision = precision
+        self.provider = f"{OPENVINO} {precision}"
         config = {
             "INFERENCE_NUM_THREADS": threads,
             "NUM_STREAMS": 1,
@@ -145,8 +245,73 @@ class _OpenVinoSession:
         ]
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        results = self._request.infer(feeds)
+        try:
+            results = self._request.infer(feeds)
+        except Exception as exc:  # OpenVINO's errors are untyped too
+            shapes = ", ".join(f"{name} {list(value.shape)}" for name, value in feeds.items())
+            raise ModelError(f"the model failed on input {shapes}: {str(exc).splitlines()[0][:300]}") from None
+        # infer() hands out views of the request's own buffers, overwritten by the next call: copy once.
         return [np.array(results[port]) for port in self._compiled.outputs]
+
+
+def _pixels_in_graph(graph, pixels: Pixels):
+    """uint8 NHWC in and out: OpenVINO's PrePostProcessor does the scaling, layout and rounding."""
+    import openvino
+    import openvino.opset13 as ops
+    from openvino.preprocess import PrePostProcessor
+
+    ppp = PrePostProcessor(graph)
+    image = ppp.input(pixels.input)
+    image.tensor().set_element_type(openvino.Type.u8).set_layout(openvino.Layout("NHWC"))
+    image.model().set_layout(openvino.Layout(pixels.layout))
+    image.preprocess().convert_element_type(openvino.Type.f32).scale(255.0 / pixels.value_range)
+    out = ppp.output(0)
+    out.model().set_layout(openvino.Layout(pixels.layout))
+    out.tensor().set_layout(openvino.Layout("NHWC"))
+
+    def to_uint8(node):  # the same arithmetic as handlers.base.to_uint8: scale, round half up, clip
+        x = ops.multiply(node, ops.constant(np.float32(255.0 / pixels.value_range)))
+        x = ops.clamp(ops.add(x, ops.constant(np.float32(0.5))), 0.0, 255.0)
+        return ops.convert(ops.floor(x), "u8").output(0)
+
+    out.postprocess().custom(to_uint8)
+    return ppp.build()
+
+
+class _CheckedSession:
+    """The fast precision if the first call's output passes the fidelity bar against f32's, else f32; decided once."""
+
+    def __init__(self, make: Callable[[str], Session], name: str, fast: str = "bf16"):
+        self._make, self._name, self._fast = make, name, fast
+        self._session: Session = make(fast)
+        self._decided = False
+        self.inputs, self.pixels = self._session.inputs, self._session.pixels
+        self.provider = f"{self._session.provider} ({fast} or f32, decided on the first frame)"
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        out = self._session.run(feeds)
+        if self._decided:
+            return out
+        from restyle import fidelity
+
+        exact_session = self._make("f32")
+        exact = exact_session.run(feeds)
+        verdict = fidelity.compare_outputs(exact[0], out[0], self.pixels)
+        self._decided = True
+        if verdict.passed:
+            log.info("%s: %s passed the fidelity bar on its first frame (%s)", self._name, self._fast, verdict.summary)
+            self.provider = f"{self._session.provider} (passed the {self._fast} check on the first frame: {verdict.summary})"
+            return out
+        log.info("%s: %s failed the fidelity bar on its first frame (%s); running f32", self._name, self._fast, verdict.summary)
+        self._session = exact_session
+        self.provider = f"{exact_session.provider} ({self._fast} failed the check on the first frame: {verdict.summary})"
+        return exact
+
+
+def _tensorrt_options() -> dict[str, object]:
+    cache = _cache_dir() / "tensorrt"
+    cache.mkdir(parents=True, exist_ok=True)
+    return {"trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
 
 
 def _cache_dir() -> Path:
@@ -154,7 +319,7 @@ def _cache_dir() -> Path:
 
 
 def default_layout(cores: int | None = None, memory_bytes: int | None = None, per_worker_bytes: int = 0) -> tuple[int, int]:
-    """(workers, threads per worker) for this machine: one single-threaded worker per core.
+    """(workers, threads per worker) for this machine: one single-threaded worker per core, as memory allows.
 
     Separate processes with one thread each beat one process with many threads for these
     convolution-heavy models on small core counts (onnxruntime, 640x360, 2 cores: 21.4

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,7 +191,10 @@ class RayCluster:
 
     def start(self) -> None:
         self.port = free_port()
-        ray = shutil.which("ray")
+        # Ray turns token auth on when ~/.ray/auth_token exists, which anyone on the machine may make or
+        # remake: this cluster, this process's drivers and the services they start run without tokens.
+        os.environ["RAY_AUTH_MODE"] = "disabled"
+        ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))  # the venv's, if not on PATH
         common = ["--num-cpus", "1", "--disable-usage-stats"]
         subprocess.run([ray, "start", "--head", "--node-ip-address", "127.0.0.2", "--port", str(self.port),
                         "--temp-dir", str(self.root), "--include-dashboard", "false", *common],
@@ -199,5 +203,8 @@ class RayCluster:
                        check=True, capture_output=True, text=True, timeout=120)
 
     def stop(self) -> None:
-        subprocess.run([shutil.which("ray"), "stop", "--force"], capture_output=True, timeout=120)
+        from tests.ray_clusters import stop_ray_processes
+
+        stop_ray_processes(self.root)  # never `ray stop --force`: other people's clusters may run here
         shutil.rmtree(self.root, ignore_errors=True)
+        os.environ.pop("RAY_AUTH_MODE", None)

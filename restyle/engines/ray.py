@@ -1,18 +1,28 @@
 """The Ray engine: the same task function, run by actors on a Ray cluster.
 
-Each actor loads the model once and keeps it for every chunk it is given, across jobs.
+Actors are keyed by what they load (``LoadSpec`` and runtime), never by a job's per-call
+parameters: one loaded network serves every style, blend and strength, across jobs.
+The loaded models are bounded like Apache Beam's ``max_models``: at most ``max_models``
+kinds of actor are kept, the least recently used goes first, and a model whose actors
+cannot be placed takes the CPUs of idle actors of other models instead of waiting for
+them. Actors idle for ``idle_seconds`` go away, so the nodes under them can too (the
+autoscaler returns an idle cluster to zero nodes).
+
 Chunks are handed out one at a time as actors finish (no barrier: a slow or lost node
 holds up only its own chunk). An actor that dies — its process killed, its node lost or
-pre-empted — is replaced by a new one, which Ray places wherever there is room (on a
-cloud cluster, a node the autoscaler starts), and its chunk is given out again to the
-first actor free; chunks that were already stored are never redone. Segments go from the actor to
-the segment store (the system object store for the service), never through the head.
+pre-empted — is restarted by Ray itself (``max_restarts``) wherever there is room, or on a
+node the autoscaler starts; its chunk is not pinned to it but given out again at once to
+the first actor free (which Ray's ``max_task_retries`` would not do: it waits for the same
+actor). Chunks already stored are never redone. Segments go from the actor to the segment
+store, never through the driver.
 """
 from __future__ import annotations
 
 import logging
 import os
-from collections import deque
+import threading
+import time
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -23,12 +33,19 @@ from restyle.runtime import Runtime
 
 log = logging.getLogger("restyle")
 
+Key = tuple[LoadSpec, Runtime]
+POLL_S = 1.0  # how often a map whose actors wait for room looks for idle actors to take it from
+# Lost with a worker or a node: the actor, or a finished chunk's result that lived on the node (ObjectLostError
+# and its kinds: owner died, cannot be reconstructed...).
+LOST = ("RayActorError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError")
+
 
 class RayEngine:
     """Runs items on actors of the Ray cluster at ``address`` (``auto``, ``host:port`` or ``ray://...``)."""
 
     def __init__(self, address: str | None = None, actors: int = 0, cpus_per_actor: float = 1.0,
-                 gpus_per_actor: float = 0.0, max_retries: int = 3, node_ip: str | None = None):
+                 gpus_per_actor: float = 0.0, max_retries: int = 3, node_ip: str | None = None,
+                 max_models: int = 2, idle_seconds: float = 60.0, min_actors: int = 1):
         try:
             import ray
         except ImportError:
@@ -42,87 +59,224 @@ class RayEngine:
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise RestyleError(f"cannot reach the Ray cluster at {address or 'auto'}: {exc}") from None
         self.cpus, self.gpus, self.max_retries = cpus_per_actor, gpus_per_actor, max_retries
-        cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
-        self.workers = actors or max(1, int(cluster_cpus // max(cpus_per_actor, 0.01)))
-        self._actors: dict[tuple, list] = {}
+        self.actors, self.max_models, self.idle_seconds = actors, max(1, max_models), idle_seconds
+        self.min_actors = max(1, min_actors)
+        self._lock = threading.RLock()
+        self._idle: OrderedDict[Key, list] = OrderedDict()  # idle actors by model, least recently used first
+        self._busy: Counter[Key] = Counter()  # actors out on a map, by model
+        self._idle_since: dict[Any, float] = {}
         self.redone = 0  # items given out again after their actor died
-        self.loads = 0
+        self.loads = 0  # models loaded by actors: one per actor started or restarted by Ray
+        self.redone_on: Counter[str] = Counter()  # ... by the node they were lost with
+        self.evicted = 0  # actors killed to free their CPUs for another model, or for being idle
         self.pids: dict[Any, int] = {}  # live actors' process ids, for operators (and tests) to find them
+        self.nodes: dict[Any, str] = {}  # live actors' node ids
+        threading.Thread(target=self._reap_idle, name="restyle-ray-idle", daemon=True).start()
+
+    @property
+    def workers(self) -> int:
+        """Actors a job gets: ``actors``, or as many as the cluster's CPUs (GPUs) hold now, at least ``min_actors``.
+
+        At least ``min_actors``: a cluster at zero nodes holds none, and the autoscaler starts nodes for them.
+        """
+        if self.actors:
+            return self.actors
+        resources = self._ray.cluster_resources()
+        fits = [resources.get("CPU", 0) // self.cpus] + ([resources.get("GPU", 0) // self.gpus] if self.gpus else [])
+        return max(self.min_actors, int(min(fits)))
+
+    @property
+    def models(self) -> list[Key]:
+        """The models that have actors now, least recently used first."""
+        with self._lock:
+            return [key for key in self._idle if self._idle[key] or self._busy[key]]
 
     def map(self, fn: TaskFunction, load: LoadSpec, runtime: Runtime, items: Sequence[Any],
             on_frames: Callable[[int], None] | None = None) -> Iterator[Any]:
         ray = self._ray
-        pool = self._pool(load, runtime, min(self.workers, len(items)))
+        key = (load, runtime)
+        pool = self._check_out(key, min(self.workers, len(items)))
         todo = deque(enumerate(items))
-        attempts = {i: 0 for i in range(len(items))}
+        attempts = dict.fromkeys(range(len(items)), 0)
         running: dict[Any, tuple[Any, int]] = {}  # task ref -> (actor, item index)
-        starting = {actor.pid.remote(): actor for actor in pool}  # an actor takes work once it is up
-        failed_starts = 0
+        starting = {actor.where.remote(): actor for actor in pool}  # an actor takes work once it is up
         idle: list = []
-        while todo or running:
-            while todo and idle:
-                actor = idle.pop()
-                index, item = todo.popleft()
-                running[actor.run.remote(fn, item)] = (actor, index)
-            if not running and not starting:
-                raise RestyleError("every Ray actor is gone and none can be started; is the cluster up?")
-            ready, _ = ray.wait(list(running) + list(starting), num_returns=1)
-            ref = ready[0]
-            if ref in starting:
-                actor = starting.pop(ref)
+        broken: list = []  # actors that cannot start (their model does not load): not kept
+        failed_starts = 0
+        try:
+            while todo or running:
+                while todo and idle:
+                    actor = idle.pop()
+                    index, item = todo.popleft()
+                    running[actor.run.remote(fn, item)] = (actor, index)
+                if not running and not starting:
+                    raise RestyleError("every Ray actor is gone and none can be started; is the cluster up?")
+                ready, _ = ray.wait(list(running) + list(starting), num_returns=1, timeout=POLL_S)
+                if not ready:
+                    if starting:  # actors waiting for room: take it from idle actors of other models
+                        self._make_room(key)
+                    continue
+                ref = ready[0]
+                if ref in starting:
+                    actor = starting.pop(ref)
+                    try:
+                        where = ray.get(ref)
+                        if self.pids.get(actor) != where[0]:
+                            self.loads += 1  # a new actor, or one Ray restarted: its model was loaded
+                        self.pids[actor], self.nodes[actor] = where
+                        idle.append(actor)
+                    except ray.exceptions.RayError as exc:
+                        # Unavailable: Ray is restarting it (its node was lost); it comes back, so ask again.
+                        failed_starts += type(exc).__name__ != "ActorUnavailableError"
+                        if failed_starts > 2 * len(pool) or not _lost(exc):  # e.g. the model cannot load
+                            broken += [actor, *starting.values()]  # the others load the same model: drop them too
+                            raise RestyleError(f"Ray actors cannot start: {_reason(exc)}") from None
+                        starting[actor.where.remote()] = actor  # Ray restarts it (max_restarts)
+                    continue
+                actor, index = running.pop(ref)
                 try:
-                    self.pids[actor] = ray.get(ref)
-                    idle.append(actor)
+                    result = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:  # the task itself failed: its reason, as raised
+                    cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+                    raise cause from None
                 except ray.exceptions.RayError as exc:
-                    failed_starts += 1
-                    if failed_starts > 2 * len(pool):  # e.g. the model cannot load: say why, do not loop
-                        raise RestyleError(f"Ray actors cannot start: {exc}") from None
-                    replacement = self._replace(pool, actor, load, runtime)
-                    starting[replacement.pid.remote()] = replacement
-                continue
-            actor, index = running.pop(ref)
-            try:
-                result = ray.get(ref)
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                    ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError) as exc:
-                attempts[index] += 1
-                if attempts[index] > self.max_retries:
-                    raise RestyleError(f"chunk {index} was lost {attempts[index]} times with its worker: {exc}") from None
-                log.warning("a Ray worker died with chunk %s; giving it out again", index)
-                self.redone += 1
-                todo.appendleft((index, items[index]))
-                # A fresh actor in its place: Ray puts it wherever there is room (a new node, in the cloud).
-                replacement = self._replace(pool, actor, load, runtime)
-                starting[replacement.pid.remote()] = replacement
-                continue
-            except ray.exceptions.RayTaskError as exc:
-                cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
-                raise cause from None
-            idle.append(actor)
-            if on_frames:
-                on_frames(getattr(result, "frames", 1))
-            yield result
+                    if not _lost(exc):
+                        raise RestyleError(f"Ray failed chunk {index}: {_reason(exc)}") from None
+                    attempts[index] += 1
+                    if attempts[index] > self.max_retries:
+                        raise RestyleError(f"chunk {index} was lost {attempts[index]} times with its worker: "
+                                           f"{_reason(exc)}") from None
+                    node = self.nodes.get(actor, "?")
+                    log.warning("a Ray actor on node %s died with chunk %s; giving it out again", node[:12], index)
+                    self.redone += 1
+                    self.redone_on[node] += 1
+                    todo.appendleft((index, items[index]))
+                    if actor not in starting.values():  # back when Ray has restarted it, here or on a new node
+                        starting[actor.where.remote()] = actor
+                    continue
+                idle.append(actor)
+                if on_frames:
+                    on_frames(getattr(result, "frames", 1))
+                yield result
+        finally:
+            self._check_in(key, pool, broken)
 
     def close(self) -> None:
-        """Nothing to do per run: the actors stay for the next job of this process (bounded by their pools)."""
+        """Nothing per run: the actors stay for the next job of this process (bounded, and stopped when idle)."""
 
-    def _pool(self, load: LoadSpec, runtime: Runtime, count: int) -> list:
-        """Actors for this model, made once and kept: the next job with the same model reuses them."""
-        pool = self._actors.setdefault((load, runtime), [])
-        while len(pool) < count:
-            pool.append(self._actor(load, runtime))
-        return pool[:count]
+    def stop_idle(self) -> None:
+        """Stop every idle actor now (actors out on a map finish it first)."""
+        with self._lock:
+            for key in list(self._idle):
+                self._evict(key, len(self._idle[key]))
+
+    # -- the pool of actors, by model ------------------------------------------
+
+    def _check_out(self, key: Key, count: int) -> list:
+        """``count`` actors for ``key``: its idle ones first, new ones for the rest."""
+        with self._lock:
+            idle = self._idle.pop(key, [])
+            self._idle[key] = idle  # now the most recently used
+            if not self._busy[key] and not idle:
+                self._bound(keep=key, adding=1)  # a model more: the least recently used idle ones go
+            taken, self._idle[key] = idle[:count], idle[count:]
+            for actor in taken:
+                self._idle_since.pop(actor, None)
+            taken += [self._actor(*key) for _ in range(count - len(taken))]
+            self._busy[key] += len(taken)
+            return taken
+
+    def _check_in(self, key: Key, actors: list, broken: list) -> None:
+        with self._lock:
+            self._busy[key] -= len(actors)
+            kept = [actor for actor in actors if actor not in broken]
+            for actor in broken:
+                self._kill(actor)
+            self._idle.setdefault(key, []).extend(kept)
+            now = time.monotonic()
+            for actor in kept:
+                self._idle_since[actor] = now
+            if not self._idle[key] and not self._busy[key]:
+                self._idle.pop(key)
+            self._bound(keep=key)
+
+    def _bound(self, keep: Key, adding: int = 0) -> None:
+        """At most ``max_models`` models with actors: kill the idle actors of the least recently used.
+
+        Models whose actors are all out on maps are never cut short; the bound holds again when they return.
+        """
+        for key in list(self._idle):
+            if len(self.models) + adding <= self.max_models:
+                return
+            if key != keep and not self._busy[key]:
+                self._evict(key, len(self._idle[key]))
+
+    def _make_room(self, key: Key) -> None:
+        """An actor of ``key`` waits for CPUs: kill one idle actor of another model (least recently used)."""
+        free = self._ray.available_resources()
+        if free.get("CPU", 0) >= self.cpus and free.get("GPU", 0) >= self.gpus:
+            return  # there is room: the actor is loading its model, not waiting
+        with self._lock:
+            for other, actors in self._idle.items():
+                if other != key and actors:
+                    log.info("freeing an idle %s actor for %s", other[0].handler, key[0].handler)
+                    self._evict(other, 1)
+                    return
+
+    def _evict(self, key: Key, count: int) -> None:
+        actors = self._idle.get(key, [])
+        for actor in actors[:count]:
+            self._kill(actor)
+            self.evicted += 1
+        del actors[:count]
+        if not actors and not self._busy[key]:
+            self._idle.pop(key, None)
+            self._busy.pop(key, None)
+
+    def _kill(self, actor) -> None:
+        for table in (self.pids, self.nodes, self._idle_since):
+            table.pop(actor, None)
+        try:
+            self._ray.kill(actor, no_restart=True)
+        except Exception as exc:  # noqa: BLE001 - an actor already gone is gone
+            log.debug("killing a Ray actor: %s", exc)
+
+    def _reap_idle(self) -> None:
+        """Kill actors idle for ``idle_seconds``: their CPUs go to other drivers, their nodes may go."""
+        while True:
+            time.sleep(max(0.2, min(5.0, self.idle_seconds / 4)))
+            now = time.monotonic()
+            with self._lock:
+                for key, actors in list(self._idle.items()):
+                    stale = [a for a in actors if now - self._idle_since.get(a, now) >= self.idle_seconds]
+                    for actor in stale:
+                        actors.remove(actor)
+                        self._kill(actor)
+                        self.evicted += 1
+                    if not actors and not self._busy[key]:
+                        self._idle.pop(key, None)
+                        self._busy.pop(key, None)
 
     def _actor(self, load: LoadSpec, runtime: Runtime):
         actor_class = self._ray.remote(ModelActor)
-        return actor_class.options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0).remote(load, runtime)
+        # max_restarts=-1: Ray brings an actor lost with its node back wherever there is room (a node the
+        # autoscaler starts, in the cloud). max_task_retries=0: its chunk goes to the first free actor instead.
+        return actor_class.options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=-1,
+                                   max_task_retries=0).remote(load, runtime)
 
-    def _replace(self, pool: list, dead, load: LoadSpec, runtime: Runtime):
-        self.pids.pop(dead, None)
-        self._ray.kill(dead, no_restart=True)
-        pool.remove(dead)
-        pool.append(self._actor(load, runtime))
-        return pool[-1]
+
+def _lost(exc: BaseException) -> bool:
+    """Did the work die with its worker or node (give it out again), rather than fail on its own?"""
+    import ray.exceptions as errors
+
+    kinds = tuple(getattr(errors, name) for name in LOST if hasattr(errors, name))
+    return any(isinstance(e, kinds) for e in (exc, getattr(exc, "cause", None)) if e is not None) and \
+        not any(word in str(exc) for word in ("__init__", "creation task"))
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
 
 
 class ModelActor:
@@ -135,5 +289,8 @@ class ModelActor:
     def run(self, fn: TaskFunction, item: Any) -> Any:
         return fn(item, self.model, self.batch, lambda frames: None)
 
-    def pid(self) -> int:
-        return os.getpid()
+    def where(self) -> tuple[int, str]:
+        """This actor's process id and node id."""
+        import ray
+
+        return os.getpid(), ray.get_runtime_context().get_node_id()

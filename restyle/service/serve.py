@@ -12,6 +12,7 @@ from pathlib import Path
 import uvicorn
 
 from restyle.config import Settings
+from restyle.service import scaler
 from restyle.service.api import create_app
 from restyle.service.context import Context
 from restyle.service.worker import Worker
@@ -32,6 +33,9 @@ def serve(settings: Settings) -> None:
           f"with {settings.local_workers} worker(s); sign in with {tokens}", file=sys.stderr)
     print(f"restyle: data store {settings.data}, system store {settings.system}, job store {settings.database}", file=sys.stderr)
     stop = threading.Event()
+    if scaler.start(context.jobs, settings, stop):  # RESTYLE_ENGINE=ray: nodes for queued jobs, none for an empty queue
+        print(f"restyle: scaling the Ray cluster on the job queue: {settings.ray_actors_per_job} actor(s) a job, "
+              f"at most {settings.ray_max_requested_actors}", file=sys.stderr)
     supervisor = threading.Thread(target=_supervise, args=(settings.local_workers, stop), daemon=True)
     supervisor.start()
     try:
@@ -50,7 +54,10 @@ def work(settings: Settings, parent: int | None = None) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    Worker(Context(settings)).run(stop)
+    context = Context(settings)
+    if parent is None:  # a worker on its own scales the cluster itself; under restyle serve, serve does
+        scaler.start(context.jobs, settings, stop)
+    Worker(context).run(stop)
 
 
 def _supervise(count: int, stop: threading.Event) -> None:

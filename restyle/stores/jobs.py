@@ -272,6 +272,12 @@ class JobStore:
             rows = session.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
             return {state: count for state, count in rows}
 
+    def depth(self) -> int:
+        """Jobs waiting for a worker or being worked on: what an autoscaler sizes the cluster by."""
+        with self._session() as session:
+            query = select(func.count()).select_from(JobRow).where(JobRow.state.in_(("queued", "running")))
+            return int(session.scalar(query) or 0)
+
     # -- working -------------------------------------------------------------
 
     def claim(self, worker_id: str, lease_s: float) -> Job | None:

@@ -1,7 +1,6 @@
 """The Ray engine on a real local cluster: a head and a second node on 127.0.0.2 and 127.0.0.3."""
 import os
 import signal
-import subprocess
 import threading
 import time
 
@@ -100,8 +99,11 @@ def test_a_lost_node_costs_only_its_chunks(ray_cluster, tmp_path):
 
     Runs last in this file: the cluster has one node after it.
     """
+    import ray
+
     from restyle.engines.ray import RayEngine
     from restyle.media.sample import make_clip
+    from tests.ray_clusters import raylet_pid
 
     clip = make_clip(tmp_path / "clip.mp4", width=480, height=270, rate=25, seconds=5, keyframe_interval=25)
     engine = RayEngine(ray_cluster.address, cpus_per_actor=1, node_ip=ray_cluster.driver_ip)
@@ -111,7 +113,10 @@ def test_a_lost_node_costs_only_its_chunks(ray_cluster, tmp_path):
         deadline = time.monotonic() + 120
         while not lost and time.monotonic() < deadline:
             if len(list((tmp_path / "work").glob("*/*.mp4"))) >= 1:
-                subprocess.run(["pkill", "-9", "-f", "raylet.*127.0.0.3"], check=False)
+                # This cluster's node on 127.0.0.3 (by its raylet's socket, under this cluster's temp dir:
+                # never another cluster's node on the same address).
+                node = next(n for n in ray.nodes() if n["Alive"] and n["NodeManagerAddress"] == "127.0.0.3")
+                os.kill(raylet_pid(node), signal.SIGKILL)
                 lost.append("127.0.0.3")
             time.sleep(0.05)
 

@@ -1,0 +1,144 @@
+"""Fidelity of bf16 against f32 on final outputs (after x264), for all 26 styles and a style picture.
+
+    python bench/fidelity.py            # 640x360, 2 s pan over a photo; writes nothing
+    python bench/fidelity.py --quick    # 1 s
+    python bench/fidelity.py --write    # also writes restyle/fidelity.json, the table --precision auto follows
+
+Each network runs the same decoded frames at f32 and at bf16 (OpenVINO, the runtimes
+`--precision auto` chooses between); each result is encoded exactly as `restyle run`
+encodes (x264, the default crf and preset) and decoded again; the bar of
+restyle/fidelity.py is applied to the pair. Beside it, the encoder's own change (f32
+final against f32 before encoding) shows how big a difference x264 itself makes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import decode_all, machine  # noqa: E402
+
+from restyle import fidelity  # noqa: E402
+from restyle.config import Settings  # noqa: E402
+from restyle.handlers import JobSpec, Runtime, load  # noqa: E402
+from restyle.media.encode import EncodeSpec, SegmentWriter  # noqa: E402
+from restyle.media.sample import make_motion_clip, packaged_photo  # noqa: E402
+from restyle.quality import psnr  # noqa: E402
+
+EXACT = Runtime("cpu", threads=2, backend="openvino", precision="f32")
+FAST = Runtime("cpu", threads=2, backend="openvino", precision="bf16")
+
+
+def final(frames: list[np.ndarray], path: Path, rate: int) -> list[np.ndarray]:
+    """``frames`` as a user gets them: encoded like a restyle segment, decoded again."""
+    settings = Settings()
+    h, w = frames[0].shape[:2]
+    from fractions import Fraction
+
+    spec = EncodeSpec(w, h, Fraction(1, rate), Fraction(rate), settings.codec, settings.crf, settings.preset, settings.pix_fmt, 1)
+    writer = SegmentWriter(path, spec, 0)
+    for i, frame in enumerate(frames):
+        writer.write(frame, i, 1)
+    writer.close()
+    return decode_all(path)
+
+
+def measure(spec: JobSpec, frames: list[np.ndarray], work: Path, rate: int) -> dict:
+    exact_model, fast_model = load(spec, EXACT), load(spec, FAST)
+    if "does not compile" in fast_model.description:  # OpenVINO fell back to f32: nothing to compare
+        return {"passed": False, "luma_ssim": 0.0, "flat_psnr_db": None, "psnr_db": 0.0, "encoder_luma_ssim": 0.0,
+                "encoder_psnr_db": 0.0, "note": f"no bf16: {fast_model.description}"}
+    exact = [exact_model.predict(f[None], spec)[0] for f in frames]
+    fast = [fast_model.predict(f[None], spec)[0] for f in frames]
+    exact_final, fast_final = final(exact, work / "exact.mp4", rate), final(fast, work / "fast.mp4", rate)
+    verdict = fidelity.judge(np.stack(exact_final), np.stack(fast_final))
+    encoder = fidelity.judge(np.stack(exact), np.stack(exact_final))
+    return {
+        "passed": verdict.passed,
+        "luma_ssim": round(verdict.luma_ssim, 4),
+        "flat_psnr_db": None if verdict.flat_psnr_db is None else round(verdict.flat_psnr_db, 2),
+        "psnr_db": round(float(np.mean([psnr(a, b) for a, b in zip(exact_final, fast_final)])), 2),
+        "encoder_luma_ssim": round(encoder.luma_ssim, 4),
+        "encoder_psnr_db": round(float(np.mean([psnr(a, b) for a, b in zip(exact, exact_final)])), 2),
+    }
+
+
+def style_picture() -> Path:
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "sample_data" / "Minduka_Present_Blue_Pack.png"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 s of frames instead of 2")
+    parser.add_argument("--styles", default="all", help="comma-separated style numbers (default all 26)")
+    parser.add_argument("--write", action="store_true", help=f"write the table to {fidelity.TABLE}")
+    args = parser.parse_args()
+    if not fidelity.cpu_has_bf16():
+        print("note: this CPU has no native bf16; OpenVINO emulates it, so the figures hold but the speed does not")
+    rate, seconds = 25, (1.0 if args.quick else 2.0)
+    styles = range(26) if args.styles == "all" else [int(s) for s in args.styles.split(",")]
+    command = "python bench/fidelity.py " + " ".join(sys.argv[1:])
+    print(f"# fidelity, bf16 against f32 after x264, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
+    print(f"# bar: luma SSIM >= {fidelity.LUMA_SSIM_BAR} and flat-region PSNR >= {fidelity.FLAT_PSNR_BAR} dB; command: {command}")
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="restyle-fidelity-") as tmp:
+        work = Path(tmp)
+        clip = make_motion_clip(work / "pan.mp4", packaged_photo(), motion="pan", width=640, height=360, rate=rate, seconds=seconds)
+        frames = decode_all(clip)
+        print(f"{len(frames)} frames 640x360 (a pan over a photo)\n")
+        print("| model | luma SSIM | flat PSNR dB | PSNR dB (all) | x264's own SSIM / PSNR | passed |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        cases = [(f"style {s}", JobSpec(style=str(str(s)))) for s in styles]
+        cases.append((f"style picture {style_picture().name}", JobSpec(model="style-image", style_image=str(style_picture()))))
+        for name, spec in cases:
+            started = time.perf_counter()
+            row = measure(spec, frames, work, rate)
+            rows[name] = row
+            flat = "-" if row["flat_psnr_db"] is None else f"{row['flat_psnr_db']:.1f}"
+            print(f"| {name} | {row['luma_ssim']:.4f} | {flat} | {row['psnr_db']:.1f} | {row['encoder_luma_ssim']:.4f} / "
+                  f"{row['encoder_psnr_db']:.1f} | {'yes' if row['passed'] else 'NO'} | ({time.perf_counter() - started:.0f} s)", flush=True)
+    style_rows = {k: v for k, v in rows.items() if k.startswith("style ") and not k.startswith("style picture")}
+    print(f"\nstyles passing: {sum(r['passed'] for r in style_rows.values())} of {len(style_rows)}")
+    if args.write:
+        write_table(style_rows, {k: v for k, v in rows.items() if k.startswith("style picture")}, command)
+
+
+def write_table(styles: dict[str, dict], pictures: dict[str, dict], command: str) -> None:
+    def worst(rows: dict[str, dict]) -> dict:
+        """The lowest luma SSIM and the lowest flat-region PSNR, each with the case it came from."""
+        ssim_case = min(rows, key=lambda k: rows[k]["luma_ssim"])
+        flats = {k: r["flat_psnr_db"] for k, r in rows.items() if r.get("flat_psnr_db") is not None}
+        flat_case = min(flats, key=flats.get) if flats else None
+        return {"luma_ssim": rows[ssim_case]["luma_ssim"], "luma_ssim_case": ssim_case,
+                "flat_psnr_db": flats.get(flat_case), "flat_psnr_case": flat_case}
+
+    networks: dict[str, dict] = {}
+    if styles:
+        # One loaded network serves every style and blend: bf16 only if every measured style passes.
+        networks["multistyle26"] = {"bf16": {"passed": len(styles) == 26 and all(r["passed"] for r in styles.values()),
+                                             "worst": worst(styles), "cases": styles}}
+    if pictures:
+        # Every picture gives another style vector: the measured one is shown, each job's is checked at load.
+        networks["arbitrary_transform"] = {"check_at_load": True, "bf16": {"passed": all(r["passed"] for r in pictures.values()),
+                                                                           "worst": worst(pictures), "cases": pictures}}
+    table = {
+        "bar": {"luma_ssim": fidelity.LUMA_SSIM_BAR, "flat_psnr_db": fidelity.FLAT_PSNR_BAR, "flat_std": fidelity.FLAT_STD},
+        "measured": {"date": f"{datetime.now(timezone.utc):%Y-%m-%d}", "machine": machine(), "command": command,
+                     "what": "bf16 vs f32 (OpenVINO), 640x360 pan over a photo, each encoded by x264 as restyle run does"},
+        "networks": networks,
+    }
+    fidelity.TABLE.write_text(json.dumps(table, indent=1) + "\n")
+    print(f"wrote {fidelity.TABLE}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Ray clusters that a test (or a bench) starts on this machine and stops by its own processes' ids.
+
+``LocalRayCluster(root, autoscaling=True)`` is deploy/ray-cluster.yaml's node types on Ray's
+``fake_multinode`` provider: a head with 0 CPUs and worker types that start at zero nodes;
+the real autoscaler starts a raylet here for each node it launches and stops it when idle.
+``autoscaling=False`` is a fixed cluster: a head with ``head_cpus`` CPUs and nothing else.
+
+Each cluster has a private temp dir and free ports, so that clusters of other people on
+the machine are never touched: it is stopped by the ids of the processes whose command
+line names its temp dir, never with ``ray stop --force`` (which stops every Ray process).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from tests.servers import free_port
+
+REPO = Path(__file__).parent.parent
+
+
+def fake_config(**kwargs) -> dict:
+    """deploy/fake_cluster.py's fake_config (deploy/ is not a package: what is shipped is what is run)."""
+    spec = importlib.util.spec_from_file_location("restyle_deploy_fake_cluster", REPO / "deploy" / "fake_cluster.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.fake_config(**kwargs)
+
+
+def processes_under(root: Path) -> list[int]:
+    """Ids of the processes whose command line names ``root`` (a cluster's temp dir)."""
+    mark, found = str(root), []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                if mark in Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def stop_ray_processes(root: Path, grace_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL, the processes of the cluster living in ``root``; nobody else's."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        for pid in processes_under(root):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace_s
+        while processes_under(root) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+@dataclass
+class LocalRayCluster:
+    root: Path
+    autoscaling: bool = True
+    head_cpus: int = 0
+    idle_minutes: float = 0.1  # 6 s: short, for tests; the shipped config says 5 minutes
+    max_per_type: int = 2
+    # Ray's health checks of nodes (ms): the defaults notice a lost node after ~15 s; tests want ~2 s.
+    health_check_period_ms: int = 500
+    health_check_failure_threshold: int = 3
+    port: int = 0
+    config: dict = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.port = free_port()
+        # Ray turns token auth on by itself when ~/.ray/auth_token exists, which anyone on the machine
+        # may make or remake: this cluster and this process's drivers are private to it, without tokens.
+        self._auth_mode = os.environ.get("RAY_AUTH_MODE")
+        os.environ["RAY_AUTH_MODE"] = "disabled"
+        env = dict(os.environ, RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
+        ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+        command = [ray, "start", "--head", "--node-ip-address", "127.0.0.1",
+                   "--port", str(self.port), "--num-cpus", str(self.head_cpus), "--temp-dir", str(self.root),
+                   "--include-dashboard", "false", "--dashboard-port", str(free_port()),
+                   "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
+                   "--disable-usage-stats", "--system-config", json.dumps({
+                       "health_check_period_ms": self.health_check_period_ms,
+                       "health_check_timeout_ms": self.health_check_period_ms,
+                       "health_check_failure_threshold": self.health_check_failure_threshold})]
+        if self.autoscaling:
+            self.config = fake_config(gcs_address=self.address, idle_minutes=self.idle_minutes,
+                                      max_per_type=self.max_per_type)
+            path = self.root / "autoscaling.yaml"
+            path.write_text(yaml.safe_dump(self.config))
+            command.append(f"--autoscaling-config={path}")
+        subprocess.run(command, env=env, check=True, capture_output=True, text=True, timeout=180)
+
+    def stop(self) -> None:
+        stop_ray_processes(self.root)
+        shutil.rmtree(self.root, ignore_errors=True)
+        if getattr(self, "_auth_mode", None) is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = self._auth_mode
+
+
+def worker_nodes() -> list[dict]:
+    """The live nodes other than the head (the driver must be connected)."""
+    import ray
+
+    return [n for n in ray.nodes() if n["Alive"] and "node:__internal_head__" not in n["Resources"]]
+
+
+def raylet_pid(node: dict) -> int:
+    """The raylet process of ``node`` (one of ray.nodes()): killing it is losing the node."""
+    wanted = f"--raylet_socket_name={node['RayletSocketName']}"
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                args = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if args and args[0].endswith("/raylet") and wanted in args:
+                return int(entry)
+    raise LookupError(f"no raylet for node {node['NodeID']}")
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid``'s children, their children, and so on."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
+def lose_node(node: dict) -> list[int]:
+    """Pre-empt ``node`` as a cloud would: its raylet and every process under it (actors included), SIGKILL."""
+    raylet = raylet_pid(node)
+    victims = [raylet, *descendants(raylet)]
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return victims
+
+
+def wait_until(predicate, timeout: float, every: float = 0.5, what: str = "a condition") -> float:
+    """Seconds it took for ``predicate()`` to hold; AssertionError after ``timeout``."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what} did not happen in {timeout:.0f} s")
+        time.sleep(every)
+    return time.monotonic() - started

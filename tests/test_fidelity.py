@@ -1,0 +1,59 @@
+"""The fidelity bar, the table --precision auto follows, and the first-frame check for networks it does not cover."""
+import numpy as np
+import pytest
+
+from restyle import fidelity
+from restyle.handlers import JobSpec, Runtime, load
+
+
+@pytest.fixture(scope="module")
+def picture() -> np.ndarray:
+    yy, xx = np.mgrid[0:120, 0:200]
+    flat = np.full((120, 200, 3), 150, np.uint8)
+    flat[:, 100:] = np.stack([np.sin(xx / 3) * 100 + 128] * 3, -1)[:, 100:].astype(np.uint8)  # half flat, half texture
+    return flat
+
+
+def test_identical_pictures_pass_and_a_colour_cast_on_flat_areas_fails(picture):
+    assert fidelity.judge(picture, picture).passed
+    cast = picture.copy()
+    cast[:, :100] += 6  # a visible tint where the picture is flat
+    verdict = fidelity.judge(picture, cast)
+    assert verdict.flat_psnr_db is not None and verdict.flat_psnr_db < fidelity.FLAT_PSNR_BAR
+    assert not verdict.passed
+
+
+def test_scrambled_structure_fails_the_luma_ssim_bar(picture):
+    noise = np.random.default_rng(0).permutation(picture.reshape(-1, 3)).reshape(picture.shape)
+    assert not fidelity.judge(picture, noise).passed
+
+
+def test_auto_follows_the_cpu_and_the_table(monkeypatch):
+    auto = Runtime("cpu", precision="auto")
+    monkeypatch.setattr(fidelity, "cpu_has_bf16", lambda: False)
+    assert (auto.choose("multistyle26").backend, auto.choose("multistyle26").precision) == ("openvino", "f32")
+    monkeypatch.setattr(fidelity, "cpu_has_bf16", lambda: True)
+    assert auto.choose("someones.onnx").precision == "check"
+    monkeypatch.setattr(fidelity, "verdict", lambda network: fidelity.Verdict(False, 0.5, 20.0))
+    assert auto.choose("multistyle26").precision == "f32" and "failed" in auto.choose("multistyle26").reason
+    monkeypatch.setattr(fidelity, "verdict", lambda network: fidelity.Verdict(True, 0.97, 41.0))
+    assert auto.choose("multistyle26").precision == "bf16"
+    assert Runtime("cpu", precision="f32").choose("multistyle26").precision == "f32"
+
+
+def test_the_shipped_table_covers_every_style():
+    styles = fidelity.table()["networks"]["multistyle26"]["bf16"]["cases"]
+    assert len(styles) == 26
+    assert all(set(row) >= {"luma_ssim", "flat_psnr_db", "passed"} for row in styles.values())
+
+
+def test_a_network_outside_the_table_is_checked_on_its_first_frame(tmp_path, monkeypatch):
+    from tests.handlers.test_onnx_image import negative_model
+
+    monkeypatch.setattr(fidelity, "cpu_has_bf16", lambda: True)  # the check runs wherever OpenVINO does
+    frames = np.random.default_rng(2).integers(0, 256, (1, 40, 64, 3), dtype=np.uint8)
+    spec = JobSpec(model="onnx", model_file=str(negative_model(tmp_path / "neg.onnx")))
+    model = load(spec, Runtime("cpu", precision="auto"))
+    out = model.predict(frames, spec)
+    assert "check on the first frame" in model._session.provider  # decided by the first call
+    assert fidelity.judge(255 - frames, out).passed
