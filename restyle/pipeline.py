@@ -61,6 +61,7 @@ def run(
     input_id: str | None = None,
     input_url: str | None = None,
     engine: Engine | None = None,
+    engines: Callable[[int], Engine] | None = None,
     on_progress: Progress | None = None,
     hooks: Hooks | None = None,
 ) -> RunReport:
@@ -75,7 +76,8 @@ def run(
     under a key made of the input (``input_id``, or its path, size and mtime), the model
     and the encoding, so different settings never mix. ``input_url`` is where workers
     read the input if not from ``input``'s path: a presigned link, for workers on other
-    machines.
+    machines. ``engines(workers)`` gives the engine to run on when ``engine`` is not given:
+    a service worker keeps its pools (and their loaded models) from one job to the next.
     """
     settings = settings or load_settings()
     spec = spec or JobSpec()
@@ -96,7 +98,7 @@ def run(
     made: list[Engine] = []  # an engine this run made is closed by it; one given to it stays open
     try:
         return _run_video(Path(input), Path(output), spec, handler, settings, work, input_id, input_url, engine, on_progress,
-                          hooks or Hooks(), made)
+                          hooks or Hooks(), made, engines)
     finally:
         for own in made:
             own.close()
@@ -107,7 +109,7 @@ def run(
 def _run_video(
     input: Path, output: Path, spec: JobSpec, handler: Handler, settings: Settings, segments: SegmentStore,
     input_id: str | None, input_url: str | None, engine: Engine | None, on_progress: Progress | None, hooks: Hooks,
-    made: list[Engine],
+    made: list[Engine], engines: Callable[[int], Engine] | None,
 ) -> RunReport:
     started = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -125,9 +127,12 @@ def _run_video(
 
     runtime, workers = choose_layout(settings, info.width * info.height, handler.name)
     choice = runtime.choose(NETWORKS.get(handler.name, handler.name))
-    if engine is None:
+    if engine is None and engines is not None:
+        engine = engines(workers)
+    elif engine is None:
         engine = make_engine(settings, workers)
         made.append(engine)
+    loads_before = engine.loads
     clock = time.perf_counter()
     chunks = _chunks(info, spec, settings, engine.workers)
     width, height = (info.width, info.height) if records else _output_size(handler, spec, info)
@@ -202,6 +207,7 @@ def _run_video(
         chunks=len(tasks),
         chunks_reused=len(tasks) - len(todo),
         chunks_retried=engine.redone - retried_before,
+        models_loaded=engine.loads - loads_before,
         width=encode.width,
         height=encode.height,
         duration_s=round(info.duration_s, 3),

@@ -28,6 +28,7 @@ class RunReport:
     notes: list[str] = field(default_factory=list)
     deflicker: float = 0.0  # its strength; 0: every frame restyled on its own
     chunk_starts: list[int] = field(default_factory=list)  # the first frame of each chunk, to look at the joins
+    models_loaded: int = 0  # by the engine's workers for this run; 0 when they kept the model from an earlier job
     records: dict | None = None  # records models: frames, frames with detections, detections per class
     # The output read back and checked against the input: frames, duration, audio start offsets ([input, output]).
     output_check: dict = field(default_factory=dict)

@@ -40,7 +40,7 @@ FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields beside th
 # Routes that make a job: rate-limited per token before their body is read.
 SUBMISSIONS = {("POST", "/api/jobs"), ("POST", "/api/uploads"), ("POST", "/submit")}
 # Admin-only routes that take a body: a submitter's body is never read.
-ADMIN_BODIES = {("POST", "/api/events")}
+ADMIN_BODIES = {("POST", "/api/events"), ("POST", "/api/models")}
 
 
 class BodyRefused(Exception):
@@ -93,6 +93,8 @@ class Guard:
             return
         settings = self.context.settings
         meter = BodyMeter(receive, limit, settings.body_idle_seconds, settings.body_grace_seconds, settings.body_min_rate)
+        method, path = scope["method"], scope["path"]
+        meter.setting = _limit_setting((method, path.rstrip("/") or "/"), method, _is_upload(method, path, headers))
         answered = {"app": False, "guard": False}
 
         async def answer(response: JSONResponse) -> None:
@@ -124,7 +126,7 @@ class Guard:
         method, path = scope["method"], scope["path"]
         route = (method, path.rstrip("/") or "/")
         upload = _is_upload(method, path, headers)
-        limit = settings.max_upload_bytes + (FORM_OVERHEAD if method == "POST" else 0) if upload else settings.max_request_bytes
+        limit = _body_limit(settings, route, method, upload)
 
         if route == ("POST", "/login"):
             wait = self.logins.take(_client(scope))
@@ -143,7 +145,7 @@ class Guard:
             if not declared.strip().isdigit():
                 return refusal(400, "Content-Length must be a number of bytes"), limit
             if int(declared) > limit:
-                return refusal(413, f"the request body is over the limit of {limit} bytes"), limit
+                return refusal(413, f"the request body is over the limit of {limit} bytes ({_limit_setting(route, method, upload)})"), limit
         if who is not None and route in SUBMISSIONS:  # last: a request refused for its size costs no submission
             wait = self.context.submissions.take(who.name)
             if wait:
@@ -164,6 +166,34 @@ def _allow(headers: list[tuple[bytes, bytes]], router: Router, scope: Scope) -> 
     return [(k, v) for k, v in headers if k.lower() != b"allow"] + [(b"allow", ", ".join(sorted(methods)).encode())]
 
 
+def _body_limit(settings, route: tuple[str, str], method: str, upload: bool) -> int:
+    """The most a request's body may hold, by what it may carry: a video (and a style picture), a model, a picture."""
+    if not upload:
+        return settings.max_request_bytes
+    if method != "POST":
+        return settings.max_upload_bytes  # a signed PUT: the video alone
+    if route == ("POST", "/api/models"):
+        return settings.max_model_bytes + FORM_OVERHEAD
+    if route == ("POST", "/api/pictures"):
+        return settings.max_picture_bytes + FORM_OVERHEAD
+    if route in SUBMISSIONS:
+        return settings.max_upload_bytes + settings.max_picture_bytes + FORM_OVERHEAD  # a video and its painting
+    return settings.max_upload_bytes + FORM_OVERHEAD
+
+
+def _limit_setting(route: tuple[str, str], method: str, upload: bool) -> str:
+    """The setting(s) behind :func:`_body_limit`, named in its refusals."""
+    if not upload:
+        return "RESTYLE_MAX_REQUEST_BYTES"
+    if route == ("POST", "/api/models"):
+        return "RESTYLE_MAX_MODEL_BYTES"
+    if route == ("POST", "/api/pictures"):
+        return "RESTYLE_MAX_PICTURE_BYTES"
+    if method == "POST" and route in SUBMISSIONS:
+        return "RESTYLE_MAX_UPLOAD_BYTES + RESTYLE_MAX_PICTURE_BYTES"
+    return "RESTYLE_MAX_UPLOAD_BYTES"
+
+
 def _is_upload(method: str, path: str, headers: Headers) -> bool:
     """A request that may carry a video: a signed PUT, or a multipart form."""
     if method == "PUT" and path.startswith("/files/"):
@@ -181,6 +211,7 @@ class BodyMeter:
 
     def __init__(self, receive: Receive, limit: int, idle_s: float, grace_s: float, min_rate: int):
         self._receive, self.limit = receive, limit
+        self.setting = "RESTYLE_MAX_REQUEST_BYTES"  # what a person changes to allow more
         self.idle_s, self.grace_s, self.min_rate = idle_s, grace_s, min_rate
         self.received = 0
         self.started: float | None = None
@@ -208,7 +239,7 @@ class BodyMeter:
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
             if self.received > self.limit:
-                raise self._refuse(413, f"the request body is over the limit of {self.limit} bytes")
+                raise self._refuse(413, f"the request body is over the limit of {self.limit} bytes ({self.setting})")
             self.done = not message.get("more_body", False)
         else:
             self.done = True

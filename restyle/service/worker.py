@@ -19,6 +19,7 @@ import av
 from sqlalchemy.exc import DBAPIError
 
 from restyle.config import Settings
+from restyle.engines import Engine, make_engine
 from restyle.errors import InputError, ModelError, OutputError, RestyleError
 from restyle.media.assemble import output_suffix
 from restyle.pipeline import Cancelled, Hooks, run
@@ -61,6 +62,12 @@ class Worker:
     def __init__(self, context: Context, worker_id: str | None = None):
         self.context = context
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self._engines: dict[int, Engine] = {}  # by worker count: pools kept from job to job, models loaded once
+
+    def _engine(self, workers: int) -> Engine:
+        if workers not in self._engines:
+            self._engines[workers] = make_engine(self.settings, workers)
+        return self._engines[workers]
 
     @property
     def settings(self) -> Settings:
@@ -70,6 +77,13 @@ class Worker:
         """Take and run jobs until ``stop``; survive job-store outages by waiting and trying again."""
         log.info("worker %s ready", self.id)
         clean_scratch(self.settings)  # input copies left by workers that were killed
+        try:
+            self._take_jobs(stop)
+        finally:
+            for engine in self._engines.values():
+                engine.close()
+
+    def _take_jobs(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 self.context.jobs.worker_alive(self.id, None)
@@ -140,7 +154,7 @@ class Worker:
                     source, target, spec, settings=self.settings, work=segments,
                     input_id=f"{job.input_key}@{job.input_etag}", on_progress=on_progress,
                     input_url=self.context.data.presign(job.input_key, 24 * 3600) if remote else None,
-                    hooks=Hooks(on_plan=on_plan, on_chunk=on_chunk, cancel=cancel),
+                    hooks=Hooks(on_plan=on_plan, on_chunk=on_chunk, cancel=cancel), engines=self._engine,
                 )
                 output_key = f"outbox/{job.id}/{target.name}"
                 self.context.data.put_file(target, output_key)
@@ -209,5 +223,5 @@ class Worker:
 def _figures(report: RunReport) -> dict:
     data = report.to_dict()
     keys = ("frames", "chunks", "chunks_reused", "chunks_retried", "seconds", "busy_s", "fps", "workers", "threads",
-            "backend", "width", "height", "duration_s", "notes", "output_check", "model", "records")
+            "backend", "width", "height", "duration_s", "notes", "output_check", "model", "records", "models_loaded")
     return {key: data[key] for key in keys if data.get(key) is not None}

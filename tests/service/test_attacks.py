@@ -49,7 +49,7 @@ class Live:
 
 def settings_for(tmp_path, **overrides) -> Settings:
     values = dict(home=tmp_path, tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}",
-                  max_upload_bytes=LIMIT, body_idle_seconds=2.0, body_grace_seconds=1.0, body_min_rate=1000,
+                  max_upload_bytes=LIMIT, max_picture_bytes=LIMIT // 10, body_idle_seconds=2.0, body_grace_seconds=1.0, body_min_rate=1000,
                   submit_rate_per_minute=60, submit_burst=20, link_seconds=300)
     return Settings(**(values | overrides))
 
