@@ -41,6 +41,8 @@ class Trigger:
     def __init__(self, context: Context):
         self.context = context
         self._seen: set[tuple[str, str]] = set()  # the cursor: versions already turned into jobs
+        self._pending: set[str] = set()  # keys an event named while their sidecar could still come: looked at again soon
+        self._lock = threading.Lock()
 
     def params_for(self, video_key: str, modified: float) -> dict | object:
         """The job params for a dropped video: from its sidecar, or the default; LATER while one may still come."""
@@ -108,8 +110,11 @@ class Trigger:
 
     def on_event(self, payload: dict[str, Any]) -> list[Job]:
         """A SeaweedFS filer webhook or an S3 ``Records`` event: consider each object it names."""
+        return self._consider_keys(_keys_in(payload, self.context.data.root))
+
+    def _consider_keys(self, keys: list[str]) -> list[Job]:
         made = []
-        for key in _keys_in(payload, self.context.data.root):
+        for key in keys:
             if not key.startswith(INBOX):
                 continue
             try:
@@ -118,7 +123,9 @@ class Trigger:
                 log.warning("event for %r ignored: %s", key[:120], exc)
                 continue
             job = self._consider(info.key, info.etag, info.modified)
-            if job is LATER:  # the next scan of the inbox takes it
+            if job is LATER:  # looked at again within a second or so, without waiting for the next listing
+                with self._lock:
+                    self._pending.add(info.key)
                 continue
             self._seen.add((info.key, info.etag))
             if job:
@@ -145,13 +152,24 @@ class Trigger:
         return job if created else None
 
     def run(self, stop: threading.Event) -> None:
-        """Poll until ``stop``; a failing store is logged and tried again, never fatal."""
+        """Poll until ``stop``; a failing store is logged and tried again, never fatal.
+
+        The inbox is listed every ``poll_seconds``; videos that an event named while their
+        sidecar could still come are looked at again every second.
+        """
+        next_scan = 0.0
         while not stop.is_set():
             try:
-                self.scan()
+                if time.monotonic() >= next_scan:
+                    next_scan = time.monotonic() + self.context.settings.poll_seconds
+                    self.scan()
+                with self._lock:
+                    pending, self._pending = sorted(self._pending), set()
+                if pending:
+                    self._consider_keys(pending)
             except Exception as exc:  # noqa: BLE001 - the trigger must outlive a store outage
                 log.warning("inbox scan failed, will retry: %s", exc)
-            stop.wait(self.context.settings.poll_seconds)
+            stop.wait(min(1.0, self.context.settings.poll_seconds))
 
 
 def _explicit(spec) -> dict:
