@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from restyle.cpu import cpu_flags
+
 LUMA_SSIM_BAR = 0.90
 FLAT_PSNR_BAR = 36.0
 FLAT_STD = 3.0  # luma standard deviation (0..255) in a 7x7 window under which a region counts as flat
@@ -122,12 +124,6 @@ def verdict(network: str, precision: str = "bf16") -> Verdict | None:
     return Verdict(bool(entry[precision]["passed"]), worst["luma_ssim"], worst.get("flat_psnr_db"))
 
 
-@functools.cache
 def cpu_has_bf16() -> bool:
-    """Native bf16 arithmetic: AMX-BF16 or AVX-512 BF16 (Linux /proc/cpuinfo flags)."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    """Native bf16 arithmetic: AMX-BF16 or AVX-512 BF16."""
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())

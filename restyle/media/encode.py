@@ -1,7 +1,6 @@
 """Encode restyled frames into one chunk's video segment (H.264 by default)."""
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -10,6 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from restyle.cpu import cpu_flags
 from restyle.errors import WorkDirError
 
 
@@ -36,14 +36,8 @@ class EncodeSpec:
         return self.width, self.height
 
 
-@functools.cache
 def _has_avx512() -> bool:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512f" in flags and "avx2" in flags
+    return {"avx512f", "avx2"} <= cpu_flags()
 
 
 class SegmentWriter:
