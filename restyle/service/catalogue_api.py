@@ -16,10 +16,10 @@ from starlette.datastructures import UploadFile
 
 from restyle.service import gallery
 from restyle.service.catalogue import NAME, Catalogue, Refused, check_declared_length
+from restyle.service.guard import FORM_OVERHEAD
 from restyle.service.context import Context, Principal
 from restyle.service.jobs_api import caller
 
-FORM_SLACK = 64 * 1024  # multipart boundaries and the small fields around the file
 
 
 def _form(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def mount(app: FastAPI, context: Context) -> None:
     @app.post("/api/models", status_code=201, response_model=ModelOut, openapi_extra=MODEL_FORM,
               summary="Register an ONNX model under a name (admins): checked, stored by content hash")
     async def add_model(request: Request, who: Principal = Depends(admin)) -> ModelOut:
-        check_declared_length(request.headers.get("content-length"), settings.max_model_bytes + FORM_SLACK,
+        check_declared_length(request.headers.get("content-length"), settings.max_model_bytes + FORM_OVERHEAD,
                               "model", "RESTYLE_MAX_MODEL_BYTES")
         async with request.form(max_files=1, max_fields=4) as form:
             name, file = _text(form, "name"), _file(form, "file")
@@ -104,7 +104,7 @@ def mount(app: FastAPI, context: Context) -> None:
     @app.post("/api/pictures", status_code=201, response_model=PictureOut, openapi_extra=PICTURE_FORM,
               summary="Save a style picture under a name, for your jobs (style_image=NAME)")
     async def save_picture(request: Request, who: Principal = Depends(caller)) -> PictureOut:
-        check_declared_length(request.headers.get("content-length"), settings.max_picture_bytes + FORM_SLACK,
+        check_declared_length(request.headers.get("content-length"), settings.max_picture_bytes + FORM_OVERHEAD,
                               "style picture", "RESTYLE_MAX_PICTURE_BYTES")
         async with request.form(max_files=1, max_fields=3) as form:
             name, file = _text(form, "name"), _file(form, "file")
