@@ -42,7 +42,8 @@ def final(frames: list[np.ndarray], path: Path, rate: int) -> list[np.ndarray]:
     h, w = frames[0].shape[:2]
     from fractions import Fraction
 
-    spec = EncodeSpec(w, h, Fraction(1, rate), Fraction(rate), settings.codec, settings.crf, settings.preset, settings.pix_fmt, 1)
+    spec = EncodeSpec(w, h, Fraction(1, rate), Fraction(rate), settings.codec, settings.crf, settings.preset,
+                      settings.x264_params_for(settings.preset), settings.pix_fmt, 1)
     writer = SegmentWriter(path, spec, 0)
     for i, frame in enumerate(frames):
         writer.write(frame, i, 1)

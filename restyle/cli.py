@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="auto (default): bf16 where the CPU has it and the model passes the fidelity bar, else f32; f32: exact")
     run.add_argument("--batch-size", type=int, help="frames per model call (default 1 on CPU, 8 on GPU)")
     run.add_argument("--crf", type=int, help="x264 quality, lower is better (default 18)")
-    run.add_argument("--preset", help="x264 preset (default veryfast)")
+    run.add_argument("--preset", help="x264 preset (default superfast, with x264's macroblock tree)")
     run.add_argument("--chunk-seconds", type=float, help="target chunk length (default 4)")
     run.add_argument("--json", action="store_true", help="print the report as JSON")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

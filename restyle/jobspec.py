@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Containers a job may ask for; "auto" keeps the input's family where it can (and .jsonl for records).
 Container = Literal["auto", "mp4", "mov", "mkv", "ts", "webm", "jsonl"]
+# x264's (and x265's) presets; VP9 maps the fast ones to its realtime mode. Anything else would fail in every worker.
+Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"]
 
 
 class OutputOptions(BaseModel):
@@ -33,7 +35,7 @@ class OutputOptions(BaseModel):
     container: Container = Field("auto", description="auto: the input's family (mp4 for most), .jsonl for records")
     codec: str | None = Field(None, description="video encoder; None: the deployment's default (libx264)")
     crf: int | None = Field(None, ge=0, le=51, description="quality, lower is better; None: the deployment's default")
-    preset: str | None = Field(None, max_length=20, description="encoder preset; None: the deployment's default")
+    preset: Preset | None = Field(None, description="encoder preset; None: the deployment's default")
 
 
 class JobSpec(BaseModel):

@@ -144,6 +144,7 @@ def _run_video(
         codec=target.encoder if target else settings.codec,
         crf=settings.crf if spec.output.crf is None else spec.output.crf,
         preset=spec.output.preset or settings.preset,
+        x264_params=settings.x264_params_for(spec.output.preset or settings.preset),
         pix_fmt=settings.pix_fmt,
         threads=settings.encoder_threads,
         sample_aspect_ratio=info.sample_aspect_ratio,

@@ -24,7 +24,7 @@ class RunReport:
     precision: str = "f32"  # f32 | bf16 | check (bf16 if the first frame passed the fidelity bar, else f32)
     precision_reason: str = ""  # why that runtime and precision (restyle/runtime.py, Runtime.choose)
     seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per step
-    busy_s: dict[str, float] = field(default_factory=dict)  # summed over chunks; overlapped, so > wall
+    busy_s: dict[str, float] = field(default_factory=dict)  # CPU seconds per stage, summed over chunks and workers
     notes: list[str] = field(default_factory=list)
     deflicker: float = 0.0  # its strength; 0: every frame restyled on its own
     chunk_starts: list[int] = field(default_factory=list)  # the first frame of each chunk, to look at the joins

@@ -54,7 +54,12 @@ class ChunkTask:
 
 @dataclass(frozen=True)
 class ChunkResult:
-    """What a finished chunk reports: its frames and the seconds each stage was busy."""
+    """What a finished chunk reports: its frames, the CPU seconds of each stage and the wall clock.
+
+    A stage's figure is the CPU time of the thread running it (``time.thread_time``): what
+    it cost, whatever else shared the cores. A runtime's own helper threads, if any, are
+    not in it.
+    """
 
     index: int
     frames: int
@@ -77,12 +82,12 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
 
     def decode() -> None:
         try:
-            clock = time.perf_counter()
+            clock = time.thread_time()
             for batch in _batches(decode_chunk(task.input_path, task.video_index, task.chunk), batch_size):
-                timers["decode"] += time.perf_counter() - clock
+                timers["decode"] += time.thread_time() - clock
                 if not _put(decoded, batch, stop):
                     return
-                clock = time.perf_counter()
+                clock = time.thread_time()
         except BaseException as exc:  # noqa: BLE001 - handed to the scoring thread, raised there
             failures.append(exc)
         finally:
@@ -97,11 +102,11 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
     def encode() -> None:
         try:
             while (item := restyled.get()) is not _DONE:
-                clock = time.perf_counter()
+                clock = time.thread_time()
                 stamps, frames = item
                 for (pts, duration), frame in zip(stamps, frames):
                     writer.write(frame, pts, duration)
-                timers["encode"] += time.perf_counter() - clock
+                timers["encode"] += time.thread_time() - clock
                 if on_frames:
                     on_frames(len(frames))
         except BaseException as exc:  # noqa: BLE001
@@ -117,17 +122,17 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
     smoother = Deflicker(task.spec.deflicker) if task.spec.deflicker > 0 and not task.records else None
     error: BaseException | None = None
     try:
-        while (item := decoded.get()) is not _DONE:
+        while (item := _get(decoded, stop, threads[0])) is not _DONE:
             if stop.is_set():
                 continue  # a side thread failed: drain the decoder, then report
             stamps, frames = item
-            clock = time.perf_counter()
+            clock = time.thread_time()
             out = model.predict(frames, task.spec)
-            infer_s += time.perf_counter() - clock
+            infer_s += time.thread_time() - clock
             if smoother is not None:
-                clock = time.perf_counter()
+                clock = time.thread_time()
                 out = smoother(frames, out)
-                smooth_s += time.perf_counter() - clock
+                smooth_s += time.thread_time() - clock
             keep = [i for i, (pts, _) in enumerate(stamps) if pts >= task.chunk.start_pts]
             if len(keep) < len(stamps):  # the lead-in: it warmed the smoother up, it is not ours to store
                 stamps, out = [stamps[i] for i in keep], [out[i] for i in keep] if isinstance(out, list) else out[keep]
@@ -169,6 +174,20 @@ def _batches(frames: Iterator[tuple[int, int, np.ndarray]], size: int) -> Iterat
             stamps, images = [], []
     if images:
         yield stamps, np.stack(images)
+
+
+def _get(q: queue.Queue, stop: threading.Event, producer: threading.Thread) -> object:
+    """The next item; _DONE once the chunk is abandoned and its producer has stopped.
+
+    A producer told to stop may give up handing over its _DONE (the queue was full and
+    nobody was sure to empty it): waiting for it then would wait forever.
+    """
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set() and not producer.is_alive():
+                return _DONE
 
 
 def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:

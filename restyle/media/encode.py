@@ -10,7 +10,7 @@ import av
 import numpy as np
 
 from restyle.cpu import cpu_flags
-from restyle.errors import WorkDirError
+from restyle.errors import OutputError, WorkDirError
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class EncodeSpec:
     rate: Fraction
     codec: str = "libx264"
     crf: int = 18
-    preset: str = "veryfast"
+    preset: str = "superfast"
+    x264_params: str = ""  # added to the preset's, e.g. "mbtree=1:rc-lookahead=10" (Settings.x264_params_for)
     pix_fmt: str = "yuv420p"
     threads: int = 1
     sample_aspect_ratio: Fraction | None = None  # anamorphic pictures keep their pixel shape
@@ -75,11 +76,15 @@ class SegmentWriter:
             fast = spec.preset in ("ultrafast", "superfast", "veryfast", "faster", "fast")
             options |= {"crf": str(min(63, round(spec.crf * 1.75))), "b": "0", "row-mt": "1",
                         "deadline": "realtime" if fast else "good", "cpu-used": "8" if fast else "4"}
-        if spec.codec == "libx264" and _has_avx512():
+        if spec.codec == "libx264":
             # x264's AVX-512 kernels were seen to encode the same frames differently depending on what ran
             # on the thread before (onnxruntime's AVX-512 code): segments redone after a crash then differ.
             # Its AVX2 kernels give the same bytes every time (bench/RESULTS.md, reliability).
-            options["x264-params"] = "asm=avx2"
+            params = ["asm=avx2"] if _has_avx512() else []
+            if spec.x264_params:
+                params.append(spec.x264_params)
+            if params:
+                options["x264-params"] = ":".join(params)
         stream.options = options
         # PyAV would open the codec with its own thread count (0: one per core) over the "threads" option.
         stream.codec_context.thread_count = spec.threads
@@ -89,11 +94,18 @@ class SegmentWriter:
         width, height = self._spec.coded_size
         if rgb.shape[1] != width or rgb.shape[0] != height:
             rgb = np.pad(rgb, ((0, height - rgb.shape[0]), (0, width - rgb.shape[1]), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        # A view of the array, not a copy: the encoder converts it to yuv420p before this call returns.
+        frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = pts - self._start
         frame.duration = duration
         frame.time_base = self._spec.time_base
-        self._mux(self._stream.encode(frame))
+        try:
+            packets = self._stream.encode(frame)  # the first call opens the encoder with the options
+        except (av.ArgumentError, av.PatchWelcomeError, av.OptionNotFoundError) as exc:
+            params = f", x264 params {self._spec.x264_params!r}" if self._spec.x264_params else ""
+            raise OutputError(f"the {self._spec.codec} encoder refused its settings (preset {self._spec.preset!r}{params}): "
+                              f"{exc}") from None
+        self._mux(packets)
         self.frames += 1
 
     def close(self) -> None:

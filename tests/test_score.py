@@ -1,0 +1,82 @@
+"""score_chunk: one chunk decoded, restyled and encoded, and how it fails."""
+from __future__ import annotations
+
+import threading
+import time
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from restyle.config import Settings
+from restyle.errors import OutputError
+from restyle.handlers.base import OutputKind
+from restyle.jobspec import JobSpec
+from restyle.media.chunks import plan_chunks
+from restyle.media.encode import EncodeSpec
+from restyle.media.probe import probe
+from restyle.score import ChunkTask, score_chunk
+from restyle.stores.segments import FolderSegments
+
+from tests.conftest import decode_frames
+
+
+class Identity:
+    """A model that returns its frames: what is tested here is everything around the model."""
+
+    output = OutputKind.FRAMES
+
+    def __init__(self, seconds: float = 0.0):
+        self.seconds = seconds  # per call, as a real model takes: the decoder fills its queue meanwhile
+
+    def predict(self, frames: np.ndarray, spec: JobSpec) -> np.ndarray:
+        time.sleep(self.seconds)
+        return frames
+
+
+def _task(clip, tmp_path, **encode) -> ChunkTask:
+    info = probe(clip, Settings())
+    chunk = plan_chunks(info, chunk_seconds=60)[0]
+    spec = EncodeSpec(width=info.width, height=info.height, time_base=info.time_base, rate=info.average_rate, **encode)
+    return ChunkTask(str(clip), info.video_index, chunk, spec, FolderSegments(tmp_path / "segments"), "c0.mp4", JobSpec())
+
+
+def test_a_chunk_becomes_a_segment_with_every_frame_and_timestamp(clips, tmp_path):
+    task = _task(clips["pal"], tmp_path)
+    result = score_chunk(task, Identity(), batch_size=1)
+    stamps, frames = decode_frames(task.segments.local_path("c0.mp4"))
+    assert result.frames == len(frames) == 75
+    assert stamps == sorted(stamps) and len(set(stamps)) == 75
+    assert result.encode_s > 0 and result.decode_s > 0  # CPU seconds of each stage's thread
+
+
+def test_an_encoder_that_cannot_start_fails_the_chunk_instead_of_hanging(clips, tmp_path):
+    # The encoder fails at its first frame while the decoder has filled its queue: the chunk must
+    # end with the encoder's error (it once waited forever for the decoder's last message).
+    task = _task(clips["pal"], tmp_path, preset="no-such-preset")
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            score_chunk(task, Identity(seconds=0.3), batch_size=1)
+            outcome.append(None)
+        except Exception as exc:  # noqa: BLE001 - the test looks at it below
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "score_chunk hung after its encoder failed"
+    assert outcome and isinstance(outcome[0], OutputError) and "no-such-preset" in str(outcome[0])
+    assert not task.segments.has("c0.mp4")  # nothing half-written is taken for a finished chunk
+    assert not list((tmp_path / "segments").glob("*.partial"))
+
+
+@pytest.mark.parametrize("preset", ["superfast", "veryfast"])
+def test_the_default_x264_params_go_with_superfast_only(preset):
+    from restyle.config import SUPERFAST_PARAMS
+
+    settings = Settings(preset=preset)
+    assert settings.x264_params_for(preset) == (SUPERFAST_PARAMS if preset == "superfast" else "")
+    assert Settings(x264_params="").x264_params_for("superfast") == ""
+    assert EncodeSpec(1, 1, Fraction(1, 25), Fraction(25)).preset == Settings().preset == "superfast"
