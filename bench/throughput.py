@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import audio_packets, cpu_seconds, decode_all, machine, model_only, psnr, run_measured_cpu  # noqa: E402
+from _common import audio_packets, cpu_seconds, decode_all, machine, model_only, psnr, run_measured, run_measured_cpu  # noqa: E402
 
 from restyle.config import Settings  # noqa: E402
 from restyle.handlers import JobSpec, Runtime, load  # noqa: E402
