@@ -41,14 +41,20 @@ def choose_layout(settings: Settings, pixels: int, model_kind: str = "styles") -
         # Ray places the actors; each runs its model on the CPUs it asked for.
         threads = settings.threads or max(1, int(settings.ray_cpus_per_actor))
         return Runtime(settings.device, threads, settings.batch_size, settings.backend, settings.precision), settings.ray_actors
-    per_worker = worker_bytes(probe_runtime, pixels, NETWORKS.get(model_kind, model_kind))
+    network = network_for(model_kind)
+    per_worker = worker_bytes(probe_runtime, pixels, network)
     memory = memory_budget(settings)
     if memory is not None and per_worker > memory:
-        raise InputError(too_big(probe_runtime, pixels, per_worker, memory, NETWORKS.get(model_kind, model_kind)))
+        raise InputError(too_big(probe_runtime, pixels, per_worker, memory, network))
     workers, threads = default_layout(cores, memory, per_worker)
     workers = settings.workers or workers
     threads = settings.threads or max(1, cores // workers)
     return Runtime(settings.device, threads, settings.batch_size, settings.backend, settings.precision), workers
+
+
+def network_for(model_kind: str) -> str:
+    """The network file a handler's model runs (the name the fidelity table and the memory figures use)."""
+    return NETWORKS.get(model_kind, model_kind)
 
 
 def worker_bytes(runtime: Runtime, pixels: int, network: str = "multistyle26") -> int:

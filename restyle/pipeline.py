@@ -25,7 +25,7 @@ from restyle.media.chunks import Chunk, plan_chunks
 from restyle.media.encode import EncodeSpec
 from restyle.handlers.base import Handler, OutputKind, check
 from restyle.jobspec import JobSpec
-from restyle.layout import NETWORKS, choose_layout
+from restyle.layout import choose_layout, network_for
 from restyle.media.probe import VideoInfo, probe
 from restyle.media.verify import verify
 from restyle.records import join_records
@@ -126,7 +126,7 @@ def _run_video(
     seconds["probe"] = time.perf_counter() - started
 
     runtime, workers = choose_layout(settings, info.width * info.height, handler.name)
-    choice = runtime.choose(NETWORKS.get(handler.name, handler.name))
+    choice = runtime.choose(network_for(handler.name))
     if engine is None and engines is not None:
         engine = engines(workers)
     elif engine is None:
@@ -136,6 +136,7 @@ def _run_video(
     clock = time.perf_counter()
     chunks = _chunks(info, spec, settings, engine.workers)
     width, height = (info.width, info.height) if records else _output_size(handler, spec, info)
+    preset = spec.output.preset or settings.preset
     encode = EncodeSpec(
         width=width,
         height=height,
@@ -143,8 +144,8 @@ def _run_video(
         rate=info.average_rate,
         codec=target.encoder if target else settings.codec,
         crf=settings.crf if spec.output.crf is None else spec.output.crf,
-        preset=spec.output.preset or settings.preset,
-        x264_params=settings.x264_params_for(spec.output.preset or settings.preset),
+        preset=preset,
+        x264_params=settings.x264_params_for(preset),
         pix_fmt=settings.pix_fmt,
         threads=settings.encoder_threads,
         sample_aspect_ratio=info.sample_aspect_ratio,

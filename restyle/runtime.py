@@ -157,7 +157,7 @@ class Runtime:
     def frames_per_call(self) -> int:
         if self.batch_size:
             return self.batch_size
-        return 8 if self.backend != "openvino" and self.on_gpu else 1
+        return 8 if self.on_gpu else 1
 
     def session(self, model: onnx.ModelProto | Path, name: str, pixels: Pixels | None = None) -> Session:
         """One session, made once per worker and reused for every frame."""
