@@ -13,7 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from restyle.config import Settings
 from restyle.engines import Engine, make_engine
 from restyle.errors import InputError, OutputError
-from restyle.layout import choose_layout
+from restyle.layout import choose_layout, network_for
 from restyle.handlers.base import Handler, Model
 from restyle.jobspec import JobSpec
 from restyle.report import RunReport
@@ -64,7 +64,8 @@ def run_folder(
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output folder {target}: {exc}") from None
-    runtime, workers = choose_layout(settings, 1280 * 720)  # sizes vary by file: budget memory for 720p
+    runtime, workers = choose_layout(settings, 1280 * 720, handler.name)  # sizes vary by file: budget memory for 720p
+    choice = runtime.choose(network_for(handler.name))
     own_engine = engine is None
     engine = engine or make_engine(settings, min(workers, len(files)) if workers else 0)
     done = [0]
@@ -94,6 +95,8 @@ def run_folder(
         duration_s=0.0,
         workers=engine.workers,
         threads=runtime.threads,
-        backend=runtime.backend_name,
+        backend=choice.backend,
+        precision=choice.precision,
+        precision_reason=choice.reason,
         seconds={"score": round(total, 3), "total": round(total, 3)},
     )
