@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         2, ge=1, description="actors asked of the autoscaler per queued or running job; a job's fewest if ray_actors is 0")
     ray_max_requested_actors: int = Field(32, ge=0, description="at most this many actors asked of the autoscaler at once")
     ray_scale_seconds: float = Field(5.0, gt=0, description="how often the scaler reads the queue and renews its request")
+    node_cache: Path = Field(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "restyle" / "files",
+        description="a Ray node's cache of files shipped from drivers (model weights, style pictures), by SHA-256; "
+        "read on each node from that node's own settings")
+    node_cache_bytes: int = Field(4 * 1024**3, gt=0, description="the node cache is trimmed to this, least recently used first")
     workers: int = Field(0, ge=0, description="worker processes; 0 picks one per core (memory allowing)")
     threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per worker; 0 picks cores / workers")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when onnxruntime has it")

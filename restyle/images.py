@@ -1,6 +1,12 @@
-"""A folder of images: each one restyled into the output folder under the same name."""
+"""A folder of images: each one restyled into the output folder under the same name.
+
+Workers read each image by the reference their engine made (on a Ray node that does not
+see this disk, its bytes come shipped) and give the restyled image's bytes back; this
+process writes them, so the output folder never has to be reachable from a worker.
+"""
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections.abc import Callable
@@ -13,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from restyle.config import Settings
 from restyle.engines import Engine, make_engine
 from restyle.errors import InputError, OutputError
+from restyle.files import FileRef
 from restyle.layout import choose_layout, network_for
 from restyle.handlers.base import Handler, Model
 from restyle.jobspec import JobSpec
@@ -23,25 +30,32 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 @dataclass(frozen=True)
 class ImageTask:
-    source: str
-    target: str
+    source: FileRef
+    target: str  # the output's path on the scheduler's machine (the worker uses only its suffix)
     spec: JobSpec
+    files: dict[str, FileRef]  # the spec's fields that name files (style_image)
 
 
-def score_image(task: ImageTask, model: Model, batch_size: int, on_frames: Callable[[int], None]) -> str:
-    """Restyle one image file; the engine's task function for folders."""
+def score_image(task: ImageTask, model: Model, batch_size: int, on_frames: Callable[[int], None]) -> tuple[str, bytes]:
+    """Restyle one image file; the engine's task function for folders. Gives back (target, encoded image)."""
+    spec = task.spec.model_copy(update={name: str(ref.local()) for name, ref in task.files.items()}) if task.files else task.spec
     try:
-        with Image.open(task.source) as image:
+        with Image.open(task.source.reader()) as image:
             rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"cannot read image {task.source}: {exc}") from None
-    out = Image.fromarray(model.predict(rgb[None], task.spec)[0])
-    target = Path(task.target)
-    partial = target.with_name(f".{target.name}.partial")
-    out.save(partial, format=Image.registered_extensions()[target.suffix.lower()], quality=95)
-    os.replace(partial, target)
+        raise InputError(f"cannot read image {task.source.name}: {exc}") from None
+    out = Image.fromarray(model.predict(rgb[None], spec)[0])
+    encoded = io.BytesIO()
+    out.save(encoded, format=Image.registered_extensions()[Path(task.target).suffix.lower()], quality=95)
     on_frames(1)
-    return task.target
+    return task.target, encoded.getvalue()
+
+
+def _write(target: Path, data: bytes) -> str:
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, target)
+    return str(target)
 
 
 def run_folder(
@@ -75,9 +89,11 @@ def run_folder(
         if on_progress:
             on_progress(done[0], len(files))
 
-    tasks = [ImageTask(str(f), str(target / f.name), spec) for f in files]
+    pictures = {"style_image": engine.share(Path(spec.style_image))} if spec.style_image else {}
+    tasks = [ImageTask(engine.share(f), str(target / f.name), spec, pictures) for f in files]
     try:
-        written = list(engine.map(score_image, handler.load_spec(spec), runtime, tasks, progress))
+        written = [_write(Path(name), data)
+                   for name, data in engine.map(score_image, handler.load_spec(spec), runtime, tasks, progress)]
     finally:
         if own_engine:
             engine.close()

@@ -13,13 +13,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from restyle.config import Settings, load_settings
 from restyle.deflicker import warmup_frames
 from restyle.engines import Engine, make_engine
 from restyle.errors import InputError, OutputError, RestyleError, WorkDirError
+from restyle.files import FileRef, Link
 from restyle.media.assemble import assemble, container_for, plan_output
 from restyle.media.chunks import Chunk, plan_chunks
 from restyle.media.encode import EncodeSpec
@@ -31,7 +33,7 @@ from restyle.media.verify import verify
 from restyle.records import join_records
 from restyle.report import RunReport
 from restyle.score import ChunkResult, ChunkTask, score_chunk
-from restyle.stores.segments import FolderSegments, SegmentStore
+from restyle.stores.segments import CarriedSegments, FolderSegments, SegmentStore
 
 log = logging.getLogger("restyle")
 
@@ -152,30 +154,38 @@ def _run_video(
     )
     key = _work_key(info, input_id, spec, encode)
     names = {c.index: f"{key}/{c.name}.{'jsonl' if records else 'mp4'}" for c in chunks}
-    tasks = [ChunkTask(input_url or info.path, info.video_index, c, encode, segments, names[c.index], spec, records)
-             for c in chunks]
-    todo = [t for t in tasks if not segments.has(names[t.chunk.index])]
+    todo_chunks = [c for c in chunks if not segments.has(names[c.index])]
+    # Workers may be on machines that see nothing of this one's disk: every file goes by a reference the
+    # engine makes, and segments they cannot store themselves come back with their results.
+    source: FileRef = Link(input_url) if input_url else engine.share(Path(info.path))
+    files = {"style_image": engine.share(Path(spec.style_image))} if spec.style_image and todo_chunks else {}
+    worker_segments = CarriedSegments() if engine.remote and not segments.reachable_anywhere else segments
+    tasks = [ChunkTask(source, info.video_index, c, encode, worker_segments, names[c.index], spec, records, files)
+             for c in todo_chunks]
     seconds["plan"] = time.perf_counter() - clock
     if hooks.on_plan:
-        hooks.on_plan(len(tasks), len(tasks) - len(todo))
+        hooks.on_plan(len(chunks), len(chunks) - len(tasks))
 
     clock = time.perf_counter()
-    done = sum(t.chunk.frame_count for t in tasks if t not in todo)
+    done = sum(c.frame_count for c in chunks if c not in todo_chunks)
     progress = _counter(done, info.frame_count, on_progress)
     results: list[ChunkResult] = []
     retried_before = engine.redone
-    for result in engine.map(score_chunk, handler.load_spec(spec), runtime, todo, progress):
+    for result in engine.map(score_chunk, handler.load_spec(spec), runtime, tasks, progress):
+        if result.segment is not None:  # carried back from a worker that cannot reach the store: stored here
+            segments.put_bytes(result.segment_name, result.segment)
+            result = replace(result, segment=None)
         results.append(result)
         if hooks.on_chunk:
             hooks.on_chunk(result)
         if hooks.cancel is not None and hooks.cancel.is_set():
-            raise Cancelled(f"cancelled after {len(results)} of {len(todo)} chunks; finished chunks are kept")
+            raise Cancelled(f"cancelled after {len(results)} of {len(tasks)} chunks; finished chunks are kept")
     seconds["score"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     partial = output.with_name(f".{output.name}.partial")
     try:
-        stored = [(t.chunk, segments.fetch(names[t.chunk.index])) for t in tasks]
+        stored = [(c, segments.fetch(names[c.index])) for c in chunks]
         if records:
             summary = join_records([path for _, path in stored], partial)
         else:
@@ -206,8 +216,8 @@ def _run_video(
         output=str(output),
         model=spec.label,
         frames=frames,
-        chunks=len(tasks),
-        chunks_reused=len(tasks) - len(todo),
+        chunks=len(chunks),
+        chunks_reused=len(chunks) - len(tasks),
         chunks_retried=engine.redone - retried_before,
         models_loaded=engine.loads - loads_before,
         width=encode.width,
@@ -218,6 +228,7 @@ def _run_video(
         backend=choice.backend,
         precision=choice.precision,
         precision_reason=choice.reason,
+        nodes=_by_node(results, f"{choice.backend} {choice.precision}"),
         seconds={k: round(v, 3) for k, v in seconds.items()},
         busy_s={
             "decode": round(sum(r.decode_s for r in results), 3),
@@ -230,6 +241,20 @@ def _run_video(
         records=summary if records else None,
         output_check={} if records else checked.to_dict(),
     )
+
+
+def _by_node(results: list[ChunkResult], here: str) -> dict[str, dict]:
+    """Per machine the chunks ran on: chunks, frames, the runtime it chose (its CPU's), bytes it fetched."""
+    nodes: dict[str, dict] = {}
+    for result in results:
+        node = nodes.setdefault(result.node or "local", {"chunks": 0, "frames": 0, "runtime": Counter(), "bytes_in": 0})
+        node["chunks"] += 1
+        node["frames"] += result.frames
+        node["runtime"][result.runtime or here] += 1
+        node["bytes_in"] += result.bytes_in
+    for node in nodes.values():  # one runtime per node, unless its actors differed (a mixed node): then all
+        node["runtime"] = ", ".join(sorted(node["runtime"]))
+    return nodes
 
 
 def plan(input: str | Path, spec: JobSpec | None = None, settings: Settings | None = None,

@@ -23,6 +23,9 @@ class RunReport:
     backend: str  # the runtime that ran the model, e.g. "openvino" or "onnxruntime"
     precision: str = "f32"  # f32 | bf16 | check (bf16 if the first frame passed the fidelity bar, else f32)
     precision_reason: str = ""  # why that runtime and precision (restyle/runtime.py, Runtime.choose)
+    # Per machine that ran chunks (Ray: the node's address; "local" for this one): chunks, frames, the runtime
+    # and precision its own CPU chose (nodes differ), and the bytes it fetched for them (shipped files).
+    nodes: dict[str, dict] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per step
     busy_s: dict[str, float] = field(default_factory=dict)  # CPU seconds per stage, summed over chunks and workers
     notes: list[str] = field(default_factory=list)

@@ -17,11 +17,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from restyle.deflicker import Deflicker
+from restyle.files import FileRef
 from restyle.media.chunks import Chunk
 from restyle.media.decode import decode_chunk
 from restyle.handlers.base import Model, OutputKind
@@ -38,11 +39,13 @@ _DONE = object()
 class ChunkTask:
     """Everything a worker needs to score one chunk, wherever it runs.
 
-    The worker stores the segment itself (``segments.keep``): a chunk is done when its
-    segment is stored, and the results never pass through whoever scheduled the work.
+    No path of the scheduler's machine: the input and the spec's files are references the
+    engine made (:mod:`restyle.files`), that open on the worker's machine. The worker stores
+    the segment itself (``segments.keep``) where it can reach the store; else the segment's
+    bytes go back with the result (:class:`restyle.stores.segments.CarriedSegments`).
     """
 
-    input_path: str
+    input: FileRef
     video_index: int
     chunk: Chunk
     encode: EncodeSpec  # for records, only its time base is used
@@ -50,6 +53,7 @@ class ChunkTask:
     segment_name: str
     spec: JobSpec  # the model's per-call parameters (style, strength, picture...) and the deflicker
     records: bool = False  # the model outputs records: write a JSON Lines part, not a video segment
+    files: dict[str, FileRef] = field(default_factory=dict)  # the spec's fields that name files (style_image)
 
 
 @dataclass(frozen=True)
@@ -69,11 +73,16 @@ class ChunkResult:
     smooth_s: float
     wall_s: float
     segment_name: str
+    segment: bytes | None = None  # the segment itself, when the worker could not store it (carried back)
+    node: str = ""  # where it ran, and on what runtime: set by an engine whose workers are on several machines
+    runtime: str = ""
+    bytes_in: int = 0  # bytes the worker fetched for it from elsewhere (shipped input, picture, weights)
 
 
 def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Callable[[int], None] | None = None) -> ChunkResult:
     """Restyle ``task.chunk`` with ``model`` and store its segment; return its figures."""
     started = time.perf_counter()
+    spec = task.spec.model_copy(update={name: str(ref.local()) for name, ref in task.files.items()}) if task.files else task.spec
     decoded: queue.Queue = queue.Queue(QUEUE_BATCHES)
     restyled: queue.Queue = queue.Queue(QUEUE_BATCHES)
     timers = {"decode": 0.0, "encode": 0.0}
@@ -83,7 +92,7 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
     def decode() -> None:
         try:
             clock = time.thread_time()
-            for batch in _batches(decode_chunk(task.input_path, task.video_index, task.chunk), batch_size):
+            for batch in _batches(decode_chunk(task.input.reader(), task.video_index, task.chunk, task.input.name), batch_size):
                 timers["decode"] += time.thread_time() - clock
                 if not _put(decoded, batch, stop):
                     return
@@ -119,7 +128,7 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
     for thread in threads:
         thread.start()
     infer_s = smooth_s = 0.0
-    smoother = Deflicker(task.spec.deflicker) if task.spec.deflicker > 0 and not task.records else None
+    smoother = Deflicker(spec.deflicker) if spec.deflicker > 0 and not task.records else None
     error: BaseException | None = None
     try:
         while (item := _get(decoded, stop, threads[0])) is not _DONE:
@@ -127,7 +136,7 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
                 continue  # a side thread failed: drain the decoder, then report
             stamps, frames = item
             clock = time.thread_time()
-            out = model.predict(frames, task.spec)
+            out = model.predict(frames, spec)
             infer_s += time.thread_time() - clock
             if smoother is not None:
                 clock = time.thread_time()
@@ -150,7 +159,7 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
         writer.abort()
         raise error
     writer.close()
-    task.segments.keep(task.segment_name)
+    carried = task.segments.keep(task.segment_name)
     return ChunkResult(
         index=task.chunk.index,
         frames=writer.frames,
@@ -160,6 +169,7 @@ def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Calla
         smooth_s=smooth_s,
         wall_s=time.perf_counter() - started,
         segment_name=task.segment_name,
+        segment=carried,
     )
 
 

@@ -172,3 +172,72 @@ def wait_until(predicate, timeout: float, every: float = 0.5, what: str = "a con
             raise AssertionError(f"{what} did not happen in {timeout:.0f} s")
         time.sleep(every)
     return time.monotonic() - started
+
+
+@dataclass
+class SharedNothingCluster:
+    """A head with 0 CPUs on 127.0.0.2 (drivers join it) and worker nodes that see none of the driver's files.
+
+    Each worker node (127.0.0.3, 127.0.0.4, ...) runs in a mount namespace of its own
+    (``unshare --mount --propagation private``) with an empty tmpfs over every folder in
+    ``hidden``: the driver's inputs, work dirs, RESTYLE_HOME and temp files live there, so a
+    node reads them only if restyle sends their bytes, as on a second machine. The node's
+    file cache (RESTYLE_NODE_CACHE) is in a hidden folder too: each node's is its own, and
+    empty when it starts. Stopped by its processes' ids, like LocalRayCluster.
+    """
+
+    root: Path  # the cluster's temp dir (Ray's sockets and logs; never hidden)
+    hidden: list[Path]  # folders the worker nodes must not see
+    node_cache: Path  # inside a hidden folder
+    nodes: int = 2
+    cpus_per_node: int = 1
+    port: int = 0
+
+    driver_ip = "127.0.0.2"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.2:{self.port}"
+
+    @property
+    def node_ips(self) -> list[str]:
+        return [f"127.0.0.{3 + i}" for i in range(self.nodes)]
+
+    def start(self) -> None:
+        if not shutil.which("unshare"):
+            raise RuntimeError("unshare (util-linux) is needed for nodes in their own mount namespace")
+        self.port = free_port()
+        os.environ["RAY_AUTH_MODE"] = "disabled"  # see LocalRayCluster.start
+        ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+        common = ["--disable-usage-stats", "--include-dashboard", "false"]
+        health = json.dumps({"health_check_period_ms": 500, "health_check_timeout_ms": 500,
+                             "health_check_failure_threshold": 3})
+        subprocess.run([ray, "start", "--head", "--node-ip-address", self.driver_ip, "--port", str(self.port),
+                        "--num-cpus", "0", "--temp-dir", str(self.root), "--system-config", health, *common],
+                       check=True, capture_output=True, text=True, timeout=180)
+        for folder in self.hidden:
+            folder.mkdir(parents=True, exist_ok=True)
+        mounts = " && ".join(f"mount -t tmpfs -o size=2g restyle-hidden {shlex_quote(str(f))}" for f in self.hidden)
+        env = dict(os.environ, RESTYLE_NODE_CACHE=str(self.node_cache))
+        try:
+            for ip in self.node_ips:
+                start = " ".join(shlex_quote(a) for a in [ray, "start", "--address", self.address, "--node-ip-address", ip,
+                                                          "--num-cpus", str(self.cpus_per_node), "--disable-usage-stats"])
+                done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{mounts} && {start}"],
+                                      env=env, capture_output=True, text=True, timeout=180)
+                if done.returncode:
+                    raise RuntimeError(f"node {ip} did not start: {(done.stderr or done.stdout)[-2000:]}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        stop_ray_processes(self.root)
+        shutil.rmtree(self.root, ignore_errors=True)
+        os.environ.pop("RAY_AUTH_MODE", None)
+
+
+def shlex_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Protocol
+
+from restyle.files import FileRef
 
 from restyle.handlers.base import LoadSpec, Model
 from restyle.runtime import Runtime
@@ -15,6 +18,11 @@ class Engine(Protocol):
     workers: int
     redone: int  # items given out again because their worker was lost, since the engine was made
     loads: int  # models loaded by its workers, since the engine was made (a kept model is not loaded again)
+    remote: bool  # may its workers be on machines that do not share this one's disk?
+
+    def share(self, path: Path) -> FileRef:
+        """A reference through which this engine's workers, wherever they are, read the file at ``path`` here."""
+        ...
 
     def map(
         self,

@@ -17,10 +17,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any
 
 from restyle.engines.base import TaskFunction
 from restyle.errors import RestyleError
+from restyle.files import LocalFile
 from restyle.handlers.base import LoadSpec, Model, load_model
 from restyle.runtime import Runtime
 
@@ -29,6 +31,8 @@ DEFAULT_MAX_MODELS = 2
 
 class LocalEngine:
     """Runs items on ``workers`` processes (in this process when there is one)."""
+
+    remote = False  # every worker is on this machine
 
     def __init__(self, workers: int = 1, max_models: int = DEFAULT_MAX_MODELS):
         self.workers = max(1, workers)
@@ -58,6 +62,9 @@ class LocalEngine:
                 yield fn(item, model, runtime.frames_per_call, report)
             return
         yield from self._pool_map(fn, load, runtime, items, report)
+
+    def share(self, path: Path) -> LocalFile:
+        return LocalFile(str(path))
 
     def _pool_map(self, fn, load, runtime, items, report) -> Iterator[Any]:
         with self._lock:  # one map at a time feeds the progress listener

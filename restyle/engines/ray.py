@@ -13,20 +13,31 @@ holds up only its own chunk). An actor that dies — its process killed, its nod
 pre-empted — is restarted by Ray itself (``max_restarts``) wherever there is room, or on a
 node the autoscaler starts; its chunk is not pinned to it but given out again at once to
 the first actor free (which Ray's ``max_task_retries`` would not do: it waits for the same
-actor). Chunks already stored are never redone. Segments go from the actor to the segment
-store, never through the driver.
+actor). Chunks already stored are never redone.
+
+Nothing is shared but the network: a node need not see the driver's disk. Files the
+driver names (the input, a style picture, a registered model's weights) reach actors
+through Ray's object store (:mod:`restyle.engines.shipping`): inputs read in pieces as
+decoded, weights and pictures once per node into its cache by SHA-256. Segments go from
+the actor to the segment store when it can reach it (S3); else back with the result,
+and the driver stores them. Each result says which node ran it and on what runtime and
+precision that node's CPU chose.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
+from restyle.engines import shipping
 from restyle.engines.base import TaskFunction
+from restyle.engines.shipping import ShippedFile, Shipper
 from restyle.errors import RestyleError
 from restyle.handlers.base import LoadSpec, load_model
 from restyle.runtime import Runtime
@@ -42,6 +53,8 @@ LOST = ("RayActorError", "ActorUnavailableError", "WorkerCrashedError", "NodeDie
 
 class RayEngine:
     """Runs items on actors of the Ray cluster at ``address`` (``auto``, ``host:port`` or ``ray://...``)."""
+
+    remote = True  # actors may be on machines that see nothing of this one's disk
 
     def __init__(self, address: str | None = None, actors: int = 0, cpus_per_actor: float = 1.0,
                  gpus_per_actor: float = 0.0, max_retries: int = 3, node_ip: str | None = None,
@@ -71,6 +84,8 @@ class RayEngine:
         self.evicted = 0  # actors killed to free their CPUs for another model, or for being idle
         self.pids: dict[Any, int] = {}  # live actors' process ids, for operators (and tests) to find them
         self.nodes: dict[Any, str] = {}  # live actors' node ids
+        self._shipper = Shipper()
+        self._weights: dict[Key, ShippedFile] = {}  # shipped weights of the models with actors (restarts need them)
         threading.Thread(target=self._reap_idle, name="restyle-ray-idle", daemon=True).start()
 
     @property
@@ -90,6 +105,10 @@ class RayEngine:
         """The models that have actors now, least recently used first."""
         with self._lock:
             return [key for key in self._idle if self._idle[key] or self._busy[key]]
+
+    def share(self, path: Path) -> ShippedFile:
+        """``path``'s bytes in the cluster's object store, for actors on any node."""
+        return self._shipper.ship(Path(path))
 
     def map(self, fn: TaskFunction, load: LoadSpec, runtime: Runtime, items: Sequence[Any],
             on_frames: Callable[[int], None] | None = None) -> Iterator[Any]:
@@ -197,7 +216,7 @@ class RayEngine:
             for actor in kept:
                 self._idle_since[actor] = now
             if not self._idle[key] and not self._busy[key]:
-                self._idle.pop(key)
+                self._forget(key)
             self._bound(keep=key)
 
     def _bound(self, keep: Key, adding: int = 0) -> None:
@@ -230,8 +249,13 @@ class RayEngine:
             self.evicted += 1
         del actors[:count]
         if not actors and not self._busy[key]:
-            self._idle.pop(key, None)
-            self._busy.pop(key, None)
+            self._forget(key)
+
+    def _forget(self, key: Key) -> None:
+        """``key`` has no actors left: drop its bookkeeping and its shipped weights."""
+        self._idle.pop(key, None)
+        self._busy.pop(key, None)
+        self._weights.pop(key, None)
 
     def _kill(self, actor) -> None:
         for table in (self.pids, self.nodes, self._idle_since):
@@ -254,15 +278,17 @@ class RayEngine:
                         self._kill(actor)
                         self.evicted += 1
                     if not actors and not self._busy[key]:
-                        self._idle.pop(key, None)
-                        self._busy.pop(key, None)
+                        self._forget(key)
 
     def _actor(self, load: LoadSpec, runtime: Runtime):
         actor_class = self._ray.remote(ModelActor)
+        key = (load, runtime)
+        if load.weights and key not in self._weights:
+            self._weights[key] = self._shipper.ship(Path(load.weights))
         # max_restarts=-1: Ray brings an actor lost with its node back wherever there is room (a node the
         # autoscaler starts, in the cloud). max_task_retries=0: its chunk goes to the first free actor instead.
         return actor_class.options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=-1,
-                                   max_task_retries=0).remote(load, runtime)
+                                   max_task_retries=0).remote(load, runtime, self._weights.get(key))
 
 
 def _lost(exc: BaseException) -> bool:
@@ -280,14 +306,35 @@ def _reason(exc: BaseException) -> str:
 
 
 class ModelActor:
-    """Holds one loaded model; runs the engine's task function on the items it is given."""
+    """Holds one loaded model; runs the engine's task function on the items it is given.
 
-    def __init__(self, load: LoadSpec, runtime: Runtime):
+    Its weights, when the model has a file, come shipped (``weights``) and are read from the
+    node's cache. It chooses its runtime and precision on its own node's CPU, and says so,
+    with its node's address, on every result that has room for it (``ChunkResult``).
+    """
+
+    def __init__(self, load: LoadSpec, runtime: Runtime, weights: ShippedFile | None = None):
+        import ray
+
+        from restyle.layout import network_for
+
+        before = shipping.bytes_fetched()
+        if weights is not None:
+            load = dataclasses.replace(load, weights=str(weights.local()))
         self.model = load_model(load, runtime)
         self.batch = runtime.frames_per_call
+        choice = runtime.choose(network_for(load.handler))
+        self.node = ray.util.get_node_ip_address()
+        self.runtime = f"{choice.backend} {choice.precision}"
+        self._unreported = shipping.bytes_fetched() - before  # the weights: counted on this actor's first result
 
     def run(self, fn: TaskFunction, item: Any) -> Any:
-        return fn(item, self.model, self.batch, lambda frames: None)
+        before = shipping.bytes_fetched()
+        result = fn(item, self.model, self.batch, lambda frames: None)
+        if dataclasses.is_dataclass(result) and hasattr(result, "bytes_in"):
+            fetched, self._unreported = shipping.bytes_fetched() - before + self._unreported, 0
+            result = dataclasses.replace(result, node=self.node, runtime=self.runtime, bytes_in=fetched)
+        return result
 
     def where(self) -> tuple[int, str]:
         """This actor's process id and node id."""

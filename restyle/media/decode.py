@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -16,8 +17,10 @@ log = logging.getLogger("restyle")
 MAX_DAMAGED_SHARE = 0.25  # of a chunk's packets; past it the chunk is not worth restyling
 
 
-def decode_chunk(path: str, video_index: int, chunk: Chunk) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield ``(pts, duration, rgb)`` for every frame of ``chunk``, in presentation order.
+def decode_chunk(source: str | BinaryIO, video_index: int, chunk: Chunk, name: str | None = None,
+                 ) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(pts, duration, rgb)`` for every frame of ``chunk`` of ``source`` (what ``open_input``
+    opens; ``name`` says it in messages), in presentation order.
 
     Decoding starts at the chunk's keyframe; frames before ``lead_pts`` (the start,
     or the start of the lead-in) belong to the chunk before and are dropped. A frame's
@@ -28,7 +31,8 @@ def decode_chunk(path: str, video_index: int, chunk: Chunk) -> Iterator[tuple[in
     timestamps, the frame before it is shown longer, and the pipeline notes the frames
     that are missing. A chunk with more than MAX_DAMAGED_SHARE damaged packets fails.
     """
-    with open_input(path) as container:
+    path = name or str(source)
+    with open_input(source) as container:
         stream = container.streams[video_index]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = 1  # workers run in parallel; one core each

@@ -17,6 +17,7 @@ demuxer that tried to open another file or URL would be refused there too.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 
@@ -52,12 +53,19 @@ def is_url(source: str | Path) -> bool:
     return isinstance(source, str) and source.startswith(("http://", "https://"))
 
 
-def open_input(source: str | Path, **options: object) -> av.container.InputContainer:
-    """Open ``source`` (a local path, or an http(s) link the service presigned) for reading.
+def open_input(source: str | Path | BinaryIO, **options: object) -> av.container.InputContainer:
+    """Open ``source`` (a local path, an http(s) link the service presigned, or a seekable binary
+    file object, e.g. bytes shipped to a worker on another machine) for reading.
 
     Raise InputError when it is not a format restyle reads; ``av.FFmpegError`` for the
     rest (the caller words it, as only it knows what it was doing).
     """
+    if hasattr(source, "read"):
+        fmt = detect_format_of(source, "the input")  # type: ignore[arg-type]
+        source.seek(0)  # type: ignore[union-attr]
+        return av.open(source, format=fmt, metadata_errors="replace",
+                       options={"format_whitelist": ",".join(ALLOWED_FORMATS), "protocol_whitelist": LOCAL_PROTOCOLS},
+                       **options)
     remote = is_url(source)
     name = str(source)
     fmt = None if remote else detect_format(Path(name))
@@ -77,15 +85,23 @@ def detect_format(path: Path) -> str:
     """The demuxer for ``path``, from its first bytes alone (no name, no protocol: a file object)."""
     try:
         with path.open("rb") as file:
-            head = file.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
-            for signature, what in _REFERENCES:
-                if head.startswith(signature):
-                    raise InputError(f"{path} is {what}: it refers to other files, and restyle reads only self-contained videos")
-            if head.startswith(b"\x89PNG\r\n\x1a\n"):
-                return "png_pipe"  # FFmpeg's probe says apng (a video) for any PNG: a picture is a picture
-            file.seek(0)
-            with av.open(file, metadata_errors="replace", options={"format_whitelist": ",".join(ALLOWED_FORMATS)}) as probe:
-                return probe.format.name.split(",")[0]
+            return detect_format_of(file, str(path))
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def detect_format_of(file: BinaryIO, path: str) -> str:
+    """The demuxer for the bytes of ``file`` (read from its start); ``path`` names it in messages."""
+    try:
+        head = file.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+        for signature, what in _REFERENCES:
+            if head.startswith(signature):
+                raise InputError(f"{path} is {what}: it refers to other files, and restyle reads only self-contained videos")
+        if head.startswith(b"\x89PNG\r\n\x1a\n"):
+            return "png_pipe"  # FFmpeg's probe says apng (a video) for any PNG: a picture is a picture
+        file.seek(0)
+        with av.open(file, metadata_errors="replace", options={"format_whitelist": ",".join(ALLOWED_FORMATS)}) as probe:
+            return probe.format.name.split(",")[0]
     except av.FFmpegError as exc:
         if getattr(exc, "errno", None) == 22:  # EINVAL: the probe's best guess is not an allowed format
             raise InputError(
@@ -93,5 +109,3 @@ def detect_format(path: Path) -> str:
                 "(MP4/MOV, Matroska/WebM, MPEG-TS, AVI, ...)"
             ) from None
         raise InputError(f"cannot read {path} as a video: {getattr(exc, 'strerror', None) or exc}") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None

@@ -223,5 +223,5 @@ class Worker:
 def _figures(report: RunReport) -> dict:
     data = report.to_dict()
     keys = ("frames", "chunks", "chunks_reused", "chunks_retried", "seconds", "busy_s", "fps", "workers", "threads",
-            "backend", "precision", "precision_reason", "width", "height", "duration_s", "notes", "output_check", "model", "records", "models_loaded")
+            "backend", "precision", "precision_reason", "nodes", "width", "height", "duration_s", "notes", "output_check", "model", "records", "models_loaded")
     return {key: data[key] for key in keys if data.get(key) is not None}

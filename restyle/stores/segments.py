@@ -2,6 +2,11 @@
 
 A folder for ``restyle run --work-dir``; the system object store for the service, so
 that any worker on any machine can pick up a job where a lost one left it.
+
+A worker writes its segment where ``local_path`` says and calls ``keep``. A store that
+workers on other machines cannot reach (a folder, or the embedded folder object store)
+is not handed to them: they get :class:`CarriedSegments`, whose ``keep`` gives the bytes
+back with the chunk's result, and whoever scheduled the chunk stores them (``put_bytes``).
 """
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from restyle.stores.objects import ObjectStore
 
 
 class SegmentStore(Protocol):
+    reachable_anywhere: bool  # can a worker on another machine store into it directly (an S3 server)?
+
     def has(self, name: str) -> bool:
         """Is the segment ``name`` (e.g. ``key/chunk_...mp4``) finished and stored?"""
         ...
@@ -22,8 +29,13 @@ class SegmentStore(Protocol):
         """Where a worker on this machine writes the segment."""
         ...
 
-    def keep(self, name: str) -> None:
-        """The segment at ``local_path(name)`` is finished: make it durable."""
+    def keep(self, name: str) -> bytes | None:
+        """The segment at ``local_path(name)`` is finished: make it durable (None), or give its bytes
+        back for the scheduler to store with ``put_bytes`` (a store the worker cannot reach)."""
+        ...
+
+    def put_bytes(self, name: str, data: bytes) -> None:
+        """Store a finished segment that a worker gave back."""
         ...
 
     def fetch(self, name: str) -> Path:
@@ -37,6 +49,8 @@ class SegmentStore(Protocol):
 
 class FolderSegments:
     """Segments in a local folder: written in place, so keeping one costs nothing."""
+
+    reachable_anywhere = False
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -52,6 +66,12 @@ class FolderSegments:
     def keep(self, name: str) -> None:
         pass
 
+    def put_bytes(self, name: str, data: bytes) -> None:
+        path = self.local_path(name)
+        partial = path.with_name(f".{path.name}.partial")  # whole or not at all: a segment here means done
+        partial.write_bytes(data)
+        partial.replace(path)
+
     def fetch(self, name: str) -> Path:
         return self.folder / name
 
@@ -66,6 +86,20 @@ class ObjectSegments:
         self.store = store
         self.prefix = prefix.strip("/")
         self._cache = Path(tempfile.mkdtemp(prefix="restyle-segments-"))
+        self._worker_copy = False  # a copy sent to a worker elsewhere: it keeps nothing on its disk
+
+    @property
+    def reachable_anywhere(self) -> bool:
+        return not self.store.is_local
+
+    def __getstate__(self) -> dict:
+        return {"store": self.store, "prefix": self.prefix, "cache": str(self._cache)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.store, self.prefix = state["store"], state["prefix"]
+        self._cache, self._worker_copy = Path(state["cache"]), False
+        if not self._cache.is_dir():  # a worker on another machine: a scratch folder of its own, emptied as it goes
+            self._cache, self._worker_copy = Path(tempfile.mkdtemp(prefix="restyle-segments-")), True
 
     def has(self, name: str) -> bool:
         return self.store.exists(f"{self.prefix}/{name}")
@@ -77,6 +111,11 @@ class ObjectSegments:
 
     def keep(self, name: str) -> None:
         self.store.put_file(self._cache / name, f"{self.prefix}/{name}")
+        if self._worker_copy:
+            (self._cache / name).unlink(missing_ok=True)
+
+    def put_bytes(self, name: str, data: bytes) -> None:
+        self.store.put_bytes(data, f"{self.prefix}/{name}")
 
     def fetch(self, name: str) -> Path:
         path = self.local_path(name)
@@ -90,3 +129,55 @@ class ObjectSegments:
 
     def close(self) -> None:
         shutil.rmtree(self._cache, ignore_errors=True)
+
+
+class CarriedSegments:
+    """What a worker on another machine gets for a store it cannot reach: segments go back with the result.
+
+    It writes into a scratch folder on its own machine; ``keep`` reads the finished segment,
+    removes it and returns its bytes, which travel back with the chunk's result to the
+    scheduler, who stores them (``put_bytes`` of the real store). Made on the worker's side
+    lazily, so that it names no path of the scheduler's machine.
+    """
+
+    reachable_anywhere = False
+
+    def __init__(self) -> None:
+        self._folder: Path | None = None
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self._folder = None
+
+    @property
+    def folder(self) -> Path:
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="restyle-carried-"))
+        return self._folder
+
+    def has(self, name: str) -> bool:
+        return False
+
+    def local_path(self, name: str) -> Path:
+        path = self.folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def keep(self, name: str) -> bytes:
+        path = self.folder / name
+        try:
+            return path.read_bytes()
+        finally:
+            path.unlink(missing_ok=True)
+
+    def put_bytes(self, name: str, data: bytes) -> None:
+        raise TypeError("carried segments are stored by the scheduler's own store")
+
+    def fetch(self, name: str) -> Path:
+        raise TypeError("carried segments are fetched from the scheduler's own store")
+
+    def discard(self) -> None:
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)

@@ -1,0 +1,66 @@
+"""Files a worker reads, wherever it runs: a reference that opens the same bytes on any machine.
+
+The pipeline names the files a chunk needs (its input video, the style picture) by
+reference, never by a path on its own machine, and the engine makes the reference: a
+worker of the local pool shares this machine's disk (:class:`LocalFile`); a Ray actor on
+another machine may not, so the Ray engine ships the bytes through Ray's object store
+(``restyle.engines.shipping``). An input on S3 is read by its presigned :class:`Link`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from restyle.errors import RestyleError
+
+
+class FileRef(Protocol):
+    """A file a worker can read, on whatever machine the worker is."""
+
+    @property
+    def name(self) -> str:
+        """What messages call it (no secrets: never a signed link)."""
+        ...
+
+    def reader(self) -> str | BinaryIO:
+        """What :func:`restyle.media.source.open_input` opens: a local path, a link, or a seekable file object."""
+        ...
+
+    def local(self) -> Path:
+        """A whole copy on this machine's disk (the file itself where it is local), for a library that takes paths."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A file on a disk the worker shares with whoever made the reference."""
+
+    path: str
+
+    @property
+    def name(self) -> str:
+        return self.path
+
+    def reader(self) -> str:
+        return self.path
+
+    def local(self) -> Path:
+        return Path(self.path)
+
+
+@dataclass(frozen=True)
+class Link:
+    """An input the worker reads over HTTP(S): a presigned object-store link, good for a while."""
+
+    url: str
+
+    @property
+    def name(self) -> str:
+        return "the input (presigned link)"
+
+    def reader(self) -> str:
+        return self.url
+
+    def local(self) -> Path:
+        raise RestyleError("a linked input is read as a stream; it has no local copy")
