@@ -51,6 +51,8 @@ class RunReport:
         if self.records is not None:
             counts = ", ".join(f"{name} {n}" for name, n in self.records["detections"].items()) or "none"
             smooth += f"; {self.records['frames_with_detections']} frames with detections ({counts})"
+        if set(self.nodes) - {"local"}:  # a cluster: where the chunks ran, on what each node's CPU chose
+            smooth += "; " + ", ".join(f"{node} {n['chunks']} chunks {n['runtime']}" for node, n in sorted(self.nodes.items()))
         return (
             f"{self.output}: {self.frames} frames in {self.chunks} chunks{reused}, "
             f"{self.seconds.get('total', 0):.1f}s, {self.fps:.2f} fps [{steps}] {self.workers}x{self.threads} {self.backend} {self.precision} {self.model}{smooth}"

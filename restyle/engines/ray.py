@@ -38,7 +38,7 @@ from typing import Any
 from restyle.engines import shipping
 from restyle.engines.base import TaskFunction
 from restyle.engines.shipping import ShippedFile, Shipper
-from restyle.errors import RestyleError
+from restyle.errors import ModelError, RestyleError
 from restyle.handlers.base import LoadSpec, load_model
 from restyle.runtime import Runtime
 
@@ -118,7 +118,8 @@ class RayEngine:
         todo = deque(enumerate(items))
         attempts = dict.fromkeys(range(len(items)), 0)
         running: dict[Any, tuple[Any, int]] = {}  # task ref -> (actor, item index)
-        starting = {actor.where.remote(): actor for actor in pool}  # an actor takes work once it is up
+        weights = self._weights.get(key)
+        starting = {actor.start.remote(weights): actor for actor in pool}  # an actor takes work once it is up
         idle: list = []
         broken: list = []  # actors that cannot start (their model does not load): not kept
         failed_starts = 0
@@ -150,7 +151,7 @@ class RayEngine:
                         if failed_starts > 2 * len(pool) or not _lost(exc):  # e.g. the model cannot load
                             broken += [actor, *starting.values()]  # the others load the same model: drop them too
                             raise RestyleError(f"Ray actors cannot start: {_reason(exc)}") from None
-                        starting[actor.where.remote()] = actor  # Ray restarts it (max_restarts)
+                        starting[actor.start.remote(weights)] = actor  # Ray restarts it (max_restarts)
                     continue
                 actor, index = running.pop(ref)
                 try:
@@ -171,7 +172,7 @@ class RayEngine:
                     self.redone_on[node] += 1
                     todo.appendleft((index, items[index]))
                     if actor not in starting.values():  # back when Ray has restarted it, here or on a new node
-                        starting[actor.where.remote()] = actor
+                        starting[actor.start.remote(weights)] = actor
                     continue
                 idle.append(actor)
                 if on_frames:
@@ -284,11 +285,14 @@ class RayEngine:
         actor_class = self._ray.remote(ModelActor)
         key = (load, runtime)
         if load.weights and key not in self._weights:
-            self._weights[key] = self._shipper.ship(Path(load.weights))
+            try:
+                self._weights[key] = self._shipper.ship(Path(load.weights))
+            except RestyleError as exc:
+                raise ModelError(f"Ray actors cannot start: {exc}") from None
         # max_restarts=-1: Ray brings an actor lost with its node back wherever there is room (a node the
         # autoscaler starts, in the cloud). max_task_retries=0: its chunk goes to the first free actor instead.
         return actor_class.options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=-1,
-                                   max_task_retries=0).remote(load, runtime, self._weights.get(key))
+                                   max_task_retries=0).remote(load, runtime)
 
 
 def _lost(exc: BaseException) -> bool:
@@ -308,25 +312,35 @@ def _reason(exc: BaseException) -> str:
 class ModelActor:
     """Holds one loaded model; runs the engine's task function on the items it is given.
 
-    Its weights, when the model has a file, come shipped (``weights``) and are read from the
-    node's cache. It chooses its runtime and precision on its own node's CPU, and says so,
-    with its node's address, on every result that has room for it (``ChunkResult``).
+    ``start`` loads the model (once; again after Ray restarts the actor, as the engine
+    calls it then too), its weights, when the model has a file, shipped and read from the
+    node's cache. They come with ``start`` rather than the constructor: Ray keeps no
+    constructor argument for a restart. The actor chooses its runtime and precision on its
+    own node's CPU, and says so, with its node's address, on every result that has room
+    for it (``ChunkResult``).
     """
 
-    def __init__(self, load: LoadSpec, runtime: Runtime, weights: ShippedFile | None = None):
+    def __init__(self, load: LoadSpec, runtime: Runtime):
+        self.load, self.runtime_asked = load, runtime
+        self.model = None
+        self._unreported = 0
+
+    def start(self, weights: ShippedFile | None) -> tuple[int, str]:
+        """Load the model if it is not loaded; this actor's process id and node id."""
         import ray
 
-        from restyle.layout import network_for
+        if self.model is None:
+            from restyle.layout import network_for
 
-        before = shipping.bytes_fetched()
-        if weights is not None:
-            load = dataclasses.replace(load, weights=str(weights.local()))
-        self.model = load_model(load, runtime)
-        self.batch = runtime.frames_per_call
-        choice = runtime.choose(network_for(load.handler))
-        self.node = ray.util.get_node_ip_address()
-        self.runtime = f"{choice.backend} {choice.precision}"
-        self._unreported = shipping.bytes_fetched() - before  # the weights: counted on this actor's first result
+            before = shipping.bytes_fetched()
+            load = dataclasses.replace(self.load, weights=str(weights.local())) if weights is not None else self.load
+            self.model = load_model(load, self.runtime_asked)
+            self.batch = self.runtime_asked.frames_per_call
+            choice = self.runtime_asked.choose(network_for(load.handler))
+            self.node = ray.util.get_node_ip_address()
+            self.runtime = f"{choice.backend} {choice.precision}"
+            self._unreported = shipping.bytes_fetched() - before  # the weights: counted on this actor's first result
+        return os.getpid(), ray.get_runtime_context().get_node_id()
 
     def run(self, fn: TaskFunction, item: Any) -> Any:
         before = shipping.bytes_fetched()
@@ -335,9 +349,3 @@ class ModelActor:
             fetched, self._unreported = shipping.bytes_fetched() - before + self._unreported, 0
             result = dataclasses.replace(result, node=self.node, runtime=self.runtime, bytes_in=fetched)
         return result
-
-    def where(self) -> tuple[int, str]:
-        """This actor's process id and node id."""
-        import ray
-
-        return os.getpid(), ray.get_runtime_context().get_node_id()

@@ -4,9 +4,11 @@ The driver puts a file's bytes into Ray's object store in pieces (``PIECE_BYTES`
 and hands actors a :class:`ShippedFile`: the file's SHA-256, size and the pieces'
 references. On a node, an actor reads it two ways:
 
-* ``reader()``: a seekable file object that fetches the pieces it is asked for, a few
-  kept at a time. A chunk's decoder reads the container's header and its own stretch
-  of the video: a node moves the pieces its chunks need, not the whole input.
+* ``reader()``: a seekable file object that fetches the pieces it is asked for. A
+  chunk's decoder reads the container's header and its own stretch of the video: a node
+  moves the pieces its chunks need, not the whole input. The process keeps the pieces it
+  read last (``PIECES_KEPT_BYTES``), so the header's piece and a stretch shared by two
+  chunks come once to an actor that runs both.
 * ``local()``: a whole copy in the node's file cache, named by the SHA-256 (weights of a
   registered model, a style picture): made once per node, under a lock, whatever the
   number of actors or chunks, and found there again by later jobs and restarted actors.
@@ -28,8 +30,8 @@ from typing import Any
 
 from restyle.errors import InputError, RestyleError
 
-PIECE_BYTES = 4 << 20
-PIECES_KEPT = 4  # per reader: the header's piece and the stretch being decoded
+PIECE_BYTES = 1 << 20
+PIECES_KEPT_BYTES = 32 << 20  # per process, least recently read first out
 _fetched = 0  # bytes this process got from the object store through ShippedFile, for the run report
 _fetched_lock = threading.Lock()
 
@@ -119,7 +121,6 @@ class PieceReader(io.RawIOBase):
         super().__init__()
         self.shipped = shipped
         self._position = 0
-        self._kept: OrderedDict[int, bytes] = OrderedDict()
 
     def readable(self) -> bool:
         return True
@@ -148,14 +149,21 @@ class PieceReader(io.RawIOBase):
         return written
 
     def _piece(self, index: int) -> bytes:
-        if index in self._kept:
-            self._kept.move_to_end(index)
-            return self._kept[index]
+        key = (self.shipped.sha256, index)
+        with _kept_lock:
+            if key in _kept:
+                _kept.move_to_end(key)
+                return _kept[key]
         piece = _get(self.shipped.pieces[index], self.shipped.label)
-        self._kept[index] = piece
-        if len(self._kept) > PIECES_KEPT:
-            self._kept.popitem(last=False)
+        with _kept_lock:
+            _kept[key] = piece
+            while sum(len(p) for p in _kept.values()) > PIECES_KEPT_BYTES:
+                _kept.popitem(last=False)
         return piece
+
+
+_kept: OrderedDict[tuple[str, int], bytes] = OrderedDict()  # the pieces this process read last
+_kept_lock = threading.Lock()
 
 
 def _get(ref: Any, label: str) -> bytes:

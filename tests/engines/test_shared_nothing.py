@@ -118,6 +118,22 @@ def test_the_cli_restyles_a_local_file_with_a_painting_and_a_work_dir(cluster, d
     assert json.loads(again.stdout)["chunks_reused"] == 4  # resumed from the driver's work dir: nothing sent out
 
 
+def test_the_cli_restyles_a_folder_of_images(cluster, driver_env, tmp_path):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.effect_mandelbrot((160 + 16 * i, 96), (-2, -1.5, 1, 1.5), 50 + i).convert("RGB").save(photos / f"p{i}.png")
+    done = subprocess.run([sys.executable, "-m", "restyle.cli", "run", str(photos), "-o", str(tmp_path / "styled"), "--style", "3"],
+                          env=os.environ | driver_env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run(photos, tmp_path / "here", JobSpec(style="3"), settings=Settings(workers=1, threads=1))
+    made = sorted(p.name for p in (tmp_path / "styled").iterdir())
+    assert made == ["p0.png", "p1.png", "p2.png"]
+    assert all((tmp_path / "styled" / name).read_bytes() == (tmp_path / "here" / name).read_bytes() for name in made)
+
+
 def service_jobs(service, clip: Path, tmp_path: Path, detector: Path) -> None:
     """A painting, a registered ONNX model and a registered detector (records), each checked against a run here."""
     from restyle.service.client import Client
@@ -143,6 +159,9 @@ def service_jobs(service, clip: Path, tmp_path: Path, detector: Path) -> None:
     lines = made.read_text().splitlines()
     assert len(lines) == 20 and lines == expected.read_text().splitlines()
     assert ended["moderation"]["records"]["frames_with_detections"] > 0
+    # The job page says where its chunks ran and on what runtime each node chose.
+    page = service.http.get(f"/jobs/{ended['painting']['id']}", headers={"Authorization": ""}, cookies={"restyle_token": ALICE}).text
+    assert any(f"Node {ip}" in page for ip in NODES) and "openvino" in page
 
 
 def test_the_service_on_embedded_stores_runs_paintings_models_and_detectors(cluster, driver_env, clip, detector, tmp_path):
