@@ -53,7 +53,7 @@ def check_style(style: str) -> str:
     for part in style.split(","):
         index, colon, weight = part.strip().partition(":")
         if not (index.strip().isascii() and index.strip().isdigit()) or (colon and not weight.strip()):
-            raise ValueError(f"bad style {style[:80]!r}: use one of 0-{NUM_STYLES - 1}, or a blend like 3:0.5,12:0.5")
+            raise ValueError(f"bad style spec {style[:80]!r}: use one of 0-{NUM_STYLES - 1}, or a blend like 3:0.5,12:0.5")
         if int(index) >= NUM_STYLES:
             raise ValueError(f"style {int(index)} is out of range: there are {NUM_STYLES} styles, 0 to {NUM_STYLES - 1}")
         try:
