@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from restyle.config import load_settings
 from restyle.deflicker import DEFAULT_STRENGTH
 from restyle.errors import InputError, ModelError, RestyleError
-from restyle.jobspec import JobSpec
+from restyle.jobspec import JobSpec, validation_reason
 
 EXIT_ERROR = 2
 
@@ -30,8 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"restyle: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
-        print(f"restyle: error: bad value: {problems}", file=sys.stderr)
+        print(f"restyle: error: bad value: {validation_reason(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("restyle: interrupted; finished chunks are kept in --work-dir, if one was given", file=sys.stderr)
@@ -183,18 +182,23 @@ def job_spec(args: argparse.Namespace, deflicker: float | None = None) -> JobSpe
     if args.value_range is not None:
         params["value_range"] = args.value_range
     fields: dict = {"strength": args.strength, "deflicker": deflicker or 0.0, "params": params}
-    if args.style_image:
-        fields |= {"model": "style-image", "style_image": str(Path(args.style_image).resolve())}
-    elif args.model:
-        kind, _, path = args.model.partition(":")
-        fields |= {"model": kind} | ({"model_file": str(Path(path).resolve())} if path else {})
+    # An option given empty is a value the JobSpec refuses, never a silent default (Path("") would be the cwd).
+    if args.style_image is not None:
+        fields |= {"model": "style-image", "style_image": _resolved(args.style_image)}
+    elif args.model is not None:
+        kind, colon, path = args.model.partition(":")
+        fields |= {"model": kind} | ({"model_file": _resolved(path)} if colon else {})
     else:
-        fields |= {"model": "styles", "style": args.style or "0"}
+        fields |= {"model": "styles", "style": "0" if args.style is None else args.style}  # --style "" is refused, not 0
     spec = JobSpec(**fields)
     from restyle.handlers import check
 
     check(spec)
     return spec
+
+
+def _resolved(path: str) -> str:
+    return str(Path(path).resolve()) if path.strip() else path
 
 
 def _param(text: str) -> tuple[str, object]:

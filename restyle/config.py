@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     )
 
     max_models: int = Field(
-        2, ge=1, description="loaded models each worker keeps (on Ray: each process's kinds of actor); least recently used go first")
+        2, ge=1, description="loaded models each worker keeps (on Ray: each process's kinds of actor); least recently used go "
+        "first; locally, one that ran frames over 640x360 is let go after each chunk (the next job's budget has no room for them)")
 
     # -- plan ----------------------------------------------------------------
     chunk_seconds: float = Field(4.0, gt=0, description="target chunk length; chunks are the unit of work and resume")

@@ -16,15 +16,85 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # Containers a job may ask for; "auto" keeps the input's family where it can (and .jsonl for records).
 Container = Literal["auto", "mp4", "mov", "mkv", "ts", "webm", "jsonl"]
 # x264's (and x265's) presets; VP9 maps the fast ones to its realtime mode. Anything else would fail in every worker.
 Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"]
+
+
+NUM_STYLES = 26  # the 26-style network's styles, 0 to 25
+MAX_STYLE_WEIGHT = 1000.0  # blend weights are normalised; beyond this a weight is a mistake (or 1e39, an attack)
+MAX_PARAMS = 32  # per-call parameters a job may set
+MAX_PARAM_TEXT = 1000  # characters in a parameter's text value
+MAX_PARAM_DEPTH = 4  # lists and objects inside a parameter's value
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_text(value: str, what: str = "the value") -> str:
+    """The rule every text field of every door keeps: not empty, not blank, no control characters.
+    (An empty style used to mean 'the default' at one door and a job at another: now it is refused at all.)"""
+    if not value.strip():
+        raise ValueError(f"{what} must not be empty or blank")
+    if _CONTROL.search(value):
+        raise ValueError(f"{what} must not hold control characters")
+    return value
+
+
+def check_style(style: str) -> str:
+    """A style is one of 0-25 or a blend ``"3:0.5,12:0.5"``: indexes 0-25, weights finite, 0 to MAX_STYLE_WEIGHT, not all 0."""
+    total = 0.0
+    for part in style.split(","):
+        index, colon, weight = part.strip().partition(":")
+        if not (index.strip().isascii() and index.strip().isdigit()) or (colon and not weight.strip()):
+            raise ValueError(f"bad style spec {style[:80]!r}: use one of 0-{NUM_STYLES - 1}, or a blend like 3:0.5,12:0.5")
+        if int(index) >= NUM_STYLES:
+            raise ValueError(f"style {int(index)} is out of range: there are {NUM_STYLES} styles, 0 to {NUM_STYLES - 1}")
+        try:
+            value = float(weight) if colon else 1.0
+        except ValueError:
+            raise ValueError(f"style weight {weight.strip()[:40]!r} is not a number") from None
+        if not (0.0 <= value <= MAX_STYLE_WEIGHT):  # also false for nan
+            raise ValueError(f"style weight {weight.strip()[:40]!r} must be a number from 0 to {MAX_STYLE_WEIGHT:g}")
+        total += value
+    if total <= 0:
+        raise ValueError("a blend's weights must not all be 0")
+    return style
+
+
+def validation_reason(exc: ValidationError) -> str:
+    """One line a person reads, the same at every door: each field and what is wrong with it."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg'].removeprefix('Value error, ')}"
+                     for e in exc.errors())[:500]
+
+
+def _check_param(name: str, value: Any, depth: int = 0) -> None:
+    if depth > MAX_PARAM_DEPTH:
+        raise ValueError(f"parameter {name} nests deeper than {MAX_PARAM_DEPTH} levels")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"parameter {name} must be a finite number, got {value}")
+    if isinstance(value, str):
+        check_text(value, f"parameter {name}")
+        if len(value) > MAX_PARAM_TEXT:
+            raise ValueError(f"parameter {name} is over {MAX_PARAM_TEXT} characters")
+    elif isinstance(value, (list, tuple)):
+        if len(value) > MAX_PARAM_TEXT:
+            raise ValueError(f"parameter {name} holds over {MAX_PARAM_TEXT} items")
+        for item in value:
+            _check_param(name, item, depth + 1)
+    elif isinstance(value, dict):
+        if len(value) > MAX_PARAMS:
+            raise ValueError(f"parameter {name} holds over {MAX_PARAMS} entries")
+        for key, item in value.items():
+            _check_param(f"{name}.{str(key)[:40]}", item, depth + 1)
+    elif value is None:
+        raise ValueError(f"parameter {name} has no value (leave it out for the model's default)")
 
 
 class OutputOptions(BaseModel):
@@ -33,7 +103,8 @@ class OutputOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     container: Container = Field("auto", description="auto: the input's family (mp4 for most), .jsonl for records")
-    codec: str | None = Field(None, description="video encoder; None: the deployment's default (libx264)")
+    codec: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+                              description="video encoder; None: the deployment's default (libx264)")
     crf: int | None = Field(None, ge=0, le=51, description="quality, lower is better; None: the deployment's default")
     preset: Preset | None = Field(None, description="encoder preset; None: the deployment's default")
 
@@ -58,12 +129,28 @@ class JobSpec(BaseModel):
     deflicker: float = Field(0.0, ge=0, le=1, allow_inf_nan=False, description="temporal smoothing strength; 0 off, 0.8 the usual")
     output: OutputOptions = Field(default_factory=OutputOptions)
 
+    # One place for the rules every door keeps (CLI, API JSON and multipart, dashboard, inbox sidecar):
+    # a broken value is refused with its reason here, before any job exists.
+    @field_validator("model_file", "style", "style_image")
+    @classmethod
+    def _text(cls, value: str | None, info: Any) -> str | None:
+        return None if value is None else check_text(value, info.field_name)
+
+    @field_validator("style")
+    @classmethod
+    def _style(cls, style: str | None) -> str | None:
+        return None if style is None else check_style(style)
+
     @field_validator("params")
     @classmethod
-    def _finite(cls, params: dict[str, Any]) -> dict[str, Any]:
+    def _params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        if len(params) > MAX_PARAMS:
+            raise ValueError(f"at most {MAX_PARAMS} parameters, got {len(params)}")
         for name, value in params.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"parameter {name} must be a finite number, got {value}")
+            if not _PARAM_NAME.match(name):
+                raise ValueError(f"a parameter's name is 1 to 64 letters, digits, '_', '.' or '-', "
+                                 f"starting with a letter or '_'; got {name[:40]!r}")
+            _check_param(name, value)
         return params
 
     @property

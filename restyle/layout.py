@@ -23,7 +23,9 @@ from restyle.runtime import CUDA, Runtime, default_layout
 # issue 12's 4096x2304 frames took 9.3 GB: ~950 B/px).
 BYTES_PER_PIXEL = {("onnxruntime", "f32"): 1000, ("openvino", "f32"): 510, ("openvino", "bf16"): 310}
 BYTES_PER_PIXEL[("openvino", "check")] = BYTES_PER_PIXEL[("openvino", "f32")] + BYTES_PER_PIXEL[("openvino", "bf16")]
-WORKER_BASE_BYTES = 300 * 1024**2  # Python, PyAV, the runtime's libraries and the weights
+# Python, PyAV, OpenCV, the runtime's libraries and the weights; in a service worker also its stores' libraries
+# and what a big job leaves (issue 21: 0.2-0.3 GiB PSS idle after a 4096x2304 job, 0.1 GiB before any).
+WORKER_BASE_BYTES = 400 * 1024**2
 NETWORKS = {"styles": "multistyle26", "style-image": "arbitrary_transform"}  # a user's ONNX: its own name
 
 

@@ -8,6 +8,7 @@ most ``max_models`` models, dropping the least recently used.
 from __future__ import annotations
 
 import ctypes
+import gc
 import multiprocessing
 import os
 import signal
@@ -36,6 +37,7 @@ class LocalEngine:
 
     def __init__(self, workers: int = 1, max_models: int = DEFAULT_MAX_MODELS):
         self.workers = max(1, workers)
+        bound_heap()  # this process runs models when there is one worker (or one item)
         self.redone = 0  # a lost local worker fails the run instead (finished chunks are kept for the next)
         self.loads = 0
         self._models = ModelCache(max_models)  # the in-process worker's, when workers == 1
@@ -57,9 +59,14 @@ class LocalEngine:
         report = on_frames or (lambda n: None)
         if self.workers == 1 or len(items) <= 1:
             for item in items:
-                model, loaded = self._models.get(load, runtime)
+                model, loaded = self._models.get(load, runtime, frame_pixels(item))
                 self.loads += loaded
-                yield fn(item, model, runtime.frames_per_call, report)
+                try:
+                    result = fn(item, model, runtime.frames_per_call, report)
+                finally:
+                    del model  # only the cache may hold it, so that trim frees it
+                    self._models.trim()
+                yield result
             return
         yield from self._pool_map(fn, load, runtime, items, report)
 
@@ -128,23 +135,81 @@ class LocalEngine:
             pass
 
 
+# A loaded model keeps the working set of the largest frames it ran: its runtime keeps the buffers (after one
+# 4096x2304 frame the 26-style network held 1.8 GiB, idle or running 640x360 frames after; issue 21). A worker's
+# budget (restyle/layout.py) counts one model's working set, for the frames at hand. So after each item a model
+# that ran frames over KEEP_PIXELS is let go (loading it again takes ~0.3 s, against a minute or more for a chunk
+# of such frames); smaller ones stay loaded between items and jobs, side by side, up to ``max_models``.
+KEEP_PIXELS = 640 * 360
+
+
+def frame_pixels(item: Any) -> int:
+    """The pixels of one frame the item's model runs (a chunk's; 0 when the item does not say, e.g. an image file)."""
+    encode = getattr(item, "encode", None)
+    return int(getattr(encode, "width", 0) or 0) * int(getattr(encode, "height", 0) or 0)
+
+
+MMAP_THRESHOLD = 4 * 1024**2  # allocations from this size up get their own mapping, returned to the system when freed
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def bound_heap() -> None:
+    """Have big allocations (a 4096x2304 frame is 28 MB) mapped apart and unmapped when freed. glibc's threshold
+    otherwise rises to 32 MB after the first such free, and the decode, model and encode threads' arenas keep
+    the frames' memory: 0.1 GiB more, kept after a deflickered 4096x2304 chunk, in every job after it."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        except (OSError, AttributeError):
+            pass  # not glibc
+
+
+def release_heap() -> None:
+    """Give freed heap back to the system. Frames of big pictures (28 MB at 4096x2304) come from glibc's arenas
+    once its mmap threshold has risen, and stay there after they are freed: 0.2 GiB kept after a deflickered
+    4096x2304 chunk, which the next job's budget does not count."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass  # not glibc: nothing to do
+
+
 class ModelCache:
-    """Loaded models by (LoadSpec, Runtime), at most ``size``, least recently used dropped first."""
+    """Loaded models by (LoadSpec, Runtime), at most ``size``, least recently used dropped first; :meth:`trim`
+    lets go of those that hold the working set of frames over KEEP_PIXELS."""
 
     def __init__(self, size: int):
         self.size = max(1, size)
         self._models: OrderedDict[tuple[LoadSpec, Runtime], Model] = OrderedDict()
+        self._pixels: dict[tuple[LoadSpec, Runtime], int] = {}  # the largest frames each model was got for
 
-    def get(self, load: LoadSpec, runtime: Runtime) -> tuple[Model, bool]:
-        """The model, and whether it had to be loaded now."""
+    def get(self, load: LoadSpec, runtime: Runtime, pixels: int = 0) -> tuple[Model, bool]:
+        """The model for an item whose frames have ``pixels`` (0: unknown), and whether it had to be loaded now."""
         key = (load, runtime)
         if key in self._models:
             self._models.move_to_end(key)
+            self._pixels[key] = max(self._pixels[key], pixels)
             return self._models[key], False
         while len(self._models) >= self.size:
-            self._models.popitem(last=False)
+            self._drop(next(iter(self._models)))
         self._models[key] = model = load_model(load, runtime)
+        self._pixels[key] = pixels
         return model, True
+
+    def trim(self) -> None:
+        """Let go of the models whose working set is for frames over KEEP_PIXELS (unknown sizes stay: images in a folder)."""
+        dropped = False
+        for key, pixels in list(self._pixels.items()):
+            if pixels > KEEP_PIXELS:
+                self._drop(key)
+                dropped = True
+        if dropped:
+            release_heap()
+
+    def _drop(self, key: tuple[LoadSpec, Runtime]) -> None:
+        del self._models[key], self._pixels[key]
+        gc.collect()  # a model caught in a reference cycle would keep its memory until the collector came by
 
 
 _cache: ModelCache | None = None
@@ -155,13 +220,18 @@ def _start_worker(progress: Any, max_models: int) -> None:
     global _cache, _progress
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
     die_with_parent()
+    bound_heap()
     _cache, _progress = ModelCache(max_models), progress
 
 
 def _run_item(fn: TaskFunction, load: LoadSpec, runtime: Runtime, item: Any) -> tuple[Any, bool]:
     assert _cache is not None, "worker started without its initializer"
-    model, loaded = _cache.get(load, runtime)
-    return fn(item, model, runtime.frames_per_call, _progress.put), loaded
+    model, loaded = _cache.get(load, runtime, frame_pixels(item))
+    try:
+        return fn(item, model, runtime.frames_per_call, _progress.put), loaded
+    finally:
+        del model  # only the cache may hold it, so that trim frees it
+        _cache.trim()
 
 
 def die_with_parent(parent: int | None = None) -> None:

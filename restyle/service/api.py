@@ -12,16 +12,17 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from restyle import __version__
 from restyle.config import Settings
 from restyle.errors import RestyleError
+from restyle.jobspec import check_text
 from restyle.service import catalogue_api, dashboard, gallery, guard, metrics
 from restyle.service.catalogue import Refused
 from restyle.service.context import Context, Principal, clean_scratch, scratch_dir
@@ -37,6 +38,7 @@ from restyle.service.jobs_api import (
     visible_job,
 )
 from restyle.service.trigger import Trigger
+from restyle.stores.jobs import ACTIVE, FINAL
 from restyle.stores.objects import BadKey, check_key, local_link, sign_local
 
 
@@ -54,6 +56,11 @@ class UploadRequest(BaseModel):
     params: dict[str, Any] | None = Field(None, description="the model's other per-call parameters")
     output: dict[str, Any] | None = Field(None, description="container, codec, crf, preset")
     model_file: str | None = Field(None, description="not taken: an admin registers model files (POST /api/models)")
+
+    @field_validator("filename")
+    @classmethod
+    def _filename(cls, filename: str) -> str:
+        return check_text(filename, "filename")
 
     def spec_fields(self) -> dict[str, Any]:
         return self.model_dump(exclude={"filename"}, exclude_none=True)
@@ -135,7 +142,8 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
                           expires_at=int(time.time()) + expires)
 
     @app.get("/api/jobs", response_model=list[JobOut], summary="Jobs you may see, newest first")
-    def list_jobs(state: str | None = None, limit: int = Query(100, ge=1, le=1000), who: Principal = Depends(caller)):
+    def list_jobs(state: Literal[ACTIVE + FINAL] | None = None,  # type: ignore[valid-type] - the states a job has
+                  limit: int = Query(100, ge=1, le=1000), who: Principal = Depends(caller)):
         owner = None if who.is_admin else who.name
         return [JobOut.of(j) for j in context.jobs.list(owner=owner, limit=limit, states=(state,) if state else None)]
 

@@ -73,7 +73,7 @@ def mount(app: FastAPI, context: Context) -> None:
         check_job_length(context.settings, request.headers.get("content-length"))
         async with request.form(max_files=2, max_fields=20) as form:
             try:
-                video, fields, picture = form_fields(form)
+                video, fields, picture = form_fields(form, blanks_absent=True)
                 fields, picture = _chosen(fields, picture)
 
                 def make():

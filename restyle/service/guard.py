@@ -8,8 +8,10 @@ the limit it stops (413, even when no length was declared or the length lied), a
 sender that stalls, or trickles slower than ``body_min_rate`` once ``body_grace_seconds``
 are over, is cut off (408). Refusals close the connection, so nothing more is read.
 
-Limits by kind of body: video uploads (multipart forms, signed PUTs) may be up to
-``max_upload_bytes``; anything else (JSON, small forms) up to ``max_request_bytes``.
+Limits by route, never by what the sender says its body is: the routes that take files
+(multipart forms to UPLOAD_ROUTES, signed PUTs) may take up to their file's limit; every other
+route, whatever its Content-Type or framing, ``max_request_bytes``. A route that answers before
+it has read the whole body has its connection closed, so the rest is never read either.
 """
 from __future__ import annotations
 
@@ -41,6 +43,9 @@ FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields beside th
 SUBMISSIONS = {("POST", "/api/jobs"), ("POST", "/api/uploads"), ("POST", "/submit")}
 # Admin-only routes that take a body: a submitter's body is never read.
 ADMIN_BODIES = {("POST", "/api/events"), ("POST", "/api/models")}
+# Routes that take files, as multipart forms: only these get an upload's limit (issue 21: a multipart
+# body to any other route, /login say, was allowed a video's size and spilled to a temp file).
+UPLOAD_ROUTES = {("POST", "/api/jobs"), ("POST", "/submit"), ("POST", "/api/models"), ("POST", "/api/pictures")}
 
 
 class BodyRefused(Exception):
@@ -94,6 +99,7 @@ class Guard:
         settings = self.context.settings
         meter = BodyMeter(receive, limit, settings.body_idle_seconds, settings.body_grace_seconds, settings.body_min_rate)
         method, path = scope["method"], scope["path"]
+        meter.done = not _has_body(headers)  # nothing to read, nothing to close the connection over
         meter.setting = _limit_setting((method, path.rstrip("/") or "/"), method, _is_upload(method, path, headers))
         answered = {"app": False, "guard": False}
 
@@ -109,6 +115,8 @@ class Guard:
                 return
             if message["type"] == "http.response.start":
                 answered["app"] = True
+                if not meter.done:  # answered before the body was all read: close, never drain the rest
+                    message = {**message, "headers": _closing(message.get("headers", []))}
                 if message["status"] == 405 and self.router is not None:
                     message = {**message, "headers": _allow(message["headers"], self.router, scope)}
             await send(message)
@@ -155,6 +163,11 @@ class Guard:
         return None, limit
 
 
+def _closing(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The headers with ``Connection: close``: uvicorn then closes the connection after the answer."""
+    return [(k, v) for k, v in headers if k.lower() != b"connection"] + [(b"connection", b"close")]
+
+
 def _allow(headers: list[tuple[bytes, bytes]], router: Router, scope: Scope) -> list[tuple[bytes, bytes]]:
     """A 405's Allow header with every method of every route at this path (Starlette names only the first route's)."""
     methods: set[str] = set()
@@ -195,10 +208,16 @@ def _limit_setting(route: tuple[str, str], method: str, upload: bool) -> str:
 
 
 def _is_upload(method: str, path: str, headers: Headers) -> bool:
-    """A request that may carry a video: a signed PUT, or a multipart form."""
+    """A request that may carry a file: a signed PUT, or a multipart form to a route that takes files."""
     if method == "PUT" and path.startswith("/files/"):
         return True
-    return method == "POST" and headers.get("content-type", "").lower().startswith("multipart/form-data")
+    return ((method, path.rstrip("/") or "/") in UPLOAD_ROUTES
+            and headers.get("content-type", "").lower().startswith("multipart/form-data"))
+
+
+def _has_body(headers: Headers) -> bool:
+    """Whether a body follows the headers (HTTP/1.1: a non-zero Content-Length, or chunked)."""
+    return "transfer-encoding" in headers or headers.get("content-length", "0").strip() not in ("", "0")
 
 
 def _client(scope: Scope) -> str:

@@ -164,9 +164,10 @@ def check_job_length(settings, declared: str | None) -> None:
                                  f"(RESTYLE_MAX_UPLOAD_BYTES) and {settings.max_picture_bytes} for a picture")
 
 
-def form_fields(form: FormData) -> tuple[StarletteUpload, dict[str, Any], Picture | None]:
+def form_fields(form: FormData, blanks_absent: bool = False) -> tuple[StarletteUpload, dict[str, Any], Picture | None]:
     """A multipart job form: the video (``file``), the JobSpec fields, and a style picture file if one came.
-    ``params`` and ``output`` are JSON objects in text; empty fields count as absent (browsers send them)."""
+    ``params`` and ``output`` are JSON objects in text. An empty field is a value like any other (the JobSpec
+    refuses it), except with ``blanks_absent``: the dashboard's form sends every input, the unfilled ones empty."""
     video = form.get("file")
     if not isinstance(video, StarletteUpload):
         raise HTTPException(422, "a job needs the video: a file in the form field 'file'")
@@ -181,7 +182,7 @@ def form_fields(form: FormData) -> tuple[StarletteUpload, dict[str, Any], Pictur
             if value.filename:
                 picture = Picture(value.file, value.filename)
             continue
-        if value == "":
+        if value == "" and blanks_absent:
             continue
         if name in ("params", "output"):
             try:

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 from pydantic import ValidationError
 
 from restyle.errors import InputError, RestyleError
-from restyle.jobspec import JobSpec
+from restyle.jobspec import JobSpec, validation_reason
 from restyle.service.catalogue import Catalogue, Refused, handler_names, local_copy, owner_folder
 from restyle.service.context import Context
 
@@ -153,10 +153,6 @@ def label(spec: JobSpec, kind: str, picture_name: str | None) -> str:
     if picture_name:
         return f"{kind}:{picture_name}"
     return kind
-
-
-def validation_reason(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())[:500]
 
 
 def _check(spec: JobSpec) -> None:

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 
 from restyle.errors import ModelError
 from restyle.handlers import JobSpec, Runtime, check, load
@@ -46,16 +47,21 @@ def test_one_loaded_network_serves_every_style_and_strength(frames):
     assert np.array_equal(fresh_twelve, twelve)
 
 
+# The JobSpec refuses them at every door (issue 21); the handler's own check still does, for a spec made unchecked.
 @pytest.mark.parametrize("style", ["3:nan", "0:inf", "0:1e39,1:1", "2:-1", "4:1e3000"])
 def test_non_finite_and_absurd_style_weights_are_refused(style):
+    with pytest.raises(ValidationError, match="must be a number from 0 to|bad style spec"):
+        JobSpec(style=style)
     with pytest.raises(ModelError, match="must be a number from 0 to"):
-        check(JobSpec(style=style))
+        check(JobSpec.model_construct(style=style))
 
 
 @pytest.mark.parametrize("style", ["26", "-1", "seven", "3:0.5,40:0.5"])
 def test_unknown_styles_are_refused(style):
+    with pytest.raises(ValidationError, match="0 to 25|bad style"):
+        JobSpec(style=style)
     with pytest.raises(ModelError, match="0 to 25|bad style"):
-        check(JobSpec(style=style))
+        check(JobSpec.model_construct(style=style))
 
 
 def test_openvino_gives_onnxruntimes_frames_within_40_db(frames):

@@ -7,11 +7,14 @@ watched, the same single-use link PUT twice at once, and inputs that used to mak
 from __future__ import annotations
 
 import json
+import os
 import select
 import socket
+import tempfile
 import threading
 import time
 import tracemalloc
+from pathlib import Path
 from urllib.parse import quote, urlparse
 
 import httpx
@@ -159,6 +162,67 @@ def test_an_unannounced_body_over_the_limit_is_stopped_while_it_streams(live):
         status, text, _ = answer(sock, 3)
     assert status == 413, text
     assert sent < 2 * LIMIT, f"{sent} bytes were taken before the answer"
+
+
+def _largest_open_file(folders: list[Path]) -> int:
+    """The largest file this process (the in-thread server) holds open under ``folders``, deleted ones included:
+    a multipart parser's spill is an unlinked temp file, seen only through its descriptor."""
+    largest = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if any(target.startswith(str(folder)) for folder in folders):
+                largest = max(largest, os.fstat(int(fd)).st_size)
+        except (OSError, ValueError):
+            pass  # closed meanwhile
+    return largest
+
+
+@pytest.mark.parametrize(("path", "token"), [("/login", None), ("/api/uploads", ALICE), ("/api/events", ROOT),
+                                             ("/api/jobs/0123abcd/cancel", ALICE)])
+def test_a_chunked_multipart_body_to_a_route_that_takes_no_files_is_stopped_at_the_request_limit(tmp_path, monkeypatch, path, token):
+    """Issue 21, attack 1: 20 MB of multipart form, no Content-Length, to routes that take no files, with the embedded
+    upload limit (2 GiB): the request limit (1 MiB) holds. The answer comes while the body is still being sent,
+    the connection is closed, and no file over the limit ever reaches the disk."""
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill))  # where Starlette's multipart parser spills big parts
+    server = Live(settings_for(tmp_path / "home", max_upload_bytes=Settings().max_upload_bytes))
+    sent, largest, attack_size = 0, 0, 20 * 1024**2
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(head("POST", path, None, token, MULTIPART, chunked=True))
+            piece = b"--xyz\r\nContent-Disposition: form-data; name=\"token\"; filename=\"a.mp4\"\r\n\r\n" + b"\0" * 65000
+            try:
+                while sent < attack_size:
+                    sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                    sent += len(piece)
+                    largest = max(largest, _largest_open_file([spill, tmp_path / "home" / "tmp"]))
+                    if select.select([sock], [], [], 0.05)[0]:
+                        break  # the server answered before the body was done
+                    piece = b"\0" * 65536
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            status, text, _ = answer(sock, 3)
+            sock.settimeout(3)
+            closed = False
+            try:
+                while sock.recv(65536):
+                    pass
+                closed = True
+            except ConnectionResetError:
+                closed = True  # closed, with our unread body still in its buffer
+            except TimeoutError:
+                pass
+    finally:
+        server.stop()
+    assert sent < 2 * LIMIT, f"{sent} bytes were taken before the answer ({status}: {text[:200]})"
+    if path != "/api/jobs/0123abcd/cancel":  # that route answers from the path alone, and never reads the body
+        assert status == 413 and "RESTYLE_MAX_REQUEST_BYTES" in text, (status, text)
+    else:
+        assert status == 404, (status, text)
+    assert "connection: close" in text.lower() and closed, f"the connection was kept open to read the rest: {text[:200]}"
+    assert largest <= LIMIT, f"the server held a {largest}-byte temp file"
 
 
 @pytest.mark.parametrize("pace", ["trickle", "stall"])
