@@ -215,21 +215,26 @@ class SharedNothingCluster:
         subprocess.run([ray, "start", "--head", "--node-ip-address", self.driver_ip, "--port", str(self.port),
                         "--num-cpus", "0", "--temp-dir", str(self.root), "--system-config", health, *common],
                        check=True, capture_output=True, text=True, timeout=180)
-        for folder in self.hidden:
-            folder.mkdir(parents=True, exist_ok=True)
-        mounts = " && ".join(f"mount -t tmpfs -o size=2g restyle-hidden {shlex_quote(str(f))}" for f in self.hidden)
-        env = dict(os.environ, RESTYLE_NODE_CACHE=str(self.node_cache))
         try:
             for ip in self.node_ips:
-                start = " ".join(shlex_quote(a) for a in [ray, "start", "--address", self.address, "--node-ip-address", ip,
-                                                          "--num-cpus", str(self.cpus_per_node), "--disable-usage-stats"])
-                done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{mounts} && {start}"],
-                                      env=env, capture_output=True, text=True, timeout=180)
-                if done.returncode:
-                    raise RuntimeError(f"node {ip} did not start: {(done.stderr or done.stdout)[-2000:]}")
+                self.add_node(ip)
         except BaseException:
             self.stop()
             raise
+
+    def add_node(self, ip: str) -> None:
+        """Start a worker node on ``ip`` in a mount namespace of its own, its hidden folders empty (a cold node)."""
+        for folder in self.hidden:
+            folder.mkdir(parents=True, exist_ok=True)
+        mounts = " && ".join(f"mount -t tmpfs -o size=2g restyle-hidden {shlex_quote(str(f))}" for f in self.hidden)
+        ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+        start = " ".join(shlex_quote(a) for a in [ray, "start", "--address", self.address, "--node-ip-address", ip,
+                                                  "--num-cpus", str(self.cpus_per_node), "--disable-usage-stats"])
+        done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{mounts} && {start}"],
+                              env=dict(os.environ, RESTYLE_NODE_CACHE=str(self.node_cache)),
+                              capture_output=True, text=True, timeout=180)
+        if done.returncode:
+            raise RuntimeError(f"node {ip} did not start: {(done.stderr or done.stdout)[-2000:]}")
 
     def stop(self) -> None:
         stop_ray_processes(self.root)

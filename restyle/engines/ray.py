@@ -123,6 +123,7 @@ class RayEngine:
         idle: list = []
         broken: list = []  # actors that cannot start (their model does not load): not kept
         failed_starts = 0
+        room_checked = time.monotonic()
         try:
             while todo or running:
                 while todo and idle:
@@ -132,9 +133,12 @@ class RayEngine:
                 if not running and not starting:
                     raise RestyleError("every Ray actor is gone and none can be started; is the cluster up?")
                 ready, _ = ray.wait(list(running) + list(starting), num_returns=1, timeout=POLL_S)
+                if starting and time.monotonic() - room_checked >= POLL_S:
+                    # Actors waiting for room take it from idle actors of other models, also while the others
+                    # keep finishing chunks (a busy map would otherwise run on its first actors alone).
+                    room_checked = time.monotonic()
+                    self._make_room(key)
                 if not ready:
-                    if starting:  # actors waiting for room: take it from idle actors of other models
-                        self._make_room(key)
                     continue
                 ref = ready[0]
                 if ref in starting:

@@ -194,8 +194,9 @@ def test_the_service_on_seaweedfs_and_postgresql(cluster, driver_env, seaweedfs,
         service.stop()
 
 
-def test_a_lost_node_costs_only_its_chunks(cluster, driver_env, tmp_path, monkeypatch):
-    """Pre-empt the node on 127.0.0.4 (its raylet and every process under it) mid-job. Runs last: one node is left."""
+def test_a_lost_node_costs_only_its_chunks_and_a_cold_node_joins(cluster, driver_env, tmp_path, monkeypatch):
+    """Pre-empt the node on 127.0.0.4 (its raylet and every process under it) mid-job; then a new node with
+    empty folders joins on 127.0.0.5 and works on the next job from its first chunk. Runs last."""
     import ray
 
     from restyle.engines.ray import RayEngine
@@ -226,3 +227,14 @@ def test_a_lost_node_costs_only_its_chunks(cluster, driver_env, tmp_path, monkey
     expected = tmp_path / "here.mp4"
     run(clip, expected, JobSpec(style="4"), settings=Settings(workers=2, threads=1, chunk_seconds=0.5))
     assert_same_video(tmp_path / "out.mp4", expected, clip)
+
+    cluster.add_node("127.0.0.5")  # cold: no actor, an empty node cache, none of the driver's files
+    picture = painting(tmp_path / "painting.png", size=(128, 128))
+    spec = JobSpec(model="style-image", style_image=str(picture))
+    report = run(clip, tmp_path / "joined.mp4", spec, settings=Settings(chunk_seconds=0.5), engine=engine,
+                 work=tmp_path / "work2")
+    assert report.nodes["127.0.0.5"]["chunks"] >= 1, report.nodes
+    assert report.nodes["127.0.0.5"]["bytes_in"] > picture.stat().st_size  # it fetched the picture and the input
+    assert NODES[1] not in report.nodes
+    run(clip, tmp_path / "joined-here.mp4", spec, settings=Settings(workers=2, threads=1, chunk_seconds=0.5))
+    assert_same_video(tmp_path / "joined.mp4", tmp_path / "joined-here.mp4", clip)
