@@ -21,7 +21,7 @@ class RunReport:
     workers: int
     threads: int
     backend: str  # the runtime that ran the model, e.g. "openvino" or "onnxruntime"
-    precision: str = "f32"  # f32 | bf16 | check (bf16 if the first frame passed the fidelity bar, else f32)
+    precision: str = "f32"  # f32 | bf16 | int8 | check (bf16 if the first frame passed the fidelity bar, else f32)
     precision_reason: str = ""  # why that runtime and precision (restyle/runtime.py, Runtime.choose)
     seconds: dict[str, float] = field(default_factory=dict)  # wall seconds per step
     busy_s: dict[str, float] = field(default_factory=dict)  # CPU seconds per stage, summed over chunks and workers
