@@ -193,7 +193,7 @@ class Runtime:
                         raise ModelError(f"{name} is to run at int8 but was given its float graph (load Runtime.network_file)")
                     # The int8 arithmetic is in the graph (QDQ): OpenVINO runs those convolutions in int8, the rest at f32.
                     session = _OpenVinoSession(model, self.threads, "f32", pixels)
-                    session.provider = f"{OPENVINO} int8"
+                    session.provider, session.precision = f"{OPENVINO} int8", "int8"
                     return session
                 try:
                     if choice.precision == "check":
