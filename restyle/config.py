@@ -67,10 +67,11 @@ class Settings(BaseSettings):
     backend: Literal["auto", "onnxruntime", "openvino"] = Field(
         "auto", description="auto: the one precision picks (OpenVINO when installed, else onnxruntime; onnxruntime on a GPU)"
     )
-    precision: Literal["auto", "f32", "bf16"] = Field(
+    precision: Literal["auto", "f32", "bf16", "int8"] = Field(
         "auto",
-        description="auto: bf16 on CPUs with native bf16 for networks that pass the measured fidelity bar "
-        "(restyle/fidelity.py), else f32; f32: exact; bf16: OpenVINO bfloat16 regardless",
+        description="auto: bf16 on CPUs with native bf16, int8 on CPUs without, for networks that pass the measured "
+        "fidelity bar (restyle/fidelity.py), else f32; f32: exact; bf16: OpenVINO bfloat16 regardless; "
+        "int8: the shipped int8 network (restyle/quantize.py) regardless",
     )
     batch_size: int = Field(0, ge=0, description="frames per model call; 0 picks 1 on CPU, 8 on GPU")
     worker_memory: int = Field(

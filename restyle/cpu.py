@@ -1,14 +1,62 @@
-"""What this machine's CPU can do, read once from Linux's /proc/cpuinfo (nothing elsewhere)."""
+"""What this machine's CPU can do, read once from Linux's /proc/cpuinfo (nothing elsewhere).
+
+The flags honour oneDNN's ``ONEDNN_MAX_CPU_ISA`` (the cap OpenVINO's CPU plugin and
+oneDNN apply to their kernels): with ``ONEDNN_MAX_CPU_ISA=AVX2`` the AVX-512, AVX-VNNI and
+AMX flags are dropped, so restyle decides (precision, encoder) as it would on an AVX2-only
+CPU while OpenVINO's convolutions run AVX2 code. That is how an AVX2 machine is imitated on
+a newer one (bench/RESULTS.md says what the cap does not reach).
+"""
 from __future__ import annotations
 
 import functools
+import os
+
+ISA_ENV = "ONEDNN_MAX_CPU_ISA"
+# oneDNN's ISA names, lowest first, with the flags each one adds over the one before (by prefix).
+_ISA_LEVELS: list[tuple[str, tuple[str, ...]]] = [
+    ("SSE41", ("sse4_1",)),
+    ("AVX", ("avx", "f16c")),
+    ("AVX2", ("avx2", "fma", "bmi2")),
+    ("AVX2_VNNI", ("avx_vnni",)),
+    ("AVX2_VNNI_2", ("avx_vnni_int8", "avx_ne_convert", "avx_ifma")),
+    ("AVX512_CORE", ("avx512",  # every avx512* flag, less those the levels above name
+                     "avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512cd", "avx512ifma", "avx512vbmi")),
+    ("AVX512_CORE_VNNI", ("avx512_vnni",)),
+    ("AVX512_CORE_BF16", ("avx512_bf16",)),
+    ("AVX10_1_512", ("avx512_fp16", "avx10")),
+    ("AVX512_CORE_AMX", ("amx_",)),
+]
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (``avx2``, ``avx512f``, ``amx_bf16``...); empty where they cannot be read."""
+def native_flags() -> frozenset[str]:
+    """The CPU's own feature flags (``avx2``, ``avx512f``, ``amx_bf16``...); empty where they cannot be read."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             return frozenset(next((line for line in cpuinfo if line.startswith("flags")), "").split())
     except OSError:
         return frozenset()
+
+
+def isa_cap() -> str | None:
+    """The ISA ``ONEDNN_MAX_CPU_ISA`` caps kernels at (upper case), or None when unset or ``ALL``/``DEFAULT``."""
+    value = os.environ.get(ISA_ENV, "").strip().upper()
+    return None if value in ("", "ALL", "DEFAULT") else value
+
+
+def cpu_flags() -> frozenset[str]:
+    """The flags restyle decides by: the CPU's own, less those above ``ONEDNN_MAX_CPU_ISA`` when it is set."""
+    return _capped(native_flags(), isa_cap())
+
+
+@functools.cache
+def _capped(flags: frozenset[str], cap: str | None) -> frozenset[str]:
+    names = [name for name, _ in _ISA_LEVELS]
+    if cap is None:
+        return flags
+    if cap not in names:  # a name oneDNN knows and we do not: assume nothing above AVX2 (the common cap)
+        cap = "AVX2"
+    above = [prefix for _, prefixes in _ISA_LEVELS[names.index(cap) + 1:] for prefix in prefixes]
+    # A prefix such as "avx" must not drop the cap's own flags ("avx2" under the AVX2 cap).
+    allowed = {prefix for _, prefixes in _ISA_LEVELS[: names.index(cap) + 1] for prefix in prefixes}
+    return frozenset(f for f in flags if f in allowed or not any(f.startswith(p) for p in above))

@@ -21,7 +21,8 @@ from restyle.runtime import CUDA, Runtime, default_layout
 # queued around the model and x264's look-ahead.
 # onnxruntime's arena keeps more than its peak (bench/memory.py measured it without the arena; with it,
 # issue 12's 4096x2304 frames took 9.3 GB: ~950 B/px).
-BYTES_PER_PIXEL = {("onnxruntime", "f32"): 1000, ("openvino", "f32"): 510, ("openvino", "bf16"): 310}
+BYTES_PER_PIXEL = {("onnxruntime", "f32"): 1000, ("openvino", "f32"): 510, ("openvino", "bf16"): 310,
+                   ("openvino", "int8"): 510}  # int8: not measured apart; its activations between layers stay f32
 BYTES_PER_PIXEL[("openvino", "check")] = BYTES_PER_PIXEL[("openvino", "f32")] + BYTES_PER_PIXEL[("openvino", "bf16")]
 # Python, PyAV, OpenCV, the runtime's libraries and the weights; in a service worker also its stores' libraries
 # and what a big job leaves (issue 21: 0.2-0.3 GiB PSS idle after a 4096x2304 job, 0.1 GiB before any).

