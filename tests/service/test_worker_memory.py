@@ -30,17 +30,9 @@ ADMIN = "admin-token-0123456789ab"
 
 def tree(pid: int) -> list[int]:
     """The process and all its descendants."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as children:
-                    todo += [int(child) for child in children.read().split()]
-        except OSError:
-            pass  # it ended meanwhile
-    return found
+    from tests.ray_clusters import descendants
+
+    return [pid, *descendants(pid)]
 
 
 def tree_pss(pid: int) -> int:
