@@ -8,11 +8,15 @@ another machine may not, so the Ray engine ships the bytes through Ray's object 
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from restyle.errors import RestyleError
+
+if TYPE_CHECKING:
+    from restyle.jobspec import JobSpec
 
 
 class FileRef(Protocol):
@@ -64,3 +68,17 @@ class Link:
 
     def local(self) -> Path:
         raise RestyleError("a linked input is read as a stream; it has no local copy")
+
+
+def localized(spec: JobSpec, files: dict[str, FileRef]) -> JobSpec:
+    """``spec`` with each field that names a file (``files``: field -> reference) set to that file's copy here."""
+    if not files:
+        return spec
+    return spec.model_copy(update={name: str(ref.local()) for name, ref in files.items()})
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that it appears whole or not at all (a temporary name, then a rename)."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)

@@ -7,7 +7,6 @@ process writes them, so the output folder never has to be reachable from a worke
 from __future__ import annotations
 
 import io
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from restyle.config import Settings
 from restyle.engines import Engine, make_engine
 from restyle.errors import InputError, OutputError
-from restyle.files import FileRef
+from restyle.files import FileRef, localized, write_whole
 from restyle.layout import choose_layout, network_for
 from restyle.handlers.base import Handler, Model
 from restyle.jobspec import JobSpec
@@ -38,7 +37,7 @@ class ImageTask:
 
 def score_image(task: ImageTask, model: Model, batch_size: int, on_frames: Callable[[int], None]) -> tuple[str, bytes]:
     """Restyle one image file; the engine's task function for folders. Gives back (target, encoded image)."""
-    spec = task.spec.model_copy(update={name: str(ref.local()) for name, ref in task.files.items()}) if task.files else task.spec
+    spec = localized(task.spec, task.files)
     try:
         with Image.open(task.source.reader()) as image:
             rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
@@ -52,9 +51,7 @@ def score_image(task: ImageTask, model: Model, batch_size: int, on_frames: Calla
 
 
 def _write(target: Path, data: bytes) -> str:
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, target)
+    write_whole(target, data)
     return str(target)
 
 

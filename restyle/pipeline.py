@@ -157,11 +157,13 @@ def _run_video(
     todo_chunks = [c for c in chunks if not segments.has(names[c.index])]
     # Workers may be on machines that see nothing of this one's disk: every file goes by a reference the
     # engine makes, and segments they cannot store themselves come back with their results.
-    source: FileRef = Link(input_url) if input_url else engine.share(Path(info.path))
-    files = {"style_image": engine.share(Path(spec.style_image))} if spec.style_image and todo_chunks else {}
-    worker_segments = CarriedSegments() if engine.remote and not segments.reachable_anywhere else segments
-    tasks = [ChunkTask(source, info.video_index, c, encode, worker_segments, names[c.index], spec, records, files)
-             for c in todo_chunks]
+    tasks: list[ChunkTask] = []
+    if todo_chunks:  # (a run that reuses every chunk ships nothing)
+        source: FileRef = Link(input_url) if input_url else engine.share(Path(info.path))
+        files = {"style_image": engine.share(Path(spec.style_image))} if spec.style_image else {}
+        worker_segments = CarriedSegments() if engine.remote and not segments.reachable_anywhere else segments
+        tasks = [ChunkTask(source, info.video_index, c, encode, worker_segments, names[c.index], spec, records, files)
+                 for c in todo_chunks]
     seconds["plan"] = time.perf_counter() - clock
     if hooks.on_plan:
         hooks.on_plan(len(chunks), len(chunks) - len(tasks))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from restyle.deflicker import Deflicker
-from restyle.files import FileRef
+from restyle.files import FileRef, localized
 from restyle.media.chunks import Chunk
 from restyle.media.decode import decode_chunk
 from restyle.handlers.base import Model, OutputKind
@@ -82,7 +82,7 @@ class ChunkResult:
 def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Callable[[int], None] | None = None) -> ChunkResult:
     """Restyle ``task.chunk`` with ``model`` and store its segment; return its figures."""
     started = time.perf_counter()
-    spec = task.spec.model_copy(update={name: str(ref.local()) for name, ref in task.files.items()}) if task.files else task.spec
+    spec = localized(task.spec, task.files)
     decoded: queue.Queue = queue.Queue(QUEUE_BATCHES)
     restyled: queue.Queue = queue.Queue(QUEUE_BATCHES)
     timers = {"decode": 0.0, "encode": 0.0}

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
+from restyle.files import write_whole
 from restyle.stores.objects import ObjectStore
 
 
@@ -67,10 +68,7 @@ class FolderSegments:
         pass
 
     def put_bytes(self, name: str, data: bytes) -> None:
-        path = self.local_path(name)
-        partial = path.with_name(f".{path.name}.partial")  # whole or not at all: a segment here means done
-        partial.write_bytes(data)
-        partial.replace(path)
+        write_whole(self.local_path(name), data)  # whole or not at all: a segment here means done
 
     def fetch(self, name: str) -> Path:
         return self.folder / name

@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
@@ -146,22 +147,30 @@ def test_the_rate_limit_answers_before_the_body(tmp_path):
 
 def test_an_unannounced_body_over_the_limit_is_stopped_while_it_streams(live):
     """Chunked, no length: the guard counts as it comes and answers 413 long before the 5 MB are sent."""
-    sent = 0
     with socket.create_connection(("127.0.0.1", live.port)) as sock:
         sock.sendall(head("POST", "/api/jobs", None, ALICE, MULTIPART, chunked=True))
-        piece = b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp4\"\r\n\r\n" + b"\0" * 65000
-        try:
-            while sent < 5 * LIMIT:
-                sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
-                sent += len(piece)
-                if select.select([sock], [], [], 0.05)[0]:
-                    break  # the server answered before the body was done
-                piece = b"\0" * 65536
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        first = b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp4\"\r\n\r\n" + b"\0" * 65000
+        sent = stream_chunks(sock, first, 5 * LIMIT)
         status, text, _ = answer(sock, 3)
     assert status == 413, text
     assert sent < 2 * LIMIT, f"{sent} bytes were taken before the answer"
+
+
+def stream_chunks(sock: socket.socket, first: bytes, limit: int, after_each: Callable[[], None] = lambda: None) -> int:
+    """Send ``first``, then 64 KiB of zeros at a time, as HTTP chunks until ``limit`` bytes are sent or the server
+    answers (or drops the connection); return the bytes sent. ``after_each`` runs after every chunk."""
+    sent, piece = 0, first
+    try:
+        while sent < limit:
+            sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            sent += len(piece)
+            after_each()
+            if select.select([sock], [], [], 0.05)[0]:
+                break  # the server answered before the body was done
+            piece = b"\0" * 65536
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    return sent
 
 
 def _largest_open_file(folders: list[Path]) -> int:
@@ -188,21 +197,17 @@ def test_a_chunked_multipart_body_to_a_route_that_takes_no_files_is_stopped_at_t
     spill.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(spill))  # where Starlette's multipart parser spills big parts
     server = Live(settings_for(tmp_path / "home", max_upload_bytes=Settings().max_upload_bytes))
-    sent, largest, attack_size = 0, 0, 20 * 1024**2
+    largest, attack_size = 0, 20 * 1024**2
     try:
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
             sock.sendall(head("POST", path, None, token, MULTIPART, chunked=True))
-            piece = b"--xyz\r\nContent-Disposition: form-data; name=\"token\"; filename=\"a.mp4\"\r\n\r\n" + b"\0" * 65000
-            try:
-                while sent < attack_size:
-                    sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
-                    sent += len(piece)
-                    largest = max(largest, _largest_open_file([spill, tmp_path / "home" / "tmp"]))
-                    if select.select([sock], [], [], 0.05)[0]:
-                        break  # the server answered before the body was done
-                    piece = b"\0" * 65536
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+            first = b"--xyz\r\nContent-Disposition: form-data; name=\"token\"; filename=\"a.mp4\"\r\n\r\n" + b"\0" * 65000
+
+            def watch() -> None:
+                nonlocal largest
+                largest = max(largest, _largest_open_file([spill, tmp_path / "home" / "tmp"]))
+
+            sent = stream_chunks(sock, first, attack_size, watch)
             status, text, _ = answer(sock, 3)
             sock.settimeout(3)
             closed = False
