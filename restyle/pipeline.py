@@ -20,7 +20,7 @@ from pathlib import Path
 from restyle.config import Settings, load_settings
 from restyle.deflicker import warmup_frames
 from restyle.engines import Engine, make_engine
-from restyle.errors import InputError, OutputError, RestyleError, WorkDirError
+from restyle.errors import Cancelled, InputError, OutputError, RestyleError, WorkDirError  # noqa: F401 - Cancelled is re-exported
 from restyle.files import FileRef, Link
 from restyle.media.assemble import assemble, container_for, plan_output
 from restyle.media.chunks import Chunk, plan_chunks
@@ -38,10 +38,6 @@ from restyle.stores.segments import CarriedSegments, FolderSegments, SegmentStor
 log = logging.getLogger("restyle")
 
 Progress = Callable[[int, int], None]  # (frames done, frames in all)
-
-
-class Cancelled(RestyleError):
-    """The run was cancelled; finished chunks are kept."""
 
 
 @dataclass

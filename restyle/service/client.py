@@ -11,12 +11,8 @@ from urllib.parse import quote
 import httpx
 
 from restyle.config import Settings
-from restyle.errors import RestyleError
+from restyle.errors import RestyleError, ServiceError
 from restyle.service.context import admin_token
-
-
-class ServiceError(RestyleError):
-    """The service refused a request or could not be reached."""
 
 
 class Client:

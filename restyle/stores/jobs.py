@@ -33,15 +33,11 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-from restyle.errors import RestyleError
+from restyle.errors import JobStoreError  # noqa: F401 - re-exported for callers of this module
 from restyle.stores import counters as totals
 
 ACTIVE = ("uploading", "queued", "running")
 FINAL = ("succeeded", "failed", "dead", "cancelled")
-
-
-class JobStoreError(RestyleError):
-    """The job store cannot be reached or refused an operation."""
 
 
 class _Base(DeclarativeBase):

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import fsspec
 from fsspec.core import url_to_fs
 
-from restyle.errors import RestyleError
+from restyle.errors import BadKey, RestyleError, StoreError  # noqa: F401 - re-exported for callers of this module
 from restyle.stores.retry import wait_out
 
 MAX_KEY_LENGTH = 512
@@ -32,14 +32,6 @@ _TRANSIENT = {"ConnectionError", "EndpointConnectionError", "ConnectTimeoutError
 
 def _transient(exc: BaseException) -> bool:
     return any(cls.__name__ in _TRANSIENT for cls in type(exc).__mro__)
-
-
-class StoreError(RestyleError):
-    """The object store refused or failed an operation."""
-
-
-class BadKey(StoreError):
-    """An object key that could name something outside the store."""
 
 
 @dataclass(frozen=True)
