@@ -295,10 +295,10 @@ def _service_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _service_command(name: str):
-    """A command that talks to a running service (restyle/service/commands.py), imported when it runs."""
+    """A command that talks to a running service (restyle/client/commands.py), imported when it runs."""
 
     def command(args: argparse.Namespace) -> int:
-        from restyle.service import commands
+        from restyle.client import commands
 
         return getattr(commands, name)(args, _client(args))
 
@@ -306,7 +306,7 @@ def _service_command(name: str):
 
 
 def _client(args: argparse.Namespace):
-    from restyle.service.client import Client
+    from restyle.client.client import Client
 
     return Client.from_settings(load_settings(), args.server, args.token)
 
@@ -349,7 +349,7 @@ def _job(args: argparse.Namespace) -> int:
 
 
 def _describe_job(job: dict) -> str:
-    from restyle.service.commands import describe_job
+    from restyle.client.commands import describe_job
 
     return describe_job(job)
 

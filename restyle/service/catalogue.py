@@ -6,78 +6,32 @@ load and fit its handler's kind, a picture must be a picture restyle can read, a
 have size limits (``max_model_bytes``, ``max_picture_bytes``, ``max_picture_pixels``).
 A saved picture is its owner's alone: another tenant's lookups find nothing.
 
-Errors are :class:`Refused`, with the HTTP status the API answers and a reason a person
-can act on; the CLI prints the same reason.
+Refusals are the domain's :class:`~restyle.errors.Refusal` kinds (Invalid, NotFound, Conflict,
+TooLarge), with a reason a person can act on; the web face maps them to statuses, the CLI prints
+the same reason.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from restyle.errors import ModelError, RestyleError
+from restyle.errors import Conflict, Invalid, ModelError, NotFound, RestyleError
+from restyle.service import keys
 from restyle.service.context import Context
-from restyle.stores.catalogue import CatalogueStore, NameTaken, RegisteredModel, SavedPicture
+from restyle.service.spool import Spooled, spooled
+from restyle.stores.catalogue import NameTaken, RegisteredModel, SavedPicture
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 BUILT_IN_HANDLERS = ("styles", "style-image", "onnx", "yolo")
 NO_FILE_KINDS = ("styles", "style-image")  # handlers with weights of their own: nothing to register
-BLOCK = 1024 * 1024
-_making = threading.Lock()
-
-
-class Refused(RestyleError):
-    """A request the catalogue will not take; ``status`` is what the API answers."""
-
-    def __init__(self, status: int, reason: str):
-        super().__init__(reason)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Spooled:
-    path: Path
-    size: int
-    sha256: str
-
-
-@contextmanager
-def spooled(stream: BinaryIO, limit: int, what: str, setting: str, name: str = "upload") -> Iterator[Spooled]:
-    """Copy ``stream`` to a temporary file called ``name``, counting: over ``limit`` bytes is 413, nothing is 422."""
-    digest, size = hashlib.sha256(), 0
-    with tempfile.TemporaryDirectory(prefix="restyle-catalogue-") as folder:
-        path = Path(folder) / (re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).strip("._")[:80] or "upload")
-        with path.open("wb") as handle:
-            while block := stream.read(BLOCK):
-                size += len(block)
-                if size > limit:
-                    raise Refused(413, f"{what} over the limit of {limit} bytes ({setting})")
-                digest.update(block)
-                handle.write(block)
-        if size == 0:
-            raise Refused(422, f"the {what} is empty")
-        yield Spooled(path, size, digest.hexdigest())
-
-
-def check_declared_length(declared: str | None, limit: int, what: str, setting: str) -> None:
-    """Decide from Content-Length, before a byte of the body is read."""
-    if declared is None or not declared.isdigit():
-        raise Refused(411, f"a {what} upload must declare its Content-Length")
-    if int(declared) > limit:
-        raise Refused(413, f"{what} over the limit of {limit} bytes ({setting}): this request is {declared} bytes")
 
 
 def check_name(name: str, what: str) -> str:
     if not NAME.match(name or ""):
-        raise Refused(422, f"a {what} name is 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit; got {name[:80]!r}")
+        raise Invalid(f"a {what} name is 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit; got {name[:80]!r}")
     return name
 
 
@@ -92,32 +46,23 @@ class Catalogue:
 
     def __init__(self, context: Context):
         self.context = context
-        self.store = CatalogueStore(context.jobs.engine)
-
-    @classmethod
-    def of(cls, context: Context) -> Catalogue:
-        """The context's catalogue, made on first use (its tables too), once even when requests race for it."""
-        with _making:
-            found = context.__dict__.get("catalogue")
-            if found is None:
-                found = context.__dict__["catalogue"] = cls(context)
-        return found
+        self.store = context.catalogue_store
 
     # -- models --------------------------------------------------------------
 
     def register(self, name: str, stream: BinaryIO, *, kind: str = "auto", added_by: str, filename: str = "model.onnx") -> RegisteredModel:
-        """Check and store a model file under ``name``; 409 if the name is taken, 422 if it does not fit."""
+        """Check and store a model file under ``name``; Conflict if the name is taken, Invalid if it does not fit."""
         check_name(name, "model")
         if name in handler_names():
-            raise Refused(409, f"{name!r} is a handler's name; choose another name for the model")
+            raise Conflict(f"{name!r} is a handler's name; choose another name for the model")
         if self.store.model(name):
-            raise Refused(409, f"a model named {name!r} is registered already; remove it first (restyle models remove {name})")
+            raise Conflict(f"a model named {name!r} is registered already; remove it first (restyle models remove {name})")
         settings = self.context.settings
         with spooled(stream, settings.max_model_bytes, "model file", "RESTYLE_MAX_MODEL_BYTES", filename) as file:
             kind = _kind_of(file.path) if kind == "auto" else kind
             handler = _file_handler(kind)
             _check_model(kind, file.path)
-            key = f"models/{file.sha256}.onnx"
+            key = keys.model(file.sha256)
             if not self.context.system.exists(key):
                 self.context.system.put_file(file.path, key)
             model = RegisteredModel(name=name, kind=kind, sha256=file.sha256, key=key, size=file.size,
@@ -125,7 +70,7 @@ class Catalogue:
         try:
             return self.store.add_model(model)
         except NameTaken:
-            raise Refused(409, f"a model named {name!r} is registered already") from None
+            raise Conflict(f"a model named {name!r} is registered already") from None
 
     def model(self, name: str) -> RegisteredModel | None:
         return self.store.model(name) if NAME.match(name or "") else None
@@ -136,7 +81,7 @@ class Catalogue:
     def remove(self, name: str) -> RegisteredModel:
         removed, last = self.store.remove_model(name) if NAME.match(name or "") else (None, False)
         if removed is None:
-            raise Refused(404, f"no model named {name[:64]!r}")
+            raise NotFound(f"no model named {name[:64]!r}")
         if last:  # queued jobs pinned to the file fail with a reason; nothing else refers to it
             self.context.system.delete(removed.key)
         return removed
@@ -148,7 +93,7 @@ class Catalogue:
         settings = self.context.settings
         with spooled(stream, settings.max_picture_bytes, "style picture", "RESTYLE_MAX_PICTURE_BYTES") as file:
             size = check_picture(file.path, settings.max_picture_pixels)
-            key = f"pictures/{owner_folder(owner)}/{file.sha256}"
+            key = keys.picture(owner, file.sha256)
             if not self.context.system.exists(key):
                 self.context.system.put_file(file.path, key)
             return key, size, Spooled(Path(key), file.size, file.sha256)
@@ -156,20 +101,20 @@ class Catalogue:
     def save_picture(self, owner: str, name: str, stream: BinaryIO) -> SavedPicture:
         check_name(name, "picture")
         if self.store.picture(owner, name):
-            raise Refused(409, f"you have a picture named {name!r} already; delete it first")
+            raise Conflict(f"you have a picture named {name!r} already; delete it first")
         key, (width, height), file = self.store_picture(owner, stream)
         picture = SavedPicture(owner=owner, name=name, sha256=file.sha256, key=key, size=file.size,
                                width=width, height=height, added_at=time.time())
         try:
             return self.store.add_picture(picture)
         except NameTaken:
-            raise Refused(409, f"you have a picture named {name!r} already") from None
+            raise Conflict(f"you have a picture named {name!r} already") from None
 
     def picture(self, owner: str, name: str) -> SavedPicture:
-        """The owner's picture of that name; 404 for anyone else's (or none)."""
+        """The owner's picture of that name; NotFound for anyone else's (or none)."""
         found = self.store.picture(owner, name) if NAME.match(name or "") else None
         if found is None:
-            raise Refused(404, f"you have no saved picture named {name[:64]!r} (see GET /api/pictures)")
+            raise NotFound(f"you have no saved picture named {name[:64]!r} (see GET /api/pictures)")
         return found
 
     def pictures(self, owner: str) -> list[SavedPicture]:
@@ -178,34 +123,29 @@ class Catalogue:
     def delete_picture(self, owner: str, name: str) -> SavedPicture:
         removed = self.store.remove_picture(owner, name) if NAME.match(name or "") else None
         if removed is None:
-            raise Refused(404, f"you have no saved picture named {name[:64]!r}")
+            raise NotFound(f"you have no saved picture named {name[:64]!r}")
         # The file stays: jobs already submitted with it are pinned to its hash.
         return removed
 
 
-def owner_folder(owner: str) -> str:
-    """A principal's name as one safe key segment."""
-    return re.sub(r"[^A-Za-z0-9@._-]+", "_", owner).strip("._") or "_"  # '@': the dropped files' owner, no token's name
-
-
 def check_picture(path: Path, max_pixels: int) -> tuple[int, int]:
-    """(width, height) of a picture PIL can decode (its content decides the format); 422 otherwise."""
+    """(width, height) of a picture PIL can decode (its content decides the format); Invalid otherwise."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
             width, height = image.size
             if width * height > max_pixels:
-                raise Refused(422, f"the style picture is {width}x{height}, over the limit of {max_pixels} pixels "
+                raise Invalid(f"the style picture is {width}x{height}, over the limit of {max_pixels} pixels "
                                    "(RESTYLE_MAX_PICTURE_PIXELS)")
             image.load()
-    except Refused:
+    except Invalid:
         raise
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
         detail = str(exc).replace(str(path), "the file")[:160]  # the server's paths are nobody else's business
-        raise Refused(422, f"the style picture cannot be read as an image ({type(exc).__name__}: {detail})") from None
+        raise Invalid(f"the style picture cannot be read as an image ({type(exc).__name__}: {detail})") from None
     if width < 1 or height < 1:
-        raise Refused(422, "the style picture has no pixels")
+        raise Invalid("the style picture has no pixels")
     return width, height
 
 
@@ -240,7 +180,7 @@ def _kind_of(path: Path) -> str:
         graph = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf's errors for a file that is no model
         detail = str(exc).replace(str(path.parent) + "/", "")[:160]
-        raise Refused(422, f"the model does not load: it is not an ONNX file ({type(exc).__name__}: {detail})") from None
+        raise Invalid(f"the model does not load: it is not an ONNX file ({type(exc).__name__}: {detail})") from None
     metadata = {prop.key for prop in graph.metadata_props}
     return "yolo" if "names" in metadata else "onnx"
 
@@ -249,11 +189,11 @@ def _file_handler(kind: str):
     from restyle.handlers.base import get_handler
 
     if kind in NO_FILE_KINDS:
-        raise Refused(422, f"the {kind} handler has weights of its own; register models of kind onnx, yolo or a plugin's")
+        raise Invalid(f"the {kind} handler has weights of its own; register models of kind onnx, yolo or a plugin's")
     try:
         return get_handler(kind)
     except ModelError as exc:
-        raise Refused(422, str(exc)) from None
+        raise Invalid(str(exc)) from None
 
 
 def _check_model(kind: str, path: Path) -> None:
@@ -266,4 +206,4 @@ def _check_model(kind: str, path: Path) -> None:
     except Exception as exc:  # noqa: BLE001 - a plugin's check may raise anything: still a refusal, never a 500
         detail = str(exc) if isinstance(exc, RestyleError) else f"{type(exc).__name__}: {exc}"
         detail = detail.replace(str(path.parent) + "/", "")[:300]  # the file's own name stays, its folder goes
-        raise Refused(422, f"the model was refused as kind {kind}: {detail}") from None
+        raise Invalid(f"the model was refused as kind {kind}: {detail}") from None

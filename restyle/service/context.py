@@ -14,6 +14,7 @@ from pathlib import Path
 from restyle.config import Settings
 from restyle.errors import RestyleError
 from restyle.service.limits import RateLimiter
+from restyle.stores.catalogue import CatalogueStore
 from restyle.stores.jobs import JobStore
 from restyle.stores.objects import ObjectStore, open_store
 
@@ -48,6 +49,11 @@ class Context:
     @cached_property
     def jobs(self) -> JobStore:
         return JobStore(self.settings.database)
+
+    @cached_property
+    def catalogue_store(self) -> CatalogueStore:
+        """The catalogue's records, on the job store's database (whose tables the job store made)."""
+        return CatalogueStore(self.jobs.engine)
 
     @cached_property
     def data(self) -> ObjectStore:

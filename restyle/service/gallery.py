@@ -2,51 +2,51 @@
 
 Rendered once, with the styles handler itself (one loaded network, every style per call),
 on the same test pattern as ``restyle styles --sheet``, and kept in the system store
-(``gallery/styles/<n>.jpg``) so that every API process and every restart reuses them.
+(``keys.thumbnail``) so that every API process and every restart reuses them.
 """
 from __future__ import annotations
 
 import io
+import logging
 import threading
 
 from restyle.errors import RestyleError
+from restyle.service import keys
 from restyle.service.context import Context
 
 NUM_STYLES = 26
 SIZE = 128
-_lock = threading.Lock()
-_memory: dict[tuple[str, int], bytes] = {}
 
 
-def key(style: int) -> str:
-    return f"gallery/styles/{style}.jpg"
+class Gallery:
+    """The thumbnails of one service, kept in memory once read: one per app (``app.state``), none per process."""
 
+    def __init__(self, context: Context):
+        self.context = context
+        self._memory: dict[int, bytes] = {}
+        self._lock = threading.Lock()
 
-def thumbnail(context: Context, style: int) -> bytes:
-    """The JPEG thumbnail of ``style``; the first call renders all of them."""
-    cache = (context.settings.system, style)
-    if cache in _memory:
-        return _memory[cache]
-    with _lock:
-        if cache not in _memory:
-            try:
-                _memory[cache] = context.system.get_bytes(key(style))
-            except RestyleError:
-                for n, data in enumerate(render()):
-                    context.system.put_bytes(data, key(n))
-                    _memory[(context.settings.system, n)] = data
-    return _memory[cache]
+    def thumbnail(self, style: int) -> bytes:
+        """The JPEG thumbnail of ``style``; the first call renders all of them."""
+        if style in self._memory:
+            return self._memory[style]
+        with self._lock:
+            if style not in self._memory:
+                try:
+                    self._memory[style] = self.context.system.get_bytes(keys.thumbnail(style))
+                except RestyleError:
+                    for n, data in enumerate(render()):
+                        self.context.system.put_bytes(data, keys.thumbnail(n))
+                        self._memory[n] = data
+        return self._memory[style]
 
-
-def warm(context: Context) -> None:
-    """Have the thumbnails ready before anyone asks: a page's 26 image requests would otherwise wait on the
-    first rendering and, a browser opening few connections per server, hold up whatever the page does next."""
-    try:
-        thumbnail(context, 0)
-    except Exception as exc:  # noqa: BLE001 - the gallery is a nicety: pages render (without pictures) anyway
-        import logging
-
-        logging.getLogger("restyle").warning("style thumbnails not made: %s", exc)
+    def warm(self) -> None:
+        """Have the thumbnails ready before anyone asks: a page's 26 image requests would otherwise wait on the
+        first rendering and, a browser opening few connections per server, hold up whatever the page does next."""
+        try:
+            self.thumbnail(0)
+        except Exception as exc:  # noqa: BLE001 - the gallery is a nicety: pages render (without pictures) anyway
+            logging.getLogger("restyle").warning("style thumbnails not made: %s", exc)
 
 
 def render() -> list[bytes]:

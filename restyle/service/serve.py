@@ -12,9 +12,9 @@ from pathlib import Path
 import uvicorn
 
 from restyle.config import Settings
-from restyle.service import scaler
-from restyle.service.api import create_app
+from restyle.service import keys, scaler
 from restyle.service.context import Context
+from restyle.service.http.app import create_app
 from restyle.service.worker import Worker
 
 log = logging.getLogger("restyle")
@@ -25,8 +25,8 @@ def serve(settings: Settings) -> None:
     context = Context(settings)
     context.jobs  # fail now, with a reason, if the job store is unreachable  # noqa: B018
     if context.data.is_local:  # so that `cp clip.mp4 <data>/inbox/` works from the start
-        Path(context.data.root, "inbox").mkdir(parents=True, exist_ok=True)
-    context.data.list("inbox/")
+        Path(context.data.root, keys.INBOX).mkdir(parents=True, exist_ok=True)
+    context.data.list(keys.INBOX)
     context.tokens  # makes the admin token on first start, so there is one to sign in with  # noqa: B018
     tokens = "configured tokens" if settings.tokens else f"the admin token in {settings.home / 'admin.token'}"
     print(f"restyle: serving http://{settings.host}:{settings.port} (dashboard /, API /docs, metrics /metrics) "

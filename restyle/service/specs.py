@@ -4,12 +4,8 @@ Every door (API JSON and multipart, the dashboard, inbox sidecars) goes through
 :func:`door_params`: the spec is validated, a registered model's name is pinned to its
 file (``model_file`` = its content-hash key in the system store), a style picture (a
 saved one's name, or a file uploaded with the job) becomes its key under the owner, and
-the spec's handler checks it. A job's params are::
-
-    {"spec": JobSpec.model_dump() (files as system-store keys), "handler": "yolo", "label": "moderation"}
-
-and, for an inbox drop whose sidecar was refused, ``"refused": reason``: its worker fails it
-with that reason. :func:`local_spec` gives the worker the same spec with local paths.
+the spec's handler checks it. The result is the job's :class:`~restyle.stores.params.JobParams`.
+:func:`local_spec` gives the worker the same spec with local paths.
 """
 from __future__ import annotations
 
@@ -20,10 +16,12 @@ from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
-from restyle.errors import InputError, RestyleError
+from restyle.errors import InputError, Invalid, Refusal, RestyleError
 from restyle.jobspec import JobSpec, validation_reason
-from restyle.service.catalogue import Catalogue, Refused, handler_names, local_copy, owner_folder
+from restyle.service import keys
+from restyle.service.catalogue import Catalogue, handler_names, local_copy
 from restyle.service.context import Context
+from restyle.stores.params import JobParams
 
 DOOR_FIELDS = set(JobSpec.model_fields) - {"model_file"}
 FILE_KINDS = ("onnx", "yolo")  # built-in handlers that run a file: the service runs them only as registered models
@@ -39,38 +37,38 @@ class Picture:
 
 
 def door_params(context: Context, catalogue: Catalogue, owner: str, fields: dict[str, Any],
-                picture: Picture | None = None) -> dict[str, Any]:
-    """The job params for what a door received; Refused (422, or 404 for a picture that is not the owner's)."""
+                picture: Picture | None = None) -> JobParams:
+    """The job params for what a door received; Invalid, or NotFound for a picture that is not the owner's."""
     fields = {name: value for name, value in fields.items() if value is not None}
     if "model_file" in fields:
-        raise Refused(422, "model_file is not taken by the service: an admin registers the model "
+        raise Invalid("model_file is not taken by the service: an admin registers the model "
                            "(restyle models add NAME FILE) and jobs name it (model=NAME)")
     unknown = sorted(set(fields) - DOOR_FIELDS)
     if unknown:
-        raise Refused(422, f"unknown field(s) {', '.join(unknown)}; a job takes {', '.join(sorted(DOOR_FIELDS))}")
+        raise Invalid(f"unknown field(s) {', '.join(unknown)}; a job takes {', '.join(sorted(DOOR_FIELDS))}")
     if (picture is not None or fields.get("style_image")) and "model" not in fields:
         fields["model"] = "style-image"  # a picture alone says what is wanted
     try:
         spec = JobSpec(**fields)
     except ValidationError as exc:
-        raise Refused(422, validation_reason(exc)) from None
+        raise Invalid(validation_reason(exc)) from None
     update: dict[str, Any] = {}
     if spec.model in handler_names():
         kind = spec.model
         if kind in FILE_KINDS:
-            raise Refused(422, f"model {kind} runs a model file: an admin registers it (restyle models add NAME FILE "
+            raise Invalid(f"model {kind} runs a model file: an admin registers it (restyle models add NAME FILE "
                                f"--kind {kind}) and jobs name it (model=NAME)")
     else:
         registered = catalogue.model(spec.model)
         if registered is None:
             names = ", ".join(m.name for m in catalogue.models()) or "none yet"
-            raise Refused(422, f"unknown model {spec.model!r}: the handlers are {', '.join(sorted(handler_names() - set(FILE_KINDS)))}; "
+            raise Invalid(f"unknown model {spec.model!r}: the handlers are {', '.join(sorted(handler_names() - set(FILE_KINDS)))}; "
                                f"the registered models are {names} (GET /api/models)")
         kind, update["model_file"] = registered.kind, registered.key
     picture_name = None
     if picture is not None or spec.style_image:
         if kind == "styles":
-            raise Refused(422, "a style picture is for model style-image; the styles model takes style (0-25 or a blend)")
+            raise Invalid("a style picture is for model style-image; the styles model takes style (0-25 or a blend)")
         if picture is not None:
             update["style_image"], _, _ = catalogue.store_picture(owner, picture.stream)
             picture_name = Path(picture.filename.replace("\\", "/")).name[:80] or "picture"
@@ -78,10 +76,10 @@ def door_params(context: Context, catalogue: Catalogue, owner: str, fields: dict
             saved = catalogue.picture(owner, spec.style_image or "")
             update["style_image"], picture_name = saved.key, saved.name
     elif kind == "style-image":
-        raise Refused(422, "model style-image needs a picture: upload one with the job (style_image file) "
+        raise Invalid("model style-image needs a picture: upload one with the job (style_image file) "
                            "or name one you saved (POST /api/pictures)")
     stored = spec.model_copy(update=update)
-    params = {"spec": stored.model_dump(mode="json"), "handler": kind, "label": label(stored, kind, picture_name)}
+    params = JobParams(spec=stored, handler=kind, label=label(stored, kind, picture_name))
     local = None
     try:
         local = local_spec(context, params, owner)
@@ -91,22 +89,22 @@ def door_params(context: Context, catalogue: Catalogue, owner: str, fields: dict
         for path, public in ((local and local.model_file, spec.model), (local and local.style_image, picture_name)):
             if path:  # the service's own paths are nobody else's business
                 reason = reason.replace(path, public or "the file")
-        raise Refused(422, reason[:500]) from None
+        raise Invalid(reason[:500]) from None
     return params
 
 
 def sidecar_params(context: Context, catalogue: Catalogue, owner: str, name: str, text: bytes,
-                   picture_beside) -> dict[str, Any]:
+                   picture_beside) -> JobParams:
     """The params a sidecar asks for. ``picture_beside(name)`` opens a picture file next to the video.
-    Raises Refused with a reason that names the sidecar."""
+    Raises a Refusal with a reason that names the sidecar."""
     if len(text) > MAX_SIDECAR_BYTES:
-        raise Refused(422, f"sidecar {name} is over {MAX_SIDECAR_BYTES} bytes")
+        raise Invalid(f"sidecar {name} is over {MAX_SIDECAR_BYTES} bytes")
     try:
         fields = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Refused(422, f"sidecar {name} is not JSON: {exc}") from None
+        raise Invalid(f"sidecar {name} is not JSON: {exc}") from None
     if not isinstance(fields, dict):
-        raise Refused(422, f"sidecar {name} must hold a JSON object (a JobSpec), not {type(fields).__name__}")
+        raise Invalid(f"sidecar {name} must hold a JSON object (a JobSpec), not {type(fields).__name__}")
     try:
         picture = None
         if isinstance(fields.get("style_image"), str):
@@ -114,31 +112,30 @@ def sidecar_params(context: Context, catalogue: Catalogue, owner: str, name: str
             fields.setdefault("model", "style-image")
             picture = Picture(picture_beside(beside), beside)
         return door_params(context, catalogue, owner, fields, picture)
-    except Refused as exc:
-        raise Refused(exc.status, f"sidecar {name}: {exc}") from None
+    except Refusal as exc:
+        raise type(exc)(f"sidecar {name}: {exc}") from None
 
 
-def refused_params(reason: str) -> dict[str, Any]:
+def refused_params(reason: str) -> JobParams:
     """Params of a job made only to fail with ``reason`` (an inbox drop whose sidecar is bad)."""
-    return {"spec": JobSpec().model_dump(mode="json"), "handler": "styles", "label": "refused", "refused": reason}
+    return JobParams(spec=JobSpec(), handler="styles", label="refused", refused=reason)
 
 
-def local_spec(context: Context, params: dict[str, Any], owner: str) -> JobSpec:
-    """The stored spec with the handler's name for ``model`` and local paths for its files (for the pipeline)."""
-    if params.get("refused"):
-        raise InputError(params["refused"])
-    try:
-        spec = JobSpec(**params["spec"])
-    except (KeyError, TypeError, ValidationError) as exc:
+def local_spec(context: Context, params: JobParams | None, owner: str, problem: str | None = None) -> JobSpec:
+    """The stored spec with the handler's name for ``model`` and local paths for its files (for the pipeline).
+    ``params`` None: the job's stored params cannot be read, for ``problem``."""
+    if params is None:
         # Not the input's fault: params written by another version of the service, say. Another worker
         # may read them; if none can, the job goes dead after its attempts (a poison message).
-        raise RestyleError(f"the job's spec cannot be read: {type(exc).__name__}: {str(exc)[:200]}") from None
-    kind = params.get("handler") or spec.model
-    update: dict[str, Any] = {"model": kind}
+        raise RestyleError(f"the job's spec cannot be read: {problem or 'unknown shape'}")
+    if params.refused:
+        raise InputError(params.refused)
+    spec = params.spec
+    update: dict[str, Any] = {"model": params.kind}
     if spec.model_file:
         update["model_file"] = str(local_copy(context, spec.model_file))
     if spec.style_image:
-        if not spec.style_image.startswith(f"pictures/{owner_folder(owner)}/"):
+        if not spec.style_image.startswith(keys.pictures_of(owner)):
             raise InputError("the job's style picture is not its owner's")
         update["style_image"] = str(local_copy(context, spec.style_image))
     return spec.model_copy(update=update)
@@ -161,10 +158,9 @@ def _check(spec: JobSpec) -> None:
     check(spec)
 
 
-def is_records(params: dict[str, Any]) -> bool:
+def is_records(params: JobParams | None) -> bool:
     """Whether the job's handler writes records (a .jsonl output) rather than video."""
     from restyle.handlers.base import OutputKind, registered
 
-    handler = registered().get(params.get("handler") or "")
+    handler = registered().get(params.kind if params is not None else "")
     return handler is not None and getattr(handler, "output", None) == OutputKind.RECORDS
-

@@ -20,21 +20,29 @@ import io
 import logging
 import threading
 import time
-from typing import Any
+from enum import Enum
+from typing import Any, Literal
 from urllib.parse import unquote_plus
 
-from restyle.service.catalogue import Catalogue, Refused
+from restyle.errors import Invalid, Refusal, TooLarge
+from restyle.service import keys
+from restyle.service.catalogue import Catalogue
 from restyle.service.context import DROPPED_OWNER, Context
 from restyle.service.specs import MAX_SIDECAR_BYTES, door_params, refused_params, sidecar_params
-from restyle.stores.jobs import Job
+from restyle.stores.jobs import Job, JobParams
 from restyle.stores.objects import BadKey, StoreError, check_key
 
 log = logging.getLogger("restyle.trigger")
 
-INBOX = "inbox/"
 SETTLE_SECONDS = 1.0  # a file copied into a local inbox may still be growing; S3 objects appear whole
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mts", ".ts")
-LATER = object()  # _consider's answer for a video whose sidecar may still be on its way
+
+
+class Wait(Enum):
+    LATER = "later"  # a video whose sidecar may still be on its way: looked at again
+
+
+LATER: Literal[Wait.LATER] = Wait.LATER
 
 
 class Trigger:
@@ -44,38 +52,38 @@ class Trigger:
         self._pending: set[str] = set()  # keys an event named while their sidecar could still come: looked at again soon
         self._lock = threading.Lock()
 
-    def params_for(self, video_key: str, modified: float) -> dict | object:
+    def params_for(self, video_key: str, modified: float) -> JobParams | Literal[Wait.LATER]:
         """The job params for a dropped video: from its sidecar, or the default; LATER while one may still come."""
-        context, catalogue = self.context, Catalogue.of(self.context)
+        context, catalogue = self.context, Catalogue(self.context)
         sidecar = self._sidecar(video_key)
         if sidecar is None:
             if time.time() - modified < context.settings.sidecar_wait_seconds:
                 return LATER
             try:
                 return door_params(context, catalogue, DROPPED_OWNER, _explicit(context.settings.inbox_spec))
-            except Refused as exc:
+            except Refusal as exc:
                 return refused_params(f"the default job for inbox files (RESTYLE_INBOX_SPEC) is refused: {exc}")
         name = sidecar.rsplit("/", 1)[-1]
         folder = video_key.rsplit("/", 1)[0]
 
         def picture_beside(picture: str) -> io.BytesIO:
             if "/" in picture or picture in ("", ".", ".."):
-                raise Refused(422, f"style_image {picture[:80]!r} must name a picture in the same inbox folder")
+                raise Invalid(f"style_image {picture[:80]!r} must name a picture in the same inbox folder")
             try:
                 if context.data.info(f"{folder}/{picture}").size > context.settings.max_picture_bytes:
-                    raise Refused(413, f"style picture {picture} is over {context.settings.max_picture_bytes} bytes")
+                    raise TooLarge(f"style picture {picture} is over {context.settings.max_picture_bytes} bytes")
                 return io.BytesIO(context.data.get_bytes(f"{folder}/{picture}"))
             except StoreError:
-                raise Refused(422, f"style picture {picture[:80]!r} is not in the inbox folder beside the video") from None
+                raise Invalid(f"style picture {picture[:80]!r} is not in the inbox folder beside the video") from None
 
         try:
             info = context.data.info(sidecar)
             if context.data.is_local and info.modified > time.time() - SETTLE_SECONDS:
                 return LATER  # still being written, perhaps: read it whole on the next scan
             if info.size > MAX_SIDECAR_BYTES:
-                raise Refused(422, f"sidecar {name} is over {MAX_SIDECAR_BYTES} bytes")
+                raise Invalid(f"sidecar {name} is over {MAX_SIDECAR_BYTES} bytes")
             return sidecar_params(context, catalogue, DROPPED_OWNER, name, context.data.get_bytes(sidecar), picture_beside)
-        except Refused as exc:
+        except Refusal as exc:
             log.warning("%s: %s", video_key, exc)
             return refused_params(str(exc))
 
@@ -96,7 +104,7 @@ class Trigger:
         settings = self.context.settings
         self.context.jobs.expire_uploads(time.time() - settings.link_seconds - settings.upload_expiry_seconds)
         settled = time.time() - SETTLE_SECONDS
-        for info in self.context.data.list(INBOX):
+        for info in self.context.data.list(keys.INBOX):
             if self.context.data.is_local and info.modified > settled:
                 continue  # looked at again on the next scan, when the copy is done
             if (info.key, info.etag) not in self._seen:
@@ -112,10 +120,10 @@ class Trigger:
         """A SeaweedFS filer webhook or an S3 ``Records`` event: consider each object it names."""
         return self._consider_keys(_keys_in(payload, self.context.data.root))
 
-    def _consider_keys(self, keys: list[str]) -> list[Job]:
+    def _consider_keys(self, named: list[str]) -> list[Job]:
         made = []
-        for key in keys:
-            if not key.startswith(INBOX):
+        for key in named:
+            if not keys.is_inbox(key):
                 continue
             try:
                 info = self.context.data.info(check_key(key))
@@ -132,7 +140,7 @@ class Trigger:
                 made.append(job)
         return made
 
-    def _consider(self, key: str, etag: str, modified: float = 0.0) -> Job | None | object:
+    def _consider(self, key: str, etag: str, modified: float = 0.0) -> Job | None | Literal[Wait.LATER]:
         jobs = self.context.jobs
         waiting = jobs.landed(key, etag)  # an API upload that was waiting for this object
         if waiting:

@@ -22,12 +22,11 @@ from restyle.config import Settings
 from restyle.engines import Engine, make_engine
 from restyle.errors import InputError, ModelError, OutputError, RestyleError
 from restyle.media.assemble import output_suffix
-from restyle.pipeline import Cancelled, Hooks, run
-from restyle.report import RunReport
-from restyle.score import ChunkResult
+from restyle.pipeline import Cancelled, ChunkResult, Hooks, RunReport, run
+from restyle.service import keys
 from restyle.service.context import Context, clean_scratch, public_reason, scratch_dir
 from restyle.service.specs import is_records, local_spec
-from restyle.stores.jobs import Job, JobStoreError
+from restyle.stores.jobs import Job, JobState, JobStoreError, Lease
 from restyle.stores.retry import wait_out
 from restyle.stores.segments import ObjectSegments
 
@@ -41,7 +40,7 @@ class JobLog:
     """The job's structured log: JSON lines in the system store (logs/<job>.jsonl), out of users' reach."""
 
     def __init__(self, context: Context, job_id: str, worker_id: str):
-        self.context, self.key, self.worker_id = context, f"logs/{job_id}.jsonl", worker_id
+        self.context, self.key, self.worker_id = context, keys.log(job_id), worker_id
         try:
             self.lines = context.system.get_bytes(self.key).decode().splitlines()
         except RestyleError:
@@ -64,7 +63,7 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self._engines: dict[int, Engine] = {}  # by worker count: pools kept from job to job, models loaded once
 
-    def _engine(self, workers: int) -> Engine:
+    def engine(self, workers: int) -> Engine:
         if workers not in self._engines:
             self._engines[workers] = make_engine(self.settings, workers)
         return self._engines[workers]
@@ -100,107 +99,7 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - its end could not be recorded: the lease runs out, another try resumes it
                 log.error("job %s: its end state was not recorded (%s); it will be taken again", job.id, exc)
 
-    def process(self, job: Job) -> str:
-        """Run one claimed job to an end state (or back to the queue); return that state."""
-        jobs, journal = self.context.jobs, JobLog(self.context, job.id, self.id)
-        journal.write("claimed", attempt=job.attempts, input=job.input_key)
-        cancel = threading.Event()
-        lease = {"status": "held"}  # held | cancel | lost, as the last heartbeat said
-        progress = {"frames_done": 0, "frames_total": 0, "chunks_done": 0, "chunks_total": 0}
-        beating = threading.Event()
-
-        def heartbeat() -> None:
-            # Often enough for live progress, and well inside the lease.
-            while not beating.wait(min(self.settings.lease_seconds / 4, 2.0)):
-                try:
-                    lease["status"] = jobs.heartbeat(job.id, self.id, self.settings.lease_seconds, **progress)
-                    if lease["status"] != "held":
-                        cancel.set()
-                    jobs.worker_alive(self.id, job.id)
-                except Exception as exc:  # noqa: BLE001 - a missed beat is retried; the lease has slack
-                    log.warning("heartbeat failed: %s", exc)
-
-        def on_progress(done: int, total: int) -> None:
-            progress["frames_done"], progress["frames_total"] = done, total
-
-        def on_plan(chunks: int, reused: int) -> None:
-            progress["chunks_total"], progress["chunks_done"] = chunks, reused
-            journal.write("planned", chunks=chunks, reused=reused)
-
-        def on_chunk(result: ChunkResult) -> None:
-            progress["chunks_done"] += 1
-            try:  # bookkeeping only: the chunk is done because its segment is stored
-                self._persist(jobs.chunk_done, job.id, self.id, result.index, result.frames, result.wall_s)
-            except Exception as exc:  # noqa: BLE001
-                log.warning("chunk %d of job %s not recorded: %s", result.index, job.id, exc)
-            journal.write("chunk", chunk=result.index, frames=result.frames, seconds=round(result.wall_s, 3))
-
-        beat = threading.Thread(target=heartbeat, daemon=True)
-        beat.start()
-        segments = ObjectSegments(self.context.system, f"work/{job.id}")
-        try:
-            with tempfile.TemporaryDirectory(prefix=f"restyle-job-{job.id}-", dir=scratch_dir(self.settings)) as tmp:
-                spec = local_spec(self.context, job.params, job.owner)  # registered names and pictures -> local files
-                records = is_records(job.params)
-                # No part of the user's name on the local copy: its format is read from its content alone.
-                source = Path(tmp) / "input"
-                self.context.data.get_file(job.input_key, source)
-                # Records go to a .jsonl; a video keeps the input's container family (.ts stays .ts, .mkv .mkv).
-                stem = Path(job.input_key).stem
-                target = Path(tmp) / (f"{stem}.jsonl" if records else f"{stem}-restyled{output_suffix(job.input_key)}")
-                # Ray actors may be on other machines: they read the input through a presigned link.
-                remote = self.settings.engine == "ray" and not self.context.data.is_local
-                report = run(
-                    source, target, spec, settings=self.settings, work=segments,
-                    input_id=f"{job.input_key}@{job.input_etag}", on_progress=on_progress,
-                    input_url=self.context.data.presign(job.input_key, 24 * 3600) if remote else None,
-                    hooks=Hooks(on_plan=on_plan, on_chunk=on_chunk, cancel=cancel), engines=self._engine,
-                )
-                output_key = f"outbox/{job.id}/{target.name}"
-                self.context.data.put_file(target, output_key)
-                self._stills(job.id, source, None if records else target)
-            figures = _figures(report)
-            if not self._persist(jobs.succeed, job.id, self.id, output_key, figures, frames_done=report.frames,
-                                frames_total=report.frames, chunks_done=report.chunks, chunks_total=report.chunks):
-                journal.write("lease lost", note="finished after another worker took the job; its work area is left to it")
-                return "lost"
-            journal.write("succeeded", output=output_key, **figures)
-            segments.discard()
-            return "succeeded"
-        except Cancelled:
-            if lease["status"] == "lost":  # another worker runs the job now: leave its work area alone
-                journal.write("lease lost", note="stopped; another worker has the job")
-                return "lost"
-            if self._persist(jobs.cancelled, job.id, self.id):
-                journal.write("cancelled")
-                segments.discard()
-            return "cancelled"
-        except PERMANENT as exc:
-            reason = public_reason(str(exc), self.settings)  # a tenant reads it: no worker paths
-            state = self._persist(jobs.fail, job.id, self.id, reason, retry=False)
-            journal.write("failed", reason=str(exc))
-            return state
-        except Exception as exc:  # noqa: BLE001 - anything else may pass: retry until attempts run out
-            reason = public_reason(f"{type(exc).__name__}: {exc}" if not isinstance(exc, RestyleError) else str(exc), self.settings)
-            state = self._persist(jobs.fail, job.id, self.id, reason, retry=True)
-            journal.write("error", reason=reason, next_state=state)
-            log.warning("job %s: %s (%s)", job.id, reason, state)
-            return state
-        finally:
-            beating.set()
-            beat.join()
-            segments.close()
-            try:
-                jobs.worker_alive(self.id, None)
-            except Exception:  # noqa: BLE001
-                pass
-
-    def _persist(self, write, *args, **kwargs):
-        """A job-store write that must land: tried again while the database is away, up to store_retry_seconds."""
-        return wait_out(lambda: write(*args, **kwargs), transient=lambda exc: isinstance(exc, (DBAPIError, JobStoreError)),
-                        seconds=self.settings.store_retry_seconds, what="job store")
-
-    def _stills(self, job_id: str, source: Path, target: Path | None) -> None:
+    def stills(self, job_id: str, source: Path, target: Path | None) -> None:
         """Before/after stills from the middle of the video, for the dashboard (records jobs have no after)."""
         for name, path in (("before", source), ("after", target)):
             if path is None:
@@ -215,9 +114,146 @@ class Worker:
                 image.thumbnail((640, 640))
                 with tempfile.NamedTemporaryFile(suffix=".jpg") as still:
                     image.save(still.name, quality=85)
-                    self.context.system.put_file(Path(still.name), f"stills/{job_id}/{name}.jpg")
+                    self.context.system.put_file(Path(still.name), keys.still(job_id, name))
             except Exception as exc:  # noqa: BLE001 - stills are a nicety; the job is done without them
                 log.warning("still %s for %s not made: %s", name, job_id, exc)
+
+
+
+    def process(self, job: Job) -> JobState | Lease | None:
+        """Run one claimed job to an end state (or back to the queue); return that state, ``Lease.LOST`` when
+        another worker has the job now, or None when the job is gone from the store."""
+        return JobRun(self, job).run()
+
+    def persist(self, write, *args, **kwargs):
+        """A job-store write that must land: tried again while the database is away, up to store_retry_seconds."""
+        return wait_out(lambda: write(*args, **kwargs), transient=lambda exc: isinstance(exc, (DBAPIError, JobStoreError)),
+                        seconds=self.settings.store_retry_seconds, what="job store")
+
+
+
+class JobRun:
+    """One claimed job, run to its end. The pipeline's threads (its hooks) write the progress that the
+    heartbeat thread reports, under one lock; the heartbeat's last answer about the lease is ``lease``."""
+
+    def __init__(self, worker: Worker, job: Job):
+        self.worker, self.job = worker, job
+        self.context, self.settings, self.jobs = worker.context, worker.settings, worker.context.jobs
+        self.journal = JobLog(self.context, job.id, worker.id)
+        self.cancel = threading.Event()
+        self.lease = Lease.HELD
+        self._progress = {"frames_done": 0, "frames_total": 0, "chunks_done": 0, "chunks_total": 0}
+        self._lock = threading.Lock()
+        self._beating = threading.Event()
+
+    def run(self) -> JobState | Lease | None:
+        job, jobs = self.job, self.jobs
+        self.journal.write("claimed", attempt=job.attempts, input=job.input_key)
+        beat = threading.Thread(target=self.heartbeat, daemon=True)
+        beat.start()
+        segments = ObjectSegments(self.context.system, keys.work(job.id))
+        try:
+            return self._succeed(*self.execute(segments), segments)
+        except Cancelled:
+            if self.lease == Lease.LOST:  # another worker runs the job now: leave its work area alone
+                self.journal.write("lease lost", note="stopped; another worker has the job")
+                return Lease.LOST
+            if self.worker.persist(jobs.cancelled, job.id, self.worker.id):
+                self.journal.write("cancelled")
+                segments.discard()
+            return JobState.CANCELLED
+        except PERMANENT as exc:
+            reason = public_reason(str(exc), self.settings)  # a tenant reads it: no worker paths
+            state = self.worker.persist(jobs.fail, job.id, self.worker.id, reason, retry=False)
+            self.journal.write("failed", reason=str(exc))
+            return state
+        except Exception as exc:  # noqa: BLE001 - anything else may pass: retry until attempts run out
+            text = str(exc) if isinstance(exc, RestyleError) else f"{type(exc).__name__}: {exc}"
+            reason = public_reason(text, self.settings)
+            state = self.worker.persist(jobs.fail, job.id, self.worker.id, reason, retry=True)
+            self.journal.write("error", reason=reason, next_state=state)
+            log.warning("job %s: %s (%s)", job.id, reason, state)
+            return state
+        finally:
+            self._beating.set()
+            beat.join()
+            segments.close()
+            try:
+                jobs.worker_alive(self.worker.id, None)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def execute(self, segments: ObjectSegments) -> tuple[RunReport, str]:
+        """Fetch the input, run the pipeline, deliver the output and the stills: (the report, the output's key)."""
+        job, context, settings = self.job, self.context, self.settings
+        with tempfile.TemporaryDirectory(prefix=f"restyle-job-{job.id}-", dir=scratch_dir(settings)) as tmp:
+            # registered names and pictures -> local files
+            spec = local_spec(context, job.params, job.owner, job.params_problem)
+            records = is_records(job.params)
+            # No part of the user's name on the local copy: its format is read from its content alone.
+            source = Path(tmp) / "input"
+            context.data.get_file(job.input_key, source)
+            # Records go to a .jsonl; a video keeps the input's container family (.ts stays .ts, .mkv .mkv).
+            stem = Path(job.input_key).stem
+            target = Path(tmp) / (f"{stem}.jsonl" if records else f"{stem}-restyled{output_suffix(job.input_key)}")
+            # Ray actors may be on other machines: they read the input through a presigned link.
+            remote = settings.engine == "ray" and not context.data.is_local
+            report = run(
+                source, target, spec, settings=settings, work=segments,
+                input_id=f"{job.input_key}@{job.input_etag}", on_progress=self.on_progress,
+                input_url=context.data.presign(job.input_key, 24 * 3600) if remote else None,
+                hooks=Hooks(on_plan=self.on_plan, on_chunk=self.on_chunk, cancel=self.cancel),
+                engines=self.worker.engine,
+            )
+            output_key = keys.output(job.id, target.name)
+            context.data.put_file(target, output_key)
+            self.worker.stills(job.id, source, None if records else target)
+        return report, output_key
+
+    def _succeed(self, report: RunReport, output_key: str, segments: ObjectSegments) -> JobState | Lease:
+        figures = _figures(report)
+        if not self.worker.persist(self.jobs.succeed, self.job.id, self.worker.id, output_key, figures,
+                                   frames_done=report.frames, frames_total=report.frames,
+                                   chunks_done=report.chunks, chunks_total=report.chunks):
+            self.journal.write("lease lost", note="finished after another worker took the job; its work area is left to it")
+            return Lease.LOST
+        self.journal.write("succeeded", output=output_key, **figures)
+        segments.discard()
+        return JobState.SUCCEEDED
+
+    # -- the heartbeat thread, and the pipeline's hooks --------------------------------------------
+
+    def heartbeat(self) -> None:
+        """Often enough for live progress, and well inside the lease; a lease no longer held cancels the run."""
+        while not self._beating.wait(min(self.settings.lease_seconds / 4, 2.0)):
+            try:
+                with self._lock:
+                    progress = dict(self._progress)
+                self.lease = self.jobs.heartbeat(self.job.id, self.worker.id, self.settings.lease_seconds, **progress)
+                if self.lease != Lease.HELD:
+                    self.cancel.set()
+                self.jobs.worker_alive(self.worker.id, self.job.id)
+            except Exception as exc:  # noqa: BLE001 - a missed beat is retried; the lease has slack
+                log.warning("heartbeat failed: %s", exc)
+
+    def on_progress(self, done: int, total: int) -> None:
+        with self._lock:
+            self._progress["frames_done"], self._progress["frames_total"] = done, total
+
+    def on_plan(self, chunks: int, reused: int) -> None:
+        with self._lock:
+            self._progress["chunks_total"], self._progress["chunks_done"] = chunks, reused
+        self.journal.write("planned", chunks=chunks, reused=reused)
+
+    def on_chunk(self, result: ChunkResult) -> None:
+        with self._lock:
+            self._progress["chunks_done"] += 1
+        try:  # bookkeeping only: the chunk is done because its segment is stored
+            self.worker.persist(self.jobs.chunk_done, self.job.id, self.worker.id, result.index, result.frames,
+                                result.wall_s)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("chunk %d of job %s not recorded: %s", result.index, self.job.id, exc)
+        self.journal.write("chunk", chunk=result.index, frames=result.frames, seconds=round(result.wall_s, 3))
 
 
 def _figures(report: RunReport) -> dict:

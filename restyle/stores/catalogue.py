@@ -9,40 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Engine, Float, Integer, String, Text, delete, func, select
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
 
-
-class _Base(DeclarativeBase):
-    pass
-
-
-class ModelRow(_Base):
-    __tablename__ = "catalogue_models"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(64))  # the handler that runs it: onnx, yolo, or a plugin's
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
-    key: Mapped[str] = mapped_column(String(200))  # in the system store
-    size: Mapped[int] = mapped_column(BigInteger)
-    output: Mapped[str] = mapped_column(String(32))  # the handler's output kind: frames, scaled-frames, records
-    added_by: Mapped[str] = mapped_column(String(64))
-    added_at: Mapped[float] = mapped_column(Float)
-    note: Mapped[str] = mapped_column(Text, default="")
-
-
-class PictureRow(_Base):
-    __tablename__ = "catalogue_pictures"
-
-    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64))
-    key: Mapped[str] = mapped_column(String(200))
-    size: Mapped[int] = mapped_column(BigInteger)
-    width: Mapped[int] = mapped_column(Integer)
-    height: Mapped[int] = mapped_column(Integer)
-    added_at: Mapped[float] = mapped_column(Float)
+from restyle.stores.tables import ModelRow, PictureRow
 
 
 @dataclass(frozen=True)
@@ -75,13 +46,9 @@ class NameTaken(Exception):
 
 
 class CatalogueStore:
-    """Rows for registered models and saved pictures, on the job store's engine."""
+    """Rows for registered models and saved pictures, on the job store's engine (which made their tables)."""
 
     def __init__(self, engine: Engine):
-        try:
-            _Base.metadata.create_all(engine)
-        except (OperationalError, ProgrammingError, IntegrityError):  # another process made them between look and make
-            _Base.metadata.create_all(engine)
         self._session = sessionmaker(engine, expire_on_commit=False)
 
     # -- models --------------------------------------------------------------

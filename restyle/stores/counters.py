@@ -9,22 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, String, func, select, update
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from restyle.stores.tables import CounterRow
 
 # Upper bounds (seconds) of the chunk latency histogram.
 CHUNK_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, float("inf"))
-
-
-class CounterBase(DeclarativeBase):
-    pass
-
-
-class CounterRow(CounterBase):
-    __tablename__ = "counters"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 def _bucket(bound: float) -> str:

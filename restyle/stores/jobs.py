@@ -1,101 +1,30 @@
 """The job store: jobs and workers in SQL (SQLite in WAL mode by default, PostgreSQL at scale).
 
-A job's life: ``uploading`` (a presigned upload not landed yet) -> ``queued`` ->
-``running`` (a worker holds a lease and heartbeats) -> ``succeeded`` | ``failed`` (a
-reason a person can read) | ``dead`` (attempts used up) | ``cancelled``. A job whose
-worker stops heartbeating is taken again when its lease runs out. The same object
-(key + etag) never makes two jobs: a unique constraint says so, not a lookup.
+A job's life is in :mod:`restyle.stores.states`; the tables in :mod:`restyle.stores.tables`. A job
+whose worker stops heartbeating is taken again when its lease runs out. The same object (key +
+etag) never makes two jobs: a unique constraint says so, not a lookup.
 """
 from __future__ import annotations
 
 import os
 import socket
 import time
-from pathlib import Path
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Float,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    event,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
-from restyle.errors import JobStoreError  # noqa: F401 - re-exported for callers of this module
+from restyle.errors import JobStoreError
 from restyle.stores import counters as totals
+from restyle.stores.params import JobParams
+from restyle.stores.states import ACTIVE, FINAL, JobState, Lease
+from restyle.stores.tables import ChunkRow, JobRow, WorkerRow, create_all
 
-ACTIVE = ("uploading", "queued", "running")
-FINAL = ("succeeded", "failed", "dead", "cancelled")
-
-
-class _Base(DeclarativeBase):
-    pass
-
-
-class JobRow(_Base):
-    __tablename__ = "jobs"
-    __table_args__ = (UniqueConstraint("input_key", "input_etag", name="one_job_per_object_version"),)
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    owner: Mapped[str] = mapped_column(String(64), index=True)
-    state: Mapped[str] = mapped_column(String(16), index=True)
-    input_key: Mapped[str] = mapped_column(String(600))
-    input_etag: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    params: Mapped[dict] = mapped_column(JSON, default=dict)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
-    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    lease_until: Mapped[float] = mapped_column(Float, default=0.0)
-    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[float] = mapped_column(Float)
-    updated_at: Mapped[float] = mapped_column(Float)
-    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    output_key: Mapped[str | None] = mapped_column(String(600), nullable=True)
-    frames_done: Mapped[int] = mapped_column(Integer, default=0)
-    frames_total: Mapped[int] = mapped_column(Integer, default=0)
-    chunks_done: Mapped[int] = mapped_column(Integer, default=0)
-    chunks_total: Mapped[int] = mapped_column(Integer, default=0)
-    chunks_scored: Mapped[int] = mapped_column(Integer, default=0)  # over every attempt
-    figures: Mapped[dict] = mapped_column(JSON, default=dict)
-
-
-class WorkerRow(_Base):
-    __tablename__ = "workers"
-
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    host: Mapped[str] = mapped_column(String(128))
-    started_at: Mapped[float] = mapped_column(Float)
-    heartbeat_at: Mapped[float] = mapped_column(Float)
-    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    frames_scored: Mapped[int] = mapped_column(Integer, default=0)
-    chunks_scored: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class ChunkRow(_Base):
-    """One scored chunk: the data behind the latency histogram and the per-job figures."""
-
-    __tablename__ = "chunks"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[str] = mapped_column(String(32), index=True)
-    chunk: Mapped[int] = mapped_column(Integer)
-    worker_id: Mapped[str] = mapped_column(String(128))
-    frames: Mapped[int] = mapped_column(Integer)
-    seconds: Mapped[float] = mapped_column(Float)
-    at: Mapped[float] = mapped_column(Float)
+__all__ = ["ACTIVE", "FINAL", "Job", "JobParams", "JobState", "JobStore", "JobStoreError", "Lease", "Worker"]
 
 
 @dataclass
@@ -104,10 +33,10 @@ class Job:
 
     id: str
     owner: str
-    state: str
+    state: JobState
     input_key: str
     input_etag: str | None
-    params: dict[str, Any]
+    params: JobParams | None  # None: the stored params cannot be read (see params_problem)
     attempts: int
     max_attempts: int
     created_at: float
@@ -123,15 +52,24 @@ class Job:
     lease_owner: str | None
     cancel_requested: bool
     figures: dict[str, Any] = field(default_factory=dict)
+    params_problem: str | None = None  # why params is None
 
     @classmethod
     def of(cls, row: JobRow) -> Job:
-        return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
+        params, problem = JobParams.load(row.params)
+        return cls(
+            id=row.id, owner=row.owner, state=JobState(row.state), input_key=row.input_key, input_etag=row.input_etag,
+            params=params, attempts=row.attempts, max_attempts=row.max_attempts, created_at=row.created_at,
+            updated_at=row.updated_at, finished_at=row.finished_at, reason=row.reason, output_key=row.output_key,
+            frames_done=row.frames_done, frames_total=row.frames_total, chunks_done=row.chunks_done,
+            chunks_total=row.chunks_total, chunks_scored=row.chunks_scored, lease_owner=row.lease_owner,
+            cancel_requested=row.cancel_requested, figures=row.figures or {}, params_problem=problem,
+        )
 
     @property
     def chunks_redone(self) -> int:
         """Chunks scored more than once: finished work that was lost (the target is 0)."""
-        return max(0, self.chunks_scored - self.chunks_total) if self.state == "succeeded" else 0
+        return max(0, self.chunks_scored - self.chunks_total) if self.state == JobState.SUCCEEDED else 0
 
 
 @dataclass
@@ -159,8 +97,7 @@ class JobStore:
             _private_file(self.engine.url.database)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         try:
-            _Base.metadata.create_all(self.engine)
-            totals.CounterBase.metadata.create_all(self.engine)
+            create_all(self.engine)  # every table of the job store, the catalogue's and the counters' too
             with self._session.begin() as session:
                 totals.start(session, ChunkRow)
         except OperationalError as exc:
@@ -168,12 +105,14 @@ class JobStore:
 
     # -- creating ------------------------------------------------------------
 
-    def create(self, owner: str, input_key: str, input_etag: str | None, params: dict, *, max_attempts: int = 3,
-               state: str = "queued") -> tuple[Job, bool]:
-        """(job, created): the job for this object version; an existing one if it was made before."""
+    def create(self, owner: str, input_key: str, input_etag: str | None, params: JobParams | dict, *,
+               max_attempts: int = 3, state: JobState = JobState.QUEUED) -> tuple[Job, bool]:
+        """(job, created): the job for this object version; an existing one if it was made before.
+        ``params`` as a dict is stored as it is (rows of older versions, tests of unreadable rows)."""
         now = time.time()
-        row = JobRow(id=uuid.uuid4().hex[:12], owner=owner, state=state, input_key=input_key, input_etag=input_etag,
-                     params=params, max_attempts=max_attempts, created_at=now, updated_at=now)
+        stored = params.stored() if isinstance(params, JobParams) else params
+        row = JobRow(id=uuid.uuid4().hex[:12], owner=owner, state=JobState(state), input_key=input_key,
+                     input_etag=input_etag, params=stored, max_attempts=max_attempts, created_at=now, updated_at=now)
         try:
             with self._session.begin() as session:
                 session.add(row)
@@ -195,11 +134,11 @@ class JobStore:
         """An awaited upload has landed: its job gets the etag and joins the queue."""
         with self._session.begin() as session:
             row = session.scalars(
-                select(JobRow).where(JobRow.input_key == input_key, JobRow.state == "uploading").with_for_update()
+                select(JobRow).where(JobRow.input_key == input_key, JobRow.state == JobState.UPLOADING).with_for_update()
             ).first()
             if row is None:
                 return None
-            row.input_etag, row.state, row.updated_at = input_etag, "queued", time.time()
+            row.input_etag, row.state, row.updated_at = input_etag, JobState.QUEUED, time.time()
             row.lease_owner, row.lease_until = None, 0.0  # let go of the upload's claim (claim_upload)
             return Job.of(row)
 
@@ -212,7 +151,7 @@ class JobStore:
         with self._session.begin() as session:
             taken = session.execute(
                 update(JobRow)
-                .where(JobRow.input_key == input_key, JobRow.state == "uploading")
+                .where(JobRow.input_key == input_key, JobRow.state == JobState.UPLOADING)
                 .where(JobRow.lease_owner.is_(None) | (JobRow.lease_until < now))
                 .values(lease_owner=holder, lease_until=until, updated_at=now)
             ).rowcount
@@ -225,7 +164,7 @@ class JobStore:
         with self._session.begin() as session:
             session.execute(
                 update(JobRow)
-                .where(JobRow.input_key == input_key, JobRow.state == "uploading", JobRow.lease_owner == holder)
+                .where(JobRow.input_key == input_key, JobRow.state == JobState.UPLOADING, JobRow.lease_owner == holder)
                 .values(lease_owner=None, lease_until=0.0, updated_at=time.time())
             )
 
@@ -235,9 +174,9 @@ class JobStore:
         with self._session.begin() as session:
             return session.execute(
                 update(JobRow)
-                .where(JobRow.state == "uploading", JobRow.created_at < made_before)
+                .where(JobRow.state == JobState.UPLOADING, JobRow.created_at < made_before)
                 .where(JobRow.lease_owner.is_(None) | (JobRow.lease_until < now))
-                .values(state="failed", reason="no video arrived before the upload link expired; ask for a new link",
+                .values(state=JobState.FAILED, reason="no video arrived before the upload link expired; ask for a new link",
                         finished_at=now, updated_at=now, lease_owner=None, lease_until=0.0)
             ).rowcount
 
@@ -254,7 +193,7 @@ class JobStore:
             row = session.get(JobRow, job_id)
             return Job.of(row) if row else None
 
-    def list(self, owner: str | None = None, limit: int = 100, states: tuple[str, ...] | None = None) -> list[Job]:
+    def list(self, owner: str | None = None, limit: int = 100, states: tuple[JobState, ...] | None = None) -> list[Job]:
         with self._session() as session:
             query = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
             if owner is not None:
@@ -271,7 +210,7 @@ class JobStore:
     def depth(self) -> int:
         """Jobs waiting for a worker or being worked on: what an autoscaler sizes the cluster by."""
         with self._session() as session:
-            query = select(func.count()).select_from(JobRow).where(JobRow.state.in_(("queued", "running")))
+            query = select(func.count()).select_from(JobRow).where(JobRow.state.in_((JobState.QUEUED, JobState.RUNNING)))
             return int(session.scalar(query) or 0)
 
     # -- working -------------------------------------------------------------
@@ -282,7 +221,7 @@ class JobStore:
         with self._session() as session:
             candidates = session.scalars(
                 select(JobRow.id)
-                .where((JobRow.state == "queued") | ((JobRow.state == "running") & (JobRow.lease_until < now)))
+                .where((JobRow.state == JobState.QUEUED) | ((JobRow.state == JobState.RUNNING) & (JobRow.lease_until < now)))
                 .order_by(JobRow.created_at)
                 .limit(20)
             ).all()
@@ -292,33 +231,32 @@ class JobStore:
                 taken = session.execute(
                     update(JobRow)
                     .where(JobRow.id == job_id)
-                    .where((JobRow.state == "queued") | ((JobRow.state == "running") & (JobRow.lease_until < now)))
-                    .values(state="running", lease_owner=worker_id, lease_until=now + lease_s,
+                    .where((JobRow.state == JobState.QUEUED) | ((JobRow.state == JobState.RUNNING) & (JobRow.lease_until < now)))
+                    .values(state=JobState.RUNNING, lease_owner=worker_id, lease_until=now + lease_s,
                             attempts=JobRow.attempts + 1, updated_at=now)
                 ).rowcount
             if not taken:
                 continue
             job = self.get(job_id)
             if job and job.attempts > job.max_attempts:
-                self._end(job_id, worker_id, "dead", f"gave up after {job.max_attempts} attempts: {job.reason or 'its workers were lost'}")
+                self._end(job_id, worker_id, JobState.DEAD, f"gave up after {job.max_attempts} attempts: {job.reason or 'its workers were lost'}")
                 continue
             return job
         return None
 
-    def heartbeat(self, job_id: str, worker_id: str, lease_s: float, **progress: int) -> str:
-        """Extend the lease and record progress. Returns ``held``, ``cancel`` (stop and cancel the
-        job) or ``lost`` (another worker has it now: stop and touch nothing of it)."""
+    def heartbeat(self, job_id: str, worker_id: str, lease_s: float, **progress: int) -> Lease:
+        """Extend the lease and record progress; what the worker is to do next (see :class:`Lease`)."""
         now = time.time()
         with self._session.begin() as session:
             held = session.execute(
                 update(JobRow)
-                .where(JobRow.id == job_id, JobRow.lease_owner == worker_id, JobRow.state == "running")
+                .where(JobRow.id == job_id, JobRow.lease_owner == worker_id, JobRow.state == JobState.RUNNING)
                 .values(lease_until=now + lease_s, updated_at=now, **progress)
             ).rowcount
             cancel = session.scalar(select(JobRow.cancel_requested).where(JobRow.id == job_id))
         if not held:
-            return "lost"
-        return "cancel" if cancel else "held"
+            return Lease.LOST
+        return Lease.CANCEL if cancel else Lease.HELD
 
     def chunk_done(self, job_id: str, worker_id: str, chunk: int, frames: int, seconds: float) -> None:
         with self._session.begin() as session:
@@ -333,24 +271,25 @@ class JobStore:
 
     def succeed(self, job_id: str, worker_id: str, output_key: str, figures: dict, **progress: int) -> bool:
         """Record success; False if this worker no longer holds the job (its lease ran out)."""
-        return self._end(job_id, worker_id, "succeeded", None, output_key=output_key, figures=figures, **progress)
+        return self._end(job_id, worker_id, JobState.SUCCEEDED, None, output_key=output_key, figures=figures, **progress)
 
-    def fail(self, job_id: str, worker_id: str, reason: str, *, retry: bool) -> str:
-        """Record a failure; a retryable one goes back to the queue until attempts run out. Returns the new state."""
+    def fail(self, job_id: str, worker_id: str, reason: str, *, retry: bool) -> JobState | None:
+        """Record a failure; a retryable one goes back to the queue until attempts run out.
+        Returns the job's new state, or None when there is no such job."""
         job = self.get(job_id)
         if job is None:
-            return "missing"
+            return None
         if retry and job.attempts < job.max_attempts:
-            state = "queued"
+            state = JobState.QUEUED
         elif retry:
-            state, reason = "dead", f"gave up after {job.attempts} attempts: {reason}"
+            state, reason = JobState.DEAD, f"gave up after {job.attempts} attempts: {reason}"
         else:
-            state = "failed"
-        if state == "queued":
+            state = JobState.FAILED
+        if state == JobState.QUEUED:
             with self._session.begin() as session:
                 session.execute(
                     update(JobRow).where(JobRow.id == job_id, JobRow.lease_owner == worker_id)
-                    .values(state="queued", lease_owner=None, lease_until=0.0, reason=reason, updated_at=time.time())
+                    .values(state=state, lease_owner=None, lease_until=0.0, reason=reason, updated_at=time.time())
                 )
         else:
             self._end(job_id, worker_id, state, reason)
@@ -362,17 +301,17 @@ class JobStore:
             row = session.get(JobRow, job_id, with_for_update=True)
             if row is None:
                 return None
-            if row.state in ("uploading", "queued"):
-                row.state, row.reason, row.finished_at = "cancelled", "cancelled before it started", time.time()
-            elif row.state == "running":
+            if row.state in (JobState.UPLOADING, JobState.QUEUED):
+                row.state, row.reason, row.finished_at = JobState.CANCELLED, "cancelled before it started", time.time()
+            elif row.state == JobState.RUNNING:
                 row.cancel_requested = True
             row.updated_at = time.time()
             return Job.of(row)
 
     def cancelled(self, job_id: str, worker_id: str) -> bool:
-        return self._end(job_id, worker_id, "cancelled", "cancelled while running; finished chunks were discarded")
+        return self._end(job_id, worker_id, JobState.CANCELLED, "cancelled while running; finished chunks were discarded")
 
-    def _end(self, job_id: str, worker_id: str, state: str, reason: str | None, **values: Any) -> bool:
+    def _end(self, job_id: str, worker_id: str, state: JobState, reason: str | None, **values: Any) -> bool:
         now = time.time()
         with self._session.begin() as session:
             return bool(session.execute(

@@ -136,7 +136,7 @@ def test_the_cli_restyles_a_folder_of_images(cluster, driver_env, tmp_path):
 
 def service_jobs(service, clip: Path, tmp_path: Path, detector: Path) -> None:
     """A painting, a registered ONNX model and a registered detector (records), each checked against a run here."""
-    from restyle.service.client import Client
+    from restyle.client.client import Client
 
     alice, admin = Client(service.url, ALICE), Client(service.url, ROOT)
     picture = painting(tmp_path / "painting.png", size=(256, 256))

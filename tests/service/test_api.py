@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from restyle.config import Settings
-from restyle.service.api import create_app
+from restyle.service.http.app import create_app
 
 ALICE, BOB, ROOT = "alice-token-0123456789", "bob-token-0123456789ab", "root-token-0123456789ab"
 
@@ -43,7 +43,7 @@ def test_upload_makes_a_queued_job_in_the_inbox(client, clips):
     assert job["state"] == "queued" and job["owner"] == "alice" and job["style"] == "7"
     assert job["input"].endswith("-my_clip.mp4") and job["deflicker"] == 0.0
     smooth = upload(client, clips["pal"], deflicker="0.8").json()
-    assert smooth["deflicker"] == 0.8 and client.app.state.context.jobs.get(smooth["id"]).params["spec"]["deflicker"] == 0.8
+    assert smooth["deflicker"] == 0.8 and client.app.state.context.jobs.get(smooth["id"]).params.spec.deflicker == 0.8
     keys = [o.key for o in client.app.state.context.data.list("inbox/")]
     assert len(keys) == 2 and all(k.startswith("inbox/alice/") for k in keys)
     # The trigger sees the same object and makes no second job.

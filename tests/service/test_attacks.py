@@ -24,7 +24,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from restyle.config import Settings
-from restyle.service.api import create_app
+from restyle.service.http.app import create_app
 from tests.servers import free_port
 from tests.service.test_api import ALICE, BOB, ROOT, auth
 

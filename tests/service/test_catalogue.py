@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 from restyle.config import Settings
-from restyle.service.api import create_app
+from restyle.service.http.app import create_app
 
 ALICE, BOB, ROOT = "alice-token-0123456789", "bob-token-0123456789ab", "root-token-0123456789ab"
 
@@ -142,13 +142,24 @@ def test_pictures_are_checked(client, tmp_path):
     assert client.get("/api/pictures", headers=auth(ALICE)).json()[0]["name"] == "named-png"
 
 
-def test_uploads_without_a_length_or_over_it_are_refused_before_reading(client, tmp_path):
+def test_uploads_over_their_declared_length_are_refused_before_reading_and_chunked_ones_are_metered(client, tmp_path):
+    """One rule for every body route (the guard's): a chunked body is let in and metered as it comes."""
     body = b"--x\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nm\r\n--x--\r\n"
     headers = auth(ROOT) | {"Content-Type": "multipart/form-data; boundary=x"}
     chunked = client.post("/api/models", content=iter([body]), headers=headers)  # no Content-Length: sent chunked
-    assert chunked.status_code == 411
+    assert chunked.status_code == 422 and "needs a file" in chunked.json()["detail"]  # read, under the limit
     declared = client.post("/api/models", content=body, headers=headers | {"Content-Length": str(10**9)})
     assert declared.status_code == 413
+
+
+def test_a_chunked_model_upload_over_the_limit_is_413_as_it_streams(tmp_path):
+    """Chunked, no length: the guard's meter stops the body at the model's limit, as for a video."""
+    settings = Settings(home=tmp_path / "home", tokens=f"root:admin:{ROOT}", max_model_bytes=100_000)
+    head = b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"m.onnx\"\r\n\r\n"
+    headers = auth(ROOT) | {"Content-Type": "multipart/form-data; boundary=x"}
+    with TestClient(create_app(settings)) as small:
+        response = small.post("/api/models", content=iter([head] + [b"\0" * 10_000] * 30), headers=headers)
+    assert response.status_code == 413 and "RESTYLE_MAX_MODEL_BYTES" in response.json()["detail"]
 
 
 def test_the_gallery_has_a_thumbnail_of_every_style(client):
@@ -183,7 +194,7 @@ def test_requests_racing_for_the_catalogue_on_a_fresh_service_all_get_it(tmp_pat
     context = Context(Settings(home=tmp_path / "fresh"))
     context.jobs  # noqa: B018 - the job store exists; the catalogue's tables do not yet
     with ThreadPoolExecutor(8) as pool:
-        made = list(pool.map(lambda _: Catalogue.of(context).models(), range(16)))
+        made = list(pool.map(lambda _: Catalogue(context).models(), range(16)))
     assert made == [[]] * 16
 
 

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from restyle.config import Settings
 from restyle.errors import InputError
-from restyle.service.api import create_app
 from restyle.service.context import DROPPED_OWNER
+from restyle.service.http.app import create_app
 from restyle.service.worker import Worker
 from tests.service.test_catalogue import ALICE, BOB, ROOT, auth, negative_model, painting, register, save
 
@@ -43,20 +43,20 @@ def test_multipart_takes_every_model(client, clips, tmp_path):
     assert styles.status_code == 201, styles.text
     job = styles.json()
     assert (job["model"], job["strength"], job["deflicker"]) == ("styles:3:0.5,12:0.5", 0.7, 0.8)
-    assert stored(client, job)["spec"]["deflicker"] == 0.8
+    assert stored(client, job).spec.deflicker == 0.8
 
     upload = submit(client, clips["silent"], picture=painting(tmp_path / "starry.png"), strength="0.9")
     assert upload.status_code == 201, upload.text
     params = stored(client, upload.json())
-    assert upload.json()["model"] == "style-image:starry.png" and params["handler"] == "style-image"
-    assert params["spec"]["style_image"].startswith("pictures/alice/")
+    assert upload.json()["model"] == "style-image:starry.png" and params.handler == "style-image"
+    assert params.spec.style_image.startswith("pictures/alice/")
 
     registered = submit(client, clips["silent"], model="negative", params=json.dumps({"value_range": 1.0}),
                         output=json.dumps({"container": "mkv", "crf": 20}))
     assert registered.status_code == 201, registered.text
     params = stored(client, registered.json())
-    assert registered.json()["model"] == "negative" and params["handler"] == "onnx"
-    assert params["spec"]["model_file"].startswith("models/") and params["spec"]["output"]["crf"] == 20
+    assert registered.json()["model"] == "negative" and params.handler == "onnx"
+    assert params.spec.model_file.startswith("models/") and params.spec.output.crf == 20
 
 
 def test_json_uploads_take_every_model(client, clips, tmp_path):
@@ -77,7 +77,7 @@ def test_another_tenant_can_neither_see_nor_use_a_saved_picture(client, clips, t
     assert refused.status_code == 404 and "no saved picture" in refused.json()["detail"]
     refused = client.post("/api/uploads", json={"filename": "a.mp4", "style_image": "painting"}, headers=auth(BOB))
     assert refused.status_code == 404
-    key = stored(client, client.get("/api/jobs", headers=auth(ALICE)).json()[0])["spec"]["style_image"]
+    key = stored(client, client.get("/api/jobs", headers=auth(ALICE)).json()[0]).spec.style_image
     refused = client.post("/api/uploads", json={"filename": "a.mp4", "style_image": key}, headers=auth(BOB))
     assert refused.status_code == 404  # a store key is no picture name: nobody reaches another's file by its key
     assert len(client.get("/api/jobs", headers=auth(BOB)).json()) == 0
@@ -236,7 +236,7 @@ def test_a_system_store_elsewhere_is_read_through_a_content_addressed_cache(tmp_
             local = local_spec(context, params, "alice")
             path = local.model_file or local.style_image
             assert path.startswith(str(tmp_path / "home" / "cache")), path
-            key = params["spec"]["model_file"] or params["spec"]["style_image"]
+            key = params.spec.model_file or params.spec.style_image
             assert open(path, "rb").read() == context.system.get_bytes(key)
         assert local_spec(context, stored(client, job), "alice").model == "onnx"
         with pytest.raises(InputError, match="not its owner's"):  # a picture runs only in its owner's jobs

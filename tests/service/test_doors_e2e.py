@@ -6,15 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from restyle.client.client import Client
 from restyle.jobspec import JobSpec
 from restyle.media.sample import make_clip, make_motion_clip, packaged_photo
-from restyle.service.client import Client
 from tests.conftest import decode_frames, packets
 from tests.service.test_catalogue import ALICE, BOB, ROOT, negative_model, painting
 

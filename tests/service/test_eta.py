@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from restyle.service.jobs_api import Speedometer
+from restyle.service.eta import Speedometer
 
 
 def job(done: int, state: str = "running") -> SimpleNamespace:
@@ -12,7 +12,7 @@ def job(done: int, state: str = "running") -> SimpleNamespace:
 
 def test_eta_is_frames_left_over_recent_speed(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr("restyle.service.jobs_api.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("restyle.service.eta.time.monotonic", lambda: clock[0])
     speeds = Speedometer()
     assert speeds.eta(job(0)) is None  # no speed seen yet
     clock[0] += 10

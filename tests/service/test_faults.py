@@ -1,19 +1,17 @@
 """Faults, for real: the whole service killed mid-job, its database or object store gone for seconds,
 a full disk. Nothing finished is lost, and what comes out equals an uninterrupted run."""
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from restyle.client.client import Client
 from restyle.media.sample import make_clip
-from restyle.service.client import Client
 from tests.conftest import decode_frames, packets, s3_settings
 from tests.servers import PostgreSQL, SeaweedFS, free_port, have_postgres, missing
 

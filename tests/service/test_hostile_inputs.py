@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from restyle.service.client import Client
+from restyle.client.client import Client
 from restyle.stores.jobs import JobStore
 from tests.conftest import decode_frames, duration_s, packets
 from tests.corpus import CASES, CORPUS_MAX_FRAMES, make_corpus

@@ -11,11 +11,11 @@ from urllib.parse import quote, urlparse
 import pytest
 from fastapi.testclient import TestClient
 
+from restyle.client.client import Client
 from restyle.config import Settings
 from restyle.errors import RestyleError
-from restyle.service.api import create_app
-from restyle.service.client import Client
 from restyle.service.context import DROPPED_OWNER
+from restyle.service.http.app import create_app
 from restyle.service.limits import RateLimiter
 from restyle.stores.objects import BadKey, check_key, local_link, sign_local
 from tests.service.test_api import ALICE, BOB, ROOT, auth, upload

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from restyle.cli import main
 from restyle.config import Settings
-from restyle.service.api import create_app
+from restyle.service.http.app import create_app
 from restyle.service.worker import Worker
 from tests.service.test_catalogue import ALICE, BOB, ROOT, auth
 from tests.service.test_doors_api import drop, inbox_jobs

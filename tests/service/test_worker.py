@@ -6,8 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from restyle.config import Settings
-from restyle.service.api import create_app
 from restyle.service.context import Context
+from restyle.service.http.app import create_app
 from restyle.service.worker import Worker
 
 TOKEN = "alice-token-0123456789"

@@ -10,7 +10,6 @@ another network (whose working set used to stack on the first one's).
 from __future__ import annotations
 
 import gc
-import os
 import time
 import weakref
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""/metrics in Prometheus format, read from the job store at scrape time.
+"""/metrics in Prometheus format, read from the job store at scrape time; and /healthz.
 
 Workers are other processes, often on other machines; the job store is what they all
 share, so the figures come from there: jobs by state, queue depth, frames scored,
@@ -12,12 +12,18 @@ from __future__ import annotations
 import hmac
 import time
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from restyle import __version__
 from restyle.service.context import Context
-from restyle.stores.jobs import ACTIVE, FINAL
+from restyle.service.http.auth import bearer, signed_in
+from restyle.service.http.policy import PolicyRoute
+from restyle.service.http.web import Web, web
+from restyle.stores.jobs import ACTIVE, FINAL, JobState
+
+router = APIRouter(route_class=PolicyRoute, include_in_schema=False)
 
 
 class JobStoreCollector:
@@ -29,9 +35,9 @@ class JobStoreCollector:
         counts = jobs.counts()
         by_state = GaugeMetricFamily("restyle_jobs", "Jobs by state", labels=["state"])
         for state in ACTIVE + FINAL:
-            by_state.add_metric([state], counts.get(state, 0))
+            by_state.add_metric([str(state)], counts.get(state, 0))
         yield by_state
-        yield GaugeMetricFamily("restyle_queue_depth", "Jobs waiting for a worker", value=counts.get("queued", 0))
+        yield GaugeMetricFamily("restyle_queue_depth", "Jobs waiting for a worker", value=counts.get(JobState.QUEUED, 0))
         yield CounterMetricFamily("restyle_frames_scored", "Frames restyled, all jobs", value=jobs.frames_scored())
 
         latencies = jobs.chunk_latencies()
@@ -40,31 +46,39 @@ class JobStoreCollector:
         histogram.add_metric([], buckets, sum_value=latencies.total_s)
         yield histogram
 
-        beats = GaugeMetricFamily("restyle_worker_heartbeat_age_seconds", "Seconds since each worker's last heartbeat", labels=["worker"])
+        beats = GaugeMetricFamily("restyle_worker_heartbeat_age_seconds", "Seconds since each worker's last heartbeat",
+                                  labels=["worker"])
         now = time.time()
         for worker in jobs.workers():
             beats.add_metric([worker.id], round(now - worker.heartbeat_at, 3))
         yield beats
 
 
-def mount(app: FastAPI, context: Context) -> None:
-    registry = CollectorRegistry()
-    registry.register(JobStoreCollector(context))
-
-    @app.get("/metrics", include_in_schema=False)
-    def scrape(request: Request) -> Response:
-        _check_scraper(context, request.headers.get("authorization", ""))
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+def registry(context: Context) -> CollectorRegistry:
+    made = CollectorRegistry()
+    made.register(JobStoreCollector(context))
+    return made
 
 
-def _check_scraper(context: Context, header: str) -> None:
-    """Open when no metrics token is set (the default: the figures name workers, not tenants); else that token or an admin's."""
+@router.get("/metrics")
+def scrape(request: Request, app: Web = Depends(web)) -> Response:
+    _check_scraper(app.context, request)
+    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/healthz")
+def healthz() -> dict:
+    return {"ok": True, "version": __version__}
+
+
+def _check_scraper(context: Context, request: Request) -> None:
+    """Open when no metrics token is set (the default: the figures name workers, not tenants); else that token or
+    an admin's (the principal the guard found)."""
     wanted = context.settings.metrics_token
     if not wanted:
         return
-    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-    principal = context.tokens.get(token)
-    if hmac.compare_digest(token.encode(), wanted.encode()) or (principal is not None and principal.is_admin):
+    who = signed_in(request)
+    if hmac.compare_digest(bearer(request.headers).encode(), wanted.encode()) or (who is not None and who.is_admin):
         return
     raise HTTPException(401, "/metrics needs the metrics token (RESTYLE_METRICS_TOKEN) or an admin token",
                         headers={"WWW-Authenticate": "Bearer"})

@@ -10,11 +10,11 @@ import json
 import time
 from pathlib import Path
 
+from restyle.client.client import Client
 from restyle.errors import InputError
-from restyle.service.client import Client
+from restyle.stores.states import ACTIVE, JobState
 
 EXIT_ERROR = 2
-ACTIVE = ("uploading", "queued", "running")
 
 
 def submit(args: argparse.Namespace, client: Client) -> int:
@@ -33,7 +33,7 @@ def submit(args: argparse.Namespace, client: Client) -> int:
         time.sleep(1)
         job = client.job(job["id"])
     print(describe_job(job))
-    if job["state"] != "succeeded":
+    if job["state"] != JobState.SUCCEEDED:
         return EXIT_ERROR
     if args.output:
         client.download(job["id"], Path(args.output))

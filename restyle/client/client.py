@@ -1,4 +1,5 @@
-"""A small client for the API, used by `restyle submit`, `restyle jobs` and `restyle job`."""
+"""A small client for the API, used by `restyle submit`, `restyle jobs`, `restyle job`, `restyle models` and
+`restyle pictures`. It imports no server code: no SQLAlchemy, no fsspec, no FastAPI (a test keeps it so)."""
 from __future__ import annotations
 
 import contextlib
@@ -11,8 +12,7 @@ from urllib.parse import quote
 import httpx
 
 from restyle.config import Settings
-from restyle.errors import RestyleError, ServiceError
-from restyle.service.context import admin_token
+from restyle.errors import ServiceError
 
 
 class Client:
@@ -111,7 +111,9 @@ class Client:
 
 
 def _local_admin_token(settings: Settings) -> str:
+    """The admin token a local `restyle serve` keeps in its home (the service writes it there on first start)."""
     token_file = settings.home / "admin.token"
-    if not token_file.is_file():
+    token = token_file.read_text().strip() if token_file.is_file() else ""
+    if not token:
         raise ServiceError("no token: pass --token, set RESTYLE_TOKEN, or run `restyle serve` once on this machine")
-    return admin_token(settings)
+    return token

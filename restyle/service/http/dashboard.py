@@ -1,0 +1,123 @@
+"""The dashboard: server-rendered pages (Jinja2) with a little JavaScript for live progress.
+
+The pages find the caller where the guard put it (the cookie is the token); without one they
+redirect to /login. The job form's refusals come back to the page as its ``error``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from restyle.errors import Refusal
+from restyle.service import gallery, intake, keys
+from restyle.service.catalogue import Catalogue
+from restyle.service.context import Principal
+from restyle.service.http.auth import COOKIE, signed_in, submitter, visible_job
+from restyle.service.http.forms import job_form
+from restyle.service.http.policy import PolicyRoute
+from restyle.service.http.web import Web, web
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
+templates.env.filters["ago"] = lambda t: "-" if not t else f"{max(0, time.time() - t):.0f} s ago"
+
+router = APIRouter(route_class=PolicyRoute, include_in_schema=False)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, error: str = ""):
+    return templates.TemplateResponse(request, "login.html", {"error": error, "who": None})
+
+
+@router.post("/login")
+def login(token: str = Form(...), app: Web = Depends(web)):
+    if token not in app.context.tokens:
+        return RedirectResponse("/login?error=That+token+is+not+known", status_code=303)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=7 * 24 * 3600)
+    return response
+
+
+@router.get("/logout")
+def logout():
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+def jobs_page(request: Request, error: str = "", app: Web = Depends(web)):
+    who = signed_in(request)
+    if who is None:
+        return RedirectResponse("/login", status_code=303)
+    jobs = app.context.jobs.list(owner=None if who.is_admin else who.name, limit=200)
+    books = Catalogue(app.context)
+    return templates.TemplateResponse(request, "jobs.html", {
+        "who": who, "jobs": [app.job_out(j) for j in jobs], "error": error[:500], "styles": range(gallery.NUM_STYLES),
+        "models": books.models(), "pictures": books.pictures(who.name),
+    })
+
+
+@router.post("/submit")
+async def submit(request: Request, who: Principal = Depends(submitter), app: Web = Depends(web)):
+    async with request.form(max_files=2, max_fields=20) as form:
+        try:
+            video, fields, picture = job_form(form, blanks_absent=True)
+            fields, picture = _chosen(fields, picture)
+
+            def make():
+                params = intake.job_params(app.context, who, fields, picture)
+                return intake.submit_upload(app.context, who, video.file, video.filename or "video.mp4", params)
+
+            job = await run_in_threadpool(make)
+        except Refusal as exc:  # back to the page, with the reason
+            return RedirectResponse(f"/?error={quote(str(exc))}", status_code=303)
+    return RedirectResponse(f"/jobs/{job.id}", status_code=303)
+
+
+def _chosen(fields: dict, picture):
+    """Only what the chosen model takes: the form holds the gallery, the picture inputs and the models at once."""
+    model = fields.get("model", "styles")
+    blend = fields.pop("blend", None)
+    saved = fields.pop("saved_picture", None)
+    if model == "styles":
+        if blend:
+            fields["style"] = blend
+        return {k: v for k, v in fields.items() if k != "style_image"}, None
+    fields.pop("style", None)
+    if model == "style-image":
+        if picture is None and saved:
+            fields["style_image"] = saved
+        return fields, picture
+    fields.pop("style_image", None)
+    return fields, None
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, job_id: str, app: Web = Depends(web)):
+    who = signed_in(request)
+    if who is None:
+        return RedirectResponse("/login", status_code=303)
+    job = visible_job(app.context, who, job_id)
+    log = ""
+    if who.is_admin:
+        try:
+            log = app.context.system.get_bytes(keys.log(job.id)).decode()
+        except Exception:  # noqa: BLE001 - no log yet
+            log = ""
+    return templates.TemplateResponse(request, "job.html", {"who": who, "job": app.job_out(job), "log": log})
+
+
+@router.get("/workers", response_class=HTMLResponse)
+def workers_page(request: Request, app: Web = Depends(web)):
+    who = signed_in(request)
+    if who is None:
+        return RedirectResponse("/login", status_code=303)
+    if not who.is_admin:
+        raise HTTPException(403, "workers are for admins")
+    return templates.TemplateResponse(request, "workers.html", {"who": who, "workers": app.context.jobs.workers()})

@@ -1,0 +1,108 @@
+"""Route policy, in one table: who may call each route, and how large a body it may take.
+
+The guard (:mod:`.guard`) reads this table to decide from a request's headers, before its body;
+:class:`PolicyRoute` writes the same policy into each operation of the OpenAPI document
+(``x-restyle-access``, ``x-restyle-limit``, ``x-restyle-files``), so the document cannot disagree
+with what the guard does. A route not in the table gets :func:`default`: any token under
+``/api/``, no token elsewhere (pages redirect to /login; signed links carry their signature).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from fastapi.routing import APIRoute
+from starlette.routing import compile_path
+
+from restyle.config import Settings
+
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields beside the file(s)
+
+
+class Access(StrEnum):
+    PUBLIC = "public"  # the guard asks no token (the route may: /metrics its own, pages redirect to /login)
+    TOKEN = "token"  # any valid token: a bearer header, or the dashboard's cookie
+    SUBMITTER = "submitter"  # any valid token, and one submission off its rate, spent before the body is read
+    ADMIN = "admin"  # an admin's token; anyone else is refused before a byte of the body is read
+
+
+class Files(StrEnum):
+    NONE = "none"  # no file: every body is held to max_request_bytes
+    FORM = "form"  # a multipart form carries the file(s): such a body may hold up to the limit (issue 21)
+    BODY = "body"  # the body is the file (a signed PUT), whatever its Content-Type
+
+
+@dataclass(frozen=True)
+class Policy:
+    access: Access = Access.TOKEN
+    files: Files = Files.NONE
+    limit: tuple[str, ...] = ()  # the settings whose sum (+ overhead) bounds a body that carries files
+    overhead: int = 0
+
+    def carries_files(self, content_type: str) -> bool:
+        if self.files == Files.BODY:
+            return True
+        return self.files == Files.FORM and content_type.lower().startswith("multipart/form-data")
+
+    def body_limit(self, settings: Settings, files: bool) -> int:
+        """The most a body may hold: the files' settings for a body that carries files, else max_request_bytes."""
+        if not files:
+            return settings.max_request_bytes
+        return sum(getattr(settings, name) for name in self.limit) + self.overhead
+
+    def setting(self, files: bool) -> str:
+        """The setting(s) behind :meth:`body_limit`, named in its refusals: what a person changes to allow more."""
+        return " + ".join(f"RESTYLE_{name.upper()}" for name in (self.limit if files else ("max_request_bytes",)))
+
+    def openapi(self) -> dict[str, Any]:
+        return {"x-restyle-access": str(self.access), "x-restyle-files": str(self.files),
+                "x-restyle-limit": " + ".join(self.limit) if self.files != Files.NONE else "max_request_bytes"}
+
+
+_VIDEO_FORM = Policy(Access.SUBMITTER, Files.FORM, ("max_upload_bytes", "max_picture_bytes"), FORM_OVERHEAD)
+
+ROUTES: dict[tuple[str, str], Policy] = {
+    # Making jobs: rate-limited per token before the body is read; a video and perhaps its style picture.
+    ("POST", "/api/jobs"): _VIDEO_FORM,
+    ("POST", "/submit"): _VIDEO_FORM,  # the dashboard's form (the cookie is its token)
+    ("POST", "/api/uploads"): Policy(Access.SUBMITTER),
+    ("PUT", "/files/{key:path}"): Policy(Access.PUBLIC, Files.BODY, ("max_upload_bytes",)),  # a signed upload link
+    # The catalogue.
+    ("POST", "/api/models"): Policy(Access.ADMIN, Files.FORM, ("max_model_bytes",), FORM_OVERHEAD),
+    ("DELETE", "/api/models/{name}"): Policy(Access.ADMIN),
+    ("POST", "/api/pictures"): Policy(Access.TOKEN, Files.FORM, ("max_picture_bytes",), FORM_OVERHEAD),
+    # Admins only. (A job's log is too, but after its visibility check: a stranger's job is 404, not 403.)
+    ("POST", "/api/events"): Policy(Access.ADMIN),
+    ("GET", "/api/workers"): Policy(Access.ADMIN),
+}
+
+_MATCHERS = [(method, compile_path(path)[0], policy) for (method, path), policy in ROUTES.items()]
+
+
+def default(path: str) -> Policy:
+    return Policy(Access.TOKEN) if path.startswith("/api/") else Policy(Access.PUBLIC)
+
+
+def policy_for(method: str, path: str) -> Policy:
+    """The policy of a request (a path as sent) or of a route (its path template)."""
+    path = path.rstrip("/") or "/"
+    declared = ROUTES.get((method, path))
+    if declared is not None:
+        return declared
+    for wanted, pattern, policy in _MATCHERS:
+        if wanted == method and pattern.match(path):
+            return policy
+    return default(path)
+
+
+class PolicyRoute(APIRoute):
+    """An APIRoute whose OpenAPI operation shows its policy from :data:`ROUTES`."""
+
+    def __init__(self, path: str, endpoint: Any, **kwargs: Any):
+        methods = kwargs.get("methods") or ["GET"]
+        extra = dict(kwargs.get("openapi_extra") or {})
+        for method in methods:
+            extra |= policy_for(method.upper(), path).openapi()
+        kwargs["openapi_extra"] = extra
+        super().__init__(path, endpoint, **kwargs)

@@ -1,0 +1,123 @@
+"""What the API answers and takes, as pydantic models; :func:`job_out` is the one mapping from a Job."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from restyle.jobspec import check_text
+from restyle.stores.catalogue import RegisteredModel, SavedPicture
+from restyle.stores.jobs import Job, JobState
+
+
+class JobOut(BaseModel):
+    """A job as the API shows it."""
+
+    id: str
+    owner: str
+    state: JobState
+    input: str
+    model: str  # what runs, in words: styles:7, style-image:painting, moderation
+    spec: dict[str, Any]  # the JobSpec (its files as the service's keys)
+    style: str | None
+    strength: float
+    deflicker: float
+    attempts: int
+    max_attempts: int
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    reason: str | None
+    progress: dict[str, int | float | None]  # frames/chunks done and in all, and eta_s (None until a speed is seen)
+    figures: dict[str, Any]
+    records: dict[str, Any] | None  # records jobs: frames with detections, counts per class
+    chunks_redone: int
+    output_ready: bool
+
+
+def job_out(job: Job, eta_s: float | None) -> JobOut:
+    """A job as the API shows it; a job whose stored params cannot be read still lists, as ``unreadable``."""
+    if job.params is None:
+        spec, label = {}, "unreadable"
+    else:
+        spec, label = job.params.spec.model_dump(mode="json"), job.params.label or job.params.spec.label
+    figures = job.figures or {}
+    return JobOut(
+        id=job.id, owner=job.owner, state=job.state, input=job.input_key.rsplit("/", 1)[-1],
+        model=str(label), spec=spec,
+        style=spec.get("style"), strength=spec.get("strength", 1.0), deflicker=spec.get("deflicker", 0.0),
+        attempts=job.attempts, max_attempts=job.max_attempts,
+        created_at=job.created_at, updated_at=job.updated_at, finished_at=job.finished_at, reason=job.reason,
+        progress={"frames_done": job.frames_done, "frames_total": job.frames_total,
+                  "chunks_done": job.chunks_done, "chunks_total": job.chunks_total, "eta_s": eta_s},
+        figures=figures, records=figures.get("records"), chunks_redone=job.chunks_redone,
+        output_ready=job.state == JobState.SUCCEEDED,
+    )
+
+
+class UploadRequest(BaseModel):
+    """The video's name and the JobSpec fields (checked as a JobSpec: see GET /api/models for the models)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    filename: str = Field(..., min_length=1, max_length=300)
+    model: str | None = Field(None, description="styles, style-image, or a registered model's name")
+    style: str | None = Field(None, description='styles: 0-25 or a blend "3:0.5,12:0.5"')
+    style_image: str | None = Field(None, description="style-image: the name of a picture you saved "
+                                                      "(POST /api/pictures)")
+    strength: float | None = None
+    deflicker: float | None = Field(None, description="temporal smoothing strength; 0 off, 0.8 the usual")
+    params: dict[str, Any] | None = Field(None, description="the model's other per-call parameters")
+    output: dict[str, Any] | None = Field(None, description="container, codec, crf, preset")
+    model_file: str | None = Field(None, description="not taken: an admin registers model files (POST /api/models)")
+
+    @field_validator("filename")
+    @classmethod
+    def _filename(cls, filename: str) -> str:
+        return check_text(filename, "filename")
+
+    def spec_fields(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"filename"}, exclude_none=True)
+
+
+class UploadLink(BaseModel):
+    job: JobOut
+    upload_url: str
+    method: str = Field("PUT", description="PUT the video's bytes, or POST a multipart form: the fields, "
+                                           "then the file as 'file'")
+    fields: dict[str, str] = Field(default_factory=dict, description="form fields a POST upload must send before the file")
+    expires_at: int
+
+
+class Link(BaseModel):
+    url: str
+    expires_at: int
+
+
+class ModelOut(BaseModel):
+    name: str
+    kind: str
+    output: str
+    size: int
+    sha256: str
+    added_by: str
+    added_at: float
+
+    @classmethod
+    def of(cls, model: RegisteredModel) -> ModelOut:
+        return cls(name=model.name, kind=model.kind, output=model.output, size=model.size, sha256=model.sha256,
+                   added_by=model.added_by, added_at=model.added_at)
+
+
+class PictureOut(BaseModel):
+    name: str
+    size: int
+    width: int
+    height: int
+    sha256: str
+    added_at: float
+
+    @classmethod
+    def of(cls, picture: SavedPicture) -> PictureOut:
+        return cls(name=picture.name, size=picture.size, width=picture.width, height=picture.height,
+                   sha256=picture.sha256, added_at=picture.added_at)
