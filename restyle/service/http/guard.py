@@ -29,7 +29,7 @@ import anyio
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
-from starlette.routing import Match, Route, Router
+from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from restyle.config import Settings
@@ -144,12 +144,21 @@ def _closing(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
 def _allow(headers: list[tuple[bytes, bytes]], router: Router, scope: Scope) -> list[tuple[bytes, bytes]]:
     """A 405's Allow header with every method of every route at this path (Starlette names only the first route's)."""
     methods: set[str] = set()
-    for route in router.routes:
+    for route in routes_of(router):
         if isinstance(route, Route) and route.methods and route.matches(scope)[0] != Match.NONE:
             methods |= route.methods
     if not methods:
         return headers
     return [(k, v) for k, v in headers if k.lower() != b"allow"] + [(b"allow", ", ".join(sorted(methods)).encode())]
+
+
+def routes_of(router: Router) -> list[BaseRoute]:
+    """Every route of the app, included routers' too (FastAPI from 0.165 keeps an included router as one entry)."""
+    found: list[BaseRoute] = []
+    for route in router.routes:
+        inner = getattr(route, "original_router", None)
+        found += routes_of(inner) if inner is not None else [route]
+    return found
 
 
 def _has_body(headers: Headers) -> bool:
