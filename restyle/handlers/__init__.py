@@ -1,11 +1,14 @@
 """Handlers: how a kind of model is checked, loaded and run on a batch of frames. Knows nothing of video."""
 from restyle.handlers.base import (
+    BaseHandler,
     Handler,
     LoadSpec,
     Model,
     OutputKind,
     check,
+    file_kinds,
     get_handler,
+    kind_for_file,
     load_model,
     registered,
 )
@@ -18,5 +21,5 @@ def load(spec: JobSpec, runtime: Runtime) -> Model:
     return load_model(check(spec).load_spec(spec), runtime)
 
 
-__all__ = ["Handler", "JobSpec", "LoadSpec", "Model", "OutputKind", "Runtime", "check", "get_handler", "load",
+__all__ = ["BaseHandler", "Handler", "JobSpec", "LoadSpec", "Model", "OutputKind", "Runtime", "check", "file_kinds", "get_handler", "kind_for_file", "load",
            "load_model", "registered"]

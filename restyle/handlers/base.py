@@ -21,6 +21,8 @@ import functools
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib.metadata import entry_points
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -69,13 +71,31 @@ class Model(Protocol):
 
 
 class Handler(Protocol):
-    """A kind of model: checks a JobSpec at the door, names the weights to load, loads them."""
+    """A kind of model: checks a JobSpec at the door, names the weights to load, loads them.
+
+    It also *declares* the facts the rest of restyle would otherwise have to know by its name:
+    which network it runs (the fidelity table, memory figures and int8 files are keyed by it),
+    which JobSpec fields name files (shipped to workers, localized, hashed into the work key),
+    whether the service may register weights files of this kind, its label, and its output size.
+    :class:`BaseHandler` gives every one of them a default; third-party handlers subclass it.
+    """
 
     name: ClassVar[str]
     output: ClassVar[OutputKind]
+    network: ClassVar[str | None]  # the network's name for fidelity/memory/int8 tables; None: a user's file
+    file_fields: ClassVar[tuple[str, ...]]  # JobSpec fields that name files this handler reads
+    registrable: ClassVar[bool]  # the service may register weights files of this kind (``restyle models add``)
 
     def check(self, spec: JobSpec) -> None:
         """Fail now, with a reason, rather than in every worker later (cheap: no model is loaded)."""
+        ...
+
+    def label(self, spec: JobSpec) -> str:
+        """What a person reads for this job's model: ``styles:7``, ``style-image:wave.jpg``, ``onnx:x4.onnx``."""
+        ...
+
+    def output_size(self, spec: JobSpec, width: int, height: int) -> tuple[int, int]:
+        """The size of the pictures out for frames of ``width`` x ``height`` (asked before the encoding is planned)."""
         ...
 
     def load_spec(self, spec: JobSpec) -> LoadSpec:
@@ -85,6 +105,53 @@ class Handler(Protocol):
     def load(self, load: LoadSpec, runtime: Runtime) -> Model:
         """Load the model onto ``runtime``'s device. Raises ModelError with a reason."""
         ...
+
+
+class BaseHandler:
+    """The defaults of every declared fact of a :class:`Handler`: subclass it and override what differs."""
+
+    name: ClassVar[str]
+    output: ClassVar[OutputKind] = OutputKind.FRAMES
+    network: ClassVar[str | None] = None
+    file_fields: ClassVar[tuple[str, ...]] = ()
+    registrable: ClassVar[bool] = False
+
+    @classmethod
+    def recognizes(cls, metadata: Mapping[str, str]) -> bool:
+        """Whether a registrable file with this ONNX metadata is of this kind (``restyle models add`` with kind auto)."""
+        return False
+
+    def check(self, spec: JobSpec) -> None:
+        return None
+
+    def label(self, spec: JobSpec) -> str:
+        for field in self.file_fields:
+            value = getattr(spec, field)
+            if value:
+                return f"{self.name}:{Path(value).name}"
+        return self.name
+
+    def output_size(self, spec: JobSpec, width: int, height: int) -> tuple[int, int]:
+        return width, height
+
+    def load_spec(self, spec: JobSpec) -> LoadSpec:
+        return LoadSpec(self.name)
+
+
+GENERIC_FILE_KIND = "onnx"  # what a registered file is when no registrable handler recognizes it
+
+
+def kind_for_file(metadata: Mapping[str, str]) -> str:
+    """The registrable handler that recognizes a file by its ONNX metadata; the generic image model otherwise."""
+    for name, handler in sorted(registered().items()):
+        if getattr(handler, "registrable", False) and handler.recognizes(metadata):
+            return name
+    return GENERIC_FILE_KIND
+
+
+def file_kinds() -> list[str]:
+    """The names of the handlers whose weights files the service may register."""
+    return sorted(name for name, handler in registered().items() if getattr(handler, "registrable", False))
 
 
 @functools.cache

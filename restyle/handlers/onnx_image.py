@@ -13,7 +13,7 @@ import onnx
 from PIL import Image
 
 from restyle.errors import ModelError
-from restyle.handlers.base import LoadSpec, OutputKind, blend, to_uint8
+from restyle.handlers.base import BaseHandler, LoadSpec, OutputKind, blend, to_uint8
 from restyle.jobspec import JobSpec
 from restyle.runtime import Runtime
 
@@ -21,9 +21,13 @@ PROBE_SIDE = 64  # a dynamic model's scale is measured on a frame this size
 STRIDE_SLACK = 8  # networks that downsample return sizes rounded up to their stride: crop, don't call it scaling
 
 
-class OnnxImageHandler:
+class OnnxImageHandler(BaseHandler):
+    """Any image->image ONNX file the user brings (or an admin registered)."""
+
     name = "onnx"
     output = OutputKind.FRAMES  # or SCALED_FRAMES: the loaded model says, by its shapes
+    file_fields = ("model_file",)
+    registrable = True
 
     def check(self, spec: JobSpec) -> None:
         graph = read_graph(spec.model_file)

