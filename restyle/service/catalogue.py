@@ -25,8 +25,6 @@ from restyle.service.spool import Spooled, spooled
 from restyle.stores.catalogue import NameTaken, RegisteredModel, SavedPicture
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-BUILT_IN_HANDLERS = ("styles", "style-image", "onnx", "yolo")
-NO_FILE_KINDS = ("styles", "style-image")  # handlers with weights of their own: nothing to register
 
 
 def check_name(name: str, what: str) -> str:
@@ -38,7 +36,7 @@ def check_name(name: str, what: str) -> str:
 def handler_names() -> set[str]:
     from restyle.handlers.base import registered
 
-    return set(registered()) | set(BUILT_IN_HANDLERS)
+    return set(registered())
 
 
 class Catalogue:
@@ -173,7 +171,9 @@ def local_copy(context: Context, key: str) -> Path:
 
 
 def _kind_of(path: Path) -> str:
-    """yolo for an Ultralytics export (``names`` in its metadata), onnx otherwise."""
+    """The registrable handler that recognizes the file by its ONNX metadata (yolo: ``names``), else onnx."""
+    from restyle.handlers.base import kind_for_file
+
     try:
         import onnx
 
@@ -181,19 +181,20 @@ def _kind_of(path: Path) -> str:
     except Exception as exc:  # noqa: BLE001 - protobuf's errors for a file that is no model
         detail = str(exc).replace(str(path.parent) + "/", "")[:160]
         raise Invalid(f"the model does not load: it is not an ONNX file ({type(exc).__name__}: {detail})") from None
-    metadata = {prop.key for prop in graph.metadata_props}
-    return "yolo" if "names" in metadata else "onnx"
+    return kind_for_file({prop.key: prop.value for prop in graph.metadata_props})
 
 
 def _file_handler(kind: str):
-    from restyle.handlers.base import get_handler
+    from restyle.handlers.base import file_kinds, get_handler
 
-    if kind in NO_FILE_KINDS:
-        raise Invalid(f"the {kind} handler has weights of its own; register models of kind onnx, yolo or a plugin's")
     try:
-        return get_handler(kind)
+        handler = get_handler(kind)
     except ModelError as exc:
         raise Invalid(str(exc)) from None
+    if not getattr(handler, "registrable", False):
+        raise Invalid(f"the {kind} handler has weights of its own; register models of kind "
+                      f"{', '.join(file_kinds())} or a plugin's")
+    return handler
 
 
 def _check_model(kind: str, path: Path) -> None:

@@ -11,10 +11,11 @@ import logging
 import threading
 
 from restyle.errors import RestyleError
+from restyle.handlers.styles import NUM_STYLES
 from restyle.service import keys
 from restyle.service.context import Context
 
-NUM_STYLES = 26
+HANDLER = "styles"  # the handler whose built-in styles the gallery shows (it renders them with it)
 SIZE = 128
 
 
@@ -62,7 +63,7 @@ def render() -> list[bytes]:
     picture = _test_pattern()
     picture.thumbnail((SIZE, SIZE), Image.LANCZOS)
     frame = np.asarray(picture.convert("RGB"))[None]
-    network = load_model(LoadSpec("styles"), Runtime(device="cpu", threads=1))
+    network = load_model(LoadSpec(HANDLER), Runtime(device="cpu", threads=1))
     made = []
     for style in range(NUM_STYLES):
         out = io.BytesIO()

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 from pydantic import ValidationError
 
 from restyle.errors import InputError, Invalid, Refusal, RestyleError
+from restyle.handlers.base import file_kinds, get_handler
 from restyle.jobspec import JobSpec, validation_reason
 from restyle.service import keys
 from restyle.service.catalogue import Catalogue, handler_names, local_copy
@@ -24,7 +25,7 @@ from restyle.service.context import Context
 from restyle.stores.params import JobParams
 
 DOOR_FIELDS = set(JobSpec.model_fields) - {"model_file"}
-FILE_KINDS = ("onnx", "yolo")  # built-in handlers that run a file: the service runs them only as registered models
+PICTURE = "style_image"  # the JobSpec field of a style picture: a saved picture's name at the door, its key stored
 MAX_SIDECAR_BYTES = 64 * 1024
 
 
@@ -47,7 +48,7 @@ def door_params(context: Context, catalogue: Catalogue, owner: str, fields: dict
     if unknown:
         raise Invalid(f"unknown field(s) {', '.join(unknown)}; a job takes {', '.join(sorted(DOOR_FIELDS))}")
     if (picture is not None or fields.get("style_image")) and "model" not in fields:
-        fields["model"] = "style-image"  # a picture alone says what is wanted
+        fields["model"] = picture_kind()  # a picture alone says what is wanted
     try:
         spec = JobSpec(**fields)
     except ValidationError as exc:
@@ -55,29 +56,32 @@ def door_params(context: Context, catalogue: Catalogue, owner: str, fields: dict
     update: dict[str, Any] = {}
     if spec.model in handler_names():
         kind = spec.model
-        if kind in FILE_KINDS:
+        if get_handler(kind).registrable:
             raise Invalid(f"model {kind} runs a model file: an admin registers it (restyle models add NAME FILE "
-                               f"--kind {kind}) and jobs name it (model=NAME)")
+                          f"--kind {kind}) and jobs name it (model=NAME)")
     else:
         registered = catalogue.model(spec.model)
         if registered is None:
             names = ", ".join(m.name for m in catalogue.models()) or "none yet"
-            raise Invalid(f"unknown model {spec.model!r}: the handlers are {', '.join(sorted(handler_names() - set(FILE_KINDS)))}; "
-                               f"the registered models are {names} (GET /api/models)")
+            runnable = sorted(handler_names() - set(file_kinds()))
+            raise Invalid(f"unknown model {spec.model!r}: the handlers are {', '.join(runnable)}; "
+                          f"the registered models are {names} (GET /api/models)")
         kind, update["model_file"] = registered.kind, registered.key
+    takes_picture = PICTURE in get_handler(kind).file_fields
     picture_name = None
     if picture is not None or spec.style_image:
-        if kind == "styles":
-            raise Invalid("a style picture is for model style-image; the styles model takes style (0-25 or a blend)")
+        if not takes_picture:
+            takers = " or ".join(name for name in sorted(handler_names()) if PICTURE in get_handler(name).file_fields)
+            raise Invalid(f"a style picture is for model {takers}; the {kind} model takes none")
         if picture is not None:
-            update["style_image"], _, _ = catalogue.store_picture(owner, picture.stream)
+            update[PICTURE], _, _ = catalogue.store_picture(owner, picture.stream)
             picture_name = Path(picture.filename.replace("\\", "/")).name[:80] or "picture"
         else:
             saved = catalogue.picture(owner, spec.style_image or "")
-            update["style_image"], picture_name = saved.key, saved.name
-    elif kind == "style-image":
-        raise Invalid("model style-image needs a picture: upload one with the job (style_image file) "
-                           "or name one you saved (POST /api/pictures)")
+            update[PICTURE], picture_name = saved.key, saved.name
+    elif takes_picture:
+        raise Invalid(f"model {kind} needs a picture: upload one with the job (style_image file) "
+                      "or name one you saved (POST /api/pictures)")
     stored = spec.model_copy(update=update)
     params = JobParams(spec=stored, handler=kind, label=label(stored, kind, picture_name))
     local = None
@@ -109,7 +113,7 @@ def sidecar_params(context: Context, catalogue: Catalogue, owner: str, name: str
         picture = None
         if isinstance(fields.get("style_image"), str):
             beside = fields.pop("style_image")
-            fields.setdefault("model", "style-image")
+            fields.setdefault("model", picture_kind())
             picture = Picture(picture_beside(beside), beside)
         return door_params(context, catalogue, owner, fields, picture)
     except Refusal as exc:
@@ -118,7 +122,8 @@ def sidecar_params(context: Context, catalogue: Catalogue, owner: str, name: str
 
 def refused_params(reason: str) -> JobParams:
     """Params of a job made only to fail with ``reason`` (an inbox drop whose sidecar is bad)."""
-    return JobParams(spec=JobSpec(), handler="styles", label="refused", refused=reason)
+    spec = JobSpec()
+    return JobParams(spec=spec, handler=spec.model, label="refused", refused=reason)
 
 
 def local_spec(context: Context, params: JobParams | None, owner: str, problem: str | None = None) -> JobSpec:
@@ -141,15 +146,24 @@ def local_spec(context: Context, params: JobParams | None, owner: str, problem: 
     return spec.model_copy(update=update)
 
 
+def picture_kind() -> str:
+    """The handler a style picture alone asks for: the first that declares a picture field and is no registrable kind."""
+    from restyle.handlers.base import registered
+
+    takers = sorted(name for name, handler in registered().items()
+                    if PICTURE in getattr(handler, "file_fields", ()) and not getattr(handler, "registrable", False))
+    if not takers:
+        raise Invalid("no installed model takes a style picture")
+    return takers[0]
+
+
 def label(spec: JobSpec, kind: str, picture_name: str | None) -> str:
-    """What a person reads: styles:7, style-image:painting, moderation (a registered model's name)."""
+    """What a person reads: a registered model's name, else the handler's own label (its picture by the name
+    it came with, not by its key in the store): styles:7, style-image:painting."""
     if spec.model != kind:
         return spec.model
-    if kind == "styles":
-        return f"styles:{spec.style or '0'}"
-    if picture_name:
-        return f"{kind}:{picture_name}"
-    return kind
+    shown = spec.model_copy(update={PICTURE: picture_name}) if picture_name else spec
+    return get_handler(kind).label(shown)
 
 
 def _check(spec: JobSpec) -> None:

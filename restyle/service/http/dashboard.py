@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from restyle.errors import Refusal
+from restyle.handlers.base import get_handler, registered
 from restyle.service import gallery, intake, keys
 from restyle.service.catalogue import Catalogue
 from restyle.service.context import Principal
@@ -22,6 +23,7 @@ from restyle.service.http.auth import COOKIE, signed_in, submitter, visible_job
 from restyle.service.http.forms import job_form
 from restyle.service.http.policy import PolicyRoute
 from restyle.service.http.web import Web, web
+from restyle.service.specs import PICTURE
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
 templates.env.filters["ago"] = lambda t: "-" if not t else f"{max(0, time.time() - t):.0f} s ago"
@@ -81,20 +83,21 @@ async def submit(request: Request, who: Principal = Depends(submitter), app: Web
 
 
 def _chosen(fields: dict, picture):
-    """Only what the chosen model takes: the form holds the gallery, the picture inputs and the models at once."""
-    model = fields.get("model", "styles")
+    """Only what the chosen model takes: the form holds the gallery, the picture inputs and the models at once.
+    The gallery's blend is for the gallery's handler; a picture for a handler that declares a picture field."""
+    model = fields.get("model", gallery.HANDLER)
     blend = fields.pop("blend", None)
     saved = fields.pop("saved_picture", None)
-    if model == "styles":
+    if model == gallery.HANDLER:
         if blend:
             fields["style"] = blend
-        return {k: v for k, v in fields.items() if k != "style_image"}, None
+        return {k: v for k, v in fields.items() if k != PICTURE}, None
     fields.pop("style", None)
-    if model == "style-image":
+    if model in registered() and PICTURE in get_handler(model).file_fields:
         if picture is None and saved:
-            fields["style_image"] = saved
+            fields[PICTURE] = saved
         return fields, picture
-    fields.pop("style_image", None)
+    fields.pop(PICTURE, None)
     return fields, None
 
 
