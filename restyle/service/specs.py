@@ -147,7 +147,7 @@ def local_spec(context: Context, params: JobParams | None, owner: str, problem: 
 
 
 def picture_kind() -> str:
-    """The handler a style picture alone asks for: the first that declares a picture field and is no registrable kind."""
+    """The handler a style picture alone asks for: the first that declares a picture field and is not registrable."""
     from restyle.handlers.base import registered
 
     takers = sorted(name for name, handler in registered().items()

@@ -215,7 +215,8 @@ class JobRun:
         if not self.worker.persist(self.jobs.succeed, self.job.id, self.worker.id, output_key, figures,
                                    frames_done=report.frames, frames_total=report.frames,
                                    chunks_done=report.chunks, chunks_total=report.chunks):
-            self.journal.write("lease lost", note="finished after another worker took the job; its work area is left to it")
+            self.journal.write("lease lost",
+                               note="finished after another worker took the job; its work area is left to it")
             return Lease.LOST
         self.journal.write("succeeded", output=output_key, **figures)
         segments.discard()

@@ -134,7 +134,8 @@ class JobStore:
         """An awaited upload has landed: its job gets the etag and joins the queue."""
         with self._session.begin() as session:
             row = session.scalars(
-                select(JobRow).where(JobRow.input_key == input_key, JobRow.state == JobState.UPLOADING).with_for_update()
+                select(JobRow).where(JobRow.input_key == input_key, JobRow.state == JobState.UPLOADING)
+                .with_for_update()
             ).first()
             if row is None:
                 return None

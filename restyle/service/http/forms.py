@@ -70,7 +70,8 @@ JOB_FORM = _form({
     "model": {"type": "string",
               "description": "styles (default), style-image, or a registered model's name (GET /api/models)"},
     "style": {"type": "string", "description": 'styles: 0-25 or a blend "3:0.5,12:0.5"'},
-    "style_image": {"description": "style-image: a picture file, or the name of a picture you saved (POST /api/pictures)"},
+    "style_image": {"description": "style-image: a picture file, or the name of a picture you saved "
+                                   "(POST /api/pictures)"},
     "strength": {"type": "number", "description": "0..1; less mixes the original back in"},
     "deflicker": {"type": "number", "description": "0 off, 0.8 the usual"},
     "params": {"type": "string", "description": "the model's other parameters, a JSON object"},

@@ -38,7 +38,8 @@ async def create_job(request: Request, who: Principal = Depends(submitter), app:
         return await run_in_threadpool(submit)
 
 
-@router.post("/api/uploads", status_code=201, response_model=UploadLink, summary="A presigned link to upload a video to")
+@router.post("/api/uploads", status_code=201, response_model=UploadLink,
+             summary="A presigned link to upload a video to")
 def create_upload(body: UploadRequest, who: Principal = Depends(submitter), app: Web = Depends(web)) -> UploadLink:
     params = intake.job_params(app.context, who, body.spec_fields())
     ticket = intake.presign_upload(app.context, who, body.filename, params)

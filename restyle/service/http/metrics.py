@@ -37,7 +37,8 @@ class JobStoreCollector:
         for state in ACTIVE + FINAL:
             by_state.add_metric([str(state)], counts.get(state, 0))
         yield by_state
-        yield GaugeMetricFamily("restyle_queue_depth", "Jobs waiting for a worker", value=counts.get(JobState.QUEUED, 0))
+        queued = counts.get(JobState.QUEUED, 0)
+        yield GaugeMetricFamily("restyle_queue_depth", "Jobs waiting for a worker", value=queued)
         yield CounterMetricFamily("restyle_frames_scored", "Frames restyled, all jobs", value=jobs.frames_scored())
 
         latencies = jobs.chunk_latencies()

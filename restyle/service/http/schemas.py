@@ -85,7 +85,8 @@ class UploadLink(BaseModel):
     upload_url: str
     method: str = Field("PUT", description="PUT the video's bytes, or POST a multipart form: the fields, "
                                            "then the file as 'file'")
-    fields: dict[str, str] = Field(default_factory=dict, description="form fields a POST upload must send before the file")
+    fields: dict[str, str] = Field(default_factory=dict,
+                                   description="form fields a POST upload must send before the file")
     expires_at: int
 
 
