@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import decode_all, machine  # noqa: E402
 
 from restyle.config import Settings  # noqa: E402
-from restyle import fidelity  # noqa: E402
+from restyle.engines.sizing import choose_layout  # noqa: E402
 from restyle.handlers import JobSpec, load  # noqa: E402
-from restyle.layout import choose_layout  # noqa: E402
 from restyle.media.sample import make_clip, make_motion_clip, packaged_photo  # noqa: E402
 from restyle.quality import psnr  # noqa: E402
+from restyle.runtime import fidelity  # noqa: E402
 
 Candidate = tuple[str, int, str]  # preset, crf, extra x264-params
 BASELINE: Candidate = ("veryfast", 18, "")

@@ -32,12 +32,13 @@ import onnx
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import decode_all, machine  # noqa: E402
 
-from restyle import fidelity  # noqa: E402
+from restyle import machine as restyle_machine  # noqa: E402
 from restyle.config import Settings  # noqa: E402
 from restyle.handlers import JobSpec, Runtime, load  # noqa: E402
 from restyle.media.encode import EncodeSpec, SegmentWriter  # noqa: E402
 from restyle.media.sample import make_motion_clip, packaged_photo  # noqa: E402
 from restyle.quality import psnr  # noqa: E402
+from restyle.runtime import fidelity  # noqa: E402
 
 EXACT = Runtime("cpu", threads=2, backend="openvino", precision="f32")
 FAST = {precision: Runtime("cpu", threads=2, backend="openvino", precision=precision) for precision in ("bf16", "int8")}
@@ -80,8 +81,8 @@ def measure(spec: JobSpec, frames: list[np.ndarray], work: Path, rate: int, prec
 
 def load_exact(spec: JobSpec, work: Path, precision: str):
     """The f32 reference; for a network shipped int8, the same graph with its quantization taken out."""
-    from restyle import quantize
     from restyle.handlers import styles
+    from restyle.runtime import quantize
 
     if precision != "int8" or spec.model != "style-image":
         return load(spec, EXACT)
@@ -151,9 +152,9 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help=f"write the table to {fidelity.TABLE}")
     parser.add_argument("--precision", choices=["bf16", "int8"], default="bf16", help="the precision measured against f32")
     args = parser.parse_args()
-    if args.precision == "bf16" and not fidelity.cpu_has_bf16():
+    if args.precision == "bf16" and not restyle_machine.here().bf16:
         print("note: this CPU has no native bf16; OpenVINO emulates it, so the figures hold but the speed does not")
-    from restyle.cpu import ISA_ENV, isa_cap
+    from restyle.machine import ISA_ENV, isa_cap
 
     if isa_cap():
         print(f"note: {ISA_ENV}={isa_cap()}: OpenVINO's convolutions run code for that ISA")
@@ -199,7 +200,7 @@ def write_table(styles: dict[str, dict], pictures: dict[str, dict], command: str
     networks: dict[str, dict] = table.setdefault("networks", {})
     measured = {"date": f"{datetime.now(timezone.utc):%Y-%m-%d}", "machine": machine(), "command": command,
                 "what": f"{precision} vs f32 (OpenVINO), 640x360 pan over a photo, each encoded by x264 as restyle run does"}
-    from restyle.cpu import ISA_ENV, isa_cap
+    from restyle.machine import ISA_ENV, isa_cap
 
     if isa_cap():
         measured["isa_cap"] = f"{ISA_ENV}={isa_cap()}"

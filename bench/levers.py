@@ -31,7 +31,6 @@ from restyle.handlers import JobSpec, Runtime, load  # noqa: E402
 SEVEN = JobSpec(style="7")
 from restyle.media.sample import make_motion_clip, packaged_photo  # noqa: E402
 
-
 # The candidates: OpenCV's SIMD I420 conversions instead of swscale's. Measured here and not adopted
 # (bench/RESULTS.md): they cost the same CPU as swscale's and would change the chroma filtering.
 _BT601 = (2, 5, 6)  # AVCOL_SPC_UNSPECIFIED, BT470BG, SMPTE170M
@@ -86,7 +85,7 @@ class NumpyAround:
 
     def __init__(self):
         from restyle.handlers.styles import _model_file, style_weights
-        from restyle.runtime import _OpenVinoSession
+        from restyle.runtime.sessions import _OpenVinoSession
 
         self.session, self.weights = _OpenVinoSession(_model_file("multistyle26"), 1, "bf16"), style_weights("7")
 

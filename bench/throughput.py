@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import audio_packets, cpu_seconds, decode_all, machine, model_only, psnr, run_measured, run_measured_cpu  # noqa: E402
 
 from restyle.config import Settings  # noqa: E402
+from restyle.engines.sizing import choose_layout  # noqa: E402
 from restyle.handlers import JobSpec, Runtime, load  # noqa: E402
-from restyle.layout import choose_layout  # noqa: E402
 from restyle.media.sample import make_clip  # noqa: E402
 
 SPEC = JobSpec(style=str("7"))
@@ -50,8 +50,8 @@ def isa_note() -> str:
 
     import openvino
 
-    from restyle.cpu import ISA_ENV, isa_cap
     from restyle.handlers.styles import _model_file
+    from restyle.machine import ISA_ENV, isa_cap
 
     if not isa_cap():
         return f"{ISA_ENV} not set: every runtime uses all of this CPU's ISA"

@@ -13,9 +13,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from restyle.config import load_settings
-from restyle.deflicker import DEFAULT_STRENGTH
 from restyle.errors import InputError, ModelError, RestyleError
 from restyle.jobspec import JobSpec, validation_reason
+from restyle.media.deflicker import DEFAULT_STRENGTH
 
 EXIT_ERROR = 2
 
@@ -253,7 +253,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _quality(args: argparse.Namespace) -> int:
     from restyle.pipeline import plan
-    from restyle.quality import measure, model_frames
+    from restyle.pipeline.reference import model_frames
+    from restyle.quality import measure
 
     if args.reference and (args.style or args.style_image or args.model):
         raise InputError("give either --reference or a model (--style, --style-image, --model) to compare against, not both")

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from restyle.deflicker import Deflicker, warmup_frames
 from restyle.handlers import JobSpec, Runtime, load
+from restyle.media.deflicker import Deflicker, warmup_frames
 from restyle.quality import measure, psnr
 from tests.conftest import decode_frames
 

@@ -3,15 +3,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from restyle import cpu, fidelity, quantize
+from restyle import machine as cpu
 from restyle.errors import ModelError
 from restyle.handlers import JobSpec, Runtime, load
 from restyle.media.sample import packaged_photo
+from restyle.runtime import choose, fidelity, open_session, quantize
+from tests.conftest import pretend_machine
 
 
 @pytest.fixture
 def no_bf16(monkeypatch):
-    monkeypatch.setattr(fidelity, "cpu_has_bf16", lambda: False)
+    pretend_machine(monkeypatch, bf16=False)
 
 
 def verdict_for(passed: bool):
@@ -21,20 +23,20 @@ def verdict_for(passed: bool):
 def test_the_avx2_cap_turns_bf16_and_avx512_off(monkeypatch):
     monkeypatch.setattr(cpu, "native_flags", lambda: frozenset({"avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16"}))
     monkeypatch.delenv(cpu.ISA_ENV, raising=False)
-    assert fidelity.cpu_has_bf16()
+    assert cpu.Machine.read().bf16
     monkeypatch.setenv(cpu.ISA_ENV, "avx2")
-    assert not fidelity.cpu_has_bf16()
+    assert not cpu.Machine.read().bf16
     assert cpu.cpu_flags() == {"avx2", "fma"}
     monkeypatch.setenv(cpu.ISA_ENV, "AVX512_CORE_VNNI")  # a cap above AVX-512 keeps it, still without bf16
     assert cpu.cpu_flags() == {"avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni"}
     monkeypatch.setenv(cpu.ISA_ENV, "ALL")
-    assert fidelity.cpu_has_bf16()
+    assert cpu.Machine.read().bf16
 
 
 def test_auto_under_the_avx2_cap_decides_as_an_avx2_cpu(monkeypatch):
     monkeypatch.setattr(cpu, "native_flags", lambda: frozenset({"avx2", "fma", "avx512f", "avx512_bf16"}))
     monkeypatch.setenv(cpu.ISA_ENV, "AVX2")
-    choice = Runtime("cpu", precision="auto").choose("multistyle26")
+    choice = choose(Runtime("cpu", precision="auto"), "multistyle26", cpu.Machine.read())
     assert choice.precision in ("int8", "f32") and "no native bf16 (ONEDNN_MAX_CPU_ISA=AVX2)" in choice.reason
 
 
@@ -50,7 +52,7 @@ def test_auto_picks_int8_only_where_the_table_passes(no_bf16, monkeypatch):
     assert auto.choose("someones.onnx").precision == "f32"  # no int8 version of a user's network is made
     # The shipped table decides as it says.
     monkeypatch.undo()
-    monkeypatch.setattr(fidelity, "cpu_has_bf16", lambda: False)
+    pretend_machine(monkeypatch, bf16=False)
     passed = fidelity.table()["networks"]["multistyle26"]["int8"]["passed"]
     assert (auto.choose("multistyle26").precision == "int8") == passed
 
@@ -119,4 +121,4 @@ def test_int8_is_refused_for_a_float_graph():
     from restyle.handlers.styles import _model_file
 
     with pytest.raises(ModelError, match="float graph"):
-        Runtime("cpu", precision="int8").session(onnx.load(str(_model_file("multistyle26"))), "multistyle26")
+        open_session(Runtime("cpu", precision="int8"), onnx.load(str(_model_file("multistyle26"))), "multistyle26")

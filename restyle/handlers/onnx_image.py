@@ -15,7 +15,7 @@ from PIL import Image
 from restyle.errors import ModelError
 from restyle.handlers.base import BaseHandler, LoadSpec, OutputKind, blend, to_uint8
 from restyle.jobspec import JobSpec
-from restyle.runtime import Runtime
+from restyle.runtime import Runtime, open_session
 
 PROBE_SIDE = 64  # a dynamic model's scale is measured on a frame this size
 STRIDE_SLACK = 8  # networks that downsample return sizes rounded up to their stride: crop, don't call it scaling
@@ -67,7 +67,7 @@ class OnnxImageModel:
     def __init__(self, path: Path, runtime: Runtime):
         if not path.is_file():
             raise ModelError(f"ONNX model not found: {path}")
-        self._session = runtime.session(path, path.name)
+        self._session = open_session(runtime, path, path.name)
         self._name = path.name
         (self._input, shape), = self._session.inputs[:1]
         self._fixed_batch = isinstance(shape[0], int)

@@ -17,7 +17,7 @@ COLUMNS = 7
 
 def contact_sheet(picture: str | None = None) -> Image.Image:
     """Render all 26 styles on ``picture`` (default: a frame of FFmpeg's testsrc2 pattern)."""
-    image = read_style_image(picture) if picture else _test_pattern()
+    image = read_style_image(picture) if picture else test_pattern()
     image.thumbnail((TILE, TILE), Image.LANCZOS)
     runtime = Runtime("auto", threads=os.cpu_count() or 1)
     frame = np.asarray(image)[None]
@@ -38,6 +38,6 @@ def contact_sheet(picture: str | None = None) -> Image.Image:
     return sheet
 
 
-def _test_pattern() -> Image.Image:
+def test_pattern() -> Image.Image:
     with av.open("testsrc2=size=384x256:rate=1:duration=1", format="lavfi") as source:
         return next(source.decode(video=0)).to_image()

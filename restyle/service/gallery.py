@@ -55,7 +55,7 @@ def render() -> list[bytes]:
     from PIL import Image
 
     from restyle.handlers.base import LoadSpec, load_model
-    from restyle.handlers.sheet import _test_pattern
+    from restyle.handlers.sheet import test_pattern as _test_pattern
     from restyle.jobspec import JobSpec
     from restyle.runtime import Runtime
 

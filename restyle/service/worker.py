@@ -22,9 +22,7 @@ from restyle.config import Settings
 from restyle.engines import Engine, make_engine
 from restyle.errors import InputError, ModelError, OutputError, RestyleError
 from restyle.media.assemble import output_suffix
-from restyle.pipeline import Cancelled, Hooks, run
-from restyle.report import RunReport
-from restyle.score import ChunkResult
+from restyle.pipeline import Cancelled, ChunkResult, Hooks, RunReport, run
 from restyle.service.context import Context, clean_scratch, public_reason, scratch_dir
 from restyle.service.specs import is_records, local_spec
 from restyle.stores.jobs import Job, JobStoreError
@@ -148,12 +146,12 @@ class Worker:
                 # Records go to a .jsonl; a video keeps the input's container family (.ts stays .ts, .mkv .mkv).
                 stem = Path(job.input_key).stem
                 target = Path(tmp) / (f"{stem}.jsonl" if records else f"{stem}-restyled{output_suffix(job.input_key)}")
-                # Ray actors may be on other machines: they read the input through a presigned link.
-                remote = self.settings.engine == "ray" and not self.context.data.is_local
+                # Workers on other machines (the pipeline asks its engine) read the input through a presigned link.
+                shared = not self.context.data.is_local
                 report = run(
                     source, target, spec, settings=self.settings, work=segments,
                     input_id=f"{job.input_key}@{job.input_etag}", on_progress=on_progress,
-                    input_url=self.context.data.presign(job.input_key, 24 * 3600) if remote else None,
+                    input_url=self.context.data.presign(job.input_key, 24 * 3600) if shared else None,
                     hooks=Hooks(on_plan=on_plan, on_chunk=on_chunk, cancel=cancel), engines=self._engine,
                 )
                 output_key = f"outbox/{job.id}/{target.name}"

@@ -3,8 +3,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from restyle import machine
 from restyle.errors import ModelError
 from restyle.handlers import JobSpec, OutputKind, Runtime, check, get_handler, load
+from restyle.runtime.base import providers
 
 
 def negative_model(path, size=("N", 3, "H", "W"), value_range=1.0):
@@ -95,5 +97,5 @@ def test_cuda_without_a_gpu_build_is_a_clear_error():
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this machine has CUDA: the fallback message cannot be shown here")
     with pytest.raises(ModelError, match="onnxruntime-gpu"):
-        Runtime("cuda").providers
-    assert Runtime("auto").providers == ["CPUExecutionProvider"]
+        providers(Runtime("cuda"), machine.here())
+    assert providers(Runtime("auto"), machine.here()) == ["CPUExecutionProvider"]

@@ -1,0 +1,20 @@
+"""The reference a restyled video is measured against: the model run on each frame alone."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from restyle.handlers import load
+from restyle.jobspec import JobSpec
+from restyle.quality.measure import frames_of
+from restyle.runtime import Runtime
+
+
+def model_frames(input: str | Path, spec: JobSpec) -> Iterator[np.ndarray]:
+    """The per-frame stylisation of ``input``: the model run on each frame alone, nothing smoothed, nothing encoded."""
+    model = load(spec, Runtime("auto", threads=os.cpu_count() or 1))
+    for frame in frames_of(input):
+        yield model.predict(frame[None], spec)[0]
