@@ -35,6 +35,7 @@ from _common import decode_all, machine  # noqa: E402
 from restyle import machine as restyle_machine  # noqa: E402
 from restyle.config import Settings  # noqa: E402
 from restyle.handlers import JobSpec, Runtime, load  # noqa: E402
+from restyle.handlers.base import params_of  # noqa: E402
 from restyle.media.encode import EncodeSpec, SegmentWriter  # noqa: E402
 from restyle.media.sample import make_motion_clip, packaged_photo  # noqa: E402
 from restyle.quality import psnr  # noqa: E402
@@ -64,8 +65,8 @@ def measure(spec: JobSpec, frames: list[np.ndarray], work: Path, rate: int, prec
     if "does not compile" in fast_model.description:  # OpenVINO fell back to f32: nothing to compare
         return {"passed": False, "luma_ssim": 0.0, "flat_psnr_db": None, "psnr_db": 0.0, "encoder_luma_ssim": 0.0,
                 "encoder_psnr_db": 0.0, "note": f"no bf16: {fast_model.description}"}
-    exact = [exact_model.predict(f[None], spec)[0] for f in frames]
-    fast = [fast_model.predict(f[None], spec)[0] for f in frames]
+    exact = [exact_model.predict(f[None], params_of(spec))[0] for f in frames]
+    fast = [fast_model.predict(f[None], params_of(spec))[0] for f in frames]
     exact_final, fast_final = final(exact, work / "exact.mp4", rate), final(fast, work / "fast.mp4", rate)
     verdict = fidelity.judge(np.stack(exact_final), np.stack(fast_final))
     encoder = fidelity.judge(np.stack(exact), np.stack(exact_final))

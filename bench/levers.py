@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine  # noqa: E402
 
 from restyle.handlers import JobSpec, Runtime, load  # noqa: E402
+from restyle.handlers.base import params_of  # noqa: E402
 
 SEVEN = JobSpec(style="7")
 from restyle.media.sample import make_motion_clip, packaged_photo  # noqa: E402
@@ -111,7 +112,7 @@ def main() -> None:
                                     seconds=1.0 if args.quick else 2.0)
             with av.open(str(clip)) as container:
                 decoded = list(container.decode(video=0))
-            styled = [in_graph.predict(to_rgb(f)[None], SEVEN)[0] for f in decoded[:10]]
+            styled = [in_graph.predict(to_rgb(f)[None], params_of(SEVEN))[0] for f in decoded[:10]]
             runs: dict[str, list[float]] = {}
             for _ in range(args.repeats):
                 for name, fn in {

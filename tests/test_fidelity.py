@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from restyle.handlers import JobSpec, Runtime, load
+from restyle.handlers.base import params_of
 from restyle.runtime import fidelity
 from tests.conftest import pretend_machine
 
@@ -55,6 +56,6 @@ def test_a_network_outside_the_table_is_checked_on_its_first_frame(tmp_path, mon
     frames = np.random.default_rng(2).integers(0, 256, (1, 40, 64, 3), dtype=np.uint8)
     spec = JobSpec(model="onnx", model_file=str(negative_model(tmp_path / "neg.onnx")))
     model = load(spec, Runtime("cpu", precision="auto"))
-    out = model.predict(frames, spec)
+    out = model.predict(frames, params_of(spec))
     assert "check on the first frame" in model._session.provider  # decided by the first call
     assert fidelity.judge(255 - frames, out).passed

@@ -6,6 +6,7 @@ from PIL import Image
 from restyle import machine as cpu
 from restyle.errors import ModelError
 from restyle.handlers import JobSpec, Runtime, load
+from restyle.handlers.base import params_of
 from restyle.media.sample import packaged_photo
 from restyle.runtime import choose, fidelity, open_session, quantize
 from tests.conftest import pretend_machine
@@ -95,11 +96,11 @@ def test_the_int8_network_restyles_a_real_frame_near_f32(photo_frame):
     exact = load(spec, Runtime("cpu", precision="f32", backend="openvino"))
     int8 = load(spec, Runtime("cpu", precision="int8"))
     assert "int8" in int8.description
-    ours, reference = int8.predict(photo_frame, spec), exact.predict(photo_frame, spec)
+    ours, reference = int8.predict(photo_frame, params_of(spec)), exact.predict(photo_frame, params_of(spec))
     assert ours.shape == reference.shape and ours.dtype == np.uint8
     # Closer to the same style at f32 than another style is, and far from the untouched photo.
     near = fidelity.judge(reference, ours).luma_ssim
-    assert near > fidelity.judge(reference, exact.predict(photo_frame, other)).luma_ssim
+    assert near > fidelity.judge(reference, exact.predict(photo_frame, params_of(other))).luma_ssim
     assert near > fidelity.judge(reference, photo_frame).luma_ssim
     assert float(np.abs(ours.astype(int) - reference).mean()) < 20
 
@@ -112,7 +113,7 @@ def test_the_style_picture_network_runs_as_shipped_int8_without_bf16(no_bf16, tm
     spec = JobSpec(model="style-image", style_image=str(picture))
     model = load(spec, Runtime("cpu", precision="auto"))
     assert "int8" in model.description
-    assert model.predict(np.zeros((1, 40, 64, 3), np.uint8), spec).shape == (1, 40, 64, 3)
+    assert model.predict(np.zeros((1, 40, 64, 3), np.uint8), params_of(spec)).shape == (1, 40, 64, 3)
 
 
 def test_int8_is_refused_for_a_float_graph():

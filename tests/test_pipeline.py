@@ -6,6 +6,7 @@ from restyle import JobSpec, run
 from restyle.config import Settings
 from restyle.errors import OutputError
 from restyle.handlers import Runtime, load
+from restyle.handlers.base import params_of
 from tests.conftest import decode_frames, duration_s, packets, psnr
 
 pytestmark = pytest.mark.slow
@@ -51,7 +52,7 @@ def test_output_frames_match_the_model_within_one_lossy_encode(clips, settings, 
     _, originals = decode_frames(clips["pal"])
     _, ours = decode_frames(output)
     model = load(JobSpec(style="7"), Runtime("cpu", threads=2))
-    scores = [psnr(model.predict(frame[None], JobSpec(style="7"))[0], mine) for frame, mine in zip(originals[::5], ours[::5])]
+    scores = [psnr(model.predict(frame[None], params_of(JobSpec(style="7")))[0], mine) for frame, mine in zip(originals[::5], ours[::5])]
     assert np.mean(scores) >= 33.0, scores
 
 

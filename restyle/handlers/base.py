@@ -18,11 +18,12 @@ third-party package registers its own::
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib.metadata import entry_points
-from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -35,8 +36,7 @@ ENTRY_POINT_GROUP = "restyle.handlers"
 
 
 class OutputKind(StrEnum):
-    FRAMES = "frames"  # pictures out, each the size of its input frame
-    SCALED_FRAMES = "scaled-frames"  # pictures out at the model's own size (super-resolution)
+    FRAMES = "frames"  # pictures out (the input's size, or the handler's output_size: super-resolution)
     RECORDS = "records"  # one JSON-able record per frame (detections, labels)
 
 
@@ -61,12 +61,9 @@ class Model(Protocol):
     description: str
     output: OutputKind
 
-    def predict(self, frames: np.ndarray, spec: JobSpec) -> np.ndarray | Records:
-        """``frames`` is (N, H, W, 3) uint8 RGB; returns (N, H', W', 3) uint8, or N records."""
-        ...
-
-    def output_size(self, width: int, height: int) -> tuple[int, int]:
-        """The size of the pictures out for frames of this size (the same, except for scaled frames)."""
+    def predict(self, frames: np.ndarray, params: Any) -> np.ndarray | Records:
+        """``frames`` is (N, H, W, 3) uint8 RGB, ``params`` what :meth:`Handler.params` made of the job's spec;
+        returns (N, H', W', 3) uint8, or N records. Strength and deflicker are the pipeline's post-processes."""
         ...
 
 
@@ -96,6 +93,10 @@ class Handler(Protocol):
 
     def output_size(self, spec: JobSpec, width: int, height: int) -> tuple[int, int]:
         """The size of the pictures out for frames of ``width`` x ``height`` (asked before the encoding is planned)."""
+        ...
+
+    def params(self, spec: JobSpec) -> Any:
+        """The per-call parameters the model's ``predict`` gets for ``spec`` (made where the model runs)."""
         ...
 
     def load_spec(self, spec: JobSpec) -> LoadSpec:
@@ -133,6 +134,10 @@ class BaseHandler:
 
     def output_size(self, spec: JobSpec, width: int, height: int) -> tuple[int, int]:
         return width, height
+
+    def params(self, spec: JobSpec) -> Mapping[str, Any]:
+        """By default the spec's free-form ``params`` (read-only)."""
+        return MappingProxyType(dict(spec.params))
 
     def load_spec(self, spec: JobSpec) -> LoadSpec:
         return LoadSpec(self.name)
@@ -182,6 +187,11 @@ def check(spec: JobSpec) -> Handler:
     handler = get_handler(spec.model)
     handler.check(spec)
     return handler
+
+
+def params_of(spec: JobSpec) -> Any:
+    """The per-call parameters ``spec``'s model gets (its handler's :meth:`Handler.params`)."""
+    return get_handler(spec.model).params(spec)
 
 
 def load_model(load: LoadSpec, runtime: Runtime) -> Model:

@@ -7,8 +7,8 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw
 
-from restyle.handlers.styles import NUM_STYLES, MultiStyle, read_style_image
-from restyle.jobspec import JobSpec
+from restyle.handlers.styles import MultiStyle, StylesParams, read_style_image
+from restyle.jobspec import NUM_STYLES
 from restyle.runtime import Runtime
 
 TILE = 256
@@ -23,7 +23,7 @@ def contact_sheet(picture: str | None = None) -> Image.Image:
     frame = np.asarray(image)[None]
     network = MultiStyle(runtime)  # one network, every style: the weights are per call
     tiles = [("original", image)] + [
-        (str(i), Image.fromarray(network.predict(frame, JobSpec(style=str(i)))[0])) for i in range(NUM_STYLES)
+        (str(i), Image.fromarray(network.predict(frame, StylesParams(str(i)))[0])) for i in range(NUM_STYLES)
     ]
     width, height = image.size
     rows = -(-len(tiles) // COLUMNS)

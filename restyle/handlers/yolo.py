@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -55,11 +56,20 @@ class YoloHandler(BaseHandler):
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ModelError(f"{key} must be a number from 0 to 1, got {value!r}")
 
+    def params(self, spec: JobSpec) -> YoloParams:
+        return YoloParams(float(spec.params.get("confidence", 0.25)), float(spec.params.get("iou", 0.45)))
+
     def load_spec(self, spec: JobSpec) -> LoadSpec:
         return LoadSpec(self.name, str(Path(spec.model_file or "").resolve()))
 
     def load(self, load: LoadSpec, runtime: Runtime) -> YoloModel:
         return YoloModel(Path(load.weights or ""), runtime)
+
+
+@dataclass(frozen=True)
+class YoloParams:
+    confidence: float = 0.25  # boxes scored under it are dropped
+    iou: float = 0.45  # overlap over which boxes of a class are merged
 
 
 def class_names(metadata: dict[str, str], name: str = "the model") -> list[str]:
@@ -93,9 +103,8 @@ class YoloModel:
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         return width, height
 
-    def predict(self, frames: np.ndarray, spec: JobSpec) -> Records:
-        confidence = float(spec.params.get("confidence", 0.25))
-        iou = float(spec.params.get("iou", 0.45))
+    def predict(self, frames: np.ndarray, params: YoloParams) -> Records:
+        confidence, iou = params.confidence, params.iou
         records = []
         for frame in frames:  # exports are often fixed at batch 1
             x, scale, (left, top) = letterbox(frame, self.input_size)

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from PIL import Image
 
 from restyle.files import FileRef, localized
-from restyle.handlers.base import Model
+from restyle.handlers.base import Model, Records, blend, params_of
 from restyle.jobspec import JobSpec
 from restyle.media.chunks import Chunk
 from restyle.media.decode import decode_chunk
@@ -190,7 +191,8 @@ class _Stages:
                 pass
 
     def score(self, model: Model, spec: JobSpec, producer: threading.Thread) -> None:
-        """The model's thread: predict each batch, smooth it, drop the lead-in, hand it to the writer."""
+        """The model's thread: predict each batch, blend and smooth it, drop the lead-in, hand it to the writer."""
+        params = params_of(spec)
         smoother = Deflicker(spec.deflicker) if spec.deflicker > 0 and self.task.part.smooths else None
         start_pts = self.task.chunk.start_pts
         while (item := _get(self.decoded, self.stop, producer)) is not _DONE:
@@ -198,7 +200,7 @@ class _Stages:
                 continue  # a side thread failed: drain the decoder, then report
             stamps, frames = item
             clock = time.thread_time()
-            out = model.predict(frames, spec)
+            out = with_strength(frames, model.predict(frames, params), spec.strength)
             self.timers["infer"] += time.thread_time() - clock
             if smoother is not None:
                 clock = time.thread_time()
@@ -209,6 +211,16 @@ class _Stages:
                 stamps, out = [stamps[i] for i in keep], [out[i] for i in keep] if isinstance(out, list) else out[keep]
             if stamps:
                 self.restyled.put((stamps, out))
+
+
+def with_strength(frames: np.ndarray, out: np.ndarray | Records, strength: float) -> np.ndarray | Records:
+    """The strength post-process: mix the original frames back in (resized first where the model scales)."""
+    if strength >= 1.0 or not isinstance(out, np.ndarray):
+        return out
+    if out.shape[1:3] != frames.shape[1:3]:
+        size = (out.shape[2], out.shape[1])
+        frames = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BICUBIC)) for f in frames])
+    return blend(frames, out, strength)
 
 
 def _batches(frames: Iterator[tuple[int, int, np.ndarray]], size: int) -> Iterator[tuple[list[tuple[int, int]], np.ndarray]]:

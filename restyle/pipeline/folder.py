@@ -20,8 +20,9 @@ from restyle.config import Settings
 from restyle.engines.sizing import choose_layout
 from restyle.errors import InputError, OutputError
 from restyle.files import FileRef, localized, write_whole
-from restyle.handlers.base import Handler, Model, OutputKind
+from restyle.handlers.base import Handler, Model, OutputKind, params_of
 from restyle.jobspec import JobSpec
+from restyle.pipeline.chunk import with_strength
 from restyle.pipeline.report import RunReport, runtime_figures
 from restyle.pipeline.workers import Engines, engine_for, shared_files
 
@@ -59,7 +60,8 @@ def score_image(task: ImageTask, model: Model, batch_size: int, on_frames: Calla
             rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     except (UnidentifiedImageError, OSError) as exc:
         raise InputError(f"cannot read image {task.source.name}: {exc}") from None
-    out = Image.fromarray(model.predict(rgb[None], spec)[0])
+    frames = rgb[None]
+    out = Image.fromarray(with_strength(frames, model.predict(frames, params_of(spec)), spec.strength)[0])
     encoded = io.BytesIO()
     out.save(encoded, format=Image.registered_extensions()[Path(task.target).suffix.lower()], quality=95)
     on_frames(1)
@@ -96,7 +98,7 @@ def run_folder(
             results.append(dataclasses.replace(result, data=b""))
         total = time.perf_counter() - started
         return RunReport(
-            input=str(source), output=str(target), model=spec.label, frames=len(results), chunks=len(results),
+            input=str(source), output=str(target), model=handler.label(spec), frames=len(results), chunks=len(results),
             chunks_reused=0, chunks_retried=0, width=None, height=None, duration_s=None, workers=engine.workers,
             threads=runtime.threads, **runtime_figures(results, runtime.choose(handler.network)),
             seconds={"score": round(total, 3), "total": round(total, 3)},

@@ -121,7 +121,8 @@ def _run_video(job: Job, segments: SegmentStore, given: Engines | None) -> RunRe
     seconds: dict[str, float] = {}
     sink = SINKS[job.handler.output]
     check_output(job.input, job.output)
-    sink.check(job.output, job.spec.label)
+    label = job.handler.label(job.spec)
+    sink.check(job.output, label)
     info = probe(job.input, job.settings)
     seconds["probe"] = time.perf_counter() - started
     runtime, workers = choose_layout(job.settings, info.width * info.height, job.handler.network)
@@ -136,7 +137,7 @@ def _run_video(job: Job, segments: SegmentStore, given: Engines | None) -> RunRe
         results = _score(job, info, plan, engine, runtime, segments)
         seconds["score"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        delivered = _deliver(job, info, sink, plan, segments)
+        delivered = _deliver(job, info, sink, plan, segments, label)
         seconds["assemble"] = time.perf_counter() - clock
         seconds["total"] = time.perf_counter() - started
         if delivered.frames != info.frame_count:
@@ -146,7 +147,7 @@ def _run_video(job: Job, segments: SegmentStore, given: Engines | None) -> RunRe
             log.warning(note)
         width, height = plan.planned.part.size
         return RunReport(
-            input=str(job.input), output=str(job.output), model=job.spec.label, frames=delivered.frames,
+            input=str(job.input), output=str(job.output), model=label, frames=delivered.frames,
             chunks=len(plan.chunks), chunks_reused=len(plan.chunks) - len(plan.tasks),
             chunks_retried=engine.redone - redone, models_loaded=engine.loads - loads,
             width=width, height=height, duration_s=round(info.duration_s, 3), workers=engine.workers,
@@ -165,7 +166,7 @@ def _plan(job: Job, info: VideoInfo, sink: Sink, engine: Engine, segments: Segme
     """
     chunks = _chunks(info, job.spec, job.settings, engine.workers)
     planned = sink.plan(info, job.output, job.spec, job.handler, job.settings)
-    key = _work_key(info, job.input_id, job.spec, planned.key)
+    key = _work_key(info, job.input_id, job.spec.fingerprint(job.handler.file_fields), planned.key)
     names = {c.index: f"{key}/{c.name}.{planned.part.suffix}" for c in chunks}
     todo = [c for c in chunks if not segments.has(names[c.index])]
     if not todo:  # a run that reuses every chunk ships nothing
@@ -196,12 +197,12 @@ def _score(job: Job, info: VideoInfo, plan: Plan, engine: Engine, runtime: Runti
     return results
 
 
-def _deliver(job: Job, info: VideoInfo, sink: Sink, plan: Plan, segments: SegmentStore) -> Delivered:
+def _deliver(job: Job, info: VideoInfo, sink: Sink, plan: Plan, segments: SegmentStore, label: str) -> Delivered:
     """The output, from the stored parts in order: written under a temporary name, renamed when whole."""
     partial = job.output.with_name(f".{job.output.name}.partial")
     try:
         stored = [(c, segments.fetch(plan.names[c.index])) for c in plan.chunks]
-        delivered = sink.deliver(info, stored, partial, plan.planned, job.spec)
+        delivered = sink.deliver(info, stored, partial, plan.planned, label)
         os.replace(partial, job.output)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -251,12 +252,12 @@ def check_output(input: Path, output: Path) -> None:
         raise OutputError(f"cannot write {output}: folder {parent} is not writable ({exc.strerror})") from None
 
 
-def _work_key(info: VideoInfo, input_id: str | None, spec: JobSpec, output_key: str) -> str:
+def _work_key(info: VideoInfo, input_id: str | None, fingerprint: str, output_key: str) -> str:
     """One key per (input, whole JobSpec with its files, output): parts made otherwise are never reused."""
     if input_id is None:
         stat = Path(info.path).stat()
         input_id = f"{Path(info.path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    return hashlib.sha256(f"{input_id}|{spec.fingerprint()}|{output_key}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{input_id}|{fingerprint}|{output_key}".encode()).hexdigest()[:16]
 
 
 @contextmanager

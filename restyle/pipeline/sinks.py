@@ -78,7 +78,7 @@ class Sink(Protocol):
     def plan(self, info: VideoInfo, output: Path, spec: JobSpec, handler: Handler, settings: Settings) -> Planned: ...
 
     def deliver(self, info: VideoInfo, parts: list[tuple[Chunk, Path]], partial: Path, planned: Planned,
-                spec: JobSpec) -> Delivered:
+                label: str) -> Delivered:
         """Write the job's output at ``partial`` from the chunks' parts, in order."""
         ...
 
@@ -110,11 +110,11 @@ class VideoSink:
         return Planned(VideoPart(encode), str(encode), target)
 
     def deliver(self, info: VideoInfo, parts: list[tuple[Chunk, Path]], partial: Path, planned: Planned,
-                spec: JobSpec) -> Delivered:
+                label: str) -> Delivered:
         assert planned.target is not None and isinstance(planned.part, VideoPart)
         assembled = assemble(info, parts, partial, planned.target)
         checked = verify(info, partial, assembled.video_packets)
-        return Delivered(assembled.video_packets, _video_notes(info, planned.part.encode, planned.target, spec),
+        return Delivered(assembled.video_packets, _video_notes(info, planned.part.encode, planned.target, label),
                          output_check=checked.to_dict())
 
 
@@ -128,7 +128,7 @@ class RecordsSink:
         return Planned(RecordsPart(info.time_base, (info.width, info.height)), f"records|{info.time_base}")
 
     def deliver(self, info: VideoInfo, parts: list[tuple[Chunk, Path]], partial: Path, planned: Planned,
-                spec: JobSpec) -> Delivered:
+                label: str) -> Delivered:
         summary = join_records([path for _, path in parts], partial)
         return Delivered(summary["frames"], records=summary)
 
@@ -136,14 +136,14 @@ class RecordsSink:
 SINKS: dict[OutputKind, Sink] = {OutputKind.FRAMES: VideoSink(), OutputKind.RECORDS: RecordsSink()}
 
 
-def _video_notes(info: VideoInfo, encode: EncodeSpec, target: OutputPlan, spec: JobSpec) -> list[str]:
+def _video_notes(info: VideoInfo, encode: EncodeSpec, target: OutputPlan, label: str) -> list[str]:
     """What the output does not carry over from the input, or changes: size, alpha, bit depth."""
     notes = list(target.notes)
     if encode.coded_size != (encode.width, encode.height):
         notes.append(f"{encode.width}x{encode.height} is odd-sized; {encode.pix_fmt} needs even sides, "
                      f"so the output is {encode.coded_size[0]}x{encode.coded_size[1]}")
     if (encode.width, encode.height) != (info.width, info.height):
-        notes.append(f"{spec.label} scales the picture: {info.width}x{info.height} in, {encode.width}x{encode.height} out")
+        notes.append(f"{label} scales the picture: {info.width}x{info.height} in, {encode.width}x{encode.height} out")
     source = info.pix_fmt
     if source.startswith(("yuva", "gbrap", "ya")) or source in ("rgba", "bgra", "argb", "abgr"):
         notes.append(f"the input's alpha channel ({source}) is not kept: {encode.pix_fmt} output is opaque")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from restyle.handlers.base import params_of
 from restyle.jobspec import JobSpec
 
 
@@ -52,7 +53,7 @@ def frames_for(task: FrameTask) -> np.ndarray:
 def restyle_frames(task: FrameTask, model, batch_size: int, on_frames: Callable[[int], None] | None = None) -> FrameResult:
     started = time.perf_counter()
     frames = frames_for(task)
-    out = np.concatenate([model.predict(frames[i : i + max(1, batch_size)], task.spec)
+    out = np.concatenate([model.predict(frames[i : i + max(1, batch_size)], params_of(task.spec))
                           for i in range(0, len(frames), max(1, batch_size))])
     node = ""
     try:

@@ -5,7 +5,8 @@ from onnx import TensorProto, helper
 
 from restyle import machine
 from restyle.errors import ModelError
-from restyle.handlers import JobSpec, OutputKind, Runtime, check, get_handler, load
+from restyle.handlers import JobSpec, Runtime, check, get_handler, load
+from restyle.handlers.base import params_of
 from restyle.runtime.base import providers
 
 
@@ -44,12 +45,12 @@ def frames():
 def test_any_onnx_model_runs_on_frames(tmp_path, frames, value_range, backend):
     spec = onnx_spec(negative_model(tmp_path / "neg.onnx", value_range=value_range), params={"value_range": value_range})
     model = load(spec, Runtime("cpu", backend=backend))
-    assert np.array_equal(model.predict(frames, spec), 255 - frames)
+    assert np.array_equal(model.predict(frames, params_of(spec)), 255 - frames)
 
 
 def test_a_fixed_size_model_gets_frames_resized(tmp_path, frames):
     spec = onnx_spec(negative_model(tmp_path / "fixed.onnx", size=(1, 3, 64, 64)))
-    out = load(spec, Runtime("cpu")).predict(frames, spec)
+    out = load(spec, Runtime("cpu")).predict(frames, params_of(spec))
     assert out.shape == frames.shape
     assert np.abs(out.astype(int) - (255 - frames)).mean() < 60  # resized there and back: close, not exact
 
@@ -59,8 +60,8 @@ def test_a_super_resolution_model_gives_pictures_at_its_own_size(tmp_path, frame
     handler = get_handler("onnx")
     assert handler.output_size(spec, 51, 37) == (102, 74)
     model = load(spec, Runtime("cpu"))
-    out = model.predict(frames, spec)
-    assert out.shape == (3, 74, 102, 3) and model.output == OutputKind.SCALED_FRAMES
+    out = model.predict(frames, params_of(spec))
+    assert out.shape == (3, 74, 102, 3)
     assert np.array_equal(out[:, ::2, ::2], frames)  # every input pixel, now a 2x2 block
     assert np.array_equal(out[:, 1::2, 1::2], frames)
 
