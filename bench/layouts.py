@@ -4,7 +4,7 @@
 
 Frames in memory (a 640x360 clip), the runtime `restyle run` picks by default here (or
 ``--precision``), each layout once per round, median of the rounds. What restyle does by
-default is one single-threaded process per core (restyle/runtime.py, default_layout).
+default is one single-threaded process per core (restyle/engines/sizing.py, default_layout).
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
 
 Each figure is the peak RSS of a fresh process that loads the model and restyles two
 frames of that size (the way a worker does); a straight line through them gives the
-base and the bytes per pixel that restyle/layout.py uses to size workers and to refuse
+base and the bytes per pixel that restyle/engines/sizing.py uses to size workers and to refuse
 frames a worker's memory cannot hold.
 """
 from __future__ import annotations
