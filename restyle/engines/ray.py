@@ -128,10 +128,11 @@ class RayEngine:
                 if not ready:
                     continue
                 result = run.started(ready[0]) if ready[0] in run.starting else run.finished(ready[0])
-                if result is not None:
-                    if on_frames:
-                        on_frames(result.frames)
-                    yield result
+                if result is None:
+                    continue
+                if on_frames:
+                    on_frames(result.frames)
+                yield result
         finally:
             self._check_in(key, pool, run.broken)
 
