@@ -14,6 +14,7 @@ import av
 import numpy as np
 
 from restyle.handlers import JobSpec, Runtime, load
+from restyle.handlers.base import params_of
 from restyle.quality import psnr  # noqa: F401 - the benchmarks import it from here
 
 
@@ -39,10 +40,10 @@ def decode_all(path: Path) -> list[np.ndarray]:
 def _model_only_worker(args: tuple[JobSpec, Runtime, list[np.ndarray]]) -> tuple[float, float]:
     spec, runtime, frames = args
     model = load(spec, runtime)
-    model.predict(frames[0][None], spec)  # warm-up: first call allocates
+    model.predict(frames[0][None], params_of(spec))  # warm-up: first call allocates
     started, cpu = time.perf_counter(), time.process_time()
     for frame in frames:
-        model.predict(frame[None], spec)
+        model.predict(frame[None], params_of(spec))
     return time.perf_counter() - started, time.process_time() - cpu
 
 

@@ -28,11 +28,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import decode_all, machine  # noqa: E402
 
 from restyle.config import Settings  # noqa: E402
-from restyle import fidelity  # noqa: E402
+from restyle.engines.sizing import choose_layout  # noqa: E402
 from restyle.handlers import JobSpec, load  # noqa: E402
-from restyle.layout import choose_layout  # noqa: E402
+from restyle.handlers.base import params_of  # noqa: E402
 from restyle.media.sample import make_clip, make_motion_clip, packaged_photo  # noqa: E402
 from restyle.quality import psnr  # noqa: E402
+from restyle.runtime import fidelity  # noqa: E402
 
 Candidate = tuple[str, int, str]  # preset, crf, extra x264-params
 BASELINE: Candidate = ("veryfast", 18, "")
@@ -103,7 +104,7 @@ def main() -> None:
             for style in styles:
                 spec = JobSpec(style=style)
                 model = load(spec, runtime)
-                frames = [model.predict(f[None], spec)[0] for f in source]
+                frames = [model.predict(f[None], params_of(spec))[0] for f in source]
                 cpu: dict[Candidate, list[float]] = {c: [] for c in CANDIDATES}
                 rows = {}
                 for _ in range(args.repeats):  # interleaved: the host's load hits every candidate alike

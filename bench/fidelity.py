@@ -32,12 +32,14 @@ import onnx
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import decode_all, machine  # noqa: E402
 
-from restyle import fidelity  # noqa: E402
+from restyle import machine as restyle_machine  # noqa: E402
 from restyle.config import Settings  # noqa: E402
 from restyle.handlers import JobSpec, Runtime, load  # noqa: E402
+from restyle.handlers.base import params_of  # noqa: E402
 from restyle.media.encode import EncodeSpec, SegmentWriter  # noqa: E402
 from restyle.media.sample import make_motion_clip, packaged_photo  # noqa: E402
 from restyle.quality import psnr  # noqa: E402
+from restyle.runtime import fidelity  # noqa: E402
 
 EXACT = Runtime("cpu", threads=2, backend="openvino", precision="f32")
 FAST = {precision: Runtime("cpu", threads=2, backend="openvino", precision=precision) for precision in ("bf16", "int8")}
@@ -63,8 +65,8 @@ def measure(spec: JobSpec, frames: list[np.ndarray], work: Path, rate: int, prec
     if "does not compile" in fast_model.description:  # OpenVINO fell back to f32: nothing to compare
         return {"passed": False, "luma_ssim": 0.0, "flat_psnr_db": None, "psnr_db": 0.0, "encoder_luma_ssim": 0.0,
                 "encoder_psnr_db": 0.0, "note": f"no bf16: {fast_model.description}"}
-    exact = [exact_model.predict(f[None], spec)[0] for f in frames]
-    fast = [fast_model.predict(f[None], spec)[0] for f in frames]
+    exact = [exact_model.predict(f[None], params_of(spec))[0] for f in frames]
+    fast = [fast_model.predict(f[None], params_of(spec))[0] for f in frames]
     exact_final, fast_final = final(exact, work / "exact.mp4", rate), final(fast, work / "fast.mp4", rate)
     verdict = fidelity.judge(np.stack(exact_final), np.stack(fast_final))
     encoder = fidelity.judge(np.stack(exact), np.stack(exact_final))
@@ -80,8 +82,8 @@ def measure(spec: JobSpec, frames: list[np.ndarray], work: Path, rate: int, prec
 
 def load_exact(spec: JobSpec, work: Path, precision: str):
     """The f32 reference; for a network shipped int8, the same graph with its quantization taken out."""
-    from restyle import quantize
     from restyle.handlers import styles
+    from restyle.runtime import quantize
 
     if precision != "int8" or spec.model != "style-image":
         return load(spec, EXACT)
@@ -151,9 +153,9 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help=f"write the table to {fidelity.TABLE}")
     parser.add_argument("--precision", choices=["bf16", "int8"], default="bf16", help="the precision measured against f32")
     args = parser.parse_args()
-    if args.precision == "bf16" and not fidelity.cpu_has_bf16():
+    if args.precision == "bf16" and not restyle_machine.here().bf16:
         print("note: this CPU has no native bf16; OpenVINO emulates it, so the figures hold but the speed does not")
-    from restyle.cpu import ISA_ENV, isa_cap
+    from restyle.machine import ISA_ENV, isa_cap
 
     if isa_cap():
         print(f"note: {ISA_ENV}={isa_cap()}: OpenVINO's convolutions run code for that ISA")
@@ -199,7 +201,7 @@ def write_table(styles: dict[str, dict], pictures: dict[str, dict], command: str
     networks: dict[str, dict] = table.setdefault("networks", {})
     measured = {"date": f"{datetime.now(timezone.utc):%Y-%m-%d}", "machine": machine(), "command": command,
                 "what": f"{precision} vs f32 (OpenVINO), 640x360 pan over a photo, each encoded by x264 as restyle run does"}
-    from restyle.cpu import ISA_ENV, isa_cap
+    from restyle.machine import ISA_ENV, isa_cap
 
     if isa_cap():
         measured["isa_cap"] = f"{ISA_ENV}={isa_cap()}"

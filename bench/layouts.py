@@ -4,7 +4,7 @@
 
 Frames in memory (a 640x360 clip), the runtime `restyle run` picks by default here (or
 ``--precision``), each layout once per round, median of the rounds. What restyle does by
-default is one single-threaded process per core (restyle/runtime.py, default_layout).
+default is one single-threaded process per core (restyle/engines/sizing.py, default_layout).
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import decode_all, machine, model_only  # noqa: E402
 
 from restyle.config import Settings  # noqa: E402
-from restyle.cpu import ISA_ENV, isa_cap  # noqa: E402
+from restyle.engines.sizing import choose_layout  # noqa: E402
 from restyle.handlers import JobSpec  # noqa: E402
-from restyle.layout import choose_layout  # noqa: E402
+from restyle.machine import ISA_ENV, isa_cap  # noqa: E402
 from restyle.media.sample import make_clip  # noqa: E402
 
 

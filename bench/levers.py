@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine  # noqa: E402
 
 from restyle.handlers import JobSpec, Runtime, load  # noqa: E402
+from restyle.handlers.base import params_of  # noqa: E402
 
 SEVEN = JobSpec(style="7")
 from restyle.media.sample import make_motion_clip, packaged_photo  # noqa: E402
-
 
 # The candidates: OpenCV's SIMD I420 conversions instead of swscale's. Measured here and not adopted
 # (bench/RESULTS.md): they cost the same CPU as swscale's and would change the chroma filtering.
@@ -86,7 +86,7 @@ class NumpyAround:
 
     def __init__(self):
         from restyle.handlers.styles import _model_file, style_weights
-        from restyle.runtime import _OpenVinoSession
+        from restyle.runtime.sessions import _OpenVinoSession
 
         self.session, self.weights = _OpenVinoSession(_model_file("multistyle26"), 1, "bf16"), style_weights("7")
 
@@ -112,7 +112,7 @@ def main() -> None:
                                     seconds=1.0 if args.quick else 2.0)
             with av.open(str(clip)) as container:
                 decoded = list(container.decode(video=0))
-            styled = [in_graph.predict(to_rgb(f)[None], SEVEN)[0] for f in decoded[:10]]
+            styled = [in_graph.predict(to_rgb(f)[None], params_of(SEVEN))[0] for f in decoded[:10]]
             runs: dict[str, list[float]] = {}
             for _ in range(args.repeats):
                 for name, fn in {

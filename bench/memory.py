@@ -5,7 +5,7 @@
 
 Each figure is the peak RSS of a fresh process that loads the model and restyles two
 frames of that size (the way a worker does); a straight line through them gives the
-base and the bytes per pixel that restyle/layout.py uses to size workers and to refuse
+base and the bytes per pixel that restyle/engines/sizing.py uses to size workers and to refuse
 frames a worker's memory cannot hold.
 """
 from __future__ import annotations
@@ -32,13 +32,13 @@ MODELS = {"styles": "7", "style-image": "picture"}
 
 def _peak(args: tuple[str, str, dict, int, int, Path]) -> int:
     model, style, runtime, width, height, picture = args
-    from restyle.handlers import JobSpec, Runtime, load
+    from restyle.handlers import JobSpec, Runtime, load, params_of
 
     spec = JobSpec(style=str(style)) if model == "styles" else JobSpec(model="style-image", style_image=str(picture))
     loaded = load(spec, Runtime("cpu", 1, **runtime))
     frame = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
     for _ in range(2):
-        loaded.predict(frame, spec)
+        loaded.predict(frame, params_of(spec))
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

@@ -30,9 +30,10 @@ from _common import decode_all, machine  # noqa: E402
 
 from restyle import JobSpec, run  # noqa: E402
 from restyle.config import Settings  # noqa: E402
-from restyle.deflicker import DEFAULT_STRENGTH  # noqa: E402
+from restyle.media.deflicker import DEFAULT_STRENGTH  # noqa: E402
 from restyle.media.sample import make_motion_clip, packaged_photo  # noqa: E402
-from restyle.quality import QualityReport, measure, model_frames  # noqa: E402
+from restyle.pipeline.reference import model_frames  # noqa: E402
+from restyle.quality import QualityReport, measure  # noqa: E402
 
 
 def main() -> None:

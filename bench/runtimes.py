@@ -17,8 +17,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import decode_all, machine, model_only_fps, psnr  # noqa: E402
 
-from restyle.media.sample import make_clip  # noqa: E402
 from restyle.handlers import JobSpec, Runtime, load  # noqa: E402
+from restyle.handlers.base import params_of  # noqa: E402
+from restyle.media.sample import make_clip  # noqa: E402
 
 RUNTIMES = {"onnxruntime f32": {"backend": "onnxruntime"}, "openvino f32": {"backend": "openvino"},
             "openvino bf16": {"backend": "openvino", "precision": "bf16"}}
@@ -37,7 +38,7 @@ def main() -> None:
         row = []
         for name, options in list(RUNTIMES.items())[1:]:
             other = load(JobSpec(style=str(style)), Runtime("cpu", 2, **options))
-            score = np.mean([psnr(reference.predict(f[None], JobSpec(style=str(style))), other.predict(f[None], JobSpec(style=str(style)))) for f in frames[::20]])
+            score = np.mean([psnr(reference.predict(f[None], params_of(JobSpec(style=str(style)))), other.predict(f[None], params_of(JobSpec(style=str(style))))) for f in frames[::20]])
             row.append(f"{name} {score:.1f} dB")
         print(f"style {style:>2}: " + ", ".join(row))
 

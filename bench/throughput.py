@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import audio_packets, cpu_seconds, decode_all, machine, model_only, psnr, run_measured, run_measured_cpu  # noqa: E402
 
 from restyle.config import Settings  # noqa: E402
+from restyle.engines.sizing import choose_layout  # noqa: E402
 from restyle.handlers import JobSpec, Runtime, load  # noqa: E402
-from restyle.layout import choose_layout  # noqa: E402
+from restyle.handlers.base import params_of  # noqa: E402
 from restyle.media.sample import make_clip  # noqa: E402
 
 SPEC = JobSpec(style=str("7"))
@@ -50,8 +51,8 @@ def isa_note() -> str:
 
     import openvino
 
-    from restyle.cpu import ISA_ENV, isa_cap
     from restyle.handlers.styles import _model_file
+    from restyle.machine import ISA_ENV, isa_cap
 
     if not isa_cap():
         return f"{ISA_ENV} not set: every runtime uses all of this CPU's ISA"
@@ -74,7 +75,7 @@ def seed_pipeline(clip: Path, output: Path, work: Path) -> float:
     model = load(SPEC, Runtime("cpu", threads=os.cpu_count() or 1, backend="onnxruntime", precision="f32"))
     for path in sorted(frames_in.iterdir()):
         rgb = np.asarray(Image.open(path).convert("RGB"))
-        Image.fromarray(model.predict(rgb[None], SPEC)[0]).save(frames_out / path.name, quality=95)
+        Image.fromarray(model.predict(rgb[None], params_of(SPEC))[0]).save(frames_out / path.name, quality=95)
     subprocess.run(
         ["ffmpeg", "-v", "error", "-y", "-framerate", "30", "-i", str(frames_out / "%06d.jpg"), "-i", str(clip),
          "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(output)],
@@ -137,7 +138,7 @@ def throughput(work: Path, width: int, height: int, rate: int, seconds: float, r
     print(f"  seed pipeline: {best['seed']:.2f} fps; restyle run is {speedup:.2f}x the seed ({compare} path: {f32_speedup:.2f}x)")
     reference = load(SPEC, Runtime("cpu", threads=os.cpu_count() or 1, backend="onnxruntime", precision="f32"))
     step = max(1, n // 10)
-    exact = [reference.predict(f[None], SPEC)[0] for f in frames[::step]]
+    exact = [reference.predict(f[None], params_of(SPEC))[0] for f in frames[::step]]
     ours = float(np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"ours_{height}p.mp4")[::step])]))
     f32 = float("nan") if ratio_only else float(np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"f32_{height}p.mp4")[::step])]))
     audio_same = audio_packets(work / f"ours_{height}p.mp4") == audio_packets(clip)

@@ -24,7 +24,7 @@ def __getattr__(name: str) -> Any:
 
         return run
     if name == "RunReport":
-        from restyle.report import RunReport
+        from restyle.pipeline import RunReport
 
         return RunReport
     raise AttributeError(f"module 'restyle' has no attribute {name!r}")

@@ -13,9 +13,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from restyle.config import load_settings
-from restyle.deflicker import DEFAULT_STRENGTH
 from restyle.errors import InputError, ModelError, RestyleError
 from restyle.jobspec import JobSpec, validation_reason
+from restyle.media.deflicker import DEFAULT_STRENGTH
 
 EXIT_ERROR = 2
 
@@ -42,6 +42,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.set_defaults(command=lambda args: parser.print_help() or 0)
     sub = parser.add_subparsers(metavar="COMMAND")
 
+    _run_parser(sub)
+    _quality_parser(sub)
+    styles = sub.add_parser("styles", help="list the 26 built-in styles, or render them all on a picture")
+    styles.add_argument("--sheet", metavar="PNG", help="write a contact sheet of all 26 styles")
+    styles.add_argument("--image", metavar="PICTURE", help="the picture for the sheet (default: a frame of FFmpeg's test pattern)")
+    styles.set_defaults(command=_styles)
+
+    _service_parsers(sub)
+    _sample_parser(sub)
+    return parser
+
+
+def _run_parser(sub) -> None:
     run = sub.add_parser("run", help="restyle a video or a folder of images, here and now")
     run.add_argument("input", help="a video file, or a folder of images")
     run.add_argument("-o", "--output", required=True, help="output video (.mp4 .mov .mkv .webm .ts .m2ts: the container), "
@@ -65,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     run.set_defaults(command=_run)
 
+
+def _quality_parser(sub) -> None:
     quality = sub.add_parser("quality", help="measure an output's flicker (warping error) and its distance to the per-frame style")
     quality.add_argument("input", help="the video that was restyled")
     quality.add_argument("output", help="the restyled video")
@@ -76,11 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     quality.add_argument("--per-frame", action="store_true", help="with --json: the warping error of every frame pair")
     quality.set_defaults(command=_quality)
 
-    styles = sub.add_parser("styles", help="list the 26 built-in styles, or render them all on a picture")
-    styles.add_argument("--sheet", metavar="PNG", help="write a contact sheet of all 26 styles")
-    styles.add_argument("--image", metavar="PICTURE", help="the picture for the sheet (default: a frame of FFmpeg's test pattern)")
-    styles.set_defaults(command=_styles)
 
+def _service_parsers(sub) -> None:
+    """The commands that start or talk to a service (serve, worker, submit, models, pictures, jobs, job)."""
     serve = sub.add_parser("serve", help="API + dashboard + inbox trigger + workers on this machine")
     serve.add_argument("--host", help="default 127.0.0.1")
     serve.add_argument("--port", type=int, help="default 8000")
@@ -106,36 +119,18 @@ def _parser() -> argparse.ArgumentParser:
     _service_options(submit)
     submit.set_defaults(command=_service_command("submit"))
 
-    models = sub.add_parser("models", help="the service's registered models: list, add (admins), remove (admins)")
-    models_sub = models.add_subparsers(metavar="ACTION")
-    models.set_defaults(command=lambda args: models.print_help() or 0)
-    add = models_sub.add_parser("add", help="register an ONNX model under a name (checked, stored by content hash)")
-    add.add_argument("name")
-    add.add_argument("file", help="the .onnx file")
-    add.add_argument("--kind", default="auto", help="onnx, yolo, or a plugin handler (default: yolo for Ultralytics exports, else onnx)")
-    add.set_defaults(command=_service_command("models_add"))
-    listed = models_sub.add_parser("list", help="the registered models")
-    listed.set_defaults(command=_service_command("models_list"))
-    remove = models_sub.add_parser("remove", help="remove a registered model")
-    remove.add_argument("name")
-    remove.set_defaults(command=_service_command("models_remove"))
-    for parser_ in (add, listed, remove):
-        _service_options(parser_)
-
-    pictures = sub.add_parser("pictures", help="your saved style pictures on the service: list, add, remove")
-    pictures_sub = pictures.add_subparsers(metavar="ACTION")
-    pictures.set_defaults(command=lambda args: pictures.print_help() or 0)
-    save = pictures_sub.add_parser("add", help="save a picture under a name, for --style-image NAME")
-    save.add_argument("name")
-    save.add_argument("file")
-    save.set_defaults(command=_service_command("pictures_add"))
-    mine = pictures_sub.add_parser("list", help="your saved pictures")
-    mine.set_defaults(command=_service_command("pictures_list"))
-    drop = pictures_sub.add_parser("remove", help="delete a saved picture")
-    drop.add_argument("name")
-    drop.set_defaults(command=_service_command("pictures_remove"))
-    for parser_ in (save, mine, drop):
-        _service_options(parser_)
+    _catalogue_parser(sub, "models", "the service's registered models: list, add (admins), remove (admins)", [
+        ("add", "register an ONNX model under a name (checked, stored by content hash)", ["name", ("file", "the .onnx file")],
+         "models_add"),
+        ("list", "the registered models", [], "models_list"),
+        ("remove", "remove a registered model", ["name"], "models_remove"),
+    ]).choices["add"].add_argument(
+        "--kind", default="auto", help="onnx, yolo, or a plugin handler (default: yolo for Ultralytics exports, else onnx)")
+    _catalogue_parser(sub, "pictures", "your saved style pictures on the service: list, add, remove", [
+        ("add", "save a picture under a name, for --style-image NAME", ["name", "file"], "pictures_add"),
+        ("list", "your saved pictures", [], "pictures_list"),
+        ("remove", "delete a saved picture", ["name"], "pictures_remove"),
+    ])
 
     jobs = sub.add_parser("jobs", help="list jobs on a running service")
     jobs.add_argument("--state", help="only jobs in this state")
@@ -150,6 +145,23 @@ def _parser() -> argparse.ArgumentParser:
     _service_options(job)
     job.set_defaults(command=_job)
 
+
+def _catalogue_parser(sub, name: str, help: str, actions: list) -> argparse._SubParsersAction:
+    """``restyle models|pictures ACTION``: each action's positional arguments, wired to its client command."""
+    parser = sub.add_parser(name, help=help)
+    actions_sub = parser.add_subparsers(metavar="ACTION")
+    parser.set_defaults(command=lambda args: parser.print_help() or 0)
+    for action, action_help, positionals, command in actions:
+        one = actions_sub.add_parser(action, help=action_help)
+        for positional in positionals:
+            arg, arg_help = positional if isinstance(positional, tuple) else (positional, None)
+            one.add_argument(arg, help=arg_help)
+        one.set_defaults(command=_service_command(command))
+        _service_options(one)
+    return actions_sub
+
+
+def _sample_parser(sub) -> None:
     sample = sub.add_parser("sample", help="make a sample clip (a camera moving over a real photo, with a tone) to try restyle on")
     sample.add_argument("output", nargs="?", default="sample.mp4")
     sample.add_argument("--size", default="640x360", help="WIDTHxHEIGHT (default 640x360)")
@@ -161,7 +173,6 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--pattern", action="store_true", help="FFmpeg's test pattern instead of a photo")
     sample.add_argument("--motion", choices=["pan", "zoom"], default="pan", help="with --photo: how the camera moves (default pan)")
     sample.set_defaults(command=_sample)
-    return parser
 
 
 def _model_options(parser: argparse.ArgumentParser, default_style: str | None = "0") -> None:
@@ -182,18 +193,19 @@ def job_spec(args: argparse.Namespace, deflicker: float | None = None) -> JobSpe
     params = dict(_param(text) for text in args.param)
     if args.value_range is not None:
         params["value_range"] = args.value_range
+    from restyle.handlers import check
+    from restyle.handlers.styles import StyleImageHandler, StylesHandler
+
     fields: dict = {"strength": args.strength, "deflicker": deflicker or 0.0, "params": params}
     # An option given empty is a value the JobSpec refuses, never a silent default (Path("") would be the cwd).
     if args.style_image is not None:
-        fields |= {"model": "style-image", "style_image": _resolved(args.style_image)}
+        fields |= {"model": StyleImageHandler.name, "style_image": _resolved(args.style_image)}
     elif args.model is not None:
         kind, colon, path = args.model.partition(":")
         fields |= {"model": kind} | ({"model_file": _resolved(path)} if colon else {})
     else:
-        fields |= {"model": "styles", "style": "0" if args.style is None else args.style}  # --style "" is refused, not 0
+        fields |= {"model": StylesHandler.name, "style": "0" if args.style is None else args.style}  # --style "" is refused, not 0
     spec = JobSpec(**fields)
-    from restyle.handlers import check
-
     check(spec)
     return spec
 
@@ -253,7 +265,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _quality(args: argparse.Namespace) -> int:
     from restyle.pipeline import plan
-    from restyle.quality import measure, model_frames
+    from restyle.pipeline.reference import model_frames
+    from restyle.quality import measure
 
     if args.reference and (args.style or args.style_image or args.model):
         raise InputError("give either --reference or a model (--style, --style-image, --model) to compare against, not both")
@@ -273,7 +286,7 @@ def _quality(args: argparse.Namespace) -> int:
 
 
 def _styles(args: argparse.Namespace) -> int:
-    from restyle.handlers.styles import NUM_STYLES
+    from restyle.jobspec import NUM_STYLES
 
     if not args.sheet:
         print(f"{NUM_STYLES} built-in styles, 0 to {NUM_STYLES - 1} (the network came without names).")

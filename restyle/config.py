@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-
-from restyle.jobspec import JobSpec, Preset
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -28,6 +26,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from restyle.jobspec import JobSpec, Preset
 
 SUPERFAST_PARAMS = "mbtree=1:rc-lookahead=10"
 
@@ -70,13 +69,13 @@ class Settings(BaseSettings):
     precision: Literal["auto", "f32", "bf16", "int8"] = Field(
         "auto",
         description="auto: bf16 on CPUs with native bf16, int8 on CPUs without, for networks that pass the measured "
-        "fidelity bar (restyle/fidelity.py), else f32; f32: exact; bf16: OpenVINO bfloat16 regardless; "
-        "int8: the shipped int8 network (restyle/quantize.py) regardless",
+        "fidelity bar (restyle/runtime/fidelity.py), else f32; f32: exact; bf16: OpenVINO bfloat16 regardless; "
+        "int8: the shipped int8 network (restyle/runtime/quantize.py) regardless",
     )
     batch_size: int = Field(0, ge=0, description="frames per model call; 0 picks 1 on CPU, 8 on GPU")
     worker_memory: int = Field(
         0, ge=0, description="bytes a run's workers may use in all; 0: what the machine (or its cgroup) has available. "
-        "Sets how many workers start, and refuses frames one worker cannot hold (restyle/layout.py)"
+        "Sets how many workers start, and refuses frames one worker cannot hold (restyle/engines/sizing.py)"
     )
 
     max_models: int = Field(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -164,10 +165,13 @@ class JobSpec(BaseModel):
             return f"{self.model}:{Path(self.model_file).name}"
         return self.model
 
-    def fingerprint(self) -> str:
-        """Changes whenever the output would: the whole spec, and the bytes of every file it names."""
+    def fingerprint(self, file_fields: Iterable[str] = ("model_file", "style_image")) -> str:
+        """Changes whenever the output would: the whole spec, and the bytes of every file it names.
+
+        ``file_fields``: the fields that name files (the handler's ``file_fields``; by default every such field here).
+        """
         digest = hashlib.sha256(self.model_dump_json().encode())
-        for name in (self.model_file, self.style_image):
+        for name in (getattr(self, field) for field in file_fields):
             if name and Path(name).is_file():
                 with open(name, "rb") as handle:
                     for block in iter(lambda: handle.read(1 << 20), b""):

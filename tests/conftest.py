@@ -144,3 +144,18 @@ def s3_settings(seaweedfs, **more) -> dict:
 
     return {"s3_endpoint_url": seaweedfs.endpoint, "s3_access_key": S3_KEY, "s3_secret_key": S3_SECRET,
             "s3_region": "us-east-1", **more}
+
+
+def pretend_machine(monkeypatch, bf16: bool | None = None, **facts):
+    """Have restyle decide as on a machine with these facts (``bf16``: with or without native bf16)."""
+    import dataclasses
+
+    from restyle import machine
+
+    real = machine.here()
+    if bf16 is not None:
+        native = {"avx512_bf16", "amx_bf16"}
+        facts.setdefault("flags", (real.flags | native) if bf16 else (real.flags - native))
+    fake = dataclasses.replace(real, **facts)
+    monkeypatch.setattr(machine, "here", lambda: fake)
+    return fake

@@ -1,4 +1,9 @@
-"""The engine interface: what the pipeline may ask of any place that runs work."""
+"""The engine interface: what the pipeline may ask of any place that runs work, and what it tells an engine.
+
+An engine learns what it needs of the work through two small declared interfaces, never
+by guessing: an :class:`Item` says how big its frames are (workers size their memory by
+it), a :class:`Result` how many frames it made and takes the worker's facts (``ran_on``).
+"""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
@@ -6,12 +11,37 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from restyle.files import FileRef
-
-from restyle.handlers.base import LoadSpec, Model
+from restyle.handlers.base import LoadSpec, Model, get_handler
 from restyle.runtime import Runtime
 
+
+class Item(Protocol):
+    """One piece of work an engine hands a worker."""
+
+    @property
+    def pixels(self) -> int:
+        """One frame's pixels its model runs (0: unknown until the worker reads it, e.g. an image file)."""
+        ...
+
+
+class Result(Protocol):
+    """What a task function gives back for an item."""
+
+    frames: int  # frames it made (the engine's progress)
+
+    def ran_on(self, node: str, runtime: str, bytes_in: int) -> Result:
+        """This result with its worker's facts: its node ("": this machine), its runtime ("openvino bf16"),
+        the bytes it fetched for the item."""
+        ...
+
+
 # fn(item, model, frames_per_call, on_frames) -> result; must be importable (workers pickle it by name).
-TaskFunction = Callable[[Any, Model, int, Callable[[int], None]], Any]
+TaskFunction = Callable[[Any, Model, int, Callable[[int], None]], Result]
+
+
+def worker_runtime(load: LoadSpec, runtime: Runtime) -> str:
+    """What a worker runs ``load``'s model on, as it chooses on its own machine: ``openvino bf16``."""
+    return runtime.choose(get_handler(load.handler).network).runtime
 
 
 class Engine(Protocol):
@@ -29,9 +59,9 @@ class Engine(Protocol):
         fn: TaskFunction,
         load: LoadSpec,
         runtime: Runtime,
-        items: Sequence[Any],
+        items: Sequence[Item],
         on_frames: Callable[[int], None] | None = None,
-    ) -> Iterator[Any]:
+    ) -> Iterator[Result]:
         """Run ``fn`` on every item with the model ``load`` names, loaded once per worker and kept
         (by LoadSpec, a bounded number) for later maps; yield results as they finish."""
         ...

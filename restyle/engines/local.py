@@ -21,7 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from restyle.engines.base import TaskFunction
+from restyle.engines.base import Item, Result, TaskFunction, worker_runtime
 from restyle.errors import RestyleError
 from restyle.files import LocalFile
 from restyle.handlers.base import LoadSpec, Model, load_model
@@ -46,6 +46,7 @@ class LocalEngine:
         self._progress: Any = None
         self._listener: Callable[[int], None] = lambda frames: None
         self._drain: threading.Thread | None = None
+        self._pids: set[int] = set()  # the pool's processes, as each says when it starts (to stop them at once)
         self._lock = threading.Lock()
 
     def map(
@@ -53,19 +54,14 @@ class LocalEngine:
         fn: TaskFunction,
         load: LoadSpec,
         runtime: Runtime,
-        items: Sequence[Any],
+        items: Sequence[Item],
         on_frames: Callable[[int], None] | None = None,
-    ) -> Iterator[Any]:
+    ) -> Iterator[Result]:
         report = on_frames or (lambda n: None)
         if self.workers == 1 or len(items) <= 1:
             for item in items:
-                model, loaded = self._models.get(load, runtime, frame_pixels(item))
+                result, loaded = _run(fn, load, runtime, item, self._models, report)
                 self.loads += loaded
-                try:
-                    result = fn(item, model, runtime.frames_per_call, report)
-                finally:
-                    del model  # only the cache may hold it, so that trim frees it
-                    self._models.trim()
                 yield result
             return
         yield from self._pool_map(fn, load, runtime, items, report)
@@ -113,6 +109,9 @@ class LocalEngine:
                 return
             if frames is None:
                 return
+            if isinstance(frames, tuple):  # ("started", pid): a worker process is up
+                self._pids.add(frames[1])
+                continue
             self._listener(frames)
 
     def close(self, kill: bool = False) -> None:
@@ -121,9 +120,13 @@ class LocalEngine:
         if pool is None:
             return
         if kill:
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
+            for pid in self._pids:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
         pool.shutdown(wait=True, cancel_futures=True)
+        self._pids = set()
         self._progress.put(None)
         if self._drain is not None:
             self._drain.join(timeout=5)
@@ -137,16 +140,10 @@ class LocalEngine:
 
 # A loaded model keeps the working set of the largest frames it ran: its runtime keeps the buffers (after one
 # 4096x2304 frame the 26-style network held 1.8 GiB, idle or running 640x360 frames after; issue 21). A worker's
-# budget (restyle/layout.py) counts one model's working set, for the frames at hand. So after each item a model
+# budget (restyle/engines/sizing.py) counts one model's working set, for the frames at hand. So after each item a model
 # that ran frames over KEEP_PIXELS is let go (loading it again takes ~0.3 s, against a minute or more for a chunk
 # of such frames); smaller ones stay loaded between items and jobs, side by side, up to ``max_models``.
 KEEP_PIXELS = 640 * 360
-
-
-def frame_pixels(item: Any) -> int:
-    """The pixels of one frame the item's model runs (a chunk's; 0 when the item does not say, e.g. an image file)."""
-    encode = getattr(item, "encode", None)
-    return int(getattr(encode, "width", 0) or 0) * int(getattr(encode, "height", 0) or 0)
 
 
 MMAP_THRESHOLD = 4 * 1024**2  # allocations from this size up get their own mapping, returned to the system when freed
@@ -222,16 +219,24 @@ def _start_worker(progress: Any, max_models: int) -> None:
     die_with_parent()
     bound_heap()
     _cache, _progress = ModelCache(max_models), progress
+    progress.put(("started", os.getpid()))
 
 
-def _run_item(fn: TaskFunction, load: LoadSpec, runtime: Runtime, item: Any) -> tuple[Any, bool]:
+def _run_item(fn: TaskFunction, load: LoadSpec, runtime: Runtime, item: Item) -> tuple[Result, bool]:
     assert _cache is not None, "worker started without its initializer"
-    model, loaded = _cache.get(load, runtime, frame_pixels(item))
+    return _run(fn, load, runtime, item, _cache, _progress.put)
+
+
+def _run(fn: TaskFunction, load: LoadSpec, runtime: Runtime, item: Item, cache: ModelCache,
+         report: Callable[[int], None]) -> tuple[Result, bool]:
+    """One item in this process: its model from the cache, the result stamped with the runtime this worker chose."""
+    model, loaded = cache.get(load, runtime, item.pixels)
     try:
-        return fn(item, model, runtime.frames_per_call, _progress.put), loaded
+        result = fn(item, model, runtime.frames_per_call, report)
     finally:
         del model  # only the cache may hold it, so that trim frees it
-        _cache.trim()
+        cache.trim()
+    return result.ran_on("", worker_runtime(load, runtime), 0), loaded
 
 
 def die_with_parent(parent: int | None = None) -> None:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from restyle.engines import shipping
-from restyle.engines.base import TaskFunction
+from restyle.engines.base import Item, Result, TaskFunction, worker_runtime
 from restyle.engines.shipping import ShippedFile, Shipper
 from restyle.errors import ModelError, RestyleError
 from restyle.handlers.base import LoadSpec, load_model
@@ -110,80 +110,31 @@ class RayEngine:
         """``path``'s bytes in the cluster's object store, for actors on any node."""
         return self._shipper.ship(Path(path))
 
-    def map(self, fn: TaskFunction, load: LoadSpec, runtime: Runtime, items: Sequence[Any],
-            on_frames: Callable[[int], None] | None = None) -> Iterator[Any]:
-        ray = self._ray
+    def map(self, fn: TaskFunction, load: LoadSpec, runtime: Runtime, items: Sequence[Item],
+            on_frames: Callable[[int], None] | None = None) -> Iterator[Result]:
         key = (load, runtime)
         pool = self._check_out(key, min(self.workers, len(items)))
-        todo = deque(enumerate(items))
-        attempts = dict.fromkeys(range(len(items)), 0)
-        running: dict[Any, tuple[Any, int]] = {}  # task ref -> (actor, item index)
-        weights = self._weights.get(key)
-        starting = {actor.start.remote(weights): actor for actor in pool}  # an actor takes work once it is up
-        idle: list = []
-        broken: list = []  # actors that cannot start (their model does not load): not kept
-        failed_starts = 0
+        run = _MapRun(self, fn, key, pool, items)
         room_checked = time.monotonic()
         try:
-            while todo or running:
-                while todo and idle:
-                    actor = idle.pop()
-                    index, item = todo.popleft()
-                    running[actor.run.remote(fn, item)] = (actor, index)
-                if not running and not starting:
-                    raise RestyleError("every Ray actor is gone and none can be started; is the cluster up?")
-                ready, _ = ray.wait(list(running) + list(starting), num_returns=1, timeout=POLL_S)
-                if starting and time.monotonic() - room_checked >= POLL_S:
+            while run.todo or run.running:
+                run.dispatch()
+                ready, _ = self._ray.wait(list(run.running) + list(run.starting), num_returns=1, timeout=POLL_S)
+                if run.starting and time.monotonic() - room_checked >= POLL_S:
                     # Actors waiting for room take it from idle actors of other models, also while the others
                     # keep finishing chunks (a busy map would otherwise run on its first actors alone).
                     room_checked = time.monotonic()
                     self._make_room(key)
                 if not ready:
                     continue
-                ref = ready[0]
-                if ref in starting:
-                    actor = starting.pop(ref)
-                    try:
-                        where = ray.get(ref)
-                        if self.pids.get(actor) != where[0]:
-                            self.loads += 1  # a new actor, or one Ray restarted: its model was loaded
-                        self.pids[actor], self.nodes[actor] = where
-                        idle.append(actor)
-                    except ray.exceptions.RayError as exc:
-                        # Unavailable: Ray is restarting it (its node was lost); it comes back, so ask again.
-                        failed_starts += type(exc).__name__ != "ActorUnavailableError"
-                        if failed_starts > 2 * len(pool) or not _lost(exc):  # e.g. the model cannot load
-                            broken += [actor, *starting.values()]  # the others load the same model: drop them too
-                            raise RestyleError(f"Ray actors cannot start: {_reason(exc)}") from None
-                        starting[actor.start.remote(weights)] = actor  # Ray restarts it (max_restarts)
+                result = run.started(ready[0]) if ready[0] in run.starting else run.finished(ready[0])
+                if result is None:
                     continue
-                actor, index = running.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except ray.exceptions.RayTaskError as exc:  # the task itself failed: its reason, as raised
-                    cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
-                    raise cause from None
-                except ray.exceptions.RayError as exc:
-                    if not _lost(exc):
-                        raise RestyleError(f"Ray failed chunk {index}: {_reason(exc)}") from None
-                    attempts[index] += 1
-                    if attempts[index] > self.max_retries:
-                        raise RestyleError(f"chunk {index} was lost {attempts[index]} times with its worker: "
-                                           f"{_reason(exc)}") from None
-                    node = self.nodes.get(actor, "?")
-                    log.warning("a Ray actor on node %s died with chunk %s; giving it out again", node[:12], index)
-                    self.redone += 1
-                    self.redone_on[node] += 1
-                    todo.appendleft((index, items[index]))
-                    if actor not in starting.values():  # back when Ray has restarted it, here or on a new node
-                        starting[actor.start.remote(weights)] = actor
-                    continue
-                idle.append(actor)
                 if on_frames:
-                    on_frames(getattr(result, "frames", 1))
+                    on_frames(result.frames)
                 yield result
         finally:
-            self._check_in(key, pool, broken)
+            self._check_in(key, pool, run.broken)
 
     def close(self) -> None:
         """Nothing per run: the actors stay for the next job of this process (bounded, and stopped when idle)."""
@@ -299,6 +250,80 @@ class RayEngine:
                                    max_task_retries=0).remote(load, runtime)
 
 
+class _MapRun:
+    """One map's actors and items: which actors are starting, idle or running which item, and what was lost."""
+
+    def __init__(self, engine: RayEngine, fn: TaskFunction, key: Key, pool: list, items: Sequence[Item]):
+        self.engine, self.fn, self.pool, self.items = engine, fn, pool, items
+        self.todo = deque(enumerate(items))
+        self.attempts = dict.fromkeys(range(len(items)), 0)
+        self.running: dict[Any, tuple[Any, int]] = {}  # task ref -> (actor, item index)
+        self.weights = engine._weights.get(key)
+        self.starting = {actor.start.remote(self.weights): actor for actor in pool}  # takes work once it is up
+        self.idle: list = []
+        self.broken: list = []  # actors that cannot start (their model does not load): not kept
+        self.failed_starts = 0
+
+    def dispatch(self) -> None:
+        """Give items to idle actors; fail when no actor is left or coming."""
+        while self.todo and self.idle:
+            actor = self.idle.pop()
+            index, item = self.todo.popleft()
+            self.running[actor.run.remote(self.fn, item)] = (actor, index)
+        if not self.running and not self.starting:
+            raise RestyleError("every Ray actor is gone and none can be started; is the cluster up?")
+
+    def started(self, ref: Any) -> None:
+        """An actor's start answered: it is up (idle), or Ray restarts it, or its model cannot load."""
+        engine, actor = self.engine, self.starting.pop(ref)
+        try:
+            where = engine._ray.get(ref)
+        except engine._ray.exceptions.RayError as exc:
+            # Unavailable: Ray is restarting it (its node was lost); it comes back, so ask again.
+            self.failed_starts += type(exc).__name__ != "ActorUnavailableError"
+            if self.failed_starts > 2 * len(self.pool) or not _lost(exc):  # e.g. the model cannot load
+                self.broken += [actor, *self.starting.values()]  # the others load the same model: drop them too
+                raise RestyleError(f"Ray actors cannot start: {_reason(exc)}") from None
+            self.starting[actor.start.remote(self.weights)] = actor  # Ray restarts it (max_restarts)
+            return None
+        if engine.pids.get(actor) != where[0]:
+            engine.loads += 1  # a new actor, or one Ray restarted: its model was loaded
+        engine.pids[actor], engine.nodes[actor] = where
+        self.idle.append(actor)
+        return None
+
+    def finished(self, ref: Any) -> Result | None:
+        """An item's task answered: its result, or None when it was lost with its actor and is given out again."""
+        engine = self.engine
+        actor, index = self.running.pop(ref)
+        try:
+            result = engine._ray.get(ref)
+        except engine._ray.exceptions.RayTaskError as exc:  # the task itself failed: its reason, as raised
+            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+            raise cause from None
+        except engine._ray.exceptions.RayError as exc:
+            self._lost(exc, actor, index)
+            return None
+        self.idle.append(actor)
+        return result
+
+    def _lost(self, exc: BaseException, actor: Any, index: int) -> None:
+        engine = self.engine
+        if not _lost(exc):
+            raise RestyleError(f"Ray failed chunk {index}: {_reason(exc)}") from None
+        self.attempts[index] += 1
+        if self.attempts[index] > engine.max_retries:
+            raise RestyleError(f"chunk {index} was lost {self.attempts[index]} times with its worker: "
+                               f"{_reason(exc)}") from None
+        node = engine.nodes.get(actor, "?")
+        log.warning("a Ray actor on node %s died with chunk %s; giving it out again", node[:12], index)
+        engine.redone += 1
+        engine.redone_on[node] += 1
+        self.todo.appendleft((index, self.items[index]))
+        if actor not in self.starting.values():  # back when Ray has restarted it, here or on a new node
+            self.starting[actor.start.remote(self.weights)] = actor
+
+
 def _lost(exc: BaseException) -> bool:
     """Did the work die with its worker or node (give it out again), rather than fail on its own?"""
     import ray.exceptions as errors
@@ -320,8 +345,7 @@ class ModelActor:
     calls it then too), its weights, when the model has a file, shipped and read from the
     node's cache. They come with ``start`` rather than the constructor: Ray keeps no
     constructor argument for a restart. The actor chooses its runtime and precision on its
-    own node's CPU, and says so, with its node's address, on every result that has room
-    for it (``ChunkResult``).
+    own node's CPU, and says so, with its node's address, on every result (``Result.ran_on``).
     """
 
     def __init__(self, load: LoadSpec, runtime: Runtime):
@@ -334,22 +358,17 @@ class ModelActor:
         import ray
 
         if self.model is None:
-            from restyle.layout import network_for
-
             before = shipping.bytes_fetched()
             load = dataclasses.replace(self.load, weights=str(weights.local())) if weights is not None else self.load
             self.model = load_model(load, self.runtime_asked)
             self.batch = self.runtime_asked.frames_per_call
-            choice = self.runtime_asked.choose(network_for(load.handler))
             self.node = ray.util.get_node_ip_address()
-            self.runtime = f"{choice.backend} {choice.precision}"
+            self.runtime = worker_runtime(load, self.runtime_asked)
             self._unreported = shipping.bytes_fetched() - before  # the weights: counted on this actor's first result
         return os.getpid(), ray.get_runtime_context().get_node_id()
 
-    def run(self, fn: TaskFunction, item: Any) -> Any:
+    def run(self, fn: TaskFunction, item: Item) -> Result:
         before = shipping.bytes_fetched()
         result = fn(item, self.model, self.batch, lambda frames: None)
-        if dataclasses.is_dataclass(result) and hasattr(result, "bytes_in"):
-            fetched, self._unreported = shipping.bytes_fetched() - before + self._unreported, 0
-            result = dataclasses.replace(result, node=self.node, runtime=self.runtime, bytes_in=fetched)
-        return result
+        fetched, self._unreported = shipping.bytes_fetched() - before + self._unreported, 0
+        return result.ran_on(self.node, self.runtime, fetched)

@@ -10,6 +10,7 @@ from restyle.handlers.base import (
     get_handler,
     kind_for_file,
     load_model,
+    params_of,
     registered,
 )
 from restyle.jobspec import JobSpec
@@ -22,4 +23,4 @@ def load(spec: JobSpec, runtime: Runtime) -> Model:
 
 
 __all__ = ["BaseHandler", "Handler", "JobSpec", "LoadSpec", "Model", "OutputKind", "Runtime", "check", "file_kinds", "get_handler", "kind_for_file", "load",
-           "load_model", "registered"]
+           "load_model", "params_of", "registered"]

@@ -18,11 +18,12 @@ third-party package registers its own::
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib.metadata import entry_points
-from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -35,8 +36,7 @@ ENTRY_POINT_GROUP = "restyle.handlers"
 
 
 class OutputKind(StrEnum):
-    FRAMES = "frames"  # pictures out, each the size of its input frame
-    SCALED_FRAMES = "scaled-frames"  # pictures out at the model's own size (super-resolution)
+    FRAMES = "frames"  # pictures out (the input's size, or the handler's output_size: super-resolution)
     RECORDS = "records"  # one JSON-able record per frame (detections, labels)
 
 
@@ -61,12 +61,9 @@ class Model(Protocol):
     description: str
     output: OutputKind
 
-    def predict(self, frames: np.ndarray, spec: JobSpec) -> np.ndarray | Records:
-        """``frames`` is (N, H, W, 3) uint8 RGB; returns (N, H', W', 3) uint8, or N records."""
-        ...
-
-    def output_size(self, width: int, height: int) -> tuple[int, int]:
-        """The size of the pictures out for frames of this size (the same, except for scaled frames)."""
+    def predict(self, frames: np.ndarray, params: Any) -> np.ndarray | Records:
+        """``frames`` is (N, H, W, 3) uint8 RGB, ``params`` what :meth:`Handler.params` made of the job's spec;
+        returns (N, H', W', 3) uint8, or N records. Strength and deflicker are the pipeline's post-processes."""
         ...
 
 
@@ -85,6 +82,7 @@ class Handler(Protocol):
     network: ClassVar[str | None]  # the network's name for fidelity/memory/int8 tables; None: a user's file
     file_fields: ClassVar[tuple[str, ...]]  # JobSpec fields that name files this handler reads
     registrable: ClassVar[bool]  # the service may register weights files of this kind (``restyle models add``)
+    built_in_styles: ClassVar[int]  # styles of its own, chosen by ``JobSpec.style`` (the gallery shows them)
 
     def check(self, spec: JobSpec) -> None:
         """Fail now, with a reason, rather than in every worker later (cheap: no model is loaded)."""
@@ -96,6 +94,10 @@ class Handler(Protocol):
 
     def output_size(self, spec: JobSpec, width: int, height: int) -> tuple[int, int]:
         """The size of the pictures out for frames of ``width`` x ``height`` (asked before the encoding is planned)."""
+        ...
+
+    def params(self, spec: JobSpec) -> Any:
+        """The per-call parameters the model's ``predict`` gets for ``spec`` (made where the model runs)."""
         ...
 
     def load_spec(self, spec: JobSpec) -> LoadSpec:
@@ -115,6 +117,7 @@ class BaseHandler:
     network: ClassVar[str | None] = None
     file_fields: ClassVar[tuple[str, ...]] = ()
     registrable: ClassVar[bool] = False
+    built_in_styles: ClassVar[int] = 0
 
     @classmethod
     def recognizes(cls, metadata: Mapping[str, str]) -> bool:
@@ -134,6 +137,10 @@ class BaseHandler:
     def output_size(self, spec: JobSpec, width: int, height: int) -> tuple[int, int]:
         return width, height
 
+    def params(self, spec: JobSpec) -> Mapping[str, Any]:
+        """By default the spec's free-form ``params`` (read-only)."""
+        return MappingProxyType(dict(spec.params))
+
     def load_spec(self, spec: JobSpec) -> LoadSpec:
         return LoadSpec(self.name)
 
@@ -147,6 +154,14 @@ def kind_for_file(metadata: Mapping[str, str]) -> str:
         if getattr(handler, "registrable", False) and handler.recognizes(metadata):
             return name
     return GENERIC_FILE_KIND
+
+
+def built_in_styles_handler() -> str:
+    """The handler whose built-in styles a gallery shows: the first that declares any."""
+    for name, handler in sorted(registered().items()):
+        if getattr(handler, "built_in_styles", 0):
+            return name
+    raise ModelError("no installed handler has built-in styles")
 
 
 def file_kinds() -> list[str]:
@@ -182,6 +197,11 @@ def check(spec: JobSpec) -> Handler:
     handler = get_handler(spec.model)
     handler.check(spec)
     return handler
+
+
+def params_of(spec: JobSpec) -> Any:
+    """The per-call parameters ``spec``'s model gets (its handler's :meth:`Handler.params`)."""
+    return get_handler(spec.model).params(spec)
 
 
 def load_model(load: LoadSpec, runtime: Runtime) -> Model:

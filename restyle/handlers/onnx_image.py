@@ -6,6 +6,7 @@ resized to it; its output is then scaled by the model's own ratio of output to i
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,9 @@ import onnx
 from PIL import Image
 
 from restyle.errors import ModelError
-from restyle.handlers.base import BaseHandler, LoadSpec, OutputKind, blend, to_uint8
+from restyle.handlers.base import BaseHandler, LoadSpec, OutputKind, to_uint8
 from restyle.jobspec import JobSpec
-from restyle.runtime import Runtime
+from restyle.runtime import Runtime, open_session
 
 PROBE_SIDE = 64  # a dynamic model's scale is measured on a frame this size
 STRIDE_SLACK = 8  # networks that downsample return sizes rounded up to their stride: crop, don't call it scaling
@@ -25,7 +26,7 @@ class OnnxImageHandler(BaseHandler):
     """Any image->image ONNX file the user brings (or an admin registered)."""
 
     name = "onnx"
-    output = OutputKind.FRAMES  # or SCALED_FRAMES: the loaded model says, by its shapes
+    output = OutputKind.FRAMES  # at the model's own scale (output_size)
     file_fields = ("model_file",)
     registrable = True
 
@@ -53,12 +54,29 @@ class OnnxImageHandler(BaseHandler):
     def load_spec(self, spec: JobSpec) -> LoadSpec:
         return LoadSpec(self.name, str(Path(spec.model_file or "").resolve()))
 
+    def params(self, spec: JobSpec) -> OnnxParams:
+        return OnnxParams(float(spec.params.get("value_range", 1.0)))
+
     def output_size(self, spec: JobSpec, width: int, height: int) -> tuple[int, int]:
-        """The size the video comes out at: the pipeline asks before it plans the encoding."""
+        """The size the video comes out at: the pipeline asks before it plans the encoding.
+
+        From the graph's static shapes where both sides of its input and output are fixed; a graph with
+        dynamic sizes is loaded and measured on a small frame (:meth:`OnnxImageModel.output_size`).
+        """
+        graph = read_graph(spec.model_file)
+        inputs = [i for i in graph.graph.input if i.name not in {init.name for init in graph.graph.initializer}]
+        (_, _, ih, iw), (_, _, oh, ow) = _dims(inputs[0]), _dims(graph.graph.output[0])
+        if all(isinstance(side, int) and side > 0 for side in (ih, iw, oh, ow)):
+            return _scaled(width, height, (iw, ih), (ow, oh))
         return self.load(self.load_spec(spec), Runtime("cpu", threads=1)).output_size(width, height)
 
     def load(self, load: LoadSpec, runtime: Runtime) -> OnnxImageModel:
         return OnnxImageModel(Path(load.weights or ""), runtime)
+
+
+@dataclass(frozen=True)
+class OnnxParams:
+    value_range: float = 1.0  # the model's pixel values run 0..value_range
 
 
 class OnnxImageModel:
@@ -67,7 +85,7 @@ class OnnxImageModel:
     def __init__(self, path: Path, runtime: Runtime):
         if not path.is_file():
             raise ModelError(f"ONNX model not found: {path}")
-        self._session = runtime.session(path, path.name)
+        self._session = open_session(runtime, path, path.name)
         self._name = path.name
         (self._input, shape), = self._session.inputs[:1]
         self._fixed_batch = isinstance(shape[0], int)
@@ -84,19 +102,12 @@ class OnnxImageModel:
         """
         if (width, height) not in self._sizes:
             pw, ph = self._fixed_size or (PROBE_SIDE, PROBE_SIDE)
-            out = self._raw(np.zeros((1, ph, pw, 3), np.uint8), 1.0)
-            oh, ow = out.shape[2:4]
-            if 0 <= oh - ph < STRIDE_SLACK and 0 <= ow - pw < STRIDE_SLACK:
-                ow, oh = width, height
-            else:
-                ow, oh = max(1, round(width * ow / pw)), max(1, round(height * oh / ph))
-            self._sizes[(width, height)] = (ow, oh)
-            if (ow, oh) != (width, height):
-                self.output = OutputKind.SCALED_FRAMES
+            oh, ow = self._raw(np.zeros((1, ph, pw, 3), np.uint8), 1.0).shape[2:4]
+            self._sizes[(width, height)] = _scaled(width, height, (pw, ph), (ow, oh))
         return self._sizes[(width, height)]
 
-    def predict(self, frames: np.ndarray, spec: JobSpec) -> np.ndarray:
-        value_range = float(spec.params.get("value_range", 1.0))
+    def predict(self, frames: np.ndarray, params: OnnxParams) -> np.ndarray:
+        value_range = params.value_range
         h, w = frames.shape[1:3]
         ow, oh = self.output_size(w, h)
         if self._fixed_batch:
@@ -109,10 +120,7 @@ class OnnxImageModel:
                 images = images[:, :oh, :ow]
             else:
                 images = np.stack([_resize(img, (ow, oh)) for img in images])
-        if (ow, oh) != (w, h):
-            if spec.strength < 1.0:
-                frames = np.stack([_resize(f, (ow, oh)) for f in frames])
-        return blend(frames, images, spec.strength)
+        return images
 
     def _raw(self, frames: np.ndarray, value_range: float) -> np.ndarray:
         h, w = frames.shape[1:3]
@@ -135,6 +143,14 @@ def read_graph(model_file: str | None) -> onnx.ModelProto:
     except Exception as exc:  # noqa: BLE001 - onnx raises several untyped errors for files that are not models
         raise ModelError(f"{path.name} is not a usable ONNX model: {str(exc).splitlines()[0][:200]}") from None
     return graph
+
+
+def _scaled(width: int, height: int, probe_in: tuple[int, int], probe_out: tuple[int, int]) -> tuple[int, int]:
+    """The output size for a width x height frame, from the model's (width, height) in and out on a probe."""
+    (pw, ph), (ow, oh) = probe_in, probe_out
+    if 0 <= oh - ph < STRIDE_SLACK and 0 <= ow - pw < STRIDE_SLACK:
+        return width, height
+    return max(1, round(width * ow / pw)), max(1, round(height * oh / ph))
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[int | str]:

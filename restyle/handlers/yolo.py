@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -21,7 +22,7 @@ from restyle.errors import ModelError
 from restyle.handlers.base import BaseHandler, LoadSpec, OutputKind, Records
 from restyle.handlers.onnx_image import _dims, read_graph
 from restyle.jobspec import JobSpec
-from restyle.runtime import Runtime
+from restyle.runtime import Runtime, open_session
 
 LETTERBOX_GREY = 114  # Ultralytics' padding value
 
@@ -55,11 +56,20 @@ class YoloHandler(BaseHandler):
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ModelError(f"{key} must be a number from 0 to 1, got {value!r}")
 
+    def params(self, spec: JobSpec) -> YoloParams:
+        return YoloParams(float(spec.params.get("confidence", 0.25)), float(spec.params.get("iou", 0.45)))
+
     def load_spec(self, spec: JobSpec) -> LoadSpec:
         return LoadSpec(self.name, str(Path(spec.model_file or "").resolve()))
 
     def load(self, load: LoadSpec, runtime: Runtime) -> YoloModel:
         return YoloModel(Path(load.weights or ""), runtime)
+
+
+@dataclass(frozen=True)
+class YoloParams:
+    confidence: float = 0.25  # boxes scored under it are dropped
+    iou: float = 0.45  # overlap over which boxes of a class are merged
 
 
 def class_names(metadata: dict[str, str], name: str = "the model") -> list[str]:
@@ -86,16 +96,15 @@ class YoloModel:
             self.input_size = (int(size[1]), int(size[0]))  # (width, height); imgsz is [h, w]
         except (ValueError, SyntaxError, TypeError, IndexError):
             raise ModelError(f"{path.name} has an unreadable 'imgsz' in its metadata: {metadata.get('imgsz')!r}") from None
-        self._session = runtime.session(path, path.name)
+        self._session = open_session(runtime, path, path.name)
         self._input = self._session.inputs[0][0]
         self.description = f"{path.name} ({len(self.classes)} classes, {self.input_size[0]}x{self.input_size[1]}) on {self._session.provider}"
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         return width, height
 
-    def predict(self, frames: np.ndarray, spec: JobSpec) -> Records:
-        confidence = float(spec.params.get("confidence", 0.25))
-        iou = float(spec.params.get("iou", 0.45))
+    def predict(self, frames: np.ndarray, params: YoloParams) -> Records:
+        confidence, iou = params.confidence, params.iou
         records = []
         for frame in frames:  # exports are often fixed at batch 1
             x, scale, (left, top) = letterbox(frame, self.input_size)

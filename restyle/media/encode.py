@@ -9,8 +9,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from restyle.cpu import cpu_flags
 from restyle.errors import OutputError, WorkDirError
+from restyle.machine import cpu_flags
 
 
 @dataclass(frozen=True)

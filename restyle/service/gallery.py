@@ -11,11 +11,9 @@ import logging
 import threading
 
 from restyle.errors import RestyleError
-from restyle.handlers.styles import NUM_STYLES
 from restyle.service import keys
 from restyle.service.context import Context
 
-HANDLER = "styles"  # the handler whose built-in styles the gallery shows (it renders them with it)
 SIZE = 128
 
 
@@ -51,22 +49,17 @@ class Gallery:
 
 
 def render() -> list[bytes]:
-    """All 26 thumbnails as JPEG bytes."""
-    import numpy as np
+    """All 26 thumbnails as JPEG bytes, on the test pattern of ``restyle styles --sheet`` (the same renderer)."""
     from PIL import Image
 
-    from restyle.handlers.base import LoadSpec, load_model
-    from restyle.handlers.sheet import _test_pattern
-    from restyle.jobspec import JobSpec
+    from restyle.handlers.sheet import style_tiles, test_pattern
     from restyle.runtime import Runtime
 
-    picture = _test_pattern()
+    picture = test_pattern()
     picture.thumbnail((SIZE, SIZE), Image.LANCZOS)
-    frame = np.asarray(picture.convert("RGB"))[None]
-    network = load_model(LoadSpec(HANDLER), Runtime(device="cpu", threads=1))
     made = []
-    for style in range(NUM_STYLES):
+    for tile in style_tiles(picture, Runtime(device="cpu", threads=1)):
         out = io.BytesIO()
-        Image.fromarray(network.predict(frame, JobSpec(style=str(style)))[0]).save(out, "JPEG", quality=85)
+        tile.save(out, "JPEG", quality=85)
         made.append(out.getvalue())
     return made

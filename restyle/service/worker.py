@@ -196,12 +196,12 @@ class JobRun:
             # Records go to a .jsonl; a video keeps the input's container family (.ts stays .ts, .mkv .mkv).
             stem = Path(job.input_key).stem
             target = Path(tmp) / (f"{stem}.jsonl" if records else f"{stem}-restyled{output_suffix(job.input_key)}")
-            # Ray actors may be on other machines: they read the input through a presigned link.
-            remote = settings.engine == "ray" and not context.data.is_local
+            # Workers on other machines (the pipeline asks its engine) read the input through a presigned link.
+            shared = not context.data.is_local
             report = run(
                 source, target, spec, settings=settings, work=segments,
                 input_id=f"{job.input_key}@{job.input_etag}", on_progress=self.on_progress,
-                input_url=context.data.presign(job.input_key, 24 * 3600) if remote else None,
+                input_url=context.data.presign(job.input_key, 24 * 3600) if shared else None,
                 hooks=Hooks(on_plan=self.on_plan, on_chunk=self.on_chunk, cancel=self.cancel),
                 engines=self.worker.engine,
             )

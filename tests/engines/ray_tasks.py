@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from restyle.handlers.base import params_of
 from restyle.jobspec import JobSpec
 
 
@@ -25,6 +26,10 @@ class FrameTask:
     width: int = 96
     height: int = 64
 
+    @property
+    def pixels(self) -> int:  # the engine's Item: one frame's pixels
+        return self.width * self.height
+
 
 @dataclass(frozen=True)
 class FrameResult:
@@ -34,6 +39,10 @@ class FrameResult:
     pid: int
     node: str
     seconds: float
+
+    def ran_on(self, node: str, runtime: str, bytes_in: int) -> FrameResult:
+        """The engine's Result: the task says its own node (the Ray node id), so the engine's facts are not kept."""
+        return self
 
 
 def frames_for(task: FrameTask) -> np.ndarray:
@@ -52,7 +61,7 @@ def frames_for(task: FrameTask) -> np.ndarray:
 def restyle_frames(task: FrameTask, model, batch_size: int, on_frames: Callable[[int], None] | None = None) -> FrameResult:
     started = time.perf_counter()
     frames = frames_for(task)
-    out = np.concatenate([model.predict(frames[i : i + max(1, batch_size)], task.spec)
+    out = np.concatenate([model.predict(frames[i : i + max(1, batch_size)], params_of(task.spec))
                           for i in range(0, len(frames), max(1, batch_size))])
     node = ""
     try:

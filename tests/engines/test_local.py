@@ -1,5 +1,8 @@
 """The local pool: results as each chunk finishes, and workers that keep their loaded networks from job to job."""
+from __future__ import annotations
+
 import time
+from dataclasses import dataclass
 
 import pytest
 
@@ -13,10 +16,22 @@ from tests.handlers.test_onnx_image import negative_model
 pytestmark = pytest.mark.slow
 
 
-def nap(seconds: float, model, batch, report) -> float:
-    time.sleep(seconds)
+@dataclass(frozen=True)
+class Nap:
+    """An item that sleeps, and its own result: what the engine's Item and Result interfaces ask."""
+
+    seconds: float
+    pixels: int = 0
+    frames: int = 1
+
+    def ran_on(self, node: str, runtime: str, bytes_in: int) -> Nap:
+        return self
+
+
+def nap(item: Nap, model, batch, report) -> Nap:
+    time.sleep(item.seconds)
     report(1)
-    return seconds
+    return item
 
 
 def test_results_arrive_as_they_finish(tmp_path):
@@ -24,11 +39,11 @@ def test_results_arrive_as_they_finish(tmp_path):
     engine = LocalEngine(workers=2)
     frames: list[int] = []
     try:
-        results = engine.map(nap, load, Runtime("cpu", threads=1), [4.0, 0.2], frames.append)
+        results = engine.map(nap, load, Runtime("cpu", threads=1), [Nap(4.0), Nap(0.2)], frames.append)
         first = next(results)
         arrived = time.monotonic()
-        assert first == 0.2  # the quick item, while the slow one still runs
-        assert next(results) == 4.0
+        assert first.seconds == 0.2  # the quick item, while the slow one still runs
+        assert next(results).seconds == 4.0
         assert time.monotonic() - arrived > 2.0
         assert list(results) == []
     finally:

@@ -3,8 +3,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from restyle import machine
 from restyle.errors import ModelError
-from restyle.handlers import JobSpec, OutputKind, Runtime, check, get_handler, load
+from restyle.handlers import JobSpec, Runtime, check, get_handler, load
+from restyle.handlers.base import params_of
+from restyle.runtime.base import providers
 
 
 def negative_model(path, size=("N", 3, "H", "W"), value_range=1.0):
@@ -42,12 +45,12 @@ def frames():
 def test_any_onnx_model_runs_on_frames(tmp_path, frames, value_range, backend):
     spec = onnx_spec(negative_model(tmp_path / "neg.onnx", value_range=value_range), params={"value_range": value_range})
     model = load(spec, Runtime("cpu", backend=backend))
-    assert np.array_equal(model.predict(frames, spec), 255 - frames)
+    assert np.array_equal(model.predict(frames, params_of(spec)), 255 - frames)
 
 
 def test_a_fixed_size_model_gets_frames_resized(tmp_path, frames):
     spec = onnx_spec(negative_model(tmp_path / "fixed.onnx", size=(1, 3, 64, 64)))
-    out = load(spec, Runtime("cpu")).predict(frames, spec)
+    out = load(spec, Runtime("cpu")).predict(frames, params_of(spec))
     assert out.shape == frames.shape
     assert np.abs(out.astype(int) - (255 - frames)).mean() < 60  # resized there and back: close, not exact
 
@@ -57,8 +60,8 @@ def test_a_super_resolution_model_gives_pictures_at_its_own_size(tmp_path, frame
     handler = get_handler("onnx")
     assert handler.output_size(spec, 51, 37) == (102, 74)
     model = load(spec, Runtime("cpu"))
-    out = model.predict(frames, spec)
-    assert out.shape == (3, 74, 102, 3) and model.output == OutputKind.SCALED_FRAMES
+    out = model.predict(frames, params_of(spec))
+    assert out.shape == (3, 74, 102, 3)
     assert np.array_equal(out[:, ::2, ::2], frames)  # every input pixel, now a 2x2 block
     assert np.array_equal(out[:, 1::2, 1::2], frames)
 
@@ -95,5 +98,5 @@ def test_cuda_without_a_gpu_build_is_a_clear_error():
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this machine has CUDA: the fallback message cannot be shown here")
     with pytest.raises(ModelError, match="onnxruntime-gpu"):
-        Runtime("cuda").providers
-    assert Runtime("auto").providers == ["CPUExecutionProvider"]
+        providers(Runtime("cuda"), machine.here())
+    assert providers(Runtime("auto"), machine.here()) == ["CPUExecutionProvider"]

@@ -19,10 +19,10 @@ PLUGIN = '''
 import numpy as np
 
 from restyle.errors import ModelError
-from restyle.handlers.base import LoadSpec, OutputKind
+from restyle.handlers.base import BaseHandler, OutputKind
 
 
-class PosterizeHandler:
+class PosterizeHandler(BaseHandler):
     name = "posterize"
     output = OutputKind.FRAMES
 
@@ -30,9 +30,6 @@ class PosterizeHandler:
         levels = spec.params.get("levels", 4)
         if not isinstance(levels, int) or not 2 <= levels <= 64:
             raise ModelError(f"posterize: levels must be a whole number from 2 to 64, got {levels!r}")
-
-    def load_spec(self, spec):
-        return LoadSpec(self.name)
 
     def load(self, load, runtime):
         return Posterize()
@@ -42,12 +39,9 @@ class Posterize:
     output = OutputKind.FRAMES
     description = "posterize"
 
-    def predict(self, frames, spec):
-        step = 256 // spec.params.get("levels", 4)
+    def predict(self, frames, params):  # params: BaseHandler.params, the spec's free-form params
+        step = 256 // params.get("levels", 4)
         return (frames // step * step + step // 2).astype(np.uint8)
-
-    def output_size(self, width, height):
-        return width, height
 '''
 
 

@@ -4,6 +4,7 @@ from PIL import Image
 
 from restyle.errors import ModelError
 from restyle.handlers import JobSpec, OutputKind, Runtime, check, load
+from restyle.handlers.base import params_of
 from tests.handlers.test_onnx_image import negative_model
 
 
@@ -16,7 +17,7 @@ def test_the_detector_finds_the_face_in_the_photo(detector, photo):
     model = load(spec, Runtime("cpu", threads=2))
     assert model.output == OutputKind.RECORDS and len(model.classes) == 18 and model.input_size == (320, 320)
     picture = np.asarray(Image.open(photo).convert("RGB"))  # 512x600
-    (record,) = model.predict(picture[None], spec)
+    (record,) = model.predict(picture[None], params_of(spec))
     faces = [box for box in record["boxes"] if box["class"] == "FACE_FEMALE"]
     assert len(faces) == 1 and faces[0]["class_id"] == 1
     assert faces[0]["score"] == pytest.approx(0.78, abs=0.05)
@@ -26,8 +27,8 @@ def test_the_detector_finds_the_face_in_the_photo(detector, photo):
 def test_the_confidence_threshold_is_a_per_call_parameter(detector, photo):
     model = load(yolo(detector), Runtime("cpu", threads=2))
     picture = np.asarray(Image.open(photo).convert("RGB"))[None]
-    assert model.predict(picture, yolo(detector, confidence=0.95)) == [{"boxes": []}]
-    assert model.predict(picture, yolo(detector, confidence=0.5))[0]["boxes"]
+    assert model.predict(picture, params_of(yolo(detector, confidence=0.95))) == [{"boxes": []}]
+    assert model.predict(picture, params_of(yolo(detector, confidence=0.5)))[0]["boxes"]
 
 
 def test_models_that_are_not_yolo_detectors_are_refused(tmp_path, detector):

@@ -18,8 +18,9 @@ import pytest
 
 from restyle.config import Settings
 from restyle.engines import local
+from restyle.engines.sizing import worker_bytes
+from restyle.handlers import get_handler
 from restyle.handlers.base import LoadSpec
-from restyle.layout import network_for, worker_bytes
 from restyle.media.sample import make_clip
 from restyle.runtime import Runtime
 from tests.service.test_catalogue import painting
@@ -47,9 +48,9 @@ def tree_pss(pid: int) -> int:
 
 
 def budget(settings: Settings, model: str, width: int, height: int) -> int:
-    """What restyle/layout.py states one worker needs for this job (the same call the pipeline makes)."""
+    """What restyle/engines/sizing.py states one worker needs for this job (the same call the pipeline makes)."""
     probe = Runtime(settings.device, 1, settings.batch_size, settings.backend, settings.precision)
-    return worker_bytes(probe, width * height, network_for(model))
+    return worker_bytes(probe, width * height, get_handler(model).network)
 
 
 @pytest.mark.slow

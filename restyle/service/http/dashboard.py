@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from restyle.errors import Refusal
-from restyle.handlers.base import get_handler, registered
+from restyle.handlers.base import built_in_styles_handler, get_handler, registered
 from restyle.service import gallery, intake, keys
 from restyle.service.catalogue import Catalogue
 from restyle.service.context import Principal
@@ -85,10 +85,11 @@ async def submit(request: Request, who: Principal = Depends(submitter), app: Web
 def _chosen(fields: dict, picture):
     """Only what the chosen model takes: the form holds the gallery, the picture inputs and the models at once.
     The gallery's blend is for the gallery's handler; a picture for a handler that declares a picture field."""
-    model = fields.get("model", gallery.HANDLER)
+    styles = built_in_styles_handler()
+    model = fields.get("model", styles)
     blend = fields.pop("blend", None)
     saved = fields.pop("saved_picture", None)
-    if model == gallery.HANDLER:
+    if model == styles:
         if blend:
             fields["style"] = blend
         return {k: v for k, v in fields.items() if k != PICTURE}, None

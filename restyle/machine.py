@@ -1,4 +1,6 @@
-"""What this machine's CPU can do, read once from Linux's /proc/cpuinfo (nothing elsewhere).
+"""What this machine has: its CPU's flags, its runtimes, its cores (read once), and the memory free for workers.
+
+The CPU's flags are read once from Linux's /proc/cpuinfo (nothing elsewhere).
 
 The flags honour oneDNN's ``ONEDNN_MAX_CPU_ISA`` (the cap OpenVINO's CPU plugin and
 oneDNN apply to their kernels): with ``ONEDNN_MAX_CPU_ISA=AVX2`` the AVX-512, AVX-VNNI and
@@ -9,7 +11,9 @@ a newer one (bench/RESULTS.md says what the cap does not reach).
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
+from dataclasses import dataclass
 
 ISA_ENV = "ONEDNN_MAX_CPU_ISA"
 # oneDNN's ISA names, lowest first, with the flags each one adds over the one before (by prefix).
@@ -60,3 +64,64 @@ def _capped(flags: frozenset[str], cap: str | None) -> frozenset[str]:
     # A prefix such as "avx" must not drop the cap's own flags ("avx2" under the AVX2 cap).
     allowed = {prefix for _, prefixes in _ISA_LEVELS[: names.index(cap) + 1] for prefix in prefixes}
     return frozenset(f for f in flags if f in allowed or not any(f.startswith(p) for p in above))
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The facts decisions are made on (precision, sizing, encoder): a value, so that a decision is a pure function.
+
+    :func:`here` reads this machine's once per process; tests (and a driver deciding for another node) make their own.
+    """
+
+    cores: int = 1
+    flags: frozenset[str] = frozenset()  # the CPU's flags, less those above ONEDNN_MAX_CPU_ISA
+    isa_cap: str | None = None
+    has_openvino: bool = False
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)  # onnxruntime's, CUDA's first where it has it
+
+    @property
+    def bf16(self) -> bool:
+        """Native bf16 arithmetic: AMX-BF16 or AVX-512 BF16."""
+        return bool({"amx_bf16", "avx512_bf16"} & self.flags)
+
+    @classmethod
+    def read(cls) -> Machine:
+        """This machine's facts, read now."""
+        import onnxruntime
+
+        return cls(cores=os.cpu_count() or 1, flags=cpu_flags(), isa_cap=isa_cap(),
+                   has_openvino=importlib.util.find_spec("openvino") is not None,
+                   providers=tuple(onnxruntime.get_available_providers()))
+
+
+@functools.cache
+def here() -> Machine:
+    """This machine's facts, read once per process."""
+    return Machine.read()
+
+
+def available_memory() -> int | None:
+    """Bytes the machine (and its cgroup) has available now; None where neither can be read. Read every call."""
+    available = [m for m in (_meminfo_available(), _cgroup_room()) if m is not None]
+    return min(available) if available else None
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _cgroup_room() -> int | None:
+    """A container's memory limit less what it uses (cgroup v2), or None outside one."""
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        used = int(open("/sys/fs/cgroup/memory.current").read())
+    except (OSError, ValueError):
+        return None
+    return None if limit == "max" else max(0, int(limit) - used)

@@ -6,6 +6,7 @@ from restyle import JobSpec, run
 from restyle.config import Settings
 from restyle.errors import OutputError
 from restyle.handlers import Runtime, load
+from restyle.handlers.base import params_of
 from tests.conftest import decode_frames, duration_s, packets, psnr
 
 pytestmark = pytest.mark.slow
@@ -51,7 +52,7 @@ def test_output_frames_match_the_model_within_one_lossy_encode(clips, settings, 
     _, originals = decode_frames(clips["pal"])
     _, ours = decode_frames(output)
     model = load(JobSpec(style="7"), Runtime("cpu", threads=2))
-    scores = [psnr(model.predict(frame[None], JobSpec(style="7"))[0], mine) for frame, mine in zip(originals[::5], ours[::5])]
+    scores = [psnr(model.predict(frame[None], params_of(JobSpec(style="7")))[0], mine) for frame, mine in zip(originals[::5], ours[::5])]
     assert np.mean(scores) >= 33.0, scores
 
 
@@ -102,14 +103,15 @@ def test_a_folder_of_images(tmp_path, settings):
     assert sorted(p.name for p in (tmp_path / "styled").iterdir()) == ["p0.png", "p1.png", "p2.png"]
     assert Image.open(tmp_path / "styled" / "p1.png").size == (60, 41)
     # The report names the runtime the model ran on, chosen as for a video of the same model.
-    from restyle.layout import choose_layout
+    from restyle.engines.sizing import choose_layout
 
     choice = choose_layout(settings, 1280 * 720)[0].choose("multistyle26")
     assert (report.backend, report.precision, report.precision_reason) == (choice.backend, choice.precision, choice.reason)
 
 
 def test_deflicker_steadies_the_video_across_chunks_and_keeps_its_style(motion_clips, tmp_path):
-    from restyle.quality import measure, model_frames
+    from restyle.pipeline.reference import model_frames
+    from restyle.quality import measure
 
     source = motion_clips["pan"]
     spec, smoothed = JobSpec(style="7"), JobSpec(style="7", deflicker=0.8)

@@ -1,7 +1,12 @@
 """The record of one run: what it did and how long each step took."""
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+from restyle.runtime import Choice
 
 
 @dataclass
@@ -15,14 +20,14 @@ class RunReport:
     chunks: int
     chunks_reused: int
     chunks_retried: int  # given out again after their worker was lost (Ray); stored chunks never are
-    width: int
-    height: int
-    duration_s: float
+    width: int | None  # of the output's pictures; None for a folder of images (each has its own)
+    height: int | None
+    duration_s: float | None  # None for a folder of images
     workers: int
     threads: int
     backend: str  # the runtime that ran the model, e.g. "openvino" or "onnxruntime"
     precision: str = "f32"  # f32 | bf16 | int8 | check (bf16 if the first frame passed the fidelity bar, else f32)
-    precision_reason: str = ""  # why that runtime and precision (restyle/runtime.py, Runtime.choose)
+    precision_reason: str = ""  # why that runtime and precision (restyle/runtime/base.py, choose)
     # Per machine that ran chunks (Ray: the node's address; "local" for this one): chunks, frames, the runtime
     # and precision its own CPU chose (nodes differ), and the bytes it fetched for them (shipped files).
     nodes: dict[str, dict] = field(default_factory=dict)
@@ -57,3 +62,34 @@ class RunReport:
             f"{self.output}: {self.frames} frames in {self.chunks} chunks{reused}, "
             f"{self.seconds.get('total', 0):.1f}s, {self.fps:.2f} fps [{steps}] {self.workers}x{self.threads} {self.backend} {self.precision} {self.model}{smooth}"
         )
+
+
+class WorkerFacts(Protocol):
+    """What an engine's worker stamps on each result (``ran_on``): where it ran, on what, and what it fetched."""
+
+    frames: int
+    node: str
+    runtime: str
+    bytes_in: int
+
+
+def runtime_figures(results: Sequence[WorkerFacts], estimate: Choice) -> dict:
+    """The report's backend, precision, its reason and per-node figures, as the workers chose on their own CPUs.
+
+    ``estimate`` is the driver's choice for this machine: the report's when no chunk ran (all reused), and its
+    reason where the workers chose the same.
+    """
+    nodes: dict[str, dict] = {}
+    for result in results:
+        node = nodes.setdefault(result.node or "local", {"chunks": 0, "frames": 0, "runtime": Counter(), "bytes_in": 0})
+        node["chunks"] += 1
+        node["frames"] += result.frames
+        node["runtime"][result.runtime or estimate.runtime] += 1
+        node["bytes_in"] += result.bytes_in
+    ran = Counter(result.runtime or estimate.runtime for result in results)
+    runtime = ran.most_common(1)[0][0] if ran else estimate.runtime
+    backend, _, precision = runtime.partition(" ")
+    reason = estimate.reason if runtime == estimate.runtime else f"as the workers chose on their CPUs ({', '.join(sorted(ran))})"
+    for node in nodes.values():  # one runtime per node, unless its workers differed (a mixed node): then all
+        node["runtime"] = ", ".join(sorted(node["runtime"]))
+    return {"backend": backend, "precision": precision, "precision_reason": reason, "nodes": nodes}

@@ -3,15 +3,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from restyle import cpu, fidelity, quantize
+from restyle import machine as cpu
 from restyle.errors import ModelError
 from restyle.handlers import JobSpec, Runtime, load
+from restyle.handlers.base import params_of
 from restyle.media.sample import packaged_photo
+from restyle.runtime import choose, fidelity, open_session, quantize
+from tests.conftest import pretend_machine
 
 
 @pytest.fixture
 def no_bf16(monkeypatch):
-    monkeypatch.setattr(fidelity, "cpu_has_bf16", lambda: False)
+    pretend_machine(monkeypatch, bf16=False)
 
 
 def verdict_for(passed: bool):
@@ -21,20 +24,20 @@ def verdict_for(passed: bool):
 def test_the_avx2_cap_turns_bf16_and_avx512_off(monkeypatch):
     monkeypatch.setattr(cpu, "native_flags", lambda: frozenset({"avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16"}))
     monkeypatch.delenv(cpu.ISA_ENV, raising=False)
-    assert fidelity.cpu_has_bf16()
+    assert cpu.Machine.read().bf16
     monkeypatch.setenv(cpu.ISA_ENV, "avx2")
-    assert not fidelity.cpu_has_bf16()
+    assert not cpu.Machine.read().bf16
     assert cpu.cpu_flags() == {"avx2", "fma"}
     monkeypatch.setenv(cpu.ISA_ENV, "AVX512_CORE_VNNI")  # a cap above AVX-512 keeps it, still without bf16
     assert cpu.cpu_flags() == {"avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni"}
     monkeypatch.setenv(cpu.ISA_ENV, "ALL")
-    assert fidelity.cpu_has_bf16()
+    assert cpu.Machine.read().bf16
 
 
 def test_auto_under_the_avx2_cap_decides_as_an_avx2_cpu(monkeypatch):
     monkeypatch.setattr(cpu, "native_flags", lambda: frozenset({"avx2", "fma", "avx512f", "avx512_bf16"}))
     monkeypatch.setenv(cpu.ISA_ENV, "AVX2")
-    choice = Runtime("cpu", precision="auto").choose("multistyle26")
+    choice = choose(Runtime("cpu", precision="auto"), "multistyle26", cpu.Machine.read())
     assert choice.precision in ("int8", "f32") and "no native bf16 (ONEDNN_MAX_CPU_ISA=AVX2)" in choice.reason
 
 
@@ -50,7 +53,7 @@ def test_auto_picks_int8_only_where_the_table_passes(no_bf16, monkeypatch):
     assert auto.choose("someones.onnx").precision == "f32"  # no int8 version of a user's network is made
     # The shipped table decides as it says.
     monkeypatch.undo()
-    monkeypatch.setattr(fidelity, "cpu_has_bf16", lambda: False)
+    pretend_machine(monkeypatch, bf16=False)
     passed = fidelity.table()["networks"]["multistyle26"]["int8"]["passed"]
     assert (auto.choose("multistyle26").precision == "int8") == passed
 
@@ -93,11 +96,11 @@ def test_the_int8_network_restyles_a_real_frame_near_f32(photo_frame):
     exact = load(spec, Runtime("cpu", precision="f32", backend="openvino"))
     int8 = load(spec, Runtime("cpu", precision="int8"))
     assert "int8" in int8.description
-    ours, reference = int8.predict(photo_frame, spec), exact.predict(photo_frame, spec)
+    ours, reference = int8.predict(photo_frame, params_of(spec)), exact.predict(photo_frame, params_of(spec))
     assert ours.shape == reference.shape and ours.dtype == np.uint8
     # Closer to the same style at f32 than another style is, and far from the untouched photo.
     near = fidelity.judge(reference, ours).luma_ssim
-    assert near > fidelity.judge(reference, exact.predict(photo_frame, other)).luma_ssim
+    assert near > fidelity.judge(reference, exact.predict(photo_frame, params_of(other))).luma_ssim
     assert near > fidelity.judge(reference, photo_frame).luma_ssim
     assert float(np.abs(ours.astype(int) - reference).mean()) < 20
 
@@ -110,7 +113,7 @@ def test_the_style_picture_network_runs_as_shipped_int8_without_bf16(no_bf16, tm
     spec = JobSpec(model="style-image", style_image=str(picture))
     model = load(spec, Runtime("cpu", precision="auto"))
     assert "int8" in model.description
-    assert model.predict(np.zeros((1, 40, 64, 3), np.uint8), spec).shape == (1, 40, 64, 3)
+    assert model.predict(np.zeros((1, 40, 64, 3), np.uint8), params_of(spec)).shape == (1, 40, 64, 3)
 
 
 def test_int8_is_refused_for_a_float_graph():
@@ -119,4 +122,4 @@ def test_int8_is_refused_for_a_float_graph():
     from restyle.handlers.styles import _model_file
 
     with pytest.raises(ModelError, match="float graph"):
-        Runtime("cpu", precision="int8").session(onnx.load(str(_model_file("multistyle26"))), "multistyle26")
+        open_session(Runtime("cpu", precision="int8"), onnx.load(str(_model_file("multistyle26"))), "multistyle26")

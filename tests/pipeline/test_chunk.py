@@ -10,15 +10,15 @@ import pytest
 
 from restyle.config import Settings
 from restyle.errors import OutputError
+from restyle.files import LocalFile
 from restyle.handlers.base import OutputKind
 from restyle.jobspec import JobSpec
 from restyle.media.chunks import plan_chunks
 from restyle.media.encode import EncodeSpec
 from restyle.media.probe import probe
-from restyle.score import ChunkTask, score_chunk
-from restyle.files import LocalFile
+from restyle.pipeline.chunk import ChunkTask, score_chunk
+from restyle.pipeline.sinks import VideoPart
 from restyle.stores.segments import FolderSegments
-
 from tests.conftest import decode_frames
 
 
@@ -39,7 +39,7 @@ def _task(clip, tmp_path, **encode) -> ChunkTask:
     info = probe(clip, Settings())
     chunk = plan_chunks(info, chunk_seconds=60)[0]
     spec = EncodeSpec(width=info.width, height=info.height, time_base=info.time_base, rate=info.average_rate, **encode)
-    return ChunkTask(LocalFile(str(clip)), info.video_index, chunk, spec, FolderSegments(tmp_path / "segments"), "c0.mp4", JobSpec())
+    return ChunkTask(LocalFile(str(clip)), info.video_index, chunk, VideoPart(spec), FolderSegments(tmp_path / "segments"), "c0.mp4", JobSpec())
 
 
 def test_a_chunk_becomes_a_segment_with_every_frame_and_timestamp(clips, tmp_path):

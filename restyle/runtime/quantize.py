@@ -1,9 +1,9 @@
 """int8 versions of the style networks: made once from real photographs, shipped, and checked against their source.
 
-    python -m restyle.quantize            # remake restyle/models/multistyle26.int8.onnx (needs matplotlib's photo)
-    python -m restyle.quantize --check    # say whether the shipped file matches the installed f32 network
+    python -m restyle.runtime.quantize            # remake restyle/runtime/models/multistyle26.int8.onnx (needs matplotlib's photo)
+    python -m restyle.runtime.quantize --check    # say whether the shipped file matches the installed f32 network
 
-Why shipped, not made at first use: the fidelity table (restyle/fidelity.json) is measured on
+Why shipped, not made at first use: the fidelity table (restyle/runtime/fidelity.json) is measured on
 these exact bytes, and a model made on each machine could differ with the quantizer's version
 or its calibration frames; no package of the base install ships a photograph to calibrate on
 (matplotlib's is in the test extra); and a first run would spend a minute calibrating while
@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from restyle.errors import ModelError
+from restyle.jobspec import NUM_STYLES
 
 MODELS = Path(__file__).with_name("models")
 INT8_FILES = {"multistyle26": MODELS / "multistyle26.int8.onnx"}
@@ -41,7 +42,6 @@ PROVENANCE = MODELS / "int8.json"  # per network: the source's SHA-256, the int8
 CALIBRATION_SIZE = (640, 360)
 CALIBRATION_FRAMES_PER_STYLE = 2
 CALIBRATION_PERCENTILE = 99.999  # activation ranges: MinMax let rare outliers coarsen every step (luma SSIM 0.82 against 0.89 raw)
-NUM_STYLES = 26
 
 
 def sha256(path: Path) -> str:
@@ -85,7 +85,7 @@ def int8_model(network: str, source: Path) -> tuple[Path | None, str]:
         return None, f"the int8 file for {network} is missing ({path})"
     if sha256(source) != entry.get("source_sha256"):
         return None, (f"the installed {source.name} differs from the one the int8 file was made from "
-                      "(remake it: python -m restyle.quantize)")
+                      "(remake it: python -m restyle.runtime.quantize)")
     return path, "made from this network"
 
 

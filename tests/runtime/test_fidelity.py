@@ -2,8 +2,10 @@
 import numpy as np
 import pytest
 
-from restyle import fidelity
 from restyle.handlers import JobSpec, Runtime, load
+from restyle.handlers.base import params_of
+from restyle.runtime import fidelity
+from tests.conftest import pretend_machine
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +32,9 @@ def test_scrambled_structure_fails_the_luma_ssim_bar(picture):
 
 def test_auto_follows_the_cpu_and_the_table(monkeypatch):
     auto = Runtime("cpu", precision="auto")
-    monkeypatch.setattr(fidelity, "cpu_has_bf16", lambda: False)
+    pretend_machine(monkeypatch, bf16=False, has_openvino=True)
     assert (auto.choose("multistyle26").backend, auto.choose("multistyle26").precision) == ("openvino", "f32")
-    monkeypatch.setattr(fidelity, "cpu_has_bf16", lambda: True)
+    pretend_machine(monkeypatch, bf16=True, has_openvino=True)
     assert auto.choose("someones.onnx").precision == "check"
     monkeypatch.setattr(fidelity, "verdict", lambda network: fidelity.Verdict(False, 0.5, 20.0))
     assert auto.choose("multistyle26").precision == "f32" and "failed" in auto.choose("multistyle26").reason
@@ -50,10 +52,10 @@ def test_the_shipped_table_covers_every_style():
 def test_a_network_outside_the_table_is_checked_on_its_first_frame(tmp_path, monkeypatch):
     from tests.handlers.test_onnx_image import negative_model
 
-    monkeypatch.setattr(fidelity, "cpu_has_bf16", lambda: True)  # the check runs wherever OpenVINO does
+    pretend_machine(monkeypatch, bf16=True)  # the check runs wherever OpenVINO does
     frames = np.random.default_rng(2).integers(0, 256, (1, 40, 64, 3), dtype=np.uint8)
     spec = JobSpec(model="onnx", model_file=str(negative_model(tmp_path / "neg.onnx")))
     model = load(spec, Runtime("cpu", precision="auto"))
-    out = model.predict(frames, spec)
+    out = model.predict(frames, params_of(spec))
     assert "check on the first frame" in model._session.provider  # decided by the first call
     assert fidelity.judge(255 - frames, out).passed

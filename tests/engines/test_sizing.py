@@ -6,11 +6,11 @@ import sys
 import pytest
 
 from restyle.config import Settings
+from restyle.engines.sizing import WORKER_BASE_BYTES, choose_layout, worker_bytes
 from restyle.errors import InputError
-from restyle.layout import WORKER_BASE_BYTES, choose_layout, worker_bytes
+from restyle.jobspec import JobSpec
 from restyle.media.sample import make_clip
 from restyle.pipeline import run
-from restyle.jobspec import JobSpec
 from restyle.runtime import Runtime
 
 HUGE = (4096, 2304)  # exactly the default max_pixels: the probe lets it through

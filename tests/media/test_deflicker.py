@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from restyle.deflicker import Deflicker, warmup_frames
 from restyle.handlers import JobSpec, Runtime, load
+from restyle.handlers.base import params_of
+from restyle.media.deflicker import Deflicker, warmup_frames
 from restyle.quality import measure, psnr
 from tests.conftest import decode_frames
 
@@ -12,7 +13,7 @@ def pan(motion_clips) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The pan clip's frames and the model's per-frame stylisation of each."""
     _, frames = decode_frames(motion_clips["pan"])
     model = load(JobSpec(style="19"), Runtime("cpu", threads=2))  # a style that flickers a lot
-    return frames, [model.predict(f[None], JobSpec(style="19"))[0] for f in frames]
+    return frames, [model.predict(f[None], params_of(JobSpec(style="19")))[0] for f in frames]
 
 
 def test_deflicker_steadies_the_style_and_keeps_it(pan):
@@ -48,7 +49,15 @@ def test_warmup_grows_with_strength():
 
 @pytest.mark.parametrize("size", [(1, 1), (3, 5), (11, 13)])
 def test_tiny_frames_are_smoothed_too(size):
+    """A still input whose restyled frames flicker between two pictures: the output flickers less."""
     rng = np.random.default_rng(2)
-    frames = rng.integers(0, 255, size=(4, *size, 3), dtype=np.uint8)
-    smooth = Deflicker(0.8)(frames, frames[::-1].copy())
-    assert smooth.shape == frames.shape and smooth.dtype == np.uint8
+    still = np.repeat(rng.integers(0, 255, size=(1, *size, 3), dtype=np.uint8), 8, axis=0)
+    a, b = rng.integers(0, 255, size=(2, *size, 3), dtype=np.uint8)
+    styled = np.stack([a, b] * 4)
+    smooth = Deflicker(0.8)(still, styled)
+    assert smooth.shape == styled.shape and smooth.dtype == np.uint8
+
+    def flicker(video: np.ndarray) -> float:
+        return float(np.mean(np.abs(np.diff(video.astype(np.int16), axis=0))))
+
+    assert flicker(smooth) < 0.7 * flicker(styled)  # measured 0.55 (random texture is all fine band), 0.12 at 1x1

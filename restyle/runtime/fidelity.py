@@ -12,7 +12,7 @@ both on the *final* output (after x264, what a user gets), against the float32 r
   Texture is excluded there on purpose: moved strokes are not an error.
 
 bench/fidelity.py measures every style of the 26-style network and a style picture and
-writes restyle/fidelity.json; :func:`verdict` reads it. A network the table does not
+writes restyle/runtime/fidelity.json; :func:`verdict` reads it. A network the table does not
 cover (a user's ONNX, any style picture) is checked on its first frame at load time
 (:func:`compare_outputs`, the same bar on the raw model output, stricter since no
 encoder noise hides differences), or runs at float32.
@@ -24,9 +24,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from restyle.cpu import cpu_flags
+from restyle.quality.metrics import luma, ssim
 
 LUMA_SSIM_BAR = 0.90
 FLAT_PSNR_BAR = 36.0
@@ -47,17 +48,8 @@ class Verdict:
         return f"luma SSIM {self.luma_ssim:.3f} (bar {LUMA_SSIM_BAR}), {flat} (bar {FLAT_PSNR_BAR:g})"
 
 
-def luma(rgb: np.ndarray) -> np.ndarray:
-    """BT.601 luma of (..., 3) uint8 RGB, as float32 on 0..255."""
-    return rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-
-
 def judge(reference: np.ndarray, candidate: np.ndarray) -> Verdict:
     """The bar for ``candidate`` against ``reference``: (H, W, 3) or (N, H, W, 3) uint8 RGB."""
-    import cv2
-
-    from restyle.quality import ssim
-
     reference, candidate = reference.reshape(-1, *reference.shape[-3:]), candidate.reshape(-1, *candidate.shape[-3:])
     ssims, errors, flat_pixels = [], 0.0, 0
     for ref, cand in zip(reference, candidate):
@@ -103,7 +95,7 @@ def compare_outputs(exact: np.ndarray, fast: np.ndarray, pixels: bool) -> Verdic
 
 @functools.cache
 def table() -> dict:
-    """The measured table (restyle/fidelity.json): {} when it is missing."""
+    """The measured table (restyle/runtime/fidelity.json): {} when it is missing."""
     try:
         return json.loads(TABLE.read_text())
     except (OSError, ValueError):
@@ -122,8 +114,3 @@ def verdict(network: str, precision: str = "bf16") -> Verdict | None:
         return None
     worst = entry[precision]["worst"]
     return Verdict(bool(entry[precision]["passed"]), worst["luma_ssim"], worst.get("flat_psnr_db"))
-
-
-def cpu_has_bf16() -> bool:
-    """Native bf16 arithmetic: AMX-BF16 or AVX-512 BF16."""
-    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())

