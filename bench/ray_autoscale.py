@@ -32,8 +32,8 @@ from restyle.jobspec import JobSpec  # noqa: E402
 from restyle.runtime import Runtime  # noqa: E402
 from restyle.service.scaler import QueueScaler  # noqa: E402
 from restyle.stores.jobs import JobStore  # noqa: E402
-from tests.engines.ray_tasks import FrameTask, restyle_frames  # noqa: E402
-from tests.ray_clusters import LocalRayCluster, wait_until, worker_nodes  # noqa: E402
+from testing.ray_clusters import LocalRayCluster, wait_until, worker_nodes  # noqa: E402
+from testing.ray_tasks import FrameTask, restyle_frames  # noqa: E402
 
 RUNTIME = Runtime(device="cpu", threads=1)
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")

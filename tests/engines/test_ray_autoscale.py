@@ -19,8 +19,8 @@ import pytest
 from restyle.handlers.base import LoadSpec, load_model
 from restyle.jobspec import JobSpec
 from restyle.runtime import Runtime
-from tests.engines.ray_tasks import FrameTask, restyle_frames
-from tests.ray_clusters import LocalRayCluster, lose_node, wait_until, worker_nodes
+from testing.ray_clusters import LocalRayCluster, lose_node, wait_until, worker_nodes
+from testing.ray_tasks import FrameTask, restyle_frames
 
 pytestmark = pytest.mark.slow
 RUNTIME = Runtime(device="cpu", threads=1)
@@ -30,7 +30,7 @@ def _cluster(**kwargs):
     try:
         import ray
     except ImportError:
-        from tests.servers import missing
+        from testing.servers import missing
 
         missing('Ray is not installed (pip install -e ".[ray]")')
     ray.shutdown()  # one cluster per driver: leave any other this process joined

@@ -3,7 +3,7 @@
 The head (0 CPUs, the drivers' node) is on 127.0.0.2; two worker nodes of 1 CPU on 127.0.0.3
 and 127.0.0.4 each run in a mount namespace of their own with an empty tmpfs over pytest's
 temp folder, where every input, work dir, RESTYLE_HOME and driver temp file of these tests
-lives (tests/ray_clusters.py, SharedNothingCluster). Each job's output is compared with the
+lives (testing/ray_clusters.py, SharedNothingCluster). Each job's output is compared with the
 same job run here on the local pool: every frame and every audio packet, bit for bit.
 """
 from __future__ import annotations
@@ -31,8 +31,8 @@ NODES = ["127.0.0.3", "127.0.0.4"]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    from tests.ray_clusters import SharedNothingCluster
-    from tests.servers import missing
+    from testing.ray_clusters import SharedNothingCluster
+    from testing.servers import missing
 
     try:
         import ray  # noqa: F401
@@ -200,7 +200,7 @@ def test_a_lost_node_costs_only_its_chunks_and_a_cold_node_joins(cluster, driver
     import ray
 
     from restyle.engines.ray import RayEngine
-    from tests.ray_clusters import lose_node
+    from testing.ray_clusters import lose_node
 
     monkeypatch.setenv("TMPDIR", driver_env["TMPDIR"])
     clip = make_clip(tmp_path / "long.mp4", width=320, height=180, rate=25, seconds=6, keyframe_interval=25)

@@ -8,16 +8,7 @@ from restyle.errors import ModelError
 from restyle.handlers import JobSpec, Runtime, check, get_handler, load
 from restyle.handlers.base import params_of
 from restyle.runtime.base import providers
-
-
-def negative_model(path, size=("N", 3, "H", "W"), value_range=1.0):
-    """A real ONNX image->image model: y = range - x (a photographic negative)."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(size))
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, list(size))
-    top = helper.make_tensor("top", TensorProto.FLOAT, [], [value_range])
-    graph = helper.make_graph([helper.make_node("Sub", ["top", "x"], ["y"])], "negative", [x], [y], [top])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
+from testing.models import negative_model  # noqa: F401 - other test modules import it from here
 
 
 def upscaling_model(path, factor=2):

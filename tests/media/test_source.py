@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -12,7 +11,7 @@ from restyle.errors import InputError
 from restyle.media.probe import probe
 from restyle.media.sample import make_clip
 from restyle.media.source import open_input
-from tests.corpus import CASES
+from testing.corpus import CASES
 
 
 @pytest.fixture()

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import free_port, wait_for_port
+from testing.servers import free_port, wait_for_port
 
 
 class Service:

@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 
 from restyle.config import Settings
 from restyle.service.http.app import create_app
-from tests.servers import free_port
+from testing.servers import free_port
 from tests.service.test_api import ALICE, BOB, ROOT, auth
 
 LIMIT = 1024 * 1024  # the tests' upload limit

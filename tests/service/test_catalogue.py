@@ -3,30 +3,19 @@ from __future__ import annotations
 
 import io
 
-import onnx
 import pytest
 from fastapi.testclient import TestClient
-from onnx import TensorProto, helper
 from PIL import Image
 
 from restyle.config import Settings
 from restyle.service.http.app import create_app
+from testing.models import negative_model  # noqa: F401 - other test modules import it from here
 
 ALICE, BOB, ROOT = "alice-token-0123456789", "bob-token-0123456789ab", "root-token-0123456789ab"
 
 
 def auth(token):
     return {"Authorization": f"Bearer {token}"}
-
-
-def negative_model(path, dims=("N", 3, "H", "W")):
-    """A real image->image ONNX model: y = 1 - x (a photographic negative)."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(dims))
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, list(dims))
-    one = helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])
-    graph = helper.make_graph([helper.make_node("Sub", ["one", "x"], ["y"])], "negative", [x], [y], [one])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
 
 
 def painting(path, size=(96, 64), fmt="PNG"):
@@ -92,7 +81,7 @@ def test_registration_refuses_with_reasons(client, tmp_path):
     refused = register(client, "junk", junk)
     assert refused.status_code == 422 and "load" in refused.json()["detail"], refused.text
 
-    unfit = negative_model(tmp_path / "flat.onnx", dims=("N", 3))  # one input, but not a picture
+    unfit = negative_model(tmp_path / "flat.onnx", size=("N", 3))  # one input, but not a picture
     refused = register(client, "flat", unfit)
     assert refused.status_code == 422 and "NCHW" in refused.json()["detail"], refused.text
     refused = register(client, "negative-as-yolo", good, kind="yolo")

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from tests.servers import missing
+from testing.servers import missing
 
 pytestmark = pytest.mark.slow
 

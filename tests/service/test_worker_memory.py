@@ -30,7 +30,7 @@ ADMIN = "admin-token-0123456789ab"
 
 def tree(pid: int) -> list[int]:
     """The process and all its descendants."""
-    from tests.ray_clusters import descendants
+    from testing.ray_clusters import descendants
 
     return [pid, *descendants(pid)]
 

@@ -73,7 +73,8 @@ def delete_picture(name: str, who: Principal = Depends(caller), books: Catalogue
             response_class=Response, responses={200: {"description": "the thumbnail", "content": {
                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}})
 def style_thumbnail(style: int, who: Principal = Depends(caller), app: Web = Depends(web)) -> Response:
-    if not 0 <= style < gallery.NUM_STYLES:
-        raise NotFound(f"the styles are 0 to {gallery.NUM_STYLES - 1}")
+    count = gallery.style_count()
+    if not 0 <= style < count:
+        raise NotFound(f"the styles are 0 to {count - 1}")
     return Response(app.gallery.thumbnail(style), media_type="image/jpeg",
                     headers={"Cache-Control": "private, max-age=86400"})

@@ -23,7 +23,7 @@ from restyle.service.http.auth import COOKIE, signed_in, submitter, visible_job
 from restyle.service.http.forms import job_form
 from restyle.service.http.policy import PolicyRoute
 from restyle.service.http.web import Web, web
-from restyle.service.specs import PICTURE
+from restyle.service.specs import PICTURE, picture_kind
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
 templates.env.filters["ago"] = lambda t: "-" if not t else f"{max(0, time.time() - t):.0f} s ago"
@@ -60,8 +60,10 @@ def jobs_page(request: Request, error: str = "", app: Web = Depends(web)):
     jobs = app.context.jobs.list(owner=None if who.is_admin else who.name, limit=200)
     books = Catalogue(app.context)
     return templates.TemplateResponse(request, "jobs.html", {
-        "who": who, "jobs": [app.job_out(j) for j in jobs], "error": error[:500], "styles": range(gallery.NUM_STYLES),
-        "models": books.models(), "pictures": books.pictures(who.name),
+        "who": who, "jobs": [app.job_out(j) for j in jobs], "error": error[:500],
+        "style_indexes": range(gallery.style_count()), "models": books.models(), "pictures": books.pictures(who.name),
+        # the form's two built-in choices, by the handlers that declare them (built-in styles; a picture field)
+        "gallery_model": built_in_styles_handler(), "picture_model": picture_kind(),
     })
 
 

@@ -5,7 +5,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from restyle.jobspec import check_text
+from restyle.errors import ModelError
+from restyle.handlers.base import get_handler
+from restyle.jobspec import JobSpec, check_text
 from restyle.stores.catalogue import RegisteredModel, SavedPicture
 from restyle.stores.jobs import Job, JobState
 
@@ -35,12 +37,21 @@ class JobOut(BaseModel):
     output_ready: bool
 
 
+def shown_label(spec: JobSpec) -> str:
+    """The handler's label for a spec stored without one (params of an older version); its model's name if
+    that handler is gone."""
+    try:
+        return get_handler(spec.model).label(spec)
+    except ModelError:
+        return spec.model
+
+
 def job_out(job: Job, eta_s: float | None) -> JobOut:
     """A job as the API shows it; a job whose stored params cannot be read still lists, as ``unreadable``."""
     if job.params is None:
         spec, label = {}, "unreadable"
     else:
-        spec, label = job.params.spec.model_dump(mode="json"), job.params.label or job.params.spec.label
+        spec, label = job.params.spec.model_dump(mode="json"), job.params.label or shown_label(job.params.spec)
     figures = job.figures or {}
     return JobOut(
         id=job.id, owner=job.owner, state=job.state, input=job.input_key.rsplit("/", 1)[-1],

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.servers import free_port
+from testing.servers import free_port
 
 REPO = Path(__file__).parent.parent
 

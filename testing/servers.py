@@ -203,7 +203,7 @@ class RayCluster:
                        check=True, capture_output=True, text=True, timeout=120)
 
     def stop(self) -> None:
-        from tests.ray_clusters import stop_ray_processes
+        from testing.ray_clusters import stop_ray_processes
 
         stop_ray_processes(self.root)  # never `ray stop --force`: other people's clusters may run here
         shutil.rmtree(self.root, ignore_errors=True)
