@@ -1,4 +1,5 @@
 """Shared by the benchmarks: clips, model-only timing, process-tree memory, fidelity."""
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,7 @@ from restyle.quality import psnr  # noqa: F401 - the benchmarks import it from h
 def machine() -> str:
     cpu = "unknown CPU"
     try:
-        for line in open("/proc/cpuinfo"):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
@@ -52,12 +53,16 @@ def model_only_fps(spec: JobSpec, frames: list[np.ndarray], processes: int, thre
     return model_only(spec, frames, processes, threads, **runtime)[0]
 
 
-def model_only(spec: JobSpec, frames: list[np.ndarray], processes: int, threads: int, **runtime: str) -> tuple[float, float]:
+def model_only(
+    spec: JobSpec, frames: list[np.ndarray], processes: int, threads: int, **runtime: str
+) -> tuple[float, float]:
     """(fps, CPU seconds per frame) of the model alone; CPU counts the timed frames only."""
     shares = [frames[i::processes] for i in range(processes)]
     with ProcessPoolExecutor(processes) as pool:
         # Each worker times only its own frames, after its model is loaded and warm.
-        results = list(pool.map(_model_only_worker, [(spec, Runtime("cpu", threads, **runtime), share) for share in shares]))
+        results = list(
+            pool.map(_model_only_worker, [(spec, Runtime("cpu", threads, **runtime), share) for share in shares])
+        )
     return len(frames) / max(wall for wall, _ in results), sum(cpu for _, cpu in results) / len(frames)
 
 
@@ -96,7 +101,7 @@ def _tree(pid: int) -> list[int]:
         found.append(current)
         try:
             for task in os.listdir(f"/proc/{current}/task"):
-                todo += [int(c) for c in open(f"/proc/{current}/task/{task}/children").read().split()]
+                todo += [int(c) for c in Path(f"/proc/{current}/task/{task}/children").read_text().split()]
         except OSError:
             pass
     return found
@@ -104,7 +109,7 @@ def _tree(pid: int) -> list[int]:
 
 def _rss(pid: int) -> int:
     try:
-        for line in open(f"/proc/{pid}/status"):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     except OSError:
@@ -127,8 +132,6 @@ def run_measured_cpu(command: list[str]) -> tuple[float, int, float]:
     if process.returncode:
         raise SystemExit(f"{command[:3]} failed: {err[-2000:]}")
     return time.perf_counter() - started, rss.peak, cpu_seconds() - cpu
-
-
 
 
 def audio_packets(path: Path) -> list[bytes]:

@@ -11,6 +11,7 @@ median of the repeats, interleaved. Quality is measured against the model's fram
 encoding, on every 5th frame: PSNR, luma SSIM, and PSNR on the flat regions alone (where
 banding shows; restyle/fidelity.py's mask), and the bitrate.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,7 +57,12 @@ def encode(frames: list[np.ndarray], candidate: Candidate, path: Path) -> tuple[
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=RATE)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"threads": "1", "crf": str(crf), "preset": preset, "x264-params": ":".join(filter(None, ["asm=avx2", extra]))}
+        stream.options = {
+            "threads": "1",
+            "crf": str(crf),
+            "preset": preset,
+            "x264-params": ":".join(filter(None, ["asm=avx2", extra])),
+        }
         stream.codec_context.thread_count = 1
         started = time.thread_time()
         for i, rgb in enumerate(frames):
@@ -73,7 +79,11 @@ def quality(frames: list[np.ndarray], path: Path) -> tuple[float, float, float]:
     decoded = decode_all(path)
     reference, encoded = np.stack(frames[::5]), np.stack(decoded[::5])
     verdict = fidelity.judge(reference, encoded)
-    return float(np.mean([psnr(a, b) for a, b in zip(reference, encoded)])), verdict.luma_ssim, verdict.flat_psnr_db or float("nan")
+    return (
+        float(np.mean([psnr(a, b) for a, b in zip(reference, encoded, strict=False)])),
+        verdict.luma_ssim,
+        verdict.flat_psnr_db or float("nan"),
+    )
 
 
 def label(candidate: Candidate) -> str:
@@ -93,10 +103,15 @@ def main() -> None:
     runtime, _ = choose_layout(Settings(), 640 * 360)
     with tempfile.TemporaryDirectory(prefix="restyle-encoder-") as tmp:
         work = Path(tmp)
-        clips = {"photo pan": make_motion_clip(work / "pan.mp4", packaged_photo(), width=640, height=360, rate=RATE,
-                                               seconds=frames_n / RATE)}
+        clips = {
+            "photo pan": make_motion_clip(
+                work / "pan.mp4", packaged_photo(), width=640, height=360, rate=RATE, seconds=frames_n / RATE
+            )
+        }
         if not args.quick:
-            clips["test pattern"] = make_clip(work / "pattern.mp4", width=640, height=360, rate=RATE, seconds=frames_n / RATE)
+            clips["test pattern"] = make_clip(
+                work / "pattern.mp4", width=640, height=360, rate=RATE, seconds=frames_n / RATE
+            )
         flats: dict[Candidate, list[float]] = {c: [] for c in CANDIDATES}  # nan where a case has no flat region
         totals = {c: {"cpu": 0.0, "mbps": 0.0, "psnr": 0.0, "ssim": 0.0, "log_size": 0.0} for c in CANDIDATES}
         for clip_name, clip in clips.items():
@@ -118,20 +133,27 @@ def main() -> None:
                     mbps, path = rows[candidate]
                     db, structural, flat = quality(frames, path)
                     ms = statistics.median(cpu[candidate])
-                    for key, value in zip(("cpu", "mbps", "psnr", "ssim"), (ms, mbps, db, structural)):
+                    for key, value in zip(("cpu", "mbps", "psnr", "ssim"), (ms, mbps, db, structural), strict=False):
                         totals[candidate][key] += value
                     flats[candidate].append(flat)
                     totals[candidate]["log_size"] += float(np.log(mbps / rows[BASELINE][0]))
-                    print(f"  {label(candidate):45s} {ms:5.2f} CPU ms/frame  {mbps:5.2f} Mbit/s  "
-                          f"PSNR {db:5.2f} dB  luma SSIM {structural:.4f}  flat PSNR {flat:5.2f} dB", flush=True)
+                    print(
+                        f"  {label(candidate):45s} {ms:5.2f} CPU ms/frame  {mbps:5.2f} Mbit/s  "
+                        f"PSNR {db:5.2f} dB  luma SSIM {structural:.4f}  flat PSNR {flat:5.2f} dB",
+                        flush=True,
+                    )
         cases = len(clips) * len(styles)
         base = totals[BASELINE]
-        print(f"\nover {cases} clip x style cases, against {label(BASELINE)} (size: geometric mean of the ratios; quality: mean change):")
+        print(
+            f"\nover {cases} clip x style cases, against {label(BASELINE)} (size: geometric mean of the ratios; quality: mean change):"
+        )
         for candidate in CANDIDATES:
             t = totals[candidate]
-            print(f"  {label(candidate):45s} CPU x{t['cpu'] / base['cpu']:.2f}, size x{np.exp(t['log_size'] / cases):.2f}, "
-                  f"PSNR {(t['psnr'] - base['psnr']) / cases:+.2f} dB, SSIM {(t['ssim'] - base['ssim']) / cases:+.4f}, "
-                  f"flat PSNR {np.nanmean(np.subtract(flats[candidate], flats[BASELINE])):+.2f} dB")
+            print(
+                f"  {label(candidate):45s} CPU x{t['cpu'] / base['cpu']:.2f}, size x{np.exp(t['log_size'] / cases):.2f}, "
+                f"PSNR {(t['psnr'] - base['psnr']) / cases:+.2f} dB, SSIM {(t['ssim'] - base['ssim']) / cases:+.4f}, "
+                f"flat PSNR {np.nanmean(np.subtract(flats[candidate], flats[BASELINE])):+.2f} dB"
+            )
 
 
 if __name__ == "__main__":

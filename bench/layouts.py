@@ -6,6 +6,7 @@ Frames in memory (a 640x360 clip), the runtime `restyle run` picks by default he
 ``--precision``), each layout once per round, median of the rounds. What restyle does by
 default is one single-threaded process per core (restyle/engines/sizing.py, default_layout).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,10 +43,14 @@ def main() -> None:
     fps: dict[tuple[int, int], list[float]] = {layout: [] for layout in layouts}
     for r in range(args.rounds):
         for processes, threads in layouts:
-            fps[(processes, threads)].append(model_only(spec, frames, processes, threads, backend=choice.backend,
-                                                        precision=choice.precision)[0])
+            fps[(processes, threads)].append(
+                model_only(spec, frames, processes, threads, backend=choice.backend, precision=choice.precision)[0]
+            )
         print(f"  round {r + 1}: " + ", ".join(f"{p}x{t} {v[-1]:.2f} fps" for (p, t), v in fps.items()), flush=True)
-    print("median: " + ", ".join(f"{p} processes x {t} threads {statistics.median(v):.2f} fps" for (p, t), v in fps.items()))
+    print(
+        "median: "
+        + ", ".join(f"{p} processes x {t} threads {statistics.median(v):.2f} fps" for (p, t), v in fps.items())
+    )
     print(f"# load at the end {os.getloadavg()[0]:.2f}")
 
 

@@ -10,6 +10,7 @@ interleaved, median printed. Variants:
   encode: rgb24 frames handed to x264 (swscale converts; restyle) against an OpenCV yuv420p conversion, per preset
   model: OpenVINO bf16 with numpy float conversion around it, against uint8 in and out of its graph
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,13 @@ _CHROMA = np.array([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], n
 
 def to_rgb(frame: av.VideoFrame) -> np.ndarray:
     """yuv420p BT.601 limited range through OpenCV; anything else through swscale."""
-    if (frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0
-            and frame.colorspace in _BT601 and frame.color_range != 2):
+    if (
+        frame.format.name == "yuv420p"
+        and frame.width % 2 == 0
+        and frame.height % 2 == 0
+        and frame.colorspace in _BT601
+        and frame.color_range != 2
+    ):
         return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
     return frame.to_ndarray(format="rgb24")
 
@@ -73,8 +79,11 @@ def encode(frames: list[np.ndarray], preset: str, ours: bool, path: Path) -> flo
         stream.options = {"threads": "1", "crf": "18", "preset": preset, "x264-params": "asm=avx2"}
         stream.codec_context.thread_count = 1
         for i, rgb in enumerate(frames):
-            frame = (av.VideoFrame.from_ndarray(rgb_to_yuv420p(rgb), format="yuv420p") if ours
-                     else av.VideoFrame.from_ndarray(rgb, format="rgb24"))
+            frame = (
+                av.VideoFrame.from_ndarray(rgb_to_yuv420p(rgb), format="yuv420p")
+                if ours
+                else av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            )
             frame.pts = i
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
@@ -102,28 +111,51 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     print(f"# levers outside the model, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {machine()}")
-    print(f"# command: python bench/levers.py {' '.join(sys.argv[1:])}; CPU ms per frame, one thread, median of {args.repeats}")
+    print(
+        f"# command: python bench/levers.py {' '.join(sys.argv[1:])}; CPU ms per frame, one thread, median of {args.repeats}"
+    )
     sizes = [(640, 360)] + ([] if args.quick else [(1280, 720)])
     in_graph = load(SEVEN, Runtime("cpu", 1, backend="openvino", precision="bf16"))
     numpy_around = NumpyAround()
     with tempfile.TemporaryDirectory() as tmp:
         for w, h in sizes:
-            clip = make_motion_clip(Path(tmp) / f"m{h}.mp4", packaged_photo(), motion="pan", width=w, height=h, rate=25,
-                                    seconds=1.0 if args.quick else 2.0)
+            clip = make_motion_clip(
+                Path(tmp) / f"m{h}.mp4",
+                packaged_photo(),
+                motion="pan",
+                width=w,
+                height=h,
+                rate=25,
+                seconds=1.0 if args.quick else 2.0,
+            )
             with av.open(str(clip)) as container:
                 decoded = list(container.decode(video=0))
             styled = [in_graph.predict(to_rgb(f)[None], params_of(SEVEN))[0] for f in decoded[:10]]
             runs: dict[str, list[float]] = {}
             for _ in range(args.repeats):
                 for name, fn in {
-                    "decode to RGB: swscale (to_ndarray rgb24; restyle)": lambda: timed(lambda f: f.to_ndarray(format="rgb24"), decoded),
+                    "decode to RGB: swscale (to_ndarray rgb24; restyle)": lambda: timed(
+                        lambda f: f.to_ndarray(format="rgb24"), decoded
+                    ),
                     "decode to RGB: OpenCV I420 (candidate)": lambda: timed(to_rgb, decoded),
-                    "model bf16, numpy float conversion around it": lambda: timed(numpy_around.predict, [s[None] for s in styled[:5]]),
-                    "model bf16, uint8 in and out of the graph (restyle)": lambda: timed(in_graph.predict, [s[None] for s in styled[:5]]),
-                    **{f"encode x264 {p}: rgb24 to swscale (restyle)": (lambda p=p: encode(styled, p, False, Path(tmp) / "e.mp4"))
-                       for p in ("veryfast", "superfast")},
-                    **{f"encode x264 {p}: OpenCV yuv420p (candidate)": (lambda p=p: encode(styled, p, True, Path(tmp) / "e.mp4"))
-                       for p in ("veryfast", "superfast")},
+                    "model bf16, numpy float conversion around it": lambda: timed(
+                        numpy_around.predict, [s[None] for s in styled[:5]]
+                    ),
+                    "model bf16, uint8 in and out of the graph (restyle)": lambda: timed(
+                        in_graph.predict, [s[None] for s in styled[:5]]
+                    ),
+                    **{
+                        f"encode x264 {p}: rgb24 to swscale (restyle)": (
+                            lambda p=p: encode(styled, p, False, Path(tmp) / "e.mp4")
+                        )
+                        for p in ("veryfast", "superfast")
+                    },
+                    **{
+                        f"encode x264 {p}: OpenCV yuv420p (candidate)": (
+                            lambda p=p: encode(styled, p, True, Path(tmp) / "e.mp4")
+                        )
+                        for p in ("veryfast", "superfast")
+                    },
                 }.items():
                     runs.setdefault(name, []).append(fn())
             print(f"\n{w}x{h}\n| step | CPU ms/frame |\n| --- | --- |")

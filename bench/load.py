@@ -11,6 +11,7 @@ end. Prints requests served, errors, API latency (p50/p99/max), jobs lost (submi
 but missing or not succeeded) and duplicate jobs (more jobs than submissions, or two
 jobs for one object). Every request goes to 127.0.0.1; everything stops by itself.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,14 +53,18 @@ class LoadFigures:
 
     def summary(self) -> str:
         lat, sub = self.latency_ms, self.submit_latency_ms
-        return (f"{self.submissions} submissions; {self.requests} requests served, {self.errors} errors {self.error_kinds or ''}; "
-                f"status latency p50 {lat.get('p50', 0):.1f} ms, p99 {lat.get('p99', 0):.1f} ms, max {lat.get('max', 0):.1f} ms; "
-                f"submission latency p50 {sub.get('p50', 0):.0f} ms, p99 {sub.get('p99', 0):.0f} ms; "
-                f"jobs recorded {self.jobs_recorded}, succeeded {self.jobs_succeeded}, lost {self.jobs_lost}, "
-                f"duplicates {self.duplicate_jobs}; the last job ended {self.last_job_done_s:.1f} s after the first submission")
+        return (
+            f"{self.submissions} submissions; {self.requests} requests served, {self.errors} errors {self.error_kinds or ''}; "
+            f"status latency p50 {lat.get('p50', 0):.1f} ms, p99 {lat.get('p99', 0):.1f} ms, max {lat.get('max', 0):.1f} ms; "
+            f"submission latency p50 {sub.get('p50', 0):.0f} ms, p99 {sub.get('p99', 0):.0f} ms; "
+            f"jobs recorded {self.jobs_recorded}, succeeded {self.jobs_succeeded}, lost {self.jobs_lost}, "
+            f"duplicates {self.duplicate_jobs}; the last job ended {self.last_job_done_s:.1f} s after the first submission"
+        )
 
 
-def run_load(url: str, tokens: list[str], admin: str, clip: Path, submissions: int, seconds: float, poll_rate: float) -> LoadFigures:
+def run_load(
+    url: str, tokens: list[str], admin: str, clip: Path, submissions: int, seconds: float, poll_rate: float
+) -> LoadFigures:
     """Drive a running service; return what it did."""
     figures = LoadFigures(submissions=submissions)
     latencies: dict[str, list[float]] = {"GET": [], "POST": []}
@@ -86,7 +91,9 @@ def run_load(url: str, tokens: list[str], admin: str, clip: Path, submissions: i
 
     def submit(n: int) -> None:
         http = clients[n % len(clients)]
-        response = timed(http, "POST", "/api/jobs", files={"file": (f"clip-{n}.mp4", data, "video/mp4")}, data={"style": "7"})
+        response = timed(
+            http, "POST", "/api/jobs", files={"file": (f"clip-{n}.mp4", data, "video/mp4")}, data={"style": "7"}
+        )
         if response is not None and response.status_code == 201:
             with lock:
                 job_ids.append((n % len(clients), response.json()["id"]))
@@ -166,13 +173,22 @@ def main() -> None:
     admin = secrets.token_hex(16)
     port = _free_port()
     env = os.environ | {
-        "RESTYLE_HOME": str(home), "RESTYLE_PORT": str(port), "RESTYLE_LOCAL_WORKERS": str(args.workers),
-        "RESTYLE_WORKERS": "1", "RESTYLE_POLL_SECONDS": "0.5", "RESTYLE_IDLE_SECONDS": "0.3",
+        "RESTYLE_HOME": str(home),
+        "RESTYLE_PORT": str(port),
+        "RESTYLE_LOCAL_WORKERS": str(args.workers),
+        "RESTYLE_WORKERS": "1",
+        "RESTYLE_POLL_SECONDS": "0.5",
+        "RESTYLE_IDLE_SECONDS": "0.3",
         "RESTYLE_TOKENS": ",".join([f"user{i}:submitter:{t}" for i, t in enumerate(tokens)] + [f"ops:admin:{admin}"]),
     }
     log = (home / "serve.log").open("w")
-    service = subprocess.Popen([sys.executable, "-m", "restyle.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    service = subprocess.Popen(
+        [sys.executable, "-m", "restyle.cli", "serve"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -182,8 +198,10 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.2)
         print(f"# bench/load.py, {date.today()}, {machine()}")
-        print(f"restyle serve with {args.workers} workers; {args.submissions} concurrent submissions of a 2 s {args.size} clip "
-              f"from {USERS} tokens; status polling at {args.rate:g}/s for {args.seconds:g} s")
+        print(
+            f"restyle serve with {args.workers} workers; {args.submissions} concurrent submissions of a 2 s {args.size} clip "
+            f"from {USERS} tokens; status polling at {args.rate:g}/s for {args.seconds:g} s"
+        )
         figures = run_load(f"http://127.0.0.1:{port}", tokens, admin, clip, args.submissions, args.seconds, args.rate)
         print(figures.summary())
         print(asdict(figures))

@@ -8,6 +8,7 @@ frames of that size (the way a worker does); a straight line through them gives 
 base and the bytes per pixel that restyle/engines/sizing.py uses to size workers and to refuse
 frames a worker's memory cannot hold.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,12 @@ def main() -> None:
                         peaks.append(pool.apply(_peak, ((model, style, runtime, w, h, picture),)))
                 pixels = np.array([w * h for w, h in sizes], float)
                 slope, base = np.polyfit(pixels, np.array(peaks, float), 1)
-                print(f"| {model} | {name} | " + " | ".join(f"{p / 2**20:.0f}" for p in peaks)
-                      + f" | {base / 2**20:.0f} | {slope:.0f} |", flush=True)
+                print(
+                    f"| {model} | {name} | "
+                    + " | ".join(f"{p / 2**20:.0f}" for p in peaks)
+                    + f" | {base / 2**20:.0f} | {slope:.0f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ For each clip and style it runs `restyle run` end to end twice, without and with
 Targets (issue 7): warping error at least 30% lower, SSIM to the per-frame
 stylisation >= 0.85, throughput cost <= 25%.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,7 +47,9 @@ def main() -> None:
     styles = args.styles.split(",") if args.styles else styles
     print(f"# bench/quality.py, {date.today()}, {machine()}")
     print(f"clips 640x360 25 fps {seconds} s over {packaged_photo().name}; deflicker {args.strength}\n")
-    print("| clip | style | run | warping error | at chunk starts | elsewhere | input's own | PSNR to per-frame | SSIM to per-frame | fps |")
+    print(
+        "| clip | style | run | warping error | at chunk starts | elsewhere | input's own | PSNR to per-frame | SSIM to per-frame | fps |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     verdicts = []
     with tempfile.TemporaryDirectory(prefix="restyle-bench-") as tmp:
@@ -77,20 +80,29 @@ def seam(clip: Path, spec: JobSpec, strength: float, root: Path) -> None:
     print("| --- | --- | --- | --- |")
     starts: list[int] = []
     smooth = spec.model_copy(update={"deflicker": strength})
-    for name, job, settings in (("deflicker, 1 s chunks", smooth, Settings(chunk_seconds=1)),
-                                ("deflicker, one chunk", smooth, Settings(chunk_seconds=3600, workers=1)),
-                                ("per-frame, 1 s chunks", spec, Settings(chunk_seconds=1))):
+    for name, job, settings in (
+        ("deflicker, 1 s chunks", smooth, Settings(chunk_seconds=1)),
+        ("deflicker, one chunk", smooth, Settings(chunk_seconds=3600, workers=1)),
+        ("per-frame, 1 s chunks", spec, Settings(chunk_seconds=1)),
+    ):
         report = run(clip, root / f"seam-{report_name(name)}.mp4", job, settings=settings)
         starts = starts or report.chunk_starts
         figures = measure(clip, root / f"seam-{report_name(name)}.mp4", chunk_starts=starts)
-        print(f"| {name} | {report.chunks} | {figures.boundary_warping_error:.5f} | {figures.interior_warping_error:.5f} |", flush=True)
+        print(
+            f"| {name} | {report.chunks} | {figures.boundary_warping_error:.5f} | {figures.interior_warping_error:.5f} |",
+            flush=True,
+        )
     # What a keyframe alone does: the unbroken output encoded again, with and without keyframes at the chunk starts.
     frames = decode_all(root / f"seam-{report_name('deflicker, one chunk')}.mp4")
-    for name, keyframes in (("one chunk, re-encoded, keyframes at the chunk starts", set(starts)),
-                            ("one chunk, re-encoded, one keyframe", {0})):
+    for name, keyframes in (
+        ("one chunk, re-encoded, keyframes at the chunk starts", set(starts)),
+        ("one chunk, re-encoded, one keyframe", {0}),
+    ):
         _encode(frames, root / "again.mp4", keyframes)
         figures = measure(clip, root / "again.mp4", chunk_starts=starts)
-        print(f"| {name} | 1 | {figures.boundary_warping_error:.5f} | {figures.interior_warping_error:.5f} |", flush=True)
+        print(
+            f"| {name} | 1 | {figures.boundary_warping_error:.5f} | {figures.interior_warping_error:.5f} |", flush=True
+        )
 
 
 def report_name(name: str) -> str:
@@ -114,8 +126,10 @@ def _encode(frames: list, path: Path, keyframes: set[int]) -> None:
 
 
 def _row(motion: str, style: str, name: str, q: QualityReport, fps: float) -> str:
-    return (f"| {motion} | {style} | {name} | {q.warping_error:.5f} | {q.boundary_warping_error or 0:.5f} | "
-            f"{q.interior_warping_error or 0:.5f} | {q.input_warping_error:.5f} | {q.psnr:.2f} dB | {q.ssim:.4f} | {fps:.2f} |")
+    return (
+        f"| {motion} | {style} | {name} | {q.warping_error:.5f} | {q.boundary_warping_error or 0:.5f} | "
+        f"{q.interior_warping_error or 0:.5f} | {q.input_warping_error:.5f} | {q.psnr:.2f} dB | {q.ssim:.4f} | {fps:.2f} |"
+    )
 
 
 def _verdict(motion: str, style: str, rows: dict[str, tuple[QualityReport, float]]) -> str:
@@ -123,8 +137,10 @@ def _verdict(motion: str, style: str, rows: dict[str, tuple[QualityReport, float
     lower = 1 - after.warping_error / before.warping_error
     cost = 1 - fps_after / fps_before
     ok = lower >= 0.30 and after.ssim >= 0.85 and cost <= 0.25
-    return (f"{motion} style {style}: warping error {lower:.0%} lower (target >= 30%), SSIM {after.ssim:.3f} "
-            f"(target >= 0.85), throughput cost {cost:.0%} (target <= 25%): {'all met' if ok else 'NOT all met'}")
+    return (
+        f"{motion} style {style}: warping error {lower:.0%} lower (target >= 30%), SSIM {after.ssim:.3f} "
+        f"(target >= 0.85), throughput cost {cost:.0%} (target <= 25%): {'all met' if ok else 'NOT all met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Prints:
      (busy and idle: the idle tail is what the idle timeout costs).
 The cluster is stopped by its processes' ids.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,7 +76,7 @@ class NodeLog:
 
     def node_seconds(self, start: float, end: float) -> float:
         inside = [(t, n) for t, n in self.samples if start <= t <= end]
-        return sum(n * (t2 - t1) for (t1, n), (t2, _) in zip(inside, inside[1:]))
+        return sum(n * (t2 - t1) for (t1, n), (t2, _) in zip(inside, inside[1:], strict=False))
 
     def changes(self, start: float) -> list[tuple[float, int]]:
         out: list[tuple[float, int]] = []
@@ -112,10 +113,15 @@ def main() -> None:
     cluster = LocalRayCluster(root, autoscaling=True, idle_minutes=args.idle_minutes)
     started = time.monotonic()
     cluster.start()
-    print(f"cluster up in {time.monotonic() - started:.1f} s: head 0 CPUs; worker types "
-          + ", ".join(f"{name} (max {t['max_workers']}, priority {t.get('priority', 0)})"
-                      for name, t in cluster.config["available_node_types"].items() if t.get("max_workers"))
-          + f"; idle timeout {args.idle_minutes * 60:.0f} s")
+    print(
+        f"cluster up in {time.monotonic() - started:.1f} s: head 0 CPUs; worker types "
+        + ", ".join(
+            f"{name} (max {t['max_workers']}, priority {t.get('priority', 0)})"
+            for name, t in cluster.config["available_node_types"].items()
+            if t.get("max_workers")
+        )
+        + f"; idle timeout {args.idle_minutes * 60:.0f} s"
+    )
     import ray
 
     from restyle.engines.ray import RayEngine
@@ -139,13 +145,19 @@ def main() -> None:
             empty = time.monotonic()
             time.sleep(1.0)  # the node log's sample of the last change
             print(f"\n{phase} at an empty cluster ({args.chunks} chunks of 6 frames at 192x108 each):")
-            print(f"  arrival to first chunk: {first[0] - arrival:.1f} s; jobs done after {finished - arrival:.1f} s; "
-                  f"back to 0 nodes after {empty - arrival:.1f} s")
+            print(
+                f"  arrival to first chunk: {first[0] - arrival:.1f} s; jobs done after {finished - arrival:.1f} s; "
+                f"back to 0 nodes after {empty - arrival:.1f} s"
+            )
             busy, total = nodes.node_seconds(arrival, finished), nodes.node_seconds(arrival, empty)
-            print(f"  node-seconds: {total:.0f} in all, {busy:.0f} until the jobs were done, "
-                  f"{total - busy:.0f} idle before the nodes went")
-            print("  worker nodes over time (s: nodes): "
-                  + ", ".join(f"{t:.1f}: {n}" for t, n in nodes.changes(arrival) if t <= empty - arrival + 1))
+            print(
+                f"  node-seconds: {total:.0f} in all, {busy:.0f} until the jobs were done, "
+                f"{total - busy:.0f} idle before the nodes went"
+            )
+            print(
+                "  worker nodes over time (s: nodes): "
+                + ", ".join(f"{t:.1f}: {n}" for t, n in nodes.changes(arrival) if t <= empty - arrival + 1)
+            )
         stop.set()
         nodes.stop()
     finally:

@@ -8,6 +8,7 @@ workers) and then on Ray (two actors), and prints both, Ray's overhead per chunk
 their ratio. Then it kills the Ray actor holding a chunk mid-run and prints how many
 chunks were given out again, out of how many.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,14 +49,18 @@ def main() -> None:
         clip = make_clip(work / "clip.mp4", width=1280, height=720, rate=30, seconds=8, keyframe_interval=30)
         base = [*RESTYLE, "run", str(clip), "--style", "7", "-q", "--chunk-seconds", "1"]
         local = timed([*base, "-o", str(work / "local.mp4"), "--workers", "2"], {})
-        on_ray = timed([*base, "-o", str(work / "ray.mp4")], {"RESTYLE_ENGINE": "ray", "RESTYLE_RAY_ADDRESS": cluster.address,
-                                                               "RESTYLE_RAY_NODE_IP": cluster.driver_ip})
+        on_ray = timed(
+            [*base, "-o", str(work / "ray.mp4")],
+            {"RESTYLE_ENGINE": "ray", "RESTYLE_RAY_ADDRESS": cluster.address, "RESTYLE_RAY_NODE_IP": cluster.driver_ip},
+        )
         chunks = 8
         print(f"1280x720, 240 frames, {chunks} chunks")
         print(f"  local pool, 2 workers x 1 thread: {240 / local:.2f} fps ({local:.1f} s)")
         print(f"  Ray, 2 nodes x 1 CPU (one actor each): {240 / on_ray:.2f} fps ({on_ray:.1f} s)")
-        print(f"  Ray / local: {local / on_ray:.3f}; Ray's overhead {(on_ray - local) / chunks * 2:.2f} s per chunk per actor "
-              "(start-up of the driver's connection and the actors included)")
+        print(
+            f"  Ray / local: {local / on_ray:.3f}; Ray's overhead {(on_ray - local) / chunks * 2:.2f} s per chunk per actor "
+            "(start-up of the driver's connection and the actors included)"
+        )
 
         from restyle.engines.ray import RayEngine
 
@@ -73,10 +78,18 @@ def main() -> None:
 
         thread = threading.Thread(target=killer, daemon=True)
         thread.start()
-        report = run(clip, work / "killed.mp4", JobSpec(style="7"), settings=Settings(chunk_seconds=1), engine=engine,
-                     work=work / "seg")
-        print(f"  an actor killed mid-chunk: {engine.redone} chunk(s) given out again, of {report.chunks}; "
-              f"output {report.frames} frames")
+        report = run(
+            clip,
+            work / "killed.mp4",
+            JobSpec(style="7"),
+            settings=Settings(chunk_seconds=1),
+            engine=engine,
+            work=work / "seg",
+        )
+        print(
+            f"  an actor killed mid-chunk: {engine.redone} chunk(s) given out again, of {report.chunks}; "
+            f"output {report.frames} frames"
+        )
     finally:
         import ray
 

@@ -5,6 +5,7 @@
 The same corpus (testing/corpus.py) goes through a running service in
 tests/service/test_hostile_inputs.py, which asserts these ends; this prints them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,7 +27,9 @@ from testing.corpus import CASES, CORPUS_MAX_FRAMES, make_corpus  # noqa: E402
 
 def main() -> None:
     logging.disable(logging.WARNING)
-    print(f"# bench/reliability.py, {date.today()}, {machine()}; limits: RESTYLE_MAX_FRAMES={CORPUS_MAX_FRAMES}, others default\n")
+    print(
+        f"# bench/reliability.py, {date.today()}, {machine()}; limits: RESTYLE_MAX_FRAMES={CORPUS_MAX_FRAMES}, others default\n"
+    )
     print("| input | end | frames out | reason or notes | seconds |")
     print("| --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory(prefix="restyle-corpus-") as tmp:
@@ -36,8 +39,12 @@ def main() -> None:
             suffix = source.suffix if source.suffix in (".mkv", ".mov") else ".mp4"
             started = time.perf_counter()
             try:
-                report = run(source, Path(tmp) / f"out-{source.stem}{suffix}", JobSpec(style="7"),
-                             settings=Settings(max_frames=CORPUS_MAX_FRAMES, workers=1))
+                report = run(
+                    source,
+                    Path(tmp) / f"out-{source.stem}{suffix}",
+                    JobSpec(style="7"),
+                    settings=Settings(max_frames=CORPUS_MAX_FRAMES, workers=1),
+                )
                 end, frames, words = "restyled", str(report.frames), "; ".join(report.notes) or "-"
             except RestyleError as exc:
                 end, frames, words = "failed", "-", str(exc).replace(str(source), source.name)

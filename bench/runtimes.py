@@ -6,6 +6,7 @@ Model only (frames in memory), two processes of one thread each, 640x360 frames 
 FFmpeg's test pattern; agreement is the PSNR of each runtime's frames against
 onnxruntime float32's, for several styles.
 """
+
 from __future__ import annotations
 
 import sys
@@ -21,8 +22,11 @@ from restyle.handlers import JobSpec, Runtime, load  # noqa: E402
 from restyle.handlers.base import params_of  # noqa: E402
 from restyle.media.sample import make_clip  # noqa: E402
 
-RUNTIMES = {"onnxruntime f32": {"backend": "onnxruntime"}, "openvino f32": {"backend": "openvino"},
-            "openvino bf16": {"backend": "openvino", "precision": "bf16"}}
+RUNTIMES = {
+    "onnxruntime f32": {"backend": "onnxruntime"},
+    "openvino f32": {"backend": "openvino"},
+    "openvino bf16": {"backend": "openvino", "precision": "bf16"},
+}
 
 
 def main() -> None:
@@ -32,13 +36,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         frames = decode_all(make_clip(Path(tmp) / "c.mp4", width=640, height=360, seconds=4, audio=False))
     for name, options in RUNTIMES.items():
-        print(f"{name}: {model_only_fps(JobSpec(style=str('7')), frames[:60], 2, 1, **options):.2f} fps (2 processes x 1 thread)")
+        print(
+            f"{name}: {model_only_fps(JobSpec(style=str('7')), frames[:60], 2, 1, **options):.2f} fps (2 processes x 1 thread)"
+        )
     for style in ("0", "7", "12", "19", "25"):
         reference = load(JobSpec(style=str(style)), Runtime("cpu", 2, backend="onnxruntime"))
         row = []
         for name, options in list(RUNTIMES.items())[1:]:
             other = load(JobSpec(style=str(style)), Runtime("cpu", 2, **options))
-            score = np.mean([psnr(reference.predict(f[None], params_of(JobSpec(style=str(style)))), other.predict(f[None], params_of(JobSpec(style=str(style))))) for f in frames[::20]])
+            score = np.mean(
+                [
+                    psnr(
+                        reference.predict(f[None], params_of(JobSpec(style=str(style)))),
+                        other.predict(f[None], params_of(JobSpec(style=str(style)))),
+                    )
+                    for f in frames[::20]
+                ]
+            )
             row.append(f"{name} {score:.1f} dB")
         print(f"style {style:>2}: " + ", ".join(row))
 

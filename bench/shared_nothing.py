@@ -16,6 +16,7 @@ For each: wall time, time from the start of the job to each node's first finishe
 the bytes each node fetched (input pieces, picture, weights), the input's size, and the
 bytes of segments carried back to the driver.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,18 +46,29 @@ def one_job(name: str, clip: Path, spec: JobSpec, engine, work: Path) -> None:
         first.setdefault(result.node, time.perf_counter() - started)
 
     out = work / f"{name}.{'jsonl' if spec.model == 'yolo' else 'mp4'}"
-    report = run(clip, out, spec, settings=Settings(chunk_seconds=1), engine=engine, work=work / f"w-{name}",
-                 hooks=Hooks(on_chunk=on_chunk))
+    report = run(
+        clip,
+        out,
+        spec,
+        settings=Settings(chunk_seconds=1),
+        engine=engine,
+        work=work / f"w-{name}",
+        hooks=Hooks(on_chunk=on_chunk),
+    )
     wall = time.perf_counter() - started
     carried = sum(p.stat().st_size for p in (work / f"w-{name}").glob("*/*.*"))
     size = clip.stat().st_size
     fetched = sum(n["bytes_in"] for n in report.nodes.values())
-    print(f"{name}: {report.frames} frames, {report.chunks} chunks, {wall:.1f} s ({report.frames / wall:.2f} fps); "
-          f"input {size / 1e6:.2f} MB, fetched by nodes {fetched / 1e6:.2f} MB ({fetched / size:.2f}x the input), "
-          f"segments carried back {carried / 1e6:.2f} MB")
+    print(
+        f"{name}: {report.frames} frames, {report.chunks} chunks, {wall:.1f} s ({report.frames / wall:.2f} fps); "
+        f"input {size / 1e6:.2f} MB, fetched by nodes {fetched / 1e6:.2f} MB ({fetched / size:.2f}x the input), "
+        f"segments carried back {carried / 1e6:.2f} MB"
+    )
     for node, facts in sorted(report.nodes.items()):
-        print(f"  {node}: {facts['chunks']} chunks, {facts['frames']} frames, {facts['runtime']}, "
-              f"fetched {facts['bytes_in'] / 1e6:.2f} MB, first chunk after {first.get(node, float('nan')):.1f} s")
+        print(
+            f"  {node}: {facts['chunks']} chunks, {facts['frames']} frames, {facts['runtime']}, "
+            f"fetched {facts['bytes_in'] / 1e6:.2f} MB, first chunk after {first.get(node, float('nan')):.1f} s"
+        )
 
 
 def _detector() -> Path | None:
@@ -76,21 +88,28 @@ def main() -> None:
     width, height = (int(v) for v in args.size.split("x"))
     print(f"# restyle on a shared-nothing Ray cluster, {date.today()}, {machine()}")
     work = Path(tempfile.mkdtemp(prefix="restyle-bench-sn-"))
-    cluster = SharedNothingCluster(Path(tempfile.mkdtemp(prefix="restyle-ray-")), hidden=[work],
-                                   node_cache=work / "node-cache")
+    cluster = SharedNothingCluster(
+        Path(tempfile.mkdtemp(prefix="restyle-ray-")), hidden=[work], node_cache=work / "node-cache"
+    )
     clock = time.perf_counter()
     cluster.start()
-    print(f"cluster up in {time.perf_counter() - clock:.1f} s: head 0 CPUs, nodes {', '.join(cluster.node_ips)} x 1 CPU")
+    print(
+        f"cluster up in {time.perf_counter() - clock:.1f} s: head 0 CPUs, nodes {', '.join(cluster.node_ips)} x 1 CPU"
+    )
     try:
         from PIL import Image
 
         from restyle.engines.ray import RayEngine
         from testing.models import negative_model
 
-        clip = make_clip(work / "clip.mp4", width=width, height=height, rate=25, seconds=args.seconds, keyframe_interval=25)
+        clip = make_clip(
+            work / "clip.mp4", width=width, height=height, rate=25, seconds=args.seconds, keyframe_interval=25
+        )
         picture = work / "painting.jpg"
         Image.effect_mandelbrot((512, 512), (-2, -1.5, 1, 1.5), 100).convert("RGB").save(picture, quality=90)
-        print(f"clip {width}x{height} 25 fps {args.seconds:g} s with audio; painting {picture.stat().st_size / 1e3:.0f} kB")
+        print(
+            f"clip {width}x{height} 25 fps {args.seconds:g} s with audio; painting {picture.stat().st_size / 1e3:.0f} kB"
+        )
         engine = RayEngine(cluster.address, cpus_per_actor=1, node_ip=cluster.driver_ip)
         clock = time.perf_counter()
         engine.share(clip)

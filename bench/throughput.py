@@ -12,6 +12,7 @@ bf16, Runtime.choose), and the seed pipeline re-created (JPEG files, batch-1 onn
 inference, re-stitch at 30 fps, audio re-encoded) with our speed-up over it. Then the peak
 RSS of the whole process tree at 1920x1080 with 2 workers, on a short and a long clip.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,9 @@ from restyle.media.sample import make_clip  # noqa: E402
 
 SPEC = JobSpec(style=str("7"))
 RESTYLE = [sys.executable, "-m", "restyle.cli"]
-F32 = "f32 path"  # the second configuration: by default OpenVINO f32, what a CPU without bf16 got before int8 (--compare)
+F32 = (
+    "f32 path"  # the second configuration: by default OpenVINO f32, what a CPU without bf16 got before int8 (--compare)
+)
 COMPARE_FLAGS = {"f32": ["--backend", "openvino", "--precision", "f32"], "int8": ["--precision", "int8"]}
 F32_FLAGS = COMPARE_FLAGS["f32"]
 
@@ -56,12 +59,20 @@ def isa_note() -> str:
 
     if not isa_cap():
         return f"{ISA_ENV} not set: every runtime uses all of this CPU's ISA"
-    compiled = openvino.Core().compile_model(str(_model_file("multistyle26")), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    kinds = Counter((op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["primitiveType"].astype(str))
-                    for op in compiled.get_runtime_model().get_ops())
-    shown = ", ".join(f"{layer} {kind} x{n}" for (layer, kind), n in sorted(kinds.items()) if "jit" in kind or "conv" in kind)
-    return (f"{ISA_ENV}={isa_cap()}: OpenVINO's kernels in multistyle26 (f32): {shown}; "
-            "the seed's onnxruntime (MLAS) has no such switch and keeps this CPU's full ISA")
+    compiled = openvino.Core().compile_model(
+        str(_model_file("multistyle26")), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+    )
+    kinds = Counter(
+        (op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["primitiveType"].astype(str))
+        for op in compiled.get_runtime_model().get_ops()
+    )
+    shown = ", ".join(
+        f"{layer} {kind} x{n}" for (layer, kind), n in sorted(kinds.items()) if "jit" in kind or "conv" in kind
+    )
+    return (
+        f"{ISA_ENV}={isa_cap()}: OpenVINO's kernels in multistyle26 (f32): {shown}; "
+        "the seed's onnxruntime (MLAS) has no such switch and keeps this CPU's full ISA"
+    )
 
 
 def seed_pipeline(clip: Path, output: Path, work: Path) -> float:
@@ -77,8 +88,29 @@ def seed_pipeline(clip: Path, output: Path, work: Path) -> float:
         rgb = np.asarray(Image.open(path).convert("RGB"))
         Image.fromarray(model.predict(rgb[None], params_of(SPEC))[0]).save(frames_out / path.name, quality=95)
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-framerate", "30", "-i", str(frames_out / "%06d.jpg"), "-i", str(clip),
-         "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(output)],
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-framerate",
+            "30",
+            "-i",
+            str(frames_out / "%06d.jpg"),
+            "-i",
+            str(clip),
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            str(output),
+        ],
         check=True,
     )
     return time.perf_counter() - started
@@ -91,22 +123,38 @@ def chosen_runtime(pixels: int) -> tuple[Runtime, int, str]:
     return runtime, workers, f"{choice.backend} {choice.precision} ({choice.reason})"
 
 
-def throughput(work: Path, width: int, height: int, rate: int, seconds: float, rounds: int, ratio_only: bool = False,
-               compare: str = "f32") -> dict:
-    clip = make_clip(work / f"clip_{height}p.mp4", width=width, height=height, rate=rate, seconds=seconds, keyframe_interval=2 * rate)
+def throughput(
+    work: Path,
+    width: int,
+    height: int,
+    rate: int,
+    seconds: float,
+    rounds: int,
+    ratio_only: bool = False,
+    compare: str = "f32",
+) -> dict:
+    clip = make_clip(
+        work / f"clip_{height}p.mp4", width=width, height=height, rate=rate, seconds=seconds, keyframe_interval=2 * rate
+    )
     frames = decode_all(clip)
     n = len(frames)
     runtime, workers, why = chosen_runtime(width * height)
-    print(f"{width}x{height} {rate} fps, {n} frames, with audio; default runtime: {workers} workers x {runtime.threads} thread, {why}")
+    print(
+        f"{width}x{height} {rate} fps, {n} frames, with audio; default runtime: {workers} workers x {runtime.threads} thread, {why}"
+    )
     figures: dict[str, list[float]] = {"model only": [], "restyle run": [], F32: [], "seed": []}
     cpu: dict[str, list[float]] = {name: [] for name in figures}  # CPU seconds per frame, whole process tree
     rss = 0
     for r in range(rounds):
         # Interleaved: each round measures every configuration once, so load on the host hits them alike.
-        limit, limit_cpu = model_only(SPEC, frames, workers, runtime.threads, backend=runtime.backend, precision=runtime.precision)
+        limit, limit_cpu = model_only(
+            SPEC, frames, workers, runtime.threads, backend=runtime.backend, precision=runtime.precision
+        )
         figures["model only"].append(limit)
         cpu["model only"].append(limit_cpu)
-        wall, peak, used = run_measured_cpu([*RESTYLE, "run", str(clip), "-o", str(work / f"ours_{height}p.mp4"), "-q", "--style", "7"])
+        wall, peak, used = run_measured_cpu(
+            [*RESTYLE, "run", str(clip), "-o", str(work / f"ours_{height}p.mp4"), "-q", "--style", "7"]
+        )
         figures["restyle run"].append(n / wall)
         cpu["restyle run"].append(used / n)
         rss = max(rss, peak)
@@ -115,48 +163,108 @@ def throughput(work: Path, width: int, height: int, rate: int, seconds: float, r
                 figures[name].append(float("nan"))
                 cpu[name].append(float("nan"))
         else:
-            wall, _, used = run_measured_cpu([*RESTYLE, "run", str(clip), "-o", str(work / f"f32_{height}p.mp4"), "-q", "--style", "7",
-                                              *COMPARE_FLAGS[compare]])
+            wall, _, used = run_measured_cpu(
+                [
+                    *RESTYLE,
+                    "run",
+                    str(clip),
+                    "-o",
+                    str(work / f"f32_{height}p.mp4"),
+                    "-q",
+                    "--style",
+                    "7",
+                    *COMPARE_FLAGS[compare],
+                ]
+            )
             figures[F32].append(n / wall)
             cpu[F32].append(used / n)
             before = cpu_seconds()
             figures["seed"].append(n / seed_pipeline(clip, work / f"seed_{height}p.mp4", work / f"seed_{height}p"))
             cpu["seed"].append((cpu_seconds() - before) / n)
-        print(f"  round {r + 1}: " + ", ".join(f"{k.replace(F32, compare + ' path')} {v[-1]:.2f} fps ({cpu[k][-1] * 1000:.0f} CPU ms/frame)" for k, v in figures.items()), flush=True)
+        print(
+            f"  round {r + 1}: "
+            + ", ".join(
+                f"{k.replace(F32, compare + ' path')} {v[-1]:.2f} fps ({cpu[k][-1] * 1000:.0f} CPU ms/frame)"
+                for k, v in figures.items()
+            ),
+            flush=True,
+        )
     best = {k: statistics.median(v) for k, v in figures.items()}
     cost = {k: statistics.median(v) for k, v in cpu.items()}
     # On a shared machine wall clock follows the neighbours' load; CPU seconds per frame (the whole process
     # tree's) follow only our own work, and on a dedicated machine whose cores all work, fps ~ cores / CPU per frame.
-    print(f"  by CPU per frame (robust to a shared host): end to end / model only = {cost['model only'] / cost['restyle run']:.3f}; "
-          f"restyle run is {cost['seed'] / cost['restyle run']:.2f}x the seed ({compare} path: {cost['seed'] / cost[F32]:.2f}x)")
+    print(
+        f"  by CPU per frame (robust to a shared host): end to end / model only = {cost['model only'] / cost['restyle run']:.3f}; "
+        f"restyle run is {cost['seed'] / cost['restyle run']:.2f}x the seed ({compare} path: {cost['seed'] / cost[F32]:.2f}x)"
+    )
     ratio, speedup = best["restyle run"] / best["model only"], best["restyle run"] / best["seed"]
     f32_speedup = best[F32] / best["seed"]
     print(f"  model only (the chosen runtime, {workers}x{runtime.threads}): {best['model only']:.2f} fps")
-    print(f"  restyle run, no flags: {best['restyle run']:.2f} fps (peak RSS {rss / 2**20:.0f} MiB); "
-          f"end to end / model only = {ratio:.3f}")
+    print(
+        f"  restyle run, no flags: {best['restyle run']:.2f} fps (peak RSS {rss / 2**20:.0f} MiB); "
+        f"end to end / model only = {ratio:.3f}"
+    )
     print(f"  {compare} path ({' '.join(COMPARE_FLAGS[compare])}): {best[F32]:.2f} fps")
-    print(f"  seed pipeline: {best['seed']:.2f} fps; restyle run is {speedup:.2f}x the seed ({compare} path: {f32_speedup:.2f}x)")
+    print(
+        f"  seed pipeline: {best['seed']:.2f} fps; restyle run is {speedup:.2f}x the seed ({compare} path: {f32_speedup:.2f}x)"
+    )
     reference = load(SPEC, Runtime("cpu", threads=os.cpu_count() or 1, backend="onnxruntime", precision="f32"))
     step = max(1, n // 10)
     exact = [reference.predict(f[None], params_of(SPEC))[0] for f in frames[::step]]
-    ours = float(np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"ours_{height}p.mp4")[::step])]))
-    f32 = float("nan") if ratio_only else float(np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"f32_{height}p.mp4")[::step])]))
+    ours = float(np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"ours_{height}p.mp4")[::step], strict=False)]))
+    f32 = (
+        float("nan")
+        if ratio_only
+        else float(np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"f32_{height}p.mp4")[::step], strict=False)]))
+    )
     audio_same = audio_packets(work / f"ours_{height}p.mp4") == audio_packets(clip)
-    print(f"  PSNR against the f32 model's own frames: default {ours:.1f} dB, {compare} path {f32:.1f} dB; audio packets identical: {audio_same}")
-    return {"size": f"{width}x{height}", "frames": n, "runtime": why, "rounds": figures, "median": best, "ratio": round(ratio, 3),
-            "cpu_ms_per_frame": {k: round(v * 1000, 1) for k, v in cost.items()},
-            "cpu_ratio": round(cost["model only"] / cost["restyle run"], 3), "cpu_speedup_over_seed": round(cost["seed"] / cost["restyle run"], 2),
-            "speedup_over_seed": round(speedup, 2), "f32_speedup_over_seed": round(f32_speedup, 2), "peak_rss_mib": round(rss / 2**20),
-            "psnr_default_db": round(ours, 1), "psnr_f32_db": round(f32, 1), "audio_identical": audio_same}
+    print(
+        f"  PSNR against the f32 model's own frames: default {ours:.1f} dB, {compare} path {f32:.1f} dB; audio packets identical: {audio_same}"
+    )
+    return {
+        "size": f"{width}x{height}",
+        "frames": n,
+        "runtime": why,
+        "rounds": figures,
+        "median": best,
+        "ratio": round(ratio, 3),
+        "cpu_ms_per_frame": {k: round(v * 1000, 1) for k, v in cost.items()},
+        "cpu_ratio": round(cost["model only"] / cost["restyle run"], 3),
+        "cpu_speedup_over_seed": round(cost["seed"] / cost["restyle run"], 2),
+        "speedup_over_seed": round(speedup, 2),
+        "f32_speedup_over_seed": round(f32_speedup, 2),
+        "peak_rss_mib": round(rss / 2**20),
+        "psnr_default_db": round(ours, 1),
+        "psnr_f32_db": round(f32, 1),
+        "audio_identical": audio_same,
+    }
 
 
 def memory(work: Path, seconds_list: list[float]) -> list[dict]:
     rows = []
     for seconds in seconds_list:
-        clip = make_clip(work / f"mem_{seconds:.0f}s.mp4", width=1920, height=1080, rate=25, seconds=seconds, keyframe_interval=50)
-        wall, rss = run_measured([*RESTYLE, "run", str(clip), "-o", str(work / f"mem_{seconds:.0f}s_out.mp4"), "-q", "--style", "7", "--workers", "2"])
-        print(f"peak RSS, 1920x1080 {seconds:.0f} s clip, 2 workers, no other flags: {rss / 2**30:.2f} GiB "
-              f"(the whole process tree; {wall:.0f} s wall)", flush=True)
+        clip = make_clip(
+            work / f"mem_{seconds:.0f}s.mp4", width=1920, height=1080, rate=25, seconds=seconds, keyframe_interval=50
+        )
+        wall, rss = run_measured(
+            [
+                *RESTYLE,
+                "run",
+                str(clip),
+                "-o",
+                str(work / f"mem_{seconds:.0f}s_out.mp4"),
+                "-q",
+                "--style",
+                "7",
+                "--workers",
+                "2",
+            ]
+        )
+        print(
+            f"peak RSS, 1920x1080 {seconds:.0f} s clip, 2 workers, no other flags: {rss / 2**30:.2f} GiB "
+            f"(the whole process tree; {wall:.0f} s wall)",
+            flush=True,
+        )
         rows.append({"seconds": seconds, "peak_rss_gib": round(rss / 2**30, 3), "wall_s": round(wall, 1)})
     if len(rows) > 1:
         growth = rows[-1]["peak_rss_gib"] / rows[0]["peak_rss_gib"] - 1
@@ -169,13 +277,25 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short clips, for a smoke run")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds per size; the median is reported")
     parser.add_argument("--only", choices=["throughput", "memory"], help="run one part")
-    parser.add_argument("--sizes", nargs="+", choices=["360p", "720p"], default=["360p", "720p"], help="clip sizes to measure")
-    parser.add_argument("--ratio-only", action="store_true", help="only model-only against restyle run (no f32 run, no seed)")
-    parser.add_argument("--seconds", type=float, help="clip length for every size (default: 60 s and 10 s, or 8 s and 3 s with --quick)")
-    parser.add_argument("--memory-seconds", type=float, nargs="+", help="clip lengths for the 1080p memory runs (default 4 12, or 5 30)")
+    parser.add_argument(
+        "--sizes", nargs="+", choices=["360p", "720p"], default=["360p", "720p"], help="clip sizes to measure"
+    )
+    parser.add_argument(
+        "--ratio-only", action="store_true", help="only model-only against restyle run (no f32 run, no seed)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, help="clip length for every size (default: 60 s and 10 s, or 8 s and 3 s with --quick)"
+    )
+    parser.add_argument(
+        "--memory-seconds", type=float, nargs="+", help="clip lengths for the 1080p memory runs (default 4 12, or 5 30)"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
-    parser.add_argument("--compare", choices=list(COMPARE_FLAGS), default="f32",
-                        help="the second restyle configuration measured (default f32: OpenVINO f32; int8: --precision int8)")
+    parser.add_argument(
+        "--compare",
+        choices=list(COMPARE_FLAGS),
+        default="f32",
+        help="the second restyle configuration measured (default f32: OpenVINO f32; int8: --precision int8)",
+    )
     args = parser.parse_args()
     if not shutil.which("ffmpeg"):
         raise SystemExit("the seed pipeline needs the ffmpeg command: apt-get install -y ffmpeg")
@@ -188,9 +308,13 @@ def main() -> None:
         work = Path(tmp)
         if args.only != "memory":
             # A minute at 640x360 (a second of start-up is then ~1.5% of the run), ten seconds at 1280x720.
-            sizes = {"360p": (640, 360, 25, args.seconds or (8 if args.quick else 60)),
-                     "720p": (1280, 720, 30, args.seconds or (3 if args.quick else 10))}
-            results["throughput"] = [throughput(work, *sizes[s], args.rounds, args.ratio_only, args.compare) for s in args.sizes]
+            sizes = {
+                "360p": (640, 360, 25, args.seconds or (8 if args.quick else 60)),
+                "720p": (1280, 720, 30, args.seconds or (3 if args.quick else 10)),
+            }
+            results["throughput"] = [
+                throughput(work, *sizes[s], args.rounds, args.ratio_only, args.compare) for s in args.sizes
+            ]
         if args.only != "throughput":
             results["memory"] = memory(work, args.memory_seconds or ([4, 12] if args.quick else [5, 30]))
     print(f"# load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

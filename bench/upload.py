@@ -9,6 +9,7 @@ process's resident memory (/proc/PID/status) and times /healthz every 50 ms. Pri
 upload's rate, the serve process's RSS before and at its peak, and /healthz latency
 (p50, max). Everything stops by itself; the temporary home is removed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,10 +48,20 @@ def main() -> None:
     args = parser.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="restyle-bench-upload-") as home:
-        env = os.environ | {"RESTYLE_HOME": home, "RESTYLE_PORT": str(port), "RESTYLE_LOCAL_WORKERS": "0",
-                            "RESTYLE_TOKENS": f"bench:admin:{TOKEN}", "RESTYLE_MAX_UPLOAD_BYTES": str((args.mib + 1) * 1024**2)}
-        serve = subprocess.Popen([sys.executable, "-m", "restyle.cli", "serve"], env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        env = os.environ | {
+            "RESTYLE_HOME": home,
+            "RESTYLE_PORT": str(port),
+            "RESTYLE_LOCAL_WORKERS": "0",
+            "RESTYLE_TOKENS": f"bench:admin:{TOKEN}",
+            "RESTYLE_MAX_UPLOAD_BYTES": str((args.mib + 1) * 1024**2),
+        }
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "restyle.cli", "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 60
@@ -62,8 +73,9 @@ def main() -> None:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.2)
-            link = httpx.post(f"{url}/api/uploads", json={"filename": "big.mp4"},
-                              headers={"Authorization": f"Bearer {TOKEN}"}).json()["upload_url"]
+            link = httpx.post(
+                f"{url}/api/uploads", json={"filename": "big.mp4"}, headers={"Authorization": f"Bearer {TOKEN}"}
+            ).json()["upload_url"]
             before = rss_mib(serve.pid)
             peak, latencies, done = [before], [], threading.Event()
 
@@ -89,10 +101,14 @@ def main() -> None:
             done.set()
             watcher.join()
             peak.append(rss_mib(serve.pid))
-            print(f"signed PUT of {args.mib} MiB: {put.status_code} in {seconds:.1f} s ({args.mib / seconds:.0f} MiB/s)")
+            print(
+                f"signed PUT of {args.mib} MiB: {put.status_code} in {seconds:.1f} s ({args.mib / seconds:.0f} MiB/s)"
+            )
             print(f"  serve RSS: {before:.0f} MiB before, {max(peak):.0f} MiB at peak (+{max(peak) - before:.0f} MiB)")
-            print(f"  /healthz during it: {len(latencies)} polls, p50 {statistics.median(latencies) * 1000:.0f} ms, "
-                  f"max {max(latencies) * 1000:.0f} ms")
+            print(
+                f"  /healthz during it: {len(latencies)} polls, p50 {statistics.median(latencies) * 1000:.0f} ms, "
+                f"max {max(latencies) * 1000:.0f} ms"
+            )
         finally:
             os.killpg(serve.pid, signal.SIGTERM)
             serve.wait(timeout=30)

@@ -14,6 +14,7 @@ head at 0 CPUs, each node scaled down to ``cpus_per_node`` CPUs and each type to
 It uses Ray's autoscaler v1: v2 (which reads ``priority``) needs a template file that
 Ray's PyPI wheel does not ship for this provider.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,14 @@ SHIPPED = Path(__file__).with_name("ray-cluster.yaml")
 FAKE_HEAD_TYPE = "ray.head.default"  # the name the fake provider gives its head
 
 
-def fake_config(gcs_address: str, cpus_per_node: int = 1, max_per_type: int = 2, idle_minutes: float | None = None,
-                max_workers: int | None = None, shipped: Path = SHIPPED) -> dict[str, Any]:
+def fake_config(
+    gcs_address: str,
+    cpus_per_node: int = 1,
+    max_per_type: int = 2,
+    idle_minutes: float | None = None,
+    max_workers: int | None = None,
+    shipped: Path = SHIPPED,
+) -> dict[str, Any]:
     """The fake_multinode config for ``shipped``'s node types, its head's GCS at ``gcs_address``."""
     cloud = yaml.safe_load(shipped.read_text())
     types: dict[str, Any] = {FAKE_HEAD_TYPE: {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0}}
@@ -57,9 +64,16 @@ def fake_config(gcs_address: str, cpus_per_node: int = 1, max_per_type: int = 2,
         "docker": {},
         "available_node_types": types,
         "head_node_type": FAKE_HEAD_TYPE,
-        "file_mounts": {}, "cluster_synced_files": [], "file_mounts_sync_continuously": False,
-        "rsync_exclude": [], "rsync_filter": [], "initialization_commands": [], "setup_commands": [],
-        "head_setup_commands": [], "worker_setup_commands": [], "head_start_ray_commands": [],
+        "file_mounts": {},
+        "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False,
+        "rsync_exclude": [],
+        "rsync_filter": [],
+        "initialization_commands": [],
+        "setup_commands": [],
+        "head_setup_commands": [],
+        "worker_setup_commands": [],
+        "head_start_ray_commands": [],
         "worker_start_ray_commands": [],
     }
 
@@ -71,7 +85,9 @@ def main() -> None:
     parser.add_argument("--max-per-type", type=int, default=2)
     parser.add_argument("--idle-minutes", type=float, default=None)
     args = parser.parse_args()
-    print(yaml.safe_dump(fake_config(args.gcs, args.cpus_per_node, args.max_per_type, args.idle_minutes), sort_keys=False))
+    print(
+        yaml.safe_dump(fake_config(args.gcs, args.cpus_per_node, args.max_per_type, args.idle_minutes), sort_keys=False)
+    )
 
 
 if __name__ == "__main__":

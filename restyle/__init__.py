@@ -9,6 +9,7 @@ the video back with its sound, frame rate and length intact::
 
 ``import restyle`` is cheap: the pipeline (PyAV, onnxruntime) loads on first use.
 """
+
 from typing import Any
 
 from restyle.errors import RestyleError

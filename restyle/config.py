@@ -12,6 +12,7 @@ directory, or the path in ``RESTYLE_CONFIG``)::
     preset = "medium"
     chunk_seconds = 6
 """
+
 from __future__ import annotations
 
 import os
@@ -41,30 +42,45 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RESTYLE_", extra="ignore")
 
     # -- engine --------------------------------------------------------------
-    engine: Literal["local", "ray"] = Field("local", description="where chunks run: a local process pool, or a Ray cluster")
+    engine: Literal["local", "ray"] = Field(
+        "local", description="where chunks run: a local process pool, or a Ray cluster"
+    )
     ray_address: str = Field("", description="the Ray cluster: host:port of its head, ray://..., or empty for 'auto'")
     ray_cpus_per_actor: float = Field(1.0, gt=0, description="CPUs each model actor asks Ray for (its model threads)")
     ray_gpus_per_actor: float = Field(0.0, ge=0, description="GPUs each model actor asks Ray for (1 on GPU nodes)")
     ray_actors: int = Field(0, ge=0, description="model actors; 0: as many as the cluster's CPUs allow")
     ray_node_ip: str = Field("", description="this machine's address in the cluster, if it runs several Ray nodes")
     ray_actor_idle_seconds: float = Field(
-        60.0, gt=0, description="an actor idle this long is stopped: its CPUs go to other models, its node may go")
+        60.0, gt=0, description="an actor idle this long is stopped: its CPUs go to other models, its node may go"
+    )
     ray_scale_on_queue: bool = Field(
-        True, description="ask Ray's autoscaler for room for queued and running jobs; withdrawn when none")
+        True, description="ask Ray's autoscaler for room for queued and running jobs; withdrawn when none"
+    )
     ray_actors_per_job: int = Field(
-        2, ge=1, description="actors asked of the autoscaler per queued or running job; a job's fewest if ray_actors is 0")
-    ray_max_requested_actors: int = Field(32, ge=0, description="at most this many actors asked of the autoscaler at once")
-    ray_scale_seconds: float = Field(5.0, gt=0, description="how often the scaler reads the queue and renews its request")
+        2,
+        ge=1,
+        description="actors asked of the autoscaler per queued or running job; a job's fewest if ray_actors is 0",
+    )
+    ray_max_requested_actors: int = Field(
+        32, ge=0, description="at most this many actors asked of the autoscaler at once"
+    )
+    ray_scale_seconds: float = Field(
+        5.0, gt=0, description="how often the scaler reads the queue and renews its request"
+    )
     node_cache: Path = Field(
         Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "restyle" / "files",
         description="a Ray node's cache of files shipped from drivers (model weights, style pictures), by SHA-256; "
-        "read on each node from that node's own settings")
-    node_cache_bytes: int = Field(4 * 1024**3, gt=0, description="the node cache is trimmed to this, least recently used first")
+        "read on each node from that node's own settings",
+    )
+    node_cache_bytes: int = Field(
+        4 * 1024**3, gt=0, description="the node cache is trimmed to this, least recently used first"
+    )
     workers: int = Field(0, ge=0, description="worker processes; 0 picks one per core (memory allowing)")
     threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per worker; 0 picks cores / workers")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when onnxruntime has it")
     backend: Literal["auto", "onnxruntime", "openvino"] = Field(
-        "auto", description="auto: the one precision picks (OpenVINO when installed, else onnxruntime; onnxruntime on a GPU)"
+        "auto",
+        description="auto: the one precision picks (OpenVINO when installed, else onnxruntime; onnxruntime on a GPU)",
     )
     precision: Literal["auto", "f32", "bf16", "int8"] = Field(
         "auto",
@@ -74,13 +90,18 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(0, ge=0, description="frames per model call; 0 picks 1 on CPU, 8 on GPU")
     worker_memory: int = Field(
-        0, ge=0, description="bytes a run's workers may use in all; 0: what the machine (or its cgroup) has available. "
-        "Sets how many workers start, and refuses frames one worker cannot hold (restyle/engines/sizing.py)"
+        0,
+        ge=0,
+        description="bytes a run's workers may use in all; 0: what the machine (or its cgroup) has available. "
+        "Sets how many workers start, and refuses frames one worker cannot hold (restyle/engines/sizing.py)",
     )
 
     max_models: int = Field(
-        2, ge=1, description="loaded models each worker keeps (on Ray: each process's kinds of actor); least recently used go "
-        "first; locally, one that ran frames over 640x360 is let go after each chunk (the next job's budget has no room for them)")
+        2,
+        ge=1,
+        description="loaded models each worker keeps (on Ray: each process's kinds of actor); least recently used go "
+        "first; locally, one that ran frames over 640x360 is let go after each chunk (the next job's budget has no room for them)",
+    )
 
     # -- plan ----------------------------------------------------------------
     chunk_seconds: float = Field(4.0, gt=0, description="target chunk length; chunks are the unit of work and resume")
@@ -93,8 +114,10 @@ class Settings(BaseSettings):
     # (bench/encoder.py, bench/RESULTS.md) — CPU the model gets instead.
     preset: Preset = Field("superfast", description="x264 preset; slower presets cost CPU the model could use")
     x264_params: str | None = Field(
-        None, description='x264 options added to the preset, "key=value:key=value"; unset: '
-        f'"{SUPERFAST_PARAMS}" with superfast (its look-ahead back), nothing with any other preset')
+        None,
+        description='x264 options added to the preset, "key=value:key=value"; unset: '
+        f'"{SUPERFAST_PARAMS}" with superfast (its look-ahead back), nothing with any other preset',
+    )
     pix_fmt: str = Field("yuv420p", description="output pixel format (yuv420p plays everywhere)")
     encoder_threads: int = Field(1, ge=0, description="x264 threads per worker; 0 lets x264 decide")
 
@@ -119,27 +142,42 @@ class Settings(BaseSettings):
     port: int = 8000
     public_url: str = Field("", description="how users reach the API, for links; default http://host:port")
     tokens: str = Field(
-        "", description="bearer tokens, comma-separated NAME:ROLE:SECRET (ROLE admin or submitter); none: an admin token is made in home"
+        "",
+        description="bearer tokens, comma-separated NAME:ROLE:SECRET (ROLE admin or submitter); none: an admin token is made in home",
     )
     link_seconds: int = Field(3600, gt=0, description="how long a presigned download or upload link works")
     max_upload_bytes: int = Field(2 * 1024**3, gt=0)
     max_model_bytes: int = Field(500 * 1024**2, gt=0, description="largest model file an admin may register")
-    max_picture_bytes: int = Field(20 * 1024**2, gt=0, description="largest style picture a submitter may upload or save")
+    max_picture_bytes: int = Field(
+        20 * 1024**2, gt=0, description="largest style picture a submitter may upload or save"
+    )
     max_picture_pixels: int = Field(40_000_000, gt=0, description="width x height of a style picture")
     sidecar_wait_seconds: float = Field(
-        5.0, ge=0, description="how long the trigger waits for VIDEO.json beside a dropped video before it uses the default"
+        5.0,
+        ge=0,
+        description="how long the trigger waits for VIDEO.json beside a dropped video before it uses the default",
     )
-    submit_rate_per_minute: float = Field(60.0, ge=0, description="jobs one token may submit a minute on average; 0: no limit")
+    submit_rate_per_minute: float = Field(
+        60.0, ge=0, description="jobs one token may submit a minute on average; 0: no limit"
+    )
     submit_burst: int = Field(20, ge=1, description="jobs one token may submit at once before the rate applies")
 
     # -- service: request guard (decided from the headers, before a body is read) --
-    max_request_bytes: int = Field(1024**2, gt=0, description="largest body that is not a video upload (JSON, small forms)")
-    body_idle_seconds: float = Field(30.0, gt=0, description="longest wait for the next piece of a request body (408 after)")
+    max_request_bytes: int = Field(
+        1024**2, gt=0, description="largest body that is not a video upload (JSON, small forms)"
+    )
+    body_idle_seconds: float = Field(
+        30.0, gt=0, description="longest wait for the next piece of a request body (408 after)"
+    )
     body_min_rate: int = Field(
         8 * 1024, ge=0, description="bytes/s a body must average once body_grace_seconds are over (slower: 408); 0 off"
     )
-    body_grace_seconds: float = Field(10.0, ge=0, description="how long a body may start slowly before body_min_rate applies")
-    login_rate_per_minute: float = Field(10.0, ge=0, description="sign-in attempts one address may make a minute; 0: no limit")
+    body_grace_seconds: float = Field(
+        10.0, ge=0, description="how long a body may start slowly before body_min_rate applies"
+    )
+    login_rate_per_minute: float = Field(
+        10.0, ge=0, description="sign-in attempts one address may make a minute; 0: no limit"
+    )
     login_burst: int = Field(5, ge=1)
     metrics_token: str = Field("", description="when set, /metrics needs it (or an admin token) as a bearer token")
     upload_expiry_seconds: float = Field(
@@ -153,7 +191,9 @@ class Settings(BaseSettings):
     store_retry_seconds: float = Field(
         60.0, ge=0, description="how long an unreachable object store or job store is waited for before a job fails"
     )
-    poll_seconds: float = Field(2.0, gt=0, description="how often the trigger lists the inbox (events make jobs at once)")
+    poll_seconds: float = Field(
+        2.0, gt=0, description="how often the trigger lists the inbox (events make jobs at once)"
+    )
     idle_seconds: float = Field(1.0, gt=0, description="how often an idle worker asks for a job")
     inbox_spec: JobSpec = Field(
         default_factory=JobSpec,

@@ -6,6 +6,7 @@ worker of the local pool shares this machine's disk (:class:`LocalFile`); a Ray 
 another machine may not, so the Ray engine ships the bytes through Ray's object store
 (``restyle.engines.shipping``). An input on S3 is read by its presigned :class:`Link`.
 """
+
 from __future__ import annotations
 
 import os

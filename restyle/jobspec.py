@@ -12,6 +12,7 @@ so segments made for one spec are never reused for another. How the service is d
     JobSpec(model="yolo", model_file="det.onnx")              # records: one JSON line per frame
     JobSpec(model="moderation")                               # a model an admin registered (service)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,7 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 # Containers a job may ask for; "auto" keeps the input's family where it can (and .jsonl for records).
 Container = Literal["auto", "mp4", "mov", "mkv", "ts", "webm", "jsonl"]
 # x264's (and x265's) presets; VP9 maps the fast ones to its realtime mode. Anything else would fail in every worker.
-Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"]
+Preset = Literal[
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"
+]
 
 
 NUM_STYLES = 26  # the 26-style network's styles, 0 to 25
@@ -54,9 +57,13 @@ def check_style(style: str) -> str:
     for part in style.split(","):
         index, colon, weight = part.strip().partition(":")
         if not (index.strip().isascii() and index.strip().isdigit()) or (colon and not weight.strip()):
-            raise ValueError(f"bad style spec {style[:80]!r}: use one of 0-{NUM_STYLES - 1}, or a blend like 3:0.5,12:0.5")
+            raise ValueError(
+                f"bad style spec {style[:80]!r}: use one of 0-{NUM_STYLES - 1}, or a blend like 3:0.5,12:0.5"
+            )
         if int(index) >= NUM_STYLES:
-            raise ValueError(f"style {int(index)} is out of range: there are {NUM_STYLES} styles, 0 to {NUM_STYLES - 1}")
+            raise ValueError(
+                f"style {int(index)} is out of range: there are {NUM_STYLES} styles, 0 to {NUM_STYLES - 1}"
+            )
         try:
             value = float(weight) if colon else 1.0
         except ValueError:
@@ -71,8 +78,9 @@ def check_style(style: str) -> str:
 
 def validation_reason(exc: ValidationError) -> str:
     """One line a person reads, the same at every door: each field and what is wrong with it."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg'].removeprefix('Value error, ')}"
-                     for e in exc.errors())[:500]
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+    )[:500]
 
 
 def _check_param(name: str, value: Any, depth: int = 0) -> None:
@@ -104,8 +112,13 @@ class OutputOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     container: Container = Field("auto", description="auto: the input's family (mp4 for most), .jsonl for records")
-    codec: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
-                              description="video encoder; None: the deployment's default (libx264)")
+    codec: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+        description="video encoder; None: the deployment's default (libx264)",
+    )
     crf: int | None = Field(None, ge=0, le=51, description="quality, lower is better; None: the deployment's default")
     preset: Preset | None = Field(None, description="encoder preset; None: the deployment's default")
 
@@ -120,14 +133,29 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    model: str = Field("styles", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-                       description="a handler name or a registered model's name")
-    model_file: str | None = Field(None, max_length=1000, description="the weights file for onnx, yolo and file-based handlers")
+    model: str = Field(
+        "styles",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="a handler name or a registered model's name",
+    )
+    model_file: str | None = Field(
+        None, max_length=1000, description="the weights file for onnx, yolo and file-based handlers"
+    )
     style: str | None = Field(None, max_length=400, description='styles: one of 0-25, or a blend "3:0.5,12:0.5"')
-    style_image: str | None = Field(None, max_length=1000, description="style-image: the painting (a path; in the service a saved picture's name)")
-    params: dict[str, Any] = Field(default_factory=dict, description="other per-call parameters of the handler (e.g. value_range, confidence)")
-    strength: float = Field(1.0, ge=0, le=1, allow_inf_nan=False, description="1 is full effect; less mixes the original frame back in")
-    deflicker: float = Field(0.0, ge=0, le=1, allow_inf_nan=False, description="temporal smoothing strength; 0 off, 0.8 the usual")
+    style_image: str | None = Field(
+        None, max_length=1000, description="style-image: the painting (a path; in the service a saved picture's name)"
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="other per-call parameters of the handler (e.g. value_range, confidence)"
+    )
+    strength: float = Field(
+        1.0, ge=0, le=1, allow_inf_nan=False, description="1 is full effect; less mixes the original frame back in"
+    )
+    deflicker: float = Field(
+        0.0, ge=0, le=1, allow_inf_nan=False, description="temporal smoothing strength; 0 off, 0.8 the usual"
+    )
     output: OutputOptions = Field(default_factory=OutputOptions)
 
     # One place for the rules every door keeps (CLI, API JSON and multipart, dashboard, inbox sidecar):
@@ -149,8 +177,10 @@ class JobSpec(BaseModel):
             raise ValueError(f"at most {MAX_PARAMS} parameters, got {len(params)}")
         for name, value in params.items():
             if not _PARAM_NAME.match(name):
-                raise ValueError(f"a parameter's name is 1 to 64 letters, digits, '_', '.' or '-', "
-                                 f"starting with a letter or '_'; got {name[:40]!r}")
+                raise ValueError(
+                    f"a parameter's name is 1 to 64 letters, digits, '_', '.' or '-', "
+                    f"starting with a letter or '_'; got {name[:40]!r}"
+                )
             _check_param(name, value)
         return params
 

@@ -8,12 +8,14 @@ AMX flags are dropped, so restyle decides (precision, encoder) as it would on an
 CPU while OpenVINO's convolutions run AVX2 code. That is how an AVX2 machine is imitated on
 a newer one (bench/RESULTS.md says what the cap does not reach).
 """
+
 from __future__ import annotations
 
 import functools
 import importlib.util
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 ISA_ENV = "ONEDNN_MAX_CPU_ISA"
 # oneDNN's ISA names, lowest first, with the flags each one adds over the one before (by prefix).
@@ -23,8 +25,19 @@ _ISA_LEVELS: list[tuple[str, tuple[str, ...]]] = [
     ("AVX2", ("avx2", "fma", "bmi2")),
     ("AVX2_VNNI", ("avx_vnni",)),
     ("AVX2_VNNI_2", ("avx_vnni_int8", "avx_ne_convert", "avx_ifma")),
-    ("AVX512_CORE", ("avx512",  # every avx512* flag, less those the levels above name
-                     "avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512cd", "avx512ifma", "avx512vbmi")),
+    (
+        "AVX512_CORE",
+        (
+            "avx512",  # every avx512* flag, less those the levels above name
+            "avx512f",
+            "avx512dq",
+            "avx512bw",
+            "avx512vl",
+            "avx512cd",
+            "avx512ifma",
+            "avx512vbmi",
+        ),
+    ),
     ("AVX512_CORE_VNNI", ("avx512_vnni",)),
     ("AVX512_CORE_BF16", ("avx512_bf16",)),
     ("AVX10_1_512", ("avx512_fp16", "avx10")),
@@ -60,7 +73,7 @@ def _capped(flags: frozenset[str], cap: str | None) -> frozenset[str]:
         return flags
     if cap not in names:  # a name oneDNN knows and we do not: assume nothing above AVX2 (the common cap)
         cap = "AVX2"
-    above = [prefix for _, prefixes in _ISA_LEVELS[names.index(cap) + 1:] for prefix in prefixes]
+    above = [prefix for _, prefixes in _ISA_LEVELS[names.index(cap) + 1 :] for prefix in prefixes]
     # A prefix such as "avx" must not drop the cap's own flags ("avx2" under the AVX2 cap).
     allowed = {prefix for _, prefixes in _ISA_LEVELS[: names.index(cap) + 1] for prefix in prefixes}
     return frozenset(f for f in flags if f in allowed or not any(f.startswith(p) for p in above))
@@ -89,9 +102,13 @@ class Machine:
         """This machine's facts, read now."""
         import onnxruntime
 
-        return cls(cores=os.cpu_count() or 1, flags=cpu_flags(), isa_cap=isa_cap(),
-                   has_openvino=importlib.util.find_spec("openvino") is not None,
-                   providers=tuple(onnxruntime.get_available_providers()))
+        return cls(
+            cores=os.cpu_count() or 1,
+            flags=cpu_flags(),
+            isa_cap=isa_cap(),
+            has_openvino=importlib.util.find_spec("openvino") is not None,
+            providers=tuple(onnxruntime.get_available_providers()),
+        )
 
 
 @functools.cache
@@ -120,8 +137,8 @@ def _meminfo_available() -> int | None:
 def _cgroup_room() -> int | None:
     """A container's memory limit less what it uses (cgroup v2), or None outside one."""
     try:
-        limit = open("/sys/fs/cgroup/memory.max").read().strip()
-        used = int(open("/sys/fs/cgroup/memory.current").read())
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
     except (OSError, ValueError):
         return None
     return None if limit == "max" else max(0, int(limit) - used)

@@ -4,6 +4,7 @@ Each case is a file and what restyle must make of it: ``ok`` (a correct output: 
 frame, the sound kept) or ``fails`` with words the reason must hold. Made with PyAV and
 Pillow from FFmpeg's test sources and a packaged photo; small and quick to make.
 """
+
 from __future__ import annotations
 
 import random
@@ -48,7 +49,7 @@ def _remux(out: av.container.OutputContainer, sources: list[tuple[av.container.I
     """Copy the given streams of each source into ``out``, packet for packet."""
     # Every stream is added before the first packet: the header is written with the first mux.
     mappings = [{s.index: out.add_stream_from_template(s) for s in streams} for _, streams in sources]
-    for (container, streams), mapping in zip(sources, mappings):
+    for (container, streams), mapping in zip(sources, mappings, strict=False):
         for packet in container.demux(*streams):
             if packet.dts is not None:
                 packet.stream = mapping[packet.stream.index]
@@ -71,7 +72,7 @@ def _corrupted(path: Path) -> None:
     start = data.find(b"mdat")
     rng = random.Random(7)
     for offset in range(start + (len(data) - start) // 3, len(data) - 2000, 3000):
-        data[offset:offset + 200] = rng.randbytes(200)
+        data[offset : offset + 200] = rng.randbytes(200)
     path.write_bytes(bytes(data))
 
 
@@ -153,10 +154,20 @@ def _tracks(path: Path) -> None:
     video = _small(path.with_suffix(".v.mp4"), seconds=2.0)
     subs = path.with_suffix(".srt")
     subs.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n\n2\n00:00:01,000 --> 00:00:02,000\nworld\n")
-    with av.open(str(video)) as first, av.open(str(video)) as second, av.open(str(subs)) as text, \
-            av.open(str(path), "w", format="matroska") as out:
-        _remux(out, [(first, [first.streams.video[0], first.streams.audio[0]]), (second, [second.streams.audio[0]]),
-                     (text, [text.streams[0]])])
+    with (
+        av.open(str(video)) as first,
+        av.open(str(video)) as second,
+        av.open(str(subs)) as text,
+        av.open(str(path), "w", format="matroska") as out,
+    ):
+        _remux(
+            out,
+            [
+                (first, [first.streams.video[0], first.streams.audio[0]]),
+                (second, [second.streams.audio[0]]),
+                (text, [text.streams[0]]),
+            ],
+        )
     video.unlink()
     subs.unlink()
 
@@ -167,7 +178,9 @@ def _dot(path: Path) -> None:
         stream = out.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = 1, 1, "yuv444p"
         for n in range(25):
-            frame = av.VideoFrame.from_ndarray(np.full((1, 1, 3), n * 10, np.uint8), format="rgb24").reformat(format="yuv444p")
+            frame = av.VideoFrame.from_ndarray(np.full((1, 1, 3), n * 10, np.uint8), format="rgb24").reformat(
+                format="yuv444p"
+            )
             frame.pts, frame.time_base = n, Fraction(1, 25)
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
@@ -176,8 +189,10 @@ def _dot(path: Path) -> None:
 def _playlist(path: Path) -> None:
     """An HLS playlist whose entries are a video beside it, a file outside and a URL: followed, each would be read."""
     _small(path.with_name("segment.mp4"))
-    path.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nsegment.mp4\n#EXTINF:1.0,\nfile:///etc/passwd\n"
-                    f"#EXTINF:1.0,\n{REMOTE_ENTRY}\n#EXT-X-ENDLIST\n")
+    path.write_text(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nsegment.mp4\n#EXTINF:1.0,\nfile:///etc/passwd\n"
+        f"#EXTINF:1.0,\n{REMOTE_ENTRY}\n#EXT-X-ENDLIST\n"
+    )
 
 
 def _ffconcat(path: Path) -> None:
@@ -186,9 +201,11 @@ def _ffconcat(path: Path) -> None:
 
 
 def _dash(path: Path) -> None:
-    path.write_text('<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" '
-                    'mediaPresentationDuration="PT1S"><Period><AdaptationSet mimeType="video/mp4"><Representation '
-                    f'id="1" bandwidth="1000"><BaseURL>{REMOTE_ENTRY}</BaseURL></Representation></AdaptationSet></Period></MPD>\n')
+    path.write_text(
+        '<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" '
+        'mediaPresentationDuration="PT1S"><Period><AdaptationSet mimeType="video/mp4"><Representation '
+        f'id="1" bandwidth="1000"><BaseURL>{REMOTE_ENTRY}</BaseURL></Representation></AdaptationSet></Period></MPD>\n'
+    )
 
 
 def _image_sequence(path: Path) -> None:

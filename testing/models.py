@@ -1,4 +1,5 @@
 """Real ONNX models made on the spot for tests and benchmarks (nothing downloaded)."""
+
 from __future__ import annotations
 
 import onnx

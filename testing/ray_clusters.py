@@ -9,8 +9,10 @@ Each cluster has a private temp dir and free ports, so that clusters of other pe
 the machine are never touched: it is stopped by the ids of the processes whose command
 line names its temp dir, never with ``ray stop --force`` (which stops every Ray process).
 """
+
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -54,10 +56,8 @@ def stop_ray_processes(root: Path, grace_s: float = 5.0) -> None:
     """SIGTERM, then SIGKILL, the processes of the cluster living in ``root``; nobody else's."""
     for signum in (signal.SIGTERM, signal.SIGKILL):
         for pid in processes_under(root):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + grace_s
         while processes_under(root) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -88,17 +88,40 @@ class LocalRayCluster:
         os.environ["RAY_AUTH_MODE"] = "disabled"
         env = dict(os.environ, RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
         ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
-        command = [ray, "start", "--head", "--node-ip-address", "127.0.0.1",
-                   "--port", str(self.port), "--num-cpus", str(self.head_cpus), "--temp-dir", str(self.root),
-                   "--include-dashboard", "false", "--dashboard-port", str(free_port()),
-                   "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
-                   "--disable-usage-stats", "--system-config", json.dumps({
-                       "health_check_period_ms": self.health_check_period_ms,
-                       "health_check_timeout_ms": self.health_check_period_ms,
-                       "health_check_failure_threshold": self.health_check_failure_threshold})]
+        command = [
+            ray,
+            "start",
+            "--head",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--num-cpus",
+            str(self.head_cpus),
+            "--temp-dir",
+            str(self.root),
+            "--include-dashboard",
+            "false",
+            "--dashboard-port",
+            str(free_port()),
+            "--ray-client-server-port",
+            str(free_port()),
+            "--dashboard-agent-listen-port",
+            str(free_port()),
+            "--disable-usage-stats",
+            "--system-config",
+            json.dumps(
+                {
+                    "health_check_period_ms": self.health_check_period_ms,
+                    "health_check_timeout_ms": self.health_check_period_ms,
+                    "health_check_failure_threshold": self.health_check_failure_threshold,
+                }
+            ),
+        ]
         if self.autoscaling:
-            self.config = fake_config(gcs_address=self.address, idle_minutes=self.idle_minutes,
-                                      max_per_type=self.max_per_type)
+            self.config = fake_config(
+                gcs_address=self.address, idle_minutes=self.idle_minutes, max_per_type=self.max_per_type
+            )
             path = self.root / "autoscaling.yaml"
             path.write_text(yaml.safe_dump(self.config))
             command.append(f"--autoscaling-config={path}")
@@ -157,10 +180,8 @@ def lose_node(node: dict) -> list[int]:
     raylet = raylet_pid(node)
     victims = [raylet, *descendants(raylet)]
     for pid in victims:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     return victims
 
 
@@ -210,11 +231,31 @@ class SharedNothingCluster:
         os.environ["RAY_AUTH_MODE"] = "disabled"  # see LocalRayCluster.start
         ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
         common = ["--disable-usage-stats", "--include-dashboard", "false"]
-        health = json.dumps({"health_check_period_ms": 500, "health_check_timeout_ms": 500,
-                             "health_check_failure_threshold": 3})
-        subprocess.run([ray, "start", "--head", "--node-ip-address", self.driver_ip, "--port", str(self.port),
-                        "--num-cpus", "0", "--temp-dir", str(self.root), "--system-config", health, *common],
-                       check=True, capture_output=True, text=True, timeout=180)
+        health = json.dumps(
+            {"health_check_period_ms": 500, "health_check_timeout_ms": 500, "health_check_failure_threshold": 3}
+        )
+        subprocess.run(
+            [
+                ray,
+                "start",
+                "--head",
+                "--node-ip-address",
+                self.driver_ip,
+                "--port",
+                str(self.port),
+                "--num-cpus",
+                "0",
+                "--temp-dir",
+                str(self.root),
+                "--system-config",
+                health,
+                *common,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         try:
             for ip in self.node_ips:
                 self.add_node(ip)
@@ -228,11 +269,27 @@ class SharedNothingCluster:
             folder.mkdir(parents=True, exist_ok=True)
         mounts = " && ".join(f"mount -t tmpfs -o size=2g restyle-hidden {shlex_quote(str(f))}" for f in self.hidden)
         ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
-        start = " ".join(shlex_quote(a) for a in [ray, "start", "--address", self.address, "--node-ip-address", ip,
-                                                  "--num-cpus", str(self.cpus_per_node), "--disable-usage-stats"])
-        done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{mounts} && {start}"],
-                              env=dict(os.environ, RESTYLE_NODE_CACHE=str(self.node_cache)),
-                              capture_output=True, text=True, timeout=180)
+        start = " ".join(
+            shlex_quote(a)
+            for a in [
+                ray,
+                "start",
+                "--address",
+                self.address,
+                "--node-ip-address",
+                ip,
+                "--num-cpus",
+                str(self.cpus_per_node),
+                "--disable-usage-stats",
+            ]
+        )
+        done = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{mounts} && {start}"],
+            env=dict(os.environ, RESTYLE_NODE_CACHE=str(self.node_cache)),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         if done.returncode:
             raise RuntimeError(f"node {ip} did not start: {(done.stderr or done.stdout)[-2000:]}")
 

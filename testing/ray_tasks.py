@@ -4,6 +4,7 @@ Importable by the cluster's workers (they unpickle the task function by name). E
 carries its own per-call JobSpec, as the pipeline's chunks do; the frames come from the
 item's index alone, so an uninterrupted run can be computed anywhere and compared bit for bit.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,11 +59,17 @@ def frames_for(task: FrameTask) -> np.ndarray:
     return out
 
 
-def restyle_frames(task: FrameTask, model, batch_size: int, on_frames: Callable[[int], None] | None = None) -> FrameResult:
+def restyle_frames(
+    task: FrameTask, model, batch_size: int, on_frames: Callable[[int], None] | None = None
+) -> FrameResult:
     started = time.perf_counter()
     frames = frames_for(task)
-    out = np.concatenate([model.predict(frames[i : i + max(1, batch_size)], params_of(task.spec))
-                          for i in range(0, len(frames), max(1, batch_size))])
+    out = np.concatenate(
+        [
+            model.predict(frames[i : i + max(1, batch_size)], params_of(task.spec))
+            for i in range(0, len(frames), max(1, batch_size))
+        ]
+    )
     node = ""
     try:
         import ray

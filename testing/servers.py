@@ -4,6 +4,7 @@ When a server's program is missing the tests that need it are skipped with the r
 unless RESTYLE_REQUIRE_SERVERS=1 (set by .ci/run), where that is a failure: CI never
 passes by skipping.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,9 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = 
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s: {log.read_text()[-2000:] if log else ''}")
+    raise RuntimeError(
+        f"nothing listens on 127.0.0.1:{port} after {timeout} s: {log.read_text()[-2000:] if log else ''}"
+    )
 
 
 @dataclass
@@ -62,9 +65,19 @@ class SeaweedFS:
 
     def start(self, buckets: list[str], webhook: str | None = None, webhook_token: str = "") -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "s3.json").write_text(json.dumps({"identities": [{
-            "name": "restyle", "credentials": [{"accessKey": S3_KEY, "secretKey": S3_SECRET}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        (self.root / "s3.json").write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "restyle",
+                            "credentials": [{"accessKey": S3_KEY, "secretKey": S3_SECRET}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
         config = self.root / "config"
         config.mkdir(exist_ok=True)
         if webhook:
@@ -74,27 +87,45 @@ class SeaweedFS:
             )
         ports = {name: free_port() for name in ("master", "volume", "admin", "webdav", "iceberg")}
         command = [
-            shutil.which("weed"), f"-logdir={self.root / 'logs'}", "mini", f"-dir={self.root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-s3.config={self.root / 's3.json'}", f"-s3.port={self.s3_port}", f"-filer.port={self.filer_port}",
-            f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-admin.port={ports['admin']}",
-            f"-webdav.port={ports['webdav']}", f"-s3.port.iceberg={ports['iceberg']}", "-admin.ui=false",
+            shutil.which("weed"),
+            f"-logdir={self.root / 'logs'}",
+            "mini",
+            f"-dir={self.root / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.config={self.root / 's3.json'}",
+            f"-s3.port={self.s3_port}",
+            f"-filer.port={self.filer_port}",
+            f"-master.port={ports['master']}",
+            f"-volume.port={ports['volume']}",
+            f"-admin.port={ports['admin']}",
+            f"-webdav.port={ports['webdav']}",
+            f"-s3.port.iceberg={ports['iceberg']}",
+            "-admin.ui=false",
             f"-bucket={','.join(buckets)}",
-            f"-filer.localSocket={self.root / 'filer.sock'}", f"-s3.localSocket={self.root / 's3.sock'}",
+            f"-filer.localSocket={self.root / 'filer.sock'}",
+            f"-s3.localSocket={self.root / 's3.sock'}",
         ]
         (self.root / "logs").mkdir(exist_ok=True)
         (self.root / "data").mkdir(exist_ok=True)
         log = self.root / "weed.log"
         # notification.toml is read from the working directory.
-        self.process = subprocess.Popen(command, cwd=config, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            command, cwd=config, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+        )
         wait_for_port(self.s3_port, 60, self.process, log)
         self._wait_for_buckets(buckets)
 
     def _wait_for_buckets(self, buckets: list[str]) -> None:
         from botocore.session import get_session
 
-        client = get_session().create_client("s3", endpoint_url=self.endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
-                              region_name="us-east-1")
+        client = get_session().create_client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_SECRET,
+            region_name="us-east-1",
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -158,8 +189,17 @@ class PostgreSQL:
 
     def _serve(self) -> None:
         data = self.root / "data"
-        self._run(_pg_bin("pg_ctl"), "-D", str(data), "-w", "-l", str(self.root / "pg.log"), "-o",
-                  f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        self._run(
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(self.root / "pg.log"),
+            "-o",
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
 
     def stop(self) -> None:
         self._run(_pg_bin("pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
@@ -196,11 +236,33 @@ class RayCluster:
         os.environ["RAY_AUTH_MODE"] = "disabled"
         ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))  # the venv's, if not on PATH
         common = ["--num-cpus", "1", "--disable-usage-stats"]
-        subprocess.run([ray, "start", "--head", "--node-ip-address", "127.0.0.2", "--port", str(self.port),
-                        "--temp-dir", str(self.root), "--include-dashboard", "false", *common],
-                       check=True, capture_output=True, text=True, timeout=120)
-        subprocess.run([ray, "start", "--address", self.address, "--node-ip-address", "127.0.0.3", *common],
-                       check=True, capture_output=True, text=True, timeout=120)
+        subprocess.run(
+            [
+                ray,
+                "start",
+                "--head",
+                "--node-ip-address",
+                "127.0.0.2",
+                "--port",
+                str(self.port),
+                "--temp-dir",
+                str(self.root),
+                "--include-dashboard",
+                "false",
+                *common,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [ray, "start", "--address", self.address, "--node-ip-address", "127.0.0.3", *common],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def stop(self) -> None:
         from testing.ray_clusters import stop_ray_processes

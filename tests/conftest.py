@@ -1,4 +1,5 @@
 """Fixtures: small real clips made with FFmpeg's lavfi sources, a few seconds each, with audio."""
+
 from __future__ import annotations
 
 import tempfile
@@ -23,7 +24,9 @@ def clips(tmp_path_factory) -> dict[str, Path]:
         "ntsc": make_clip(root / "ntsc.mp4", width=320, height=180, rate=Fraction(30000, 1001), seconds=2.5),
         "odd": make_clip(root / "odd.mp4", width=241, height=137, rate=30, seconds=2, pix_fmt="yuv444p"),
         "silent": make_clip(root / "silent.mp4", width=320, height=180, rate=24, seconds=2, audio=False),
-        "vfr": make_clip(root / "vfr.mp4", width=320, height=180, rate=30, seconds=3, variable_rate=True, keyframe_interval=40),
+        "vfr": make_clip(
+            root / "vfr.mp4", width=320, height=180, rate=30, seconds=3, variable_rate=True, keyframe_interval=40
+        ),
         "rotated": make_clip(root / "rotated.mp4", width=320, height=180, rate=25, seconds=2, rotation=90),
         "fast": make_clip(root / "fast.mp4", width=256, height=144, rate=60, seconds=1.5, keyframe_interval=30),
     }
@@ -35,8 +38,12 @@ def motion_clips(tmp_path_factory) -> dict[str, Path]:
     from restyle.media.sample import make_motion_clip, packaged_photo
 
     root = tmp_path_factory.mktemp("motion")
-    return {motion: make_motion_clip(root / f"{motion}.mp4", packaged_photo(), motion=motion, width=320, height=180, rate=25, seconds=2)
-            for motion in ("pan", "zoom")}
+    return {
+        motion: make_motion_clip(
+            root / f"{motion}.mp4", packaged_photo(), motion=motion, width=320, height=180, rate=25, seconds=2
+        )
+        for motion in ("pan", "zoom")
+    }
 
 
 @pytest.fixture(scope="session")
@@ -82,8 +89,6 @@ def packets(path: Path, kind: str) -> list[bytes]:
 def duration_s(path: Path) -> float:
     with av.open(str(path)) as container:
         return container.duration / 1_000_000
-
-
 
 
 @pytest.fixture(scope="session")
@@ -142,8 +147,13 @@ def s3_settings(seaweedfs, **more) -> dict:
     """RESTYLE_* values for stores on the SeaweedFS server."""
     from testing.servers import S3_KEY, S3_SECRET
 
-    return {"s3_endpoint_url": seaweedfs.endpoint, "s3_access_key": S3_KEY, "s3_secret_key": S3_SECRET,
-            "s3_region": "us-east-1", **more}
+    return {
+        "s3_endpoint_url": seaweedfs.endpoint,
+        "s3_access_key": S3_KEY,
+        "s3_secret_key": S3_SECRET,
+        "s3_region": "us-east-1",
+        **more,
+    }
 
 
 def pretend_machine(monkeypatch, bf16: bool | None = None, **facts):

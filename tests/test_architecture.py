@@ -4,6 +4,7 @@ The floors and the web face's walls are import-linter contracts in pyproject.tom
 read off the source here: no import circle (function-local imports counted), no handler name
 used outside ``handlers/``, and no function over 80 lines or module over 400 without a reason.
 """
+
 from __future__ import annotations
 
 import ast
@@ -32,8 +33,9 @@ def sources() -> list[Path]:
 
 def test_the_import_contracts_hold():
     lint = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
-    done = subprocess.run([lint, "--config", str(REPO / "pyproject.toml")], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [lint, "--config", str(REPO / "pyproject.toml")], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert " broken" in done.stdout and "0 broken" in done.stdout, done.stdout[-2000:]
 
@@ -92,10 +94,15 @@ def _dispatch_strings(tree: ast.AST) -> list[tuple[int, str]]:
         id(node.body[0].value)
         for node in ast.walk(tree)
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-        and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
     }
-    return [(node.lineno, node.value) for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
 
 
 # Where a handler's name may stand outside handlers/, and why: the JobSpec's default model (a value, not a
@@ -123,10 +130,13 @@ def test_the_name_rule_sees_a_name():
 
 
 def _long_functions(tree: ast.AST) -> list[tuple[str, int]]:
-    return [(node.name, node.end_lineno - node.lineno + 1) for node in ast.walk(tree)
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
-            and REASON not in (ast.get_docstring(node) or "").lower()]
+    return [
+        (node.name, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+        and REASON not in (ast.get_docstring(node) or "").lower()
+    ]
 
 
 def test_no_function_over_80_lines_and_no_module_over_400_without_a_reason():

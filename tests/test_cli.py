@@ -1,4 +1,5 @@
 """The command line as a user meets it: real processes, real exit codes, real files."""
+
 import json
 import os
 import shutil
@@ -100,7 +101,9 @@ def test_bad_settings_are_one_line(clips, tmp_path):
 
 @pytest.mark.slow
 def test_run_prints_figures_as_json(clips, tmp_path):
-    result = restyle("run", clips["pal"], "-o", tmp_path / "o.mp4", "--style", "3:0.5,12:0.5", "--strength", "0.8", "--json")
+    result = restyle(
+        "run", clips["pal"], "-o", tmp_path / "o.mp4", "--style", "3:0.5,12:0.5", "--strength", "0.8", "--json"
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["frames"] == 75 and report["fps"] > 0
@@ -114,8 +117,20 @@ def test_kill_9_then_the_same_command_resumes_and_gives_the_same_video(tmp_path)
 
     clip = make_clip(tmp_path / "clip.mp4", width=320, height=180, rate=25, seconds=6, keyframe_interval=25)
     work = tmp_path / "work"
-    command = [*RESTYLE, "run", str(clip), "-o", str(tmp_path / "resumed.mp4"), "--work-dir", str(work),
-               "--chunk-seconds", "1", "--workers", "2", "--json"]
+    command = [
+        *RESTYLE,
+        "run",
+        str(clip),
+        "-o",
+        str(tmp_path / "resumed.mp4"),
+        "--work-dir",
+        str(work),
+        "--chunk-seconds",
+        "1",
+        "--workers",
+        "2",
+        "--json",
+    ]
     victim = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not list(work.glob("*/*.mp4")) and time.monotonic() < deadline:
@@ -137,7 +152,7 @@ def test_kill_9_then_the_same_command_resumes_and_gives_the_same_video(tmp_path)
     resumed_pts, resumed = decode_frames(tmp_path / "resumed.mp4")
     fresh_pts, uninterrupted = decode_frames(tmp_path / "fresh.mp4")
     assert resumed_pts == fresh_pts
-    assert all(a.tobytes() == b.tobytes() for a, b in zip(resumed, uninterrupted))
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(resumed, uninterrupted, strict=False))
     assert packets(tmp_path / "resumed.mp4", "audio") == packets(clip, "audio")
 
 
@@ -162,7 +177,9 @@ def test_sample_makes_a_clip_with_sound(tmp_path):
 @pytest.mark.slow
 def test_deflicker_run_then_quality_prints_the_figures(motion_clips, tmp_path):
     source = motion_clips["zoom"]
-    made = restyle("run", source, "-o", tmp_path / "smooth.mp4", "--style", "7", "--deflicker", "--chunk-seconds", "1", "--json")
+    made = restyle(
+        "run", source, "-o", tmp_path / "smooth.mp4", "--style", "7", "--deflicker", "--chunk-seconds", "1", "--json"
+    )
     assert made.returncode == 0, made.stderr
     report = json.loads(made.stdout)
     assert report["deflicker"] == 0.8 and report["frames"] == 50 and "smooth" in report["busy_s"]
@@ -192,7 +209,9 @@ def tiny_disk(tmp_path):
     """A real, small file system (tmpfs, 400 KiB): it fills up partway through a run."""
     mount = tmp_path / "tiny"
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True, text=True)
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if made.returncode:
         from testing.servers import missing
 
@@ -207,8 +226,22 @@ def test_a_full_disk_fails_clearly_leaves_nothing_corrupt_and_the_rerun_resumes(
 
     clip = make_clip(tmp_path / "clip.mp4", width=320, height=180, rate=25, seconds=8, keyframe_interval=25)
     work = tiny_disk / "work"
-    command = ["run", clip, "-o", tmp_path / "out.mp4", "--work-dir", work, "--style", "7", "--chunk-seconds", "1",
-               "--workers", "1", "--threads", "2"]
+    command = [
+        "run",
+        clip,
+        "-o",
+        tmp_path / "out.mp4",
+        "--work-dir",
+        work,
+        "--style",
+        "7",
+        "--chunk-seconds",
+        "1",
+        "--workers",
+        "1",
+        "--threads",
+        "2",
+    ]
     full = restyle(*command, "-q")
     assert_one_clear_line(full, "No space left on device")
     assert not (tmp_path / "out.mp4").exists()
@@ -223,10 +256,25 @@ def test_a_full_disk_fails_clearly_leaves_nothing_corrupt_and_the_rerun_resumes(
     resumed = restyle(*command, "--json")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["chunks_reused"] == len(segments)
-    fresh = restyle("run", clip, "-o", tmp_path / "fresh.mp4", "--style", "7", "--chunk-seconds", "1", "--workers", "1",
-                    "--threads", "2", "-q")
+    fresh = restyle(
+        "run",
+        clip,
+        "-o",
+        tmp_path / "fresh.mp4",
+        "--style",
+        "7",
+        "--chunk-seconds",
+        "1",
+        "--workers",
+        "1",
+        "--threads",
+        "2",
+        "-q",
+    )
     assert fresh.returncode == 0, fresh.stderr
-    assert [f.tobytes() for f in decode_frames(tmp_path / "out.mp4")[1]] == [f.tobytes() for f in decode_frames(tmp_path / "fresh.mp4")[1]]
+    assert [f.tobytes() for f in decode_frames(tmp_path / "out.mp4")[1]] == [
+        f.tobytes() for f in decode_frames(tmp_path / "fresh.mp4")[1]
+    ]
 
     # A full disk where the output goes: the same clear line, and no partial output left there.
     shutil.rmtree(work)
@@ -238,11 +286,14 @@ def test_a_full_disk_fails_clearly_leaves_nothing_corrupt_and_the_rerun_resumes(
 
 def test_a_detector_writes_one_json_line_per_frame(clips, detector, tmp_path):
     output = tmp_path / "found.jsonl"
-    done = restyle("run", clips["silent"], "-o", output, "--model", f"yolo:{detector}", "--param", "confidence=0.3", "-q")
+    done = restyle(
+        "run", clips["silent"], "-o", output, "--model", f"yolo:{detector}", "--param", "confidence=0.3", "-q"
+    )
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert len(lines) == 48 and [line["frame"] for line in lines] == list(range(48))
     assert all(isinstance(line["boxes"], list) for line in lines)
     assert "frames with detections" in done.stdout
-    assert_one_clear_line(restyle("run", clips["silent"], "-o", tmp_path / "found.mp4", "--model", f"yolo:{detector}"),
-                          "found.jsonl")
+    assert_one_clear_line(
+        restyle("run", clips["silent"], "-o", tmp_path / "found.mp4", "--model", f"yolo:{detector}"), "found.jsonl"
+    )

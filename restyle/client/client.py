@@ -1,5 +1,6 @@
 """A small client for the API, used by `restyle submit`, `restyle jobs`, `restyle job`, `restyle models` and
 `restyle pictures`. It imports no server code: no SQLAlchemy, no fsspec, no FastAPI (a test keeps it so)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,7 +18,9 @@ from restyle.errors import ServiceError
 
 class Client:
     def __init__(self, base_url: str, token: str, timeout: float = 60.0):
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, server: str | None = None, token: str | None = None) -> Client:
@@ -26,15 +29,27 @@ class Client:
         token = token or os.environ.get("RESTYLE_TOKEN") or _local_admin_token(settings)
         return cls(server, token)
 
-    def submit(self, path: Path, *, model: str | None = None, style: str | None = None, style_image: str | Path | None = None,
-               strength: float | None = None, deflicker: float | None = None, params: dict | None = None,
-               output: dict | None = None) -> dict[str, Any]:
+    def submit(
+        self,
+        path: Path,
+        *,
+        model: str | None = None,
+        style: str | None = None,
+        style_image: str | Path | None = None,
+        strength: float | None = None,
+        deflicker: float | None = None,
+        params: dict | None = None,
+        output: dict | None = None,
+    ) -> dict[str, Any]:
         """Upload a video with its JobSpec fields. ``style_image`` is a picture file (uploaded with the job)
         or the name of a picture saved on the service."""
         if not path.is_file():
             raise ServiceError(f"not found: {path}")
-        data = {name: str(value) for name, value in (("model", model), ("style", style), ("strength", strength),
-                                                     ("deflicker", deflicker)) if value is not None}
+        data = {
+            name: str(value)
+            for name, value in (("model", model), ("style", style), ("strength", strength), ("deflicker", deflicker))
+            if value is not None
+        }
         data |= {name: json.dumps(value) for name, value in (("params", params), ("output", output)) if value}
         picture = Path(style_image) if style_image is not None and Path(style_image).is_file() else None
         if style_image is not None and picture is None:
@@ -42,7 +57,11 @@ class Client:
         with contextlib.ExitStack() as files:
             parts = {"file": (path.name, files.enter_context(path.open("rb")), "video/mp4")}
             if picture is not None:
-                parts["style_image"] = (picture.name, files.enter_context(picture.open("rb")), "application/octet-stream")
+                parts["style_image"] = (
+                    picture.name,
+                    files.enter_context(picture.open("rb")),
+                    "application/octet-stream",
+                )
             return self._call("POST", "/api/jobs", files=parts, data=data)
 
     def models(self) -> list[dict[str, Any]]:
@@ -52,8 +71,13 @@ class Client:
         if not path.is_file():
             raise ServiceError(f"not found: {path}")
         with path.open("rb") as model:
-            return self._call("POST", "/api/models", files={"file": (path.name, model, "application/octet-stream")},
-                              data={"name": name, "kind": kind}, timeout=600)
+            return self._call(
+                "POST",
+                "/api/models",
+                files={"file": (path.name, model, "application/octet-stream")},
+                data={"name": name, "kind": kind},
+                timeout=600,
+            )
 
     def remove_model(self, name: str) -> dict[str, Any]:
         return self._call("DELETE", f"/api/models/{quote(name, safe='')}")
@@ -65,8 +89,12 @@ class Client:
         if not path.is_file():
             raise ServiceError(f"not found: {path}")
         with path.open("rb") as picture:
-            return self._call("POST", "/api/pictures", files={"file": (path.name, picture, "application/octet-stream")},
-                              data={"name": name})
+            return self._call(
+                "POST",
+                "/api/pictures",
+                files={"file": (path.name, picture, "application/octet-stream")},
+                data={"name": name},
+            )
 
     def delete_picture(self, name: str) -> dict[str, Any]:
         return self._call("DELETE", f"/api/pictures/{quote(name, safe='')}")
@@ -100,7 +128,9 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise ServiceError(f"cannot reach the service at {self._http.base_url}: {exc} (is `restyle serve` running?)") from None
+            raise ServiceError(
+                f"cannot reach the service at {self._http.base_url}: {exc} (is `restyle serve` running?)"
+            ) from None
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text)

@@ -3,6 +3,7 @@
 The options are declared in restyle/cli.py; each function here takes the parsed arguments
 and a :class:`Client`, prints what a person needs, and returns the exit code.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,15 @@ def submit(args: argparse.Namespace, client: Client) -> int:
         raise InputError(f"--params takes a JSON object, got {args.params!r}") from None
     if params is not None and not isinstance(params, dict):
         raise InputError(f"--params takes a JSON object, got {args.params!r}")
-    job = client.submit(Path(args.video), model=args.model, style=args.style, style_image=args.style_image,
-                        strength=args.strength, deflicker=args.deflicker, params=params)
+    job = client.submit(
+        Path(args.video),
+        model=args.model,
+        style=args.style,
+        style_image=args.style_image,
+        strength=args.strength,
+        deflicker=args.deflicker,
+        params=params,
+    )
     print(f"job {job['id']}: {job['state']} ({job['model']})")
     if not args.wait:
         return 0

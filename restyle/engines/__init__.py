@@ -4,6 +4,7 @@ The pipeline gives an engine a function (``score_chunk`` for videos), a LoadSpec
 the items; the engine decides where they run. Swap the engine, keep the pipeline. How many workers a run gets
 is :mod:`restyle.engines.sizing`'s business.
 """
+
 from __future__ import annotations
 
 import threading
@@ -27,16 +28,31 @@ def make_engine(settings: Settings, workers: int) -> Engine:
 
 def _ray_engine(settings: Settings) -> Engine:
     """This process's Ray engine for these settings, made on first use (see ``_ray_engines``)."""
-    key = (settings.ray_address or None, settings.ray_actors, settings.ray_cpus_per_actor, settings.ray_gpus_per_actor,
-           settings.ray_node_ip or None, settings.max_models, settings.ray_actor_idle_seconds, settings.ray_actors_per_job)
+    key = (
+        settings.ray_address or None,
+        settings.ray_actors,
+        settings.ray_cpus_per_actor,
+        settings.ray_gpus_per_actor,
+        settings.ray_node_ip or None,
+        settings.max_models,
+        settings.ray_actor_idle_seconds,
+        settings.ray_actors_per_job,
+    )
     with _ray_lock:
         if key not in _ray_engines:
             from restyle.engines.ray import RayEngine
 
             address, actors, cpus, gpus, node_ip, max_models, idle_seconds, min_actors = key
-            _ray_engines[key] = RayEngine(address, actors=actors, cpus_per_actor=cpus, gpus_per_actor=gpus,
-                                          node_ip=node_ip, max_models=max_models, idle_seconds=idle_seconds,
-                                          min_actors=min_actors)
+            _ray_engines[key] = RayEngine(
+                address,
+                actors=actors,
+                cpus_per_actor=cpus,
+                gpus_per_actor=gpus,
+                node_ip=node_ip,
+                max_models=max_models,
+                idle_seconds=idle_seconds,
+                min_actors=min_actors,
+            )
         return _ray_engines[key]
 
 

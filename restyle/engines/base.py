@@ -4,6 +4,7 @@ An engine learns what it needs of the work through two small declared interfaces
 by guessing: an :class:`Item` says how big its frames are (workers size their memory by
 it), a :class:`Result` how many frames it made and takes the worker's facts (``ran_on``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence

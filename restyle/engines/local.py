@@ -5,8 +5,10 @@ worker that already holds the network a job needs (the same LoadSpec: the 26-sty
 network serves every style and blend) does not load it again. Each worker keeps at
 most ``max_models`` models, dropping the least recently used.
 """
+
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import multiprocessing
@@ -97,8 +99,12 @@ class LocalEngine:
             self._progress = context.Queue()
             self._drain = threading.Thread(target=self._forward, args=(self._progress,), daemon=True)
             self._drain.start()
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_start_worker,
-                                             initargs=(self._progress, self._max_models))
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=context,
+                initializer=_start_worker,
+                initargs=(self._progress, self._max_models),
+            )
         return self._pool
 
     def _forward(self, progress: Any) -> None:
@@ -121,10 +127,8 @@ class LocalEngine:
             return
         if kill:
             for pid in self._pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         pool.shutdown(wait=True, cancel_futures=True)
         self._pids = set()
         self._progress.put(None)
@@ -132,10 +136,8 @@ class LocalEngine:
             self._drain.join(timeout=5)
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # noqa: BLE001 - interpreter shutdown
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
 
 
 # A loaded model keeps the working set of the largest frames it ran: its runtime keeps the buffers (after one
@@ -155,10 +157,8 @@ def bound_heap() -> None:
     otherwise rises to 32 MB after the first such free, and the decode, model and encode threads' arenas keep
     the frames' memory: 0.1 GiB more, kept after a deflickered 4096x2304 chunk, in every job after it."""
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError, AttributeError):  # not glibc
             ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-        except (OSError, AttributeError):
-            pass  # not glibc
 
 
 def release_heap() -> None:
@@ -166,10 +166,8 @@ def release_heap() -> None:
     once its mmap threshold has risen, and stay there after they are freed: 0.2 GiB kept after a deflickered
     4096x2304 chunk, which the next job's budget does not count."""
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
             ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass  # not glibc: nothing to do
 
 
 class ModelCache:
@@ -227,8 +225,9 @@ def _run_item(fn: TaskFunction, load: LoadSpec, runtime: Runtime, item: Item) ->
     return _run(fn, load, runtime, item, _cache, _progress.put)
 
 
-def _run(fn: TaskFunction, load: LoadSpec, runtime: Runtime, item: Item, cache: ModelCache,
-         report: Callable[[int], None]) -> tuple[Result, bool]:
+def _run(
+    fn: TaskFunction, load: LoadSpec, runtime: Runtime, item: Item, cache: ModelCache, report: Callable[[int], None]
+) -> tuple[Result, bool]:
     """One item in this process: its model from the cache, the result stamped with the runtime this worker chose."""
     model, loaded = cache.get(load, runtime, item.pixels)
     try:
@@ -245,9 +244,7 @@ def die_with_parent(parent: int | None = None) -> None:
     With ``parent``, a parent that died before this call is caught too: the process exits now.
     """
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
     if parent is not None and os.getppid() != parent:
         os._exit(1)

@@ -23,6 +23,7 @@ the actor to the segment store when it can reach it (S3); else back with the res
 and the driver stores them. Each result says which node ran it and on what runtime and
 precision that node's CPU chose.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,9 +57,18 @@ class RayEngine:
 
     remote = True  # actors may be on machines that see nothing of this one's disk
 
-    def __init__(self, address: str | None = None, actors: int = 0, cpus_per_actor: float = 1.0,
-                 gpus_per_actor: float = 0.0, max_retries: int = 3, node_ip: str | None = None,
-                 max_models: int = 2, idle_seconds: float = 60.0, min_actors: int = 1):
+    def __init__(
+        self,
+        address: str | None = None,
+        actors: int = 0,
+        cpus_per_actor: float = 1.0,
+        gpus_per_actor: float = 0.0,
+        max_retries: int = 3,
+        node_ip: str | None = None,
+        max_models: int = 2,
+        idle_seconds: float = 60.0,
+        min_actors: int = 1,
+    ):
         try:
             import ray
         except ImportError:
@@ -67,8 +77,13 @@ class RayEngine:
         if not ray.is_initialized():
             try:
                 # node_ip: which of this machine's Ray nodes the driver joins, when it runs several.
-                ray.init(address=address or "auto", namespace="restyle", log_to_driver=False,
-                         logging_level=logging.WARNING, _node_ip_address=node_ip or None)
+                ray.init(
+                    address=address or "auto",
+                    namespace="restyle",
+                    log_to_driver=False,
+                    logging_level=logging.WARNING,
+                    _node_ip_address=node_ip or None,
+                )
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise RestyleError(f"cannot reach the Ray cluster at {address or 'auto'}: {exc}") from None
         self.cpus, self.gpus, self.max_retries = cpus_per_actor, gpus_per_actor, max_retries
@@ -110,8 +125,14 @@ class RayEngine:
         """``path``'s bytes in the cluster's object store, for actors on any node."""
         return self._shipper.ship(Path(path))
 
-    def map(self, fn: TaskFunction, load: LoadSpec, runtime: Runtime, items: Sequence[Item],
-            on_frames: Callable[[int], None] | None = None) -> Iterator[Result]:
+    def map(
+        self,
+        fn: TaskFunction,
+        load: LoadSpec,
+        runtime: Runtime,
+        items: Sequence[Item],
+        on_frames: Callable[[int], None] | None = None,
+    ) -> Iterator[Result]:
         key = (load, runtime)
         pool = self._check_out(key, min(self.workers, len(items)))
         run = _MapRun(self, fn, key, pool, items)
@@ -246,8 +267,9 @@ class RayEngine:
                 raise ModelError(f"Ray actors cannot start: {exc}") from None
         # max_restarts=-1: Ray brings an actor lost with its node back wherever there is room (a node the
         # autoscaler starts, in the cloud). max_task_retries=0: its chunk goes to the first free actor instead.
-        return actor_class.options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=-1,
-                                   max_task_retries=0).remote(load, runtime)
+        return actor_class.options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=-1, max_task_retries=0).remote(
+            load, runtime
+        )
 
 
 class _MapRun:
@@ -313,8 +335,9 @@ class _MapRun:
             raise RestyleError(f"Ray failed chunk {index}: {_reason(exc)}") from None
         self.attempts[index] += 1
         if self.attempts[index] > engine.max_retries:
-            raise RestyleError(f"chunk {index} was lost {self.attempts[index]} times with its worker: "
-                               f"{_reason(exc)}") from None
+            raise RestyleError(
+                f"chunk {index} was lost {self.attempts[index]} times with its worker: {_reason(exc)}"
+            ) from None
         node = engine.nodes.get(actor, "?")
         log.warning("a Ray actor on node %s died with chunk %s; giving it out again", node[:12], index)
         engine.redone += 1
@@ -329,8 +352,9 @@ def _lost(exc: BaseException) -> bool:
     import ray.exceptions as errors
 
     kinds = tuple(getattr(errors, name) for name in LOST if hasattr(errors, name))
-    return any(isinstance(e, kinds) for e in (exc, getattr(exc, "cause", None)) if e is not None) and \
-        not any(word in str(exc) for word in ("__init__", "creation task"))
+    return any(isinstance(e, kinds) for e in (exc, getattr(exc, "cause", None)) if e is not None) and not any(
+        word in str(exc) for word in ("__init__", "creation task")
+    )
 
 
 def _reason(exc: BaseException) -> str:

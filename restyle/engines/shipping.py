@@ -16,6 +16,7 @@ references. On a node, an actor reads it two ways:
 Ray keeps the pieces while someone holds their references: the driver's ``Shipper``
 (its recent files), the tasks that carry them, and the actors built with them.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -143,7 +144,7 @@ class PieceReader(io.RawIOBase):
             index, offset = divmod(self._position, PIECE_BYTES)
             piece = self._piece(index)
             take = min(len(view) - written, len(piece) - offset)
-            view[written:written + take] = piece[offset:offset + take]
+            view[written : written + take] = piece[offset : offset + take]
             written += take
             self._position += take
         return written
@@ -173,7 +174,9 @@ def _get(ref: Any, label: str) -> bytes:
         piece = ray.get(ref)
     except ray.exceptions.RayError as exc:
         # Lost with the driver's node, or freed: the job cannot read its file any more (the driver retries it).
-        raise RestyleError(f"{label} could not be fetched from the cluster's object store: {type(exc).__name__}") from None
+        raise RestyleError(
+            f"{label} could not be fetched from the cluster's object store: {type(exc).__name__}"
+        ) from None
     _count(len(piece))
     return piece
 

@@ -11,6 +11,7 @@ bytes-per-pixel times the frame's pixels (times frames per call). The run then g
 single-threaded worker per core *that memory holds*; a frame that one worker cannot hold
 is refused before any worker starts, with the largest size that would fit.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,12 @@ from restyle.runtime.base import Runtime, providers
 # queued around the model and x264's look-ahead.
 # onnxruntime's arena keeps more than its peak (bench/memory.py measured it without the arena; with it,
 # issue 12's 4096x2304 frames took 9.3 GB: ~950 B/px).
-BYTES_PER_PIXEL = {("onnxruntime", "f32"): 1000, ("openvino", "f32"): 510, ("openvino", "bf16"): 310,
-                   ("openvino", "int8"): 510}  # int8: not measured apart; its activations between layers stay f32
+BYTES_PER_PIXEL = {
+    ("onnxruntime", "f32"): 1000,
+    ("openvino", "f32"): 510,
+    ("openvino", "bf16"): 310,
+    ("openvino", "int8"): 510,
+}  # int8: not measured apart; its activations between layers stay f32
 BYTES_PER_PIXEL[("openvino", "check")] = BYTES_PER_PIXEL[("openvino", "f32")] + BYTES_PER_PIXEL[("openvino", "bf16")]
 # Python, PyAV, OpenCV, the runtime's libraries and the weights; in a service worker also its stores' libraries
 # and what a big job leaves (issue 21: 0.2-0.3 GiB PSS idle after a 4096x2304 job, 0.1 GiB before any).
@@ -44,11 +49,15 @@ def choose_layout(settings: Settings, pixels: int, network: str | None = "multis
     providers(probe_runtime, machine.here())  # a device this machine does not have is refused here, before any work
     if probe_runtime.on_gpu:
         # One GPU: one worker feeding it batches, with every core for decoding and encoding.
-        return Runtime(settings.device, settings.threads or cores, settings.batch_size, settings.backend, settings.precision), settings.workers or 1
+        return Runtime(
+            settings.device, settings.threads or cores, settings.batch_size, settings.backend, settings.precision
+        ), settings.workers or 1
     if settings.engine == "ray":
         # Ray places the actors; each runs its model on the CPUs it asked for.
         threads = settings.threads or max(1, int(settings.ray_cpus_per_actor))
-        return Runtime(settings.device, threads, settings.batch_size, settings.backend, settings.precision), settings.ray_actors
+        return Runtime(
+            settings.device, threads, settings.batch_size, settings.backend, settings.precision
+        ), settings.ray_actors
     per_worker = worker_bytes(probe_runtime, pixels, network)
     memory = memory_budget(settings)
     if memory is not None and per_worker > memory:
@@ -84,7 +93,9 @@ def memory_budget(settings: Settings) -> int | None:
     return settings.worker_memory or machine.available_memory()
 
 
-def default_layout(cores: int | None = None, memory_bytes: int | None = None, per_worker_bytes: int = 0) -> tuple[int, int]:
+def default_layout(
+    cores: int | None = None, memory_bytes: int | None = None, per_worker_bytes: int = 0
+) -> tuple[int, int]:
     """(workers, threads per worker) for this machine: one single-threaded worker per core, as memory allows.
 
     Separate processes with one thread each beat one process with many threads for these

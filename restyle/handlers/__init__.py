@@ -1,4 +1,5 @@
 """Handlers: how a kind of model is checked, loaded and run on a batch of frames. Knows nothing of video."""
+
 from restyle.handlers.base import (
     BaseHandler,
     Handler,
@@ -22,5 +23,20 @@ def load(spec: JobSpec, runtime: Runtime) -> Model:
     return load_model(check(spec).load_spec(spec), runtime)
 
 
-__all__ = ["BaseHandler", "Handler", "JobSpec", "LoadSpec", "Model", "OutputKind", "Runtime", "check", "file_kinds", "get_handler", "kind_for_file", "load",
-           "load_model", "params_of", "registered"]
+__all__ = [
+    "BaseHandler",
+    "Handler",
+    "JobSpec",
+    "LoadSpec",
+    "Model",
+    "OutputKind",
+    "Runtime",
+    "check",
+    "file_kinds",
+    "get_handler",
+    "kind_for_file",
+    "load",
+    "load_model",
+    "params_of",
+    "registered",
+]

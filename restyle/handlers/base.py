@@ -15,6 +15,7 @@ third-party package registers its own::
     [project.entry-points."restyle.handlers"]
     mine = "my_package.handler:MyHandler"
 """
+
 from __future__ import annotations
 
 import functools

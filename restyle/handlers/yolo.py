@@ -8,6 +8,7 @@ overlapping boxes of a class merged by non-maximum suppression.
 
 Per-call parameters (``JobSpec.params``): ``confidence`` (default 0.25), ``iou`` (0.45).
 """
+
 from __future__ import annotations
 
 import ast
@@ -50,7 +51,9 @@ class YoloHandler(BaseHandler):
         outputs = list(graph.graph.output)
         dims = _dims(outputs[0]) if outputs else []
         if len(dims) != 3 or (isinstance(dims[1], int) and dims[1] != 4 + len(classes)):
-            raise ModelError(f"{name} is not a YOLO detector: its output is {dims}, not (batch, 4 + {len(classes)} classes, boxes)")
+            raise ModelError(
+                f"{name} is not a YOLO detector: its output is {dims}, not (batch, 4 + {len(classes)} classes, boxes)"
+            )
         for key, default in (("confidence", 0.25), ("iou", 0.45)):
             value = spec.params.get(key, default)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
@@ -78,7 +81,9 @@ def class_names(metadata: dict[str, str], name: str = "the model") -> list[str]:
         names = ast.literal_eval(metadata["names"])
         return [str(names[i]) for i in range(len(names))]
     except (KeyError, ValueError, SyntaxError, TypeError):
-        raise ModelError(f"{name} has no class names in its metadata ('names'): is it an Ultralytics YOLO export?") from None
+        raise ModelError(
+            f"{name} has no class names in its metadata ('names'): is it an Ultralytics YOLO export?"
+        ) from None
 
 
 class YoloModel:
@@ -95,7 +100,9 @@ class YoloModel:
             size = ast.literal_eval(metadata.get("imgsz", "[640, 640]"))
             self.input_size = (int(size[1]), int(size[0]))  # (width, height); imgsz is [h, w]
         except (ValueError, SyntaxError, TypeError, IndexError):
-            raise ModelError(f"{path.name} has an unreadable 'imgsz' in its metadata: {metadata.get('imgsz')!r}") from None
+            raise ModelError(
+                f"{path.name} has an unreadable 'imgsz' in its metadata: {metadata.get('imgsz')!r}"
+            ) from None
         self._session = open_session(runtime, path, path.name)
         self._input = self._session.inputs[0][0]
         self.description = f"{path.name} ({len(self.classes)} classes, {self.input_size[0]}x{self.input_size[1]}) on {self._session.provider}"
@@ -109,11 +116,14 @@ class YoloModel:
         for frame in frames:  # exports are often fixed at batch 1
             x, scale, (left, top) = letterbox(frame, self.input_size)
             out = self._session.run({self._input: x})[0][0]  # (4 + classes, anchors)
-            records.append({"boxes": self._boxes(out, confidence, iou, scale, left, top, frame.shape[1], frame.shape[0])})
+            records.append(
+                {"boxes": self._boxes(out, confidence, iou, scale, left, top, frame.shape[1], frame.shape[0])}
+            )
         return records
 
-    def _boxes(self, out: np.ndarray, confidence: float, iou: float, scale: float, left: int, top: int,
-               width: int, height: int) -> list[dict]:
+    def _boxes(
+        self, out: np.ndarray, confidence: float, iou: float, scale: float, left: int, top: int, width: int, height: int
+    ) -> list[dict]:
         scores = out[4:].T  # (anchors, classes)
         best = scores.argmax(axis=1)
         best_score = scores[np.arange(len(best)), best]
@@ -132,8 +142,14 @@ class YoloModel:
             rects = [[float(x1[i]), float(y1[i]), float(x2[i] - x1[i]), float(y2[i] - y1[i])] for i in mine]
             for k in np.asarray(cv2.dnn.NMSBoxes(rects, found[mine].tolist(), confidence, iou)).reshape(-1):
                 i = mine[int(k)]
-                boxes.append({"class": self.classes[int(cls)], "class_id": int(cls), "score": round(float(found[i]), 4),
-                              "box": [round(float(v), 1) for v in (x1[i], y1[i], x2[i], y2[i])]})
+                boxes.append(
+                    {
+                        "class": self.classes[int(cls)],
+                        "class_id": int(cls),
+                        "score": round(float(found[i]), 4),
+                        "box": [round(float(v), 1) for v in (x1[i], y1[i], x2[i], y2[i])],
+                    }
+                )
         return sorted(boxes, key=lambda b: -b["score"])
 
 

@@ -4,6 +4,7 @@ Nothing is re-encoded here. Video packets come from the segments with their time
 moved back to the input's; audio (and subtitle) packets come straight from the input.
 The two are merged by time so the muxer never has to buffer a whole stream.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -21,29 +22,61 @@ from restyle.media.source import open_input
 
 # Output suffix -> (muxer, its options). The muxer is given by name: the partial file's name says nothing.
 CONTAINERS: dict[str, tuple[str, dict[str, str]]] = {
-    ".mp4": ("mp4", {}), ".m4v": ("mp4", {}), ".mov": ("mov", {}), ".mkv": ("matroska", {}), ".webm": ("webm", {}),
-    ".ts": ("mpegts", {}), ".mts": ("mpegts", {"mpegts_m2ts_mode": "1"}), ".m2ts": ("mpegts", {"mpegts_m2ts_mode": "1"}),
+    ".mp4": ("mp4", {}),
+    ".m4v": ("mp4", {}),
+    ".mov": ("mov", {}),
+    ".mkv": ("matroska", {}),
+    ".webm": ("webm", {}),
+    ".ts": ("mpegts", {}),
+    ".mts": ("mpegts", {"mpegts_m2ts_mode": "1"}),
+    ".m2ts": ("mpegts", {"mpegts_m2ts_mode": "1"}),
 }
 
 # What each muxer holds by stream copy (FFmpeg's muxers refuse the rest at the header), by codec name.
 _MP4_AUDIO = {"aac", "mp3", "mp2", "ac3", "eac3", "opus", "flac", "alac", "dts", "truehd"}
-_MOV_AUDIO = _MP4_AUDIO | {"pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_s32le", "pcm_f32le", "pcm_u8", "pcm_mulaw", "pcm_alaw"}
+_MOV_AUDIO = _MP4_AUDIO | {
+    "pcm_s16le",
+    "pcm_s16be",
+    "pcm_s24le",
+    "pcm_s24be",
+    "pcm_s32le",
+    "pcm_f32le",
+    "pcm_u8",
+    "pcm_mulaw",
+    "pcm_alaw",
+}
 _TS_AUDIO = {"aac", "aac_latm", "mp3", "mp2", "ac3", "eac3", "opus", "dts", "truehd", "pcm_bluray"}
 _TAKES: dict[str, dict[str, set[str] | None]] = {
     "mp4": {"video": {"h264", "hevc", "vp9", "av1"}, "audio": _MP4_AUDIO, "subtitle": {"mov_text"}},
     "mov": {"video": {"h264", "hevc", "vp9", "av1", "prores"}, "audio": _MOV_AUDIO, "subtitle": {"mov_text"}},
-    "matroska": {"video": None, "audio": None,
-                 "subtitle": {"subrip", "ass", "ssa", "webvtt", "dvd_subtitle", "hdmv_pgs_subtitle", "dvb_subtitle"}},
+    "matroska": {
+        "video": None,
+        "audio": None,
+        "subtitle": {"subrip", "ass", "ssa", "webvtt", "dvd_subtitle", "hdmv_pgs_subtitle", "dvb_subtitle"},
+    },
     "webm": {"video": {"vp8", "vp9", "av1"}, "audio": {"opus", "vorbis"}, "subtitle": {"webvtt"}},
-    "mpegts": {"video": {"h264", "hevc", "mpeg2video"}, "audio": _TS_AUDIO, "subtitle": {"dvb_subtitle", "dvb_teletext"}},
+    "mpegts": {
+        "video": {"h264", "hevc", "mpeg2video"},
+        "audio": _TS_AUDIO,
+        "subtitle": {"dvb_subtitle", "dvb_teletext"},
+    },
 }
 # The encoder for the restyled video when the configured one's codec does not fit the container.
 _ENCODER_FOR = {"webm": "libvpx-vp9"}
 _NO_CHAPTERS = {"mpegts"}
 _NO_TIMECODE = {"mpegts", "webm"}
 # Container tags that describe the encoding of this file, not the film: never copied.
-_OWN_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration", "handler_name", "vendor_id",
-             "encoder-eng", "creation_tool"}
+_OWN_TAGS = {
+    "encoder",
+    "major_brand",
+    "minor_version",
+    "compatible_brands",
+    "duration",
+    "handler_name",
+    "vendor_id",
+    "encoder-eng",
+    "creation_tool",
+}
 
 
 @dataclass(frozen=True)
@@ -101,9 +134,13 @@ def plan_output(info: VideoInfo, output: Path, encoder: str) -> OutputPlan:
                 f"without re-encoding it; write a {better} instead"
             )
     if info.chapters and muxer in _NO_CHAPTERS:
-        raise OutputError(f"the {muxer} container cannot hold the input's {info.chapters} chapters; write a .mkv or .mp4 instead")
+        raise OutputError(
+            f"the {muxer} container cannot hold the input's {info.chapters} chapters; write a .mkv or .mp4 instead"
+        )
     if info.timecode and muxer in _NO_TIMECODE:
-        notes.append(f"the {muxer} container holds no timecode track: the input's start timecode {info.timecode} is not kept")
+        notes.append(
+            f"the {muxer} container holds no timecode track: the input's start timecode {info.timecode} is not kept"
+        )
     return OutputPlan(muxer, options, encoder, notes)
 
 
@@ -124,8 +161,12 @@ def assemble(info: VideoInfo, segments: Sequence[tuple[Chunk, Path]], output: Pa
             raise OutputError(f"cannot write {output}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
-def _join(info: VideoInfo, segments: Sequence[tuple[Chunk, Path]], source: av.container.InputContainer,
-          out: av.container.OutputContainer) -> AssembleResult:
+def _join(
+    info: VideoInfo,
+    segments: Sequence[tuple[Chunk, Path]],
+    source: av.container.InputContainer,
+    out: av.container.OutputContainer,
+) -> AssembleResult:
     out.metadata.update({k: v for k, v in source.metadata.items() if k.lower() not in _OWN_TAGS})
     with av.open(str(segments[0][1])) as first:
         video_out = out.add_stream_from_template(first.streams.video[0])
@@ -192,7 +233,9 @@ def _segment_packets(
                 yield float(packet.dts * info.time_base), packet
 
 
-def _source_packets(source: av.container.InputContainer, copied: dict[int, av.stream.Stream]) -> Iterator[tuple[float, av.Packet]]:
+def _source_packets(
+    source: av.container.InputContainer, copied: dict[int, av.stream.Stream]
+) -> Iterator[tuple[float, av.Packet]]:
     if not copied:
         return
     streams = [source.streams[i] for i in copied]

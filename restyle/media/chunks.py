@@ -10,6 +10,7 @@ A chunk may also *lead in* with a few frames of the chunk before (``lead_frames`
 they are restyled but not kept, for a scorer that carries state from frame to frame
 (the deflicker), so that each chunk starts as if the video had run on without a cut.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -68,7 +69,7 @@ def plan_chunks(info: VideoInfo, chunk_seconds: float, workers: int = 1, lead_fr
 
     chunks = []
     end_of = info.frame_pts + [info.duration_pts]
-    for i, (first, stop) in enumerate(zip(bounds, bounds[1:])):
+    for i, (first, stop) in enumerate(zip(bounds, bounds[1:], strict=False)):
         start_pts = info.frame_pts[first]
         lead_pts = info.frame_pts[max(0, first - lead_frames)]
         seek = info.keyframe_pts[bisect.bisect_right(info.keyframe_pts, lead_pts) - 1]

@@ -1,4 +1,5 @@
 """Decode one chunk's frames as RGB arrays, streaming: no frame ever touches the disk."""
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,12 @@ log = logging.getLogger("restyle")
 MAX_DAMAGED_SHARE = 0.25  # of a chunk's packets; past it the chunk is not worth restyling
 
 
-def decode_chunk(source: str | BinaryIO, video_index: int, chunk: Chunk, name: str | None = None,
-                 ) -> Iterator[tuple[int, int, np.ndarray]]:
+def decode_chunk(
+    source: str | BinaryIO,
+    video_index: int,
+    chunk: Chunk,
+    name: str | None = None,
+) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield ``(pts, duration, rgb)`` for every frame of ``chunk`` of ``source`` (what ``open_input``
     opens; ``name`` says it in messages), in presentation order.
 
@@ -39,11 +44,14 @@ def decode_chunk(source: str | BinaryIO, video_index: int, chunk: Chunk, name: s
         try:
             pending: tuple[int, np.ndarray] | None = None
             packets = damaged = 0
+
             def damage(what: str) -> None:
                 nonlocal damaged
                 damaged += 1
                 if damaged > max(2, MAX_DAMAGED_SHARE * chunk.frame_count):
-                    raise InputError(f"{path} is damaged around frame {chunk.first_frame + packets}: {damaged} times {what}")
+                    raise InputError(
+                        f"{path} is damaged around frame {chunk.first_frame + packets}: {damaged} times {what}"
+                    )
                 log.warning("%s: near frame %d, %s; skipped", path, chunk.first_frame + packets, what)
 
             for packet in _packets_from(container, stream, chunk):
@@ -72,8 +80,9 @@ def decode_chunk(source: str | BinaryIO, video_index: int, chunk: Chunk, name: s
             raise InputError(f"{path}: cannot decode frames {chunk.first_frame}+: {exc}") from None
 
 
-def _packets_from(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                  chunk: Chunk) -> Iterator[av.Packet]:
+def _packets_from(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, chunk: Chunk
+) -> Iterator[av.Packet]:
     """The video packets from one at or before the chunk's keyframe on.
 
     The first chunk reads from the start: no seek. Seeking is exact in MP4 and Matroska

@@ -20,6 +20,7 @@ The state is one frame, so a chunk rebuilds it from a few frames before its firs
 (``warmup_frames``): their influence after ``n`` frames is ``s**n``, and a chunk that
 starts mid-video continues the previous chunk's output with no visible seam.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,7 +71,7 @@ class Deflicker:
 
     def __call__(self, frames: np.ndarray, styled: np.ndarray) -> np.ndarray:
         """``frames`` the (N, H, W, 3) inputs in order, ``styled`` the model's outputs; returns the smoothed outputs."""
-        return np.stack([self.step(frame, out) for frame, out in zip(frames, styled)])
+        return np.stack([self.step(frame, out) for frame, out in zip(frames, styled, strict=False)])
 
     def step(self, frame: np.ndarray, styled: np.ndarray) -> np.ndarray:
         """One frame: its input and the model's output for it."""
@@ -87,6 +88,8 @@ class Deflicker:
             confidence = cv2.resize(trusted, (width, height), interpolation=cv2.INTER_LINEAR)[..., None]
             change = (warp(prev_out, resize_flow(back, width, height)) - result) * confidence
             # low + HIGH_SHARE * (change - low), in one pass
-            result += cv2.addWeighted(_low_band(change), self.strength * (1 - HIGH_SHARE), change, self.strength * HIGH_SHARE, 0)
+            result += cv2.addWeighted(
+                _low_band(change), self.strength * (1 - HIGH_SHARE), change, self.strength * HIGH_SHARE, 0
+            )
         self._previous = (luma, result)
         return cv2.convertScaleAbs(np.maximum(result, 0.0, out=result.copy()))  # rounds and saturates to uint8

@@ -1,6 +1,8 @@
 """Encode restyled frames into one chunk's video segment (H.264 by default)."""
+
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -74,8 +76,13 @@ class SegmentWriter:
             # VP9's quality scale runs 0-63: x264's crf 18 looks about like its 32. Realtime speed 8 for
             # the fast presets (encoding must not be the bottleneck), "good" quality speed 4 for the others.
             fast = spec.preset in ("ultrafast", "superfast", "veryfast", "faster", "fast")
-            options |= {"crf": str(min(63, round(spec.crf * 1.75))), "b": "0", "row-mt": "1",
-                        "deadline": "realtime" if fast else "good", "cpu-used": "8" if fast else "4"}
+            options |= {
+                "crf": str(min(63, round(spec.crf * 1.75))),
+                "b": "0",
+                "row-mt": "1",
+                "deadline": "realtime" if fast else "good",
+                "cpu-used": "8" if fast else "4",
+            }
         if spec.codec == "libx264":
             # x264's AVX-512 kernels were seen to encode the same frames differently depending on what ran
             # on the thread before (onnxruntime's AVX-512 code): segments redone after a crash then differ.
@@ -103,8 +110,9 @@ class SegmentWriter:
             packets = self._stream.encode(frame)  # the first call opens the encoder with the options
         except (av.ArgumentError, av.PatchWelcomeError, av.OptionNotFoundError) as exc:
             params = f", x264 params {self._spec.x264_params!r}" if self._spec.x264_params else ""
-            raise OutputError(f"the {self._spec.codec} encoder refused its settings (preset {self._spec.preset!r}{params}): "
-                              f"{exc}") from None
+            raise OutputError(
+                f"the {self._spec.codec} encoder refused its settings (preset {self._spec.preset!r}{params}): {exc}"
+            ) from None
         self._mux(packets)
         self.frames += 1
 
@@ -120,10 +128,8 @@ class SegmentWriter:
 
     def abort(self) -> None:
         """Drop a half-written segment."""
-        try:
+        with contextlib.suppress(Exception):  # noqa: BLE001 - the file is being thrown away anyway
             self._container.close()
-        except Exception:  # noqa: BLE001 - the file is being thrown away anyway
-            pass
         self._tmp.unlink(missing_ok=True)
 
     def _mux(self, packets: list[av.Packet]) -> None:

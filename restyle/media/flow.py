@@ -11,6 +11,7 @@ same three things, all from OpenCV:
   (as used by Ruder et al. 2016 and Lai et al. 2018): a pixel whose round trip does not
   come back near where it started is occluded, disoccluded or badly matched.
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,7 +49,9 @@ class FlowEstimator:
         if min(height, width) < MIN_SIDE:  # DIS refuses pictures under 12 pixels: scale tiny ones up, the flow down
             grow = MIN_SIDE / min(height, width)
             size = (max(MIN_SIDE, round(width * grow)), max(MIN_SIDE, round(height * grow)))
-            flow = self(cv2.resize(a, size, interpolation=cv2.INTER_LINEAR), cv2.resize(b, size, interpolation=cv2.INTER_LINEAR))
+            flow = self(
+                cv2.resize(a, size, interpolation=cv2.INTER_LINEAR), cv2.resize(b, size, interpolation=cv2.INTER_LINEAR)
+            )
             return resize_flow(flow, width, height)
         if self._dis is not None:
             return self._dis.calc(a, b, None)

@@ -3,6 +3,7 @@
 The video stream's packets are read once (demux only, no decoding) so that the frame
 count and every frame's timestamp are known exactly, even for variable frame rate.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ class VideoInfo:
 
     @property
     def is_variable_rate(self) -> bool:
-        steps = {b - a for a, b in zip(self.frame_pts, self.frame_pts[1:])}
+        steps = {b - a for a, b in zip(self.frame_pts, self.frame_pts[1:], strict=False)}
         return len(steps) > 1 and (max(steps) - min(steps)) > 1  # 1 tick of rounding is still constant
 
 
@@ -82,7 +83,9 @@ def probe(path: str | Path, settings: Settings) -> VideoInfo:
     if size == 0:
         raise InputError(f"input is empty (0 bytes): {path}")
     if size > settings.max_input_bytes:
-        raise InputError(f"input is {size} bytes, over the limit of {settings.max_input_bytes} (RESTYLE_MAX_INPUT_BYTES)")
+        raise InputError(
+            f"input is {size} bytes, over the limit of {settings.max_input_bytes} (RESTYLE_MAX_INPUT_BYTES)"
+        )
     try:
         container = open_input(path)
     except av.FFmpegError as exc:
@@ -112,10 +115,13 @@ def probe(path: str | Path, settings: Settings) -> VideoInfo:
         rotation = _rotation(container, stream)
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         kept = [s for s in container.streams if s.index != stream.index and s.type in ("audio", "subtitle")]
-        others = [StreamFacts(index=s.index, kind=s.type, codec=codec_name(s), start_s=starts.get(s.index)) for s in kept]
+        others = [
+            StreamFacts(index=s.index, kind=s.type, codec=codec_name(s), start_s=starts.get(s.index)) for s in kept
+        ]
         sar = stream.sample_aspect_ratio
         timecode = stream.metadata.get("timecode") or next(
-            (s.metadata["timecode"] for s in container.streams if "timecode" in s.metadata), None)
+            (s.metadata["timecode"] for s in container.streams if "timecode" in s.metadata), None
+        )
         return VideoInfo(
             path=str(path),
             size_bytes=size,
@@ -140,7 +146,9 @@ def probe(path: str | Path, settings: Settings) -> VideoInfo:
 
 def _check_limits(path: Path, stream: av.video.stream.VideoStream, width: int, height: int, settings: Settings) -> None:
     if width <= 0 or height <= 0:
-        raise InputError(f"{path}: the video stream has no usable picture size (a corrupt header, or a size FFmpeg refuses)")
+        raise InputError(
+            f"{path}: the video stream has no usable picture size (a corrupt header, or a size FFmpeg refuses)"
+        )
     if width * height > settings.max_pixels:
         raise InputError(
             f"{path} is {width}x{height}, over the limit of {settings.max_pixels} pixels a frame (RESTYLE_MAX_PIXELS)"
@@ -156,8 +164,9 @@ def _check_duration(path: Path, seconds: float, settings: Settings) -> None:
         )
 
 
-def _scan_packets(path: Path, container: av.container.InputContainer, stream, sounds: list, settings: Settings
-                  ) -> tuple[list[int], list[int], int, dict[int, float]]:
+def _scan_packets(
+    path: Path, container: av.container.InputContainer, stream, sounds: list, settings: Settings
+) -> tuple[list[int], list[int], int, dict[int, float]]:
     """Every frame's pts (sorted), the keyframes' pts, the end of the last frame, and when each sound starts.
 
     Stops as soon as the frames are over the limit: a file of millions of tiny frames
@@ -177,9 +186,13 @@ def _scan_packets(path: Path, container: av.container.InputContainer, stream, so
                 continue
             t = packet.pts if packet.pts is not None else packet.dts
             if t is None:
-                raise InputError(f"{path}: video packets carry no timestamps; remux it first (ffmpeg -i IN -c copy OUT.mp4)")
+                raise InputError(
+                    f"{path}: video packets carry no timestamps; remux it first (ffmpeg -i IN -c copy OUT.mp4)"
+                )
             if len(pts) >= settings.max_frames:
-                raise InputError(f"{path} has more than {settings.max_frames} frames, over the limit (RESTYLE_MAX_FRAMES)")
+                raise InputError(
+                    f"{path} has more than {settings.max_frames} frames, over the limit (RESTYLE_MAX_FRAMES)"
+                )
             pts.append(t)
             durations[t] = packet.duration or 0
             if packet.is_keyframe:
@@ -188,7 +201,9 @@ def _scan_packets(path: Path, container: av.container.InputContainer, stream, so
         raise InputError(f"{path} is damaged and cannot be read to the end: {_reason(exc)}") from None
     pts.sort()
     if len(set(pts)) != len(pts):
-        raise InputError(f"{path}: several video frames share one timestamp; remux it first (ffmpeg -i IN -c copy OUT.mp4)")
+        raise InputError(
+            f"{path}: several video frames share one timestamp; remux it first (ffmpeg -i IN -c copy OUT.mp4)"
+        )
     if not pts:
         return [], [], 0, starts
     last = durations.get(pts[-1]) or (pts[-1] - pts[-2] if len(pts) > 1 else _one_frame(stream))

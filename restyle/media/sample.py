@@ -4,6 +4,7 @@
 * ``make_motion_clip``: a camera pan or zoom over a photo, with a tone: real texture in
   smooth motion, the case where per-frame stylisation flickers most visibly.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -107,7 +108,9 @@ def packaged_photo() -> Path:
     try:
         import matplotlib
     except ImportError:
-        raise InputError("no packaged photo: pip install matplotlib (it ships one), or pass a picture of your own") from None
+        raise InputError(
+            "no packaged photo: pip install matplotlib (it ships one), or pass a picture of your own"
+        ) from None
     return Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 
 
@@ -128,8 +131,16 @@ def installed_photo() -> Path | None:
 
 
 def _write(
-    path: Path, frames: Iterator[tuple[int, av.VideoFrame]], width: int, height: int, rate: Fraction, count: int,
-    audio: bool, rotation: int, keyframe_interval: int, pix_fmt: str,
+    path: Path,
+    frames: Iterator[tuple[int, av.VideoFrame]],
+    width: int,
+    height: int,
+    rate: Fraction,
+    count: int,
+    audio: bool,
+    rotation: int,
+    keyframe_interval: int,
+    pix_fmt: str,
 ) -> Path:
     """Encode ``(index, frame)`` pairs as H.264 at ``rate``, and a tone as long as ``count`` frames."""
     try:
@@ -152,7 +163,9 @@ def _write(
         out.mux(video.encode(None))
 
         if sound is not None:
-            with av.open(f"sine=frequency=440:sample_rate=48000:duration={float(count / rate):.6f}", format="lavfi") as tone:
+            with av.open(
+                f"sine=frequency=440:sample_rate=48000:duration={float(count / rate):.6f}", format="lavfi"
+            ) as tone:
                 resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000)
                 for frame in tone.decode(audio=0):
                     for converted in resampler.resample(frame):

@@ -14,6 +14,7 @@ server). So an input is opened only
 FFmpeg enforces both lists itself (``format_whitelist``, ``protocol_whitelist``), so a
 demuxer that tried to open another file or URL would be refused there too.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,13 +27,46 @@ from restyle.errors import InputError
 # Containers that hold their media inside them (no references to other files), and
 # single pictures (so that a photo given as a video gets a reason, not a puzzle).
 VIDEO_FORMATS = (
-    "mov", "matroska", "mpegts", "avi", "flv", "mpeg", "asf", "ogg", "ivf", "mxf", "nut", "gif",
-    "yuv4mpegpipe", "dv", "h264", "hevc", "m4v", "mjpeg", "rm", "wtv", "obu",
+    "mov",
+    "matroska",
+    "mpegts",
+    "avi",
+    "flv",
+    "mpeg",
+    "asf",
+    "ogg",
+    "ivf",
+    "mxf",
+    "nut",
+    "gif",
+    "yuv4mpegpipe",
+    "dv",
+    "h264",
+    "hevc",
+    "m4v",
+    "mjpeg",
+    "rm",
+    "wtv",
+    "obu",
 )
 AUDIO_FORMATS = ("mp3", "wav", "aac", "flac", "ac3", "eac3", "w64", "aiff", "caf")  # refused later: no video
 PICTURE_FORMATS = (
-    "jpeg_pipe", "png_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif_pipe", "qoi_pipe", "jpegxl_pipe",
-    "dpx_pipe", "exr_pipe", "pam_pipe", "pbm_pipe", "pgm_pipe", "ppm_pipe", "psd_pipe", "svg_pipe",
+    "jpeg_pipe",
+    "png_pipe",
+    "webp_pipe",
+    "bmp_pipe",
+    "tiff_pipe",
+    "gif_pipe",
+    "qoi_pipe",
+    "jpegxl_pipe",
+    "dpx_pipe",
+    "exr_pipe",
+    "pam_pipe",
+    "pbm_pipe",
+    "pgm_pipe",
+    "ppm_pipe",
+    "psd_pipe",
+    "svg_pipe",
 )
 ALLOWED_FORMATS = VIDEO_FORMATS + AUDIO_FORMATS + PICTURE_FORMATS
 LOCAL_PROTOCOLS = "file"
@@ -63,9 +97,13 @@ def open_input(source: str | Path | BinaryIO, **options: object) -> av.container
     if hasattr(source, "read"):
         fmt = detect_format_of(source, "the input")  # type: ignore[arg-type]
         source.seek(0)  # type: ignore[union-attr]
-        return av.open(source, format=fmt, metadata_errors="replace",
-                       options={"format_whitelist": ",".join(ALLOWED_FORMATS), "protocol_whitelist": LOCAL_PROTOCOLS},
-                       **options)
+        return av.open(
+            source,
+            format=fmt,
+            metadata_errors="replace",
+            options={"format_whitelist": ",".join(ALLOWED_FORMATS), "protocol_whitelist": LOCAL_PROTOCOLS},
+            **options,
+        )
     remote = is_url(source)
     name = str(source)
     fmt = None if remote else detect_format(Path(name))
@@ -96,7 +134,9 @@ def detect_format_of(file: BinaryIO, path: str) -> str:
         head = file.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
         for signature, what in _REFERENCES:
             if head.startswith(signature):
-                raise InputError(f"{path} is {what}: it refers to other files, and restyle reads only self-contained videos")
+                raise InputError(
+                    f"{path} is {what}: it refers to other files, and restyle reads only self-contained videos"
+                )
         if head.startswith(b"\x89PNG\r\n\x1a\n"):
             return "png_pipe"  # FFmpeg's probe says apng (a video) for any PNG: a picture is a picture
         file.seek(0)

@@ -3,6 +3,7 @@
 Reads the output's packets (no decoding). The figures go into the run's report (and a
 job's figures); an output whose length or sound offsets are off is refused, never delivered.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -20,7 +21,9 @@ TOLERANCE_S = 0.002  # MP4 edit lists and Matroska keep times to the millisecond
 class OutputCheck:
     frames: list[int]  # [input, output]
     duration_s: list[float]  # [input, output]
-    av_offsets_s: list[list[float]] = field(default_factory=list)  # per audio stream: [input, output] start - video start
+    av_offsets_s: list[list[float]] = field(
+        default_factory=list
+    )  # per audio stream: [input, output] start - video start
     ok: bool = True
     problems: list[str] = field(default_factory=list)
 
@@ -56,13 +59,15 @@ def verify(info: VideoInfo, output: Path, restyled_frames: int) -> OutputCheck:
     one_frame = info.duration_s / max(1, info.frame_count)
     if abs(duration - info.duration_s) > one_frame + TOLERANCE_S and len(pts) == info.frame_count:
         check.problems.append(f"the output lasts {duration:.3f} s, the input {info.duration_s:.3f} s")
-    for facts, start in zip(info.audio_streams, starts):
+    for facts, start in zip(info.audio_streams, starts, strict=False):
         if facts.start_s is None or start is None:
             continue
         before, after = facts.start_s - info.start_s, start - video_start
         check.av_offsets_s.append([round(before, 4), round(after, 4)])
         if abs(before - after) > TOLERANCE_S:
-            check.problems.append(f"audio stream {facts.index} starts {after:+.3f} s from the video, the input's {before:+.3f} s")
+            check.problems.append(
+                f"audio stream {facts.index} starts {after:+.3f} s from the video, the input's {before:+.3f} s"
+            )
     check.ok = not check.problems
     if check.problems:
         raise OutputError(f"the output does not match the input, so it is not delivered: {'; '.join(check.problems)}")

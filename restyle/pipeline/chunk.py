@@ -11,6 +11,7 @@ With a deflicker, each restyled batch is smoothed against the frames before it (
 model's thread: the state runs frame to frame), starting from the chunk's lead-in
 frames, which are scored but not written.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -110,14 +111,18 @@ class ChunkResult:
         return dataclasses.replace(self, node=node, runtime=runtime, bytes_in=bytes_in)
 
 
-def score_chunk(task: ChunkTask, model: Model, batch_size: int, on_frames: Callable[[int], None] | None = None) -> ChunkResult:
+def score_chunk(
+    task: ChunkTask, model: Model, batch_size: int, on_frames: Callable[[int], None] | None = None
+) -> ChunkResult:
     """Restyle ``task.chunk`` with ``model`` and store its part; return its figures."""
     started = time.perf_counter()
     spec = localized(task.spec, task.files)
     writer = task.part.writer(task.segments.local_path(task.segment_name), task.chunk)
     stages = _Stages(task, writer, on_frames)
-    threads = [threading.Thread(target=stages.decode, args=(batch_size,), daemon=True),
-               threading.Thread(target=stages.encode, daemon=True)]
+    threads = [
+        threading.Thread(target=stages.decode, args=(batch_size,), daemon=True),
+        threading.Thread(target=stages.encode, daemon=True),
+    ]
     for thread in threads:
         thread.start()
     error: BaseException | None = None
@@ -179,7 +184,7 @@ class _Stages:
             while (item := self.restyled.get()) is not _DONE:
                 clock = time.thread_time()
                 stamps, frames = item
-                for (pts, duration), frame in zip(stamps, frames):
+                for (pts, duration), frame in zip(stamps, frames, strict=False):
                     self.writer.write(frame, pts, duration)
                 self.timers["encode"] += time.thread_time() - clock
                 if self.on_frames:
@@ -223,7 +228,9 @@ def with_strength(frames: np.ndarray, out: np.ndarray | Records, strength: float
     return blend(frames, out, strength)
 
 
-def _batches(frames: Iterator[tuple[int, int, np.ndarray]], size: int) -> Iterator[tuple[list[tuple[int, int]], np.ndarray]]:
+def _batches(
+    frames: Iterator[tuple[int, int, np.ndarray]], size: int
+) -> Iterator[tuple[list[tuple[int, int]], np.ndarray]]:
     stamps: list[tuple[int, int]] = []
     images: list[np.ndarray] = []
     for pts, duration, rgb in frames:

@@ -4,6 +4,7 @@ Workers read each image by the reference their engine made (on a Ray node that d
 see this disk, its bytes come shipped) and give the restyled image's bytes back; this
 process writes them, so the output folder never has to be reachable from a worker.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -98,9 +99,19 @@ def run_folder(
             results.append(dataclasses.replace(result, data=b""))
         total = time.perf_counter() - started
         return RunReport(
-            input=str(source), output=str(target), model=handler.label(spec), frames=len(results), chunks=len(results),
-            chunks_reused=0, chunks_retried=0, width=None, height=None, duration_s=None, workers=engine.workers,
-            threads=runtime.threads, **runtime_figures(results, runtime.choose(handler.network)),
+            input=str(source),
+            output=str(target),
+            model=handler.label(spec),
+            frames=len(results),
+            chunks=len(results),
+            chunks_reused=0,
+            chunks_retried=0,
+            width=None,
+            height=None,
+            duration_s=None,
+            workers=engine.workers,
+            threads=runtime.threads,
+            **runtime_figures(results, runtime.choose(handler.network)),
             seconds={"score": round(total, 3), "total": round(total, 3)},
         )
 

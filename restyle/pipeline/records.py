@@ -10,6 +10,7 @@ and a resumed run reuses it. The job's output is the parts joined in order. A li
 ``box`` is [x1, y1, x2, y2] in the frame's pixels; ``time`` is the frame's presentation
 time in seconds (pts x time base), the time a player seeks to.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,7 @@ class RecordsWriter:
         self.frames = 0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self._tmp, "w", encoding="utf-8")
+            self._file = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115 - kept open across write() calls; closed by finish()/abort()
         except OSError as exc:
             raise WorkDirError(f"cannot write records part {path}: {exc.strerror}") from None
 

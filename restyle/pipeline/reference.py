@@ -1,4 +1,5 @@
 """The reference a restyled video is measured against: the model run on each frame alone."""
+
 from __future__ import annotations
 
 import os

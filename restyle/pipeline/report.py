@@ -1,4 +1,5 @@
 """The record of one run: what it did and how long each step took."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -57,7 +58,9 @@ class RunReport:
             counts = ", ".join(f"{name} {n}" for name, n in self.records["detections"].items()) or "none"
             smooth += f"; {self.records['frames_with_detections']} frames with detections ({counts})"
         if set(self.nodes) - {"local"}:  # a cluster: where the chunks ran, on what each node's CPU chose
-            smooth += "; " + ", ".join(f"{node} {n['chunks']} chunks {n['runtime']}" for node, n in sorted(self.nodes.items()))
+            smooth += "; " + ", ".join(
+                f"{node} {n['chunks']} chunks {n['runtime']}" for node, n in sorted(self.nodes.items())
+            )
         return (
             f"{self.output}: {self.frames} frames in {self.chunks} chunks{reused}, "
             f"{self.seconds.get('total', 0):.1f}s, {self.fps:.2f} fps [{steps}] {self.workers}x{self.threads} {self.backend} {self.precision} {self.model}{smooth}"
@@ -89,7 +92,11 @@ def runtime_figures(results: Sequence[WorkerFacts], estimate: Choice) -> dict:
     ran = Counter(result.runtime or estimate.runtime for result in results)
     runtime = ran.most_common(1)[0][0] if ran else estimate.runtime
     backend, _, precision = runtime.partition(" ")
-    reason = estimate.reason if runtime == estimate.runtime else f"as the workers chose on their CPUs ({', '.join(sorted(ran))})"
+    reason = (
+        estimate.reason
+        if runtime == estimate.runtime
+        else f"as the workers chose on their CPUs ({', '.join(sorted(ran))})"
+    )
     for node in nodes.values():  # one runtime per node, unless its workers differed (a mixed node): then all
         node["runtime"] = ", ".join(sorted(node["runtime"]))
     return {"backend": backend, "precision": precision, "precision_reason": reason, "nodes": nodes}

@@ -5,6 +5,7 @@ so a killed run picks up where it stopped. The output appears at its path only w
 is whole (written under a temporary name, then renamed). What the output is (a video,
 or a records model's JSON Lines) is the sink's business (:mod:`restyle.pipeline.sinks`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -108,8 +109,9 @@ def run(
     handler = check(spec)
     given = engine or engines
     if Path(input).is_dir():
-        return run_folder(Path(input), Path(output), spec, handler, settings=settings, engine=given,
-                          on_progress=on_progress)
+        return run_folder(
+            Path(input), Path(output), spec, handler, settings=settings, engine=given, on_progress=on_progress
+        )
     job = Job(Path(input), Path(output), spec, handler, settings, input_id, input_url, on_progress, hooks or Hooks())
     with _segments(work) as segments:
         return _run_video(job, segments, given)
@@ -141,20 +143,34 @@ def _run_video(job: Job, segments: SegmentStore, given: Engines | None) -> RunRe
         seconds["assemble"] = time.perf_counter() - clock
         seconds["total"] = time.perf_counter() - started
         if delivered.frames != info.frame_count:
-            delivered.notes.append(f"the input has {info.frame_count} frames but {delivered.frames} could be "
-                                   "decoded and scored")
+            delivered.notes.append(
+                f"the input has {info.frame_count} frames but {delivered.frames} could be decoded and scored"
+            )
         for note in delivered.notes:
             log.warning(note)
         width, height = plan.planned.part.size
         return RunReport(
-            input=str(job.input), output=str(job.output), model=label, frames=delivered.frames,
-            chunks=len(plan.chunks), chunks_reused=len(plan.chunks) - len(plan.tasks),
-            chunks_retried=engine.redone - redone, models_loaded=engine.loads - loads,
-            width=width, height=height, duration_s=round(info.duration_s, 3), workers=engine.workers,
-            threads=runtime.threads, **runtime_figures(results, runtime.choose(job.handler.network)),
-            seconds={k: round(v, 3) for k, v in seconds.items()}, busy_s=_busy(results, job.spec.deflicker),
-            deflicker=job.spec.deflicker, chunk_starts=[c.first_frame for c in plan.chunks], notes=delivered.notes,
-            records=delivered.records, output_check=delivered.output_check,
+            input=str(job.input),
+            output=str(job.output),
+            model=label,
+            frames=delivered.frames,
+            chunks=len(plan.chunks),
+            chunks_reused=len(plan.chunks) - len(plan.tasks),
+            chunks_retried=engine.redone - redone,
+            models_loaded=engine.loads - loads,
+            width=width,
+            height=height,
+            duration_s=round(info.duration_s, 3),
+            workers=engine.workers,
+            threads=runtime.threads,
+            **runtime_figures(results, runtime.choose(job.handler.network)),
+            seconds={k: round(v, 3) for k, v in seconds.items()},
+            busy_s=_busy(results, job.spec.deflicker),
+            deflicker=job.spec.deflicker,
+            chunk_starts=[c.first_frame for c in plan.chunks],
+            notes=delivered.notes,
+            records=delivered.records,
+            output_check=delivered.output_check,
         )
 
 
@@ -179,8 +195,9 @@ def _plan(job: Job, info: VideoInfo, sink: Sink, engine: Engine, segments: Segme
     return Plan(chunks, planned, names, tasks)
 
 
-def _score(job: Job, info: VideoInfo, plan: Plan, engine: Engine, runtime: Runtime,
-           segments: SegmentStore) -> list[ChunkResult]:
+def _score(
+    job: Job, info: VideoInfo, plan: Plan, engine: Engine, runtime: Runtime, segments: SegmentStore
+) -> list[ChunkResult]:
     """Score the tasks on the engine, storing each part that comes back carried; stop at a cancel."""
     done = sum(c.frame_count for c in plan.chunks) - sum(t.chunk.frame_count for t in plan.tasks)
     progress = _counter(done, info.frame_count, job.on_progress)
@@ -219,8 +236,9 @@ def _busy(results: list[ChunkResult], deflicker: float) -> dict[str, float]:
     return busy | ({"smooth": round(sum(r.smooth_s for r in results), 3)} if deflicker else {})
 
 
-def plan(input: str | Path, spec: JobSpec | None = None, settings: Settings | None = None,
-         workers: int | None = None) -> list[Chunk]:
+def plan(
+    input: str | Path, spec: JobSpec | None = None, settings: Settings | None = None, workers: int | None = None
+) -> list[Chunk]:
     """The chunks ``run`` cuts ``input`` into for ``spec`` with these settings here (or ``workers`` workers)."""
     settings = settings or load_settings()
     spec = spec or JobSpec()

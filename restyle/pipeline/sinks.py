@@ -4,6 +4,7 @@ A sink refuses an output it cannot write (before the input is read), plans the p
 chunk writes (a video segment, or a records model's JSON Lines), and delivers the parts
 as the job's output: assembled with the input's other streams and verified, or joined.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -77,8 +78,9 @@ class Sink(Protocol):
 
     def plan(self, info: VideoInfo, output: Path, spec: JobSpec, handler: Handler, settings: Settings) -> Planned: ...
 
-    def deliver(self, info: VideoInfo, parts: list[tuple[Chunk, Path]], partial: Path, planned: Planned,
-                label: str) -> Delivered:
+    def deliver(
+        self, info: VideoInfo, parts: list[tuple[Chunk, Path]], partial: Path, planned: Planned, label: str
+    ) -> Delivered:
         """Write the job's output at ``partial`` from the chunks' parts, in order."""
         ...
 
@@ -86,8 +88,9 @@ class Sink(Protocol):
 class VideoSink:
     def check(self, output: Path, label: str) -> None:
         if output.suffix.lower() == ".jsonl":
-            raise OutputError(f"{label} makes pictures, not records: give a video output such as "
-                              f"{output.with_suffix('.mp4').name}")
+            raise OutputError(
+                f"{label} makes pictures, not records: give a video output such as {output.with_suffix('.mp4').name}"
+            )
         container_for(output)  # a suffix restyle cannot write is refused before the input is read
 
     def plan(self, info: VideoInfo, output: Path, spec: JobSpec, handler: Handler, settings: Settings) -> Planned:
@@ -109,26 +112,33 @@ class VideoSink:
         )
         return Planned(VideoPart(encode), str(encode), target)
 
-    def deliver(self, info: VideoInfo, parts: list[tuple[Chunk, Path]], partial: Path, planned: Planned,
-                label: str) -> Delivered:
+    def deliver(
+        self, info: VideoInfo, parts: list[tuple[Chunk, Path]], partial: Path, planned: Planned, label: str
+    ) -> Delivered:
         assert planned.target is not None and isinstance(planned.part, VideoPart)
         assembled = assemble(info, parts, partial, planned.target)
         checked = verify(info, partial, assembled.video_packets)
-        return Delivered(assembled.video_packets, _video_notes(info, planned.part.encode, planned.target, label),
-                         output_check=checked.to_dict())
+        return Delivered(
+            assembled.video_packets,
+            _video_notes(info, planned.part.encode, planned.target, label),
+            output_check=checked.to_dict(),
+        )
 
 
 class RecordsSink:
     def check(self, output: Path, label: str) -> None:
         if output.suffix.lower() != ".jsonl":
-            raise OutputError(f"{label} writes records, one JSON line per frame: give an output such as "
-                              f"{output.with_suffix('.jsonl').name}")
+            raise OutputError(
+                f"{label} writes records, one JSON line per frame: give an output such as "
+                f"{output.with_suffix('.jsonl').name}"
+            )
 
     def plan(self, info: VideoInfo, output: Path, spec: JobSpec, handler: Handler, settings: Settings) -> Planned:
         return Planned(RecordsPart(info.time_base, (info.width, info.height)), f"records|{info.time_base}")
 
-    def deliver(self, info: VideoInfo, parts: list[tuple[Chunk, Path]], partial: Path, planned: Planned,
-                label: str) -> Delivered:
+    def deliver(
+        self, info: VideoInfo, parts: list[tuple[Chunk, Path]], partial: Path, planned: Planned, label: str
+    ) -> Delivered:
         summary = join_records([path for _, path in parts], partial)
         return Delivered(summary["frames"], records=summary)
 
@@ -140,8 +150,10 @@ def _video_notes(info: VideoInfo, encode: EncodeSpec, target: OutputPlan, label:
     """What the output does not carry over from the input, or changes: size, alpha, bit depth."""
     notes = list(target.notes)
     if encode.coded_size != (encode.width, encode.height):
-        notes.append(f"{encode.width}x{encode.height} is odd-sized; {encode.pix_fmt} needs even sides, "
-                     f"so the output is {encode.coded_size[0]}x{encode.coded_size[1]}")
+        notes.append(
+            f"{encode.width}x{encode.height} is odd-sized; {encode.pix_fmt} needs even sides, "
+            f"so the output is {encode.coded_size[0]}x{encode.coded_size[1]}"
+        )
     if (encode.width, encode.height) != (info.width, info.height):
         notes.append(f"{label} scales the picture: {info.width}x{info.height} in, {encode.width}x{encode.height} out")
     source = info.pix_fmt

@@ -1,4 +1,5 @@
 """How a run gets its engine, and gives the spec's files to it (videos and folders alike)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator

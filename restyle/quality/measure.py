@@ -12,6 +12,7 @@
 * **PSNR / SSIM** of the output against a reference (the per-frame stylisation): how
   much of the style survives; a deflicker that just blurred would lose here.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -47,9 +48,14 @@ class QualityReport:
         return figures
 
     def summary(self) -> str:
-        parts = [f"{self.frames} frames", f"warping error {self.warping_error:.5f} (input {self.input_warping_error:.5f})"]
+        parts = [
+            f"{self.frames} frames",
+            f"warping error {self.warping_error:.5f} (input {self.input_warping_error:.5f})",
+        ]
         if self.boundary_warping_error is not None:
-            parts.append(f"at chunk starts {self.boundary_warping_error:.5f}, elsewhere {self.interior_warping_error:.5f}")
+            parts.append(
+                f"at chunk starts {self.boundary_warping_error:.5f}, elsewhere {self.interior_warping_error:.5f}"
+            )
         if self.psnr is not None:
             parts.append(f"against the reference PSNR {self.psnr:.2f} dB, SSIM {self.ssim:.4f}")
         return ", ".join(parts)
@@ -58,7 +64,9 @@ class QualityReport:
 Video = str | Path | Iterable[np.ndarray]  # a file, or its decoded RGB frames
 
 
-def measure(input: Video, output: Video, reference: Video | None = None, chunk_starts: Iterable[int] = ()) -> QualityReport:
+def measure(
+    input: Video, output: Video, reference: Video | None = None, chunk_starts: Iterable[int] = ()
+) -> QualityReport:
     """Warping error of ``output`` along ``input``'s motion; PSNR/SSIM against ``reference`` if given.
 
     Each is a video file or the frames themselves; ``reference`` is typically the model
@@ -90,7 +98,9 @@ def measure(input: Video, output: Video, reference: Video | None = None, chunk_s
         previous = (luma, frame, out)
     if count < 2:
         raise InputError(f"{_name(output)} has {count} frame(s); the warping error needs at least two")
-    report = QualityReport(frames=count, warping_error=_mean(errors), input_warping_error=_mean(input_errors), per_frame=errors)
+    report = QualityReport(
+        frames=count, warping_error=_mean(errors), input_warping_error=_mean(input_errors), per_frame=errors
+    )
     if starts:
         at = [e for t, e in enumerate(errors, start=1) if t in starts]
         rest = [e for t, e in enumerate(errors, start=1) if t not in starts]
@@ -121,20 +131,21 @@ def _name(video: Video) -> str:
     return str(video) if isinstance(video, (str, Path)) else "the frames given"
 
 
-def _paired(inputs: Iterator[np.ndarray], outputs: Iterator[np.ndarray], input: Video,
-            output: Video) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    count = 0
-    for frame, out in itertools.zip_longest(inputs, outputs):
+def _paired(
+    inputs: Iterator[np.ndarray], outputs: Iterator[np.ndarray], input: Video, output: Video
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for count, (frame, out) in enumerate(itertools.zip_longest(inputs, outputs)):
         if frame is None or out is None:
             more, fewer = (_name(output), _name(input)) if frame is None else (_name(input), _name(output))
             raise InputError(f"{more} has more frames than {fewer} ({count}): not the same video")
-        count += 1
         if out.shape[:2] != frame.shape[:2]:
             # Odd sizes come out padded by one edge pixel: compare the input's area.
             height, width = frame.shape[:2]
             if out.shape[0] < height or out.shape[1] < width:
-                raise InputError(f"{_name(output)} is {out.shape[1]}x{out.shape[0]}, {_name(input)} is {width}x{height}: "
-                                 "not the same video")
+                raise InputError(
+                    f"{_name(output)} is {out.shape[1]}x{out.shape[0]}, {_name(input)} is {width}x{height}: "
+                    "not the same video"
+                )
             out = out[:height, :width]
         yield frame, out
 

@@ -2,6 +2,7 @@
 
 The runtime's fidelity bar and ``restyle quality`` both use them; nothing here imports restyle.
 """
+
 from __future__ import annotations
 
 import cv2

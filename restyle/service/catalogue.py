@@ -10,6 +10,7 @@ Refusals are the domain's :class:`~restyle.errors.Refusal` kinds (Invalid, NotFo
 TooLarge), with a reason a person can act on; the web face maps them to statuses, the CLI prints
 the same reason.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,9 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 def check_name(name: str, what: str) -> str:
     if not NAME.match(name or ""):
-        raise Invalid(f"a {what} name is 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit; got {name[:80]!r}")
+        raise Invalid(
+            f"a {what} name is 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit; got {name[:80]!r}"
+        )
     return name
 
 
@@ -48,13 +51,17 @@ class Catalogue:
 
     # -- models --------------------------------------------------------------
 
-    def register(self, name: str, stream: BinaryIO, *, kind: str = "auto", added_by: str, filename: str = "model.onnx") -> RegisteredModel:
+    def register(
+        self, name: str, stream: BinaryIO, *, kind: str = "auto", added_by: str, filename: str = "model.onnx"
+    ) -> RegisteredModel:
         """Check and store a model file under ``name``; Conflict if the name is taken, Invalid if it does not fit."""
         check_name(name, "model")
         if name in handler_names():
             raise Conflict(f"{name!r} is a handler's name; choose another name for the model")
         if self.store.model(name):
-            raise Conflict(f"a model named {name!r} is registered already; remove it first (restyle models remove {name})")
+            raise Conflict(
+                f"a model named {name!r} is registered already; remove it first (restyle models remove {name})"
+            )
         settings = self.context.settings
         with spooled(stream, settings.max_model_bytes, "model file", "RESTYLE_MAX_MODEL_BYTES", filename) as file:
             kind = _kind_of(file.path) if kind == "auto" else kind
@@ -63,8 +70,16 @@ class Catalogue:
             key = keys.model(file.sha256)
             if not self.context.system.exists(key):
                 self.context.system.put_file(file.path, key)
-            model = RegisteredModel(name=name, kind=kind, sha256=file.sha256, key=key, size=file.size,
-                                    output=str(handler.output), added_by=added_by, added_at=time.time())
+            model = RegisteredModel(
+                name=name,
+                kind=kind,
+                sha256=file.sha256,
+                key=key,
+                size=file.size,
+                output=str(handler.output),
+                added_by=added_by,
+                added_at=time.time(),
+            )
         try:
             return self.store.add_model(model)
         except NameTaken:
@@ -101,8 +116,16 @@ class Catalogue:
         if self.store.picture(owner, name):
             raise Conflict(f"you have a picture named {name!r} already; delete it first")
         key, (width, height), file = self.store_picture(owner, stream)
-        picture = SavedPicture(owner=owner, name=name, sha256=file.sha256, key=key, size=file.size,
-                               width=width, height=height, added_at=time.time())
+        picture = SavedPicture(
+            owner=owner,
+            name=name,
+            sha256=file.sha256,
+            key=key,
+            size=file.size,
+            width=width,
+            height=height,
+            added_at=time.time(),
+        )
         try:
             return self.store.add_picture(picture)
         except NameTaken:
@@ -134,8 +157,10 @@ def check_picture(path: Path, max_pixels: int) -> tuple[int, int]:
         with Image.open(path) as image:
             width, height = image.size
             if width * height > max_pixels:
-                raise Invalid(f"the style picture is {width}x{height}, over the limit of {max_pixels} pixels "
-                                   "(RESTYLE_MAX_PICTURE_PIXELS)")
+                raise Invalid(
+                    f"the style picture is {width}x{height}, over the limit of {max_pixels} pixels "
+                    "(RESTYLE_MAX_PICTURE_PIXELS)"
+                )
             image.load()
     except Invalid:
         raise
@@ -192,8 +217,10 @@ def _file_handler(kind: str):
     except ModelError as exc:
         raise Invalid(str(exc)) from None
     if not getattr(handler, "registrable", False):
-        raise Invalid(f"the {kind} handler has weights of its own; register models of kind "
-                      f"{', '.join(file_kinds())} or a plugin's")
+        raise Invalid(
+            f"the {kind} handler has weights of its own; register models of kind "
+            f"{', '.join(file_kinds())} or a plugin's"
+        )
     return handler
 
 

@@ -1,4 +1,5 @@
 """What every part of the service shares: settings, the two object stores, the job store, the tokens."""
+
 from __future__ import annotations
 
 import logging
@@ -86,8 +87,10 @@ def load_tokens(settings: Settings) -> dict[str, Principal]:
         except ValueError:
             raise RestyleError(f"RESTYLE_TOKENS entries are NAME:ROLE:SECRET, got {entry.split(':')[0]}:...") from None
         if not TOKEN_NAME.fullmatch(name) or name.lower() in RESERVED_NAMES:
-            raise RestyleError(f"token name {name[:40]!r} is not allowed: use letters, digits, '.', '_' or '-' "
-                               f"(at most 64), and not {', '.join(sorted(RESERVED_NAMES))}")
+            raise RestyleError(
+                f"token name {name[:40]!r} is not allowed: use letters, digits, '.', '_' or '-' "
+                f"(at most 64), and not {', '.join(sorted(RESERVED_NAMES))}"
+            )
         if role not in ROLES:
             raise RestyleError(f"token role must be one of {', '.join(ROLES)}, got {role!r} for {name}")
         if len(secret) < 16:
@@ -134,6 +137,7 @@ def _private(store: ObjectStore) -> ObjectStore:
 
 
 # -- scratch: a process's temporary files, under the service's own folder -----------------------
+
 
 def scratch_dir(settings: Settings) -> Path:
     """This process's scratch folder, home/tmp/<host>.<pid>: a killed process's leftovers are found by name."""

@@ -1,4 +1,5 @@
 """A running job's ETA, from the progress the API has seen: frames left / recent speed."""
+
 from __future__ import annotations
 
 import threading

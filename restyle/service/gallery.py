@@ -4,6 +4,7 @@ Rendered once, with the styles handler itself (one loaded network, every style p
 on the same test pattern as ``restyle styles --sheet``, and kept in the system store
 (``keys.thumbnail``) so that every API process and every restart reuses them.
 """
+
 from __future__ import annotations
 
 import io

@@ -3,6 +3,7 @@
 Domain only: refusals are :class:`~restyle.errors.TooLarge` and :class:`~restyle.errors.Invalid`,
 which the web face maps to statuses. Dropped files come in through the trigger instead.
 """
+
 from __future__ import annotations
 
 import time
@@ -29,11 +30,18 @@ def submit_upload(context: Context, principal: Principal, stream: BinaryIO, file
     """Store an uploaded video in the inbox and make its job (idempotently, with the trigger)."""
     settings = context.settings
     key = keys.inbox(principal.name, filename)
-    job, _ = context.jobs.create(principal.name, key, None, params, state=JobState.UPLOADING,
-                                 max_attempts=settings.max_attempts)
+    job, _ = context.jobs.create(
+        principal.name, key, None, params, state=JobState.UPLOADING, max_attempts=settings.max_attempts
+    )
     try:
-        with spooled(stream, settings.max_upload_bytes, "upload", "RESTYLE_MAX_UPLOAD_BYTES", digest=False,
-                     prefix="restyle-upload-") as file:
+        with spooled(
+            stream,
+            settings.max_upload_bytes,
+            "upload",
+            "RESTYLE_MAX_UPLOAD_BYTES",
+            digest=False,
+            prefix="restyle-upload-",
+        ) as file:
             info = context.data.put_file(file.path, key)
     except Refusal:  # too large, or empty: the job will never have its video
         context.jobs.cancel(job.id)
@@ -58,8 +66,9 @@ def presign_upload(context: Context, principal: Principal, filename: str, params
     folder store, a presigned S3 POST form (whose policy caps the size) otherwise."""
     settings = context.settings
     key = keys.inbox(principal.name, filename)
-    job, _ = context.jobs.create(principal.name, key, None, params, state=JobState.UPLOADING,
-                                 max_attempts=settings.max_attempts)
+    job, _ = context.jobs.create(
+        principal.name, key, None, params, state=JobState.UPLOADING, max_attempts=settings.max_attempts
+    )
     expires = settings.link_seconds
     expires_at = int(time.time()) + expires
     if context.data.is_local:
@@ -79,12 +88,16 @@ def s3_upload_form(context: Context, key: str, expires: int) -> dict:
     settings = context.settings
     bucket, _, prefix = settings.data.removeprefix("s3://").partition("/")
     client = get_session().create_client(
-        "s3", endpoint_url=settings.s3_endpoint_url or None, region_name=settings.s3_region or None,
-        aws_access_key_id=settings.s3_access_key or None, aws_secret_access_key=settings.s3_secret_key or None,
+        "s3",
+        endpoint_url=settings.s3_endpoint_url or None,
+        region_name=settings.s3_region or None,
+        aws_access_key_id=settings.s3_access_key or None,
+        aws_secret_access_key=settings.s3_secret_key or None,
     )
     full_key = f"{prefix.strip('/')}/{key}" if prefix.strip("/") else key
-    return client.generate_presigned_post(bucket, full_key, ExpiresIn=expires,
-                                          Conditions=[["content-length-range", 1, settings.max_upload_bytes]])
+    return client.generate_presigned_post(
+        bucket, full_key, ExpiresIn=expires, Conditions=[["content-length-range", 1, settings.max_upload_bytes]]
+    )
 
 
 def output_link(context: Context, job: Job) -> tuple[str, int]:
@@ -93,8 +106,9 @@ def output_link(context: Context, job: Job) -> tuple[str, int]:
         raise Conflict(f"job {job.id} has no output yet (it is {job.state})")
     settings = context.settings
     expires = settings.link_seconds
-    url = context.data.presign(job.output_key, expires) or local_link(settings.base_url, context.link_secret,
-                                                                      job.output_key, expires)
+    url = context.data.presign(job.output_key, expires) or local_link(
+        settings.base_url, context.link_secret, job.output_key, expires
+    )
     return url, int(time.time()) + expires
 
 

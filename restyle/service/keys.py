@@ -5,6 +5,7 @@ and ``outbox/`` (outputs go out). In the **system store** (never served as files
 ``stills/``, ``work/`` (a job's finished chunk segments), ``models/`` and ``pictures/`` (the
 catalogue's files, by content hash) and ``gallery/`` (the built-in styles' thumbnails).
 """
+
 from __future__ import annotations
 
 import re
@@ -17,6 +18,7 @@ PICTURES = "pictures/"
 
 
 # -- the data store ------------------------------------------------------------------------------
+
 
 def inbox(owner: str, filename: str) -> str:
     """A fresh key for an upload of ``owner``'s: their folder, a random prefix, the file's name made safe."""
@@ -36,6 +38,7 @@ def is_output(key: str) -> bool:
 
 
 # -- the system store ----------------------------------------------------------------------------
+
 
 def log(job_id: str) -> str:
     return f"logs/{job_id}.jsonl"
@@ -69,6 +72,7 @@ def thumbnail(style: int) -> str:
 
 
 # -- names made safe for a key -------------------------------------------------------------------
+
 
 def safe_name(filename: str) -> str:
     """A file name reduced to what is safe in a key: no folders, no odd characters, not too long."""

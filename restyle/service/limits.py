@@ -4,6 +4,7 @@ Each caller may submit ``per_minute`` jobs a minute on average and ``burst`` at 
 Past that the API answers 429 with Retry-After. The buckets live in the API process:
 behind a proxy with several API processes, each limits on its own.
 """
+
 from __future__ import annotations
 
 import math

@@ -12,8 +12,10 @@ The request is a floor, not a reservation: it makes room, the actors use it. Eve
 process that runs a scaler sends the same figure (it comes from the shared job store),
 so running one per worker process is harmless; ``restyle serve`` runs one.
 """
+
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -51,8 +53,12 @@ class QueueScaler:
         if bundles != self.requested:
             self._request(bundles)  # an empty list withdraws the request
             if self.requested is not None or bundles:
-                log.info("queue depth %d: asking Ray for %d actor(s) of %s", depth, len(bundles),
-                         bundles[0] if bundles else "-")
+                log.info(
+                    "queue depth %d: asking Ray for %d actor(s) of %s",
+                    depth,
+                    len(bundles),
+                    bundles[0] if bundles else "-",
+                )
             self.requested = bundles
             self.history.append((depth, len(bundles)))
         return bundles
@@ -65,10 +71,8 @@ class QueueScaler:
             except Exception as exc:  # noqa: BLE001 - the scaler must outlive outages; the next step retries
                 log.warning("queue scaler: %s", exc)
             stop.wait(self.settings.ray_scale_seconds)
-        try:
+        with contextlib.suppress(Exception):  # noqa: BLE001 - nothing is to be done about it here
             self._request([])  # nothing is asked for by a service that is gone
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def start(jobs: JobStore, settings: Settings, stop: threading.Event) -> threading.Thread | None:
@@ -89,8 +93,13 @@ def _ray_request(settings: Settings) -> Callable[[list[Bundle]], None]:
         from ray.autoscaler.sdk import request_resources
 
         if not ray.is_initialized():
-            ray.init(address=settings.ray_address or "auto", namespace="restyle", log_to_driver=False,
-                     logging_level=logging.WARNING, _node_ip_address=settings.ray_node_ip or None)
+            ray.init(
+                address=settings.ray_address or "auto",
+                namespace="restyle",
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                _node_ip_address=settings.ray_node_ip or None,
+            )
         request_resources(bundles=bundles)
 
     return request

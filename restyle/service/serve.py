@@ -1,4 +1,5 @@
 """`restyle serve`: the API and dashboard, the inbox trigger, and local worker processes, together."""
+
 from __future__ import annotations
 
 import logging
@@ -29,13 +30,22 @@ def serve(settings: Settings) -> None:
     context.data.list(keys.INBOX)
     context.tokens  # makes the admin token on first start, so there is one to sign in with  # noqa: B018
     tokens = "configured tokens" if settings.tokens else f"the admin token in {settings.home / 'admin.token'}"
-    print(f"restyle: serving http://{settings.host}:{settings.port} (dashboard /, API /docs, metrics /metrics) "
-          f"with {settings.local_workers} worker(s); sign in with {tokens}", file=sys.stderr)
-    print(f"restyle: data store {settings.data}, system store {settings.system}, job store {settings.database}", file=sys.stderr)
+    print(
+        f"restyle: serving http://{settings.host}:{settings.port} (dashboard /, API /docs, metrics /metrics) "
+        f"with {settings.local_workers} worker(s); sign in with {tokens}",
+        file=sys.stderr,
+    )
+    print(
+        f"restyle: data store {settings.data}, system store {settings.system}, job store {settings.database}",
+        file=sys.stderr,
+    )
     stop = threading.Event()
     if scaler.start(context.jobs, settings, stop):  # RESTYLE_ENGINE=ray: nodes for queued jobs, none for an empty queue
-        print(f"restyle: scaling the Ray cluster on the job queue: {settings.ray_actors_per_job} actor(s) a job, "
-              f"at most {settings.ray_max_requested_actors}", file=sys.stderr)
+        print(
+            f"restyle: scaling the Ray cluster on the job queue: {settings.ray_actors_per_job} actor(s) a job, "
+            f"at most {settings.ray_max_requested_actors}",
+            file=sys.stderr,
+        )
     supervisor = threading.Thread(target=_supervise, args=(settings.local_workers, stop), daemon=True)
     supervisor.start()
     try:
@@ -66,7 +76,9 @@ def _supervise(count: int, stop: threading.Event) -> None:
         while not stop.is_set():
             processes = [p for p in processes if p.poll() is None]
             while len(processes) < count:
-                processes.append(subprocess.Popen([sys.executable, "-m", "restyle.cli", "worker", "--parent", str(os.getpid())]))
+                processes.append(
+                    subprocess.Popen([sys.executable, "-m", "restyle.cli", "worker", "--parent", str(os.getpid())])
+                )
             stop.wait(1.0)
     finally:
         for process in processes:

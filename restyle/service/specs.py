@@ -7,6 +7,7 @@ saved one's name, or a file uploaded with the job) becomes its key under the own
 the spec's handler checks it. The result is the job's :class:`~restyle.stores.params.JobParams`.
 :func:`local_spec` gives the worker the same spec with local paths.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,13 +38,16 @@ class Picture:
     filename: str
 
 
-def door_params(context: Context, catalogue: Catalogue, owner: str, fields: dict[str, Any],
-                picture: Picture | None = None) -> JobParams:
+def door_params(
+    context: Context, catalogue: Catalogue, owner: str, fields: dict[str, Any], picture: Picture | None = None
+) -> JobParams:
     """The job params for what a door received; Invalid, or NotFound for a picture that is not the owner's."""
     fields = {name: value for name, value in fields.items() if value is not None}
     if "model_file" in fields:
-        raise Invalid("model_file is not taken by the service: an admin registers the model "
-                           "(restyle models add NAME FILE) and jobs name it (model=NAME)")
+        raise Invalid(
+            "model_file is not taken by the service: an admin registers the model "
+            "(restyle models add NAME FILE) and jobs name it (model=NAME)"
+        )
     unknown = sorted(set(fields) - DOOR_FIELDS)
     if unknown:
         raise Invalid(f"unknown field(s) {', '.join(unknown)}; a job takes {', '.join(sorted(DOOR_FIELDS))}")
@@ -57,15 +61,19 @@ def door_params(context: Context, catalogue: Catalogue, owner: str, fields: dict
     if spec.model in handler_names():
         kind = spec.model
         if get_handler(kind).registrable:
-            raise Invalid(f"model {kind} runs a model file: an admin registers it (restyle models add NAME FILE "
-                          f"--kind {kind}) and jobs name it (model=NAME)")
+            raise Invalid(
+                f"model {kind} runs a model file: an admin registers it (restyle models add NAME FILE "
+                f"--kind {kind}) and jobs name it (model=NAME)"
+            )
     else:
         registered = catalogue.model(spec.model)
         if registered is None:
             names = ", ".join(m.name for m in catalogue.models()) or "none yet"
             runnable = sorted(handler_names() - set(file_kinds()))
-            raise Invalid(f"unknown model {spec.model!r}: the handlers are {', '.join(runnable)}; "
-                          f"the registered models are {names} (GET /api/models)")
+            raise Invalid(
+                f"unknown model {spec.model!r}: the handlers are {', '.join(runnable)}; "
+                f"the registered models are {names} (GET /api/models)"
+            )
         kind, update["model_file"] = registered.kind, registered.key
     takes_picture = PICTURE in get_handler(kind).file_fields
     picture_name = None
@@ -80,8 +88,10 @@ def door_params(context: Context, catalogue: Catalogue, owner: str, fields: dict
             saved = catalogue.picture(owner, spec.style_image or "")
             update[PICTURE], picture_name = saved.key, saved.name
     elif takes_picture:
-        raise Invalid(f"model {kind} needs a picture: upload one with the job (style_image file) "
-                      "or name one you saved (POST /api/pictures)")
+        raise Invalid(
+            f"model {kind} needs a picture: upload one with the job (style_image file) "
+            "or name one you saved (POST /api/pictures)"
+        )
     stored = spec.model_copy(update=update)
     params = JobParams(spec=stored, handler=kind, label=label(stored, kind, picture_name))
     local = None
@@ -89,7 +99,11 @@ def door_params(context: Context, catalogue: Catalogue, owner: str, fields: dict
         local = local_spec(context, params, owner)
         _check(local)
     except Exception as exc:  # noqa: BLE001 - a plugin's check may raise anything: still a refusal, never a 500
-        reason = str(exc).splitlines()[0] if isinstance(exc, RestyleError) else f"the {kind} model refused the job: {type(exc).__name__}: {exc}"
+        reason = (
+            str(exc).splitlines()[0]
+            if isinstance(exc, RestyleError)
+            else f"the {kind} model refused the job: {type(exc).__name__}: {exc}"
+        )
         for path, public in ((local and local.model_file, spec.model), (local and local.style_image, picture_name)):
             if path:  # the service's own paths are nobody else's business
                 reason = reason.replace(path, public or "the file")
@@ -97,8 +111,9 @@ def door_params(context: Context, catalogue: Catalogue, owner: str, fields: dict
     return params
 
 
-def sidecar_params(context: Context, catalogue: Catalogue, owner: str, name: str, text: bytes,
-                   picture_beside) -> JobParams:
+def sidecar_params(
+    context: Context, catalogue: Catalogue, owner: str, name: str, text: bytes, picture_beside
+) -> JobParams:
     """The params a sidecar asks for. ``picture_beside(name)`` opens a picture file next to the video.
     Raises a Refusal with a reason that names the sidecar."""
     if len(text) > MAX_SIDECAR_BYTES:
@@ -150,8 +165,11 @@ def picture_kind() -> str:
     """The handler a style picture alone asks for: the first that declares a picture field and is not registrable."""
     from restyle.handlers.base import registered
 
-    takers = sorted(name for name, handler in registered().items()
-                    if PICTURE in getattr(handler, "file_fields", ()) and not getattr(handler, "registrable", False))
+    takers = sorted(
+        name
+        for name, handler in registered().items()
+        if PICTURE in getattr(handler, "file_fields", ()) and not getattr(handler, "registrable", False)
+    )
     if not takers:
         raise Invalid("no installed model takes a style picture")
     return takers[0]

@@ -1,4 +1,5 @@
 """A stream copied to a temporary file with a byte limit: the one copy loop of the service's intake."""
+
 from __future__ import annotations
 
 import hashlib
@@ -23,8 +24,15 @@ class Spooled:
 
 
 @contextmanager
-def spooled(stream: BinaryIO, limit: int, what: str, setting: str, name: str = "upload",
-            digest: bool = True, prefix: str = "restyle-catalogue-") -> Iterator[Spooled]:
+def spooled(
+    stream: BinaryIO,
+    limit: int,
+    what: str,
+    setting: str,
+    name: str = "upload",
+    digest: bool = True,
+    prefix: str = "restyle-catalogue-",
+) -> Iterator[Spooled]:
     """Copy ``stream`` to a temporary file called ``name``, counting: over ``limit`` bytes is TooLarge, nothing is
     Invalid. The file is removed when the block ends."""
     hasher, size = hashlib.sha256() if digest else None, 0

@@ -14,6 +14,7 @@ sidecar may land just after the video; after that the video gets the settings' d
 (``inbox_spec``). A bad sidecar (not JSON, an unknown model or field, an unreadable
 picture) makes a job that fails with the reason.
 """
+
 from __future__ import annotations
 
 import io
@@ -49,7 +50,9 @@ class Trigger:
     def __init__(self, context: Context):
         self.context = context
         self._seen: set[tuple[str, str]] = set()  # the cursor: versions already turned into jobs
-        self._pending: set[str] = set()  # keys an event named while their sidecar could still come: looked at again soon
+        self._pending: set[str] = (
+            set()
+        )  # keys an event named while their sidecar could still come: looked at again soon
         self._lock = threading.Lock()
 
     def params_for(self, video_key: str, modified: float) -> JobParams | Literal[Wait.LATER]:
@@ -82,7 +85,9 @@ class Trigger:
                 return LATER  # still being written, perhaps: read it whole on the next scan
             if info.size > MAX_SIDECAR_BYTES:
                 raise Invalid(f"sidecar {name} is over {MAX_SIDECAR_BYTES} bytes")
-            return sidecar_params(context, catalogue, DROPPED_OWNER, name, context.data.get_bytes(sidecar), picture_beside)
+            return sidecar_params(
+                context, catalogue, DROPPED_OWNER, name, context.data.get_bytes(sidecar), picture_beside
+            )
         except Refusal as exc:
             log.warning("%s: %s", video_key, exc)
             return refused_params(str(exc))

@@ -4,8 +4,10 @@ Any number of workers, on any machine that reaches both stores and the job store
 Finished chunk segments go to the system store as they finish, so a worker that dies
 costs only the chunks it had in flight: the next worker to take the job reuses the rest.
 """
+
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -48,7 +50,9 @@ class JobLog:
         self._lock = threading.Lock()
 
     def write(self, event: str, **fields: object) -> None:
-        line = json.dumps({"at": round(time.time(), 3), "worker": self.worker_id, "event": event, **fields}, default=str)
+        line = json.dumps(
+            {"at": round(time.time(), 3), "worker": self.worker_id, "event": event, **fields}, default=str
+        )
         with self._lock:
             self.lines.append(line)
             try:
@@ -118,8 +122,6 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - stills are a nicety; the job is done without them
                 log.warning("still %s for %s not made: %s", name, job_id, exc)
 
-
-
     def process(self, job: Job) -> JobState | Lease | None:
         """Run one claimed job to an end state (or back to the queue); return that state, ``Lease.LOST`` when
         another worker has the job now, or None when the job is gone from the store."""
@@ -127,9 +129,12 @@ class Worker:
 
     def persist(self, write, *args, **kwargs):
         """A job-store write that must land: tried again while the database is away, up to store_retry_seconds."""
-        return wait_out(lambda: write(*args, **kwargs), transient=lambda exc: isinstance(exc, (DBAPIError, JobStoreError)),
-                        seconds=self.settings.store_retry_seconds, what="job store")
-
+        return wait_out(
+            lambda: write(*args, **kwargs),
+            transient=lambda exc: isinstance(exc, (DBAPIError, JobStoreError)),
+            seconds=self.settings.store_retry_seconds,
+            what="job store",
+        )
 
 
 class JobRun:
@@ -178,10 +183,8 @@ class JobRun:
             self._beating.set()
             beat.join()
             segments.close()
-            try:
+            with contextlib.suppress(Exception):  # noqa: BLE001 - nothing is to be done about it here
                 jobs.worker_alive(self.worker.id, None)
-            except Exception:  # noqa: BLE001
-                pass
 
     def execute(self, segments: ObjectSegments) -> tuple[RunReport, str]:
         """Fetch the input, run the pipeline, deliver the output and the stills: (the report, the output's key)."""
@@ -199,8 +202,13 @@ class JobRun:
             # Workers on other machines (the pipeline asks its engine) read the input through a presigned link.
             shared = not context.data.is_local
             report = run(
-                source, target, spec, settings=settings, work=segments,
-                input_id=f"{job.input_key}@{job.input_etag}", on_progress=self.on_progress,
+                source,
+                target,
+                spec,
+                settings=settings,
+                work=segments,
+                input_id=f"{job.input_key}@{job.input_etag}",
+                on_progress=self.on_progress,
                 input_url=context.data.presign(job.input_key, 24 * 3600) if shared else None,
                 hooks=Hooks(on_plan=self.on_plan, on_chunk=self.on_chunk, cancel=self.cancel),
                 engines=self.worker.engine,
@@ -212,11 +220,20 @@ class JobRun:
 
     def _succeed(self, report: RunReport, output_key: str, segments: ObjectSegments) -> JobState | Lease:
         figures = _figures(report)
-        if not self.worker.persist(self.jobs.succeed, self.job.id, self.worker.id, output_key, figures,
-                                   frames_done=report.frames, frames_total=report.frames,
-                                   chunks_done=report.chunks, chunks_total=report.chunks):
-            self.journal.write("lease lost",
-                               note="finished after another worker took the job; its work area is left to it")
+        if not self.worker.persist(
+            self.jobs.succeed,
+            self.job.id,
+            self.worker.id,
+            output_key,
+            figures,
+            frames_done=report.frames,
+            frames_total=report.frames,
+            chunks_done=report.chunks,
+            chunks_total=report.chunks,
+        ):
+            self.journal.write(
+                "lease lost", note="finished after another worker took the job; its work area is left to it"
+            )
             return Lease.LOST
         self.journal.write("succeeded", output=output_key, **figures)
         segments.discard()
@@ -250,8 +267,9 @@ class JobRun:
         with self._lock:
             self._progress["chunks_done"] += 1
         try:  # bookkeeping only: the chunk is done because its segment is stored
-            self.worker.persist(self.jobs.chunk_done, self.job.id, self.worker.id, result.index, result.frames,
-                                result.wall_s)
+            self.worker.persist(
+                self.jobs.chunk_done, self.job.id, self.worker.id, result.index, result.frames, result.wall_s
+            )
         except Exception as exc:  # noqa: BLE001
             log.warning("chunk %d of job %s not recorded: %s", result.index, self.job.id, exc)
         self.journal.write("chunk", chunk=result.index, frames=result.frames, seconds=round(result.wall_s, 3))
@@ -259,6 +277,27 @@ class JobRun:
 
 def _figures(report: RunReport) -> dict:
     data = report.to_dict()
-    keys = ("frames", "chunks", "chunks_reused", "chunks_retried", "seconds", "busy_s", "fps", "workers", "threads",
-            "backend", "precision", "precision_reason", "nodes", "width", "height", "duration_s", "notes", "output_check", "model", "records", "models_loaded")
+    keys = (
+        "frames",
+        "chunks",
+        "chunks_reused",
+        "chunks_retried",
+        "seconds",
+        "busy_s",
+        "fps",
+        "workers",
+        "threads",
+        "backend",
+        "precision",
+        "precision_reason",
+        "nodes",
+        "width",
+        "height",
+        "duration_s",
+        "notes",
+        "output_check",
+        "model",
+        "records",
+        "models_loaded",
+    )
     return {key: data[key] for key in keys if data.get(key) is not None}

@@ -5,6 +5,7 @@ are in the system store by content hash (``models/<sha256>.onnx``,
 ``pictures/<owner>/<sha256>``), so one file registered twice is stored once and a job
 pinned to a file's hash keeps it even if a name is later given to another file.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -118,4 +119,3 @@ def _model(row: ModelRow) -> RegisteredModel:
 
 def _picture(row: PictureRow) -> SavedPicture:
     return SavedPicture(**{name: getattr(row, name) for name in SavedPicture.__dataclass_fields__})
-

@@ -4,6 +4,7 @@
 costs the same on a service that has scored a million chunks. The chunk latency
 histogram is one counter per bucket (non-cumulative; cumulated when read).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

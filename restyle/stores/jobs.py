@@ -3,7 +3,12 @@
 A job's life is in :mod:`restyle.stores.states`; the tables in :mod:`restyle.stores.tables`. A job
 whose worker stops heartbeating is taken again when its lease runs out. The same object (key +
 etag) never makes two jobs: a unique constraint says so, not a lookup.
+
+Long because it is one state machine: every transition (submit, claim, heartbeat, chunk done, succeed,
+fail, cancel, requeue) is a compare-and-set on the same row and belongs beside the others; the tables
+and the states already live apart.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,12 +63,28 @@ class Job:
     def of(cls, row: JobRow) -> Job:
         params, problem = JobParams.load(row.params)
         return cls(
-            id=row.id, owner=row.owner, state=JobState(row.state), input_key=row.input_key, input_etag=row.input_etag,
-            params=params, attempts=row.attempts, max_attempts=row.max_attempts, created_at=row.created_at,
-            updated_at=row.updated_at, finished_at=row.finished_at, reason=row.reason, output_key=row.output_key,
-            frames_done=row.frames_done, frames_total=row.frames_total, chunks_done=row.chunks_done,
-            chunks_total=row.chunks_total, chunks_scored=row.chunks_scored, lease_owner=row.lease_owner,
-            cancel_requested=row.cancel_requested, figures=row.figures or {}, params_problem=problem,
+            id=row.id,
+            owner=row.owner,
+            state=JobState(row.state),
+            input_key=row.input_key,
+            input_etag=row.input_etag,
+            params=params,
+            attempts=row.attempts,
+            max_attempts=row.max_attempts,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            finished_at=row.finished_at,
+            reason=row.reason,
+            output_key=row.output_key,
+            frames_done=row.frames_done,
+            frames_total=row.frames_total,
+            chunks_done=row.chunks_done,
+            chunks_total=row.chunks_total,
+            chunks_scored=row.chunks_scored,
+            lease_owner=row.lease_owner,
+            cancel_requested=row.cancel_requested,
+            figures=row.figures or {},
+            params_problem=problem,
         )
 
     @property
@@ -105,14 +126,31 @@ class JobStore:
 
     # -- creating ------------------------------------------------------------
 
-    def create(self, owner: str, input_key: str, input_etag: str | None, params: JobParams | dict, *,
-               max_attempts: int = 3, state: JobState = JobState.QUEUED) -> tuple[Job, bool]:
+    def create(
+        self,
+        owner: str,
+        input_key: str,
+        input_etag: str | None,
+        params: JobParams | dict,
+        *,
+        max_attempts: int = 3,
+        state: JobState = JobState.QUEUED,
+    ) -> tuple[Job, bool]:
         """(job, created): the job for this object version; an existing one if it was made before.
         ``params`` as a dict is stored as it is (rows of older versions, tests of unreadable rows)."""
         now = time.time()
         stored = params.stored() if isinstance(params, JobParams) else params
-        row = JobRow(id=uuid.uuid4().hex[:12], owner=owner, state=JobState(state), input_key=input_key,
-                     input_etag=input_etag, params=stored, max_attempts=max_attempts, created_at=now, updated_at=now)
+        row = JobRow(
+            id=uuid.uuid4().hex[:12],
+            owner=owner,
+            state=JobState(state),
+            input_key=input_key,
+            input_etag=input_etag,
+            params=stored,
+            max_attempts=max_attempts,
+            created_at=now,
+            updated_at=now,
+        )
         try:
             with self._session.begin() as session:
                 session.add(row)
@@ -134,7 +172,8 @@ class JobStore:
         """An awaited upload has landed: its job gets the etag and joins the queue."""
         with self._session.begin() as session:
             row = session.scalars(
-                select(JobRow).where(JobRow.input_key == input_key, JobRow.state == JobState.UPLOADING)
+                select(JobRow)
+                .where(JobRow.input_key == input_key, JobRow.state == JobState.UPLOADING)
                 .with_for_update()
             ).first()
             if row is None:
@@ -177,8 +216,14 @@ class JobStore:
                 update(JobRow)
                 .where(JobRow.state == JobState.UPLOADING, JobRow.created_at < made_before)
                 .where(JobRow.lease_owner.is_(None) | (JobRow.lease_until < now))
-                .values(state=JobState.FAILED, reason="no video arrived before the upload link expired; ask for a new link",
-                        finished_at=now, updated_at=now, lease_owner=None, lease_until=0.0)
+                .values(
+                    state=JobState.FAILED,
+                    reason="no video arrived before the upload link expired; ask for a new link",
+                    finished_at=now,
+                    updated_at=now,
+                    lease_owner=None,
+                    lease_until=0.0,
+                )
             ).rowcount
 
     def made_by_token(self, input_key: str) -> bool:
@@ -211,7 +256,9 @@ class JobStore:
     def depth(self) -> int:
         """Jobs waiting for a worker or being worked on: what an autoscaler sizes the cluster by."""
         with self._session() as session:
-            query = select(func.count()).select_from(JobRow).where(JobRow.state.in_((JobState.QUEUED, JobState.RUNNING)))
+            query = (
+                select(func.count()).select_from(JobRow).where(JobRow.state.in_((JobState.QUEUED, JobState.RUNNING)))
+            )
             return int(session.scalar(query) or 0)
 
     # -- working -------------------------------------------------------------
@@ -222,7 +269,10 @@ class JobStore:
         with self._session() as session:
             candidates = session.scalars(
                 select(JobRow.id)
-                .where((JobRow.state == JobState.QUEUED) | ((JobRow.state == JobState.RUNNING) & (JobRow.lease_until < now)))
+                .where(
+                    (JobRow.state == JobState.QUEUED)
+                    | ((JobRow.state == JobState.RUNNING) & (JobRow.lease_until < now))
+                )
                 .order_by(JobRow.created_at)
                 .limit(20)
             ).all()
@@ -232,15 +282,28 @@ class JobStore:
                 taken = session.execute(
                     update(JobRow)
                     .where(JobRow.id == job_id)
-                    .where((JobRow.state == JobState.QUEUED) | ((JobRow.state == JobState.RUNNING) & (JobRow.lease_until < now)))
-                    .values(state=JobState.RUNNING, lease_owner=worker_id, lease_until=now + lease_s,
-                            attempts=JobRow.attempts + 1, updated_at=now)
+                    .where(
+                        (JobRow.state == JobState.QUEUED)
+                        | ((JobRow.state == JobState.RUNNING) & (JobRow.lease_until < now))
+                    )
+                    .values(
+                        state=JobState.RUNNING,
+                        lease_owner=worker_id,
+                        lease_until=now + lease_s,
+                        attempts=JobRow.attempts + 1,
+                        updated_at=now,
+                    )
                 ).rowcount
             if not taken:
                 continue
             job = self.get(job_id)
             if job and job.attempts > job.max_attempts:
-                self._end(job_id, worker_id, JobState.DEAD, f"gave up after {job.max_attempts} attempts: {job.reason or 'its workers were lost'}")
+                self._end(
+                    job_id,
+                    worker_id,
+                    JobState.DEAD,
+                    f"gave up after {job.max_attempts} attempts: {job.reason or 'its workers were lost'}",
+                )
                 continue
             return job
         return None
@@ -261,7 +324,11 @@ class JobStore:
 
     def chunk_done(self, job_id: str, worker_id: str, chunk: int, frames: int, seconds: float) -> None:
         with self._session.begin() as session:
-            session.add(ChunkRow(job_id=job_id, chunk=chunk, worker_id=worker_id, frames=frames, seconds=seconds, at=time.time()))
+            session.add(
+                ChunkRow(
+                    job_id=job_id, chunk=chunk, worker_id=worker_id, frames=frames, seconds=seconds, at=time.time()
+                )
+            )
             totals.add_chunk(session, frames, seconds)
             session.execute(update(JobRow).where(JobRow.id == job_id).values(chunks_scored=JobRow.chunks_scored + 1))
             session.execute(
@@ -272,7 +339,9 @@ class JobStore:
 
     def succeed(self, job_id: str, worker_id: str, output_key: str, figures: dict, **progress: int) -> bool:
         """Record success; False if this worker no longer holds the job (its lease ran out)."""
-        return self._end(job_id, worker_id, JobState.SUCCEEDED, None, output_key=output_key, figures=figures, **progress)
+        return self._end(
+            job_id, worker_id, JobState.SUCCEEDED, None, output_key=output_key, figures=figures, **progress
+        )
 
     def fail(self, job_id: str, worker_id: str, reason: str, *, retry: bool) -> JobState | None:
         """Record a failure; a retryable one goes back to the queue until attempts run out.
@@ -289,7 +358,8 @@ class JobStore:
         if state == JobState.QUEUED:
             with self._session.begin() as session:
                 session.execute(
-                    update(JobRow).where(JobRow.id == job_id, JobRow.lease_owner == worker_id)
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.lease_owner == worker_id)
                     .values(state=state, lease_owner=None, lease_until=0.0, reason=reason, updated_at=time.time())
                 )
         else:
@@ -310,16 +380,28 @@ class JobStore:
             return Job.of(row)
 
     def cancelled(self, job_id: str, worker_id: str) -> bool:
-        return self._end(job_id, worker_id, JobState.CANCELLED, "cancelled while running; finished chunks were discarded")
+        return self._end(
+            job_id, worker_id, JobState.CANCELLED, "cancelled while running; finished chunks were discarded"
+        )
 
     def _end(self, job_id: str, worker_id: str, state: JobState, reason: str | None, **values: Any) -> bool:
         now = time.time()
         with self._session.begin() as session:
-            return bool(session.execute(
-                update(JobRow)
-                .where(JobRow.id == job_id, JobRow.lease_owner == worker_id)
-                .values(state=state, reason=reason, finished_at=now, updated_at=now, lease_owner=None, lease_until=0.0, **values)
-            ).rowcount)
+            return bool(
+                session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.lease_owner == worker_id)
+                    .values(
+                        state=state,
+                        reason=reason,
+                        finished_at=now,
+                        updated_at=now,
+                        lease_owner=None,
+                        lease_until=0.0,
+                        **values,
+                    )
+                ).rowcount
+            )
 
     # -- workers -------------------------------------------------------------
 
@@ -328,14 +410,19 @@ class JobStore:
         with self._session.begin() as session:
             row = session.get(WorkerRow, worker_id)
             if row is None:
-                session.add(WorkerRow(id=worker_id, host=socket.gethostname(), started_at=now, heartbeat_at=now, job_id=job_id))
+                session.add(
+                    WorkerRow(id=worker_id, host=socket.gethostname(), started_at=now, heartbeat_at=now, job_id=job_id)
+                )
             else:
                 row.heartbeat_at, row.job_id = now, job_id
 
     def workers(self) -> list[Worker]:
         with self._session() as session:
             rows = session.scalars(select(WorkerRow).order_by(WorkerRow.heartbeat_at.desc()))
-            return [Worker(r.id, r.host, r.started_at, r.heartbeat_at, r.job_id, r.frames_scored, r.chunks_scored) for r in rows]
+            return [
+                Worker(r.id, r.host, r.started_at, r.heartbeat_at, r.job_id, r.frames_scored, r.chunks_scored)
+                for r in rows
+            ]
 
     def chunk_seconds(self, since: float = 0.0) -> list[float]:
         with self._session() as session:

@@ -5,6 +5,7 @@ results go; users may reach it) and the **system** store (work areas, logs; user
 reach it through the API). Keys are checked before they touch a path: nothing escapes
 the store's root.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,15 @@ from restyle.stores.retry import wait_out
 MAX_KEY_LENGTH = 512
 
 # Exceptions that say "the server is not there right now" (builtin, botocore, aiohttp): worth waiting out.
-_TRANSIENT = {"ConnectionError", "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
-              "ClientConnectorError", "ServerDisconnectedError", "TimeoutError"}
+_TRANSIENT = {
+    "ConnectionError",
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+    "ClientConnectorError",
+    "ServerDisconnectedError",
+    "TimeoutError",
+}
 
 
 def _transient(exc: BaseException) -> bool:
@@ -63,7 +71,9 @@ class ObjectStore:
         try:
             self.fs, root = url_to_fs(url, **options)
         except (ImportError, ValueError) as exc:
-            raise StoreError(f"cannot use object store {url}: {exc} (for s3:// URLs: pip install 'restyle[s3]')") from None
+            raise StoreError(
+                f"cannot use object store {url}: {exc} (for s3:// URLs: pip install 'restyle[s3]')"
+            ) from None
         self.root = root.rstrip("/")
         self.is_local = isinstance(self.fs, fsspec.implementations.local.LocalFileSystem)
         if self.is_local:
@@ -128,7 +138,9 @@ class ObjectStore:
             if isinstance(exc.__cause__, FileNotFoundError):
                 return []
             raise
-        return sorted((self._info(entry) for entry in found.values() if entry.get("type") != "directory"), key=lambda o: o.key)
+        return sorted(
+            (self._info(entry) for entry in found.values() if entry.get("type") != "directory"), key=lambda o: o.key
+        )
 
     def delete(self, key_or_prefix: str, recursive: bool = False) -> None:
         target = f"{self.root}/{key_or_prefix.strip('/')}" if recursive else self.path(key_or_prefix)
@@ -157,8 +169,12 @@ class ObjectStore:
     def _call(self, fn, *args, **kwargs):
         """``fn`` with the store's errors as StoreError, waiting out a server that is briefly away."""
         try:
-            return wait_out(lambda: fn(*args, **kwargs), transient=_transient, seconds=self.retry_seconds,
-                            what=f"object store {self.url}")
+            return wait_out(
+                lambda: fn(*args, **kwargs),
+                transient=_transient,
+                seconds=self.retry_seconds,
+                what=f"object store {self.url}",
+            )
         except FileNotFoundError as exc:
             raise StoreError(f"no object {args[0] if args else ''} in {self.url}") from exc
         except Exception as exc:  # noqa: BLE001 - fsspec back ends raise their own types
@@ -190,4 +206,6 @@ def sign_local(secret: str, key: str, expires_at: int) -> str:
 
 def local_link(base_url: str, secret: str, key: str, expires_s: int) -> str:
     expires_at = int(time.time()) + expires_s
-    return f"{base_url}/files/{key}?" + urlencode({"expires": expires_at, "signature": sign_local(secret, key, expires_at)})
+    return f"{base_url}/files/{key}?" + urlencode(
+        {"expires": expires_at, "signature": sign_local(secret, key, expires_at)}
+    )

@@ -8,6 +8,7 @@ and, for an inbox drop whose sidecar was refused, ``"refused": reason`` (its wor
 that reason). Rows written before this class, in the same dict shape, load as they are; a row
 that cannot be read (written by hand, or by another version) loads as ``None`` with the reason.
 """
+
 from __future__ import annotations
 
 from typing import Any

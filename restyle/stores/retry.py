@@ -1,4 +1,5 @@
 """Waiting out a server that is briefly away (restarting, failing over): one backoff for every store."""
+
 from __future__ import annotations
 
 import logging

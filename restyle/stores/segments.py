@@ -8,6 +8,7 @@ workers on other machines cannot reach (a folder, or the embedded folder object 
 is not handed to them: they get :class:`CarriedSegments`, whose ``keep`` gives the bytes
 back with the chunk's result, and whoever scheduled the chunk stores them (``put_bytes``).
 """
+
 from __future__ import annotations
 
 import shutil

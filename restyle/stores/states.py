@@ -6,6 +6,7 @@ A job's life: ``uploading`` (a presigned upload not landed yet) -> ``queued`` ->
 (a worker holds a lease and heartbeats) -> ``succeeded`` | ``failed`` (a reason a person can
 read) | ``dead`` (attempts used up) | ``cancelled``.
 """
+
 from __future__ import annotations
 
 from enum import StrEnum

@@ -4,6 +4,7 @@ The jobs and workers (:mod:`restyle.stores.jobs`), the catalogue's records
 (:mod:`restyle.stores.catalogue`) and the running totals (:mod:`restyle.stores.counters`)
 share one database; :func:`create_all` makes whatever tables are missing.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import JSON, BigInteger, Boolean, Engine, Float, Integer, String, Text, UniqueConstraint

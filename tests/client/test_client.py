@@ -1,4 +1,5 @@
 """The client is not server code: `restyle submit` must not pull in SQLAlchemy, fsspec or FastAPI."""
+
 from __future__ import annotations
 
 import os
@@ -12,9 +13,11 @@ from restyle.config import Settings
 
 
 def test_the_client_imports_no_server_code():
-    check = ("import sys, restyle.client.commands, restyle.client.client; "
-             "server = [m for m in ('sqlalchemy', 'fsspec', 'fastapi', 'starlette', 'restyle.service')"
-             " if m in sys.modules]; assert not server, server")
+    check = (
+        "import sys, restyle.client.commands, restyle.client.client; "
+        "server = [m for m in ('sqlalchemy', 'fsspec', 'fastapi', 'starlette', 'restyle.service')"
+        " if m in sys.modules]; assert not server, server"
+    )
     root = str(Path(restyle.__file__).parent.parent)
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env)

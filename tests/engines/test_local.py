@@ -1,4 +1,5 @@
 """The local pool: results as each chunk finishes, and workers that keep their loaded networks from job to job."""
+
 from __future__ import annotations
 
 import time
@@ -54,14 +55,16 @@ def test_four_styles_in_a_row_load_the_26_style_network_once_per_worker(clips, t
     engine = LocalEngine(workers=2)
     settings = Settings(workers=2, threads=1, chunk_seconds=0.5)
     try:
-        reports = [run(clips["silent"], tmp_path / f"{style}.mp4", JobSpec(style=style), settings=settings, engine=engine)
-                   for style in ("1", "7", "3:0.5,12:0.5", "19")]
+        reports = [
+            run(clips["silent"], tmp_path / f"{style}.mp4", JobSpec(style=style), settings=settings, engine=engine)
+            for style in ("1", "7", "3:0.5,12:0.5", "19")
+        ]
     finally:
         engine.close()
     assert all(r.chunks >= 4 and r.frames == 48 for r in reports)
     assert 1 <= engine.loads <= engine.workers  # 4 jobs x 2 workers: a reload per style would make 8
     middles = [decode_frames(tmp_path / f"{style}.mp4")[1][24] for style in ("1", "7", "3:0.5,12:0.5", "19")]
-    assert max(psnr(a, b) for i, a in enumerate(middles) for b in middles[i + 1:]) < 25  # four different styles
+    assert max(psnr(a, b) for i, a in enumerate(middles) for b in middles[i + 1 :]) < 25  # four different styles
 
 
 def test_a_style_picture_and_the_styles_are_two_models_kept_side_by_side(clips, photo, tmp_path):

@@ -1,4 +1,5 @@
 """The Ray engine on a real local cluster: a head and a second node on 127.0.0.2 and 127.0.0.3."""
+
 import os
 import signal
 import threading
@@ -20,12 +21,14 @@ def test_ray_runs_the_same_chunks_as_the_local_pool(ray_cluster, clips, tmp_path
     assert engine.workers == 2  # one actor per node's CPU
     settings = Settings(chunk_seconds=0.5)
     on_ray = run(clips["pal"], tmp_path / "ray.mp4", JobSpec(style="7"), settings=settings, engine=engine)
-    local = run(clips["pal"], tmp_path / "local.mp4", JobSpec(style="7"), settings=Settings(chunk_seconds=0.5, workers=2))
+    local = run(
+        clips["pal"], tmp_path / "local.mp4", JobSpec(style="7"), settings=Settings(chunk_seconds=0.5, workers=2)
+    )
     assert on_ray.frames == local.frames == 75 and on_ray.chunks == local.chunks
     ray_pts, ray_frames = decode_frames(tmp_path / "ray.mp4")
     local_pts, local_frames = decode_frames(tmp_path / "local.mp4")
     assert ray_pts == local_pts
-    assert all(a.tobytes() == b.tobytes() for a, b in zip(ray_frames, local_frames))
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(ray_frames, local_frames, strict=False))
     assert packets(tmp_path / "ray.mp4", "audio") == packets(clips["pal"], "audio")
 
 
@@ -49,8 +52,9 @@ def test_a_killed_actor_costs_only_its_chunk(ray_cluster, tmp_path):
 
     thread = threading.Thread(target=killer)
     thread.start()
-    report = run(clip, tmp_path / "survived.mp4", JobSpec(style="9"), settings=settings, engine=engine,
-                 work=tmp_path / "work")
+    report = run(
+        clip, tmp_path / "survived.mp4", JobSpec(style="9"), settings=settings, engine=engine, work=tmp_path / "work"
+    )
     thread.join()
     assert killed, "no actor was caught mid-chunk"
     assert engine.redone >= 1  # the killed actor's chunk was given out again
@@ -64,7 +68,7 @@ def test_a_killed_actor_costs_only_its_chunk(ray_cluster, tmp_path):
     assert packets(tmp_path / "survived.mp4", "audio") == packets(clip, "audio")
     # Equal to the uninterrupted run's frames, bit for bit. (Before x264 was kept off its AVX-512
     # kernels, about 1 run in 7 had one chunk encoded differently: see restyle/media/encode.py.)
-    differing = [i for i, (x, y) in enumerate(zip(a, b)) if x.tobytes() != y.tobytes()]
+    differing = [i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x.tobytes() != y.tobytes()]
     assert differing == [], f"frames {differing[0]}..{differing[-1]} differ"
 
 
@@ -78,8 +82,13 @@ def test_the_service_runs_its_jobs_on_ray_reading_the_input_by_presigned_link(ra
 
     name = f"ray{uuid.uuid4().hex[:8]}"
     env = {f"RESTYLE_{k.upper()}": v for k, v in s3_settings(seaweedfs).items()}
-    env |= {"RESTYLE_DATA_URL": f"s3://data/{name}", "RESTYLE_SYSTEM_URL": f"s3://system/{name}",
-            "RESTYLE_ENGINE": "ray", "RESTYLE_RAY_ADDRESS": ray_cluster.address, "RESTYLE_RAY_NODE_IP": ray_cluster.driver_ip}
+    env |= {
+        "RESTYLE_DATA_URL": f"s3://data/{name}",
+        "RESTYLE_SYSTEM_URL": f"s3://system/{name}",
+        "RESTYLE_ENGINE": "ray",
+        "RESTYLE_RAY_ADDRESS": ray_cluster.address,
+        "RESTYLE_RAY_NODE_IP": ray_cluster.driver_ip,
+    }
     service = Service(tmp_path / "home", env)
     try:
         with open(clips["ntsc"], "rb") as f:
@@ -122,8 +131,14 @@ def test_a_lost_node_costs_only_its_chunks(ray_cluster, tmp_path):
 
     thread = threading.Thread(target=lose_a_node)
     thread.start()
-    report = run(clip, tmp_path / "out.mp4", JobSpec(style="4"), settings=Settings(chunk_seconds=0.5),
-                 engine=engine, work=tmp_path / "work")
+    report = run(
+        clip,
+        tmp_path / "out.mp4",
+        JobSpec(style="4"),
+        settings=Settings(chunk_seconds=0.5),
+        engine=engine,
+        work=tmp_path / "work",
+    )
     thread.join()
     assert lost
     assert report.frames == 125 and decode_frames(tmp_path / "out.mp4")[0] == decode_frames(clip)[0]

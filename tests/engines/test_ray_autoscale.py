@@ -6,6 +6,7 @@
   zero; a node lost mid-job costs only its chunks.
 * A fixed 2-CPU cluster: three models in a row and at once all finish (issue 11, point 5).
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -174,8 +175,15 @@ def test_a_node_lost_mid_job_costs_only_its_chunks(autoscaling_cluster):
         assert len(more) == len(tasks) and sorted(r.index for r in more) == list(range(len(tasks)))
         assert lost["node"] not in {r.node for r in more}, "a chunk ran on the lost node"
         assert len({r.node for r in more}) >= 1 and engine.redone == 1  # the second job lost nothing
-        print("chunks by node:", {n[-5:]: sum(r.node == n for r in done + more) for n in {r.node for r in done + more}},
-              "lost", lost["node"][-5:], "after", lost["done"], "chunks")
+        print(
+            "chunks by node:",
+            {n[-5:]: sum(r.node == n for r in done + more) for n in {r.node for r in done + more}},
+            "lost",
+            lost["node"][-5:],
+            "after",
+            lost["done"],
+            "chunks",
+        )
     finally:
         request_resources(bundles=[])  # the next test starts from a cluster that may go back to zero
 
@@ -191,15 +199,23 @@ def test_restyle_serve_on_ray_scales_from_zero_on_its_queue_and_back(autoscaling
     if not ray.is_initialized():
         ray.init(address=autoscaling_cluster.address, _node_ip_address="127.0.0.1", log_to_driver=False)
     wait_until(lambda: worker_nodes() == [], 90, what="an empty cluster")
-    env = {"RESTYLE_ENGINE": "ray", "RESTYLE_RAY_ADDRESS": autoscaling_cluster.address, "RESTYLE_RAY_NODE_IP": "127.0.0.1",
-           "RESTYLE_RAY_ACTORS_PER_JOB": "1", "RESTYLE_RAY_SCALE_SECONDS": "0.5", "RESTYLE_RAY_ACTOR_IDLE_SECONDS": "2",
-           "RAY_AUTH_MODE": "disabled"}
+    env = {
+        "RESTYLE_ENGINE": "ray",
+        "RESTYLE_RAY_ADDRESS": autoscaling_cluster.address,
+        "RESTYLE_RAY_NODE_IP": "127.0.0.1",
+        "RESTYLE_RAY_ACTORS_PER_JOB": "1",
+        "RESTYLE_RAY_SCALE_SECONDS": "0.5",
+        "RESTYLE_RAY_ACTOR_IDLE_SECONDS": "2",
+        "RAY_AUTH_MODE": "disabled",
+    }
     service = Service(tmp_path / "home", env, local_workers=3)
     try:
         jobs = []
         for style in ("2", "8", "14"):
             with open(clips["pal"], "rb") as f:
-                jobs.append(service.http.post("/api/jobs", files={"file": ("pal.mp4", f)}, data={"style": style}).json())
+                jobs.append(
+                    service.http.post("/api/jobs", files={"file": ("pal.mp4", f)}, data={"style": style}).json()
+                )
         wait_until(lambda: len(worker_nodes()) >= 1, 90, what="nodes for the queued jobs")
         peak = 0
         for job in jobs:
@@ -229,10 +245,12 @@ def three_models(tmp_path_factory):
     Image.fromarray(painting).save(root / "painting.png")
     # Invert the picture: NCHW floats on 0..1 in, 1 - x out, any batch and size.
     graph = helper.make_graph(
-        [helper.make_node("Sub", ["one", "image"], ["inverted"])], "invert",
+        [helper.make_node("Sub", ["one", "image"], ["inverted"])],
+        "invert",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
         [helper.make_tensor_value_info("inverted", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])])
+        [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), root / "invert.onnx")
     return [
         (LoadSpec("styles"), JobSpec(style="5")),
@@ -254,15 +272,19 @@ def test_three_models_in_a_row_and_at_once_on_two_cpus_all_finish(two_cpu_cluste
         return [r.pixels for r in results]
 
     for load, spec in three_models:  # in a row: each new model finds the CPUs held by the one before
-        assert finish_within(180, lambda: job(load, spec)) == uninterrupted(load, [FrameTask(i, spec) for i in range(4)])
+        assert finish_within(180, lambda load=load, spec=spec: job(load, spec)) == uninterrupted(
+            load, [FrameTask(i, spec) for i in range(4)]
+        )
     assert len(engine.models) <= 2 and engine.evicted >= 2
     assert engine.models[-1][0] == three_models[-1][0]  # the last used is kept
 
     outputs: dict = {}
 
     def at_once() -> None:
-        threads = [threading.Thread(target=lambda n=n, m=m: outputs.__setitem__(n, job(*m)))
-                   for n, m in enumerate(three_models)]
+        threads = [
+            threading.Thread(target=lambda n=n, m=m: outputs.__setitem__(n, job(*m)))
+            for n, m in enumerate(three_models)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -282,7 +304,10 @@ def test_idle_actors_of_another_process_give_their_cpus_back(two_cpu_cluster, th
     (styles, style_spec), (onnx_load, onnx_spec) = three_models[0], three_models[2]
     first = RayEngine(two_cpu_cluster.address, actors=2, idle_seconds=3, node_ip="127.0.0.1")
     second = RayEngine(two_cpu_cluster.address, actors=2, idle_seconds=600, node_ip="127.0.0.1")
-    first_tasks, second_tasks = [FrameTask(i, style_spec) for i in range(2)], [FrameTask(i, onnx_spec) for i in range(2)]
+    first_tasks, second_tasks = (
+        [FrameTask(i, style_spec) for i in range(2)],
+        [FrameTask(i, onnx_spec) for i in range(2)],
+    )
     finish_within(120, lambda: list(first.map(restyle_frames, styles, RUNTIME, first_tasks)))
     assert len(first.models) == 1  # its 2 actors hold both CPUs, idle
     started = time.monotonic()
@@ -301,4 +326,3 @@ def test_a_model_that_does_not_load_fails_the_job_with_its_reason(two_cpu_cluste
     with pytest.raises(RestyleError, match="cannot start.*missing.onnx"):
         finish_within(120, lambda: list(engine.map(restyle_frames, LoadSpec("onnx", missing), RUNTIME, tasks)))
     assert engine.models == []  # nothing broken is kept
-

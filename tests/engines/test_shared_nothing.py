@@ -6,6 +6,7 @@ temp folder, where every input, work dir, RESTYLE_HOME and driver temp file of t
 lives (testing/ray_clusters.py, SharedNothingCluster). Each job's output is compared with the
 same job run here on the local pool: every frame and every audio packet, bit for bit.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,9 @@ def cluster(tmp_path_factory):
     import tempfile
 
     base = tmp_path_factory.getbasetemp()  # every file of this test session: the nodes see none of it
-    cluster = SharedNothingCluster(Path(tempfile.mkdtemp(prefix="restyle-ray-")), hidden=[base],
-                                   node_cache=base / "node-cache", nodes=len(NODES))
+    cluster = SharedNothingCluster(
+        Path(tempfile.mkdtemp(prefix="restyle-ray-")), hidden=[base], node_cache=base / "node-cache", nodes=len(NODES)
+    )
     cluster.start()
     yield cluster
     import ray
@@ -55,13 +57,21 @@ def cluster(tmp_path_factory):
 def driver_env(cluster, tmp_path_factory) -> dict[str, str]:
     """What a driver process (the CLI, a service) needs to use the cluster; its temp files are hidden too."""
     temp = tmp_path_factory.mktemp("driver-tmp")
-    return {"RESTYLE_ENGINE": "ray", "RESTYLE_RAY_ADDRESS": cluster.address, "RESTYLE_RAY_NODE_IP": cluster.driver_ip,
-            "RESTYLE_RAY_CPUS_PER_ACTOR": "1", "TMPDIR": str(temp), "RAY_AUTH_MODE": "disabled"}
+    return {
+        "RESTYLE_ENGINE": "ray",
+        "RESTYLE_RAY_ADDRESS": cluster.address,
+        "RESTYLE_RAY_NODE_IP": cluster.driver_ip,
+        "RESTYLE_RAY_CPUS_PER_ACTOR": "1",
+        "TMPDIR": str(temp),
+        "RAY_AUTH_MODE": "disabled",
+    }
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("sn") / "clip.mp4", width=320, height=180, rate=25, seconds=3, keyframe_interval=25)
+    return make_clip(
+        tmp_path_factory.mktemp("sn") / "clip.mp4", width=320, height=180, rate=25, seconds=3, keyframe_interval=25
+    )
 
 
 def here(input: Path, output: Path, spec: JobSpec) -> Path:
@@ -80,16 +90,28 @@ def assert_same_video(made: Path, expected: Path, source: Path) -> None:
 def test_the_nodes_cannot_see_the_drivers_files(cluster, clip):
     import ray
 
-    ray.init(address=cluster.address, namespace="restyle-test", _node_ip_address=cluster.driver_ip,
-             ignore_reinit_error=True, log_to_driver=False)
+    ray.init(
+        address=cluster.address,
+        namespace="restyle-test",
+        _node_ip_address=cluster.driver_ip,
+        ignore_reinit_error=True,
+        log_to_driver=False,
+    )
 
     @ray.remote(num_cpus=1)
     def look(path: str) -> tuple[str, bool]:
         return ray.util.get_node_ip_address(), os.path.exists(path)
 
-    seen = ray.get([look.options(scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
-        next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeManagerAddress"] == ip), soft=False)).remote(str(clip))
-        for ip in NODES])
+    seen = ray.get(
+        [
+            look.options(
+                scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+                    next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeManagerAddress"] == ip), soft=False
+                )
+            ).remote(str(clip))
+            for ip in NODES
+        ]
+    )
     assert seen == [(ip, False) for ip in NODES]  # the clip is there for the driver, not for any node
     assert clip.is_file()
 
@@ -97,23 +119,59 @@ def test_the_nodes_cannot_see_the_drivers_files(cluster, clip):
 def test_the_cli_restyles_a_local_file_with_a_painting_and_a_work_dir(cluster, driver_env, clip, tmp_path):
     picture = painting(tmp_path / "painting.png", size=(256, 256))
     env = os.environ | driver_env | {"RESTYLE_CHUNK_SECONDS": "1"}
-    done = subprocess.run([sys.executable, "-m", "restyle.cli", "run", str(clip), "-o", str(tmp_path / "out.mp4"),
-                           "--style-image", str(picture), "--work-dir", str(tmp_path / "w"), "--json"],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "restyle.cli",
+            "run",
+            str(clip),
+            "-o",
+            str(tmp_path / "out.mp4"),
+            "--style-image",
+            str(picture),
+            "--work-dir",
+            str(tmp_path / "w"),
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert report["frames"] == 75 and report["chunks"] == 4 and report["output_check"]["ok"]
     # Both nodes ran chunks, each on the runtime its CPU chose, fetching the input's pieces and the picture itself.
     assert set(report["nodes"]) == set(NODES), report["nodes"]
     assert sum(n["chunks"] for n in report["nodes"].values()) == 4
-    assert all(n["runtime"].startswith("openvino") and n["bytes_in"] > picture.stat().st_size for n in report["nodes"].values())
+    assert all(
+        n["runtime"].startswith("openvino") and n["bytes_in"] > picture.stat().st_size for n in report["nodes"].values()
+    )
     assert len(list((tmp_path / "w").glob("*/*.mp4"))) == 4  # the segments came back to the driver's work dir
     expected = here(clip, tmp_path / "here.mp4", JobSpec(model="style-image", style_image=str(picture)))
     assert_same_video(tmp_path / "out.mp4", expected, clip)
 
-    again = subprocess.run([sys.executable, "-m", "restyle.cli", "run", str(clip), "-o", str(tmp_path / "again.mp4"),
-                            "--style-image", str(picture), "--work-dir", str(tmp_path / "w"), "--json"],
-                           env=env, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "restyle.cli",
+            "run",
+            str(clip),
+            "-o",
+            str(tmp_path / "again.mp4"),
+            "--style-image",
+            str(picture),
+            "--work-dir",
+            str(tmp_path / "w"),
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(again.stdout)["chunks_reused"] == 4  # resumed from the driver's work dir: nothing sent out
 
@@ -124,9 +182,16 @@ def test_the_cli_restyles_a_folder_of_images(cluster, driver_env, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(3):
-        Image.effect_mandelbrot((160 + 16 * i, 96), (-2, -1.5, 1, 1.5), 50 + i).convert("RGB").save(photos / f"p{i}.png")
-    done = subprocess.run([sys.executable, "-m", "restyle.cli", "run", str(photos), "-o", str(tmp_path / "styled"), "--style", "3"],
-                          env=os.environ | driver_env, capture_output=True, text=True, timeout=600)
+        Image.effect_mandelbrot((160 + 16 * i, 96), (-2, -1.5, 1, 1.5), 50 + i).convert("RGB").save(
+            photos / f"p{i}.png"
+        )
+    done = subprocess.run(
+        [sys.executable, "-m", "restyle.cli", "run", str(photos), "-o", str(tmp_path / "styled"), "--style", "3"],
+        env=os.environ | driver_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     run(photos, tmp_path / "here", JobSpec(style="3"), settings=Settings(workers=1, threads=1))
     made = sorted(p.name for p in (tmp_path / "styled").iterdir())
@@ -142,29 +207,44 @@ def service_jobs(service, clip: Path, tmp_path: Path, detector: Path) -> None:
     picture = painting(tmp_path / "painting.png", size=(256, 256))
     admin.add_model("negative", negative_model(tmp_path / "neg.onnx"))
     admin.add_model("moderation", detector)
-    pan = make_motion_clip(tmp_path / "pan.mp4", packaged_photo(), motion="pan", width=320, height=360, rate=10, seconds=2)
-    jobs = {"painting": alice.submit(clip, style_image=picture), "negative": alice.submit(clip, model="negative"),
-            "moderation": alice.submit(pan, model="moderation")}
+    pan = make_motion_clip(
+        tmp_path / "pan.mp4", packaged_photo(), motion="pan", width=320, height=360, rate=10, seconds=2
+    )
+    jobs = {
+        "painting": alice.submit(clip, style_image=picture),
+        "negative": alice.submit(clip, model="negative"),
+        "moderation": alice.submit(pan, model="moderation"),
+    }
     ended = {name: service.wait_for(job["id"], timeout=300) for name, job in jobs.items()}
     for name, job in ended.items():
         assert job["state"] == "succeeded", (name, job["reason"], service.log.read_text()[-3000:])
         assert set(job["figures"]["nodes"]) <= set(NODES), job["figures"]
 
     made = alice.download(ended["painting"]["id"], tmp_path / "painting.mp4")
-    assert_same_video(made, here(clip, tmp_path / "painting-here.mp4", JobSpec(model="style-image", style_image=str(picture))), clip)
+    assert_same_video(
+        made, here(clip, tmp_path / "painting-here.mp4", JobSpec(model="style-image", style_image=str(picture))), clip
+    )
     made = alice.download(ended["negative"]["id"], tmp_path / "negative.mp4")
-    assert_same_video(made, here(clip, tmp_path / "negative-here.mp4", JobSpec(model="onnx", model_file=str(tmp_path / "neg.onnx"))), clip)
+    assert_same_video(
+        made,
+        here(clip, tmp_path / "negative-here.mp4", JobSpec(model="onnx", model_file=str(tmp_path / "neg.onnx"))),
+        clip,
+    )
     made = alice.download(ended["moderation"]["id"], tmp_path / "faces.jsonl")
     expected = here(pan, tmp_path / "faces-here.jsonl", JobSpec(model="yolo", model_file=str(detector)))
     lines = made.read_text().splitlines()
     assert len(lines) == 20 and lines == expected.read_text().splitlines()
     assert ended["moderation"]["records"]["frames_with_detections"] > 0
     # The job page says where its chunks ran and on what runtime each node chose.
-    page = service.http.get(f"/jobs/{ended['painting']['id']}", headers={"Authorization": ""}, cookies={"restyle_token": ALICE}).text
+    page = service.http.get(
+        f"/jobs/{ended['painting']['id']}", headers={"Authorization": ""}, cookies={"restyle_token": ALICE}
+    ).text
     assert any(f"Node {ip}" in page for ip in NODES) and "openvino" in page
 
 
-def test_the_service_on_embedded_stores_runs_paintings_models_and_detectors(cluster, driver_env, clip, detector, tmp_path):
+def test_the_service_on_embedded_stores_runs_paintings_models_and_detectors(
+    cluster, driver_env, clip, detector, tmp_path
+):
     from tests.service.conftest import Service
 
     env = driver_env | {"RESTYLE_TOKENS": f"alice:submitter:{ALICE},root:admin:{ROOT}", "TEST_ADMIN_TOKEN": ROOT}
@@ -184,9 +264,13 @@ def test_the_service_on_seaweedfs_and_postgresql(cluster, driver_env, seaweedfs,
     with psycopg.connect(f"host=127.0.0.1 port={postgres.port} user=postgres dbname=postgres", autocommit=True) as db:
         db.execute(f"CREATE DATABASE {name}")
     env = driver_env | {f"RESTYLE_{k.upper()}": v for k, v in s3_settings(seaweedfs).items()}
-    env |= {"RESTYLE_DATA_URL": f"s3://data/{name}", "RESTYLE_SYSTEM_URL": f"s3://system/{name}",
-            "RESTYLE_DATABASE_URL": postgres.url.rsplit("/", 1)[0] + f"/{name}",
-            "RESTYLE_TOKENS": f"alice:submitter:{ALICE},root:admin:{ROOT}", "TEST_ADMIN_TOKEN": ROOT}
+    env |= {
+        "RESTYLE_DATA_URL": f"s3://data/{name}",
+        "RESTYLE_SYSTEM_URL": f"s3://system/{name}",
+        "RESTYLE_DATABASE_URL": postgres.url.rsplit("/", 1)[0] + f"/{name}",
+        "RESTYLE_TOKENS": f"alice:submitter:{ALICE},root:admin:{ROOT}",
+        "TEST_ADMIN_TOKEN": ROOT,
+    }
     service = Service(tmp_path / "home", env)
     try:
         service_jobs(service, clip, tmp_path, detector)
@@ -218,8 +302,14 @@ def test_a_lost_node_costs_only_its_chunks_and_a_cold_node_joins(cluster, driver
 
     thread = threading.Thread(target=lose_a_node)
     thread.start()
-    report = run(clip, tmp_path / "out.mp4", JobSpec(style="4"), settings=Settings(chunk_seconds=0.5),
-                 engine=engine, work=tmp_path / "work")
+    report = run(
+        clip,
+        tmp_path / "out.mp4",
+        JobSpec(style="4"),
+        settings=Settings(chunk_seconds=0.5),
+        engine=engine,
+        work=tmp_path / "work",
+    )
     thread.join()
     assert lost, "the node was not lost mid-job"
     assert 1 <= report.chunks_retried <= 2  # only what it had in flight (and a finished result it still held)
@@ -231,8 +321,14 @@ def test_a_lost_node_costs_only_its_chunks_and_a_cold_node_joins(cluster, driver
     cluster.add_node("127.0.0.5")  # cold: no actor, an empty node cache, none of the driver's files
     picture = painting(tmp_path / "painting.png", size=(128, 128))
     spec = JobSpec(model="style-image", style_image=str(picture))
-    report = run(clip, tmp_path / "joined.mp4", spec, settings=Settings(chunk_seconds=0.5), engine=engine,
-                 work=tmp_path / "work2")
+    report = run(
+        clip,
+        tmp_path / "joined.mp4",
+        spec,
+        settings=Settings(chunk_seconds=0.5),
+        engine=engine,
+        work=tmp_path / "work2",
+    )
     assert report.nodes["127.0.0.5"]["chunks"] >= 1, report.nodes
     assert report.nodes["127.0.0.5"]["bytes_in"] > picture.stat().st_size  # it fetched the picture and the input
     assert NODES[1] not in report.nodes

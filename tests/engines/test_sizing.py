@@ -1,4 +1,5 @@
 """Workers follow cores and memory; frames a worker cannot hold are refused before any work (issue 12, item 4)."""
+
 import resource
 import subprocess
 import sys
@@ -19,7 +20,9 @@ HUGE = (4096, 2304)  # exactly the default max_pixels: the probe lets it through
 @pytest.fixture(scope="module")
 def huge_clip(tmp_path_factory):
     """The attack: a few KB of video, three frames at max_pixels."""
-    return make_clip(tmp_path_factory.mktemp("huge") / "huge.mp4", width=HUGE[0], height=HUGE[1], rate=25, seconds=0.12, audio=False)
+    return make_clip(
+        tmp_path_factory.mktemp("huge") / "huge.mp4", width=HUGE[0], height=HUGE[1], rate=25, seconds=0.12, audio=False
+    )
 
 
 def test_a_frame_no_worker_can_hold_is_refused_before_any_work(huge_clip, tmp_path):
@@ -46,8 +49,25 @@ def test_the_estimate_bounds_what_a_worker_really_uses(huge_clip, tmp_path):
     settings = Settings()
     runtime, _ = choose_layout(settings, HUGE[0] * HUGE[1])
     budget = worker_bytes(runtime, HUGE[0] * HUGE[1])
-    done = subprocess.run([sys.executable, "-m", "restyle.cli", "run", str(huge_clip), "-o", str(tmp_path / "o.mp4"),
-                           "--workers", "1", "-q"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "restyle.cli",
+            "run",
+            str(huge_clip),
+            "-o",
+            str(tmp_path / "o.mp4"),
+            "--workers",
+            "1",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child this test process waited for
+    peak = (
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    )  # the largest child this test process waited for
     assert peak <= budget, (peak / 2**30, budget / 2**30)

@@ -34,7 +34,9 @@ def frames():
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize("value_range", [1.0, 255.0])
 def test_any_onnx_model_runs_on_frames(tmp_path, frames, value_range, backend):
-    spec = onnx_spec(negative_model(tmp_path / "neg.onnx", value_range=value_range), params={"value_range": value_range})
+    spec = onnx_spec(
+        negative_model(tmp_path / "neg.onnx", value_range=value_range), params={"value_range": value_range}
+    )
     model = load(spec, Runtime("cpu", backend=backend))
     assert np.array_equal(model.predict(frames, params_of(spec)), 255 - frames)
 

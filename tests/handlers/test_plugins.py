@@ -4,6 +4,7 @@ The plugin below is a real distribution on disk (a module and its dist-info with
 entry_points.txt); restyle finds it through importlib.metadata exactly as it finds its
 own handlers, and every door (here the CLI, in a real process) can run it by name.
 """
+
 import json
 import os
 import textwrap
@@ -53,17 +54,21 @@ def plugin_env(tmp_path) -> dict[str, str]:
     info = site / "restyle_posterize-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: restyle-posterize\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(textwrap.dedent("""\
+    (info / "entry_points.txt").write_text(
+        textwrap.dedent("""\
         [restyle.handlers]
         posterize = restyle_posterize:PosterizeHandler
-        """))
+        """)
+    )
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
 
 
 @pytest.mark.slow
 def test_a_plugin_handler_runs_through_the_cli_by_name(plugin_env, clips, tmp_path):
     output = tmp_path / "poster.mp4"
-    done = restyle("run", clips["pal"], "-o", output, "--model", "posterize", "--param", "levels=4", "--json", env=plugin_env)
+    done = restyle(
+        "run", clips["pal"], "-o", output, "--model", "posterize", "--param", "levels=4", "--json", env=plugin_env
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["model"] == "posterize"
     _, originals = decode_frames(clips["pal"])
@@ -72,11 +77,15 @@ def test_a_plugin_handler_runs_through_the_cli_by_name(plugin_env, clips, tmp_pa
     expected = (originals[30] // 64 * 64 + 32).astype(np.uint8)
     assert psnr(expected, posters[30]) > 30  # the plugin's pixels, through one lossy encode
     assert packets(output, "audio") == packets(clips["pal"], "audio")
-    assert_one_clear_line(restyle("run", clips["pal"], "-o", tmp_path / "x.mp4", "--model", "posterize", "--param", "levels=1",
-                                  env=plugin_env), "levels must be a whole number")
+    assert_one_clear_line(
+        restyle(
+            "run", clips["pal"], "-o", tmp_path / "x.mp4", "--model", "posterize", "--param", "levels=1", env=plugin_env
+        ),
+        "levels must be a whole number",
+    )
 
 
 def test_without_the_plugin_installed_the_name_is_unknown(clips, tmp_path):
-    assert_one_clear_line(restyle("run", clips["pal"], "-o", tmp_path / "x.mp4", "--model", "posterize"),
-                          "unknown model 'posterize'")
-
+    assert_one_clear_line(
+        restyle("run", clips["pal"], "-o", tmp_path / "x.mp4", "--model", "posterize"), "unknown model 'posterize'"
+    )

@@ -70,8 +70,12 @@ def test_unknown_styles_are_refused(style):
 def test_openvino_gives_onnxruntimes_frames_within_40_db(frames):
     from tests.conftest import psnr
 
-    ours = load(JobSpec(style="7"), Runtime("cpu", threads=2, backend="openvino")).predict(frames, params_of(JobSpec(style="7")))
-    theirs = load(JobSpec(style="7"), Runtime("cpu", threads=2, backend="onnxruntime")).predict(frames, params_of(JobSpec(style="7")))
+    ours = load(JobSpec(style="7"), Runtime("cpu", threads=2, backend="openvino")).predict(
+        frames, params_of(JobSpec(style="7"))
+    )
+    theirs = load(JobSpec(style="7"), Runtime("cpu", threads=2, backend="onnxruntime")).predict(
+        frames, params_of(JobSpec(style="7"))
+    )
     assert psnr(ours, theirs) >= 40
 
 
@@ -93,7 +97,9 @@ def test_bf16_runs_on_openvino_and_is_refused_on_onnxruntime(frames):
 def test_style_image_runs_at_the_frames_own_size(frames, tmp_path, backend):
     picture = tmp_path / "waves.png"
     yy, xx = np.mgrid[0:200, 0:300]
-    Image.fromarray((np.stack([np.sin(xx / 7), np.cos(yy / 5), np.sin((xx + yy) / 11)], -1) * 127 + 128).astype(np.uint8)).save(picture)
+    Image.fromarray(
+        (np.stack([np.sin(xx / 7), np.cos(yy / 5), np.sin((xx + yy) / 11)], -1) * 127 + 128).astype(np.uint8)
+    ).save(picture)
     spec = JobSpec(model="style-image", style_image=str(picture))
     model = load(spec, Runtime("cpu", threads=2, backend=backend))
     assert isinstance(model, ArbitraryStyle) and model.dynamic  # the fixed 384x384 graph was made dynamic
@@ -104,7 +110,12 @@ def test_style_image_runs_at_the_frames_own_size(frames, tmp_path, backend):
     # Another picture through the same loaded network: a different style, no reload.
     other = tmp_path / "flat.png"
     Image.fromarray(np.full((64, 64, 3), (200, 40, 40), np.uint8)).save(other)
-    assert np.abs(model.predict(frames, params_of(JobSpec(model="style-image", style_image=str(other)))).astype(int) - out).mean() > 5
+    assert (
+        np.abs(
+            model.predict(frames, params_of(JobSpec(model="style-image", style_image=str(other)))).astype(int) - out
+        ).mean()
+        > 5
+    )
 
 
 def test_unreadable_style_image_is_refused(tmp_path):

@@ -13,7 +13,7 @@ def test_chunks_cover_every_frame_once(clips, name, workers):
     assert sum(c.frame_count for c in chunks) == info.frame_count
     assert chunks[0].start_pts == info.frame_pts[0]
     assert chunks[-1].end_pts == info.duration_pts
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in zip(chunks, chunks[1:], strict=False):
         assert before.end_pts == after.start_pts
         assert after.first_frame == before.first_frame + before.frame_count
     for chunk in chunks:

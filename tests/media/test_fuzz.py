@@ -4,6 +4,7 @@ Whatever bytes arrive, probe returns facts or raises InputError, and a chunk dec
 frames or raises InputError: nothing else escapes to crash a worker. Whatever a video's
 timestamps, the plan covers every frame exactly once.
 """
+
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,14 +19,20 @@ from restyle.media.decode import decode_chunk
 from restyle.media.probe import VideoInfo, probe
 from restyle.media.sample import make_clip
 
-BUDGET = settings(max_examples=400, deadline=None, derandomize=True,
-                  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+BUDGET = settings(
+    max_examples=400,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @pytest.fixture(scope="module")
 def seed_clip(tmp_path_factory) -> bytes:
     """A small real clip with sound (a keyframe every 10 frames): the bytes the mutations start from."""
-    path = make_clip(tmp_path_factory.mktemp("fuzz") / "seed.mp4", width=64, height=36, seconds=1.0, keyframe_interval=10)
+    path = make_clip(
+        tmp_path_factory.mktemp("fuzz") / "seed.mp4", width=64, height=36, seconds=1.0, keyframe_interval=10
+    )
     return path.read_bytes()
 
 
@@ -44,11 +51,11 @@ def _mutate(data: bytes, steps: list[tuple[str, float, bytes]]) -> bytes:
         if kind == "truncate":
             del out[at:]
         elif kind == "overwrite":
-            out[at:at + len(blob)] = blob
+            out[at : at + len(blob)] = blob
         elif kind == "insert":
             out[at:at] = blob
         else:
-            out[at:at + len(blob)] = bytes(len(blob))
+            out[at : at + len(blob)] = bytes(len(blob))
     return bytes(out)
 
 
@@ -66,7 +73,7 @@ def _probe_and_decode(path: Path) -> str:
     assert info.frame_count > 0 and info.width > 0 and info.height > 0
     chunk = plan_chunks(info, chunk_seconds=0.5)[0]
     try:
-        for pts, duration, rgb in decode_chunk(str(path), info.video_index, chunk):
+        for _pts, duration, rgb in decode_chunk(str(path), info.video_index, chunk):
             assert rgb.ndim == 3 and duration >= 0
     except InputError:
         return "decode refused"
@@ -117,9 +124,23 @@ def videos(draw) -> VideoInfo:
         pts.append(pts[-1] + gap)
     keys = sorted({pts[0]} | {pts[i] for i in draw(st.lists(st.integers(0, count - 1), max_size=30))})
     rate = draw(st.sampled_from([Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(60)]))
-    return VideoInfo(path="x.mp4", size_bytes=1, container="mp4", video_index=0, codec="h264", width=64, height=36,
-                     pix_fmt="yuv420p", time_base=Fraction(1, 90_000), average_rate=rate, rotation=0,
-                     frame_pts=pts, keyframe_pts=keys, duration_pts=pts[-1] + gaps[-1], other_streams=[])
+    return VideoInfo(
+        path="x.mp4",
+        size_bytes=1,
+        container="mp4",
+        video_index=0,
+        codec="h264",
+        width=64,
+        height=36,
+        pix_fmt="yuv420p",
+        time_base=Fraction(1, 90_000),
+        average_rate=rate,
+        rotation=0,
+        frame_pts=pts,
+        keyframe_pts=keys,
+        duration_pts=pts[-1] + gaps[-1],
+        other_streams=[],
+    )
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
@@ -129,7 +150,7 @@ def test_any_plan_covers_every_frame_exactly_once(info, chunk_seconds, workers, 
     assert sum(c.frame_count for c in chunks) == info.frame_count
     assert chunks[0].first_frame == 0 and chunks[0].start_pts == info.frame_pts[0]
     assert chunks[-1].end_pts == info.duration_pts
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in zip(chunks, chunks[1:], strict=False):
         assert before.end_pts == after.start_pts and after.first_frame == before.first_frame + before.frame_count
     for chunk in chunks:
         assert chunk.frame_count > 0

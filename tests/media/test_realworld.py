@@ -4,6 +4,7 @@ Each case of tests/realworld.py goes through the command line as a user runs it
 (``restyle run IN -o OUT``), with a real ONNX model (a photographic negative: cheap, and
 every pixel changes), cut into several chunks so the joins are tested too.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,8 +37,22 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
 def restyle(source: Path, output: Path, model: str, *more: str) -> tuple[int, str]:
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        code = main(["run", str(source), "-o", str(output), "--model", f"onnx:{model}", "--quiet", "--workers", "1",
-                     "--chunk-seconds", "0.4", *more])
+        code = main(
+            [
+                "run",
+                str(source),
+                "-o",
+                str(output),
+                "--model",
+                f"onnx:{model}",
+                "--quiet",
+                "--workers",
+                "1",
+                "--chunk-seconds",
+                "0.4",
+                *more,
+            ]
+        )
     return code, err.getvalue()
 
 
@@ -48,14 +63,14 @@ def assert_whole(before: Facts, after: Facts, suffix: str) -> None:
     # Matroska cannot start before 0: an input whose sound starts early (AAC priming) moves as a whole.
     shift = after.frame_pts_s[0] - before.frame_pts_s[0]
     assert abs(shift) < MS or FAMILY[suffix] == "matroska"
-    assert all(abs(b + shift - a) < MS for a, b in zip(after.frame_pts_s, before.frame_pts_s))
-    assert all(abs(b + shift - a) < MS for a, b in zip(after.audio_start_s, before.audio_start_s))
+    assert all(abs(b + shift - a) < MS for a, b in zip(after.frame_pts_s, before.frame_pts_s, strict=False))
+    assert all(abs(b + shift - a) < MS for a, b in zip(after.audio_start_s, before.audio_start_s, strict=False))
     assert after.rate == before.rate
     assert (after.sar, after.dar, after.size) == (before.sar, before.dar, before.size)
     assert after.rotation == before.rotation
     assert after.chapters == before.chapters
     assert [(kind, lang) for kind, lang, _ in after.streams] == [(kind, lang) for kind, lang, _ in before.streams]
-    for (_, _, had), (_, _, has) in zip(before.streams, after.streams):
+    for (_, _, had), (_, _, has) in zip(before.streams, after.streams, strict=False):
         # MP4 marks the first track of a kind default whatever it was told; anything the input said is kept.
         assert has & had == had
     assert after.audio == before.audio  # codec, and every packet's bytes
@@ -98,8 +113,10 @@ def test_anamorphic_pal_keeps_16_9_on_screen(corpus, model, tmp_path):
         assert (after.size, after.sar, after.dar) == ((720, 576), Fraction(64, 45), Fraction(16, 9))
 
 
-@pytest.mark.parametrize("name", ["carphone", pytest.param("bikes", marks=pytest.mark.slow),
-                                  pytest.param("bigbuckbunny", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name",
+    ["carphone", pytest.param("bikes", marks=pytest.mark.slow), pytest.param("bigbuckbunny", marks=pytest.mark.slow)],
+)
 def test_real_camera_footage_comes_back_whole(model, tmp_path, name):
     source = real_footage(name)
     for suffix in (".mp4", ".mkv"):
@@ -113,8 +130,12 @@ def test_every_run_checks_its_output_against_the_input(corpus, model, tmp_path):
     from restyle import JobSpec, run
     from restyle.config import Settings
 
-    report = run(corpus["mp4: AAC + AC-3 + MP3 and a timecode"], tmp_path / "out.mkv", JobSpec(model="onnx", model_file=str(model)),
-                 settings=Settings(workers=1, chunk_seconds=0.4))
+    report = run(
+        corpus["mp4: AAC + AC-3 + MP3 and a timecode"],
+        tmp_path / "out.mkv",
+        JobSpec(model="onnx", model_file=str(model)),
+        settings=Settings(workers=1, chunk_seconds=0.4),
+    )
     check = report.output_check
     assert check["ok"] and check["frames"] == [25, 25] and check["duration_s"] == [1.0, 1.0]
     assert len(check["av_offsets_s"]) == 3

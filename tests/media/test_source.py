@@ -1,4 +1,5 @@
 """The one door for inputs: formats from content, an allowlist of demuxers and protocols, no references followed."""
+
 from __future__ import annotations
 
 import socket
@@ -41,13 +42,24 @@ def listener():
     server.close()
 
 
-@pytest.mark.parametrize("name, text, reason", [
-    ("list.m3u8", "#EXTM3U\n#EXTINF:1.0,\nclip.mp4\n#EXTINF:1.0,\n{url}/a.ts\n#EXT-X-ENDLIST\n", "HLS playlist"),
-    ("innocent.mp4", "\n#EXTM3U\n#EXTINF:1.0,\n{url}/a.ts\n", "HLS playlist"),
-    ("list.txt", "ffconcat version 1.0\nfile clip.mp4\nfile {url}/b.mp4\nfile subfile,,start,0,end,100,,:clip.mp4\n", "concat script"),
-    ("manifest.mpd", '<?xml version="1.0"?><MPD><Period><BaseURL>{url}/c</BaseURL></Period></MPD>', "DASH manifest"),
-    ("bare.mpd", '<MPD type="static"><Period><BaseURL>{url}/c</BaseURL></Period></MPD>', "DASH manifest"),
-])
+@pytest.mark.parametrize(
+    "name, text, reason",
+    [
+        ("list.m3u8", "#EXTM3U\n#EXTINF:1.0,\nclip.mp4\n#EXTINF:1.0,\n{url}/a.ts\n#EXT-X-ENDLIST\n", "HLS playlist"),
+        ("innocent.mp4", "\n#EXTM3U\n#EXTINF:1.0,\n{url}/a.ts\n", "HLS playlist"),
+        (
+            "list.txt",
+            "ffconcat version 1.0\nfile clip.mp4\nfile {url}/b.mp4\nfile subfile,,start,0,end,100,,:clip.mp4\n",
+            "concat script",
+        ),
+        (
+            "manifest.mpd",
+            '<?xml version="1.0"?><MPD><Period><BaseURL>{url}/c</BaseURL></Period></MPD>',
+            "DASH manifest",
+        ),
+        ("bare.mpd", '<MPD type="static"><Period><BaseURL>{url}/c</BaseURL></Period></MPD>', "DASH manifest"),
+    ],
+)
 def test_references_are_refused_and_nothing_they_name_is_read(tmp_path, listener, name, text, reason):
     url, seen = listener
     make_clip(tmp_path / "clip.mp4", width=32, height=18, seconds=0.2, audio=False)  # followed, it would work
@@ -86,8 +98,9 @@ def test_ffmpeg_itself_refuses_formats_off_the_list(tmp_path):
         open_input(path)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.fails and any(w in c.fails for w in ("HLS", "concat", "DASH"))],
-                         ids=lambda c: c.name)
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.fails and any(w in c.fails for w in ("HLS", "concat", "DASH"))], ids=lambda c: c.name
+)
 def test_corpus_reference_cases_are_refused_at_probe(tmp_path, case):
     path = tmp_path / case.file
     case.make(path)

@@ -1,4 +1,5 @@
 """score_chunk: one chunk decoded, restyled and encoded, and how it fails."""
+
 from __future__ import annotations
 
 import threading
@@ -39,7 +40,15 @@ def _task(clip, tmp_path, **encode) -> ChunkTask:
     info = probe(clip, Settings())
     chunk = plan_chunks(info, chunk_seconds=60)[0]
     spec = EncodeSpec(width=info.width, height=info.height, time_base=info.time_base, rate=info.average_rate, **encode)
-    return ChunkTask(LocalFile(str(clip)), info.video_index, chunk, VideoPart(spec), FolderSegments(tmp_path / "segments"), "c0.mp4", JobSpec())
+    return ChunkTask(
+        LocalFile(str(clip)),
+        info.video_index,
+        chunk,
+        VideoPart(spec),
+        FolderSegments(tmp_path / "segments"),
+        "c0.mp4",
+        JobSpec(),
+    )
 
 
 def test_a_chunk_becomes_a_segment_with_every_frame_and_timestamp(clips, tmp_path):

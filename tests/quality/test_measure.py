@@ -25,7 +25,9 @@ def test_a_flickering_copy_scores_worse_than_a_steady_one(motion_clips, tmp_path
     rng = np.random.default_rng(0)
     flicker = [np.clip(f.astype(int) + rng.integers(-40, 40, size=(1, 1, 3)), 0, 255).astype(np.uint8) for f in frames]
     steady = measure(source, source, reference=source)
-    flickering = measure(source, _write(tmp_path / "flicker.mp4", flicker), reference=iter(frames), chunk_starts=[0, 10, 20])
+    flickering = measure(
+        source, _write(tmp_path / "flicker.mp4", flicker), reference=iter(frames), chunk_starts=[0, 10, 20]
+    )
     assert steady.frames == flickering.frames == len(frames)
     assert steady.warping_error == pytest.approx(steady.input_warping_error)
     assert flickering.warping_error > 5 * steady.warping_error
@@ -42,7 +44,9 @@ def test_ssim_is_one_for_the_same_picture_and_falls_with_noise():
     noisy = np.clip(picture.astype(int) + rng.integers(-30, 30, size=picture.shape), 0, 255).astype(np.uint8)
     assert ssim(picture, picture) == pytest.approx(1.0)
     assert ssim(picture, noisy) < 0.5
-    assert ssim(picture, np.clip(picture.astype(int) + 20, 0, 255).astype(np.uint8)) > 0.9  # brightness alone costs little
+    assert (
+        ssim(picture, np.clip(picture.astype(int) + 20, 0, 255).astype(np.uint8)) > 0.9
+    )  # brightness alone costs little
 
 
 def test_videos_of_different_lengths_are_refused(clips, motion_clips):

@@ -1,4 +1,5 @@
 """The fidelity bar, the table --precision auto follows, and the first-frame check for networks it does not cover."""
+
 import numpy as np
 import pytest
 

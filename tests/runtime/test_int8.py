@@ -1,4 +1,5 @@
 """int8 on CPUs without bf16: the shipped int8 network, the AVX2 cap, and --precision auto's choice."""
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -22,7 +23,11 @@ def verdict_for(passed: bool):
 
 
 def test_the_avx2_cap_turns_bf16_and_avx512_off(monkeypatch):
-    monkeypatch.setattr(cpu, "native_flags", lambda: frozenset({"avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16"}))
+    monkeypatch.setattr(
+        cpu,
+        "native_flags",
+        lambda: frozenset({"avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16"}),
+    )
     monkeypatch.delenv(cpu.ISA_ENV, raising=False)
     assert cpu.Machine.read().bf16
     monkeypatch.setenv(cpu.ISA_ENV, "avx2")
@@ -45,7 +50,10 @@ def test_auto_picks_int8_only_where_the_table_passes(no_bf16, monkeypatch):
     auto = Runtime("cpu", precision="auto")
     monkeypatch.setattr(fidelity, "verdict", verdict_for(True))
     choice = auto.choose("multistyle26")
-    assert (choice.backend, choice.precision) == ("openvino", "int8") and "passed the int8 fidelity bar" in choice.reason
+    assert (choice.backend, choice.precision) == (
+        "openvino",
+        "int8",
+    ) and "passed the int8 fidelity bar" in choice.reason
     monkeypatch.setattr(fidelity, "verdict", verdict_for(False))
     choice = auto.choose("multistyle26")
     assert choice.precision == "f32" and "failed the int8 fidelity bar" in choice.reason

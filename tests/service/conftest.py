@@ -1,4 +1,5 @@
 """Service processes for the end-to-end tests: `restyle serve` and `restyle worker`, for real."""
+
 from __future__ import annotations
 
 import os
@@ -20,13 +21,24 @@ class Service:
     def __init__(self, home: Path, env: dict[str, str], local_workers: int = 1, port: int | None = None):
         self.home, self.port = home, port or free_port()
         self.env = os.environ | {
-            "RESTYLE_HOME": str(home), "RESTYLE_PORT": str(self.port), "RESTYLE_POLL_SECONDS": "0.3", "RESTYLE_IDLE_SECONDS": "0.3",
-            "RESTYLE_WORKERS": "1", "RESTYLE_CHUNK_SECONDS": "1", "RESTYLE_LOCAL_WORKERS": str(local_workers), **env,
+            "RESTYLE_HOME": str(home),
+            "RESTYLE_PORT": str(self.port),
+            "RESTYLE_POLL_SECONDS": "0.3",
+            "RESTYLE_IDLE_SECONDS": "0.3",
+            "RESTYLE_WORKERS": "1",
+            "RESTYLE_CHUNK_SECONDS": "1",
+            "RESTYLE_LOCAL_WORKERS": str(local_workers),
+            **env,
         }
         self.log = home / "serve.log"
         home.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen([sys.executable, "-m", "restyle.cli", "serve"], env=self.env,
-                                        stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "restyle.cli", "serve"],
+            env=self.env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_for_port(self.port, 60, self.process, self.log)
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = env.get("TEST_ADMIN_TOKEN") or (home / "admin.token").read_text().strip()
@@ -34,8 +46,13 @@ class Service:
 
     def worker(self) -> subprocess.Popen:
         log = (self.home / f"worker-{time.monotonic_ns()}.log").open("w")
-        return subprocess.Popen([sys.executable, "-m", "restyle.cli", "worker"], env=self.env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "restyle.cli", "worker"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_for(self, job_id: str, states=("succeeded", "failed", "dead", "cancelled"), timeout: float = 180) -> dict:
         deadline = time.monotonic() + timeout
@@ -44,7 +61,9 @@ class Service:
             if job["state"] in states:
                 return job
             time.sleep(0.3)
-        raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s; log: {self.log.read_text()[-3000:]}")
+        raise AssertionError(
+            f"job {job_id} still {job['state']} after {timeout} s; log: {self.log.read_text()[-3000:]}"
+        )
 
     def wait_for_jobs(self, count: int, timeout: float = 30) -> list[dict]:
         deadline = time.monotonic() + timeout
@@ -73,8 +92,9 @@ class Service:
 def start_service(tmp_path):
     started: list[Service] = []
 
-    def start(env: dict[str, str] | None = None, local_workers: int = 1, port: int | None = None,
-              home: Path | None = None) -> Service:
+    def start(
+        env: dict[str, str] | None = None, local_workers: int = 1, port: int | None = None, home: Path | None = None
+    ) -> Service:
         service = Service(home or tmp_path / f"home{len(started)}", env or {}, local_workers, port)
         started.append(service)
         return service

@@ -1,4 +1,5 @@
 """The API in-process (FastAPI's TestClient) on the embedded stores: auth, uploads, links, events."""
+
 import time
 from urllib.parse import parse_qs, urlparse
 
@@ -13,8 +14,12 @@ ALICE, BOB, ROOT = "alice-token-0123456789", "bob-token-0123456789ab", "root-tok
 
 @pytest.fixture()
 def client(tmp_path):
-    settings = Settings(home=tmp_path, tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}",
-                        link_seconds=60, max_upload_bytes=200_000)
+    settings = Settings(
+        home=tmp_path,
+        tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}",
+        link_seconds=60,
+        max_upload_bytes=200_000,
+    )
     with TestClient(create_app(settings)) as client:
         client.settings = settings
         yield client
@@ -26,8 +31,12 @@ def auth(token):
 
 def upload(client, clip, token=ALICE, **form):
     with open(clip, "rb") as video:
-        return client.post("/api/jobs", files={"file": ("my clip.mp4", video, "video/mp4")},
-                           data={"style": "7", **form}, headers=auth(token))
+        return client.post(
+            "/api/jobs",
+            files={"file": ("my clip.mp4", video, "video/mp4")},
+            data={"style": "7", **form},
+            headers=auth(token),
+        )
 
 
 def test_no_token_is_401_and_a_wrong_one_too(client):

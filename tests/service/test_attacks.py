@@ -4,6 +4,7 @@ Each test is the attack itself: bodies with no token, bodies over the limit, ove
 declared huge and never sent, trickled at a byte a second, a big signed PUT while /healthz is
 watched, the same single-use link PUT twice at once, and inputs that used to make 500s.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,9 +53,18 @@ class Live:
 
 
 def settings_for(tmp_path, **overrides) -> Settings:
-    values = dict(home=tmp_path, tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}",
-                  max_upload_bytes=LIMIT, max_picture_bytes=LIMIT // 10, body_idle_seconds=2.0, body_grace_seconds=1.0, body_min_rate=1000,
-                  submit_rate_per_minute=60, submit_burst=20, link_seconds=300)
+    values = dict(
+        home=tmp_path,
+        tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}",
+        max_upload_bytes=LIMIT,
+        max_picture_bytes=LIMIT // 10,
+        body_idle_seconds=2.0,
+        body_grace_seconds=1.0,
+        body_min_rate=1000,
+        submit_rate_per_minute=60,
+        submit_burst=20,
+        link_seconds=300,
+    )
     return Settings(**(values | overrides))
 
 
@@ -65,8 +75,14 @@ def live(tmp_path):
     server.stop()
 
 
-def head(method: str, path: str, length: int | None, token: str | None = None, kind: str = "application/json",
-         chunked: bool = False) -> bytes:
+def head(
+    method: str,
+    path: str,
+    length: int | None,
+    token: str | None = None,
+    kind: str = "application/json",
+    chunked: bool = False,
+) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Type: {kind}"]
     if token:
         lines.append(f"Authorization: Bearer {token}")
@@ -108,9 +124,15 @@ MULTIPART = "multipart/form-data; boundary=xyz"
 
 # -- item 2: auth, rate and size come from the headers, before the body ------------------------------
 
-@pytest.mark.parametrize(("path", "kind", "declared"), [("/api/jobs", MULTIPART, 300 * 1024**2),
-                                                        ("/api/uploads", "application/json", 200 * 1024**2),
-                                                        ("/api/events", "application/json", 50 * 1024**2)])
+
+@pytest.mark.parametrize(
+    ("path", "kind", "declared"),
+    [
+        ("/api/jobs", MULTIPART, 300 * 1024**2),
+        ("/api/uploads", "application/json", 200 * 1024**2),
+        ("/api/events", "application/json", 50 * 1024**2),
+    ],
+)
 def test_no_token_and_a_huge_body_is_401_before_the_body(live, path, kind, declared):
     status, text, waited = attack(live, head("POST", path, declared, kind=kind), b"--xyz\r\n" + b"a" * 1000)
     assert status == 401 and waited < 2, (status, text)
@@ -149,7 +171,7 @@ def test_an_unannounced_body_over_the_limit_is_stopped_while_it_streams(live):
     """Chunked, no length: the guard counts as it comes and answers 413 long before the 5 MB are sent."""
     with socket.create_connection(("127.0.0.1", live.port)) as sock:
         sock.sendall(head("POST", "/api/jobs", None, ALICE, MULTIPART, chunked=True))
-        first = b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp4\"\r\n\r\n" + b"\0" * 65000
+        first = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n\r\n' + b"\0" * 65000
         sent = stream_chunks(sock, first, 5 * LIMIT)
         status, text, _ = answer(sock, 3)
     assert status == 413, text
@@ -187,9 +209,13 @@ def _largest_open_file(folders: list[Path]) -> int:
     return largest
 
 
-@pytest.mark.parametrize(("path", "token"), [("/login", None), ("/api/uploads", ALICE), ("/api/events", ROOT),
-                                             ("/api/jobs/0123abcd/cancel", ALICE)])
-def test_a_chunked_multipart_body_to_a_route_that_takes_no_files_is_stopped_at_the_request_limit(tmp_path, monkeypatch, path, token):
+@pytest.mark.parametrize(
+    ("path", "token"),
+    [("/login", None), ("/api/uploads", ALICE), ("/api/events", ROOT), ("/api/jobs/0123abcd/cancel", ALICE)],
+)
+def test_a_chunked_multipart_body_to_a_route_that_takes_no_files_is_stopped_at_the_request_limit(
+    tmp_path, monkeypatch, path, token
+):
     """Issue 21, attack 1: 20 MB of multipart form, no Content-Length, to routes that take no files, with the embedded
     upload limit (2 GiB): the request limit (1 MiB) holds. The answer comes while the body is still being sent,
     the connection is closed, and no file over the limit ever reaches the disk."""
@@ -201,7 +227,7 @@ def test_a_chunked_multipart_body_to_a_route_that_takes_no_files_is_stopped_at_t
     try:
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
             sock.sendall(head("POST", path, None, token, MULTIPART, chunked=True))
-            first = b"--xyz\r\nContent-Disposition: form-data; name=\"token\"; filename=\"a.mp4\"\r\n\r\n" + b"\0" * 65000
+            first = b'--xyz\r\nContent-Disposition: form-data; name="token"; filename="a.mp4"\r\n\r\n' + b"\0" * 65000
 
             def watch() -> None:
                 nonlocal largest
@@ -226,7 +252,9 @@ def test_a_chunked_multipart_body_to_a_route_that_takes_no_files_is_stopped_at_t
         assert status == 413 and "RESTYLE_MAX_REQUEST_BYTES" in text, (status, text)
     else:
         assert status == 404, (status, text)
-    assert "connection: close" in text.lower() and closed, f"the connection was kept open to read the rest: {text[:200]}"
+    assert "connection: close" in text.lower() and closed, (
+        f"the connection was kept open to read the rest: {text[:200]}"
+    )
     assert largest <= LIMIT, f"the server held a {largest}-byte temp file"
 
 
@@ -253,6 +281,7 @@ def test_slow_senders_are_cut_off(live, pace):
 
 
 # -- item 3: a big signed PUT streams to the store -------------------------------------------------
+
 
 def test_a_big_signed_put_streams_to_the_store_and_healthz_keeps_answering(tmp_path):
     size = 48 * 1024**2
@@ -284,10 +313,14 @@ def test_a_big_signed_put_streams_to_the_store_and_healthz_keeps_answering(tmp_p
             tracemalloc.stop()
             done.set()
             watcher.join()
-        print(f"signed PUT of {size // 1024**2} MiB: traced peak {peak / 1024**2:.1f} MiB, "
-              f"slowest /healthz {max(latencies, default=0) * 1000:.0f} ms over {len(latencies)} polls")
+        print(
+            f"signed PUT of {size // 1024**2} MiB: traced peak {peak / 1024**2:.1f} MiB, "
+            f"slowest /healthz {max(latencies, default=0) * 1000:.0f} ms over {len(latencies)} polls"
+        )
         assert put.status_code == 200, put.text
-        assert peak < 16 * 1024**2, f"the upload took {peak / 1024**2:.0f} MiB of memory"  # was two copies of it: 96 MiB
+        assert peak < 16 * 1024**2, (
+            f"the upload took {peak / 1024**2:.0f} MiB of memory"
+        )  # was two copies of it: 96 MiB
         assert latencies and max(latencies) < 1.0, max(latencies)
         context = server.app.state.context
         job = context.jobs.get(link["job"]["id"])
@@ -298,6 +331,7 @@ def test_a_big_signed_put_streams_to_the_store_and_healthz_keeps_answering(tmp_p
 
 
 # -- item 6: a single-use link, used twice at once ---------------------------------------------------
+
 
 def test_two_concurrent_puts_with_one_link_make_one_job(live, clips):
     link = httpx.post(f"{live.url}/api/uploads", json={"filename": "once.mp4"}, headers=auth(ALICE)).json()
@@ -326,6 +360,7 @@ def test_an_upload_that_failed_lets_go_of_its_link(live, clips):
 
 # -- item 7: no input makes a 5xx ------------------------------------------------------------------------
 
+
 @pytest.fixture()
 def raw_client(tmp_path):
     with TestClient(create_app(settings_for(tmp_path)), raise_server_exceptions=False) as client:
@@ -340,18 +375,38 @@ def test_a_non_ascii_link_signature_is_403_not_500(raw_client):
         assert raw_client.put(link, content=b"x").status_code == 403
 
 
-@pytest.mark.parametrize("body", ['{"filename": "a.mp4", "strength": NaN}', '{"filename": "a.mp4", "deflicker": Infinity}',
-                                  '{"filename": NaN}', '{"filename": "a.mp4", "style": -Infinity}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"filename": "a.mp4", "strength": NaN}',
+        '{"filename": "a.mp4", "deflicker": Infinity}',
+        '{"filename": NaN}',
+        '{"filename": "a.mp4", "style": -Infinity}',
+    ],
+)
 def test_nan_in_a_json_body_is_422_not_500(raw_client, body):
     response = raw_client.post("/api/uploads", content=body, headers=auth(ALICE) | {"Content-Type": "application/json"})
     assert response.status_code == 422, response.text
     assert json.loads(response.text)["detail"]  # valid JSON, with the reason
 
 
-@pytest.mark.parametrize("event", [{"Records": "abc"}, [1], [{"s3": "x"}], {"Records": [1, "x", None, {"s3": "x"}]},
-                                   {"Records": [{"s3": {"object": "k"}}]}, {"Records": [{"s3": {"object": {"key": 5}}}]},
-                                   {"key": 5}, {"key": "/buckets/data/inbox/a.mp4", "message": "x"},
-                                   {"key": "/data/inbox/a.mp4", "message": {"new_entry": [1]}}, "text", 7, None])
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"Records": "abc"},
+        [1],
+        [{"s3": "x"}],
+        {"Records": [1, "x", None, {"s3": "x"}]},
+        {"Records": [{"s3": {"object": "k"}}]},
+        {"Records": [{"s3": {"object": {"key": 5}}}]},
+        {"key": 5},
+        {"key": "/buckets/data/inbox/a.mp4", "message": "x"},
+        {"key": "/data/inbox/a.mp4", "message": {"new_entry": [1]}},
+        "text",
+        7,
+        None,
+    ],
+)
 def test_malformed_events_are_refused_or_ignored_never_500(raw_client, event):
     response = raw_client.post("/api/events", json=event, headers=auth(ROOT))
     assert response.status_code in (200, 422), response.text

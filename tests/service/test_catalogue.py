@@ -1,4 +1,5 @@
 """The catalogue through the API, in-process: registered models (admins) and saved style pictures (each tenant's own)."""
+
 from __future__ import annotations
 
 import io
@@ -21,24 +22,36 @@ def auth(token):
 def painting(path, size=(96, 64), fmt="PNG"):
     """A bold, textured picture: diagonal stripes of two colours."""
     image = Image.new("RGB", size)
-    image.putdata([((230, 90, 20) if ((x + y) // 6) % 2 else (20, 40, 160)) for y in range(size[1]) for x in range(size[0])])
+    image.putdata(
+        [((230, 90, 20) if ((x + y) // 6) % 2 else (20, 40, 160)) for y in range(size[1]) for x in range(size[0])]
+    )
     image.save(path, fmt)
     return path
 
 
 @pytest.fixture()
 def client(tmp_path):
-    settings = Settings(home=tmp_path / "home", tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}",
-                        max_upload_bytes=30_000_000, max_model_bytes=30_000_000, max_picture_bytes=100_000,
-                        max_picture_pixels=300 * 300, sidecar_wait_seconds=0)
+    settings = Settings(
+        home=tmp_path / "home",
+        tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}",
+        max_upload_bytes=30_000_000,
+        max_model_bytes=30_000_000,
+        max_picture_bytes=100_000,
+        max_picture_pixels=300 * 300,
+        sidecar_wait_seconds=0,
+    )
     with TestClient(create_app(settings)) as client:
         yield client
 
 
 def register(client, name, path, token=ROOT, kind=None):
     with open(path, "rb") as model:
-        return client.post("/api/models", files={"file": (path.name, model)}, data={"name": name, **({"kind": kind} if kind else {})},
-                           headers=auth(token))
+        return client.post(
+            "/api/models",
+            files={"file": (path.name, model)},
+            data={"name": name, **({"kind": kind} if kind else {})},
+            headers=auth(token),
+        )
 
 
 def save(client, name, data: bytes, token=ALICE, filename="painting.png"):
@@ -133,7 +146,7 @@ def test_pictures_are_checked(client, tmp_path):
 
 def test_uploads_over_their_declared_length_are_refused_before_reading_and_chunked_ones_are_metered(client, tmp_path):
     """One rule for every body route (the guard's): a chunked body is let in and metered as it comes."""
-    body = b"--x\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nm\r\n--x--\r\n"
+    body = b'--x\r\nContent-Disposition: form-data; name="name"\r\n\r\nm\r\n--x--\r\n'
     headers = auth(ROOT) | {"Content-Type": "multipart/form-data; boundary=x"}
     chunked = client.post("/api/models", content=iter([body]), headers=headers)  # no Content-Length: sent chunked
     assert chunked.status_code == 422 and "needs a file" in chunked.json()["detail"]  # read, under the limit
@@ -144,7 +157,7 @@ def test_uploads_over_their_declared_length_are_refused_before_reading_and_chunk
 def test_a_chunked_model_upload_over_the_limit_is_413_as_it_streams(tmp_path):
     """Chunked, no length: the guard's meter stops the body at the model's limit, as for a video."""
     settings = Settings(home=tmp_path / "home", tokens=f"root:admin:{ROOT}", max_model_bytes=100_000)
-    head = b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"m.onnx\"\r\n\r\n"
+    head = b'--x\r\nContent-Disposition: form-data; name="file"; filename="m.onnx"\r\n\r\n'
     headers = auth(ROOT) | {"Content-Type": "multipart/form-data; boundary=x"}
     with TestClient(create_app(settings)) as small:
         response = small.post("/api/models", content=iter([head] + [b"\0" * 10_000] * 30), headers=headers)
@@ -196,8 +209,11 @@ def test_the_catalogue_on_postgresql(postgres, tmp_path):
     name = f"cat{uuid.uuid4().hex[:8]}"
     with psycopg.connect(f"host=127.0.0.1 port={postgres.port} user=postgres dbname=postgres", autocommit=True) as db:
         db.execute(f"CREATE DATABASE {name}")
-    settings = Settings(home=tmp_path / "home", tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}",
-                        database_url=postgres.url.rsplit("/", 1)[0] + f"/{name}")
+    settings = Settings(
+        home=tmp_path / "home",
+        tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}",
+        database_url=postgres.url.rsplit("/", 1)[0] + f"/{name}",
+    )
     with TestClient(create_app(settings)) as client:
         assert register(client, "negative", negative_model(tmp_path / "neg.onnx")).status_code == 201
         assert register(client, "negative", tmp_path / "neg.onnx").status_code == 409

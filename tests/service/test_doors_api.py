@@ -1,10 +1,12 @@
 """Every door takes every model, in-process: the API's JSON and multipart bodies, the dashboard's form, and
 inbox drops with a sidecar. What is stored on the job is checked here; test_doors_e2e runs the jobs."""
+
 from __future__ import annotations
 
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,8 +21,12 @@ from tests.service.test_catalogue import ALICE, BOB, ROOT, auth, negative_model,
 
 @pytest.fixture()
 def client(tmp_path):
-    settings = Settings(home=tmp_path / "home", tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}",
-                        max_upload_bytes=2_000_000, sidecar_wait_seconds=0)
+    settings = Settings(
+        home=tmp_path / "home",
+        tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}",
+        max_upload_bytes=2_000_000,
+        sidecar_wait_seconds=0,
+    )
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -51,8 +57,13 @@ def test_multipart_takes_every_model(client, clips, tmp_path):
     assert upload.json()["model"] == "style-image:starry.png" and params.handler == "style-image"
     assert params.spec.style_image.startswith("pictures/alice/")
 
-    registered = submit(client, clips["silent"], model="negative", params=json.dumps({"value_range": 1.0}),
-                        output=json.dumps({"container": "mkv", "crf": 20}))
+    registered = submit(
+        client,
+        clips["silent"],
+        model="negative",
+        params=json.dumps({"value_range": 1.0}),
+        output=json.dumps({"container": "mkv", "crf": 20}),
+    )
     assert registered.status_code == 201, registered.text
     params = stored(client, registered.json())
     assert registered.json()["model"] == "negative" and params.handler == "onnx"
@@ -62,9 +73,12 @@ def test_multipart_takes_every_model(client, clips, tmp_path):
 def test_json_uploads_take_every_model(client, clips, tmp_path):
     register(client, "negative", negative_model(tmp_path / "neg.onnx"))
     save(client, "painting", painting(tmp_path / "p.png").read_bytes())
-    for body, label in (({"style": "7", "deflicker": 0.5}, "styles:7"), ({"style_image": "painting"}, "style-image:painting"),
-                        ({"model": "style-image", "style_image": "painting", "strength": 0.5}, "style-image:painting"),
-                        ({"model": "negative"}, "negative")):
+    for body, label in (
+        ({"style": "7", "deflicker": 0.5}, "styles:7"),
+        ({"style_image": "painting"}, "style-image:painting"),
+        ({"model": "style-image", "style_image": "painting", "strength": 0.5}, "style-image:painting"),
+        ({"model": "negative"}, "negative"),
+    ):
         response = client.post("/api/uploads", json={"filename": "phone.mp4", **body}, headers=auth(ALICE))
         assert response.status_code == 201, response.text
         assert response.json()["job"]["model"] == label
@@ -83,19 +97,22 @@ def test_another_tenant_can_neither_see_nor_use_a_saved_picture(client, clips, t
     assert len(client.get("/api/jobs", headers=auth(BOB)).json()) == 0
 
 
-@pytest.mark.parametrize(("form", "status", "reason"), [
-    ({"model": "no-such-model"}, 422, "unknown model 'no-such-model'"),
-    ({"model": "onnx"}, 422, "an admin registers it"),
-    ({"model_file": "/etc/passwd"}, 422, "model_file is not taken"),
-    ({"style": "3:nan"}, 422, "style"),
-    ({"style": "99"}, 422, "26"),
-    ({"strength": "2"}, 422, "strength"),
-    ({"deflicker": "-1"}, 422, "deflicker"),
-    ({"params": "{not json"}, 422, "JSON object"),
-    ({"model": "style-image"}, 422, "needs a picture"),
-    ({"colour": "red"}, 422, "unknown field(s) colour"),
-    ({"style_image": "../alice/x"}, 404, "no saved picture"),
-])
+@pytest.mark.parametrize(
+    ("form", "status", "reason"),
+    [
+        ({"model": "no-such-model"}, 422, "unknown model 'no-such-model'"),
+        ({"model": "onnx"}, 422, "an admin registers it"),
+        ({"model_file": "/etc/passwd"}, 422, "model_file is not taken"),
+        ({"style": "3:nan"}, 422, "style"),
+        ({"style": "99"}, 422, "26"),
+        ({"strength": "2"}, 422, "strength"),
+        ({"deflicker": "-1"}, 422, "deflicker"),
+        ({"params": "{not json"}, 422, "JSON object"),
+        ({"model": "style-image"}, 422, "needs a picture"),
+        ({"colour": "red"}, 422, "unknown field(s) colour"),
+        ({"style_image": "../alice/x"}, 404, "no saved picture"),
+    ],
+)
 def test_bad_jobs_are_refused_with_a_reason(client, clips, form, status, reason):
     response = submit(client, clips["silent"], **form)
     assert response.status_code == status, response.text
@@ -137,26 +154,38 @@ def test_inbox_drops_take_their_sidecars_spec(client, clips, tmp_path):
     register(client, "negative", negative_model(tmp_path / "neg.onnx"))
     drop(context, "a.mp4", clips["silent"], json.dumps({"model": "negative"}))
     drop(context, "b.mp4", clips["silent"], json.dumps({"style": "12", "deflicker": 0.8}), sidecar_name="b.json")
-    drop(context, "c.mp4", clips["silent"], json.dumps({"style_image": "wave.png", "strength": 0.6}),
-         picture=painting(tmp_path / "wave.png"))
+    drop(
+        context,
+        "c.mp4",
+        clips["silent"],
+        json.dumps({"style_image": "wave.png", "strength": 0.6}),
+        picture=painting(tmp_path / "wave.png"),
+    )
     drop(context, "d.mp4", clips["silent"])
     jobs = inbox_jobs(client)
     assert {name: job["model"] for name, job in jobs.items()} == {
-        "a.mp4": "negative", "b.mp4": "styles:12", "c.mp4": "style-image:wave.png", "d.mp4": "styles:0"}
+        "a.mp4": "negative",
+        "b.mp4": "styles:12",
+        "c.mp4": "style-image:wave.png",
+        "d.mp4": "styles:0",
+    }
     assert jobs["b.mp4"]["deflicker"] == 0.8 and jobs["c.mp4"]["strength"] == 0.6
     assert {job["owner"] for job in jobs.values()} == {DROPPED_OWNER}
     assert all(job["state"] == "queued" for job in jobs.values())
     assert inbox_jobs(client) == jobs  # scanning again makes nothing new
 
 
-@pytest.mark.parametrize(("sidecar", "reason"), [
-    ("{not json", "is not JSON"),
-    ('["styles"]', "must hold a JSON object"),
-    ('{"model": "nope"}', "unknown model 'nope'"),
-    ('{"strenght": 0.5}', "unknown field(s) strenght"),
-    ('{"style_image": "missing.png"}', "not in the inbox folder"),
-    ('{"style_image": "../../etc/passwd"}', "same inbox folder"),
-])
+@pytest.mark.parametrize(
+    ("sidecar", "reason"),
+    [
+        ("{not json", "is not JSON"),
+        ('["styles"]', "must hold a JSON object"),
+        ('{"model": "nope"}', "unknown model 'nope'"),
+        ('{"strenght": 0.5}', "unknown field(s) strenght"),
+        ('{"style_image": "missing.png"}', "not in the inbox folder"),
+        ('{"style_image": "../../etc/passwd"}', "same inbox folder"),
+    ],
+)
 def test_a_bad_sidecar_fails_its_job_with_the_reason(client, clips, sidecar, reason):
     context = client.app.state.context
     drop(context, "bad.mp4", clips["silent"], sidecar)
@@ -165,7 +194,9 @@ def test_a_bad_sidecar_fails_its_job_with_the_reason(client, clips, sidecar, rea
     claimed = context.jobs.claim("test-worker", 30)
     assert Worker(context, "test-worker").process(claimed) == "failed"
     failed = client.get(f"/api/jobs/{job['id']}", headers=auth(ROOT)).json()
-    assert failed["state"] == "failed" and reason in failed["reason"] and "bad.mp4.json" in failed["reason"], failed["reason"]
+    assert failed["state"] == "failed" and reason in failed["reason"] and "bad.mp4.json" in failed["reason"], failed[
+        "reason"
+    ]
 
 
 def test_the_trigger_waits_a_little_for_a_sidecar(client, clips, tmp_path):
@@ -204,8 +235,12 @@ def test_the_dashboard_form_submits_what_its_model_takes(client, clips, tmp_path
 
     def post(**form):
         with open(clips["silent"], "rb") as video:
-            return client.post("/submit", files={"file": ("clip.mp4", video), "style_image": empty_file},
-                               data={"strength": "1", "deflicker": "0", **form}, follow_redirects=False)
+            return client.post(
+                "/submit",
+                files={"file": ("clip.mp4", video), "style_image": empty_file},
+                data={"strength": "1", "deflicker": "0", **form},
+                follow_redirects=False,
+            )
 
     gallery = post(model="styles", style="12", saved_picture="painting")
     assert gallery.status_code == 303 and "/jobs/" in gallery.headers["location"]
@@ -222,8 +257,11 @@ def test_a_system_store_elsewhere_is_read_through_a_content_addressed_cache(tmp_
     models and pictures through a cache in home, keyed by content hash: never stale, fetched once."""
     from restyle.service.specs import local_spec
 
-    settings = Settings(home=tmp_path / "home", tokens=f"alice:submitter:{ALICE},root:admin:{ROOT}",
-                        system_url=f"memory://restyle-{time.monotonic_ns()}")
+    settings = Settings(
+        home=tmp_path / "home",
+        tokens=f"alice:submitter:{ALICE},root:admin:{ROOT}",
+        system_url=f"memory://restyle-{time.monotonic_ns()}",
+    )
     with TestClient(create_app(settings)) as client:
         context = client.app.state.context
         assert not context.system.is_local
@@ -237,7 +275,7 @@ def test_a_system_store_elsewhere_is_read_through_a_content_addressed_cache(tmp_
             path = local.model_file or local.style_image
             assert path.startswith(str(tmp_path / "home" / "cache")), path
             key = params.spec.model_file or params.spec.style_image
-            assert open(path, "rb").read() == context.system.get_bytes(key)
+            assert Path(path).read_bytes() == context.system.get_bytes(key)
         assert local_spec(context, stored(client, job), "alice").model == "onnx"
         with pytest.raises(InputError, match="not its owner's"):  # a picture runs only in its owner's jobs
             local_spec(context, stored(client, pictured), "bob")

@@ -1,4 +1,5 @@
 """The dashboard's form in a real headless Chromium: pick a built-in style from the gallery; upload a painting."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,8 +23,10 @@ def test_pick_a_style_from_the_gallery_then_upload_a_painting(start_service, bro
     page = browser.new_page()
     page.set_default_timeout(90_000)  # the machine may be busy: steps wait longer than Playwright's 30 s
     sign_in(page, service, ALICE)
-    page.wait_for_function("[...document.querySelectorAll('#gallery img')].every(img => img.complete && img.naturalWidth === 128)",
-                           timeout=120_000)
+    page.wait_for_function(
+        "[...document.querySelectorAll('#gallery img')].every(img => img.complete && img.naturalWidth === 128)",
+        timeout=120_000,
+    )
     assert page.locator("#gallery label.style").count() == 26
 
     page.set_input_files("input[name=file]", str(clip))
@@ -47,7 +50,10 @@ def test_pick_a_style_from_the_gallery_then_upload_a_painting(start_service, bro
     page.screenshot(path=str(tmp_path / "painting-job.png"), full_page=True)
 
     page.goto(service.url + "/")
-    assert [page.text_content(f"#jobs tbody tr:nth-child({n}) .model") for n in (1, 2)] == ["style-image:painting.png", "styles:12"]
+    assert [page.text_content(f"#jobs tbody tr:nth-child({n}) .model") for n in (1, 2)] == [
+        "style-image:painting.png",
+        "styles:12",
+    ]
     # Another tenant sees neither the jobs nor the picture; a picture that is no picture is refused with the reason.
     other = browser.new_page()
     other.set_default_timeout(90_000)

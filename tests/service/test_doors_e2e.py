@@ -1,5 +1,6 @@
 """Every door, end to end on a real `restyle serve`: a tenant's painting through the API and the CLI, models
 registered by name (a picture model and a detector writing records), and inbox drops with and without sidecars."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,11 @@ from tests.conftest import decode_frames, packets
 from tests.service.test_catalogue import ALICE, BOB, ROOT, negative_model, painting
 
 pytestmark = pytest.mark.slow
-TOKENS = {"RESTYLE_TOKENS": f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}", "TEST_ADMIN_TOKEN": ROOT,
-          "RESTYLE_SIDECAR_WAIT_SECONDS": "1"}
+TOKENS = {
+    "RESTYLE_TOKENS": f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}",
+    "TEST_ADMIN_TOKEN": ROOT,
+    "RESTYLE_SIDECAR_WAIT_SECONDS": "1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +33,13 @@ def clip(tmp_path_factory) -> Path:
 
 
 def cli(service, *args, token=ALICE) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "restyle.cli", *args, "--server", service.url, "--token", token],
-                          env=service.env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "restyle.cli", *args, "--server", service.url, "--token", token],
+        env=service.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -53,14 +62,30 @@ def test_a_tenant_restyles_a_video_like_a_painting_through_the_api_and_the_cli(s
     through_api = alice.download(job["id"], tmp_path / "api.mp4")
 
     reference = tmp_path / "here.mp4"  # the same painting through `restyle run`'s pipeline, here
-    run(clip, reference, JobSpec(model="style-image", style_image=str(picture)), settings=Settings(workers=1, threads=1, chunk_seconds=1))
+    run(
+        clip,
+        reference,
+        JobSpec(model="style-image", style_image=str(picture)),
+        settings=Settings(workers=1, threads=1, chunk_seconds=1),
+    )
     (_, source), (_, restyled), (_, expected) = (decode_frames(p) for p in (clip, through_api, reference))
     assert len(restyled) == len(source) == 36
-    assert min(psnr(a, b) for a, b in zip(restyled, expected)) > 30  # restyled like the painting
-    assert np.mean([np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(restyled, source)]) > 20
+    assert min(psnr(a, b) for a, b in zip(restyled, expected, strict=False)) > 30  # restyled like the painting
+    assert np.mean([np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(restyled, source, strict=False)]) > 20
     assert packets(through_api, "audio") == packets(clip, "audio")  # the sound, bit for bit
 
-    done = cli(service, "submit", str(clip), "--style-image", str(picture), "--strength", "0.8", "--wait", "-o", str(tmp_path / "cli.mp4"))
+    done = cli(
+        service,
+        "submit",
+        str(clip),
+        "--style-image",
+        str(picture),
+        "--strength",
+        "0.8",
+        "--wait",
+        "-o",
+        str(tmp_path / "cli.mp4"),
+    )
     assert done.returncode == 0, done.stderr
     assert "style-image:painting.png" in done.stdout
     assert packets(tmp_path / "cli.mp4", "audio") == packets(clip, "audio")
@@ -99,9 +124,11 @@ def test_an_admin_registers_models_and_a_submitter_runs_them_by_name(start_servi
     assert done.returncode == 0, done.stderr
     (_, source), (_, negated) = decode_frames(clip), decode_frames(tmp_path / "neg.mp4")
     assert len(negated) == len(source)
-    assert np.mean([np.abs((255 - a.astype(int)) - b).mean() for a, b in zip(source, negated)]) < 6
+    assert np.mean([np.abs((255 - a.astype(int)) - b).mean() for a, b in zip(source, negated, strict=False)]) < 6
 
-    pan = make_motion_clip(tmp_path / "pan.mp4", packaged_photo(), motion="pan", width=320, height=360, rate=10, seconds=1.5)
+    pan = make_motion_clip(
+        tmp_path / "pan.mp4", packaged_photo(), motion="pan", width=320, height=360, rate=10, seconds=1.5
+    )
     done = cli(service, "submit", str(pan), "--model", "moderation", "--wait", "-o", str(tmp_path / "faces.jsonl"))
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in (tmp_path / "faces.jsonl").read_text().splitlines()]
@@ -131,5 +158,5 @@ def test_inbox_drops_run_their_sidecars_model_and_the_default_without_one(start_
     assert ended["c.mp4"]["state"] == "failed" and "c.mp4.json is not JSON" in ended["c.mp4"]["reason"]
     negated = admin.download(ended["a.mp4"]["id"], tmp_path / "a.mp4")
     (_, source), (_, out) = decode_frames(clip), decode_frames(negated)
-    assert np.mean([np.abs((255 - a.astype(int)) - b).mean() for a, b in zip(source, out)]) < 6
+    assert np.mean([np.abs((255 - a.astype(int)) - b).mean() for a, b in zip(source, out, strict=False)]) < 6
     assert packets(negated, "audio") == packets(clip, "audio")

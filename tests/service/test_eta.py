@@ -1,4 +1,5 @@
 """The ETA the API gives: frames left / the speed seen over the last seconds."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace

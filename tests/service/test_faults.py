@@ -1,5 +1,6 @@
 """Faults, for real: the whole service killed mid-job, its database or object store gone for seconds,
 a full disk. Nothing finished is lost, and what comes out equals an uninterrupted run."""
+
 import shutil
 import subprocess
 import sys
@@ -24,8 +25,9 @@ STEADY = {"RESTYLE_WORKERS": "1", "RESTYLE_THREADS": "1", "RESTYLE_LEASE_SECONDS
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory) -> Path:
     """12 s at 320x180: twelve 1 s chunks, long enough to pull the plug in the middle."""
-    return make_clip(tmp_path_factory.mktemp("faults") / "long.mp4", width=320, height=180, rate=25, seconds=12,
-                     keyframe_interval=25)
+    return make_clip(
+        tmp_path_factory.mktemp("faults") / "long.mp4", width=320, height=180, rate=25, seconds=12, keyframe_interval=25
+    )
 
 
 def wait_for_chunks(client: Client, job_id: str, done: int, timeout: float = 120) -> dict:
@@ -41,8 +43,28 @@ def wait_for_chunks(client: Client, job_id: str, done: int, timeout: float = 120
 def uninterrupted(clip: Path, tmp_path: Path) -> list:
     """The same clip through `restyle run` with the service's settings, start to end."""
     output = tmp_path / "uninterrupted.mp4"
-    subprocess.run([sys.executable, "-m", "restyle.cli", "run", str(clip), "-o", str(output), "--style", "7",
-                    "--workers", "1", "--threads", "1", "--chunk-seconds", "1", "-q"], check=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "restyle.cli",
+            "run",
+            str(clip),
+            "-o",
+            str(output),
+            "--style",
+            "7",
+            "--workers",
+            "1",
+            "--threads",
+            "1",
+            "--chunk-seconds",
+            "1",
+            "-q",
+        ],
+        check=True,
+        timeout=300,
+    )
     return decode_frames(output)[1]
 
 
@@ -64,7 +86,7 @@ def test_kill_9_the_whole_service_mid_job_and_the_restart_resumes_it(start_servi
     resumed = decode_frames(output)[1]
     reference = uninterrupted(long_clip, tmp_path)
     assert len(resumed) == len(reference) == 300
-    differ = [i for i, (a, b) in enumerate(zip(resumed, reference)) if a.tobytes() != b.tobytes()]
+    differ = [i for i, (a, b) in enumerate(zip(resumed, reference, strict=False)) if a.tobytes() != b.tobytes()]
     assert differ == [], f"frames {differ[0]}..{differ[-1]} differ ({len(differ)})"  # decoded frames identical
     assert packets(output, "audio") == packets(long_clip, "audio")
 
@@ -104,7 +126,11 @@ def test_the_object_store_goes_away_mid_job_and_the_job_waits_and_completes(star
     try:
         name = f"outage{uuid.uuid4().hex[:6]}"
         env = {f"RESTYLE_{k.upper()}": v for k, v in s3_settings(store).items()}
-        env |= {"RESTYLE_DATA_URL": f"s3://data/{name}", "RESTYLE_SYSTEM_URL": f"s3://system/{name}", "RESTYLE_LEASE_SECONDS": "30"}
+        env |= {
+            "RESTYLE_DATA_URL": f"s3://data/{name}",
+            "RESTYLE_SYSTEM_URL": f"s3://system/{name}",
+            "RESTYLE_LEASE_SECONDS": "30",
+        }
         service = start_service(STEADY | env)
         client = Client(service.url, service.token)
         job = client.submit(long_clip, style="7")
@@ -126,7 +152,9 @@ def test_the_object_store_goes_away_mid_job_and_the_job_waits_and_completes(star
 def test_a_full_system_store_fails_the_job_with_the_reason_and_leaves_only_whole_segments(start_service, tmp_path):
     mount = tmp_path / "system"
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], capture_output=True, text=True)
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if made.returncode:
         missing(f"cannot mount a tmpfs here ({made.stderr.strip()}); the disk-full test needs root")
     try:

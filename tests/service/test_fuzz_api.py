@@ -8,6 +8,7 @@ Not checked: whether every schema-valid request is accepted (a style that does n
 that is not there are refused with 422/404 on purpose) and whether every schema-invalid one is
 refused (pydantic reads JSON ``false`` as 0.0 for a number, by design).
 """
+
 from __future__ import annotations
 
 import json
@@ -19,22 +20,56 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = "root-token-0123456789ab"
-CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
-          "response_schema_conformance,unsupported_method,allow_header_conformance,missing_required_header,"
-          "ignored_auth,use_after_free,ensure_resource_availability")
+CHECKS = (
+    "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
+    "response_schema_conformance,unsupported_method,allow_header_conformance,missing_required_header,"
+    "ignored_auth,use_after_free,ensure_resource_availability"
+)
 
 
 def test_the_whole_api_fuzzed_answers_as_documented_and_never_5xx(start_service, tmp_path):
-    service = start_service({"RESTYLE_TOKENS": f"root:admin:{ROOT},alice:submitter:alice-token-0123456789",
-                             "TEST_ADMIN_TOKEN": ROOT, "RESTYLE_SUBMIT_RATE_PER_MINUTE": "0",
-                             "RESTYLE_MAX_UPLOAD_BYTES": str(1024**2)}, local_workers=0)
+    service = start_service(
+        {
+            "RESTYLE_TOKENS": f"root:admin:{ROOT},alice:submitter:alice-token-0123456789",
+            "TEST_ADMIN_TOKEN": ROOT,
+            "RESTYLE_SUBMIT_RATE_PER_MINUTE": "0",
+            "RESTYLE_MAX_UPLOAD_BYTES": str(1024**2),
+        },
+        local_workers=0,
+    )
     report = tmp_path / "fuzz.json"
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
-         "run", f"{service.url}/openapi.json", "-H", f"Authorization: Bearer {ROOT}", "--checks", CHECKS,
-         "--max-examples", "12", "--seed", "12", "--workers", "1", "--request-timeout", "20", "--no-color",
-         "--generation-database", "none", "--report", "json", "--report-json-path", str(report)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path)  # its caches stay out of the checkout
+        [
+            sys.executable,
+            "-c",
+            "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
+            "run",
+            f"{service.url}/openapi.json",
+            "-H",
+            f"Authorization: Bearer {ROOT}",
+            "--checks",
+            CHECKS,
+            "--max-examples",
+            "12",
+            "--seed",
+            "12",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "20",
+            "--no-color",
+            "--generation-database",
+            "none",
+            "--report",
+            "json",
+            "--report-json-path",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )  # its caches stay out of the checkout
     summary = json.loads(report.read_text())
     generated = summary["test_cases"]["generated"]
     operations = summary["operations"]

@@ -1,5 +1,6 @@
 """The hostile-input corpus against a running service: every case ends with a reason or a correct output,
 the service keeps answering, the good jobs around them succeed, and a poison job goes dead instead of looping."""
+
 import threading
 import time
 
@@ -44,7 +45,9 @@ class HealthWatch:
 
 def test_every_hostile_input_ends_with_a_reason_or_a_correct_output(start_service, clips, tmp_path):
     corpus = make_corpus(tmp_path / "corpus")
-    service = start_service({"RESTYLE_MAX_FRAMES": str(CORPUS_MAX_FRAMES), "RESTYLE_SUBMIT_RATE_PER_MINUTE": "0"}, local_workers=2)
+    service = start_service(
+        {"RESTYLE_MAX_FRAMES": str(CORPUS_MAX_FRAMES), "RESTYLE_SUBMIT_RATE_PER_MINUTE": "0"}, local_workers=2
+    )
     client = Client(service.url, service.token)
     health = HealthWatch(service.url)
 
@@ -62,7 +65,9 @@ def test_every_hostile_input_ends_with_a_reason_or_a_correct_output(start_servic
 
     # A poison message: a job whose parameters no worker can use. It must fail its attempts and go dead, once.
     store = JobStore(f"sqlite:///{service.home / 'jobs.db'}")
-    poison, _ = store.create("mallory", "elsewhere/poison.mp4", "etag-1", {"spec": {"strength": "lots"}}, max_attempts=2)
+    poison, _ = store.create(
+        "mallory", "elsewhere/poison.mp4", "etag-1", {"spec": {"strength": "lots"}}, max_attempts=2
+    )
     service.home.joinpath("data", "elsewhere").mkdir(parents=True, exist_ok=True)
     service.home.joinpath("data", "elsewhere", "poison.mp4").write_bytes(clips["silent"].read_bytes())
 

@@ -1,5 +1,6 @@
 """A short load test on 127.0.0.1 (bounded in count and time): concurrent submissions and steady polling,
 with 2 workers. No errors, no job lost, no job made twice. bench/load.py runs the full-size one."""
+
 import importlib.util
 import secrets
 import sys
@@ -24,8 +25,10 @@ def test_concurrent_submissions_and_polling_lose_nothing(start_service, tmp_path
     load = _load_module()
     tokens = [secrets.token_hex(16) for _ in range(5)]
     admin = secrets.token_hex(16)
-    env = {"RESTYLE_TOKENS": ",".join([f"user{i}:submitter:{t}" for i, t in enumerate(tokens)] + [f"ops:admin:{admin}"]),
-           "TEST_ADMIN_TOKEN": admin}
+    env = {
+        "RESTYLE_TOKENS": ",".join([f"user{i}:submitter:{t}" for i, t in enumerate(tokens)] + [f"ops:admin:{admin}"]),
+        "TEST_ADMIN_TOKEN": admin,
+    }
     service = start_service(env, local_workers=2)
     clip = make_clip(tmp_path / "clip.mp4", width=128, height=72, rate=25, seconds=1.0)
     figures = load.run_load(service.url, tokens, admin, clip, submissions=20, seconds=10, poll_rate=20)

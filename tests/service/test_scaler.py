@@ -1,4 +1,5 @@
 """The queue scaler's request follows the job store's depth (the real autoscaler: tests/engines/test_ray_autoscale.py)."""
+
 import threading
 
 from restyle.config import Settings
@@ -41,7 +42,9 @@ def test_the_request_follows_queued_and_running_jobs_and_is_withdrawn_when_none(
 def test_the_scaler_runs_only_for_ray_and_withdraws_its_request_when_stopped(tmp_path):
     store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
     assert scaler.start(store, Settings(engine="local", home=tmp_path), threading.Event()) is None
-    assert scaler.start(store, Settings(engine="ray", ray_scale_on_queue=False, home=tmp_path), threading.Event()) is None
+    assert (
+        scaler.start(store, Settings(engine="ray", ray_scale_on_queue=False, home=tmp_path), threading.Event()) is None
+    )
     store.create("t", "inbox/a.mp4", "e", {})
     sent: list[list[dict]] = []
     stop = threading.Event()

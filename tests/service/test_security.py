@@ -1,4 +1,5 @@
 """Who may do what, and what no one may reach: hostile names and keys, links, rate limits, no shell anywhere."""
+
 import ast
 import os
 import stat
@@ -21,16 +22,40 @@ from restyle.service.limits import RateLimiter
 from restyle.stores.objects import BadKey, check_key, local_link, sign_local
 from tests.service.test_api import ALICE, BOB, ROOT, auth, upload
 
-HOSTILE_NAMES = ["../../etc/passwd.mp4", "/etc/shadow.mp4", "..\\..\\windows\\win.mp4", "a\x00b.mp4",
-                 "x" * 5000 + ".mp4", "inbox/../../system/logs/x.mp4", "%2e%2e%2fsecret.mp4", "  .mp4", "💥.mp4"]
-HOSTILE_KEYS = ["../system/logs/a.jsonl", "/etc/passwd", "inbox/../../x", "inbox/a\x00b.mp4", "inbox/" + "y" * 600,
-                "inbox//x.mp4", "inbox/./x.mp4", "inbox\\..\\x.mp4", ""]
+HOSTILE_NAMES = [
+    "../../etc/passwd.mp4",
+    "/etc/shadow.mp4",
+    "..\\..\\windows\\win.mp4",
+    "a\x00b.mp4",
+    "x" * 5000 + ".mp4",
+    "inbox/../../system/logs/x.mp4",
+    "%2e%2e%2fsecret.mp4",
+    "  .mp4",
+    "💥.mp4",
+]
+HOSTILE_KEYS = [
+    "../system/logs/a.jsonl",
+    "/etc/passwd",
+    "inbox/../../x",
+    "inbox/a\x00b.mp4",
+    "inbox/" + "y" * 600,
+    "inbox//x.mp4",
+    "inbox/./x.mp4",
+    "inbox\\..\\x.mp4",
+    "",
+]
 
 
 @pytest.fixture()
 def client(tmp_path):
-    settings = Settings(home=tmp_path, tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}",
-                        link_seconds=60, max_upload_bytes=200_000, submit_rate_per_minute=6, submit_burst=3)
+    settings = Settings(
+        home=tmp_path,
+        tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}",
+        link_seconds=60,
+        max_upload_bytes=200_000,
+        submit_rate_per_minute=6,
+        submit_burst=3,
+    )
     with TestClient(create_app(settings)) as client:
         client.settings = settings
         yield client
@@ -102,9 +127,11 @@ def test_each_token_is_rate_limited_on_its_own(client, clips):
 def test_a_signed_upload_over_the_limit_is_refused_while_it_streams(client):
     link = client.post("/api/uploads", json={"filename": "big.mp4"}, headers=auth(ALICE)).json()["upload_url"]
     path = link.split("://", 1)[-1].split("/", 1)[-1]
+
     def body():
         for _ in range(40):
             yield b"\0" * 10_000  # 400 kB, no length given up front
+
     assert client.put("/" + path, content=body()).status_code == 413
 
 
@@ -120,7 +147,10 @@ def test_no_program_is_ever_run_through_a_shell():
             name = ast.unparse(node.func)
             if name in ("os.system", "os.popen", "subprocess.getoutput", "subprocess.getstatusoutput"):
                 offences.append(f"{path}:{node.lineno} {name}")
-            if any(k.arg == "shell" and not (isinstance(k.value, ast.Constant) and k.value.value is False) for k in node.keywords):
+            if any(
+                k.arg == "shell" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
+                for k in node.keywords
+            ):
                 offences.append(f"{path}:{node.lineno} shell=")
             if name.startswith("subprocess.") and node.args and isinstance(node.args[0], (ast.Constant, ast.JoinedStr)):
                 offences.append(f"{path}:{node.lineno} a command as one string")
@@ -146,9 +176,18 @@ RESTYLE = [sys.executable, "-m", "restyle.cli"]
 
 @pytest.fixture()
 def tenants(tmp_path):
-    settings = Settings(home=tmp_path / "home", tokens=f"alice:submitter:{ALICE},carol:submitter:{CAROL},root:admin:{ROOT}",
-                        link_seconds=1, upload_expiry_seconds=0, submit_rate_per_minute=0, workers=1, chunk_seconds=1,
-                        login_rate_per_minute=6, login_burst=5, metrics_token="metrics-token-0123456789")
+    settings = Settings(
+        home=tmp_path / "home",
+        tokens=f"alice:submitter:{ALICE},carol:submitter:{CAROL},root:admin:{ROOT}",
+        link_seconds=1,
+        upload_expiry_seconds=0,
+        submit_rate_per_minute=0,
+        workers=1,
+        chunk_seconds=1,
+        login_rate_per_minute=6,
+        login_burst=5,
+        metrics_token="metrics-token-0123456789",
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         client.settings, client.context = settings, client.app.state.context
         yield client
@@ -156,8 +195,12 @@ def tenants(tmp_path):
 
 def send(client, path: Path, name: str, token: str):
     with path.open("rb") as video:
-        return client.post("/api/jobs", files={"file": (name, video, "application/octet-stream")}, data={"style": "7"},
-                           headers=auth(token))
+        return client.post(
+            "/api/jobs",
+            files={"file": (name, video, "application/octet-stream")},
+            data={"style": "7"},
+            headers=auth(token),
+        )
 
 
 def run_next_job(client) -> dict:
@@ -173,14 +216,21 @@ def run_next_job(client) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("playlist", ["{path}\n", "#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:2.0,\n{path}\n#EXT-X-ENDLIST\n"])
+@pytest.mark.parametrize(
+    "playlist", ["{path}\n", "#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:2.0,\n{path}\n#EXT-X-ENDLIST\n"]
+)
 def test_a_playlist_cannot_reach_another_tenants_upload(tenants, clips, tmp_path, playlist):
     """Item 1. Carol's evil.m3u8 names alice's .ts in the inbox: her job fails, and its reason is the same whether the
     path exists or not. (Needs the media layer's format allowlist: fails until that branch is merged.)"""
     private = tmp_path / "private.ts"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(clips["silent"]), "-c", "copy", "-f", "mpegts", str(private)], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(clips["silent"]), "-c", "copy", "-f", "mpegts", str(private)],
+        check=True,
+    )
     alices = send(tenants, private, "holiday.ts", ALICE).json()
-    tenants.post(f"/api/jobs/{alices['id']}/cancel", headers=auth(ALICE))  # her file stays in the inbox; no worker takes it
+    tenants.post(
+        f"/api/jobs/{alices['id']}/cancel", headers=auth(ALICE)
+    )  # her file stays in the inbox; no worker takes it
     secret = tenants.context.data.path(tenants.context.jobs.get(alices["id"]).input_key)
     reasons = []
     for target in (secret, secret.replace("holiday", "nothing-here")):
@@ -199,13 +249,18 @@ def test_non_finite_or_absurd_style_weights_are_refused(tenants, clips, tmp_path
     """Item 5. The job used to "succeed" with every pixel black. (The parser fix is the lead's.)"""
     assert send(tenants, clips["silent"], "a.mp4", ALICE).status_code == 201  # the same upload with a good style
     with clips["silent"].open("rb") as video:
-        response = tenants.post("/api/jobs", files={"file": ("a.mp4", video, "video/mp4")}, data={"style": style},
-                                headers=auth(ALICE))
+        response = tenants.post(
+            "/api/jobs", files={"file": ("a.mp4", video, "video/mp4")}, data={"style": style}, headers=auth(ALICE)
+        )
     assert response.status_code == 422, response.text
     response = tenants.post("/api/uploads", json={"filename": "a.mp4", "style": style}, headers=auth(ALICE))
     assert response.status_code == 422, response.text
-    result = subprocess.run([*RESTYLE, "run", str(clips["silent"]), "-o", str(tmp_path / "out.mp4"), "--style", style],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*RESTYLE, "run", str(clips["silent"]), "-o", str(tmp_path / "out.mp4"), "--style", style],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and result.stderr.startswith("restyle: error: "), result.stderr
     assert not (tmp_path / "out.mp4").exists()
 
@@ -235,13 +290,16 @@ def test_an_unused_upload_link_expires_with_its_job(tenants):
     tenants.app.state.trigger.scan()
     job = tenants.get(f"/api/jobs/{link['job']['id']}", headers=auth(ALICE)).json()
     assert job["state"] == "failed" and "expired" in job["reason"]
-    assert tenants.put(urlparse(link["upload_url"]).path + "?" + urlparse(link["upload_url"]).query,
-                       content=b"late").status_code in (403, 409)
+    assert tenants.put(
+        urlparse(link["upload_url"]).path + "?" + urlparse(link["upload_url"]).query, content=b"late"
+    ).status_code in (403, 409)
 
 
 def test_guessing_tokens_at_login_is_throttled(tenants):
     """Item 8. /login took any number of guesses."""
-    statuses = [tenants.post("/login", data={"token": f"guess-{i}"}, follow_redirects=False).status_code for i in range(7)]
+    statuses = [
+        tenants.post("/login", data={"token": f"guess-{i}"}, follow_redirects=False).status_code for i in range(7)
+    ]
     assert statuses[:5] == [303] * 5 and statuses[5:] == [429, 429]
     assert "sign-in attempts" in tenants.post("/login", data={"token": ALICE}).json()["detail"]
 
@@ -313,7 +371,9 @@ def test_a_killed_workers_input_copy_is_removed_when_a_worker_starts(start_servi
     finally:
         second.terminate()
         second.wait(timeout=30)
-    assert service.http.get(f"/api/jobs/{job['id']}").json()["state"] == "running"  # its lease still held by the dead one
+    assert (
+        service.http.get(f"/api/jobs/{job['id']}").json()["state"] == "running"
+    )  # its lease still held by the dead one
 
 
 @pytest.mark.slow
@@ -325,14 +385,22 @@ def test_s3_upload_links_cap_the_size_and_a_second_post_makes_no_second_job(seaw
     from tests.conftest import s3_settings
 
     prefix = f"t{time.monotonic_ns()}"
-    settings = Settings(home=tmp_path, tokens=f"alice:submitter:{ALICE},root:admin:{ROOT}", max_upload_bytes=100_000,
-                        data_url=f"s3://data/{prefix}", system_url=f"s3://system/{prefix}", **s3_settings(seaweedfs))
+    settings = Settings(
+        home=tmp_path,
+        tokens=f"alice:submitter:{ALICE},root:admin:{ROOT}",
+        max_upload_bytes=100_000,
+        data_url=f"s3://data/{prefix}",
+        system_url=f"s3://system/{prefix}",
+        **s3_settings(seaweedfs),
+    )
     with TestClient(create_app(settings)) as client:
         link = client.post("/api/uploads", json={"filename": "phone.mp4"}, headers=auth(ALICE)).json()
         assert link["method"] == "POST" and link["fields"]["key"].endswith("-phone.mp4"), link
 
         def post(content: bytes) -> httpx.Response:
-            return httpx.post(link["upload_url"], data=link["fields"], files={"file": ("phone.mp4", content)}, timeout=30)
+            return httpx.post(
+                link["upload_url"], data=link["fields"], files={"file": ("phone.mp4", content)}, timeout=30
+            )
 
         too_big = post(b"\0" * 150_000)
         assert too_big.status_code == 400 and "EntityTooLarge" in too_big.text, too_big.text

@@ -1,4 +1,5 @@
 """The whole service, for real: processes, stores and servers; a clip in, a restyled clip out."""
+
 import os
 import shutil
 import signal
@@ -69,14 +70,35 @@ def test_real_servers_s3_and_postgresql(start_service, seaweedfs, postgres, clip
     with psycopg.connect(f"host=127.0.0.1 port={postgres.port} user=postgres dbname=postgres", autocommit=True) as db:
         db.execute(f"CREATE DATABASE {name}")
     env = {f"RESTYLE_{k.upper()}": v for k, v in s3_settings(seaweedfs).items()}
-    env |= {"RESTYLE_DATA_URL": f"s3://data/{name}", "RESTYLE_SYSTEM_URL": f"s3://system/{name}",
-            "RESTYLE_DATABASE_URL": postgres.url.rsplit("/", 1)[0] + f"/{name}"}
+    env |= {
+        "RESTYLE_DATA_URL": f"s3://data/{name}",
+        "RESTYLE_SYSTEM_URL": f"s3://system/{name}",
+        "RESTYLE_DATABASE_URL": postgres.url.rsplit("/", 1)[0] + f"/{name}",
+    }
     service = start_service(env)
     output = tmp_path / "styled.mp4"
     submit = subprocess.run(
-        [sys.executable, "-m", "restyle.cli", "submit", str(clips["ntsc"]), "--style", "7", "--deflicker", "--wait",
-         "-o", str(output), "--server", service.url, "--token", service.token],
-        capture_output=True, text=True, timeout=300, env=service.env,
+        [
+            sys.executable,
+            "-m",
+            "restyle.cli",
+            "submit",
+            str(clips["ntsc"]),
+            "--style",
+            "7",
+            "--deflicker",
+            "--wait",
+            "-o",
+            str(output),
+            "--server",
+            service.url,
+            "--token",
+            service.token,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=service.env,
     )
     assert submit.returncode == 0, submit.stdout + submit.stderr + service.log.read_text()[-3000:]
     assert decode_frames(output)[0] == decode_frames(clips["ntsc"])[0]
@@ -88,8 +110,13 @@ def test_real_servers_s3_and_postgresql(start_service, seaweedfs, postgres, clip
 
     from testing.servers import S3_KEY, S3_SECRET
 
-    s3 = get_session().create_client("s3", endpoint_url=seaweedfs.endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
-                      region_name="us-east-1")
+    s3 = get_session().create_client(
+        "s3",
+        endpoint_url=seaweedfs.endpoint,
+        aws_access_key_id=S3_KEY,
+        aws_secret_access_key=S3_SECRET,
+        region_name="us-east-1",
+    )
     outbox = s3.list_objects_v2(Bucket="data", Prefix=f"{name}/outbox/")["Contents"]
     assert len(outbox) == 1 and outbox[0]["Key"].endswith("-restyled.mp4")
     assert s3.list_objects_v2(Bucket="system", Prefix=f"{name}/logs/")["KeyCount"] == 1
@@ -116,12 +143,22 @@ def test_seaweedfs_filer_webhook_makes_the_job_without_listing(start_service, cl
     weed.start(["hooked"], webhook=f"http://127.0.0.1:{port}/api/events", webhook_token=token)
     try:
         env = {f"RESTYLE_{k.upper()}": v for k, v in s3_settings(weed).items()}
-        env |= {"RESTYLE_DATA_URL": "s3://hooked/d", "RESTYLE_SYSTEM_URL": "s3://hooked/sys", "RESTYLE_POLL_SECONDS": "3600",
-                "RESTYLE_TOKENS": f"ops:admin:{token}", "TEST_ADMIN_TOKEN": token}
+        env |= {
+            "RESTYLE_DATA_URL": "s3://hooked/d",
+            "RESTYLE_SYSTEM_URL": "s3://hooked/sys",
+            "RESTYLE_POLL_SECONDS": "3600",
+            "RESTYLE_TOKENS": f"ops:admin:{token}",
+            "TEST_ADMIN_TOKEN": token,
+        }
         service = start_service(env, port=port)
         time.sleep(1)  # past the trigger's first listing
-        s3 = get_session().create_client("s3", endpoint_url=weed.endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
-                          region_name="us-east-1")
+        s3 = get_session().create_client(
+            "s3",
+            endpoint_url=weed.endpoint,
+            aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_SECRET,
+            region_name="us-east-1",
+        )
         s3.put_object(Bucket="hooked", Key="d/inbox/hooked.mp4", Body=clips["silent"].read_bytes())
         (job,) = service.wait_for_jobs(1, timeout=20)
         assert job["input"] == "hooked.mp4"

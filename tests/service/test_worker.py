@@ -1,4 +1,5 @@
 """A service worker keeps its pool, and the networks loaded in it, from one job to the next."""
+
 import threading
 import time
 
@@ -20,8 +21,12 @@ def test_four_style_jobs_in_a_row_load_the_26_style_network_once_per_worker_proc
     with TestClient(create_app(settings)) as client:
         for style in styles:
             with open(clips["silent"], "rb") as video:
-                made = client.post("/api/jobs", files={"file": ("clip.mp4", video, "video/mp4")}, data={"style": style},
-                                   headers={"Authorization": f"Bearer {TOKEN}"})
+                made = client.post(
+                    "/api/jobs",
+                    files={"file": ("clip.mp4", video, "video/mp4")},
+                    data={"style": style},
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                )
             assert made.status_code == 201, made.text
         worker, stop = Worker(Context(settings), "test-worker"), threading.Event()
         runner = threading.Thread(target=worker.run, args=(stop,))
@@ -39,7 +44,10 @@ def test_four_style_jobs_in_a_row_load_the_26_style_network_once_per_worker_proc
         ended = [jobs.get(i) for i in ids]
     assert [job.state for job in ended] == ["succeeded"] * 4, [(j.state, j.reason) for j in ended]
     assert all(job.figures["chunks"] >= 4 and job.figures["workers"] == 2 for job in ended)
-    assert all(job.figures["precision"] in ("f32", "bf16", "int8", "check") and job.figures["precision_reason"] for job in ended)
+    assert all(
+        job.figures["precision"] in ("f32", "bf16", "int8", "check") and job.figures["precision_reason"]
+        for job in ended
+    )
     loaded = [job.figures["models_loaded"] for job in sorted(ended, key=lambda j: j.created_at)]
     assert 1 <= sum(loaded) <= 2 and loaded[-1] == 0, loaded  # a reload per job would load 2 every time
     assert not runner.is_alive()

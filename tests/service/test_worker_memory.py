@@ -7,6 +7,7 @@ the same worker: frames at max_pixels (4096x2304), then small ones (a model that
 frames used to keep their working set, 1.8 GiB, into every later job), then the big ones on
 another network (whose working set used to stack on the first one's).
 """
+
 from __future__ import annotations
 
 import gc
@@ -59,10 +60,19 @@ def test_a_worker_stays_within_each_jobs_stated_budget(start_service, tmp_path):
     small = make_clip(tmp_path / "small.mp4", width=1280, height=720, rate=25, seconds=0.12, audio=False)
     picture = painting(tmp_path / "painting.png")
     # Embedded defaults: the layout picks the workers (RESTYLE_WORKERS=0) and chunks are 4 s.
-    service = start_service({"TEST_ADMIN_TOKEN": ADMIN, "RESTYLE_TOKENS": f"root:admin:{ADMIN}", "RESTYLE_WORKERS": "0",
-                             "RESTYLE_CHUNK_SECONDS": "4", "RESTYLE_SUBMIT_RATE_PER_MINUTE": "0"})
+    service = start_service(
+        {
+            "TEST_ADMIN_TOKEN": ADMIN,
+            "RESTYLE_TOKENS": f"root:admin:{ADMIN}",
+            "RESTYLE_WORKERS": "0",
+            "RESTYLE_CHUNK_SECONDS": "4",
+            "RESTYLE_SUBMIT_RATE_PER_MINUTE": "0",
+        }
+    )
     deadline = time.monotonic() + 60
-    while not (workers := [p for p in tree(service.process.pid)[1:] if b"worker" in Path(f"/proc/{p}/cmdline").read_bytes()]):
+    while not (
+        workers := [p for p in tree(service.process.pid)[1:] if b"worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    ):
         assert time.monotonic() < deadline, "no worker started"
         time.sleep(0.2)
     (worker,) = workers
@@ -70,8 +80,11 @@ def test_a_worker_stays_within_each_jobs_stated_budget(start_service, tmp_path):
     seen = []
     # The first job asks for everything that costs memory per pixel: a blend, the original mixed back in, deflicker.
     worst = {"style": "3:0.5,12:0.5", "strength": "0.5", "deflicker": "1"}
-    for clip, model, size, form in ((big, "styles", (4096, 2304), worst), (small, "styles", (1280, 720), {"style": "7"}),
-                                    (big, "style-image", (4096, 2304), {})):
+    for clip, model, size, form in (
+        (big, "styles", (4096, 2304), worst),
+        (small, "styles", (1280, 720), {"style": "7"}),
+        (big, "style-image", (4096, 2304), {}),
+    ):
         files = {"file": (clip.name, clip.read_bytes(), "video/mp4")}
         if model == "style-image":
             files["style_image"] = (picture.name, picture.read_bytes(), "image/png")

@@ -1,4 +1,5 @@
 """The job store on SQLite and on a real PostgreSQL server: idempotency, leases, attempts, cancel."""
+
 import threading
 import time
 import uuid
@@ -38,7 +39,9 @@ def test_the_same_object_version_never_makes_two_jobs(jobs):
 
 def test_racing_creators_make_one_job(jobs):
     results = []
-    threads = [threading.Thread(target=lambda: results.append(jobs.create("x", "inbox/r.mp4", "e", PARAMS))) for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(jobs.create("x", "inbox/r.mp4", "e", PARAMS))) for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -1,4 +1,5 @@
 """Object stores, local folder and a real S3 server: the same behaviour, and no way out of the root."""
+
 import uuid
 
 import pytest
@@ -42,8 +43,18 @@ def test_a_missing_object_is_a_store_error(store, tmp_path):
 
 @pytest.mark.parametrize(
     "key",
-    ["../escape.mp4", "inbox/../../etc/passwd", "/etc/passwd", "inbox/a\x00b.mp4", "a" * 600, "", "inbox/",
-     "inbox\\..\\x", "inbox/./a.mp4", "inbox/\nx.mp4"],
+    [
+        "../escape.mp4",
+        "inbox/../../etc/passwd",
+        "/etc/passwd",
+        "inbox/a\x00b.mp4",
+        "a" * 600,
+        "",
+        "inbox/",
+        "inbox\\..\\x",
+        "inbox/./a.mp4",
+        "inbox/\nx.mp4",
+    ],
 )
 def test_hostile_keys_are_refused(store, key):
     with pytest.raises(BadKey):

@@ -4,6 +4,7 @@ The domain below raises :mod:`restyle.errors`; :data:`STATUSES` is the one place
 HTTP statuses (as httpx maps its transport's errors in one table): the most specific class in
 the table wins.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,22 +39,42 @@ from restyle.service.http.web import Web
 
 # Domain errors -> statuses. Bad input is the caller's to fix (422); only the stores failing is 503.
 STATUSES: dict[type[RestyleError], int] = {
-    NotFound: 404, Conflict: 409, TooLarge: 413, Invalid: 422, Refusal: 422, InputError: 422, ModelError: 422,
-    StoreError: 503, JobStoreError: 503, RestyleError: 503,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+    Invalid: 422,
+    Refusal: 422,
+    InputError: 422,
+    ModelError: 422,
+    StoreError: 503,
+    JobStoreError: 503,
+    RestyleError: 503,
 }
 
 # What any API route may answer besides its own success: the guard's refusals and the routes' own.
-ERRORS = {400: "unreadable request", 401: "no valid bearer token", 403: "not allowed to this token",
-          404: "no such job or object (or not yours)", 408: "the body came too slowly", 409: "not in a state for this",
-          413: "the body is over its limit", 422: "invalid parameters", 429: "over the rate; see Retry-After",
-          503: "a store is unreachable; try again"}
+ERRORS = {
+    400: "unreadable request",
+    401: "no valid bearer token",
+    403: "not allowed to this token",
+    404: "no such job or object (or not yours)",
+    408: "the body came too slowly",
+    409: "not in a state for this",
+    413: "the body is over its limit",
+    422: "invalid parameters",
+    429: "over the rate; see Retry-After",
+    503: "a store is unreachable; try again",
+}
 
 
 def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
     """The service's app. With ``run_trigger`` it also polls the inbox in a thread while it serves."""
     web = Web.of(Context(settings))
-    app = FastAPI(title="restyle", version=__version__, lifespan=_lifespan(web, run_trigger),
-                  description="Restyle videos with neural networks: submit, watch, download.")
+    app = FastAPI(
+        title="restyle",
+        version=__version__,
+        lifespan=_lifespan(web, run_trigger),
+        description="Restyle videos with neural networks: submit, watch, download.",
+    )
     app.state.web = web
     app.state.context, app.state.trigger = web.context, web.trigger  # for tests and tools that reach in
     app.state.metrics = metrics.registry(web.context)
@@ -127,10 +148,20 @@ def document(schema: dict[str, Any]) -> dict[str, Any]:
     """The OpenAPI document as the service really answers: bearer auth, and every refusal with its shape."""
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    schemas["Problem"] = {"type": "object", "title": "Problem", "required": ["detail"],
-                          "properties": {"detail": {"title": "Detail", "anyOf": [
-                              {"type": "string"},
-                              {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}}]}}}
+    schemas["Problem"] = {
+        "type": "object",
+        "title": "Problem",
+        "required": ["detail"],
+        "properties": {
+            "detail": {
+                "title": "Detail",
+                "anyOf": [
+                    {"type": "string"},
+                    {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}},
+                ],
+            }
+        },
+    }
     schemas.setdefault("ValidationError", {"type": "object", "title": "ValidationError"})
     components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
     problem = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}

@@ -5,6 +5,7 @@ The guard (:mod:`.guard`) turns the bearer token, or the dashboard's cookie, int
 spends a submission off the token's rate before the body is read and says so in
 ``scope[COUNTED]``. Nothing below parses a token again.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,10 +25,7 @@ COUNTED = "restyle.submission_counted"  # scope key: the guard spent a rate toke
 def principal_of(context: Context, headers: Headers) -> Principal | None:
     """Who the bearer token (or the dashboard's cookie) stands for; None without a known one."""
     header = headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        token = header[7:].strip()
-    else:
-        token = _cookie(headers.get("cookie", ""), COOKIE)
+    token = header[7:].strip() if header.lower().startswith("bearer ") else _cookie(headers.get("cookie", ""), COOKIE)
     return context.tokens.get(token) if token else None
 
 
@@ -66,8 +64,11 @@ def submitter(request: Request) -> Principal:
     limiter = request.app.state.web.context.submissions
     wait = limiter.take(who.name)
     if wait:
-        raise HTTPException(429, f"too many submissions from {who.name}; try again in {limiter.retry_after(wait)} s",
-                            headers={"Retry-After": limiter.retry_after(wait)})
+        raise HTTPException(
+            429,
+            f"too many submissions from {who.name}; try again in {limiter.retry_after(wait)} s",
+            headers={"Retry-After": limiter.retry_after(wait)},
+        )
     return who
 
 

@@ -3,6 +3,7 @@
 The pages find the caller where the guard put it (the cookie is the token); without one they
 redirect to /login. The job form's refusals come back to the page as its ``error``.
 """
+
 from __future__ import annotations
 
 import time
@@ -59,12 +60,21 @@ def jobs_page(request: Request, error: str = "", app: Web = Depends(web)):
         return RedirectResponse("/login", status_code=303)
     jobs = app.context.jobs.list(owner=None if who.is_admin else who.name, limit=200)
     books = Catalogue(app.context)
-    return templates.TemplateResponse(request, "jobs.html", {
-        "who": who, "jobs": [app.job_out(j) for j in jobs], "error": error[:500],
-        "style_indexes": range(gallery.style_count()), "models": books.models(), "pictures": books.pictures(who.name),
-        # the form's two built-in choices, by the handlers that declare them (built-in styles; a picture field)
-        "gallery_model": built_in_styles_handler(), "picture_model": picture_kind(),
-    })
+    return templates.TemplateResponse(
+        request,
+        "jobs.html",
+        {
+            "who": who,
+            "jobs": [app.job_out(j) for j in jobs],
+            "error": error[:500],
+            "style_indexes": range(gallery.style_count()),
+            "models": books.models(),
+            "pictures": books.pictures(who.name),
+            # the form's two built-in choices, by the handlers that declare them (built-in styles; a picture field)
+            "gallery_model": built_in_styles_handler(),
+            "picture_model": picture_kind(),
+        },
+    )
 
 
 @router.post("/submit")

@@ -3,6 +3,7 @@
 A download link is for an output only; an upload link is single-use, for the inbox key its job
 waits on. The signature (HMAC of key and expiry) is the only credential a link carries.
 """
+
 from __future__ import annotations
 
 import hmac

@@ -3,6 +3,7 @@
 Readers raise :class:`~restyle.errors.Invalid` (422), like every other refusal; the ``*_FORM``
 dicts describe the forms in the OpenAPI document (FastAPI cannot see a form read by hand).
 """
+
 from __future__ import annotations
 
 import json
@@ -65,23 +66,35 @@ def _form(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
 
 _FILE = {"type": "string", "format": "binary"}
 _NAME = {"type": "string", "pattern": NAME.pattern, "description": "1-64 letters, digits, '.', '_', '-'"}
-JOB_FORM = _form({
-    "file": _FILE | {"description": "the video"},
-    "model": {"type": "string",
-              "description": "styles (default), style-image, or a registered model's name (GET /api/models)"},
-    "style": {"type": "string", "description": 'styles: 0-25 or a blend "3:0.5,12:0.5"'},
-    "style_image": {"description": "style-image: a picture file, or the name of a picture you saved "
-                                   "(POST /api/pictures)"},
-    "strength": {"type": "number", "description": "0..1; less mixes the original back in"},
-    "deflicker": {"type": "number", "description": "0 off, 0.8 the usual"},
-    "params": {"type": "string", "description": "the model's other parameters, a JSON object"},
-    "output": {"type": "string", "description": 'a JSON object: {"container": "mkv", "crf": 20}'},
-}, ["file"])
-MODEL_FORM = _form({
-    "name": _NAME | {"description": "not a handler's name (styles, style-image, onnx, yolo)"},
-    "file": _FILE | {"description": "the ONNX file"},
-    "kind": {"type": "string",
-             "description": "auto (default: yolo for Ultralytics exports, else onnx), onnx, yolo, or a plugin handler"},
-}, ["name", "file"])
-PICTURE_FORM = _form({"name": _NAME, "file": _FILE | {"description": "the picture (any format PIL reads)"}},
-                     ["name", "file"])
+JOB_FORM = _form(
+    {
+        "file": _FILE | {"description": "the video"},
+        "model": {
+            "type": "string",
+            "description": "styles (default), style-image, or a registered model's name (GET /api/models)",
+        },
+        "style": {"type": "string", "description": 'styles: 0-25 or a blend "3:0.5,12:0.5"'},
+        "style_image": {
+            "description": "style-image: a picture file, or the name of a picture you saved (POST /api/pictures)"
+        },
+        "strength": {"type": "number", "description": "0..1; less mixes the original back in"},
+        "deflicker": {"type": "number", "description": "0 off, 0.8 the usual"},
+        "params": {"type": "string", "description": "the model's other parameters, a JSON object"},
+        "output": {"type": "string", "description": 'a JSON object: {"container": "mkv", "crf": 20}'},
+    },
+    ["file"],
+)
+MODEL_FORM = _form(
+    {
+        "name": _NAME | {"description": "not a handler's name (styles, style-image, onnx, yolo)"},
+        "file": _FILE | {"description": "the ONNX file"},
+        "kind": {
+            "type": "string",
+            "description": "auto (default: yolo for Ultralytics exports, else onnx), onnx, yolo, or a plugin handler",
+        },
+    },
+    ["name", "file"],
+)
+PICTURE_FORM = _form(
+    {"name": _NAME, "file": _FILE | {"description": "the picture (any format PIL reads)"}}, ["name", "file"]
+)

@@ -19,9 +19,11 @@ declared up front is never needed (a declared one over the limit is refused befo
 that is not a number is 400). A route that answers before it has read the whole body has its
 connection closed, so the rest is never read either.
 """
+
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -72,8 +74,13 @@ class Guard:
             await early(scope, receive, send)
             return
         settings = self.context.settings
-        meter = BodyMeter(receive, policy.body_limit(settings, files), settings.body_idle_seconds,
-                          settings.body_grace_seconds, settings.body_min_rate)
+        meter = BodyMeter(
+            receive,
+            policy.body_limit(settings, files),
+            settings.body_idle_seconds,
+            settings.body_grace_seconds,
+            settings.body_min_rate,
+        )
         meter.done = not _has_body(headers)  # nothing to read, nothing to close the connection over
         meter.setting = policy.setting(files)
         answered = {"app": False, "guard": False}
@@ -96,10 +103,8 @@ class Guard:
                     message = {**message, "headers": _allow(message["headers"], self.router, scope)}
             await send(message)
 
-        try:
+        with contextlib.suppress(BodyRefused):
             await self.app(scope, meter.receive, guarded_send)
-        except BodyRefused:
-            pass
         if meter.refused is not None and not answered["app"] and not answered["guard"]:
             await answer(refusal(meter.refused.status, meter.refused.detail))
 
@@ -109,8 +114,11 @@ class Guard:
         if (scope["method"], scope["path"].rstrip("/")) == ("POST", "/login"):
             wait = self.logins.take(_client(scope))
             if wait:
-                return refusal(429, f"too many sign-in attempts; try again in {self.logins.retry_after(wait)} s",
-                               {"Retry-After": self.logins.retry_after(wait)})
+                return refusal(
+                    429,
+                    f"too many sign-in attempts; try again in {self.logins.retry_after(wait)} s",
+                    {"Retry-After": self.logins.retry_after(wait)},
+                )
         who = principal_of(self.context, headers)
         if who is not None:
             scope[PRINCIPAL] = who  # resolved once: the routes' dependencies read it (auth.caller)
@@ -130,8 +138,9 @@ class Guard:
             wait = self.context.submissions.take(who.name)
             if wait:
                 after = self.context.submissions.retry_after(wait)
-                return refusal(429, f"too many submissions from {who.name}; try again in {after} s",
-                               {"Retry-After": after})
+                return refusal(
+                    429, f"too many submissions from {who.name}; try again in {after} s", {"Retry-After": after}
+                )
             scope[COUNTED] = True
         return None
 
@@ -199,8 +208,11 @@ class BodyMeter:
         try:
             message = await asyncio.wait_for(self._receive(), timeout=max(wait, 0.001))
         except TimeoutError:
-            raise self._refuse(408, f"the request body came too slowly ({self.received} bytes in "
-                                    f"{loop.time() - self.started:.0f} s); send it at least {self.min_rate} bytes/s") from None
+            raise self._refuse(
+                408,
+                f"the request body came too slowly ({self.received} bytes in "
+                f"{loop.time() - self.started:.0f} s); send it at least {self.min_rate} bytes/s",
+            ) from None
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
             if self.received > self.limit:

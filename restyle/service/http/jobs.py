@@ -3,6 +3,7 @@
 Bearer tokens with two roles: a submitter sees and downloads only its own jobs; an admin sees
 every job, the logs and the workers. Logs and stills come through their job's checks.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -24,8 +25,13 @@ from restyle.stores.jobs import ACTIVE, FINAL
 router = APIRouter(route_class=PolicyRoute)
 
 
-@router.post("/api/jobs", status_code=201, response_model=JobOut, openapi_extra=JOB_FORM,
-             summary="Upload a video (and a style picture) and make its job")
+@router.post(
+    "/api/jobs",
+    status_code=201,
+    response_model=JobOut,
+    openapi_extra=JOB_FORM,
+    summary="Upload a video (and a style picture) and make its job",
+)
 async def create_job(request: Request, who: Principal = Depends(submitter), app: Web = Depends(web)) -> JobOut:
     async with request.form(max_files=2, max_fields=20) as form:
         video, fields, picture = job_form(form)
@@ -38,19 +44,28 @@ async def create_job(request: Request, who: Principal = Depends(submitter), app:
         return await run_in_threadpool(submit)
 
 
-@router.post("/api/uploads", status_code=201, response_model=UploadLink,
-             summary="A presigned link to upload a video to")
+@router.post(
+    "/api/uploads", status_code=201, response_model=UploadLink, summary="A presigned link to upload a video to"
+)
 def create_upload(body: UploadRequest, who: Principal = Depends(submitter), app: Web = Depends(web)) -> UploadLink:
     params = intake.job_params(app.context, who, body.spec_fields())
     ticket = intake.presign_upload(app.context, who, body.filename, params)
-    return UploadLink(job=app.job_out(ticket.job), upload_url=ticket.url, method=ticket.method, fields=ticket.fields,
-                      expires_at=ticket.expires_at)
+    return UploadLink(
+        job=app.job_out(ticket.job),
+        upload_url=ticket.url,
+        method=ticket.method,
+        fields=ticket.fields,
+        expires_at=ticket.expires_at,
+    )
 
 
 @router.get("/api/jobs", response_model=list[JobOut], summary="Jobs you may see, newest first")
-def list_jobs(state: Literal[ACTIVE + FINAL] | None = None,  # type: ignore[valid-type] - the states a job has
-              limit: int = Query(100, ge=1, le=1000), who: Principal = Depends(caller),
-              app: Web = Depends(web)) -> list[JobOut]:
+def list_jobs(
+    state: Literal[ACTIVE + FINAL] | None = None,  # type: ignore[valid-type] - the states a job has
+    limit: int = Query(100, ge=1, le=1000),
+    who: Principal = Depends(caller),
+    app: Web = Depends(web),
+) -> list[JobOut]:
     owner = None if who.is_admin else who.name
     jobs = app.context.jobs.list(owner=owner, limit=limit, states=(state,) if state else None)
     return [app.job_out(job) for job in jobs]
@@ -73,8 +88,9 @@ def output_link(job_id: str, who: Principal = Depends(caller), app: Web = Depend
     return Link(url=url, expires_at=expires_at)
 
 
-@router.get("/api/jobs/{job_id}/log", response_class=PlainTextResponse,
-            summary="The job's log (JSON lines); admins only")
+@router.get(
+    "/api/jobs/{job_id}/log", response_class=PlainTextResponse, summary="The job's log (JSON lines); admins only"
+)
 def job_log(job_id: str, who: Principal = Depends(caller), app: Web = Depends(web)) -> str:
     visible_job(app.context, who, job_id)  # first: a stranger's job is 404, as everywhere
     if not who.is_admin:
@@ -101,9 +117,11 @@ def workers(who: Principal = Depends(admin), app: Web = Depends(web)) -> list[di
     return [vars(w) for w in app.context.jobs.workers()]
 
 
-@router.post("/api/events", summary="Object-created events: SeaweedFS filer webhook or S3 Records",
-             openapi_extra={"requestBody": {"required": True,
-                                            "content": {"application/json": {"schema": {"type": "object"}}}}})
+@router.post(
+    "/api/events",
+    summary="Object-created events: SeaweedFS filer webhook or S3 Records",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
+)
 async def events(request: Request, who: Principal = Depends(admin), app: Web = Depends(web)) -> dict:
     try:
         payload = await request.json()

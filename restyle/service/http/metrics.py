@@ -7,6 +7,7 @@ running counters the job store keeps as chunks finish: a scrape reads a dozen ro
 however many chunks were ever scored. With ``metrics_token`` set, a scrape needs that
 token (or an admin's) as a bearer token.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -47,8 +48,9 @@ class JobStoreCollector:
         histogram.add_metric([], buckets, sum_value=latencies.total_s)
         yield histogram
 
-        beats = GaugeMetricFamily("restyle_worker_heartbeat_age_seconds", "Seconds since each worker's last heartbeat",
-                                  labels=["worker"])
+        beats = GaugeMetricFamily(
+            "restyle_worker_heartbeat_age_seconds", "Seconds since each worker's last heartbeat", labels=["worker"]
+        )
         now = time.time()
         for worker in jobs.workers():
             beats.add_metric([worker.id], round(now - worker.heartbeat_at, 3))
@@ -81,5 +83,8 @@ def _check_scraper(context: Context, request: Request) -> None:
     who = signed_in(request)
     if hmac.compare_digest(bearer(request.headers).encode(), wanted.encode()) or (who is not None and who.is_admin):
         return
-    raise HTTPException(401, "/metrics needs the metrics token (RESTYLE_METRICS_TOKEN) or an admin token",
-                        headers={"WWW-Authenticate": "Bearer"})
+    raise HTTPException(
+        401,
+        "/metrics needs the metrics token (RESTYLE_METRICS_TOKEN) or an admin token",
+        headers={"WWW-Authenticate": "Bearer"},
+    )

@@ -6,6 +6,7 @@ The guard (:mod:`.guard`) reads this table to decide from a request's headers, b
 with what the guard does. A route not in the table gets :func:`default`: any token under
 ``/api/``, no token elsewhere (pages redirect to /login; signed links carry their signature).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,8 +57,11 @@ class Policy:
         return " + ".join(f"RESTYLE_{name.upper()}" for name in (self.limit if files else ("max_request_bytes",)))
 
     def openapi(self) -> dict[str, Any]:
-        return {"x-restyle-access": str(self.access), "x-restyle-files": str(self.files),
-                "x-restyle-limit": " + ".join(self.limit) if self.files != Files.NONE else "max_request_bytes"}
+        return {
+            "x-restyle-access": str(self.access),
+            "x-restyle-files": str(self.files),
+            "x-restyle-limit": " + ".join(self.limit) if self.files != Files.NONE else "max_request_bytes",
+        }
 
 
 _VIDEO_FORM = Policy(Access.SUBMITTER, Files.FORM, ("max_upload_bytes", "max_picture_bytes"), FORM_OVERHEAD)

@@ -1,4 +1,5 @@
 """What the API answers and takes, as pydantic models; :func:`job_out` is the one mapping from a Job."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -54,14 +55,31 @@ def job_out(job: Job, eta_s: float | None) -> JobOut:
         spec, label = job.params.spec.model_dump(mode="json"), job.params.label or shown_label(job.params.spec)
     figures = job.figures or {}
     return JobOut(
-        id=job.id, owner=job.owner, state=job.state, input=job.input_key.rsplit("/", 1)[-1],
-        model=str(label), spec=spec,
-        style=spec.get("style"), strength=spec.get("strength", 1.0), deflicker=spec.get("deflicker", 0.0),
-        attempts=job.attempts, max_attempts=job.max_attempts,
-        created_at=job.created_at, updated_at=job.updated_at, finished_at=job.finished_at, reason=job.reason,
-        progress={"frames_done": job.frames_done, "frames_total": job.frames_total,
-                  "chunks_done": job.chunks_done, "chunks_total": job.chunks_total, "eta_s": eta_s},
-        figures=figures, records=figures.get("records"), chunks_redone=job.chunks_redone,
+        id=job.id,
+        owner=job.owner,
+        state=job.state,
+        input=job.input_key.rsplit("/", 1)[-1],
+        model=str(label),
+        spec=spec,
+        style=spec.get("style"),
+        strength=spec.get("strength", 1.0),
+        deflicker=spec.get("deflicker", 0.0),
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        finished_at=job.finished_at,
+        reason=job.reason,
+        progress={
+            "frames_done": job.frames_done,
+            "frames_total": job.frames_total,
+            "chunks_done": job.chunks_done,
+            "chunks_total": job.chunks_total,
+            "eta_s": eta_s,
+        },
+        figures=figures,
+        records=figures.get("records"),
+        chunks_redone=job.chunks_redone,
         output_ready=job.state == JobState.SUCCEEDED,
     )
 
@@ -74,8 +92,9 @@ class UploadRequest(BaseModel):
     filename: str = Field(..., min_length=1, max_length=300)
     model: str | None = Field(None, description="styles, style-image, or a registered model's name")
     style: str | None = Field(None, description='styles: 0-25 or a blend "3:0.5,12:0.5"')
-    style_image: str | None = Field(None, description="style-image: the name of a picture you saved "
-                                                      "(POST /api/pictures)")
+    style_image: str | None = Field(
+        None, description="style-image: the name of a picture you saved (POST /api/pictures)"
+    )
     strength: float | None = None
     deflicker: float | None = Field(None, description="temporal smoothing strength; 0 off, 0.8 the usual")
     params: dict[str, Any] | None = Field(None, description="the model's other per-call parameters")
@@ -94,10 +113,12 @@ class UploadRequest(BaseModel):
 class UploadLink(BaseModel):
     job: JobOut
     upload_url: str
-    method: str = Field("PUT", description="PUT the video's bytes, or POST a multipart form: the fields, "
-                                           "then the file as 'file'")
-    fields: dict[str, str] = Field(default_factory=dict,
-                                   description="form fields a POST upload must send before the file")
+    method: str = Field(
+        "PUT", description="PUT the video's bytes, or POST a multipart form: the fields, then the file as 'file'"
+    )
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="form fields a POST upload must send before the file"
+    )
     expires_at: int
 
 
@@ -117,8 +138,15 @@ class ModelOut(BaseModel):
 
     @classmethod
     def of(cls, model: RegisteredModel) -> ModelOut:
-        return cls(name=model.name, kind=model.kind, output=model.output, size=model.size, sha256=model.sha256,
-                   added_by=model.added_by, added_at=model.added_at)
+        return cls(
+            name=model.name,
+            kind=model.kind,
+            output=model.output,
+            size=model.size,
+            sha256=model.sha256,
+            added_by=model.added_by,
+            added_at=model.added_at,
+        )
 
 
 class PictureOut(BaseModel):
@@ -131,5 +159,11 @@ class PictureOut(BaseModel):
 
     @classmethod
     def of(cls, picture: SavedPicture) -> PictureOut:
-        return cls(name=picture.name, size=picture.size, width=picture.width, height=picture.height,
-                   sha256=picture.sha256, added_at=picture.added_at)
+        return cls(
+            name=picture.name,
+            size=picture.size,
+            width=picture.width,
+            height=picture.height,
+            sha256=picture.sha256,
+            added_at=picture.added_at,
+        )

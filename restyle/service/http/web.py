@@ -1,5 +1,6 @@
 """What the web face's routes share, per app (``app.state.web``): the domain's context, the trigger, and
 the app's own state (the ETA's speedometer, the gallery's thumbnails). Routes declare it: ``Depends(web)``."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

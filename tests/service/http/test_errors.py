@@ -1,4 +1,5 @@
 """Domain errors become statuses in one table (service/http/app.py): bad input is 422, a store down is 503."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,10 +19,21 @@ from restyle.errors import (
 from restyle.service.http.app import status_of
 
 
-@pytest.mark.parametrize(("error", "status"), [
-    (Invalid, 422), (InputError, 422), (ModelError, 422), (NotFound, 404), (Conflict, 409), (TooLarge, 413),
-    (StoreError, 503), (BadKey, 503), (JobStoreError, 503), (RestyleError, 503),
-])
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (Invalid, 422),
+        (InputError, 422),
+        (ModelError, 422),
+        (NotFound, 404),
+        (Conflict, 409),
+        (TooLarge, 413),
+        (StoreError, 503),
+        (BadKey, 503),
+        (JobStoreError, 503),
+        (RestyleError, 503),
+    ],
+)
 def test_each_domain_error_has_its_status(error, status):
     assert status_of(error("why")) == status
 

@@ -1,4 +1,5 @@
 """The route policy table is the one source: the guard reads it, and the OpenAPI document shows it."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,8 +35,12 @@ def test_the_openapi_document_shows_the_policy_table(app):
 
 
 def test_every_route_in_the_table_is_a_route_of_the_app_and_shows_its_policy(app):
-    routes = {(method, route.path): route for route in routes_of(app.router) if isinstance(route, APIRoute)
-              for method in route.methods}
+    routes = {
+        (method, route.path): route
+        for route in routes_of(app.router)
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
     for (method, path), policy in ROUTES.items():
         assert (method, path) in routes, f"{method} {path} is in the policy table but is no route"
         assert routes[method, path].openapi_extra["x-restyle-access"] == policy.access

@@ -1,0 +1,247 @@
+"""The command line's grammar: every command, its options and their help (argparse, declared)."""
+
+from __future__ import annotations
+
+import argparse
+
+from restyle.cli import commands
+from restyle.media.deflicker import DEFAULT_STRENGTH
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="restyle", description="Restyle every frame of a video (or a folder of images) with a neural network."
+    )
+    parser.set_defaults(command=lambda args: parser.print_help() or 0)
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    _run_parser(sub)
+    _quality_parser(sub)
+    styles = sub.add_parser("styles", help="list the 26 built-in styles, or render them all on a picture")
+    styles.add_argument("--sheet", metavar="PNG", help="write a contact sheet of all 26 styles")
+    styles.add_argument(
+        "--image", metavar="PICTURE", help="the picture for the sheet (default: a frame of FFmpeg's test pattern)"
+    )
+    styles.set_defaults(command=commands.styles)
+
+    _service_parsers(sub)
+    _sample_parser(sub)
+    return parser
+
+
+def _run_parser(sub) -> None:
+    run = sub.add_parser("run", help="restyle a video or a folder of images, here and now")
+    run.add_argument("input", help="a video file, or a folder of images")
+    run.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output video (.mp4 .mov .mkv .webm .ts .m2ts: the container), "
+        ".jsonl for records models, or a folder for images",
+    )
+    _model_options(run)
+    run.add_argument(
+        "--deflicker",
+        type=float,
+        nargs="?",
+        const=DEFAULT_STRENGTH,
+        metavar="STRENGTH",
+        help=f"smooth flicker between frames along the input's motion, 0..1 (alone: {DEFAULT_STRENGTH})",
+    )
+    run.add_argument("--work-dir", help="keep finished chunks here; running again resumes where it stopped")
+    run.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    run.add_argument("--threads", type=int, help="model threads per worker (default: cores / workers)")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the model runs (default auto)")
+    run.add_argument(
+        "--backend",
+        choices=["auto", "onnxruntime", "openvino"],
+        help="model runtime (default auto: the one --precision picks)",
+    )
+    run.add_argument(
+        "--precision",
+        choices=["auto", "f32", "bf16", "int8"],
+        help="auto (default): bf16 where the CPU has it, else int8, where the model passes the fidelity bar; "
+        "else f32; f32: exact",
+    )
+    run.add_argument("--batch-size", type=int, help="frames per model call (default 1 on CPU, 8 on GPU)")
+    run.add_argument("--crf", type=int, help="x264 quality, lower is better (default 18)")
+    run.add_argument("--preset", help="x264 preset (default superfast, with x264's macroblock tree)")
+    run.add_argument("--chunk-seconds", type=float, help="target chunk length (default 4)")
+    run.add_argument("--json", action="store_true", help="print the report as JSON")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(command=commands.run)
+
+
+def _quality_parser(sub) -> None:
+    quality = sub.add_parser(
+        "quality", help="measure an output's flicker (warping error) and its distance to the per-frame style"
+    )
+    quality.add_argument("input", help="the video that was restyled")
+    quality.add_argument("output", help="the restyled video")
+    quality.add_argument(
+        "--reference", metavar="VIDEO", help="compare against this video (PSNR/SSIM), e.g. a per-frame run"
+    )
+    _model_options(quality, default_style=None)
+    quality.add_argument(
+        "--chunk-starts",
+        metavar="N,N,...",
+        help="first frames of the chunks (default: the plan `restyle run` makes here)",
+    )
+    quality.add_argument(
+        "--chunk-seconds", type=float, help="the --chunk-seconds the output was made with, to plan its chunks"
+    )
+    quality.add_argument(
+        "--json", action="store_true", help="print the figures as JSON (with --per-frame, every pair's error)"
+    )
+    quality.add_argument("--per-frame", action="store_true", help="with --json: the warping error of every frame pair")
+    quality.set_defaults(command=commands.quality)
+
+
+def _service_parsers(sub) -> None:
+    """The commands that start or talk to a service (serve, worker, submit, models, pictures, jobs, job)."""
+    serve = sub.add_parser("serve", help="API + dashboard + inbox trigger + workers on this machine")
+    serve.add_argument("--host", help="default 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default 8000")
+    serve.add_argument("--workers", type=int, dest="local_workers", help="worker processes to start (default 1)")
+    serve.set_defaults(command=commands.serve)
+
+    worker = sub.add_parser("worker", help="take jobs from the job store and run them (any number, any machine)")
+    worker.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # restyle serve's pid: exit when it does
+    worker.set_defaults(command=commands.worker)
+
+    submit = sub.add_parser("submit", help="upload a video to a running service, with any model it offers")
+    submit.add_argument("video")
+    chosen = submit.add_mutually_exclusive_group()
+    chosen.add_argument("--style", help="one of the 26 styles (0-25) or a blend like 3:0.5,12:0.5 (the default model)")
+    chosen.add_argument(
+        "--style-image", metavar="PICTURE", help="a picture file (uploaded with the job) or the name of one you saved"
+    )
+    chosen.add_argument("--model", metavar="NAME", help="a model registered on the service (restyle models list)")
+    submit.add_argument("--strength", type=float, help="0..1; less mixes the original back in (default 1)")
+    submit.add_argument(
+        "--deflicker",
+        type=float,
+        nargs="?",
+        const=DEFAULT_STRENGTH,
+        metavar="STRENGTH",
+        help=f"smooth flicker between frames, 0..1 (alone: {DEFAULT_STRENGTH})",
+    )
+    submit.add_argument(
+        "--params", metavar="JSON", help='the model\'s other parameters as JSON, e.g. {"confidence": 0.4}'
+    )
+    submit.add_argument("--wait", action="store_true", help="wait for the job to end; with -o, download the output")
+    submit.add_argument("-o", "--output", help="with --wait: where to save the output")
+    _service_options(submit)
+    submit.set_defaults(command=commands.service_command("submit"))
+
+    _catalogue_parser(
+        sub,
+        "models",
+        "the service's registered models: list, add (admins), remove (admins)",
+        [
+            (
+                "add",
+                "register an ONNX model under a name (checked, stored by content hash)",
+                ["name", ("file", "the .onnx file")],
+                "models_add",
+            ),
+            ("list", "the registered models", [], "models_list"),
+            ("remove", "remove a registered model", ["name"], "models_remove"),
+        ],
+    ).choices["add"].add_argument(
+        "--kind",
+        default="auto",
+        help="onnx, yolo, or a plugin handler (default: yolo for Ultralytics exports, else onnx)",
+    )
+    _catalogue_parser(
+        sub,
+        "pictures",
+        "your saved style pictures on the service: list, add, remove",
+        [
+            ("add", "save a picture under a name, for --style-image NAME", ["name", "file"], "pictures_add"),
+            ("list", "your saved pictures", [], "pictures_list"),
+            ("remove", "delete a saved picture", ["name"], "pictures_remove"),
+        ],
+    )
+
+    jobs = sub.add_parser("jobs", help="list jobs on a running service")
+    jobs.add_argument("--state", help="only jobs in this state")
+    _service_options(jobs)
+    jobs.set_defaults(command=commands.jobs)
+
+    job = sub.add_parser("job", help="one job: state, progress, figures; --log (admins), --download, --cancel")
+    job.add_argument("id")
+    job.add_argument("--log", action="store_true", help="print the job's log (admins only)")
+    job.add_argument("--download", metavar="FILE", help="save the output here")
+    job.add_argument("--cancel", action="store_true")
+    _service_options(job)
+    job.set_defaults(command=commands.job)
+
+
+def _catalogue_parser(sub, name: str, help: str, actions: list) -> argparse._SubParsersAction:
+    """``restyle models|pictures ACTION``: each action's positional arguments, wired to its client command."""
+    parser = sub.add_parser(name, help=help)
+    actions_sub = parser.add_subparsers(metavar="ACTION")
+    parser.set_defaults(command=lambda args: parser.print_help() or 0)
+    for action, action_help, positionals, command in actions:
+        one = actions_sub.add_parser(action, help=action_help)
+        for positional in positionals:
+            arg, arg_help = positional if isinstance(positional, tuple) else (positional, None)
+            one.add_argument(arg, help=arg_help)
+        one.set_defaults(command=commands.service_command(command))
+        _service_options(one)
+    return actions_sub
+
+
+def _sample_parser(sub) -> None:
+    sample = sub.add_parser(
+        "sample", help="make a sample clip (a camera moving over a real photo, with a tone) to try restyle on"
+    )
+    sample.add_argument("output", nargs="?", default="sample.mp4")
+    sample.add_argument("--size", default="640x360", help="WIDTHxHEIGHT (default 640x360)")
+    sample.add_argument("--rate", default="25", help="frame rate, e.g. 25 or 30000/1001 (default 25)")
+    sample.add_argument("--seconds", type=float, default=4.0)
+    sample.add_argument("--no-audio", action="store_true")
+    sample.add_argument(
+        "--photo",
+        metavar="PICTURE",
+        help="the picture the camera moves over (default: a photo an installed package ships, if any)",
+    )
+    sample.add_argument("--pattern", action="store_true", help="FFmpeg's test pattern instead of a photo")
+    sample.add_argument(
+        "--motion", choices=["pan", "zoom"], default="pan", help="with --photo: how the camera moves (default pan)"
+    )
+    sample.set_defaults(command=commands.sample)
+
+
+def _model_options(parser: argparse.ArgumentParser, default_style: str | None = "0") -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--style",
+        default=None,
+        help="one of the 26 styles (0-25) or a blend like 3:0.5,12:0.5"
+        + (f" (default {default_style})" if default_style else ""),
+    )
+    which.add_argument("--style-image", metavar="PICTURE", help="any picture to use as the style")
+    which.add_argument(
+        "--model",
+        metavar="KIND:FILE",
+        help="onnx:FILE (any image->image ONNX model, any output size), "
+        "yolo:FILE (an Ultralytics detector: -o FILE.jsonl), or a plugin handler's NAME[:FILE]",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a per-call parameter of the model, e.g. confidence=0.5 (repeatable)",
+    )
+    parser.add_argument(
+        "--value-range", type=float, default=None, help="for onnx models: pixel values run 0..1 (default) or 0..255"
+    )
+    parser.add_argument("--strength", type=float, default=1.0, help="0..1; less mixes the original back in (default 1)")
+
+
+def _service_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", help="the service's URL (default RESTYLE_SERVER or this machine's)")
+    parser.add_argument("--token", help="bearer token (default RESTYLE_TOKEN or this machine's admin token)")
