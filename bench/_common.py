@@ -30,7 +30,10 @@ def machine() -> str:
         pass
     import onnxruntime
 
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}, PyAV {av.__version__}"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"onnxruntime {onnxruntime.__version__}, PyAV {av.__version__}"
+    )
 
 
 def decode_all(path: Path) -> list[np.ndarray]:

@@ -145,12 +145,14 @@ def main() -> None:
         cases = len(clips) * len(styles)
         base = totals[BASELINE]
         print(
-            f"\nover {cases} clip x style cases, against {label(BASELINE)} (size: geometric mean of the ratios; quality: mean change):"
+            f"\nover {cases} clip x style cases, against {label(BASELINE)} "
+            "(size: geometric mean of the ratios; quality: mean change):"
         )
         for candidate in CANDIDATES:
             t = totals[candidate]
             print(
-                f"  {label(candidate):45s} CPU x{t['cpu'] / base['cpu']:.2f}, size x{np.exp(t['log_size'] / cases):.2f}, "
+                f"  {label(candidate):45s} CPU x{t['cpu'] / base['cpu']:.2f}, "
+                f"size x{np.exp(t['log_size'] / cases):.2f}, "
                 f"PSNR {(t['psnr'] - base['psnr']) / cases:+.2f} dB, SSIM {(t['ssim'] - base['ssim']) / cases:+.4f}, "
                 f"flat PSNR {np.nanmean(np.subtract(flats[candidate], flats[BASELINE])):+.2f} dB"
             )

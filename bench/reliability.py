@@ -28,7 +28,8 @@ from testing.corpus import CASES, CORPUS_MAX_FRAMES, make_corpus  # noqa: E402
 def main() -> None:
     logging.disable(logging.WARNING)
     print(
-        f"# bench/reliability.py, {date.today()}, {machine()}; limits: RESTYLE_MAX_FRAMES={CORPUS_MAX_FRAMES}, others default\n"
+        f"# bench/reliability.py, {date.today()}, {machine()}; "
+        f"limits: RESTYLE_MAX_FRAMES={CORPUS_MAX_FRAMES}, others default\n"
     )
     print("| input | end | frames out | reason or notes | seconds |")
     print("| --- | --- | --- | --- | --- |")

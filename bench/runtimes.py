@@ -37,7 +37,8 @@ def main() -> None:
         frames = decode_all(make_clip(Path(tmp) / "c.mp4", width=640, height=360, seconds=4, audio=False))
     for name, options in RUNTIMES.items():
         print(
-            f"{name}: {model_only_fps(JobSpec(style=str('7')), frames[:60], 2, 1, **options):.2f} fps (2 processes x 1 thread)"
+            f"{name}: {model_only_fps(JobSpec(style=str('7')), frames[:60], 2, 1, **options):.2f} fps "
+            "(2 processes x 1 thread)"
         )
     for style in ("0", "7", "12", "19", "25"):
         reference = load(JobSpec(style=str(style)), Runtime("cpu", 2, backend="onnxruntime"))

@@ -108,7 +108,8 @@ def main() -> None:
         picture = work / "painting.jpg"
         Image.effect_mandelbrot((512, 512), (-2, -1.5, 1, 1.5), 100).convert("RGB").save(picture, quality=90)
         print(
-            f"clip {width}x{height} 25 fps {args.seconds:g} s with audio; painting {picture.stat().st_size / 1e3:.0f} kB"
+            f"clip {width}x{height} 25 fps {args.seconds:g} s with audio; "
+            f"painting {picture.stat().st_size / 1e3:.0f} kB"
         )
         engine = RayEngine(cluster.address, cpus_per_actor=1, node_ip=cluster.driver_ip)
         clock = time.perf_counter()

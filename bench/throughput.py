@@ -140,7 +140,8 @@ def throughput(
     n = len(frames)
     runtime, workers, why = chosen_runtime(width * height)
     print(
-        f"{width}x{height} {rate} fps, {n} frames, with audio; default runtime: {workers} workers x {runtime.threads} thread, {why}"
+        f"{width}x{height} {rate} fps, {n} frames, with audio; "
+        f"default runtime: {workers} workers x {runtime.threads} thread, {why}"
     )
     figures: dict[str, list[float]] = {"model only": [], "restyle run": [], F32: [], "seed": []}
     cpu: dict[str, list[float]] = {name: [] for name in figures}  # CPU seconds per frame, whole process tree
@@ -194,8 +195,10 @@ def throughput(
     # On a shared machine wall clock follows the neighbours' load; CPU seconds per frame (the whole process
     # tree's) follow only our own work, and on a dedicated machine whose cores all work, fps ~ cores / CPU per frame.
     print(
-        f"  by CPU per frame (robust to a shared host): end to end / model only = {cost['model only'] / cost['restyle run']:.3f}; "
-        f"restyle run is {cost['seed'] / cost['restyle run']:.2f}x the seed ({compare} path: {cost['seed'] / cost[F32]:.2f}x)"
+        f"  by CPU per frame (robust to a shared host): "
+        f"end to end / model only = {cost['model only'] / cost['restyle run']:.3f}; "
+        f"restyle run is {cost['seed'] / cost['restyle run']:.2f}x the seed "
+        f"({compare} path: {cost['seed'] / cost[F32]:.2f}x)"
     )
     ratio, speedup = best["restyle run"] / best["model only"], best["restyle run"] / best["seed"]
     f32_speedup = best[F32] / best["seed"]
@@ -206,20 +209,26 @@ def throughput(
     )
     print(f"  {compare} path ({' '.join(COMPARE_FLAGS[compare])}): {best[F32]:.2f} fps")
     print(
-        f"  seed pipeline: {best['seed']:.2f} fps; restyle run is {speedup:.2f}x the seed ({compare} path: {f32_speedup:.2f}x)"
+        f"  seed pipeline: {best['seed']:.2f} fps; "
+        f"restyle run is {speedup:.2f}x the seed ({compare} path: {f32_speedup:.2f}x)"
     )
     reference = load(SPEC, Runtime("cpu", threads=os.cpu_count() or 1, backend="onnxruntime", precision="f32"))
     step = max(1, n // 10)
     exact = [reference.predict(f[None], params_of(SPEC))[0] for f in frames[::step]]
-    ours = float(np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"ours_{height}p.mp4")[::step], strict=False)]))
+    ours = float(
+        np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"ours_{height}p.mp4")[::step], strict=False)])
+    )
     f32 = (
         float("nan")
         if ratio_only
-        else float(np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"f32_{height}p.mp4")[::step], strict=False)]))
+        else float(
+            np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"f32_{height}p.mp4")[::step], strict=False)])
+        )
     )
     audio_same = audio_packets(work / f"ours_{height}p.mp4") == audio_packets(clip)
     print(
-        f"  PSNR against the f32 model's own frames: default {ours:.1f} dB, {compare} path {f32:.1f} dB; audio packets identical: {audio_same}"
+        f"  PSNR against the f32 model's own frames: default {ours:.1f} dB, {compare} path {f32:.1f} dB; "
+        f"audio packets identical: {audio_same}"
     )
     return {
         "size": f"{width}x{height}",

@@ -100,7 +100,8 @@ class Settings(BaseSettings):
         2,
         ge=1,
         description="loaded models each worker keeps (on Ray: each process's kinds of actor); least recently used go "
-        "first; locally, one that ran frames over 640x360 is let go after each chunk (the next job's budget has no room for them)",
+        "first; locally, one that ran frames over 640x360 is let go after each chunk "
+        "(the next job's budget has no room for them)",
     )
 
     # -- plan ----------------------------------------------------------------
@@ -143,7 +144,8 @@ class Settings(BaseSettings):
     public_url: str = Field("", description="how users reach the API, for links; default http://host:port")
     tokens: str = Field(
         "",
-        description="bearer tokens, comma-separated NAME:ROLE:SECRET (ROLE admin or submitter); none: an admin token is made in home",
+        description="bearer tokens, comma-separated NAME:ROLE:SECRET (ROLE admin or submitter); "
+        "none: an admin token is made in home",
     )
     link_seconds: int = Field(3600, gt=0, description="how long a presigned download or upload link works")
     max_upload_bytes: int = Field(2 * 1024**3, gt=0)
@@ -197,7 +199,8 @@ class Settings(BaseSettings):
     idle_seconds: float = Field(1.0, gt=0, description="how often an idle worker asks for a job")
     inbox_spec: JobSpec = Field(
         default_factory=JobSpec,
-        description='what a video dropped in the inbox without a sidecar gets, e.g. RESTYLE_INBOX_SPEC=\'{"style": "7"}\'',
+        description="what a video dropped in the inbox without a sidecar gets, "
+        'e.g. RESTYLE_INBOX_SPEC=\'{"style": "7"}\'',
     )
 
     def x264_params_for(self, preset: str) -> str:

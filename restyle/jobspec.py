@@ -52,7 +52,8 @@ def check_text(value: str, what: str = "the value") -> str:
 
 
 def check_style(style: str) -> str:
-    """A style is one of 0-25 or a blend ``"3:0.5,12:0.5"``: indexes 0-25, weights finite, 0 to MAX_STYLE_WEIGHT, not all 0."""
+    """A style is one of 0-25 or a blend ``"3:0.5,12:0.5"``: indexes 0-25, weights finite,
+    0 to MAX_STYLE_WEIGHT, not all 0."""
     total = 0.0
     for part in style.split(","):
         index, colon, weight = part.strip().partition(":")

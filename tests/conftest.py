@@ -48,7 +48,8 @@ def motion_clips(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def detector() -> Path:
-    """A real detector in the Ultralytics YOLO export convention: nudenet's 320n.onnx (18 classes, names in its metadata)."""
+    """A real detector in the Ultralytics YOLO export convention: nudenet's 320n.onnx
+    (18 classes, names in its metadata)."""
     import importlib.util
 
     found = importlib.util.find_spec("nudenet")

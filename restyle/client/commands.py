@@ -86,7 +86,10 @@ def pictures_remove(args: argparse.Namespace, client: Client) -> int:
 
 def describe_job(job: dict) -> str:
     progress = job["progress"]
-    line = f"{job['id']}  {job['state']:<10} {progress['frames_done']}/{progress['frames_total']} frames  {job['input']}  {job.get('model', '')}"
+    line = (
+        f"{job['id']}  {job['state']:<10} {progress['frames_done']}/{progress['frames_total']} frames  "
+        f"{job['input']}  {job.get('model', '')}"
+    )
     records = job.get("records")
     if records:
         counts = ", ".join(f"{name} {n}" for name, n in (records.get("detections") or {}).items()) or "none"
@@ -95,7 +98,10 @@ def describe_job(job: dict) -> str:
 
 
 def _model_row(model: dict) -> str:
-    return f"{model['name']:<24} {model['kind']:<12} {model['output']:<14} {model['size']:>12} bytes  sha256 {model['sha256'][:12]}"
+    return (
+        f"{model['name']:<24} {model['kind']:<12} {model['output']:<14} {model['size']:>12} bytes  "
+        f"sha256 {model['sha256'][:12]}"
+    )
 
 
 def _picture_row(picture: dict) -> str:

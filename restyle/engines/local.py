@@ -193,7 +193,8 @@ class ModelCache:
         return model, True
 
     def trim(self) -> None:
-        """Let go of the models whose working set is for frames over KEEP_PIXELS (unknown sizes stay: images in a folder)."""
+        """Let go of the models whose working set is for frames over KEEP_PIXELS
+        (unknown sizes stay: images in a folder)."""
         dropped = False
         for key, pixels in list(self._pixels.items()):
             if pixels > KEEP_PIXELS:

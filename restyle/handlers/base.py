@@ -122,7 +122,8 @@ class BaseHandler:
 
     @classmethod
     def recognizes(cls, metadata: Mapping[str, str]) -> bool:
-        """Whether a registrable file with this ONNX metadata is of this kind (``restyle models add`` with kind auto)."""
+        """Whether a registrable file with this ONNX metadata is of this kind
+        (``restyle models add`` with kind auto)."""
         return False
 
     def check(self, spec: JobSpec) -> None:

@@ -46,7 +46,8 @@ class OnnxImageHandler(BaseHandler):
         outputs = list(graph.graph.output)
         if not outputs or len(_dims(outputs[0])) != 4:
             raise ModelError(
-                f"{name} does not output pictures: its first output has rank {len(_dims(outputs[0])) if outputs else 0}, "
+                f"{name} does not output pictures: "
+                f"its first output has rank {len(_dims(outputs[0])) if outputs else 0}, "
                 "not NCHW (a detector? use --model yolo:FILE)"
             )
         out_channels = _dims(outputs[0])[1]

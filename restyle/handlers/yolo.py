@@ -105,7 +105,10 @@ class YoloModel:
             ) from None
         self._session = open_session(runtime, path, path.name)
         self._input = self._session.inputs[0][0]
-        self.description = f"{path.name} ({len(self.classes)} classes, {self.input_size[0]}x{self.input_size[1]}) on {self._session.provider}"
+        self.description = (
+            f"{path.name} ({len(self.classes)} classes, {self.input_size[0]}x{self.input_size[1]}) "
+            f"on {self._session.provider}"
+        )
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         return width, height

@@ -63,7 +63,8 @@ class RunReport:
             )
         return (
             f"{self.output}: {self.frames} frames in {self.chunks} chunks{reused}, "
-            f"{self.seconds.get('total', 0):.1f}s, {self.fps:.2f} fps [{steps}] {self.workers}x{self.threads} {self.backend} {self.precision} {self.model}{smooth}"
+            f"{self.seconds.get('total', 0):.1f}s, {self.fps:.2f} fps [{steps}] "
+            f"{self.workers}x{self.threads} {self.backend} {self.precision} {self.model}{smooth}"
         )
 
 

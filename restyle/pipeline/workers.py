@@ -31,7 +31,8 @@ def engine_for(settings: Settings, workers: int, given: Engines | None = None) -
 
 
 def shared_files(spec: JobSpec, handler: Handler, engine: Engine) -> dict[str, FileRef]:
-    """The spec's per-call files (the handler's ``file_fields``, less its weights, which the engine loads) by reference."""
+    """The spec's per-call files (the handler's ``file_fields``, less its weights, which the engine loads)
+    by reference."""
     weights = handler.load_spec(spec).weights
     named = {f: getattr(spec, f) for f in handler.file_fields if getattr(spec, f)}
     return {f: engine.share(Path(path)) for f, path in named.items() if not _same_file(path, weights)}

@@ -75,7 +75,8 @@ class Runtime:
         return choose(self, network, machine.here())
 
     def network_file(self, network: str, source: Path) -> Path:
-        """The file to load for ``network``: its shipped int8 version where this runtime runs it at int8, else ``source``."""
+        """The file to load for ``network``: its shipped int8 version where this runtime runs it at int8,
+        else ``source``."""
         if self.choose(network).precision != "int8":
             return source
         path, why = quantize.int8_file(network)
@@ -85,7 +86,8 @@ class Runtime:
 
     @property
     def exact(self) -> Runtime:
-        """This runtime at f32: for networks that run once per job (a style picture's predictor), where speed is moot."""
+        """This runtime at f32: for networks that run once per job (a style picture's predictor),
+        where speed is moot."""
         return replace(self, precision="f32")
 
     @property
@@ -176,7 +178,8 @@ def _forced(runtime: Runtime, network: str | None, facts: Machine) -> Choice:
 
 
 def _without_bf16(network: str | None, facts: Machine) -> Choice:
-    """``auto`` on a CPU without native bf16: int8 where the table passes it on every style and its file fits, else f32."""
+    """``auto`` on a CPU without native bf16: int8 where the table passes it on every style and its file fits,
+    else f32."""
     cpu = "this CPU has no native bf16" + (f" ({ISA_ENV}={facts.isa_cap})" if facts.isa_cap else "")
     if network in quantize.SHIPPED_INT8:
         return Choice(

@@ -1,6 +1,7 @@
 """int8 versions of the style networks: made once from real photographs, shipped, and checked against their source.
 
-    python -m restyle.runtime.quantize            # remake restyle/runtime/models/multistyle26.int8.onnx (needs matplotlib's photo)
+    python -m restyle.runtime.quantize            # remake restyle/runtime/models/multistyle26.int8.onnx
+                                                  # (needs matplotlib's photo)
     python -m restyle.runtime.quantize --check    # say whether the shipped file matches the installed f32 network
 
 Why shipped, not made at first use: the fidelity table (restyle/runtime/fidelity.json) is measured on
@@ -15,7 +16,8 @@ them again (ONEDNN_MAX_CPU_ISA=AVX2 python bench/fidelity.py --quick --precision
 
 How: onnxruntime's static quantizer (in the base install; no extra dependency), QDQ format,
 the convolutions only (instance normalisation and the style blend stay float), weights int8
-per output channel in 7 bits (no saturation on CPUs without VNNI), activations uint8, ranges from frames of every one of the
+per output channel in 7 bits (no saturation on CPUs without VNNI), activations uint8, ranges from
+frames of every one of the
 26 styles. OpenVINO reads the QDQ pairs as FakeQuantize and runs int8 convolutions.
 
 The style-picture network (arbitrary_transform) is already shipped int8 (QDQ) by
@@ -148,7 +150,8 @@ def quantize_multistyle(source: Path, photo: Path, output: Path) -> dict:
         quant_format=q.QuantFormat.QDQ,
         op_types_to_quantize=["Conv"],
         # 7-bit weights: CPUs without VNNI (AVX2) multiply uint8 by int8 in pairs summed into int16 (vpmaddubsw), which
-        # saturates with full 8-bit weights; measured under ONEDNN_MAX_CPU_ISA=AVX2, style 3's luma SSIM went 0.685 -> 0.855.
+        # saturates with full 8-bit weights; measured under ONEDNN_MAX_CPU_ISA=AVX2, style 3's luma SSIM went
+        # 0.685 -> 0.855.
         per_channel=True,
         reduce_range=True,
         activation_type=q.QuantType.QUInt8,
@@ -160,7 +163,8 @@ def quantize_multistyle(source: Path, photo: Path, output: Path) -> dict:
         "source": source.name,
         "source_sha256": sha256(source),
         "int8_sha256": sha256(output),
-        "how": "onnxruntime.quantization.quantize_static, QDQ, Conv only, per-channel 7-bit int8 weights (reduce_range), "
+        "how": "onnxruntime.quantization.quantize_static, QDQ, Conv only, per-channel 7-bit int8 weights "
+        "(reduce_range), "
         "uint8 activations, ranges at the "
         f"{CALIBRATION_PERCENTILE} percentile",
         "calibration": f"{len(frames)} frames {CALIBRATION_SIZE[0]}x{CALIBRATION_SIZE[1]} over {photo.name}, "

@@ -31,7 +31,8 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 def check_name(name: str, what: str) -> str:
     if not NAME.match(name or ""):
         raise Invalid(
-            f"a {what} name is 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit; got {name[:80]!r}"
+            f"a {what} name is 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit; "
+            f"got {name[:80]!r}"
         )
     return name
 

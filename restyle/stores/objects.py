@@ -151,7 +151,8 @@ class ObjectStore:
                 raise
 
     def presign(self, key: str, expires_s: int) -> str | None:
-        """A URL that fetches ``key`` without a token until it expires; None for a local folder (the API signs those)."""
+        """A URL that fetches ``key`` without a token until it expires; None for a local folder
+        (the API signs those)."""
         if self.is_local:
             return None
         return self._call(self.fs.sign, self.path(key), expiration=expires_s)

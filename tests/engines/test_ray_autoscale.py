@@ -189,7 +189,8 @@ def test_a_node_lost_mid_job_costs_only_its_chunks(autoscaling_cluster):
 
 
 def test_restyle_serve_on_ray_scales_from_zero_on_its_queue_and_back(autoscaling_cluster, clips, tmp_path):
-    """The whole service (API, trigger, scaler, 3 worker processes) with RESTYLE_ENGINE=ray on the autoscaling cluster."""
+    """The whole service (API, trigger, scaler, 3 worker processes) with RESTYLE_ENGINE=ray
+    on the autoscaling cluster."""
     import ray
 
     from tests.service.conftest import Service

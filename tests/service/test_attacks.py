@@ -260,7 +260,8 @@ def test_a_chunked_multipart_body_to_a_route_that_takes_no_files_is_stopped_at_t
 
 @pytest.mark.parametrize("pace", ["trickle", "stall"])
 def test_slow_senders_are_cut_off(live, pace):
-    """A byte a second (the whole body is 1000 bytes: 17 minutes), or a few bytes and then silence: 408, connection closed."""
+    """A byte a second (the whole body is 1000 bytes: 17 minutes), or a few bytes and then silence:
+    408, connection closed."""
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", live.port)) as sock:
         sock.sendall(head("POST", "/api/uploads", 1000, ALICE) + b'{"filename": ')

@@ -1,4 +1,5 @@
-"""The catalogue through the API, in-process: registered models (admins) and saved style pictures (each tenant's own)."""
+"""The catalogue through the API, in-process: registered models (admins) and saved style pictures
+(each tenant's own)."""
 
 from __future__ import annotations
 

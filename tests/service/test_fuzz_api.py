@@ -1,4 +1,5 @@
-"""The whole OpenAPI schema fuzzed by schemathesis against a real `restyle serve` (issue 12): no 5xx, no schema violations.
+"""The whole OpenAPI schema fuzzed by schemathesis against a real `restyle serve` (issue 12):
+no 5xx, no schema violations.
 
 Every operation the schema has (today's and any added later) gets its examples, boundary
 values (coverage), random data (fuzzing) and chained calls (stateful), with an admin's token.

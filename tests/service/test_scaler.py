@@ -1,4 +1,5 @@
-"""The queue scaler's request follows the job store's depth (the real autoscaler: tests/engines/test_ray_autoscale.py)."""
+"""The queue scaler's request follows the job store's depth
+(the real autoscaler: tests/engines/test_ray_autoscale.py)."""
 
 import threading
 

@@ -1,4 +1,5 @@
-"""Running totals for /metrics: kept as chunks finish, and made once from the chunk rows of a job store that predates them."""
+"""Running totals for /metrics: kept as chunks finish, and made once from the chunk rows of a job store
+that predates them."""
 
 from sqlalchemy import text
 
