@@ -26,15 +26,15 @@ import av
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import decode_all, machine  # noqa: E402
+from _common import decode_all, machine
 
-from restyle.config import Settings  # noqa: E402
-from restyle.engines.sizing import choose_layout  # noqa: E402
-from restyle.handlers import JobSpec, load  # noqa: E402
-from restyle.handlers.base import params_of  # noqa: E402
-from restyle.media.sample import make_clip, make_motion_clip, packaged_photo  # noqa: E402
-from restyle.quality import psnr  # noqa: E402
-from restyle.runtime import fidelity  # noqa: E402
+from restyle.config import Settings
+from restyle.engines.sizing import choose_layout
+from restyle.handlers import JobSpec, load
+from restyle.handlers.base import params_of
+from restyle.media.sample import make_clip, make_motion_clip, packaged_photo
+from restyle.quality import psnr
+from restyle.runtime import fidelity
 
 Candidate = tuple[str, int, str]  # preset, crf, extra x264-params
 BASELINE: Candidate = ("veryfast", 18, "")

@@ -32,16 +32,16 @@ import numpy as np
 import onnx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import decode_all, machine  # noqa: E402
+from _common import decode_all, machine
 
-from restyle import machine as restyle_machine  # noqa: E402
-from restyle.config import Settings  # noqa: E402
-from restyle.handlers import JobSpec, Runtime, load  # noqa: E402
-from restyle.handlers.base import params_of  # noqa: E402
-from restyle.media.encode import EncodeSpec, SegmentWriter  # noqa: E402
-from restyle.media.sample import make_motion_clip, packaged_photo  # noqa: E402
-from restyle.quality import psnr  # noqa: E402
-from restyle.runtime import fidelity  # noqa: E402
+from restyle import machine as restyle_machine
+from restyle.config import Settings
+from restyle.handlers import JobSpec, Runtime, load
+from restyle.handlers.base import params_of
+from restyle.media.encode import EncodeSpec, SegmentWriter
+from restyle.media.sample import make_motion_clip, packaged_photo
+from restyle.quality import psnr
+from restyle.runtime import fidelity
 
 EXACT = Runtime("cpu", threads=2, backend="openvino", precision="f32")
 FAST = {precision: Runtime("cpu", threads=2, backend="openvino", precision=precision) for precision in ("bf16", "int8")}

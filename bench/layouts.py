@@ -17,13 +17,13 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import decode_all, machine, model_only  # noqa: E402
+from _common import decode_all, machine, model_only
 
-from restyle.config import Settings  # noqa: E402
-from restyle.engines.sizing import choose_layout  # noqa: E402
-from restyle.handlers import JobSpec  # noqa: E402
-from restyle.machine import ISA_ENV, isa_cap  # noqa: E402
-from restyle.media.sample import make_clip  # noqa: E402
+from restyle.config import Settings
+from restyle.engines.sizing import choose_layout
+from restyle.handlers import JobSpec
+from restyle.machine import ISA_ENV, isa_cap
+from restyle.media.sample import make_clip
 
 
 def main() -> None:

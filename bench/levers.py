@@ -25,13 +25,13 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine  # noqa: E402
+from _common import machine
 
-from restyle.handlers import JobSpec, Runtime, load  # noqa: E402
-from restyle.handlers.base import params_of  # noqa: E402
+from restyle.handlers import JobSpec, Runtime, load
+from restyle.handlers.base import params_of
 
 SEVEN = JobSpec(style="7")
-from restyle.media.sample import make_motion_clip, packaged_photo  # noqa: E402
+from restyle.media.sample import make_motion_clip, packaged_photo
 
 # The candidates: OpenCV's SIMD I420 conversions instead of swscale's. Measured here and not adopted
 # (bench/RESULTS.md): they cost the same CPU as swscale's and would change the chroma filtering.

@@ -146,7 +146,10 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
     if not seconds:
         return {}
     ordered = sorted(seconds)
-    at = lambda q: 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+
+    def at(q: float) -> float:
+        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
     return {"p50": round(at(0.50), 2), "p99": round(at(0.99), 2), "max": round(1000 * ordered[-1], 2)}
 
 

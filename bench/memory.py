@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine  # noqa: E402
+from _common import machine
 
 RUNTIMES = {
     "onnxruntime f32": {"backend": "onnxruntime", "precision": "f32"},

@@ -27,14 +27,14 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import decode_all, machine  # noqa: E402
+from _common import decode_all, machine
 
-from restyle import JobSpec, run  # noqa: E402
-from restyle.config import Settings  # noqa: E402
-from restyle.media.deflicker import DEFAULT_STRENGTH  # noqa: E402
-from restyle.media.sample import make_motion_clip, packaged_photo  # noqa: E402
-from restyle.pipeline.reference import model_frames  # noqa: E402
-from restyle.quality import QualityReport, measure  # noqa: E402
+from restyle import JobSpec, run
+from restyle.config import Settings
+from restyle.media.deflicker import DEFAULT_STRENGTH
+from restyle.media.sample import make_motion_clip, packaged_photo
+from restyle.pipeline.reference import model_frames
+from restyle.quality import QualityReport, measure
 
 
 def main() -> None:

@@ -27,14 +27,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from restyle.config import Settings  # noqa: E402
-from restyle.handlers.base import LoadSpec  # noqa: E402
-from restyle.jobspec import JobSpec  # noqa: E402
-from restyle.runtime import Runtime  # noqa: E402
-from restyle.service.scaler import QueueScaler  # noqa: E402
-from restyle.stores.jobs import JobStore  # noqa: E402
-from testing.ray_clusters import LocalRayCluster, wait_until, worker_nodes  # noqa: E402
-from testing.ray_tasks import FrameTask, restyle_frames  # noqa: E402
+from restyle.config import Settings
+from restyle.handlers.base import LoadSpec
+from restyle.jobspec import JobSpec
+from restyle.runtime import Runtime
+from restyle.service.scaler import QueueScaler
+from restyle.stores.jobs import JobStore
+from testing.ray_clusters import LocalRayCluster, wait_until, worker_nodes
+from testing.ray_tasks import FrameTask, restyle_frames
 
 RUNTIME = Runtime(device="cpu", threads=1)
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")

@@ -24,12 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from _common import machine  # noqa: E402
+from _common import machine
 
-from restyle import JobSpec, run  # noqa: E402
-from restyle.config import Settings  # noqa: E402
-from restyle.media.sample import make_clip  # noqa: E402
-from testing.servers import RayCluster  # noqa: E402
+from restyle import JobSpec, run
+from restyle.config import Settings
+from restyle.media.sample import make_clip
+from testing.servers import RayCluster
 
 RESTYLE = [sys.executable, "-m", "restyle.cli"]
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from _common import machine  # noqa: E402
+from _common import machine
 
-from restyle import JobSpec, run  # noqa: E402
-from restyle.config import Settings  # noqa: E402
-from restyle.errors import RestyleError  # noqa: E402
-from testing.corpus import CASES, CORPUS_MAX_FRAMES, make_corpus  # noqa: E402
+from restyle import JobSpec, run
+from restyle.config import Settings
+from restyle.errors import RestyleError
+from testing.corpus import CASES, CORPUS_MAX_FRAMES, make_corpus
 
 
 def main() -> None:

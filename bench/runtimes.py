@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import decode_all, machine, model_only_fps, psnr  # noqa: E402
+from _common import decode_all, machine, model_only_fps, psnr
 
-from restyle.handlers import JobSpec, Runtime, load  # noqa: E402
-from restyle.handlers.base import params_of  # noqa: E402
-from restyle.media.sample import make_clip  # noqa: E402
+from restyle.handlers import JobSpec, Runtime, load
+from restyle.handlers.base import params_of
+from restyle.media.sample import make_clip
 
 RUNTIMES = {
     "onnxruntime f32": {"backend": "onnxruntime"},

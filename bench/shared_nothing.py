@@ -29,13 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from _common import machine  # noqa: E402
+from _common import machine
 
-from restyle import JobSpec, run  # noqa: E402
-from restyle.config import Settings  # noqa: E402
-from restyle.media.sample import make_clip  # noqa: E402
-from restyle.pipeline import Hooks  # noqa: E402
-from testing.ray_clusters import SharedNothingCluster  # noqa: E402
+from restyle import JobSpec, run
+from restyle.config import Settings
+from restyle.media.sample import make_clip
+from restyle.pipeline import Hooks
+from testing.ray_clusters import SharedNothingCluster
 
 
 def one_job(name: str, clip: Path, spec: JobSpec, engine, work: Path) -> None:

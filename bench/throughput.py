@@ -31,13 +31,13 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import audio_packets, cpu_seconds, decode_all, machine, model_only, psnr, run_measured, run_measured_cpu  # noqa: E402
+from _common import audio_packets, cpu_seconds, decode_all, machine, model_only, psnr, run_measured, run_measured_cpu
 
-from restyle.config import Settings  # noqa: E402
-from restyle.engines.sizing import choose_layout  # noqa: E402
-from restyle.handlers import JobSpec, Runtime, load  # noqa: E402
-from restyle.handlers.base import params_of  # noqa: E402
-from restyle.media.sample import make_clip  # noqa: E402
+from restyle.config import Settings
+from restyle.engines.sizing import choose_layout
+from restyle.handlers import JobSpec, Runtime, load
+from restyle.handlers.base import params_of
+from restyle.media.sample import make_clip
 
 SPEC = JobSpec(style=str("7"))
 RESTYLE = [sys.executable, "-m", "restyle.cli"]

@@ -136,7 +136,7 @@ class SeaweedFS:
                 client.put_object(Bucket=buckets[0], Key=".ready", Body=b"1")
                 client.delete_object(Bucket=buckets[0], Key=".ready")
                 return
-            except Exception:  # noqa: BLE001 - the volume server may still be registering
+            except Exception:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)

@@ -132,7 +132,7 @@ def ray_cluster(tmp_path_factory):
     from testing.servers import RayCluster, missing
 
     try:
-        import ray  # noqa: F401
+        import ray
     except ImportError:
         missing('Ray is not installed (pip install -e ".[ray]")')
     cluster = RayCluster(Path(tempfile.mkdtemp(prefix="restyle-ray-")))

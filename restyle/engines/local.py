@@ -136,7 +136,7 @@ class LocalEngine:
             self._drain.join(timeout=5)
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # noqa: BLE001 - interpreter shutdown
+        with contextlib.suppress(Exception):
             self.close()
 
 

@@ -137,7 +137,7 @@ class PieceReader(io.RawIOBase):
         self._position = max(0, base + offset)
         return self._position
 
-    def readinto(self, buffer) -> int:  # noqa: ANN001 - a writable buffer (memoryview, bytearray)
+    def readinto(self, buffer) -> int:
         view = memoryview(buffer).cast("B")
         written = 0
         while written < len(view) and self._position < self.shipped.size:

@@ -128,7 +128,7 @@ class SegmentWriter:
 
     def abort(self) -> None:
         """Drop a half-written segment."""
-        with contextlib.suppress(Exception):  # noqa: BLE001 - the file is being thrown away anyway
+        with contextlib.suppress(Exception):
             self._container.close()
         self._tmp.unlink(missing_ok=True)
 

@@ -189,7 +189,7 @@ class _Stages:
                 self.timers["encode"] += time.thread_time() - clock
                 if self.on_frames:
                     self.on_frames(len(frames))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - anything, even an interrupt: handed to the caller's thread
             self.failures.append(exc)
             self.stop.set()
             while self.restyled.get() is not _DONE:  # drain so the scoring thread never blocks

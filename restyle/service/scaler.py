@@ -71,7 +71,7 @@ class QueueScaler:
             except Exception as exc:  # noqa: BLE001 - the scaler must outlive outages; the next step retries
                 log.warning("queue scaler: %s", exc)
             stop.wait(self.settings.ray_scale_seconds)
-        with contextlib.suppress(Exception):  # noqa: BLE001 - nothing is to be done about it here
+        with contextlib.suppress(Exception):
             self._request([])  # nothing is asked for by a service that is gone
 
 

@@ -24,11 +24,11 @@ log = logging.getLogger("restyle")
 def serve(settings: Settings) -> None:
     """Serve until interrupted; worker processes that die are started again."""
     context = Context(settings)
-    context.jobs  # fail now, with a reason, if the job store is unreachable  # noqa: B018
+    context.jobs  # noqa: B018 - touched to fail now, with a reason, if the job store is unreachable
     if context.data.is_local:  # so that `cp clip.mp4 <data>/inbox/` works from the start
         Path(context.data.root, keys.INBOX).mkdir(parents=True, exist_ok=True)
     context.data.list(keys.INBOX)
-    context.tokens  # makes the admin token on first start, so there is one to sign in with  # noqa: B018
+    context.tokens  # noqa: B018 - touched to make the admin token on first start, so there is one to sign in with
     tokens = "configured tokens" if settings.tokens else f"the admin token in {settings.home / 'admin.token'}"
     print(
         f"restyle: serving http://{settings.host}:{settings.port} (dashboard /, API /docs, metrics /metrics) "

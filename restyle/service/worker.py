@@ -183,7 +183,7 @@ class JobRun:
             self._beating.set()
             beat.join()
             segments.close()
-            with contextlib.suppress(Exception):  # noqa: BLE001 - nothing is to be done about it here
+            with contextlib.suppress(Exception):
                 jobs.worker_alive(self.worker.id, None)
 
     def execute(self, segments: ObjectSegments) -> tuple[RunReport, str]:
@@ -270,7 +270,7 @@ class JobRun:
             self.worker.persist(
                 self.jobs.chunk_done, self.job.id, self.worker.id, result.index, result.frames, result.wall_s
             )
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - bookkeeping only: the stored segment is what counts
             log.warning("chunk %d of job %s not recorded: %s", result.index, self.job.id, exc)
         self.journal.write("chunk", chunk=result.index, frames=result.frames, seconds=round(result.wall_s, 3))
 

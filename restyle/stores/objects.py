@@ -178,7 +178,7 @@ class ObjectStore:
             )
         except FileNotFoundError as exc:
             raise StoreError(f"no object {args[0] if args else ''} in {self.url}") from exc
-        except Exception as exc:  # noqa: BLE001 - fsspec back ends raise their own types
+        except Exception as exc:
             if _transient(exc):
                 raise StoreError(f"object store {self.url} unreachable for {self.retry_seconds:.0f} s: {exc}") from None
             if isinstance(exc, OSError):

@@ -23,7 +23,7 @@ def wait_out(call: Callable[[], T], *, transient: Callable[[BaseException], bool
     while True:
         try:
             return call()
-        except Exception as exc:  # noqa: BLE001 - raised again unless transient says otherwise
+        except Exception as exc:
             if not transient(exc) or time.monotonic() + delay >= deadline:
                 raise
             log.warning("%s unreachable (%s); trying again in %.1f s", what, str(exc).splitlines()[0], delay)

@@ -36,7 +36,7 @@ def cluster(tmp_path_factory):
     from testing.servers import missing
 
     try:
-        import ray  # noqa: F401
+        import ray
     except ImportError:
         missing('Ray is not installed (pip install -e ".[ray]")')
     import tempfile

@@ -8,7 +8,7 @@ from restyle.errors import ModelError
 from restyle.handlers import JobSpec, Runtime, check, get_handler, load
 from restyle.handlers.base import params_of
 from restyle.runtime.base import providers
-from testing.models import negative_model  # noqa: F401 - other test modules import it from here
+from testing.models import negative_model
 
 
 def upscaling_model(path, factor=2):

@@ -11,7 +11,7 @@ from PIL import Image
 
 from restyle.config import Settings
 from restyle.service.http.app import create_app
-from testing.models import negative_model  # noqa: F401 - other test modules import it from here
+from testing.models import negative_model
 
 ALICE, BOB, ROOT = "alice-token-0123456789", "bob-token-0123456789ab", "root-token-0123456789ab"
 

@@ -18,7 +18,7 @@ def sign_in(page, service, token):
     page.wait_for_selector("form.submit")
 
 
-def test_pick_a_style_from_the_gallery_then_upload_a_painting(start_service, browser, clip, tmp_path):  # noqa: F811
+def test_pick_a_style_from_the_gallery_then_upload_a_painting(start_service, browser, clip, tmp_path):  # noqa: F811 - browser and clip are the imported fixtures
     service = start_service(TOKENS)
     page = browser.new_page()
     page.set_default_timeout(90_000)  # the machine may be busy: steps wait longer than Playwright's 30 s
