@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -60,15 +60,19 @@ def join_records(parts: Sequence[Path], output: Path) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     try:
         with open(output, "w", encoding="utf-8") as out:
-            for part in parts:
-                with open(part, encoding="utf-8") as lines:
-                    for line in lines:
-                        record = json.loads(line)
-                        boxes = record.get("boxes") or []
-                        frames += 1
-                        with_detections += bool(boxes)
-                        counts.update(box.get("class", "?") for box in boxes)
-                        out.write(line)
+            for line in _lines(parts):
+                boxes = json.loads(line).get("boxes") or []
+                frames += 1
+                with_detections += bool(boxes)
+                counts.update(box.get("class", "?") for box in boxes)
+                out.write(line)
     except OSError as exc:
         raise OutputError(f"cannot write {output}: {exc.strerror}") from None
     return {"frames": frames, "frames_with_detections": with_detections, "detections": dict(counts.most_common())}
+
+
+def _lines(parts: Sequence[Path]) -> Iterator[str]:
+    """Every line of every part, in order."""
+    for part in parts:
+        with open(part, encoding="utf-8") as lines:
+            yield from lines

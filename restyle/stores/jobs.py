@@ -424,10 +424,6 @@ class JobStore:
                 for r in rows
             ]
 
-    def chunk_seconds(self, since: float = 0.0) -> list[float]:
-        with self._session() as session:
-            return list(session.scalars(select(ChunkRow.seconds).where(ChunkRow.at >= since)))
-
     def frames_scored(self) -> int:
         return int(self.counters().get("frames_scored", 0))
 

@@ -115,6 +115,7 @@ def test_workers_and_chunks_are_recorded(jobs):
     job, _ = jobs.create("alice", "inbox/m.mp4", "e", PARAMS)
     jobs.worker_alive("w", job.id)
     jobs.chunk_done(job.id, "w", 0, 100, 2.5)
-    assert jobs.frames_scored() == 100 and jobs.chunk_seconds() == [2.5]
+    latencies = jobs.chunk_latencies()
+    assert jobs.frames_scored() == 100 and (latencies.count, latencies.total_s) == (1, 2.5)
     assert jobs.workers()[0].chunks_scored == 1 and jobs.get(job.id).chunks_scored == 1
     assert jobs.counts() == {"queued": 1}

@@ -26,7 +26,7 @@ from restyle.service.http.policy import PolicyRoute
 from restyle.service.http.web import Web, web
 from restyle.service.specs import PICTURE, picture_kind
 
-templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.filters["ago"] = lambda t: "-" if not t else f"{max(0, time.time() - t):.0f} s ago"
 
 router = APIRouter(route_class=PolicyRoute, include_in_schema=False)

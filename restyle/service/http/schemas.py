@@ -138,15 +138,7 @@ class ModelOut(BaseModel):
 
     @classmethod
     def of(cls, model: RegisteredModel) -> ModelOut:
-        return cls(
-            name=model.name,
-            kind=model.kind,
-            output=model.output,
-            size=model.size,
-            sha256=model.sha256,
-            added_by=model.added_by,
-            added_at=model.added_at,
-        )
+        return cls.model_validate(model, from_attributes=True)  # the stored record's fields, less its store key
 
 
 class PictureOut(BaseModel):
@@ -159,11 +151,4 @@ class PictureOut(BaseModel):
 
     @classmethod
     def of(cls, picture: SavedPicture) -> PictureOut:
-        return cls(
-            name=picture.name,
-            size=picture.size,
-            width=picture.width,
-            height=picture.height,
-            sha256=picture.sha256,
-            added_at=picture.added_at,
-        )
+        return cls.model_validate(picture, from_attributes=True)  # the stored record's fields, less key and owner
