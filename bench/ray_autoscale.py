@@ -89,7 +89,7 @@ class NodeLog:
 def run_jobs(store: JobStore, engine, count: int, chunks: int, first: list[float]) -> None:
     def one(worker: str) -> None:
         job = store.claim(worker, lease_s=600)
-        spec = JobSpec(**job.params["spec"])
+        spec = job.params.spec
         tasks = [FrameTask(i, spec, frames=6, width=192, height=108) for i in range(chunks)]
         for _ in engine.map(restyle_frames, LoadSpec("styles"), RUNTIME, tasks):
             if not first:

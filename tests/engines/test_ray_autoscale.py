@@ -106,7 +106,7 @@ def test_queued_jobs_start_nodes_and_an_idle_cluster_goes_back_to_zero(autoscali
 
         def one_job(worker: str) -> int:
             job = store.claim(worker, lease_s=120)
-            spec = JobSpec(**job.params["spec"])
+            spec = job.params.spec
             tasks = [FrameTask(i, spec) for i in range(3)]
             results = list(engine.map(restyle_frames, LoadSpec("styles"), RUNTIME, tasks))
             store.succeed(job.id, worker, f"outbox/{job.id}.mp4", {})
