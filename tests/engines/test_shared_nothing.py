@@ -119,26 +119,16 @@ def test_the_nodes_cannot_see_the_drivers_files(cluster, clip):
 def test_the_cli_restyles_a_local_file_with_a_painting_and_a_work_dir(cluster, driver_env, clip, tmp_path):
     picture = painting(tmp_path / "painting.png", size=(256, 256))
     env = os.environ | driver_env | {"RESTYLE_CHUNK_SECONDS": "1"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "restyle.cli",
-            "run",
-            str(clip),
-            "-o",
-            str(tmp_path / "out.mp4"),
-            "--style-image",
-            str(picture),
-            "--work-dir",
-            str(tmp_path / "w"),
-            "--json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+
+    def restyle(output: str) -> subprocess.CompletedProcess:
+        """The CLI on the driver, into ``output``, with the same picture and work dir every time."""
+        command = ["run", str(clip), "-o", str(tmp_path / output), "--style-image", str(picture)]
+        command += ["--work-dir", str(tmp_path / "w"), "--json"]
+        return subprocess.run(
+            [sys.executable, "-m", "restyle.cli", *command], env=env, capture_output=True, text=True, timeout=600
+        )
+
+    done = restyle("out.mp4")
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert report["frames"] == 75 and report["chunks"] == 4 and report["output_check"]["ok"]
@@ -152,26 +142,7 @@ def test_the_cli_restyles_a_local_file_with_a_painting_and_a_work_dir(cluster, d
     expected = here(clip, tmp_path / "here.mp4", JobSpec(model="style-image", style_image=str(picture)))
     assert_same_video(tmp_path / "out.mp4", expected, clip)
 
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "restyle.cli",
-            "run",
-            str(clip),
-            "-o",
-            str(tmp_path / "again.mp4"),
-            "--style-image",
-            str(picture),
-            "--work-dir",
-            str(tmp_path / "w"),
-            "--json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    again = restyle("again.mp4")
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(again.stdout)["chunks_reused"] == 4  # resumed from the driver's work dir: nothing sent out
 
