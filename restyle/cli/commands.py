@@ -52,8 +52,6 @@ def _param(text: str) -> tuple[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from restyle.pipeline import run
-
     settings = load_settings(
         workers=args.workers,
         threads=args.threads,
@@ -66,35 +64,51 @@ def run(args: argparse.Namespace) -> int:
         chunk_seconds=args.chunk_seconds,
     )
     spec = job_spec(args, args.deflicker)
-    bar = None
+    if args.list or Path(args.input).is_dir():
+        from restyle.cli.batch import run_batch_command
 
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if args.quiet or args.json:
+        return run_batch_command(args, spec, settings)
+    if args.max_failures is not None:
+        raise InputError("--max-failures is for a batch (a folder, or --list); one video either succeeds or fails")
+    from restyle.pipeline import run
+
+    bar = FrameBar(args, Path(args.input).name)
+    try:
+        report = run(args.input, args.output, spec, settings=settings, work=args.work_dir, on_progress=bar.update)
+    finally:
+        bar.close()
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    return 0
+
+
+class FrameBar:
+    """A video's progress bar, by frames: frames already done (reused chunks) are its start, not its speed, so
+    the ETA is frames left over recent speed."""
+
+    def __init__(self, args: argparse.Namespace, name: str):
+        self.off, self.name, self.bar = args.quiet or args.json, name, None
+
+    def update(self, done: int, total: int) -> None:
+        if self.off:
             return
-        if bar is None:
+        if self.bar is None:
             from tqdm import tqdm
 
-            # Frames already done (reused chunks) are the start, not speed: the ETA is frames left / recent speed.
-            bar = tqdm(
+            self.bar = tqdm(
                 total=total,
                 initial=done,
                 unit="frame",
-                desc=Path(args.input).name,
+                desc=self.name,
                 file=sys.stderr,
                 dynamic_ncols=True,
                 smoothing=0.1,
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} frames [{elapsed}, ETA {remaining}, {rate_fmt}]",
             )
-        bar.update(done - bar.n)
+        self.bar.update(done - self.bar.n)
 
-    try:
-        report = run(args.input, args.output, spec, settings=settings, work=args.work_dir, on_progress=progress)
-    finally:
-        if bar is not None:
-            bar.close()
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
-    return 0
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def quality(args: argparse.Namespace) -> int:
