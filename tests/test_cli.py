@@ -198,7 +198,7 @@ def test_deflicker_run_then_quality_prints_the_figures(motion_clips, tmp_path):
 def test_deflicker_and_quality_refuse_what_they_cannot_do(motion_clips, clips, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
-    assert_one_clear_line(restyle("run", folder, "-o", tmp_path / "out", "--deflicker"), "needs a video")
+    assert_one_clear_line(restyle("run", folder, "-o", tmp_path / "out", "--deflicker"), "holds no files")
     assert_one_clear_line(restyle("run", clips["pal"], "-o", tmp_path / "o.mp4", "--deflicker", "1.5"), "deflicker")
     assert_one_clear_line(restyle("quality", motion_clips["pan"], clips["pal"]), "not the same video")
     assert_one_clear_line(restyle("quality", motion_clips["pan"], tmp_path / "missing.mp4"), "cannot read")
