@@ -1,5 +1,5 @@
-"""``restyle run DIR -o OUTDIR`` (or ``--list FILE``): a batch, with a bar by items and an exit status that
-says whether every item succeeded (0), some failed (3), or the batch stopped (4)."""
+"""``restyle run DIR -o OUTDIR`` (or ``--list FILE``): a batch, with a bar by items (failed so far, frames, ETA)
+and an exit status that says whether every item succeeded (0), some failed (3), or the batch stopped (4)."""
 
 from __future__ import annotations
 
@@ -8,45 +8,19 @@ import json
 import sys
 from pathlib import Path
 
+from restyle.cli.progress import ProgressBar
 from restyle.config import Settings
 from restyle.jobspec import JobSpec
-
-
-class ItemBar:
-    """Items done of all, failed so far, frames; the ETA is items left over recent speed (reused items are its
-    start, not its speed)."""
-
-    def __init__(self, args: argparse.Namespace, name: str):
-        self.off, self.name, self.bar = args.quiet or args.json, name, None
-
-    def update(self, progress) -> None:
-        if self.off:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=progress.items,
-                initial=progress.done,
-                unit="item",
-                desc=self.name,
-                file=sys.stderr,
-                dynamic_ncols=True,
-                smoothing=0.1,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} items [{elapsed}, ETA {remaining}{postfix}]",
-            )
-        self.bar.set_postfix_str(f"{progress.failed} failed, {progress.frames} frames", refresh=False)
-        self.bar.update(progress.done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def run_batch_command(args: argparse.Namespace, spec: JobSpec, settings: Settings) -> int:
     from restyle.pipeline.batch import run_batch
 
-    bar = ItemBar(args, Path(args.input).name)
+    bar = ProgressBar(args, Path(args.input).name, "item")
+
+    def progress(done) -> None:
+        bar.show(done.done, done.items, f"{done.failed} failed, {done.frames} frames")
+
     try:
         report = run_batch(
             args.input,
@@ -55,7 +29,7 @@ def run_batch_command(args: argparse.Namespace, spec: JobSpec, settings: Setting
             settings=settings,
             max_failures=args.max_failures,
             list_file=args.list,
-            on_progress=bar.update,
+            on_progress=progress,
         )
     finally:
         bar.close()

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from restyle.cli.progress import ProgressBar
 from restyle.config import load_settings
 from restyle.errors import InputError, ModelError
 from restyle.jobspec import JobSpec
@@ -72,43 +73,13 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--max-failures is for a batch (a folder, or --list); one video either succeeds or fails")
     from restyle.pipeline import run
 
-    bar = FrameBar(args, Path(args.input).name)
+    bar = ProgressBar(args, Path(args.input).name, "frame")
     try:
-        report = run(args.input, args.output, spec, settings=settings, work=args.work_dir, on_progress=bar.update)
+        report = run(args.input, args.output, spec, settings=settings, work=args.work_dir, on_progress=bar.show)
     finally:
         bar.close()
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 0
-
-
-class FrameBar:
-    """A video's progress bar, by frames: frames already done (reused chunks) are its start, not its speed, so
-    the ETA is frames left over recent speed."""
-
-    def __init__(self, args: argparse.Namespace, name: str):
-        self.off, self.name, self.bar = args.quiet or args.json, name, None
-
-    def update(self, done: int, total: int) -> None:
-        if self.off:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=total,
-                initial=done,
-                unit="frame",
-                desc=self.name,
-                file=sys.stderr,
-                dynamic_ncols=True,
-                smoothing=0.1,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} frames [{elapsed}, ETA {remaining}, {rate_fmt}]",
-            )
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def quality(args: argparse.Namespace) -> int:
