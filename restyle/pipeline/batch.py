@@ -61,21 +61,26 @@ class Batch:
     cancel: threading.Event | None = None
     rows: dict[str, ManifestRow] = field(default_factory=dict)
     stopped: str = ""  # why the batch stopped early ("" while it runs on)
+    progress: BatchProgress = field(default_factory=lambda: BatchProgress(items=0))
+
+    def __post_init__(self) -> None:
+        self.progress = BatchProgress(items=len(self.items))
 
     def end(self, row: ManifestRow) -> None:
         if row.reason:  # the input is named by the row; a reason need not repeat where this machine keeps it
             row = row.model_copy(update={"reason": row.reason.replace(f"{self.root}{os.sep}", "")})
         self.rows[row.input] = row
+        self.progress = self.progress.plus(row)  # counted as they end: a batch of 100,000 never recounts
         self.journal.append(row)
         if self.on_item:
             self.on_item(row)
-        failed = sum(1 for r in self.rows.values() if r.state == ItemState.FAILED)
+        failed = self.progress.failed
         if not self.stopped and self.allowance and self.allowance.exceeded(failed, len(self.items)):
             self.stopped = f"{failed} of {len(self.items)} items failed: over --max-failures {self.allowance}"
         if not self.stopped and self.cancel is not None and self.cancel.is_set():
             self.stopped = "cancelled"
         if self.on_progress:
-            self.on_progress(BatchProgress.of(self.rows.values(), len(self.items)))
+            self.on_progress(self.progress)
 
 
 def run_batch(
@@ -122,7 +127,7 @@ def run_batch(
     )
     images, videos = _sort(batch, read_journal(target / MANIFEST_JSONL))
     if on_progress:
-        on_progress(BatchProgress.of(batch.rows.values(), len(items)))
+        on_progress(batch.progress)
     workers = 0
     if images or videos:
         runtime, workers = choose_layout(settings, BUDGET_PIXELS, handler.network)

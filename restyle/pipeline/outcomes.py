@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from restyle.errors import OutputError
@@ -48,6 +48,14 @@ class BatchProgress:
     @property
     def left(self) -> int:
         return self.items - self.done
+
+    def plus(self, row: ManifestRow) -> BatchProgress:
+        """This progress and one more item ended."""
+        field = {ItemState.SUCCEEDED: "succeeded", ItemState.FAILED: "failed", ItemState.REUSED: "reused"}.get(
+            row.state, "not_run"
+        )
+        frames = row.frames if row.state == ItemState.SUCCEEDED else 0
+        return replace(self, **{field: getattr(self, field) + 1, "frames": self.frames + frames})
 
     @classmethod
     def of(cls, rows: Iterable[ManifestRow], items: int) -> BatchProgress:
