@@ -163,9 +163,11 @@ def _predictions(root: Path, rows: list[ManifestRow]) -> Iterable[dict]:
 
 
 def image_row(
-    item: BatchItem, outcome: ImageOutcome, result: ImageBatchResult, root: Path, fingerprint: str
+    item: BatchItem, outcome: ImageOutcome, result: ImageBatchResult | None, root: Path, fingerprint: str
 ) -> ManifestRow:
-    """An image's row, its output written first (a row that says succeeded always has its output stored)."""
+    """An image's row, its output written first (a row that says succeeded always has its output stored).
+    ``result`` is None when its task never came back."""
+    result = result or ImageBatchResult(())
     backend, _, precision = result.runtime.partition(" ")
     row = ManifestRow(
         input=item.input,
