@@ -161,7 +161,8 @@ def _service_parsers(sub) -> None:
     ).choices["add"].add_argument(
         "--kind",
         default="auto",
-        help="onnx, yolo, or a plugin handler (default: yolo for Ultralytics exports, else onnx)",
+        help="onnx, yolo, tensors, or a plugin handler "
+        "(default: yolo for Ultralytics detectors, tensors for files that name their classes, else onnx)",
     )
     _catalogue_parser(
         sub,
@@ -237,7 +238,8 @@ def _model_options(parser: argparse.ArgumentParser, default_style: str | None = 
         "--model",
         metavar="KIND:FILE",
         help="onnx:FILE (any image->image ONNX model, any output size), "
-        "yolo:FILE (an Ultralytics detector: -o FILE.jsonl), or a plugin handler's NAME[:FILE]",
+        "yolo:FILE (an Ultralytics detector: -o FILE.jsonl), tensors:FILE (a classifier or an embedding model: "
+        "-o FILE.jsonl), or a plugin handler's NAME[:FILE]",
     )
     parser.add_argument(
         "--param",
