@@ -169,7 +169,9 @@ def test_the_cli_scores_a_batch_of_mixed_media_on_the_cluster(cluster, driver_en
     here = run_batch(media, tmp_path / "here", JobSpec(style="3"), settings=Settings(workers=1, threads=1))
     pictures = [r.output for r in here.rows if r.kind == "image" and r.output]
     assert len(pictures) == 5
-    assert all((tmp_path / "styled" / name).read_bytes() == (tmp_path / "here" / name).read_bytes() for name in pictures)
+    assert all(
+        (tmp_path / "styled" / name).read_bytes() == (tmp_path / "here" / name).read_bytes() for name in pictures
+    )
     assert packets(tmp_path / "styled" / "b/clip.mp4", "audio") == packets(media / "b/clip.mp4", "audio")
 
 
