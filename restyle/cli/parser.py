@@ -98,7 +98,8 @@ def _quality_parser(sub) -> None:
 
 
 def _service_parsers(sub) -> None:
-    """The commands that start or talk to a service (serve, worker, submit, models, pictures, jobs, job)."""
+    """The commands that start or talk to a service (serve, worker, submit, models, pictures, webhook-secret, jobs,
+    job)."""
     serve = sub.add_parser("serve", help="API + dashboard + inbox trigger + workers on this machine")
     serve.add_argument("--host", help="default 127.0.0.1")
     serve.add_argument("--port", type=int, help="default 8000")
@@ -128,6 +129,11 @@ def _service_parsers(sub) -> None:
     )
     submit.add_argument(
         "--params", metavar="JSON", help='the model\'s other parameters as JSON, e.g. {"confidence": 0.4}'
+    )
+    submit.add_argument(
+        "--webhook",
+        metavar="URL",
+        help="an http(s) URL the service POSTs the job's summary to when it ends, signed (restyle webhook-secret)",
     )
     submit.add_argument("--wait", action="store_true", help="wait for the job to end; with -o, download the output")
     submit.add_argument("-o", "--output", help="with --wait: where to save the output")
@@ -163,6 +169,13 @@ def _service_parsers(sub) -> None:
             ("remove", "delete a saved picture", ["name"], "pictures_remove"),
         ],
     )
+
+    secret = sub.add_parser(
+        "webhook-secret", help="print the secret that signs your webhook deliveries (whsec_...), to verify them"
+    )
+    secret.add_argument("--owner", help="admins: another owner's (@inbox for dropped files' jobs)")
+    _service_options(secret)
+    secret.set_defaults(command=commands.service_command("webhook_secret"))
 
     jobs = sub.add_parser("jobs", help="list jobs on a running service")
     jobs.add_argument("--state", help="only jobs in this state")
