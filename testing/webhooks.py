@@ -3,7 +3,6 @@ with the Standard Webhooks library, and a ``webhook-id`` seen before is dropped 
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,7 +32,6 @@ class Receiver:
     acted_on: list[dict] = field(default_factory=list)  # each event once, in arrival order
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    arrived: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
@@ -53,7 +51,6 @@ class Receiver:
             status = 503 if self.lose_answers > 0 else 200
             self.lose_answers -= 1
             self.received.append(Received(headers, body, True, status))
-        self.arrived.set()
         return status
 
     def start(self) -> Receiver:
@@ -78,7 +75,3 @@ class Receiver:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-
-    def events(self) -> list[dict]:
-        with self._lock:
-            return [json.loads(r.body) for r in self.received]

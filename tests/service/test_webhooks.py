@@ -94,9 +94,7 @@ def test_public_addresses_pass_and_the_admin_list_decides_alone():
 
 @pytest.fixture()
 def api(tmp_path):
-    settings = Settings(
-        home=tmp_path / "home", tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}"
-    )
+    settings = Settings(home=tmp_path / "home", tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}")
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -311,6 +309,8 @@ def test_a_job_with_a_webhook_end_to_end_receiver_down_at_first(start_service, c
             Webhook("whsec_" + base64.b64encode(b"x" * 32).decode()).verify(
                 receiver.received[0].body, receiver.received[0].headers
             )
+        events = [e["event"] for e in log_events()]  # the worker's lines kept, the deliveries' after them
+        assert events[0] == "claimed" and events.index("succeeded") < events.index("webhook failed")
         attempts = [e for e in log_events() if e["event"].startswith("webhook")]
         assert "ConnectError" in attempts[0]["error"] and attempts[-2]["error"] == "status 503"
         assert attempts[-1]["status"] == "status 200" and attempts[-1]["url"].endswith("/hooks/restyle?...")
