@@ -10,7 +10,8 @@ was announced, so a restart announces only what was not) and, when the job named
 delivery in the system store (``keys.webhook_pending``) tried until it lands or its retries run out,
 waiting ``webhook_backoff_seconds``, then twice that, and so on. Deliveries that other processes
 recorded (a batch's, say, through :func:`~restyle.service.webhooks.notify`) are found by listing.
-Each attempt goes to the job's log and to the ``restyle.webhooks`` logger.
+Each attempt goes to the job's log and to the ``restyle.webhooks`` logger. Two ``restyle serve`` processes
+on one job store may both deliver the same end: with the same ``webhook-id``, which a receiver drops.
 """
 
 from __future__ import annotations

@@ -74,8 +74,9 @@ def wait_until(what, timeout: float = 30.0, every: float = 0.05):
     ],
 )
 def test_the_door_refuses_what_a_webhook_may_not_be(url, reason):
-    with pytest.raises(Invalid, match=reason.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(Invalid) as refused:
         check_url(url, Settings())
+    assert reason in str(refused.value).replace("(::1)", "(127.0.0.1)")  # localhost may resolve to either
 
 
 def test_public_addresses_pass_and_the_admin_list_decides_alone():
@@ -88,8 +89,9 @@ def test_public_addresses_pass_and_the_admin_list_decides_alone():
     with pytest.raises(Invalid, match="not among the hosts"):
         check_url("http://10.8.0.1/hook", listed)
     # A name is connected to by the address it was checked by, with its own name in Host.
-    where = target("http://localhost:8123/a?b=c", listed)
-    assert where.connect_url == "http://127.0.0.1:8123/a?b=c" and where.host_header == "localhost:8123"
+    where = target("http://localhost:8123/a?b=c", Settings(webhook_allowed_hosts="127.0.0.1,::1"))
+    assert where.connect_url in ("http://127.0.0.1:8123/a?b=c", "http://[::1]:8123/a?b=c")
+    assert where.host_header == "localhost:8123"
 
 
 @pytest.fixture()
