@@ -3,7 +3,8 @@
 In the **data store** (tenants' videos): ``inbox/`` (videos come in: uploads and dropped files)
 and ``outbox/`` (outputs go out). In the **system store** (never served as files): ``logs/``,
 ``stills/``, ``work/`` (a job's finished chunk segments), ``models/`` and ``pictures/`` (the
-catalogue's files, by content hash) and ``gallery/`` (the built-in styles' thumbnails).
+catalogue's files, by content hash), ``gallery/`` (the built-in styles' thumbnails) and ``webhooks/``
+(deliveries not made yet, and those given up on).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ def output(job_id: str, name: str) -> str:
     return f"{OUTBOX}{job_id}/{name}"
 
 
+def summary(job_id: str) -> str:
+    """A job's end in JSON (what its webhook receives), beside its output; written whether or not it names one."""
+    return f"{OUTBOX}{job_id}/summary.json"
+
+
 def is_inbox(key: str) -> bool:
     return key.startswith(INBOX)
 
@@ -52,6 +58,19 @@ def still(job_id: str, which: str) -> str:
 def work(job_id: str) -> str:
     """The folder of a job's finished chunk segments."""
     return f"work/{job_id}"
+
+
+WEBHOOKS_PENDING = "webhooks/pending/"
+
+
+def webhook_pending(message_id: str) -> str:
+    """A delivery still to be made (tried again until it lands or its retries run out)."""
+    return f"{WEBHOOKS_PENDING}{message_id}.json"
+
+
+def webhook_failed(message_id: str) -> str:
+    """A delivery given up on, kept for an admin to read."""
+    return f"webhooks/failed/{message_id}.json"
 
 
 def model(sha256: str) -> str:
