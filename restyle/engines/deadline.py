@@ -48,14 +48,18 @@ class Stall:
     def what(self, label: str) -> str:
         """``chunk 3 made no progress for 95 s (expected ~9 s from the measured 0.04 s/frame)``."""
         if self.expected_s is None or self.per_frame_s is None:
-            why = f"no frames from it yet; {self.limit_s:.0f} s are allowed before the first"
+            why = f"no frames from it yet; {_s(self.limit_s)} s are allowed before the first"
         else:
-            why = f"expected ~{self.expected_s:.0f} s from the measured {self.per_frame_s:.2g} s/frame"
-        return f"{label} made no progress for {self.silent_s:.0f} s ({why})"
+            why = f"expected ~{_s(self.expected_s)} s from the measured {self.per_frame_s:.2g} s/frame"
+        return f"{label} made no progress for {_s(self.silent_s)} s ({why})"
 
     def reason(self, label: str, tries: int) -> str:
         """Why the task failed, once it has been stuck once too often."""
         return f"{self.what(label)}; stopped after {tries} tries"
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.2g}" if seconds < 10 else f"{seconds:.0f}"
 
 
 @dataclass

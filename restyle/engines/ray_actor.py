@@ -46,9 +46,11 @@ class ModelActor:
         return os.getpid(), ray.get_runtime_context().get_node_id()
 
     def run(self, fn: TaskFunction, item: Item) -> Result:
-        self.frames = 0
         before = shipping.bytes_fetched()
-        result = fn(item, self.model, self.batch, self._made)
+        try:
+            result = fn(item, self.model, self.batch, self._made)
+        finally:
+            self.frames = 0  # between tasks: a question asked before the next one starts hears no frames
         fetched, self._unreported = shipping.bytes_fetched() - before + self._unreported, 0
         return result.ran_on(self.node, self.runtime, fetched)
 
