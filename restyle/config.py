@@ -104,6 +104,20 @@ class Settings(BaseSettings):
         "(the next job's budget has no room for them)",
     )
 
+    # -- stuck tasks (restyle/engines/deadline.py) ------------------------------
+    task_retries: int = Field(
+        3, ge=0, description="a task that got stuck (on Ray: or lost its worker) is given out again this many times"
+    )
+    task_stall_floor_s: float = Field(
+        120.0, gt=0, description="how long a task may make no frames before the first (its worker loads, opens...)"
+    )
+    task_stall_factor: float = Field(
+        10.0, gt=0, description="then it may make no progress for this many times its frames left at the measured speed"
+    )
+    task_stall_minimum_s: float = Field(
+        60.0, gt=0, description="... and never less than this; past it, its worker is killed and the task retried"
+    )
+
     # -- plan ----------------------------------------------------------------
     chunk_seconds: float = Field(4.0, gt=0, description="target chunk length; chunks are the unit of work and resume")
 

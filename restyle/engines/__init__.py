@@ -11,6 +11,7 @@ import threading
 
 from restyle.config import Settings
 from restyle.engines.base import Engine, Item, Result, TaskFunction
+from restyle.engines.deadline import StallLimits
 from restyle.engines.local import LocalEngine
 
 # Ray engines of this process by their settings: their actors keep models loaded from one job to the next, so a
@@ -23,7 +24,9 @@ def make_engine(settings: Settings, workers: int) -> Engine:
     """The engine the settings name: the local pool by default, a Ray cluster with RESTYLE_ENGINE=ray."""
     if settings.engine == "ray":
         return _ray_engine(settings)
-    return LocalEngine(workers, max_models=settings.max_models)
+    return LocalEngine(
+        workers, max_models=settings.max_models, max_retries=settings.task_retries, stall=StallLimits.of(settings)
+    )
 
 
 def _ray_engine(settings: Settings) -> Engine:
@@ -37,21 +40,25 @@ def _ray_engine(settings: Settings) -> Engine:
         settings.max_models,
         settings.ray_actor_idle_seconds,
         settings.ray_actors_per_job,
+        settings.task_retries,
+        StallLimits.of(settings),
     )
     with _ray_lock:
         if key not in _ray_engines:
             from restyle.engines.ray import RayEngine
 
-            address, actors, cpus, gpus, node_ip, max_models, idle_seconds, min_actors = key
+            address, actors, cpus, gpus, node_ip, max_models, idle_seconds, min_actors, retries, stall = key
             _ray_engines[key] = RayEngine(
                 address,
                 actors=actors,
                 cpus_per_actor=cpus,
                 gpus_per_actor=gpus,
+                max_retries=retries,
                 node_ip=node_ip,
                 max_models=max_models,
                 idle_seconds=idle_seconds,
                 min_actors=min_actors,
+                stall=stall,
             )
         return _ray_engines[key]
 

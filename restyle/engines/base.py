@@ -17,12 +17,28 @@ from restyle.runtime import Runtime
 
 
 class Item(Protocol):
-    """One piece of work an engine hands a worker."""
+    """One piece of work an engine hands a worker.
+
+    It may also say ``units``, the frames it makes (a chunk's frames, a mini-batch's images): its deadline
+    is then made from the measured seconds per frame (:mod:`restyle.engines.deadline`), else it gets the
+    floor alone; and ``label``, what messages call it ("chunk 3"). Read through :func:`units_of` and
+    :func:`label_of`.
+    """
 
     @property
     def pixels(self) -> int:
         """One frame's pixels its model runs (0: unknown until the worker reads it, e.g. an image file)."""
         ...
+
+
+def units_of(item: Item) -> int:
+    """The frames ``item`` makes, if it says (0: unknown)."""
+    return int(getattr(item, "units", 0) or 0)
+
+
+def label_of(item: Item, index: int) -> str:
+    """What messages call ``item``, the ``index``-th of its map: its ``label``, else "item 3"."""
+    return str(getattr(item, "label", "") or f"item {index}")
 
 
 class Result(Protocol):
@@ -47,7 +63,7 @@ def worker_runtime(load: LoadSpec, runtime: Runtime) -> str:
 
 class Engine(Protocol):
     workers: int
-    redone: int  # items given out again because their worker was lost, since the engine was made
+    redone: int  # items given out again because their worker was lost or stuck, since the engine was made
     loads: int  # models loaded by its workers, since the engine was made (a kept model is not loaded again)
     remote: bool  # may its workers be on machines that do not share this one's disk?
 

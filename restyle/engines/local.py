@@ -4,6 +4,12 @@ The pool outlives a single ``map``: a service worker runs job after job on it, a
 worker that already holds the network a job needs (the same LoadSpec: the 26-style
 network serves every style and blend) does not load it again. Each worker keeps at
 most ``max_models`` models, dropping the least recently used.
+
+A task that makes no progress past its deadline (:mod:`restyle.engines.deadline`) has its
+worker killed. That breaks the pool (a process pool cannot lose one process), so the pool
+starts again: the tasks it had out that did not finish are given out again, the stuck one
+counted as a try, up to ``max_retries``. One worker runs in this process, where nothing
+can cut a stuck call short: no deadline there.
 """
 
 from __future__ import annotations
@@ -11,25 +17,30 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import logging
 import multiprocessing
 import os
 import signal
 import sys
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from restyle.engines.base import Item, Result, TaskFunction, worker_runtime
+from restyle.engines.base import Item, Result, TaskFunction, label_of, units_of, worker_runtime
+from restyle.engines.deadline import Deadlines, Stall, StallLimits
 from restyle.errors import RestyleError
 from restyle.files import LocalFile
 from restyle.handlers.base import LoadSpec, Model, load_model
 from restyle.runtime import Runtime
 
+log = logging.getLogger("restyle")
+
 DEFAULT_MAX_MODELS = 2
+TICK_S = 1.0  # how often a map looks for stuck tasks
 
 
 class LocalEngine:
@@ -37,16 +48,26 @@ class LocalEngine:
 
     remote = False  # every worker is on this machine
 
-    def __init__(self, workers: int = 1, max_models: int = DEFAULT_MAX_MODELS):
+    def __init__(
+        self,
+        workers: int = 1,
+        max_models: int = DEFAULT_MAX_MODELS,
+        max_retries: int = 3,
+        stall: StallLimits | None = None,
+    ):
         self.workers = max(1, workers)
         bound_heap()  # this process runs models when there is one worker (or one item)
-        self.redone = 0  # a lost local worker fails the run instead (finished chunks are kept for the next)
+        # Given out again after their worker was killed stuck. A worker lost otherwise fails the run
+        # (killed, or out of memory: it would be again); finished chunks are kept for the next.
+        self.redone = 0
         self.loads = 0
+        self.max_retries, self.stall = max_retries, stall or StallLimits()
         self._models = ModelCache(max_models)  # the in-process worker's, when workers == 1
         self._max_models = max_models
         self._pool: ProcessPoolExecutor | None = None
         self._progress: Any = None
-        self._listener: Callable[[int], None] = lambda frames: None
+        self._watch: _Watch | None = None  # the map the pool's reports are for
+        self._maps = 0
         self._drain: threading.Thread | None = None
         self._pids: set[int] = set()  # the pool's processes, as each says when it starts (to stop them at once)
         self._lock = threading.Lock()
@@ -73,14 +94,25 @@ class LocalEngine:
 
     def _pool_map(self, fn, load, runtime, items, report) -> Iterator[Any]:
         with self._lock:  # one map at a time feeds the progress listener
-            pool = self._start()
-            self._listener = report
+            self._maps += 1
+            watch = self._watch = _Watch(self._maps, items, report, Deadlines(self.stall))
+            todo, tries = list(range(len(items))), Counter[int]()
             try:
-                pending: list[Future] = [pool.submit(_run_item, fn, load, runtime, item) for item in items]
-                for future in as_completed(pending):  # each chunk as it finishes: live progress
-                    result, loaded = future.result()
-                    self.loads += loaded
-                    yield result
+                while todo:
+                    pool = self._start()
+                    pending = {pool.submit(_run_item, fn, load, runtime, items[i], (watch.map, i)): i for i in todo}
+                    todo = []
+                    while pending:
+                        done, _ = wait(pending, timeout=TICK_S, return_when=FIRST_COMPLETED)
+                        for future in done:  # each chunk as it finishes: live progress
+                            yield self._finished(watch, pending.pop(future), future)
+                        if stalled := watch.deadlines.stuck():
+                            self._stop_stuck(watch, stalled, tries)  # the pool with them
+                            yield from (self._finished(watch, i, f) for f, i in pending.items() if _succeeded(f))
+                            todo = [i for f, i in pending.items() if not _succeeded(f)]
+                            self.redone += sum(i in watch.holders for i in todo)  # those that had begun
+                            watch.restart(todo)
+                            break
             except BrokenProcessPool:
                 self.close()
                 raise RestyleError(
@@ -91,7 +123,28 @@ class LocalEngine:
                 self.close(kill=True)
                 raise
             finally:
-                self._listener = lambda frames: None
+                self._watch = None
+
+    def _finished(self, watch: _Watch, index: int, future: Future) -> Result:
+        """The result of a finished task, whose frames its worker's reports did not bring yet are counted now."""
+        result, loaded = future.result()
+        self.loads += loaded
+        watch.tell(watch.deadlines.finish(index, result.frames))
+        return result
+
+    def _stop_stuck(self, watch: _Watch, stalled: list[Stall], tries: Counter[int]) -> None:
+        """Kill the workers of the stuck tasks, and so the pool; fail a task stuck once too often."""
+        for stall in stalled:
+            tries[stall.index] += 1
+            label, pid = label_of(watch.items[stall.index], stall.index), watch.holders.get(stall.index)
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)  # stuck in a call: only SIGKILL is sure to end it
+            if tries[stall.index] > self.max_retries:
+                log.error("%s; giving up", stall.reason(label, tries[stall.index]))
+                raise RestyleError(stall.reason(label, tries[stall.index]))
+            log.warning("%s; killed its worker (pid %s), running it again", stall.what(label), pid)
+        self.close(kill=True)
 
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -110,15 +163,15 @@ class LocalEngine:
     def _forward(self, progress: Any) -> None:
         while True:
             try:
-                frames = progress.get()
+                message = progress.get()
             except (EOFError, OSError, ValueError):
                 return
-            if frames is None:
+            if message is None:
                 return
-            if isinstance(frames, tuple):  # ("started", pid): a worker process is up
-                self._pids.add(frames[1])
-                continue
-            self._listener(frames)
+            if message[0] == "started":  # ("started", pid): a worker process is up
+                self._pids.add(message[1])
+            elif (watch := self._watch) is not None:  # ("begin" | "frames", (map, index), pid | frames)
+                watch.heard(*message)
 
     def close(self, kill: bool = False) -> None:
         """Stop the workers (and drop their models); the next map starts new ones."""
@@ -208,6 +261,40 @@ class ModelCache:
         gc.collect()  # a model caught in a reference cycle would keep its memory until the collector came by
 
 
+class _Watch:
+    """One pool map as its workers report it: each task's deadline, the process on it, the frames to pass on."""
+
+    def __init__(self, map: int, items: Sequence[Item], report: Callable[[int], None], deadlines: Deadlines):
+        self.map, self.items, self.report, self.deadlines = map, items, report, deadlines
+        self.holders: dict[int, int] = {}  # task index -> the pid of the worker on it
+        self._telling = threading.Lock()  # the listener hears the reports' thread and the map's
+
+    def heard(self, kind: str, task: tuple[int, int], value: int) -> None:
+        map, index = task
+        if map != self.map:  # a late word from an earlier map's worker
+            return
+        if kind == "begin":
+            self.holders[index] = value
+            self.deadlines.begin(index, units_of(self.items[index]))
+        else:
+            self.tell(self.deadlines.progress(index, value))
+
+    def tell(self, frames: int) -> None:
+        if frames:
+            with self._telling:
+                self.report(frames)
+
+    def restart(self, todo: list[int]) -> None:
+        """The pool is gone: no worker is on these tasks until they begin again."""
+        for index in todo:
+            self.holders.pop(index, None)
+            self.deadlines.finish(index)
+
+
+def _succeeded(future: Future) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
 _cache: ModelCache | None = None
 _progress: Any = None
 
@@ -221,9 +308,13 @@ def _start_worker(progress: Any, max_models: int) -> None:
     progress.put(("started", os.getpid()))
 
 
-def _run_item(fn: TaskFunction, load: LoadSpec, runtime: Runtime, item: Item) -> tuple[Result, bool]:
+def _run_item(
+    fn: TaskFunction, load: LoadSpec, runtime: Runtime, item: Item, task: tuple[int, int]
+) -> tuple[Result, bool]:
+    """One item in a pool worker; it says when it begins (and in which process) and each frame it makes."""
     assert _cache is not None, "worker started without its initializer"
-    return _run(fn, load, runtime, item, _cache, _progress.put)
+    _progress.put(("begin", task, os.getpid()))
+    return _run(fn, load, runtime, item, _cache, lambda frames: _progress.put(("frames", task, frames)))
 
 
 def _run(

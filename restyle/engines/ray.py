@@ -13,7 +13,9 @@ holds up only its own chunk). An actor that dies — its process killed, its nod
 pre-empted — is restarted by Ray itself (``max_restarts``) wherever there is room, or on a
 node the autoscaler starts; its chunk is not pinned to it but given out again at once to
 the first actor free (which Ray's ``max_task_retries`` would not do: it waits for the same
-actor). Chunks already stored are never redone.
+actor). Chunks already stored are never redone. An actor alive but stuck (its task has made no
+frames past its deadline, :mod:`restyle.engines.deadline`; actors answer ``progress`` beside their
+task) is killed, Ray starts it again, and its chunk is given out again the same way.
 
 Nothing is shared but the network: a node need not see the driver's disk. Files the
 driver names (the input, a style picture, a registered model's weights) reach actors
@@ -26,9 +28,8 @@ precision that node's CPU chose.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import logging
-import os
 import threading
 import time
 from collections import Counter, OrderedDict, deque
@@ -36,11 +37,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from restyle.engines import shipping
-from restyle.engines.base import Item, Result, TaskFunction, worker_runtime
+from restyle.engines.base import Item, Result, TaskFunction, label_of, units_of
+from restyle.engines.deadline import Deadlines, Stall, StallLimits
+from restyle.engines.ray_actor import ModelActor
 from restyle.engines.shipping import ShippedFile, Shipper
 from restyle.errors import ModelError, RestyleError
-from restyle.handlers.base import LoadSpec, load_model
+from restyle.handlers.base import LoadSpec
 from restyle.runtime import Runtime
 
 log = logging.getLogger("restyle")
@@ -68,6 +70,7 @@ class RayEngine:
         max_models: int = 2,
         idle_seconds: float = 60.0,
         min_actors: int = 1,
+        stall: StallLimits | None = None,
     ):
         try:
             import ray
@@ -89,11 +92,12 @@ class RayEngine:
         self.cpus, self.gpus, self.max_retries = cpus_per_actor, gpus_per_actor, max_retries
         self.actors, self.max_models, self.idle_seconds = actors, max(1, max_models), idle_seconds
         self.min_actors = max(1, min_actors)
+        self.stall = stall or StallLimits()
         self._lock = threading.RLock()
         self._idle: OrderedDict[Key, list] = OrderedDict()  # idle actors by model, least recently used first
         self._busy: Counter[Key] = Counter()  # actors out on a map, by model
         self._idle_since: dict[Any, float] = {}
-        self.redone = 0  # items given out again after their actor died
+        self.redone = 0  # items given out again after their actor died or was killed stuck
         self.loads = 0  # models loaded by actors: one per actor started or restarted by Ray
         self.redone_on: Counter[str] = Counter()  # ... by the node they were lost with
         self.evicted = 0  # actors killed to free their CPUs for another model, or for being idle
@@ -146,14 +150,15 @@ class RayEngine:
                     # keep finishing chunks (a busy map would otherwise run on its first actors alone).
                     room_checked = time.monotonic()
                     self._make_room(key)
-                if not ready:
-                    continue
-                result = run.started(ready[0]) if ready[0] in run.starting else run.finished(ready[0])
-                if result is None:
-                    continue
-                if on_frames:
-                    on_frames(result.frames)
-                yield result
+                run.watch()
+                result = None
+                if ready:
+                    result = run.started(ready[0]) if ready[0] in run.starting else run.finished(ready[0])
+                if on_frames and run.new_frames:
+                    on_frames(run.new_frames)
+                run.new_frames = 0
+                if result is not None:
+                    yield result
         finally:
             self._check_in(key, pool, run.broken)
 
@@ -267,9 +272,10 @@ class RayEngine:
                 raise ModelError(f"Ray actors cannot start: {exc}") from None
         # max_restarts=-1: Ray brings an actor lost with its node back wherever there is room (a node the
         # autoscaler starts, in the cloud). max_task_retries=0: its chunk goes to the first free actor instead.
-        return actor_class.options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=-1, max_task_retries=0).remote(
-            load, runtime
-        )
+        # max_concurrency=2: ``progress`` answers while ``run`` works.
+        return actor_class.options(
+            num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=-1, max_task_retries=0, max_concurrency=2
+        ).remote(load, runtime)
 
 
 class _MapRun:
@@ -285,6 +291,10 @@ class _MapRun:
         self.idle: list = []
         self.broken: list = []  # actors that cannot start (their model does not load): not kept
         self.failed_starts = 0
+        self.deadlines = Deadlines(engine.stall)
+        self.polls: dict[Any, Any] = {}  # an actor's answer to ``progress`` -> the task ref it is about
+        self.stalls: dict[int, Stall] = {}  # items whose actor was killed stuck, until their task answers lost
+        self.new_frames = 0  # frames made since the map last heard, not counted before (a retry's are not)
 
     def dispatch(self) -> None:
         """Give items to idle actors; fail when no actor is left or coming."""
@@ -292,6 +302,7 @@ class _MapRun:
             actor = self.idle.pop()
             index, item = self.todo.popleft()
             self.running[actor.run.remote(self.fn, item)] = (actor, index)
+            self.deadlines.begin(index, units_of(item))
         if not self.running and not self.starting:
             raise RestyleError("every Ray actor is gone and none can be started; is the cluster up?")
 
@@ -324,22 +335,47 @@ class _MapRun:
             cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
             raise cause from None
         except engine._ray.exceptions.RayError as exc:
+            self.deadlines.finish(index)
             self._lost(exc, actor, index)
             return None
+        self.new_frames += self.deadlines.finish(index, result.frames)
         self.idle.append(actor)
         return result
 
+    def watch(self) -> None:
+        """Hear how far the running tasks are (asking each actor anew once it answered); kill the stuck ones."""
+        ray = self.engine._ray
+        answered, _ = ray.wait(list(self.polls), num_returns=len(self.polls), timeout=0) if self.polls else ([], [])
+        for ref in answered:
+            task = self.polls.pop(ref)
+            if task in self.running:  # still out: its actor's count is this task's
+                with contextlib.suppress(ray.exceptions.RayError):  # a lost actor's task answers lost too
+                    index = self.running[task][1]
+                    self.new_frames += self.deadlines.progress(index, ray.get(ref) - self.deadlines.made(index))
+        asked = set(self.polls.values())
+        for task, (actor, _) in self.running.items():
+            if task not in asked:
+                self.polls[actor.progress.remote()] = task
+        for stall in self.deadlines.stuck():
+            actor = next(actor for actor, index in self.running.values() if index == stall.index)
+            label, node = label_of(self.items[stall.index], stall.index), self.engine.nodes.get(actor, "?")
+            log.warning("%s; killing its Ray actor on node %s, running it again", stall.what(label), node[:12])
+            self.stalls[stall.index] = stall
+            self.deadlines.finish(stall.index)
+            ray.kill(actor, no_restart=False)  # Ray starts it again; its task answers lost (see _lost)
+
     def _lost(self, exc: BaseException, actor: Any, index: int) -> None:
-        engine = self.engine
+        engine, label, stall = self.engine, label_of(self.items[index], index), self.stalls.pop(index, None)
         if not _lost(exc):
-            raise RestyleError(f"Ray failed chunk {index}: {_reason(exc)}") from None
+            raise RestyleError(f"Ray failed {label}: {_reason(exc)}") from None
         self.attempts[index] += 1
         if self.attempts[index] > engine.max_retries:
-            raise RestyleError(
-                f"chunk {index} was lost {self.attempts[index]} times with its worker: {_reason(exc)}"
-            ) from None
+            tries = self.attempts[index]
+            lost = f"{label} was lost {tries} times with its worker: {_reason(exc)}"
+            raise RestyleError(stall.reason(label, tries) if stall else lost) from None
         node = engine.nodes.get(actor, "?")
-        log.warning("a Ray actor on node %s died with chunk %s; giving it out again", node[:12], index)
+        if stall is None:
+            log.warning("a Ray actor on node %s died with %s; giving it out again", node[:12], label)
         engine.redone += 1
         engine.redone_on[node] += 1
         self.todo.appendleft((index, self.items[index]))
@@ -360,39 +396,3 @@ def _lost(exc: BaseException) -> bool:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__
-
-
-class ModelActor:
-    """Holds one loaded model; runs the engine's task function on the items it is given.
-
-    ``start`` loads the model (once; again after Ray restarts the actor, as the engine
-    calls it then too), its weights, when the model has a file, shipped and read from the
-    node's cache. They come with ``start`` rather than the constructor: Ray keeps no
-    constructor argument for a restart. The actor chooses its runtime and precision on its
-    own node's CPU, and says so, with its node's address, on every result (``Result.ran_on``).
-    """
-
-    def __init__(self, load: LoadSpec, runtime: Runtime):
-        self.load, self.runtime_asked = load, runtime
-        self.model = None
-        self._unreported = 0
-
-    def start(self, weights: ShippedFile | None) -> tuple[int, str]:
-        """Load the model if it is not loaded; this actor's process id and node id."""
-        import ray
-
-        if self.model is None:
-            before = shipping.bytes_fetched()
-            load = dataclasses.replace(self.load, weights=str(weights.local())) if weights is not None else self.load
-            self.model = load_model(load, self.runtime_asked)
-            self.batch = self.runtime_asked.frames_per_call
-            self.node = ray.util.get_node_ip_address()
-            self.runtime = worker_runtime(load, self.runtime_asked)
-            self._unreported = shipping.bytes_fetched() - before  # the weights: counted on this actor's first result
-        return os.getpid(), ray.get_runtime_context().get_node_id()
-
-    def run(self, fn: TaskFunction, item: Item) -> Result:
-        before = shipping.bytes_fetched()
-        result = fn(item, self.model, self.batch, lambda frames: None)
-        fetched, self._unreported = shipping.bytes_fetched() - before + self._unreported, 0
-        return result.ran_on(self.node, self.runtime, fetched)

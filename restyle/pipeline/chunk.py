@@ -83,6 +83,15 @@ class ChunkTask:
         width, height = self.part.size
         return width * height
 
+    @property
+    def units(self) -> int:
+        """The frames it makes (an engine's deadline for it is made from the measured seconds per frame)."""
+        return self.chunk.frame_count
+
+    @property
+    def label(self) -> str:
+        return f"chunk {self.chunk.index}"
+
 
 @dataclass(frozen=True)
 class ChunkResult:

@@ -20,7 +20,7 @@ class RunReport:
     frames: int
     chunks: int
     chunks_reused: int
-    chunks_retried: int  # given out again after their worker was lost (Ray); stored chunks never are
+    chunks_retried: int  # given out again after their worker was lost (Ray) or stuck; stored chunks never are
     width: int | None  # of the output's pictures; None for a folder of images (each has its own)
     height: int | None
     duration_s: float | None  # None for a folder of images

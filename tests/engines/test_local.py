@@ -74,3 +74,49 @@ def test_a_style_picture_and_the_styles_are_two_models_kept_side_by_side(clips, 
     for spec in (JobSpec(style="2"), painting, JobSpec(style="5"), painting):
         run(clips["silent"], tmp_path / "out.mp4", spec, settings=settings, engine=engine)
     assert engine.loads == 2
+
+
+def test_a_task_stuck_once_has_its_worker_killed_and_runs_again(tmp_path):
+    """Its worker is alive but makes no frames: past its deadline (measured: a few seconds here, far under the
+    floor) the worker is killed and the task runs again in a new one; the others' results are all there."""
+    from restyle.engines.deadline import StallLimits
+    from testing.stalls import Steps, take_steps
+
+    load = LoadSpec("onnx", str(negative_model(str(tmp_path / "negative.onnx"))))
+    marker = tmp_path / "stuck"
+    items = [Steps(i, frames=6, seconds=0.05) for i in range(5)]
+    items[2] = Steps(2, frames=6, seconds=0.05, marker=str(marker), stuck_after=2)
+    engine = LocalEngine(workers=2, stall=StallLimits(factor=10, floor_s=60, minimum_s=3))
+    frames: list[int] = []
+    started = time.monotonic()
+    try:
+        results = list(engine.map(take_steps, load, Runtime("cpu", threads=1), items, frames.append))
+    finally:
+        engine.close()
+    assert time.monotonic() - started < 40  # the measured deadline, not the 60 s floor
+    assert sorted(r.index for r in results) == [0, 1, 2, 3, 4] and all(r.frames == 6 for r in results)
+    stuck_pid = int(marker.read_text())
+    assert next(r for r in results if r.index == 2).pid != stuck_pid  # run again in another process
+    assert 1 <= engine.redone <= 2  # the stuck task, and the one the other worker had out when the pool went
+    assert sum(frames) == 30  # every frame counted once, the stuck try's two included
+
+
+def test_a_task_stuck_every_time_fails_with_its_reason_after_the_retries(tmp_path):
+    from restyle.engines.deadline import StallLimits
+    from restyle.errors import RestyleError
+    from testing.stalls import ALWAYS, Steps, take_steps
+
+    load = LoadSpec("onnx", str(negative_model(str(tmp_path / "negative.onnx"))))
+    items = [Steps(0, frames=2, seconds=0.05), Steps(1, frames=3, marker=ALWAYS)]  # stuck before its first frame
+    engine = LocalEngine(workers=2, max_retries=1, stall=StallLimits(factor=10, floor_s=4, minimum_s=1))
+    started = time.monotonic()
+    try:
+        with pytest.raises(RestyleError) as failed:
+            list(engine.map(take_steps, load, Runtime("cpu", threads=1), items))
+    finally:
+        engine.close()
+    assert time.monotonic() - started < 60
+    assert "steps 1 made no progress for " in str(failed.value)
+    assert "no frames from it yet; 4 s are allowed before the first" in str(failed.value)
+    assert str(failed.value).endswith("stopped after 2 tries")
+    assert engine.redone >= 1

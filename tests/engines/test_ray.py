@@ -103,6 +103,38 @@ def test_the_service_runs_its_jobs_on_ray_reading_the_input_by_presigned_link(ra
         service.stop()
 
 
+def test_a_stuck_actor_is_killed_and_its_task_runs_again_and_one_stuck_every_time_fails(ray_cluster, tmp_path):
+    """An actor alive but making no frames past its task's deadline (measured: a few seconds here) is killed;
+    Ray starts it again, the task runs again. A task stuck every time fails with its reason after the retries."""
+    from restyle.engines.deadline import StallLimits
+    from restyle.engines.ray import RayEngine
+    from restyle.errors import RestyleError
+    from restyle.handlers import LoadSpec, Runtime
+    from testing.models import negative_model
+    from testing.stalls import ALWAYS, Steps, take_steps
+
+    load = LoadSpec("onnx", str(negative_model(str(tmp_path / "negative.onnx"))))
+    stall = StallLimits(factor=10, floor_s=60, minimum_s=3)
+    engine = RayEngine(ray_cluster.address, cpus_per_actor=1, node_ip=ray_cluster.driver_ip, max_retries=1, stall=stall)
+    marker = tmp_path / "stuck"
+    items = [Steps(i, frames=6, seconds=0.05, marker=str(marker) if i == 2 else "", stuck_after=2) for i in range(5)]
+    frames: list[int] = []
+    started = time.monotonic()
+    results = list(engine.map(take_steps, load, Runtime("cpu", threads=1), items, frames.append))
+    assert time.monotonic() - started < 50  # the measured deadline, not the 60 s floor
+    assert sorted(r.index for r in results) == [0, 1, 2, 3, 4] and sum(frames) == 30  # counted once
+    assert next(r for r in results if r.index == 2).pid != int(marker.read_text())  # in a new actor process
+    assert engine.redone == 1
+
+    stuck = [Steps(0, frames=2), Steps(1, frames=4, marker=ALWAYS, stuck_after=1)]
+    with pytest.raises(RestyleError) as failed:
+        list(engine.map(take_steps, load, Runtime("cpu", threads=1), stuck))
+    assert "steps 1 made no progress for " in str(failed.value) and "s/frame)" in str(failed.value)
+    assert str(failed.value).endswith("; stopped after 2 tries")
+    assert engine.redone == 2
+    assert sorted(r.index for r in engine.map(take_steps, load, Runtime("cpu", threads=1), items[:2])) == [0, 1]
+
+
 def test_a_lost_node_costs_only_its_chunks(ray_cluster, tmp_path):
     """Kill the second node's raylet mid-run: its actor goes with it, the head's actor finishes the job.
 
