@@ -170,3 +170,19 @@ def pretend_machine(monkeypatch, bf16: bool | None = None, **facts):
     fake = dataclasses.replace(real, **facts)
     monkeypatch.setattr(machine, "here", lambda: fake)
     return fake
+
+
+@pytest.fixture()
+def stuck_once_handler(tmp_path, monkeypatch):
+    """testing.stalls' stuck-once handler, installed as a package installs one: an entry point on sys.path
+    (the pool's workers, spawned, get the same sys.path)."""
+    from restyle.handlers.base import registered
+
+    info = tmp_path / "site" / "restyle_stuck-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: restyle-stuck\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[restyle.handlers]\nstuck-once = testing.stalls:StuckOnceHandler\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    registered.cache_clear()
+    yield "stuck-once"
+    registered.cache_clear()

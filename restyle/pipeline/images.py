@@ -52,6 +52,16 @@ class ImageBatch:
     files: dict[str, FileRef]  # the spec's fields that name files (style_image)
     pixels = 0  # each image has its own size: unknown until it is read
 
+    @property
+    def units(self) -> int:
+        """The pictures it makes (an engine's deadline for it is made from the measured seconds per picture)."""
+        return len(self.items)
+
+    @property
+    def label(self) -> str:
+        first = Path(self.items[0].target).name if self.items else ""
+        return f"{len(self.items)} pictures from {first}"
+
 
 @dataclass(frozen=True)
 class ImageOutcome:

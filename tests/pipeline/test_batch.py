@@ -271,3 +271,23 @@ def test_a_classifier_over_a_folder_of_pictures_gives_a_row_per_picture_with_its
     assert [r["input"] for r in rows] == ["x/p0.jpg", "x/p1.jpg", "x/p2.jpg"]
     assert all(r["top"][0]["label"] == "sfw" and r["top"][0]["score"] > 0.9 for r in rows)
     assert (rows[2]["width"], rows[2]["height"]) == (200, 300)
+
+
+@pytest.mark.slow
+def test_a_picture_whose_model_gets_stuck_times_out_and_the_batch_finishes(tmp_path, photo, stuck_once_handler):
+    """A worker's model never returns from its 4th call: past its task's deadline (from the measured seconds per
+    picture) the worker is killed and the task runs again; every picture is scored, once."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(40):
+        Image.open(photo).convert("RGB").resize((64, 48)).save(photos / f"p{i:02}.png")
+    marker = tmp_path / "stuck"
+    spec = JobSpec(model=stuck_once_handler, params={"marker": str(marker), "after": 3})
+    settings = Settings(workers=2, threads=1, task_stall_minimum_s=3, task_stall_floor_s=60)
+    started = time.monotonic()
+    report = run_batch(photos, tmp_path / "out", spec, settings=settings)
+    assert marker.exists()  # a picture's model call did get stuck
+    assert report.exit_status == 0 and report.progress.succeeded == 40, report.to_dict()["failures"]
+    assert time.monotonic() - started < 50  # timed out from the measured speed, not the 60 s floor
+    original = np.asarray(Image.open(photos / "p05.png").convert("RGB"))
+    assert (np.asarray(Image.open(tmp_path / "out" / "p05.png")) == 255 - original).all()

@@ -166,22 +166,6 @@ def test_a_super_resolution_model_makes_a_bigger_video_with_the_same_timing_and_
     assert any("scales the picture: 320x180 in, 640x360 out" in note for note in report.notes)
 
 
-@pytest.fixture()
-def stuck_once_handler(tmp_path, monkeypatch):
-    """testing.stalls' stuck-once handler, installed as a package installs one: an entry point on sys.path
-    (the pool's workers, spawned, get the same sys.path)."""
-    from restyle.handlers.base import registered
-
-    info = tmp_path / "site" / "restyle_stuck-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: restyle-stuck\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[restyle.handlers]\nstuck-once = testing.stalls:StuckOnceHandler\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    registered.cache_clear()
-    yield "stuck-once"
-    registered.cache_clear()
-
-
 def test_a_chunk_whose_model_gets_stuck_once_runs_again_and_the_video_is_whole(clips, stuck_once_handler, tmp_path):
     """A worker's model never returns from its 6th call: past the chunk's deadline (a few seconds, from the
     measured speed) the worker is killed and the chunk runs again; every frame is there, once, in order."""
