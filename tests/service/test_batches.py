@@ -1,0 +1,214 @@
+"""Batches through the API, in-process on the embedded stores, with a real worker: a prefix of mixed media with
+hostile members, the failure allowance, a batch run again, paging, and another tenant kept out."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from restyle.config import Settings
+from restyle.media.sample import make_clip, packaged_photo
+from restyle.service.context import Context
+from restyle.service.http.app import create_app
+from restyle.service.worker import Worker
+
+ALICE, BOB, ROOT = "alice-token-0123456789", "bob-token-0123456789ab", "root-token-0123456789ab"
+FINAL = ("succeeded", "partial", "failed", "stopped", "cancelled")
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture()
+def client(tmp_path):
+    settings = Settings(
+        home=tmp_path / "home",
+        tokens=f"alice:submitter:{ALICE},bob:submitter:{BOB},root:admin:{ROOT}",
+        workers=1,
+        threads=1,
+        chunk_seconds=1,
+        idle_seconds=0.1,
+        batch_sweep_seconds=0.5,
+        batch_images_per_job=2,
+    )
+    with TestClient(create_app(settings)) as client:
+        client.settings = settings
+        yield client
+
+
+@contextmanager
+def worker(settings: Settings):
+    """A real worker taking jobs in a thread, with its own context (as a worker process has)."""
+    stop = threading.Event()
+    runner = threading.Thread(target=Worker(Context(settings), "test-worker").run, args=(stop,))
+    runner.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        runner.join(timeout=60)
+
+
+def space(client, owner: str = "alice") -> Path:
+    return client.settings.home / "data" / "datasets" / owner
+
+
+def picture(path: Path, size: tuple[int, int] = (64, 48), format: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.open(packaged_photo()).convert("RGB").resize(size).save(path, format=format)
+    return path
+
+
+def mixed_folder(root: Path) -> Path:
+    """Good pictures (one named .mp4: its content decides), a short video, and hostile members."""
+    picture(root / "a.jpg")
+    picture(root / "sub" / "b.png", (40, 30))
+    picture(root / "sub" / "c.jpg")
+    picture(root / "named-as-video.mp4", (32, 32), format="PNG")
+    (root / "clips").mkdir()
+    make_clip(root / "clips" / "clip.mp4", width=96, height=54, rate=25, seconds=1.0)
+    (root / "text.jpg").write_text("not a picture\n" * 50)
+    (root / "empty.png").write_bytes(b"")
+    (root / "noise.mp4").write_bytes(os.urandom(5000))
+    return root
+
+
+def submit(client, prefix: str, token: str = ALICE, **body):
+    return client.post("/api/batches", json={"prefix": prefix, "spec": {"style": "7"}, **body}, headers=auth(token))
+
+
+def wait(client, batch_id: str, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = client.get(f"/api/batches/{batch_id}", headers=auth(ALICE)).json()
+        if batch["state"] in FINAL:
+            return batch
+        time.sleep(0.2)
+    raise AssertionError(f"batch {batch_id} still {batch['state']}: {batch}")
+
+
+def items(client, batch_id: str, token: str = ALICE, **query) -> list[dict]:
+    """Every item, page by page."""
+    found, after = [], -1
+    while after is not None:
+        page = client.get(
+            f"/api/batches/{batch_id}/items", params={"after": after, "limit": 3, **query}, headers=auth(token)
+        ).json()
+        found += page["items"]
+        after = page["next_after"]
+    return found
+
+
+def test_a_mixed_prefix_scores_the_good_and_fails_the_bad_alone(client):
+    root = mixed_folder(space(client) / "shoot")
+    made = submit(client, "shoot")
+    assert made.status_code == 201, made.text
+    batch = made.json()
+    assert batch["state"] == "running" and batch["progress"]["total"] == 8 and batch["prefix"] == "shoot/"
+    with worker(client.settings):
+        batch = wait(client, batch["id"])
+    assert batch["state"] == "partial", batch
+    progress = batch["progress"]
+    assert (progress["succeeded"], progress["failed"], progress["left"]) == (5, 3, 0), batch
+    by_input = {item["input"]: item for item in items(client, batch["id"])}
+    assert set(by_input) == {
+        "a.jpg",
+        "clips/clip.mp4",
+        "empty.png",
+        "named-as-video.mp4",
+        "noise.mp4",
+        "sub/b.png",
+        "sub/c.jpg",
+        "text.jpg",
+    }
+    assert by_input["named-as-video.mp4"]["kind"] == "image" and by_input["clips/clip.mp4"]["kind"] == "video"
+    assert by_input["clips/clip.mp4"]["frames"] == 25
+    assert "empty" in by_input["empty.png"]["reason"]
+    assert by_input["text.jpg"]["reason"].startswith("text.jpg is neither a picture restyle reads")
+    assert by_input["noise.mp4"]["reason"].startswith("cannot read noise.mp4 as a video")
+    outputs = client.settings.home / "data" / batch["output"]
+    written = sorted(str(p.relative_to(outputs)) for p in outputs.rglob("*") if p.is_file())
+    assert written == sorted(
+        ["a.jpg", "sub/b.png", "sub/c.jpg", "named-as-video.mp4.png", "clips/clip.mp4"]
+        + ["manifest.jsonl", "manifest.parquet"]
+    )
+    with Image.open(outputs / "sub" / "b.png") as out:
+        assert out.size == (40, 30)
+    rows = [json.loads(line) for line in (outputs / "manifest.jsonl").read_text().splitlines()]
+    assert [row["input"] for row in rows] == sorted(by_input, key=lambda name: by_input[name]["seq"])
+    assert {row["input"]: row["state"] for row in rows} == {name: item["state"] for name, item in by_input.items()}
+    assert {row["input"]: row["reason"] for row in rows if row["state"] == "failed"} == {
+        name: item["reason"] for name, item in by_input.items() if item["state"] == "failed"
+    }
+    assert pq.read_table(outputs / "manifest.parquet").num_rows == 8
+    assert root.is_dir()
+
+
+def test_max_failures_stops_the_batch_and_the_rest_is_not_run(client):
+    root = space(client) / "bad"
+    (root / "0-text.jpg").parent.mkdir(parents=True)
+    (root / "0-text.jpg").write_text("no picture")
+    (root / "1-noise.mp4").write_bytes(os.urandom(3000))
+    for n in range(2, 8):
+        picture(root / f"{n}-good.jpg")
+    batch = submit(client, "bad", max_failures=1).json()
+    with worker(client.settings):
+        batch = wait(client, batch["id"])
+    assert batch["state"] == "stopped" and "max_failures 1" in batch["reason"], batch
+    progress = batch["progress"]
+    assert progress["failed"] == 2 and progress["not_run"] >= 1 and progress["left"] == 0, progress
+    not_run = items(client, batch["id"], state="not_run")
+    assert not_run and all("stopped" in item["reason"] for item in not_run)
+
+
+def test_the_same_batch_again_reuses_what_is_stored(client):
+    root = space(client) / "again"
+    for n in range(3):
+        picture(root / f"{n}.jpg")
+    first = submit(client, "again").json()
+    with worker(client.settings):
+        first = wait(client, first["id"])
+    assert first["state"] == "succeeded"
+    outputs = client.settings.home / "data" / first["output"]
+    stamps = {p.name: p.stat().st_mtime_ns for p in outputs.glob("*.jpg")}
+    picture(root / "3.jpg")  # one new input
+    second = submit(client, "again").json()
+    assert second["output"] == first["output"] and second["progress"]["reused"] == 3
+    with worker(client.settings):
+        second = wait(client, second["id"])
+    assert second["state"] == "succeeded" and second["progress"]["succeeded"] == 1, second
+    assert {p.name: p.stat().st_mtime_ns for p in outputs.glob("*.jpg") if p.name in stamps} == stamps
+    third = submit(client, "again").json()  # everything stored: it ends at once, nothing queued
+    assert third["state"] == "succeeded" and third["progress"]["reused"] == 4
+    assert client.get("/api/jobs", headers=auth(ALICE)).json() == []  # units are not listed as jobs
+
+
+def test_refusals_and_another_tenant(client):
+    assert submit(client, "nothing-here").status_code == 422
+    assert "no objects" in submit(client, "nothing-here").json()["detail"]
+    assert submit(client, "../bob").status_code == 422
+    assert submit(client, "x", max_failures="lots").status_code == 422
+    picture(space(client) / "mine" / "a.jpg")
+    bad_spec = client.post("/api/batches", json={"prefix": "mine", "spec": {"style": "99"}}, headers=auth(ALICE))
+    assert bad_spec.status_code == 422
+    batch = submit(client, "mine").json()
+    assert submit(client, "mine").status_code == 409  # the same batch while it runs
+    for path in ("", "/items", "/manifest"):
+        assert client.get(f"/api/batches/{batch['id']}{path}", headers=auth(BOB)).status_code == 404
+    assert client.post(f"/api/batches/{batch['id']}/cancel", headers=auth(BOB)).status_code == 404
+    assert client.get("/api/batches", headers=auth(BOB)).json() == []
+    assert submit(client, "mine", token=BOB).status_code == 422  # bob's space holds no "mine"
+    assert [b["id"] for b in client.get("/api/batches", headers=auth(ROOT)).json()] == [batch["id"]]
+    cancelled = client.post(f"/api/batches/{batch['id']}/cancel", headers=auth(ALICE)).json()
+    assert cancelled["state"] == "cancelled" and cancelled["progress"]["not_run"] == 1
+    assert client.post(f"/api/batches/{batch['id']}/cancel", headers=auth(ALICE)).status_code == 409
