@@ -6,6 +6,7 @@ the video back with its sound, frame rate and length intact::
     from restyle import run, JobSpec
     report = run("clip.mp4", "styled.mp4", JobSpec(style="7"))
     report = run("clip.mp4", "faces.jsonl", JobSpec(model="yolo", model_file="det.onnx"))
+    batch = run_batch("photos/", "styled/", JobSpec(style="7"))  # a folder of videos and images; manifest.jsonl
 
 ``import restyle`` is cheap: the pipeline (PyAV, onnxruntime) loads on first use.
 """
@@ -16,14 +17,14 @@ from restyle.errors import RestyleError
 from restyle.jobspec import JobSpec, OutputOptions
 
 __version__ = "0.1.0"
-__all__ = ["JobSpec", "OutputOptions", "RestyleError", "RunReport", "run", "__version__"]
+__all__ = ["JobSpec", "OutputOptions", "RestyleError", "RunReport", "run", "run_batch", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "run":
-        from restyle.pipeline import run
+    if name in ("run", "run_batch"):
+        import restyle.pipeline
 
-        return run
+        return getattr(restyle.pipeline, name)
     if name == "RunReport":
         from restyle.pipeline import RunReport
 

@@ -197,3 +197,39 @@ class JobSpec(BaseModel):
                     for block in iter(lambda: handle.read(1 << 20), b""):
                         digest.update(block)
         return digest.hexdigest()[:16]
+
+
+class Allowance(BaseModel):
+    """How many items of a batch may fail before it stops: a count (``"5"``) or a share (``"10%"``).
+
+    The same text at every door (``--max-failures``, the API's ``max_failures``, an inbox list's
+    sidecar). None: every item is tried, however many fail.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    count: int | None = Field(None, ge=0)
+    percent: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
+
+    @classmethod
+    def parse(cls, text: str | int | None) -> Allowance | None:
+        if text is None:
+            return None
+        value = str(text).strip()
+        try:
+            if value.endswith("%"):
+                return cls(percent=float(value[:-1]))
+            return cls(count=int(value))
+        except (ValueError, ValidationError):
+            raise ValueError(
+                f"max failures {value[:40]!r}: give a number of items (5) or a share of them (10%)"
+            ) from None
+
+    def exceeded(self, failed: int, total: int) -> bool:
+        """True once ``failed`` items of ``total`` are more than the batch allows."""
+        if self.count is not None:
+            return failed > self.count
+        return self.percent is not None and total > 0 and failed * 100 > self.percent * total
+
+    def __str__(self) -> str:
+        return f"{self.count}" if self.count is not None else f"{self.percent:g}%"

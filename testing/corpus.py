@@ -264,3 +264,44 @@ def make_corpus(folder: Path) -> dict[str, Path]:
         case.make(path)
         made[case.name] = path
     return made
+
+
+# A batch as people have them: nested folders of pictures and videos, and the members that break batch tools.
+BATCH_GOOD = {  # input -> what it is
+    "a/one.jpg": "image",
+    "b/one.jpg": "image",  # the same name in two folders
+    "b/deep/çafé ünï.png": "image",  # a non-ASCII name, three folders down
+    "b/grey.webp": "image",
+    "b/clip.mp4": "video",  # 1 s, 25 fps, with sound
+    "c/photo.mp4": "image",  # a JPEG named .mp4: the content decides
+}
+BATCH_BAD = {  # input -> a word its reason must hold
+    "broken.jpg": "neither a picture",  # text named .jpg
+    "empty.png": "empty",
+    "half.jpg": "truncated",  # half a JPEG
+    "random.mp4": "neither a picture",  # random bytes named .mp4
+    "huge.png": "Mpixel",  # a PNG over the pixel limit (40 Mpixel), 40 KB on disk
+}
+
+
+def make_batch(root: Path) -> Path:
+    """The batch above under ``root`` (plus a hidden file and a link, which a batch does not read)."""
+    import os
+
+    from PIL import Image
+
+    photo = Image.open(packaged_photo()).convert("RGB")
+    for name in ("a/one.jpg", "b/one.jpg", "b/deep/çafé ünï.png", "c/photo.mp4"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        photo.resize((200, 150)).save(root / name, format="PNG" if name.endswith(".png") else "JPEG")
+    Image.fromarray(np.full((90, 160, 3), 128, np.uint8)).save(root / "b/grey.webp")
+    _small(root / "b/clip.mp4")
+    (root / "broken.jpg").write_text("this is a text file, not a picture")
+    (root / "empty.png").write_bytes(b"")
+    whole = (root / "a/one.jpg").read_bytes()
+    (root / "half.jpg").write_bytes(whole[: len(whole) // 2])
+    (root / "random.mp4").write_bytes(random.Random(7).randbytes(5000))
+    Image.new("L", (7000, 6000)).save(root / "huge.png")
+    (root / ".hidden.jpg").write_bytes(whole)
+    os.symlink(root / "a/one.jpg", root / "link.jpg")
+    return root

@@ -198,7 +198,7 @@ def test_deflicker_run_then_quality_prints_the_figures(motion_clips, tmp_path):
 def test_deflicker_and_quality_refuse_what_they_cannot_do(motion_clips, clips, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
-    assert_one_clear_line(restyle("run", folder, "-o", tmp_path / "out", "--deflicker"), "needs a video")
+    assert_one_clear_line(restyle("run", folder, "-o", tmp_path / "out", "--deflicker"), "holds no files")
     assert_one_clear_line(restyle("run", clips["pal"], "-o", tmp_path / "o.mp4", "--deflicker", "1.5"), "deflicker")
     assert_one_clear_line(restyle("quality", motion_clips["pan"], clips["pal"]), "not the same video")
     assert_one_clear_line(restyle("quality", motion_clips["pan"], tmp_path / "missing.mp4"), "cannot read")
@@ -297,3 +297,26 @@ def test_a_detector_writes_one_json_line_per_frame(clips, detector, tmp_path):
     assert_one_clear_line(
         restyle("run", clips["silent"], "-o", tmp_path / "found.mp4", "--model", f"yolo:{detector}"), "found.jsonl"
     )
+
+
+def test_a_batch_exits_0_when_every_item_succeeded_3_when_some_failed_4_when_it_stopped(tmp_path, photo):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    Image.open(photo).convert("RGB").resize((64, 48)).save(photos / "sub" / "a.jpg")
+    listing = tmp_path / "list.txt"
+    listing.write_text("photos/sub/a.jpg\n")
+    ok = restyle("run", "--list", listing, "-o", tmp_path / "listed", "--style", "2", "-q")
+    assert ok.returncode == 0 and "1 items: 1 scored" in ok.stdout, ok.stderr
+    (photos / "notes.jpg").write_text("not a picture")
+    some = restyle("run", photos, "-o", tmp_path / "out", "--style", "2", "-q", "--json")
+    assert some.returncode == 3, some.stderr
+    figures = json.loads(some.stdout)
+    assert (figures["succeeded"], figures["failed"]) == (1, 1) and figures["failures"][0]["input"] == "notes.jpg"
+    assert "neither a picture" in figures["failures"][0]["reason"]
+    stopped = restyle("run", photos, "-o", tmp_path / "stopped", "--style", "2", "-q", "--max-failures", "0")
+    assert stopped.returncode == 4 and "stopped:" in stopped.stdout
+    assert "failed: notes.jpg: neither a picture" in stopped.stderr and "Traceback" not in stopped.stderr
+    assert_one_clear_line(restyle("run", photos, "-o", tmp_path / "x", "--max-failures", "ten"), "max failures")
+    assert_one_clear_line(restyle("run", photo, "-o", tmp_path / "x.mp4", "--max-failures", "1"), "for a batch")

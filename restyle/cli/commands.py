@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from restyle.cli.progress import ProgressBar
 from restyle.config import load_settings
 from restyle.errors import InputError, ModelError
 from restyle.jobspec import JobSpec
@@ -52,8 +53,6 @@ def _param(text: str) -> tuple[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from restyle.pipeline import run
-
     settings = load_settings(
         workers=args.workers,
         threads=args.threads,
@@ -66,33 +65,19 @@ def run(args: argparse.Namespace) -> int:
         chunk_seconds=args.chunk_seconds,
     )
     spec = job_spec(args, args.deflicker)
-    bar = None
+    if args.list or Path(args.input).is_dir():
+        from restyle.cli.batch import run_batch_command
 
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if args.quiet or args.json:
-            return
-        if bar is None:
-            from tqdm import tqdm
+        return run_batch_command(args, spec, settings)
+    if args.max_failures is not None:
+        raise InputError("--max-failures is for a batch (a folder, or --list); one video either succeeds or fails")
+    from restyle.pipeline import run
 
-            # Frames already done (reused chunks) are the start, not speed: the ETA is frames left / recent speed.
-            bar = tqdm(
-                total=total,
-                initial=done,
-                unit="frame",
-                desc=Path(args.input).name,
-                file=sys.stderr,
-                dynamic_ncols=True,
-                smoothing=0.1,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} frames [{elapsed}, ETA {remaining}, {rate_fmt}]",
-            )
-        bar.update(done - bar.n)
-
+    bar = ProgressBar(args, Path(args.input).name, "frame")
     try:
-        report = run(args.input, args.output, spec, settings=settings, work=args.work_dir, on_progress=progress)
+        report = run(args.input, args.output, spec, settings=settings, work=args.work_dir, on_progress=bar.show)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 0
 

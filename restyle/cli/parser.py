@@ -30,14 +30,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_parser(sub) -> None:
-    run = sub.add_parser("run", help="restyle a video or a folder of images, here and now")
-    run.add_argument("input", help="a video file, or a folder of images")
+    run = sub.add_parser("run", help="score a video, or a batch (a folder or a list of videos and images), here")
+    run.add_argument(
+        "input",
+        help="a video file; a folder (a batch: every video and image in it, recursively); "
+        "with --list, a file naming one path a line",
+    )
     run.add_argument(
         "-o",
         "--output",
         required=True,
         help="output video (.mp4 .mov .mkv .webm .ts .m2ts: the container), "
-        ".jsonl for records models, or a folder for images",
+        ".jsonl for records models, or for a batch a folder (the inputs' tree, and manifest.jsonl)",
+    )
+    run.add_argument("--list", action="store_true", help="INPUT is a file naming the batch's inputs, one a line")
+    run.add_argument(
+        "--max-failures",
+        metavar="N|P%",
+        help="a batch stops once more than N items (or P%% of them) failed (default: every item is tried)",
     )
     _model_options(run)
     run.add_argument(

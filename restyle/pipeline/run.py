@@ -22,7 +22,7 @@ from pathlib import Path
 from restyle.config import Settings, load_settings
 from restyle.engines import Engine
 from restyle.engines.sizing import choose_layout
-from restyle.errors import Cancelled, OutputError, WorkDirError
+from restyle.errors import Cancelled, InputError, OutputError, WorkDirError
 from restyle.files import FileRef, Link
 from restyle.handlers.base import Handler, check, registered
 from restyle.jobspec import JobSpec
@@ -30,7 +30,6 @@ from restyle.media.chunks import Chunk, plan_chunks
 from restyle.media.deflicker import warmup_frames
 from restyle.media.probe import VideoInfo, probe
 from restyle.pipeline.chunk import ChunkResult, ChunkTask, score_chunk
-from restyle.pipeline.folder import run_folder
 from restyle.pipeline.report import RunReport, runtime_figures
 from restyle.pipeline.sinks import SINKS, Delivered, Planned, Sink
 from restyle.pipeline.workers import Engines, engine_for, shared_files
@@ -90,7 +89,7 @@ def run(
     on_progress: Progress | None = None,
     hooks: Hooks | None = None,
 ) -> RunReport:
-    """Score ``input`` (a video, or a folder of images) into ``output`` as ``spec`` says (default: style 0).
+    """Score the video ``input`` into ``output`` as ``spec`` says (default: style 0).
 
     A model whose output is pictures makes a video (or a folder of images); one whose
     output is records (a detector) makes a JSON Lines file, one line per frame.
@@ -108,10 +107,8 @@ def run(
     spec = spec or JobSpec()
     handler = check(spec)
     given = engine or engines
-    if Path(input).is_dir():
-        return run_folder(
-            Path(input), Path(output), spec, handler, settings=settings, engine=given, on_progress=on_progress
-        )
+    if Path(input).is_dir():  # a folder is a batch: its own report (a row per item), its own function
+        raise InputError(f"{input} is a folder: score a batch with run_batch({str(input)!r}, OUTPUT_FOLDER)")
     job = Job(Path(input), Path(output), spec, handler, settings, input_id, input_url, on_progress, hooks or Hooks())
     with _segments(work) as segments:
         return _run_video(job, segments, given)

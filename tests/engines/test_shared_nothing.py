@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from restyle import JobSpec, run
+from restyle import JobSpec, run, run_batch
 from restyle.config import Settings
 from restyle.media.sample import make_clip, make_motion_clip, packaged_photo
 from tests.conftest import decode_frames, packets, s3_settings
@@ -164,9 +164,12 @@ def test_the_cli_restyles_a_folder_of_images(cluster, driver_env, tmp_path):
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    run(photos, tmp_path / "here", JobSpec(style="3"), settings=Settings(workers=1, threads=1))
+    run_batch(photos, tmp_path / "here", JobSpec(style="3"), settings=Settings(workers=1, threads=1))
     made = sorted(p.name for p in (tmp_path / "styled").iterdir())
-    assert made == ["p0.png", "p1.png", "p2.png"]
+    assert made == ["manifest.jsonl", "manifest.parquet", "p0.png", "p1.png", "p2.png"]
+    made = made[2:]
+    nodes = {row["node"] for row in map(json.loads, (tmp_path / "styled" / "manifest.jsonl").read_text().splitlines())}
+    assert "local" not in nodes and nodes, nodes  # scored on the cluster's nodes
     assert all((tmp_path / "styled" / name).read_bytes() == (tmp_path / "here" / name).read_bytes() for name in made)
 
 

@@ -96,27 +96,23 @@ def test_a_work_dir_makes_a_second_run_reuse_every_chunk(clips, settings, tmp_pa
     assert other.chunks_reused == 0  # another style never reuses these segments
 
 
-def test_a_folder_of_images(tmp_path, settings):
+def test_a_folder_is_a_batch_and_its_rows_name_the_runtime_a_video_would_run_on(tmp_path, settings):
     from PIL import Image
+
+    from restyle.engines.sizing import choose_layout
+    from restyle.errors import InputError
+    from restyle.pipeline import run_batch
 
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(3):
         Image.fromarray(np.full((40 + i, 60, 3), 60 * i, np.uint8)).save(photos / f"p{i}.png")
-    (photos / "readme.txt").write_text("not an image")
-    report = run(photos, tmp_path / "styled", JobSpec(style="9"), settings=settings)
-    assert report.frames == 3
-    assert sorted(p.name for p in (tmp_path / "styled").iterdir()) == ["p0.png", "p1.png", "p2.png"]
-    assert Image.open(tmp_path / "styled" / "p1.png").size == (60, 41)
-    # The report names the runtime the model ran on, chosen as for a video of the same model.
-    from restyle.engines.sizing import choose_layout
-
+    with pytest.raises(InputError, match="run_batch"):
+        run(photos, tmp_path / "styled", JobSpec(style="9"), settings=settings)
+    report = run_batch(photos, tmp_path / "styled", JobSpec(style="9"), settings=settings)
+    assert report.frames == 3 and Image.open(tmp_path / "styled" / "p1.png").size == (60, 41)
     choice = choose_layout(settings, 1280 * 720)[0].choose("multistyle26")
-    assert (report.backend, report.precision, report.precision_reason) == (
-        choice.backend,
-        choice.precision,
-        choice.reason,
-    )
+    assert {(r.runtime, r.precision) for r in report.rows} == {(choice.backend, choice.precision)}
 
 
 def test_deflicker_steadies_the_video_across_chunks_and_keeps_its_style(motion_clips, tmp_path):
