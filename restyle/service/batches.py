@@ -31,7 +31,6 @@ from typing import Any
 
 from restyle.errors import Conflict, Invalid, RestyleError, TooLarge
 from restyle.jobspec import Allowance
-from restyle.media.assemble import output_suffix
 from restyle.pipeline.images import WRITABLE_SUFFIXES
 from restyle.pipeline.manifest import MANIFEST_JSONL, ManifestRow, manifest_files, predictions_files, record_lines
 from restyle.service import keys
@@ -116,6 +115,8 @@ def _list_into(context: Context, batch: Batch, prefix: str) -> list[tuple[str, s
             stored = {info.key for info in context.data.walk(batch.output)}
         rows = []
         for info in chunk:
+            if _hidden(relative(batch, info.key)):
+                continue  # as at the CLI's door: a name with a leading dot is no input
             row = {"seq": seq, "input_key": info.key, "size": info.size, "etag": info.etag}
             done = earlier.get((info.key, info.etag))
             if done is not None and done.output_key in (stored or ()):
@@ -180,19 +181,8 @@ def relative(batch: Batch, key: str) -> str:
     return key
 
 
-def mirrored(relative_input: str, kind: str, records: bool) -> str:
-    """The output's path for an input, mirroring the input tree: the same name where its format is written in
-    it, else the name with the written format's suffix added (``clip.avi.mp4``, ``photo.gif.png``,
-    ``clip.mp4.jsonl``); "" for a records model's image (its record goes to the predictions)."""
-    suffix = PurePosixPath(relative_input).suffix.lower()
-    if kind == "image":
-        if records:
-            return ""
-        return relative_input if suffix in WRITABLE_SUFFIXES else f"{relative_input}.png"
-    if records:
-        return f"{relative_input}.jsonl"
-    written = output_suffix(relative_input)
-    return relative_input if suffix == written else f"{relative_input}{written}"
+def _hidden(name: str) -> bool:
+    return any(part.startswith(".") for part in name.split("/"))
 
 
 def _name(key: str) -> str:
@@ -277,12 +267,9 @@ def write_manifest(context: Context, batch: Batch) -> None:
 
 
 def _predictions(context: Context, batch: Batch) -> Iterator[dict[str, Any]]:
-    """A row per image (from its unit's records) or frame (from its video's .jsonl), its input first."""
-    parts = {info.key for info in context.system.walk(keys.batch_records(batch.id))}
-    for key in sorted(parts):
-        yield from record_lines(context.system.get_bytes(key).decode())
+    """A row per image or frame: each stored item's records (its output's lines), its input first."""
     for item in context.batches.every_item(batch.id):
-        if item.kind == "video" and item.output_key and item.state in (ItemState.SUCCEEDED, ItemState.REUSED):
+        if item.output_key and item.state in (ItemState.SUCCEEDED, ItemState.REUSED):
             source = relative(batch, item.input_key)
             for line in record_lines(context.data.get_bytes(item.output_key).decode()):
                 yield {"input": source} | line

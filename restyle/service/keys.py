@@ -4,7 +4,7 @@ In the **data store** (tenants' videos): ``inbox/`` (videos come in: uploads and
 ``datasets/<owner>/`` (a tenant's own space: batches list their inputs there; the trigger never
 looks in it) and ``outbox/`` (outputs go out; a batch's under ``outbox/batches/``). In the
 **system store** (never served as files): ``logs/``, ``stills/``, ``work/`` (a job's finished
-chunk segments, a batch's records), ``models/`` and ``pictures/`` (the catalogue's files, by
+chunk segments), ``models/`` and ``pictures/`` (the catalogue's files, by
 content hash) and ``gallery/`` (the built-in styles' thumbnails).
 """
 
@@ -83,16 +83,6 @@ def work(job_id: str) -> str:
 def unit_work(job_id: str, seq: int) -> str:
     """The folder of the finished chunk segments of one video item of a batch unit."""
     return f"work/{job_id}/{seq}"
-
-
-def unit_records(batch_id: str, job_id: str) -> str:
-    """A batch unit's records of its images (a records model), joined into the batch's predictions at its end."""
-    return f"work/batches/{batch_id}/{job_id}.jsonl"
-
-
-def batch_records(batch_id: str) -> str:
-    """The folder of a batch's units' records."""
-    return f"work/batches/{batch_id}"
 
 
 def model(sha256: str) -> str:

@@ -25,8 +25,9 @@ from restyle.config import Settings
 from restyle.engines import Engine
 from restyle.engines.sizing import choose_layout
 from restyle.errors import Cancelled, InputError, ModelError, OutputError
-from restyle.handlers.base import check
+from restyle.handlers.base import Handler, check
 from restyle.jobspec import JobSpec
+from restyle.media.probe import probe
 from restyle.pipeline import ChunkResult, Hooks, RunReport, run
 from restyle.pipeline.images import (
     IMAGE_FORMATS,
@@ -37,10 +38,11 @@ from restyle.pipeline.images import (
     is_image,
     score_images,
 )
+from restyle.pipeline.listing import mirrored_output
 from restyle.pipeline.workers import engine_for, shared_files
 from restyle.service import batches, keys
 from restyle.service.context import Context, public_reason, scratch_dir
-from restyle.service.specs import is_records, local_spec
+from restyle.service.specs import local_spec
 from restyle.stores.batches import Batch, Item, ItemEnd
 from restyle.stores.jobs import Job
 from restyle.stores.segments import ObjectSegments
@@ -76,7 +78,7 @@ class Unit:
     host: UnitHost
     batch: Batch
     spec: JobSpec
-    records: bool
+    handler: Handler
     folder: Path
 
     @property
@@ -87,15 +89,13 @@ class Unit:
         self.context.batches.end_items(self.batch.id, ends)
 
     def output_of(self, item: Item, kind: str) -> tuple[str, str | None]:
-        """(the output's key, or "" for none; a reason when it may not be written: another input's name)."""
-        name = batches.mirrored(batches.relative(self.batch, item.input_key), kind, self.records)
-        if not name:
-            return "", None
-        if name != batches.relative(self.batch, item.input_key) and self.context.batches.has_input(
-            self.batch.id, self.batch.source + name
-        ):
-            return "", f"its output {name} would be another input's name; rename one of them"
-        return self.batch.output + name, None
+        """(the output's key mirroring the input's; a reason when it may not be written there: a renamed output,
+        ``photo.gif.png``, that is another input's name, which keeps its own)."""
+        name = batches.relative(self.batch, item.input_key)
+        output = mirrored_output(name, kind, self.handler, self.spec)
+        if output != name and self.context.batches.has_input(self.batch.id, self.batch.source + output):
+            return "", f"its output {output} would overwrite the output of the input of that name"
+        return self.batch.output + output, None
 
 
 def run_unit(host: UnitHost) -> tuple[RunReport, str]:
@@ -109,7 +109,7 @@ def run_unit(host: UnitHost) -> tuple[RunReport, str]:
     spec = local_spec(context, job.params, job.owner, job.params_problem)
     items = [item for item in context.batches.unit_items(job.id) if item.state in ITEM_OPEN]
     with tempfile.TemporaryDirectory(prefix=f"restyle-job-{job.id}-", dir=scratch_dir(host.settings)) as tmp:
-        unit = Unit(host, batch, spec, is_records(job.params), Path(tmp))
+        unit = Unit(host, batch, spec, check(spec), Path(tmp))
         fetched = [(item, _fetch(unit, item)) for item in items]
         pictures = [(item, path) for item, path in fetched if is_image(str(path))]
         _score_images(unit, pictures)
@@ -143,15 +143,14 @@ def _score_images(unit: Unit, pictures: list[tuple[Item, Path]]) -> None:
         if why:
             refused.append(ItemEnd(item.seq, ItemState.FAILED, why, kind="image"))
         else:  # the target's suffix says how the output is encoded
-            planned.append((item, path, key, f"{item.seq}{PurePosixPath(key).suffix or '.png'}"))
+            planned.append((item, path, key, f"{item.seq}{PurePosixPath(key).suffix}"))
     unit.end(refused)
     if planned:
         _run_images(unit, planned)
 
 
 def _run_images(unit: Unit, planned: list[tuple[Item, Path, str, str]]) -> None:
-    host = unit.host
-    handler = check(unit.spec)
+    host, handler = unit.host, unit.handler
     runtime, workers = choose_layout(host.settings, BUDGET_PIXELS, handler.network)
     by_target = {target: (item, key) for item, _, key, target in planned}
     done = [0]
@@ -162,49 +161,47 @@ def _run_images(unit: Unit, planned: list[tuple[Item, Path, str, str]]) -> None:
 
     with engine_for(host.settings, min(workers, len(planned)) if workers else 0, host.worker.engine) as engine:
         files = shared_files(unit.spec, handler, engine)
-        items = [ImageItem(engine.share(path), target) for _, path, _, target in planned]
-        records: list[dict] = []
-        for result in engine.map(
-            score_images, handler.load_spec(unit.spec), runtime, in_batches(items, unit.spec, files), progress
-        ):
-            ends = [_image_end(unit, result, end, *by_target[end.target], records) for end in result.outcomes]
-            if records:  # stored before its items end: an item that succeeded has its record kept
-                lines = "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in records)
-                unit.context.system.put_bytes(lines.encode(), keys.unit_records(unit.batch.id, host.job.id))
-            unit.end(ends)
+        tasks = in_batches([ImageItem(engine.share(path), target) for _, path, _, target in planned], unit.spec, files)
+        for result in engine.map(score_images, handler.load_spec(unit.spec), runtime, tasks, progress):
+            unit.end([_image_end(unit, result, outcome, *by_target[outcome.target]) for outcome in result.outcomes])
 
 
-def _image_end(
-    unit: Unit, result: ImageBatchResult, outcome: ImageOutcome, item: Item, key: str, records: list[dict]
-) -> ItemEnd:
-    """How one picture ended: its output stored (or its record kept for the predictions), or its reason."""
-    facts = {
-        "kind": "image",
-        "seconds": result.seconds / max(1, len(result.outcomes)),
-        "runtime": result.runtime,
-        "precision": result.runtime.rpartition(" ")[2],
-        "node": result.node or "local",
-    }
+def _image_end(unit: Unit, result: ImageBatchResult, outcome: ImageOutcome, item: Item, key: str) -> ItemEnd:
+    """How one picture ended: its output stored before it ends (a records model's: one line), or its reason."""
+    backend, _, precision = result.runtime.partition(" ")
+    share = result.seconds / max(1, len(result.outcomes))
+    facts = {"kind": "image", "seconds": share, "runtime": backend, "precision": precision, "node": result.node}
     if outcome.reason:
         return ItemEnd(item.seq, ItemState.FAILED, public_reason(outcome.reason, unit.host.settings), **facts)
-    if outcome.record is not None:
-        source = batches.relative(unit.batch, item.input_key)
-        records.append({"input": source, "frame": 0, "time": 0.0} | outcome.record)
-    else:
-        unit.context.data.put_bytes(outcome.data, key)
-    return ItemEnd(item.seq, ItemState.SUCCEEDED, output_key=key or None, frames=1, **facts)
+    data = outcome.data
+    if outcome.record is not None:  # as the CLI's door writes it: frame 0, the picture's size, the record
+        line = {"frame": 0, "time": 0.0, "width": outcome.size[0], "height": outcome.size[1], **outcome.record}
+        data = (json.dumps(line, separators=(",", ":")) + "\n").encode()
+    unit.context.data.put_bytes(data, key)
+    facts["node"] = result.node or "local"
+    return ItemEnd(item.seq, ItemState.SUCCEEDED, output_key=key, frames=1, **facts)
 
 
 def _score_video(unit: Unit, item: Item, path: Path) -> ItemEnd:
-    """One item that is no picture, through the video pipeline; its end (failed with the reason when its
-    content is no video restyle reads either)."""
+    """One item that is no picture, through the video pipeline; failed with the reason when its content is no
+    video restyle reads either."""
     host, context, settings = unit.host, unit.context, unit.host.settings
+    try:
+        probe(path, settings)
+    except InputError as exc:
+        formats = ", ".join(IMAGE_FORMATS)
+        return ItemEnd(
+            item.seq,
+            ItemState.FAILED,
+            f"neither a picture ({formats}) nor a video restyle reads: {_said(unit, exc, path)}",
+        )
     key, why = unit.output_of(item, "video")
     if why:
-        return ItemEnd(item.seq, ItemState.FAILED, why)
+        return ItemEnd(item.seq, ItemState.FAILED, why, kind="video")
     target = unit.folder / f"{item.seq}-out" / PurePosixPath(key).name
     target.parent.mkdir()
     segments = ObjectSegments(context.system, keys.unit_work(host.job.id, item.seq))
+    clock = time.perf_counter()
     try:
         report = run(
             path,
@@ -219,11 +216,7 @@ def _score_video(unit: Unit, item: Item, path: Path) -> ItemEnd:
             engines=host.worker.engine,
         )
     except PERMANENT as exc:
-        reason = public_reason(str(exc).replace(str(path), path.name), settings)
-        if PurePosixPath(item.input_key).suffix.lower() in batches.IMAGE_NAMES:
-            formats = ", ".join(IMAGE_FORMATS)
-            reason = f"{path.name} is neither a picture restyle reads ({formats}) nor a video: {reason}"
-        return ItemEnd(item.seq, ItemState.FAILED, reason)
+        return ItemEnd(item.seq, ItemState.FAILED, _said(unit, exc, path), kind="video")
     finally:
         segments.close()
     context.data.put_file(target, key)
@@ -234,21 +227,24 @@ def _score_video(unit: Unit, item: Item, path: Path) -> ItemEnd:
         kind="video",
         output_key=key,
         frames=report.frames,
-        seconds=report.seconds.get("total", 0.0),
-        runtime=f"{report.backend} {report.precision}",
+        seconds=round(time.perf_counter() - clock, 3),
+        runtime=report.backend,
         precision=report.precision,
         node=",".join(sorted(report.nodes)) or "local",
     )
 
 
+def _said(unit: Unit, exc: Exception, path: Path) -> str:
+    """An error's words for the item's owner: the item by its name, no worker's paths."""
+    return public_reason(str(exc).replace(str(path), path.name), unit.host.settings)
+
+
 def _report(unit: Unit, scored: list[Item], seconds: float) -> RunReport:
-    frames = sum(item.frames for item in scored)
-    runtime = scored[0].runtime
     return RunReport(
         input=unit.batch.source,
         output=unit.batch.output,
         model=batches.label(unit.host.job.params),
-        frames=frames,
+        frames=sum(item.frames for item in scored),
         chunks=len(scored),
         chunks_reused=0,
         chunks_retried=0,
@@ -257,7 +253,7 @@ def _report(unit: Unit, scored: list[Item], seconds: float) -> RunReport:
         duration_s=None,
         workers=0,
         threads=0,
-        backend=runtime.partition(" ")[0],
+        backend=scored[0].runtime,
         precision=scored[0].precision or "f32",
         seconds={"total": round(seconds, 3)},
     )
