@@ -14,16 +14,19 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import Engine, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from restyle.jobspec import Allowance
+from restyle.stores.items import Batch, Item, ItemEnd
 from restyle.stores.params import JobParams
 from restyle.stores.states import ACTIVE, FINAL, ITEM_OPEN, BatchState, ItemState, JobState
 from restyle.stores.tables import BatchItemRow, BatchRow, JobRow
+
+__all__ = ["Batch", "BatchStore", "Item", "ItemEnd"]
 
 CHUNK_ROWS = 1000  # rows per bulk insert, and per page read while a manifest is written
 COUNTED = {  # the batch's column that counts items in each end state
@@ -33,89 +36,6 @@ COUNTED = {  # the batch's column that counts items in each end state
     ItemState.NOT_RUN: "not_run",
 }
 STOP_STOPPED, STOP_CANCELLED = "stopped", "cancelled"
-
-
-@dataclass
-class Batch:
-    """A batch as the API and workers see it."""
-
-    id: str
-    owner: str
-    state: BatchState
-    source: str
-    output: str
-    params: JobParams | None
-    fingerprint: str
-    max_failures: str | None
-    webhook: str | None
-    stop: str | None
-    reason: str | None
-    total: int
-    succeeded: int
-    failed: int
-    reused: int
-    not_run: int
-    frames: int
-    created_at: float
-    updated_at: float
-    finished_at: float | None
-
-    @classmethod
-    def of(cls, row: BatchRow) -> Batch:
-        values = {f.name: getattr(row, f.name) for f in fields(cls)}
-        values["params"], _ = JobParams.load(row.params)
-        values["state"] = BatchState(row.state)
-        return cls(**values)
-
-    @property
-    def ended(self) -> int:
-        return self.succeeded + self.failed + self.reused + self.not_run
-
-    @property
-    def left(self) -> int:
-        return max(0, self.total - self.ended)
-
-
-@dataclass(frozen=True)
-class Item:
-    """One input of a batch, as its row says."""
-
-    batch_id: str
-    seq: int
-    input_key: str
-    size: int
-    etag: str
-    kind: str
-    state: ItemState
-    reason: str | None
-    output_key: str | None
-    frames: int
-    seconds: float
-    runtime: str
-    precision: str
-    node: str
-    job_id: str | None
-
-    @classmethod
-    def of(cls, row: BatchItemRow) -> Item:
-        values = {f.name: getattr(row, f.name) for f in fields(cls)}
-        return cls(**(values | {"state": ItemState(row.state)}))
-
-
-@dataclass(frozen=True)
-class ItemEnd:
-    """How an item ended: its state, and what a worker learnt of it."""
-
-    seq: int
-    state: ItemState
-    reason: str | None = None
-    kind: str = ""
-    output_key: str | None = None
-    frames: int = 0
-    seconds: float = 0.0
-    runtime: str = ""
-    precision: str = ""
-    node: str = ""
 
 
 class BatchStore:
@@ -295,16 +215,22 @@ class BatchStore:
             found = (Item.of(row) for row in session.scalars(query))
             return {(item.input_key, item.etag): item for item in found if (item.input_key, item.etag) in wanted}
 
-    def item_counts(self) -> dict[str, int]:
-        """Items by state over every batch that has not ended (what a scrape shows)."""
+    def item_counts(self) -> dict[ItemState, int]:
+        """Items by state over the batches that have not ended (what a scrape shows): the ended from the batches'
+        counts, the running through the (batch_id, state) index, the queued what is left."""
+        columns = [func.coalesce(func.sum(getattr(BatchRow, c)), 0) for c in ("total", *COUNTED.values())]
         with self._session() as session:
-            query = (
-                select(BatchItemRow.state, func.count())
-                .join(BatchRow, BatchRow.id == BatchItemRow.batch_id)
-                .where(BatchRow.state.in_((BatchState.LISTING, BatchState.RUNNING)))
-                .group_by(BatchItemRow.state)
+            active = BatchRow.state.in_(_STOPPABLE)
+            total, *ended = session.execute(select(*columns).where(active)).one()
+            running = session.scalar(
+                select(func.count())
+                .select_from(BatchItemRow)
+                .where(BatchItemRow.batch_id.in_(select(BatchRow.id).where(active)))
+                .where(BatchItemRow.state == ItemState.RUNNING)
             )
-            return {state: count for state, count in session.execute(query)}
+        counts = dict(zip(COUNTED, map(int, ended), strict=True))
+        left = int(total) - sum(counts.values())
+        return {ItemState.QUEUED: max(0, left - int(running or 0)), ItemState.RUNNING: int(running or 0)} | counts
 
     def batch_counts(self) -> dict[str, int]:
         with self._session() as session:

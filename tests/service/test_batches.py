@@ -152,6 +152,31 @@ def test_a_mixed_prefix_scores_the_good_and_fails_the_bad_alone(client):
     }
     assert pq.read_table(outputs / "manifest.parquet").num_rows == 8
     assert root.is_dir()
+    metrics = client.get("/metrics").text
+    assert 'restyle_batches{state="partial"} 1.0' in metrics and 'restyle_batch_items{state="queued"} 0.0' in metrics
+
+
+def test_the_dashboard_pages_a_batch_and_shows_reasons(client):
+    root = space(client) / "many"
+    for n in range(130):
+        (root / f"{n:03d}.jpg").parent.mkdir(parents=True, exist_ok=True)
+        (root / f"{n:03d}.jpg").write_text(f"text {n}")  # every one fails: no worker needed to see pages
+    batch = submit(client, "many").json()
+    client.post(f"/api/batches/{batch['id']}/cancel", headers=auth(ALICE))
+    cookie = {"Cookie": f"restyle_token={ALICE}"}
+    listing = client.get("/batches", headers=cookie)
+    assert listing.status_code == 200 and f'href="/batches/{batch["id"]}"' in listing.text
+    first = client.get(f"/batches/{batch['id']}", headers=cookie)
+    assert first.status_code == 200 and first.text.count("<tr data-seq=") == 100
+    assert "after=99" in first.text and "cancelled" in first.text
+    second = client.get(f"/batches/{batch['id']}?after=99", headers=cookie).text
+    assert second.count("<tr data-seq=") == 30 and 'id="next"' not in second
+    only = client.get(f"/batches/{batch['id']}?state=failed", headers=cookie).text
+    assert only.count("<tr data-seq=") == 0  # not run, not failed: the batch was cancelled before any ran
+    assert client.get(f"/batches/{batch['id']}", headers={"Cookie": f"restyle_token={BOB}"}).status_code == 404
+    assert client.get(f"/batches/{batch['id']}", follow_redirects=False).status_code == 303
+    made = client.post("/batches", data={"prefix": "nowhere", "style": "7"}, headers=cookie, follow_redirects=False)
+    assert made.status_code == 303 and "no+objects" in made.headers["location"].replace("%20", "+")
 
 
 def test_max_failures_stops_the_batch_and_the_rest_is_not_run(client):

@@ -74,6 +74,7 @@ ROUTES: dict[tuple[str, str], Policy] = {
     ("PUT", "/files/{key:path}"): Policy(Access.PUBLIC, Files.BODY, ("max_upload_bytes",)),  # a signed upload link
     # Batches: one submission off the rate for the whole batch (its listing is the service's work, not a body).
     ("POST", "/api/batches"): Policy(Access.SUBMITTER),
+    ("POST", "/batches"): Policy(Access.SUBMITTER),  # the dashboard's form
     ("GET", "/api/batches"): Policy(Access.TOKEN),
     ("GET", "/api/batches/{batch_id}"): Policy(Access.TOKEN),
     ("GET", "/api/batches/{batch_id}/items"): Policy(Access.TOKEN),
