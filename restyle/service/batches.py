@@ -9,7 +9,8 @@ are the job store's. The name only groups: an image-looking name joins a unit of
 ``batch_images_per_job`` images, anything else gets a unit of its own; the worker reads each
 item's content to decide what it is (:mod:`restyle.service.units`).
 
-**The end** (:func:`settle`): after each unit, and on a worker's sweep, items of units that ended
+**The end** (:func:`settle`): after each unit, after a submission or a cancel (the web face, once it
+has answered), and on a worker's sweep, items of units that ended
 without their worker (a cancel, attempts used up) end too; when no unit is left, the manifest
 (``manifest.jsonl`` and ``manifest.parquet``, and a records model's ``predictions.*``) is written
 under the batch's output prefix, and the batch takes its end state, exactly once:
@@ -21,12 +22,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from pathlib import PurePosixPath
 from typing import Any
 
 from restyle.errors import Conflict, Invalid, RestyleError, TooLarge
@@ -80,9 +81,8 @@ def submit(context: Context, who: Principal, request: BatchRequest) -> Batch:
         store.drop(batch.id)
         raise
     store.add_units(batch, units, context.settings.max_attempts)
-    store.open(batch.id)
     log.info("batch %s: %s, %d units", batch.id, source, len(units))
-    return settle(context, batch.id) or batch
+    return store.open(batch.id) or batch  # with nothing queued (all reused) the next settle ends it
 
 
 def _allowance(text: str | None) -> str | None:
@@ -154,7 +154,7 @@ class _Grouping:
         self._filled = 0
 
     def unit_for(self, info: ObjectInfo, seq: int) -> str:
-        image = PurePosixPath(info.key).suffix.lower() in IMAGE_NAMES
+        image = os.path.splitext(info.key)[1].lower() in IMAGE_NAMES
         if image and self._group is not None and self._filled < self.size:
             self._filled += 1
             return self._group
@@ -231,10 +231,14 @@ def end_state(batch: Batch) -> BatchState:
 
 
 def cancel(context: Context, batch: Batch, who: Principal) -> Batch:
-    if batch.state not in (BatchState.LISTING, BatchState.RUNNING):
-        raise Conflict(f"batch {batch.id} has ended ({batch.state})")
+    """Stop the batch: its queued units at once, its running ones at their next item or chunk. It ends (its
+    manifest written) at the next :func:`settle`."""
+    if batch.state not in (BatchState.LISTING, BatchState.RUNNING) or batch.stop:
+        raise Conflict(
+            f"batch {batch.id} has ended or is ending ({batch.state}{', ' + batch.stop if batch.stop else ''})"
+        )
     context.batches.stop(batch.id, STOP_CANCELLED, f"cancelled by {who.name}")
-    return settle(context, batch.id) or batch
+    return context.batches.get(batch.id) or batch
 
 
 def manifest_row(batch: Batch, item: Item) -> ManifestRow:

@@ -82,7 +82,7 @@ class BatchStore:
             return
         counts = {column: sum(1 for r in rows if r["state"] == state) for state, column in COUNTED.items()}
         with self._session.begin() as session:
-            session.execute(insert(BatchItemRow), [{"batch_id": batch_id} | row for row in rows])
+            session.execute(insert(BatchItemRow.__table__), [{"batch_id": batch_id} | row for row in rows])
             session.execute(
                 update(BatchRow)
                 .where(BatchRow.id == batch_id)
@@ -114,7 +114,7 @@ class BatchStore:
                 for job_id, key, marker in units[start : start + CHUNK_ROWS]
             ]
             with self._session.begin() as session:
-                session.execute(insert(JobRow), rows)
+                session.execute(insert(JobRow.__table__), rows)
 
     def open(self, batch_id: str) -> Batch | None:
         """Listing done: the batch runs (its allowance is looked at now that its total is known)."""
@@ -174,10 +174,10 @@ class BatchStore:
     def items(self, batch_id: str, state: ItemState | None = None, after: int = -1, limit: int = 100) -> list[Item]:
         """A page of items in listing order: those after ``after`` (a seq), of ``state`` if given."""
         with self._session() as session:
-            query = select(BatchItemRow).where(BatchItemRow.batch_id == batch_id, BatchItemRow.seq > after)
+            query = select(*Item.columns()).where(BatchItemRow.batch_id == batch_id, BatchItemRow.seq > after)
             if state is not None:
                 query = query.where(BatchItemRow.state == state)
-            return [Item.of(row) for row in session.scalars(query.order_by(BatchItemRow.seq).limit(limit))]
+            return [Item.of(row) for row in session.execute(query.order_by(BatchItemRow.seq).limit(limit))]
 
     def every_item(self, batch_id: str) -> Iterator[Item]:
         """Every item in listing order, a page at a time (a manifest of 100,000 rows never sits in one query)."""
@@ -188,8 +188,8 @@ class BatchStore:
 
     def unit_items(self, job_id: str) -> list[Item]:
         with self._session() as session:
-            query = select(BatchItemRow).where(BatchItemRow.job_id == job_id).order_by(BatchItemRow.seq)
-            return [Item.of(row) for row in session.scalars(query)]
+            query = select(*Item.columns()).where(BatchItemRow.job_id == job_id).order_by(BatchItemRow.seq)
+            return [Item.of(row) for row in session.execute(query)]
 
     def has_input(self, batch_id: str, input_key: str) -> bool:
         with self._session() as session:
@@ -205,14 +205,14 @@ class BatchStore:
             return {}
         with self._session() as session:
             query = (
-                select(BatchItemRow)
+                select(*Item.columns())
                 .join(BatchRow, BatchRow.id == BatchItemRow.batch_id)
                 .where(BatchRow.output == output)
                 .where(BatchItemRow.input_key.in_({key for key, _ in versions}))
                 .where(BatchItemRow.state.in_((ItemState.SUCCEEDED, ItemState.REUSED)))
             )
             wanted = set(versions)
-            found = (Item.of(row) for row in session.scalars(query))
+            found = (Item.of(row) for row in session.execute(query))
             return {(item.input_key, item.etag): item for item in found if (item.input_key, item.etag) in wanted}
 
     def item_counts(self) -> dict[ItemState, int]:

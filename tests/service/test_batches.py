@@ -213,8 +213,9 @@ def test_the_same_batch_again_reuses_what_is_stored(client):
         second = wait(client, second["id"])
     assert second["state"] == "succeeded" and second["progress"]["succeeded"] == 1, second
     assert {p.name: p.stat().st_mtime_ns for p in outputs.glob("*.jpg") if p.name in stamps} == stamps
-    third = submit(client, "again").json()  # everything stored: it ends at once, nothing queued
-    assert third["state"] == "succeeded" and third["progress"]["reused"] == 4
+    third = submit(client, "again").json()  # everything stored: nothing queued, it ends once it has answered
+    assert third["progress"]["reused"] == 4 and third["progress"]["left"] == 0
+    assert client.get(f"/api/batches/{third['id']}", headers=auth(ALICE)).json()["state"] == "succeeded"
     assert client.get("/api/jobs", headers=auth(ALICE)).json() == []  # units are not listed as jobs
 
 
@@ -234,6 +235,7 @@ def test_refusals_and_another_tenant(client):
     assert client.get("/api/batches", headers=auth(BOB)).json() == []
     assert submit(client, "mine", token=BOB).status_code == 422  # bob's space holds no "mine"
     assert [b["id"] for b in client.get("/api/batches", headers=auth(ROOT)).json()] == [batch["id"]]
-    cancelled = client.post(f"/api/batches/{batch['id']}/cancel", headers=auth(ALICE)).json()
-    assert cancelled["state"] == "cancelled" and cancelled["progress"]["not_run"] == 1
+    cancelling = client.post(f"/api/batches/{batch['id']}/cancel", headers=auth(ALICE)).json()
+    assert cancelling["progress"]["not_run"] == 1 and cancelling["reason"] == "cancelled by alice"
+    assert client.get(f"/api/batches/{batch['id']}", headers=auth(ALICE)).json()["state"] == "cancelled"
     assert client.post(f"/api/batches/{batch['id']}/cancel", headers=auth(ALICE)).status_code == 409

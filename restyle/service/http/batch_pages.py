@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
@@ -39,6 +39,7 @@ def batches_page(request: Request, error: str = "", app: Web = Depends(web)):
 
 @router.post("/batches")
 def start_batch(
+    background: BackgroundTasks,
     prefix: str = Form(""),
     style: str = Form("7"),
     model: str = Form(""),
@@ -52,6 +53,7 @@ def start_batch(
         batch = batches.submit(app.context, who, request)
     except Refusal as exc:  # back to the page, with the reason
         return RedirectResponse(f"/batches?error={quote(str(exc))}", status_code=303)
+    background.add_task(batches.settle, app.context, batch.id)
     return RedirectResponse(f"/batches/{batch.id}", status_code=303)
 
 

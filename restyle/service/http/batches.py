@@ -11,7 +11,7 @@ import re
 import time
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, BackgroundTasks, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 
 from restyle.errors import Conflict, NotFound
@@ -30,10 +30,13 @@ router = APIRouter(route_class=PolicyRoute)
 
 
 @router.post("/api/batches", status_code=201, response_model=BatchOut, summary="Score every object under a prefix")
-async def create_batch(body: BatchIn, who: Principal = Depends(submitter), app: Web = Depends(web)) -> BatchOut:
+async def create_batch(
+    body: BatchIn, background: BackgroundTasks, who: Principal = Depends(submitter), app: Web = Depends(web)
+) -> BatchOut:
     max_failures = None if body.max_failures is None else str(body.max_failures)
     request = batches.BatchRequest(body.prefix, body.spec, max_failures, body.webhook)
     batch = await run_in_threadpool(batches.submit, app.context, who, request)  # the listing streams in a thread
+    background.add_task(batches.settle, app.context, batch.id)  # all reused: it ends (and writes its manifest)
     return batch_out(app, batch)
 
 
@@ -70,9 +73,14 @@ def batch_items(
 
 
 @router.post("/api/batches/{batch_id}/cancel", response_model=BatchOut)
-def cancel_batch(batch_id: str, who: Principal = Depends(caller), app: Web = Depends(web)) -> BatchOut:
-    batch = visible_batch(app.context, who, batch_id)
-    return batch_out(app, batches.cancel(app.context, batch, who))
+def cancel_batch(
+    batch_id: str, background: BackgroundTasks, who: Principal = Depends(caller), app: Web = Depends(web)
+) -> BatchOut:
+    """Queued units are cancelled at once (their items not run), running ones at their next item or chunk; the
+    batch ends, its manifest written, once the last has stopped (``reason`` says it is cancelled meanwhile)."""
+    batch = batches.cancel(app.context, visible_batch(app.context, who, batch_id), who)
+    background.add_task(batches.settle, app.context, batch.id)  # the manifest is written after the answer
+    return batch_out(app, batch)
 
 
 @router.get(
