@@ -82,7 +82,8 @@ class BatchStore:
             return
         counts = {column: sum(1 for r in rows if r["state"] == state) for state, column in COUNTED.items()}
         with self._session.begin() as session:
-            session.execute(insert(BatchItemRow.__table__), [{"batch_id": batch_id} | row for row in rows])
+            blank = {"batch_id": batch_id} | _ITEM_BLANK  # one shape for every row: one executemany
+            session.execute(insert(BatchItemRow.__table__), [blank | row for row in rows])
             session.execute(
                 update(BatchRow)
                 .where(BatchRow.id == batch_id)
@@ -382,4 +383,15 @@ class BatchStore:
         return ended
 
 
+_ITEM_BLANK = {
+    "kind": "",
+    "reason": None,
+    "output_key": None,
+    "frames": 0,
+    "seconds": 0.0,
+    "runtime": "",
+    "precision": "",
+    "node": "",
+    "job_id": None,
+}
 _STOPPABLE = (BatchState.LISTING, BatchState.RUNNING)
