@@ -239,3 +239,27 @@ def test_refusals_and_another_tenant(client):
     assert cancelling["progress"]["not_run"] == 1 and cancelling["reason"] == "cancelled by alice"
     assert client.get(f"/api/batches/{batch['id']}", headers=auth(ALICE)).json()["state"] == "cancelled"
     assert client.post(f"/api/batches/{batch['id']}/cancel", headers=auth(ALICE)).status_code == 409
+
+
+def test_a_unit_that_ends_where_no_worker_sees_it_is_settled_by_the_sweep(client):
+    from restyle.service import batches
+
+    picture(space(client) / "lost" / "a.jpg")
+    batch = submit(client, "lost").json()
+    context = client.app.state.context
+    (unit,) = context.jobs.list(batch_id=batch["id"])
+    for attempt in range(3):  # three workers die holding it (a lease that is over at once)
+        assert context.jobs.claim(f"dead-{attempt}", -1).id == unit.id
+    assert context.jobs.claim("next", 30) is None and context.jobs.get(unit.id).state == "dead"
+    assert client.get(f"/api/batches/{batch['id']}", headers=auth(ALICE)).json()["state"] == "running"
+    batches.sweep(context)
+    ended = client.get(f"/api/batches/{batch['id']}", headers=auth(ALICE)).json()
+    assert ended["state"] == "failed" and ended["progress"]["failed"] == 1, ended
+    (item,) = items(client, batch["id"])
+    assert item["reason"].startswith("gave up after 3 attempts")
+    link = client.get(f"/api/batches/{batch['id']}/manifest", headers=auth(ALICE)).json()["url"]
+    manifest = client.get(link.removeprefix(client.settings.base_url))
+    assert manifest.headers["content-type"] == "application/x-ndjson"
+    assert json.loads(manifest.text)["reason"] == item["reason"]
+    link = client.get(f"/api/batches/{batch['id']}/manifest?format=parquet", headers=auth(ALICE)).json()["url"]
+    assert client.get(link.removeprefix(client.settings.base_url)).content.startswith(b"PAR1")

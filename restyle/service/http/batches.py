@@ -112,7 +112,7 @@ def visible_batch(context: Context, who: Principal, batch_id: str) -> Batch:
 
 
 def batch_out(app: Web, batch: Batch) -> BatchOut:
-    running = batch.state == BatchState.RUNNING
+    running = batch.state == BatchState.RUNNING and not batch.stop
     space = keys.dataset(batch.owner, "")
     return BatchOut(
         id=batch.id,
