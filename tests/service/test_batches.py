@@ -263,3 +263,47 @@ def test_a_unit_that_ends_where_no_worker_sees_it_is_settled_by_the_sweep(client
     assert json.loads(manifest.text)["reason"] == item["reason"]
     link = client.get(f"/api/batches/{batch['id']}/manifest?format=parquet", headers=auth(ALICE)).json()["url"]
     assert client.get(link.removeprefix(client.settings.base_url)).content.startswith(b"PAR1")
+
+
+@pytest.mark.slow
+def test_a_batch_on_seaweedfs_and_postgresql(seaweedfs, postgres, tmp_path):
+    """The listing pages through a real S3 server; items, counts and units live in PostgreSQL."""
+    import psycopg
+    from botocore.session import get_session
+
+    from testing.servers import S3_KEY, S3_SECRET
+    from tests.conftest import s3_settings
+
+    name = f"batch{os.getpid()}{int(time.time() * 1000) % 100000}"
+    with psycopg.connect(f"host=127.0.0.1 port={postgres.port} user=postgres dbname=postgres", autocommit=True) as db:
+        db.execute(f"CREATE DATABASE {name}")
+    settings = Settings(
+        home=tmp_path / "home",
+        tokens=f"alice:submitter:{ALICE}",
+        data_url=f"s3://data/{name}",
+        system_url=f"s3://system/{name}",
+        database_url=postgres.url.rsplit("/", 1)[0] + f"/{name}",
+        workers=1,
+        threads=1,
+        idle_seconds=0.1,
+        batch_images_per_job=3,
+        **s3_settings(seaweedfs),
+    )
+    s3 = get_session().create_client(
+        "s3", endpoint_url=seaweedfs.endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET
+    )
+    local = picture(tmp_path / "p.jpg")
+    for n in range(5):
+        s3.put_object(Bucket="data", Key=f"{name}/datasets/alice/s3/{n}/p{n}.jpg", Body=local.read_bytes())
+    s3.put_object(Bucket="data", Key=f"{name}/datasets/alice/s3/bad.jpg", Body=b"no picture")
+    with TestClient(create_app(settings)) as client:
+        batch = submit(client, "s3").json()
+        assert batch["progress"]["total"] == 6, batch
+        with worker(settings):
+            batch = wait(client, batch["id"])
+        assert batch["state"] == "partial" and batch["progress"]["succeeded"] == 5, batch
+        listed = s3.list_objects_v2(Bucket="data", Prefix=f"{name}/{batch['output']}")["Contents"]
+        names = sorted(entry["Key"].rsplit(batch["output"], 1)[1] for entry in listed)
+        assert names == [f"{n}/p{n}.jpg" for n in range(5)] + ["manifest.jsonl", "manifest.parquet"]
+        again = submit(client, "s3").json()
+        assert again["progress"]["reused"] == 5 and again["progress"]["left"] == 1
