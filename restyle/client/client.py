@@ -1,11 +1,13 @@
-"""A small client for the API, used by `restyle submit`, `restyle jobs`, `restyle job`, `restyle models` and
-`restyle pictures`. It imports no server code: no SQLAlchemy, no fsspec, no FastAPI (a test keeps it so)."""
+"""A small client for the API, used by `restyle submit`, `restyle jobs`, `restyle job`, `restyle batch`,
+`restyle batches`, `restyle models` and `restyle pictures`. It imports no server code: no SQLAlchemy, no
+fsspec, no FastAPI (a test keeps it so)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -123,6 +125,31 @@ class Client:
                 for block in response.iter_bytes():
                     out.write(block)
         return target
+
+    def submit_batch(
+        self, prefix: str, spec: dict[str, Any], max_failures: str | None = None, webhook: str | None = None
+    ) -> dict[str, Any]:
+        """A batch over every object under ``prefix`` in your space of the service's data store."""
+        body = {"prefix": prefix, "spec": spec, "max_failures": max_failures, "webhook": webhook}
+        return self._call("POST", "/api/batches", json={k: v for k, v in body.items() if v is not None}, timeout=600)
+
+    def batches(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/batches", params={"limit": limit})
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/batches/{quote(batch_id, safe='')}")
+
+    def batch_items(self, batch_id: str, state: str | None = None, page: int = 500) -> Iterator[dict[str, Any]]:
+        """Every item of a batch (of ``state``), a page at a time."""
+        after: int | None = -1
+        while after is not None:
+            params = {"after": after, "limit": page} | ({"state": state} if state else {})
+            found = self._call("GET", f"/api/batches/{quote(batch_id, safe='')}/items", params=params)
+            yield from found["items"]
+            after = found["next_after"]
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/batches/{quote(batch_id, safe='')}/cancel")
 
     def _call(self, method: str, path: str, text: bool = False, **kwargs: Any) -> Any:
         try:
