@@ -210,6 +210,27 @@ class Settings(BaseSettings):
         'e.g. RESTYLE_INBOX_SPEC=\'{"style": "7"}\'',
     )
 
+    # -- service: webhooks (a job or batch that names a URL is told when it ends) --
+    webhook_allowed_hosts: str = Field(
+        "",
+        description="comma-separated hosts (names, *.domain, IP addresses or networks like 10.1.0.0/16) that webhooks "
+        "may reach, internal ones included; empty: any host whose addresses are all public",
+    )
+    webhook_retries: int = Field(
+        5, ge=0, le=30, description="deliveries tried again this often while the receiver is down or answers non-2xx"
+    )
+    webhook_backoff_seconds: float = Field(
+        1.0, gt=0, description="the wait before the first retry; each later wait is twice the one before"
+    )
+    webhook_connect_seconds: float = Field(5.0, gt=0, description="how long a delivery waits to connect")
+    webhook_read_seconds: float = Field(10.0, gt=0, description="how long a delivery waits for the answer")
+    webhook_catchup_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="at start, jobs that ended this long ago or less and have no summary yet get theirs "
+        "(and their webhook) then",
+    )
+
     def x264_params_for(self, preset: str) -> str:
         """The x264 options a segment encoded at ``preset`` gets beside the preset's own."""
         if self.x264_params is not None:

@@ -127,7 +127,7 @@ class OutputOptions(BaseModel):
 class JobSpec(BaseModel):
     """The model and its per-call parameters, post-processing, and the output.
 
-    ``model`` names a handler (``styles``, ``style-image``, ``onnx``, ``yolo``, or one a
+    ``model`` names a handler (``styles``, ``style-image``, ``onnx``, ``yolo``, ``tensors``, or one a
     package registers under the ``restyle.handlers`` entry point group) or, in the service,
     a model an admin registered by name (resolved to its handler and stored file).
     """

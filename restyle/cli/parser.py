@@ -108,8 +108,8 @@ def _quality_parser(sub) -> None:
 
 
 def _service_parsers(sub) -> None:
-    """The commands that start or talk to a service (serve, worker, submit, models, pictures, jobs, batch, batches,
-    job)."""
+    """The commands that start or talk to a service (serve, worker, submit, models, pictures, webhook-secret, jobs,
+    batch, batches, job)."""
     serve = sub.add_parser("serve", help="API + dashboard + inbox trigger + workers on this machine")
     serve.add_argument("--host", help="default 127.0.0.1")
     serve.add_argument("--port", type=int, help="default 8000")
@@ -120,30 +120,7 @@ def _service_parsers(sub) -> None:
     worker.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # restyle serve's pid: exit when it does
     worker.set_defaults(command=commands.worker)
 
-    submit = sub.add_parser("submit", help="upload a video to a running service, with any model it offers")
-    submit.add_argument("video")
-    chosen = submit.add_mutually_exclusive_group()
-    chosen.add_argument("--style", help="one of the 26 styles (0-25) or a blend like 3:0.5,12:0.5 (the default model)")
-    chosen.add_argument(
-        "--style-image", metavar="PICTURE", help="a picture file (uploaded with the job) or the name of one you saved"
-    )
-    chosen.add_argument("--model", metavar="NAME", help="a model registered on the service (restyle models list)")
-    submit.add_argument("--strength", type=float, help="0..1; less mixes the original back in (default 1)")
-    submit.add_argument(
-        "--deflicker",
-        type=float,
-        nargs="?",
-        const=DEFAULT_STRENGTH,
-        metavar="STRENGTH",
-        help=f"smooth flicker between frames, 0..1 (alone: {DEFAULT_STRENGTH})",
-    )
-    submit.add_argument(
-        "--params", metavar="JSON", help='the model\'s other parameters as JSON, e.g. {"confidence": 0.4}'
-    )
-    submit.add_argument("--wait", action="store_true", help="wait for the job to end; with -o, download the output")
-    submit.add_argument("-o", "--output", help="with --wait: where to save the output")
-    _service_options(submit)
-    submit.set_defaults(command=commands.service_command("submit"))
+    _submit_parser(sub)
 
     _catalogue_parser(
         sub,
@@ -162,7 +139,8 @@ def _service_parsers(sub) -> None:
     ).choices["add"].add_argument(
         "--kind",
         default="auto",
-        help="onnx, yolo, or a plugin handler (default: yolo for Ultralytics exports, else onnx)",
+        help="onnx, yolo, tensors, or a plugin handler "
+        "(default: yolo for Ultralytics detectors, tensors for files that name their classes, else onnx)",
     )
     _catalogue_parser(
         sub,
@@ -209,6 +187,46 @@ def _service_parsers(sub) -> None:
     job.add_argument("--cancel", action="store_true")
     _service_options(job)
     job.set_defaults(command=commands.job)
+
+
+def _submit_parser(sub) -> None:
+    """``restyle submit`` and ``restyle webhook-secret`` (the secret that signs the webhook a job may name)."""
+    submit = sub.add_parser("submit", help="upload a video to a running service, with any model it offers")
+    submit.add_argument("video")
+    chosen = submit.add_mutually_exclusive_group()
+    chosen.add_argument("--style", help="one of the 26 styles (0-25) or a blend like 3:0.5,12:0.5 (the default model)")
+    chosen.add_argument(
+        "--style-image", metavar="PICTURE", help="a picture file (uploaded with the job) or the name of one you saved"
+    )
+    chosen.add_argument("--model", metavar="NAME", help="a model registered on the service (restyle models list)")
+    submit.add_argument("--strength", type=float, help="0..1; less mixes the original back in (default 1)")
+    submit.add_argument(
+        "--deflicker",
+        type=float,
+        nargs="?",
+        const=DEFAULT_STRENGTH,
+        metavar="STRENGTH",
+        help=f"smooth flicker between frames, 0..1 (alone: {DEFAULT_STRENGTH})",
+    )
+    submit.add_argument(
+        "--params", metavar="JSON", help='the model\'s other parameters as JSON, e.g. {"confidence": 0.4}'
+    )
+    submit.add_argument(
+        "--webhook",
+        metavar="URL",
+        help="an http(s) URL the service POSTs the job's summary to when it ends, signed (restyle webhook-secret)",
+    )
+    submit.add_argument("--wait", action="store_true", help="wait for the job to end; with -o, download the output")
+    submit.add_argument("-o", "--output", help="with --wait: where to save the output")
+    _service_options(submit)
+    submit.set_defaults(command=commands.service_command("submit"))
+
+    secret = sub.add_parser(
+        "webhook-secret", help="print the secret that signs your webhook deliveries (whsec_...), to verify them"
+    )
+    secret.add_argument("--owner", help="admins: another owner's (@inbox for dropped files' jobs)")
+    _service_options(secret)
+    secret.set_defaults(command=commands.service_command("webhook_secret"))
 
 
 def _catalogue_parser(sub, name: str, help: str, actions: list) -> argparse._SubParsersAction:
@@ -260,7 +278,8 @@ def _model_options(parser: argparse.ArgumentParser, default_style: str | None = 
         "--model",
         metavar="KIND:FILE",
         help="onnx:FILE (any image->image ONNX model, any output size), "
-        "yolo:FILE (an Ultralytics detector: -o FILE.jsonl), or a plugin handler's NAME[:FILE]",
+        "yolo:FILE (an Ultralytics detector: -o FILE.jsonl), tensors:FILE (a classifier or an embedding model: "
+        "-o FILE.jsonl), or a plugin handler's NAME[:FILE]",
     )
     parser.add_argument(
         "--param",

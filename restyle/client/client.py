@@ -1,6 +1,6 @@
 """A small client for the API, used by `restyle submit`, `restyle jobs`, `restyle job`, `restyle batch`,
-`restyle batches`, `restyle models` and `restyle pictures`. It imports no server code: no SQLAlchemy, no
-fsspec, no FastAPI (a test keeps it so)."""
+`restyle batches`, `restyle models`, `restyle pictures` and `restyle webhook-secret`. It imports no server
+code: no SQLAlchemy, no fsspec, no FastAPI (a test keeps it so)."""
 
 from __future__ import annotations
 
@@ -42,14 +42,21 @@ class Client:
         deflicker: float | None = None,
         params: dict | None = None,
         output: dict | None = None,
+        webhook: str | None = None,
     ) -> dict[str, Any]:
         """Upload a video with its JobSpec fields. ``style_image`` is a picture file (uploaded with the job)
-        or the name of a picture saved on the service."""
+        or the name of a picture saved on the service; ``webhook`` a URL told when the job ends."""
         if not path.is_file():
             raise ServiceError(f"not found: {path}")
         data = {
             name: str(value)
-            for name, value in (("model", model), ("style", style), ("strength", strength), ("deflicker", deflicker))
+            for name, value in (
+                ("model", model),
+                ("style", style),
+                ("strength", strength),
+                ("deflicker", deflicker),
+                ("webhook", webhook),
+            )
             if value is not None
         }
         data |= {name: json.dumps(value) for name, value in (("params", params), ("output", output)) if value}
@@ -100,6 +107,10 @@ class Client:
 
     def delete_picture(self, name: str) -> dict[str, Any]:
         return self._call("DELETE", f"/api/pictures/{quote(name, safe='')}")
+
+    def webhook_secret(self, owner: str | None = None) -> dict[str, Any]:
+        """The secret that signs this token's webhook deliveries (an admin may name another owner)."""
+        return self._call("GET", "/api/webhook-secret", params={"owner": owner} if owner else None)
 
     def jobs(self, state: str | None = None) -> list[dict[str, Any]]:
         return self._call("GET", "/api/jobs", params={"state": state} if state else None)

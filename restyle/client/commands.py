@@ -1,4 +1,5 @@
-"""What `restyle submit`, `restyle models ...` and `restyle pictures ...` do, through the API's client.
+"""What `restyle submit`, `restyle models ...`, `restyle pictures ...` and `restyle webhook-secret` do, through
+the API's client.
 
 The options are declared in restyle/cli.py; each function here takes the parsed arguments
 and a :class:`Client`, prints what a person needs, and returns the exit code.
@@ -35,6 +36,7 @@ def submit(args: argparse.Namespace, client: Client) -> int:
         strength=args.strength,
         deflicker=args.deflicker,
         params=params,
+        webhook=args.webhook,
     )
     print(f"job {job['id']}: {job['state']} ({job['model']})")
     if not args.wait:
@@ -127,6 +129,11 @@ def pictures_list(args: argparse.Namespace, client: Client) -> int:
 
 def pictures_remove(args: argparse.Namespace, client: Client) -> int:
     print(f"removed {client.delete_picture(args.name)['name']}")
+    return 0
+
+
+def webhook_secret(args: argparse.Namespace, client: Client) -> int:
+    print(client.webhook_secret(args.owner)["secret"])
     return 0
 
 

@@ -9,7 +9,7 @@ Nothing else: where it runs is the engine's business, what happens to the output
 pipeline's.
 
 Handlers are found by name in the ``restyle.handlers`` entry point group; restyle's own
-(``styles``, ``style-image``, ``onnx``, ``yolo``) are registered there the same way a
+(``styles``, ``style-image``, ``onnx``, ``yolo``, ``tensors``) are registered there the same way a
 third-party package registers its own::
 
     [project.entry-points."restyle.handlers"]

@@ -30,7 +30,15 @@ from restyle.errors import Cancelled, InputError, ModelError, OutputError, Resty
 from restyle.handlers.base import Handler, OutputKind, check
 from restyle.jobspec import Allowance, JobSpec
 from restyle.media.probe import probe
-from restyle.pipeline.images import IMAGE_FORMATS, ImageItem, in_batches, is_image, score_images
+from restyle.pipeline.images import (
+    IMAGE_FORMATS,
+    IMAGES_PER_TASK,
+    ImageItem,
+    ImageOutcome,
+    in_batches,
+    is_image,
+    score_images,
+)
 from restyle.pipeline.listing import WORK_FOLDER, BatchItem, Outputs, listed, mirrored_output, walk
 from restyle.pipeline.manifest import MANIFEST_JSONL, STORED, ItemState, ManifestRow, read_journal
 from restyle.pipeline.outcomes import BatchProgress, BatchReport, Journal, image_row, video_row
@@ -61,21 +69,26 @@ class Batch:
     cancel: threading.Event | None = None
     rows: dict[str, ManifestRow] = field(default_factory=dict)
     stopped: str = ""  # why the batch stopped early ("" while it runs on)
+    progress: BatchProgress = field(default_factory=lambda: BatchProgress(items=0))
+
+    def __post_init__(self) -> None:
+        self.progress = BatchProgress(items=len(self.items))
 
     def end(self, row: ManifestRow) -> None:
         if row.reason:  # the input is named by the row; a reason need not repeat where this machine keeps it
             row = row.model_copy(update={"reason": row.reason.replace(f"{self.root}{os.sep}", "")})
         self.rows[row.input] = row
+        self.progress = self.progress.plus(row)  # counted as they end: a batch of 100,000 never recounts
         self.journal.append(row)
         if self.on_item:
             self.on_item(row)
-        failed = sum(1 for r in self.rows.values() if r.state == ItemState.FAILED)
+        failed = self.progress.failed
         if not self.stopped and self.allowance and self.allowance.exceeded(failed, len(self.items)):
             self.stopped = f"{failed} of {len(self.items)} items failed: over --max-failures {self.allowance}"
         if not self.stopped and self.cancel is not None and self.cancel.is_set():
             self.stopped = "cancelled"
         if self.on_progress:
-            self.on_progress(BatchProgress.of(self.rows.values(), len(self.items)))
+            self.on_progress(self.progress)
 
 
 def run_batch(
@@ -122,7 +135,7 @@ def run_batch(
     )
     images, videos = _sort(batch, read_journal(target / MANIFEST_JSONL))
     if on_progress:
-        on_progress(BatchProgress.of(batch.rows.values(), len(items)))
+        on_progress(batch.progress)
     workers = 0
     if images or videos:
         runtime, workers = choose_layout(settings, BUDGET_PIXELS, handler.network)
@@ -219,25 +232,39 @@ def _stored(before: ManifestRow, now: ManifestRow, output: Path) -> bool:
 
 
 def _score_images(batch: Batch, images: Todo, engine: Engine, runtime) -> None:
-    """The pictures, a few engine tasks at a time (so that a stop is heard), each written as it comes back."""
-    if not images:
-        return
-    by_target = {output: item for item, output in images}
-    files = shared_files(batch.spec, batch.handler, engine)
+    """The pictures, a window of engine tasks at a time (so that a stop is heard soon, and a Ray cluster is
+    shipped only the window's files), each written as it comes back."""
+    files = shared_files(batch.spec, batch.handler, engine) if images else {}
     load = batch.handler.load_spec(batch.spec)
-    tasks = in_batches([ImageItem(engine.share(item.path), output) for item, output in images], batch.spec, files)
-    window = TASKS_IN_FLIGHT * max(1, engine.workers)
-    for start in range(0, len(tasks), window):
-        if batch.stopped:
-            return
-        try:
-            for result in engine.map(score_images, load, runtime, tasks[start : start + window]):
-                for outcome in result.outcomes:
-                    item = by_target[outcome.target]
-                    batch.end(image_row(item, outcome, result, batch.target, batch.journal.fingerprint))
-        except PERMANENT as exc:  # the model itself cannot run: every picture would fail the same way
-            batch.stopped = str(exc)
-            return
+    window = TASKS_IN_FLIGHT * max(1, engine.workers) * IMAGES_PER_TASK
+    for start in range(0, len(images), window):
+        todo = {output: item for item, output in images[start : start + window]}
+        for attempt in (1, 2):  # a worker lost (killed, out of memory, stuck) costs its window one more try
+            if batch.stopped:
+                return
+            tasks = in_batches(
+                [ImageItem(engine.share(i.path), output) for output, i in todo.items()], batch.spec, files
+            )
+            try:
+                for result in engine.map(score_images, load, runtime, tasks):
+                    for outcome in result.outcomes:
+                        batch.end(
+                            image_row(todo[outcome.target], outcome, result, batch.target, batch.journal.fingerprint)
+                        )
+                break
+            except PERMANENT as exc:  # the model itself cannot run: every picture would fail the same way
+                batch.stopped = str(exc)
+                return
+            except RestyleError as exc:
+                todo = {output: item for output, item in todo.items() if item.input not in batch.rows}
+                log.warning("%d pictures to try again: %s", len(todo), exc)
+                if attempt == 2:
+                    for item in todo.values():
+                        batch.end(
+                            image_row(
+                                item, ImageOutcome("", reason=str(exc)), None, batch.target, batch.journal.fingerprint
+                            )
+                        )
 
 
 def _score_videos(batch: Batch, videos: Todo, engine: Engine) -> None:

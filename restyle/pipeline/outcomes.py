@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from restyle.errors import OutputError
@@ -48,6 +48,14 @@ class BatchProgress:
     @property
     def left(self) -> int:
         return self.items - self.done
+
+    def plus(self, row: ManifestRow) -> BatchProgress:
+        """This progress and one more item ended."""
+        field = {ItemState.SUCCEEDED: "succeeded", ItemState.FAILED: "failed", ItemState.REUSED: "reused"}.get(
+            row.state, "not_run"
+        )
+        frames = row.frames if row.state == ItemState.SUCCEEDED else 0
+        return replace(self, **{field: getattr(self, field) + 1, "frames": self.frames + frames})
 
     @classmethod
     def of(cls, rows: Iterable[ManifestRow], items: int) -> BatchProgress:
@@ -155,9 +163,11 @@ def _predictions(root: Path, rows: list[ManifestRow]) -> Iterable[dict]:
 
 
 def image_row(
-    item: BatchItem, outcome: ImageOutcome, result: ImageBatchResult, root: Path, fingerprint: str
+    item: BatchItem, outcome: ImageOutcome, result: ImageBatchResult | None, root: Path, fingerprint: str
 ) -> ManifestRow:
-    """An image's row, its output written first (a row that says succeeded always has its output stored)."""
+    """An image's row, its output written first (a row that says succeeded always has its output stored).
+    ``result`` is None when its task never came back."""
+    result = result or ImageBatchResult(())
     backend, _, precision = result.runtime.partition(" ")
     row = ManifestRow(
         input=item.input,

@@ -58,17 +58,22 @@ def join_records(parts: Sequence[Path], output: Path) -> dict[str, Any]:
     """Write the parts, in order, into ``output``; return the summary the job shows."""
     frames = with_detections = 0
     counts: Counter[str] = Counter()
+    top: Counter[str] = Counter()  # a classifier's (the tensors handler's) first label per frame
     try:
         with open(output, "w", encoding="utf-8") as out:
             for line in _lines(parts):
-                boxes = json.loads(line).get("boxes") or []
+                record = json.loads(line)
+                boxes = record.get("boxes") or []
                 frames += 1
                 with_detections += bool(boxes)
                 counts.update(box.get("class", "?") for box in boxes)
+                if record.get("top"):
+                    top[str(record["top"][0].get("label"))] += 1
                 out.write(line)
     except OSError as exc:
         raise OutputError(f"cannot write {output}: {exc.strerror}") from None
-    return {"frames": frames, "frames_with_detections": with_detections, "detections": dict(counts.most_common())}
+    summary = {"frames": frames, "frames_with_detections": with_detections, "detections": dict(counts.most_common())}
+    return summary | ({"top_labels": dict(top.most_common())} if top else {})
 
 
 def _lines(parts: Sequence[Path]) -> Iterator[str]:

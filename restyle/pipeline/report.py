@@ -54,7 +54,9 @@ class RunReport:
         steps = " ".join(f"{name} {sec:.1f}s" for name, sec in self.seconds.items() if name != "total")
         reused = f" ({self.chunks_reused} reused)" if self.chunks_reused else ""
         smooth = f" deflicker {self.deflicker}" if self.deflicker else ""
-        if self.records is not None:
+        if self.records is not None and self.records.get("top_labels"):  # a classifier
+            smooth += "; top label per frame: " + ", ".join(f"{k} {n}" for k, n in self.records["top_labels"].items())
+        elif self.records is not None:
             counts = ", ".join(f"{name} {n}" for name, n in self.records["detections"].items()) or "none"
             smooth += f"; {self.records['frames_with_detections']} frames with detections ({counts})"
         if set(self.nodes) - {"local"}:  # a cluster: where the chunks ran, on what each node's CPU chose

@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from restyle.service import keys
 from restyle.service.catalogue import Catalogue
 from restyle.service.context import Context, Principal
 from restyle.service.specs import door_params, is_records
+from restyle.service.webhooks import check_url, iso, notify
 from restyle.stores.batches import CHUNK_ROWS, STOP_CANCELLED, STOP_STOPPED, Batch, Item
 from restyle.stores.objects import ObjectInfo
 from restyle.stores.params import JobParams
@@ -45,8 +45,8 @@ from restyle.stores.states import BatchState, ItemState, JobState
 
 log = logging.getLogger("restyle.batches")
 
+SUMMARY = "summary.json"  # beside the manifest: the batch's end, as its webhook receives it
 IMAGE_NAMES = WRITABLE_SUFFIXES | {".gif"}  # a name that looks like a picture joins an images unit (a hint only)
-MAX_WEBHOOK_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,9 @@ def submit(context: Context, who: Principal, request: BatchRequest) -> Batch:
     """List the prefix into a batch and queue its units; a Refusal (with the reason) when it cannot be."""
     params = door_params(context, Catalogue(context), who.name, request.fields)
     max_failures = _allowance(request.max_failures)
-    webhook = _webhook(request.webhook)
+    # The batch's end is announced, not its units': the webhook (beside the spec, or in it) stays on the batch.
+    webhook = check_url(request.webhook, context.settings) if request.webhook is not None else params.webhook
+    params = params.model_copy(update={"webhook": None})
     source = keys.dataset(who.name, request.prefix)
     fingerprint = hashlib.sha256(json.dumps(params.stored(), sort_keys=True).encode()).hexdigest()[:16]
     output = keys.batch_output(who.name, source, fingerprint)
@@ -91,14 +93,6 @@ def _allowance(text: str | None) -> str | None:
     except ValueError as exc:
         raise Invalid(str(exc)) from None
     return None if allowance is None else str(allowance)
-
-
-def _webhook(url: str | None) -> str | None:
-    if not url:
-        return None
-    if len(url) > MAX_WEBHOOK_CHARS or not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", url):
-        raise Invalid(f"webhook must be an http(s) URL of at most {MAX_WEBHOOK_CHARS} characters")
-    return url
 
 
 def _list_into(context: Context, batch: Batch, prefix: str) -> list[tuple[str, str, str]]:
@@ -280,19 +274,28 @@ def _predictions(context: Context, batch: Batch) -> Iterator[dict[str, Any]]:
 
 
 def _on_batch_end(context: Context, batch: Batch) -> None:
-    """The one place a batch's end is announced: called once, by whoever ended it.
-
-    TODO(webhooks): the webhooks branch's ``notify(...)`` goes here, with ``batch.webhook`` and the
-    summary (:func:`summary`)."""
+    """The one place a batch's end is announced, by whoever ended it: its summary beside its manifest and, when it
+    names a webhook, a delivery that ``restyle serve``'s notifier makes (one ``webhook-id`` per batch, so a
+    receiver drops a replay). Its units' own ends are not announced (the notifier leaves them to this)."""
     log.info("batch %s %s: %s", batch.id, batch.state, summary(batch))
+    notify(
+        context,
+        batch.owner,
+        f"batch.{batch.state}",
+        summary(batch),
+        batch.webhook,
+        key=batch.output + SUMMARY,
+        message_id=f"msg_batch_{batch.id}",
+    )
 
 
 def summary(batch: Batch) -> dict[str, Any]:
     """What a person (or a webhook's receiver) needs to know of a batch that ended."""
     return {
-        "id": batch.id,
+        "batch": batch.id,
         "owner": batch.owner,
         "state": str(batch.state),
+        "prefix": batch.source.removeprefix(keys.dataset(batch.owner, "")),
         "total": batch.total,
         "succeeded": batch.succeeded,
         "failed": batch.failed,
@@ -300,7 +303,10 @@ def summary(batch: Batch) -> dict[str, Any]:
         "not_run": batch.not_run,
         "frames": batch.frames,
         "reason": batch.reason,
+        "output": batch.output,
         "manifest": batch.output + MANIFEST_JSONL,
+        "created_at": iso(batch.created_at),
+        "finished_at": iso(batch.finished_at),
     }
 
 

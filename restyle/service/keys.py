@@ -4,8 +4,9 @@ In the **data store** (tenants' videos): ``inbox/`` (videos come in: uploads and
 ``datasets/<owner>/`` (a tenant's own space: batches list their inputs there; the trigger never
 looks in it) and ``outbox/`` (outputs go out; a batch's under ``outbox/batches/``). In the
 **system store** (never served as files): ``logs/``, ``stills/``, ``work/`` (a job's finished
-chunk segments), ``models/`` and ``pictures/`` (the catalogue's files, by
-content hash) and ``gallery/`` (the built-in styles' thumbnails).
+chunk segments), ``models/`` and ``pictures/`` (the catalogue's files, by content hash),
+``gallery/`` (the built-in styles' thumbnails) and ``webhooks/`` (deliveries not made yet, and
+those given up on).
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def batch_output(owner: str, source: str, fingerprint: str) -> str:
     return f"{OUTBOX}batches/{owner_folder(owner)}/{name}-{digest}/"
 
 
+def summary(job_id: str) -> str:
+    """A job's end in JSON (what its webhook receives), beside its output; written whether or not it names one."""
+    return f"{OUTBOX}{job_id}/summary.json"
+
+
 def is_inbox(key: str) -> bool:
     return key.startswith(INBOX)
 
@@ -83,6 +89,19 @@ def work(job_id: str) -> str:
 def unit_work(job_id: str, seq: int) -> str:
     """The folder of the finished chunk segments of one video item of a batch unit."""
     return f"work/{job_id}/{seq}"
+
+
+WEBHOOKS_PENDING = "webhooks/pending/"
+
+
+def webhook_pending(message_id: str) -> str:
+    """A delivery still to be made (tried again until it lands or its retries run out)."""
+    return f"{WEBHOOKS_PENDING}{message_id}.json"
+
+
+def webhook_failed(message_id: str) -> str:
+    """A delivery given up on, kept for an admin to read."""
+    return f"webhooks/failed/{message_id}.json"
 
 
 def model(sha256: str) -> str:

@@ -1,10 +1,11 @@
 """JobSpecs in the service: what a door received becomes the job's stored spec; the worker makes it local.
 
 Every door (API JSON and multipart, the dashboard, inbox sidecars) goes through
-:func:`door_params`: the spec is validated, a registered model's name is pinned to its
-file (``model_file`` = its content-hash key in the system store), a style picture (a
-saved one's name, or a file uploaded with the job) becomes its key under the owner, and
-the spec's handler checks it. The result is the job's :class:`~restyle.stores.params.JobParams`.
+:func:`door_params`: a ``webhook`` URL beside the spec's fields is checked (:mod:`.webhooks`),
+the spec is validated, a registered model's name is pinned to its file (``model_file`` = its
+content-hash key in the system store), a style picture (a saved one's name, or a file uploaded
+with the job) becomes its key under the owner, and the spec's handler checks it. The result is the
+job's :class:`~restyle.stores.params.JobParams`.
 :func:`local_spec` gives the worker the same spec with local paths.
 """
 
@@ -23,11 +24,13 @@ from restyle.jobspec import JobSpec, validation_reason
 from restyle.service import keys
 from restyle.service.catalogue import Catalogue, handler_names, local_copy
 from restyle.service.context import Context
+from restyle.service.webhooks import check_url
 from restyle.stores.params import JobParams
 
 DOOR_FIELDS = set(JobSpec.model_fields) - {"model_file"}
 PICTURE = "style_image"  # the JobSpec field of a style picture: a saved picture's name at the door, its key stored
 MAX_SIDECAR_BYTES = 64 * 1024
+WEBHOOK = "webhook"  # beside the JobSpec's fields at every door: where the job's end is announced (not in the spec)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ def door_params(
 ) -> JobParams:
     """The job params for what a door received; Invalid, or NotFound for a picture that is not the owner's."""
     fields = {name: value for name, value in fields.items() if value is not None}
+    webhook = fields.pop(WEBHOOK, None)
+    if webhook is not None:  # checked first: a refused URL costs no stored picture
+        webhook = check_url(webhook, context.settings)
     if "model_file" in fields:
         raise Invalid(
             "model_file is not taken by the service: an admin registers the model "
@@ -50,7 +56,9 @@ def door_params(
         )
     unknown = sorted(set(fields) - DOOR_FIELDS)
     if unknown:
-        raise Invalid(f"unknown field(s) {', '.join(unknown)}; a job takes {', '.join(sorted(DOOR_FIELDS))}")
+        raise Invalid(
+            f"unknown field(s) {', '.join(unknown)}; a job takes {', '.join(sorted(DOOR_FIELDS | {WEBHOOK}))}"
+        )
     if (picture is not None or fields.get("style_image")) and "model" not in fields:
         fields["model"] = picture_kind()  # a picture alone says what is wanted
     try:
@@ -93,7 +101,7 @@ def door_params(
             "or name one you saved (POST /api/pictures)"
         )
     stored = spec.model_copy(update=update)
-    params = JobParams(spec=stored, handler=kind, label=label(stored, kind, picture_name))
+    params = JobParams(spec=stored, handler=kind, label=label(stored, kind, picture_name), webhook=webhook)
     local = None
     try:
         local = local_spec(context, params, owner)

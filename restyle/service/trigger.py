@@ -8,7 +8,8 @@ version impossible. An object an API upload is waiting for completes that job in
 What a dropped video's job does comes from its **sidecar**: a JSON JobSpec beside it,
 named after the video with ``.json`` added (``clip.mp4.json``) or in its place
 (``clip.json``), e.g. ``{"model": "moderation"}`` or ``{"style_image": "painting.jpg",
-"strength": 0.8}`` (a picture named in a sidecar is a file in the same inbox folder). A
+"strength": 0.8}`` (a picture named in a sidecar is a file in the same inbox folder; a ``"webhook"`` URL
+beside the fields is told when the job ends, as at every door). A
 video younger than ``sidecar_wait_seconds`` without one is looked at again later, so the
 sidecar may land just after the video; after that the video gets the settings' default
 (``inbox_spec``). A bad sidecar (not JSON, an unknown model or field, an unreadable

@@ -8,7 +8,6 @@ costs only the chunks it had in flight: the next worker to take the job reuses t
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -27,6 +26,7 @@ from restyle.media.assemble import output_suffix
 from restyle.pipeline import Cancelled, ChunkResult, Hooks, RunReport, run
 from restyle.service import batches, keys, units
 from restyle.service.context import Context, clean_scratch, public_reason, scratch_dir
+from restyle.service.joblog import JobLog
 from restyle.service.specs import is_records, local_spec
 from restyle.stores.jobs import Job, JobState, JobStoreError, Lease
 from restyle.stores.retry import wait_out
@@ -36,29 +36,6 @@ log = logging.getLogger("restyle.worker")
 
 # Failures that the same input would meet again: no retry.
 PERMANENT = (InputError, ModelError, OutputError)
-
-
-class JobLog:
-    """The job's structured log: JSON lines in the system store (logs/<job>.jsonl), out of users' reach."""
-
-    def __init__(self, context: Context, job_id: str, worker_id: str):
-        self.context, self.key, self.worker_id = context, keys.log(job_id), worker_id
-        try:
-            self.lines = context.system.get_bytes(self.key).decode().splitlines()
-        except RestyleError:
-            self.lines = []
-        self._lock = threading.Lock()
-
-    def write(self, event: str, **fields: object) -> None:
-        line = json.dumps(
-            {"at": round(time.time(), 3), "worker": self.worker_id, "event": event, **fields}, default=str
-        )
-        with self._lock:
-            self.lines.append(line)
-            try:
-                self.context.system.put_bytes(("\n".join(self.lines) + "\n").encode(), self.key)
-            except RestyleError as exc:  # a log write must never fail the job
-                log.warning("job log not written: %s", exc)
 
 
 class Worker:

@@ -259,6 +259,17 @@ class JobStore:
                 query = query.where(JobRow.state.in_(states))
             return [Job.of(row) for row in session.scalars(query)]
 
+    def ended_since(self, since: float, until: float, limit: int = 200) -> list[Job]:
+        """Jobs that ended at ``since`` or later and before ``until``, the earliest end first (the notifier's feed)."""
+        with self._session() as session:
+            query = (
+                select(JobRow)
+                .where(JobRow.state.in_(FINAL), JobRow.finished_at >= since, JobRow.finished_at < until)
+                .order_by(JobRow.finished_at)
+                .limit(limit)
+            )
+            return [Job.of(row) for row in session.scalars(query)]
+
     def counts(self) -> dict[str, int]:
         with self._session() as session:
             rows = session.execute(select(JobRow.state, func.count()).group_by(JobRow.state))

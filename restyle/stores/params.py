@@ -2,7 +2,8 @@
 
 One shape for every door (API JSON and multipart, the dashboard, inbox sidecars)::
 
-    {"spec": JobSpec (its files as system-store keys), "handler": "yolo", "label": "moderation"}
+    {"spec": JobSpec (its files as system-store keys), "handler": "yolo", "label": "moderation",
+     "webhook": "https://hooks.example.com/restyle"}
 
 and, for an inbox drop whose sidecar was refused, ``"refused": reason`` (its worker fails it with
 that reason). Rows written before this class, in the same dict shape, load as they are; a row
@@ -25,6 +26,9 @@ class JobParams(BaseModel):
     handler: str | None = None  # the handler that runs it (a registered model's kind); None: spec.model
     label: str | None = None  # what a person reads: styles:7, style-image:painting, moderation
     refused: str | None = None  # a job made only to fail with this reason
+    # Where its end is announced (restyle.service.webhooks), checked at the door. Not in the spec: it changes
+    # nothing the job does, so it is no part of what the job's output is fingerprinted by.
+    webhook: str | None = None
 
     @property
     def kind(self) -> str:

@@ -147,30 +147,32 @@ def test_the_cli_restyles_a_local_file_with_a_painting_and_a_work_dir(cluster, d
     assert json.loads(again.stdout)["chunks_reused"] == 4  # resumed from the driver's work dir: nothing sent out
 
 
-def test_the_cli_restyles_a_folder_of_images(cluster, driver_env, tmp_path):
-    from PIL import Image
+def test_the_cli_scores_a_batch_of_mixed_media_on_the_cluster(cluster, driver_env, tmp_path):
+    """The hostile batch (testing/corpus.py) through the CLI on a cluster that sees nothing of this disk: every
+    good item scored on the cluster's nodes, as here; every bad one failed with its reason; the video's sound kept."""
+    from testing.corpus import BATCH_BAD, BATCH_GOOD, make_batch
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(3):
-        Image.effect_mandelbrot((160 + 16 * i, 96), (-2, -1.5, 1, 1.5), 50 + i).convert("RGB").save(
-            photos / f"p{i}.png"
-        )
+    media = make_batch(tmp_path / "media")
     done = subprocess.run(
-        [sys.executable, "-m", "restyle.cli", "run", str(photos), "-o", str(tmp_path / "styled"), "--style", "3"],
+        [sys.executable, "-m", "restyle.cli", "run", str(media), "-o", str(tmp_path / "styled"), "--style", "3"],
         env=os.environ | driver_env,
         capture_output=True,
         text=True,
         timeout=600,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    run_batch(photos, tmp_path / "here", JobSpec(style="3"), settings=Settings(workers=1, threads=1))
-    made = sorted(p.name for p in (tmp_path / "styled").iterdir())
-    assert made == ["manifest.jsonl", "manifest.parquet", "p0.png", "p1.png", "p2.png"]
-    made = made[2:]
-    nodes = {row["node"] for row in map(json.loads, (tmp_path / "styled" / "manifest.jsonl").read_text().splitlines())}
-    assert "local" not in nodes and nodes, nodes  # scored on the cluster's nodes
-    assert all((tmp_path / "styled" / name).read_bytes() == (tmp_path / "here" / name).read_bytes() for name in made)
+    assert done.returncode == 3, done.stderr[-3000:]  # some items failed: the bad ones
+    rows = {r["input"]: r for r in map(json.loads, (tmp_path / "styled" / "manifest.jsonl").read_text().splitlines())}
+    assert {name for name, r in rows.items() if r["state"] == "succeeded"} == set(BATCH_GOOD)
+    assert all(word in rows[name]["reason"] for name, word in BATCH_BAD.items())
+    nodes = {r["node"] for r in rows.values() if r["state"] == "succeeded"}
+    assert nodes and not nodes & {"local", ""}, nodes  # scored on the cluster's nodes
+    here = run_batch(media, tmp_path / "here", JobSpec(style="3"), settings=Settings(workers=1, threads=1))
+    pictures = [r.output for r in here.rows if r.kind == "image" and r.output]
+    assert len(pictures) == 5
+    assert all(
+        (tmp_path / "styled" / name).read_bytes() == (tmp_path / "here" / name).read_bytes() for name in pictures
+    )
+    assert packets(tmp_path / "styled" / "b/clip.mp4", "audio") == packets(media / "b/clip.mp4", "audio")
 
 
 def service_jobs(service, clip: Path, tmp_path: Path, detector: Path) -> None:

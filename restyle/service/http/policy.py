@@ -84,6 +84,8 @@ ROUTES: dict[tuple[str, str], Policy] = {
     ("POST", "/api/models"): Policy(Access.ADMIN, Files.FORM, ("max_model_bytes",), FORM_OVERHEAD),
     ("DELETE", "/api/models/{name}"): Policy(Access.ADMIN),
     ("POST", "/api/pictures"): Policy(Access.TOKEN, Files.FORM, ("max_picture_bytes",), FORM_OVERHEAD),
+    # Webhooks: a tenant reads its own signing secret (an admin, anyone's).
+    ("GET", "/api/webhook-secret"): Policy(Access.TOKEN),
     # Admins only. (A job's log is too, but after its visibility check: a stranger's job is 404, not 403.)
     ("POST", "/api/events"): Policy(Access.ADMIN),
     ("GET", "/api/workers"): Policy(Access.ADMIN),

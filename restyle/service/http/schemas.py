@@ -38,6 +38,7 @@ class JobOut(BaseModel):
     records: dict[str, Any] | None  # records jobs: frames with detections, counts per class
     chunks_redone: int
     output_ready: bool
+    webhook: str | None = None  # where the job's end is announced
 
 
 def shown_label(spec: JobSpec) -> str:
@@ -83,6 +84,7 @@ def job_out(job: Job, eta_s: float | None) -> JobOut:
         records=figures.get("records"),
         chunks_redone=job.chunks_redone,
         output_ready=job.state == JobState.SUCCEEDED,
+        webhook=job.params.webhook if job.params is not None else None,
     )
 
 
@@ -102,6 +104,10 @@ class UploadRequest(BaseModel):
     params: dict[str, Any] | None = Field(None, description="the model's other per-call parameters")
     output: dict[str, Any] | None = Field(None, description="container, codec, crf, preset")
     model_file: str | None = Field(None, description="not taken: an admin registers model files (POST /api/models)")
+    webhook: str | None = Field(
+        None,
+        description="an http(s) URL told when the job ends (Standard Webhooks; GET /api/webhook-secret)",
+    )
 
     @field_validator("filename")
     @classmethod
@@ -154,6 +160,11 @@ class PictureOut(BaseModel):
     @classmethod
     def of(cls, picture: SavedPicture) -> PictureOut:
         return cls.model_validate(picture, from_attributes=True)  # the stored record's fields, less key and owner
+
+
+class WebhookSecret(BaseModel):
+    owner: str
+    secret: str = Field(..., description="whsec_ + base64: verify each delivery's webhook-signature with it")
 
 
 class BatchIn(BaseModel):

@@ -1,5 +1,6 @@
-"""What the web face's routes share, per app (``app.state.web``): the domain's context, the trigger, and
-the app's own state (the ETA's speedometer, the gallery's thumbnails). Routes declare it: ``Depends(web)``."""
+"""What the web face's routes share, per app (``app.state.web``): the domain's context, the trigger, the
+notifier, and the app's own state (the ETA's speedometer, the gallery's thumbnails). Routes declare it:
+``Depends(web)``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from restyle.service.context import Context
 from restyle.service.eta import Speedometer
 from restyle.service.gallery import Gallery
 from restyle.service.http.schemas import JobOut, job_out
+from restyle.service.notifier import Notifier
 from restyle.service.trigger import Trigger
 from restyle.stores.jobs import Job
 
@@ -20,11 +22,12 @@ class Web:
     context: Context
     trigger: Trigger
     gallery: Gallery
+    notifier: Notifier
     speeds: Speedometer = field(default_factory=Speedometer)
 
     @classmethod
     def of(cls, context: Context) -> Web:
-        return cls(context, Trigger(context), Gallery(context))
+        return cls(context, Trigger(context), Gallery(context), Notifier(context))
 
     def job_out(self, job: Job) -> JobOut:
         return job_out(job, self.speeds.eta(job))
