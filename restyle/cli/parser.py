@@ -171,6 +171,7 @@ def _service_parsers(sub) -> None:
     batch.add_argument(
         "--wait", action="store_true", help="follow it to its end; exit 0 all scored, 3 some failed, 4 stopped"
     )
+    batch.add_argument("--upload", metavar="FOLDER", help="first upload this folder's files (its tree) to the prefix")
     _service_options(batch)
     batch.set_defaults(command=commands.service_command("batch"))
 

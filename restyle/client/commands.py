@@ -58,6 +58,8 @@ def batch(args: argparse.Namespace, client: Client) -> int:
     spec = {"style": args.style} if args.style else {}
     if args.model:
         spec = {"model": args.model}
+    if args.upload:
+        print(f"uploaded {len(client.upload_folder(args.prefix, Path(args.upload)))} files to {args.prefix or '.'}")
     made = client.submit_batch(args.prefix, spec, args.max_failures)
     print(describe_batch(made))
     if not args.wait:

@@ -39,13 +39,19 @@ def output(job_id: str, name: str) -> str:
 def dataset(owner: str, prefix: str) -> str:
     """The key prefix of ``prefix`` in ``owner``'s own space (``datasets/<owner>/<prefix>/``): Invalid for a
     prefix that could leave it. An empty prefix is the whole space."""
-    parts = [part for part in prefix.replace("\\", "/").strip().strip("/").split("/") if part]
+    inside = plain_path(prefix, "prefix")
+    return f"{DATASETS}{owner_folder(owner)}/" + (f"{inside}/" if inside else "")
+
+
+def plain_path(path: str, what: str = "name") -> str:
+    """``path`` as folders and a name under a root ("" for none): Invalid for one that could leave it."""
+    parts = [part for part in path.replace("\\", "/").strip().strip("/").split("/") if part]
     if any(part in (".", "..") or re.search(r"[\x00-\x1f\x7f]", part) for part in parts):
-        raise Invalid(f"prefix {prefix[:80]!r} must be a plain path inside your space (no '..', no control characters)")
+        raise Invalid(f"{what} {path[:80]!r} must be a plain path inside your space (no '..', no control characters)")
     inside = "/".join(parts)
     if len(inside) > 300:
-        raise Invalid("a prefix is at most 300 characters")
-    return f"{DATASETS}{owner_folder(owner)}/" + (f"{inside}/" if inside else "")
+        raise Invalid(f"a {what} is at most 300 characters")
+    return inside
 
 
 def batch_output(owner: str, source: str, fingerprint: str) -> str:

@@ -350,3 +350,19 @@ def test_a_batch_names_a_webhook_and_its_end_alone_is_announced(client, monkeypa
         assert event["data"]["manifest"] == batch["manifest"]
     finally:
         receiver.stop()
+
+
+def test_files_uploaded_into_your_space_make_a_batch(client, tmp_path):
+    jpeg = picture(tmp_path / "p.jpg").read_bytes()
+    files = [("files", ("trip/day1/a.jpg", jpeg)), ("files", ("trip/b.jpg", jpeg)), ("files", ("empty.jpg", b""))]
+    made = client.post("/api/datasets", data={"prefix": "up"}, files=files, headers=auth(ALICE))
+    assert made.status_code == 201, made.text
+    assert made.json() == {"prefix": "up/", "files": ["trip/day1/a.jpg", "trip/b.jpg", "empty.jpg"]}
+    assert (space(client) / "up" / "trip" / "day1" / "a.jpg").read_bytes() == jpeg
+    escape = client.post("/api/datasets", files=[("files", ("../../bob/x.jpg", jpeg))], headers=auth(ALICE))
+    assert escape.status_code == 422 and not (space(client, "bob")).exists()
+    assert client.post("/api/datasets", data={"prefix": "up"}, headers=auth(ALICE)).status_code == 422
+    batch = submit(client, "up").json()
+    assert batch["progress"]["total"] == 3 and batch["progress"]["failed"] == 1  # the empty one, at once
+    assert [item["input"] for item in items(client, batch["id"])] == ["empty.jpg", "trip/b.jpg", "trip/day1/a.jpg"]
+    assert submit(client, "up", token=BOB).status_code == 422  # alice's files are not in bob's space

@@ -26,12 +26,14 @@ def cli(service, *args: str) -> subprocess.CompletedProcess:
 
 def test_restyle_batch_waits_for_the_end_and_exits_with_what_became_of_the_items(start_service, tmp_path):
     service = start_service()
-    root = service.home / "data" / "datasets" / "admin" / "photos"
+    local = tmp_path / "photos"  # on the client's machine: uploaded into the caller's space first
     for n in range(3):
-        picture(root / f"{n}.jpg")
-    (root / "notes.jpg").write_text("a text file named as a picture")
-    done = cli(service, "batch", "photos", "--style", "4", "--wait")
+        picture(local / "sub" / f"{n}.jpg")
+    (local / "notes.jpg").write_text("a text file named as a picture")
+    done = cli(service, "batch", "photos", "--style", "4", "--wait", "--upload", str(local))
     assert done.returncode == 3, done.stdout + done.stderr + service.log.read_text()[-3000:]
+    assert "uploaded 4 files to photos" in done.stdout
+    assert (service.home / "data" / "datasets" / "admin" / "photos" / "sub" / "2.jpg").is_file()
     assert "partial" in done.stdout and "3 scored" in done.stdout and "1 failed" in done.stdout
     assert "failed  notes.jpg: neither a picture" in done.stdout
     listed = cli(service, "batches")

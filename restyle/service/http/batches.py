@@ -11,22 +11,25 @@ import re
 import time
 from typing import Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
-from restyle.errors import Conflict, NotFound
+from restyle.errors import Conflict, Invalid, NotFound
 from restyle.pipeline.manifest import MANIFEST_JSONL, MANIFEST_PARQUET
-from restyle.service import batches, keys
+from restyle.service import batches, intake, keys
 from restyle.service.context import Context, Principal
 from restyle.service.http.auth import caller, submitter
+from restyle.service.http.forms import DATASET_FORM
 from restyle.service.http.policy import PolicyRoute
-from restyle.service.http.schemas import BatchIn, BatchOut, BatchProgress, ItemOut, ItemPage, Link
+from restyle.service.http.schemas import BatchIn, BatchOut, BatchProgress, DatasetOut, ItemOut, ItemPage, Link
 from restyle.service.http.web import Web, web
 from restyle.stores.batches import Batch, Item
 from restyle.stores.objects import local_link
 from restyle.stores.states import BATCH_ACTIVE, BatchState, ItemState
 
 router = APIRouter(route_class=PolicyRoute)
+MAX_FILES = 1000  # files in one upload form (a larger folder comes in several)
 
 
 @router.post("/api/batches", status_code=201, response_model=BatchOut, summary="Score every object under a prefix")
@@ -38,6 +41,23 @@ async def create_batch(
     batch = await run_in_threadpool(batches.submit, app.context, who, request)  # the listing streams in a thread
     background.add_task(batches.settle, app.context, batch.id)  # all reused: it ends (and writes its manifest)
     return batch_out(app, batch)
+
+
+@router.post(
+    "/api/datasets",
+    status_code=201,
+    response_model=DatasetOut,
+    openapi_extra=DATASET_FORM,
+    summary="Upload files into your space (datasets/<you>/<prefix>/), for a batch over that prefix",
+)
+async def upload_dataset(request: Request, who: Principal = Depends(caller), app: Web = Depends(web)) -> DatasetOut:
+    async with request.form(max_files=MAX_FILES, max_fields=5) as form:
+        prefix = form.get("prefix") or ""
+        files = [(f.filename or "", f.file) for f in form.getlist("files") if isinstance(f, UploadFile)]
+        if not isinstance(prefix, str) or not files:
+            raise Invalid("a multipart form: the prefix as text, the files as 'files' fields (at most 1000 at once)")
+        root, stored = await run_in_threadpool(intake.store_dataset, app.context, who, prefix, files)
+    return DatasetOut(prefix=root.removeprefix(keys.dataset(who.name, "")), files=stored)
 
 
 @router.get("/api/batches", response_model=list[BatchOut], summary="Batches you may see, newest first")

@@ -75,6 +75,7 @@ ROUTES: dict[tuple[str, str], Policy] = {
     # Batches: one submission off the rate for the whole batch (its listing is the service's work, not a body).
     ("POST", "/api/batches"): Policy(Access.SUBMITTER),
     ("POST", "/batches"): Policy(Access.SUBMITTER),  # the dashboard's form
+    ("POST", "/api/datasets"): Policy(Access.TOKEN, Files.FORM, ("max_upload_bytes",), FORM_OVERHEAD),
     ("GET", "/api/batches"): Policy(Access.TOKEN),
     ("GET", "/api/batches/{batch_id}"): Policy(Access.TOKEN),
     ("GET", "/api/batches/{batch_id}/items"): Policy(Access.TOKEN),

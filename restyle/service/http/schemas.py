@@ -237,3 +237,8 @@ class ItemOut(BaseModel):
 class ItemPage(BaseModel):
     items: list[ItemOut]
     next_after: int | None = Field(None, description="pass as ?after= for the next page; null on the last")
+
+
+class DatasetOut(BaseModel):
+    prefix: str  # in your space: what a batch names to take them
+    files: list[str]  # stored under it, as named
