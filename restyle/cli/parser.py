@@ -158,6 +158,19 @@ def _service_parsers(sub) -> None:
     _service_options(jobs)
     jobs.set_defaults(command=commands.jobs)
 
+    _batch_parsers(sub)
+
+    job = sub.add_parser("job", help="one job: state, progress, figures; --log (admins), --download, --cancel")
+    job.add_argument("id")
+    job.add_argument("--log", action="store_true", help="print the job's log (admins only)")
+    job.add_argument("--download", metavar="FILE", help="save the output here")
+    job.add_argument("--cancel", action="store_true")
+    _service_options(job)
+    job.set_defaults(command=commands.job)
+
+
+def _batch_parsers(sub) -> None:
+    """``restyle batch`` and ``restyle batches``: batches on a running service."""
     batch = sub.add_parser(
         "batch", help="score every object under a prefix of your space in the service's data store (datasets/YOU/)"
     )
@@ -180,14 +193,6 @@ def _service_parsers(sub) -> None:
     batches.add_argument("--cancel", action="store_true", help="cancel that batch")
     _service_options(batches)
     batches.set_defaults(command=commands.service_command("batches"))
-
-    job = sub.add_parser("job", help="one job: state, progress, figures; --log (admins), --download, --cancel")
-    job.add_argument("id")
-    job.add_argument("--log", action="store_true", help="print the job's log (admins only)")
-    job.add_argument("--download", metavar="FILE", help="save the output here")
-    job.add_argument("--cancel", action="store_true")
-    _service_options(job)
-    job.set_defaults(command=commands.job)
 
 
 def _submit_parser(sub) -> None:
