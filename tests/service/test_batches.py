@@ -366,3 +366,33 @@ def test_files_uploaded_into_your_space_make_a_batch(client, tmp_path):
     assert batch["progress"]["total"] == 3 and batch["progress"]["failed"] == 1  # the empty one, at once
     assert [item["input"] for item in items(client, batch["id"])] == ["empty.jpg", "trip/b.jpg", "trip/day1/a.jpg"]
     assert submit(client, "up", token=BOB).status_code == 422  # alice's files are not in bob's space
+
+
+def test_a_records_model_gives_a_predictions_dataset_with_a_row_per_picture_and_frame(client, detector):
+    from tests.service.test_catalogue import register
+
+    assert register(client, "detector", detector, token=ROOT).status_code == 201
+    root = space(client) / "seen"
+    picture(root / "a.jpg", (160, 188))
+    picture(root / "b.png", (96, 96))
+    (root / "clip").mkdir()
+    make_clip(root / "clip" / "c.mp4", width=96, height=54, rate=10, seconds=1.0)
+    batch = client.post("/api/batches", json={"prefix": "seen", "spec": {"model": "detector"}}, headers=auth(ALICE))
+    assert batch.status_code == 201, batch.text
+    with worker(client.settings):
+        batch = wait(client, batch.json()["id"])
+    assert batch["state"] == "succeeded", batch
+    outputs = client.settings.home / "data" / batch["output"]
+    by_input = {item["input"]: item for item in items(client, batch["id"])}
+    assert {name: item["output"] for name, item in by_input.items()} == {
+        "a.jpg": "a.jpg.jsonl",
+        "b.png": "b.png.jsonl",
+        "clip/c.mp4": "clip/c.mp4.jsonl",
+    }
+    line = json.loads((outputs / "a.jpg.jsonl").read_text())
+    assert (line["frame"], line["width"], line["height"]) == (0, 160, 188)
+    rows = [json.loads(text) for text in (outputs / "predictions.jsonl").read_text().splitlines()]
+    assert [row["input"] for row in rows] == ["a.jpg", "b.png"] + ["clip/c.mp4"] * 10
+    assert [row["frame"] for row in rows[2:]] == list(range(10))
+    assert all(list(row)[0] == "input" for row in rows)
+    assert pq.read_table(outputs / "predictions.parquet").num_rows == 12
