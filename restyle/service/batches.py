@@ -196,6 +196,8 @@ def settle(context: Context, batch_id: str) -> Batch | None:
     batch = store.get(batch_id)
     if batch is None or batch.state != BatchState.RUNNING or store.active_units(batch_id):
         return batch
+    if batch.left and store.end_rest(batch_id, ItemState.FAILED, "its work unit was lost; submit the batch again"):
+        batch = store.get(batch_id) or batch
     write_manifest(context, batch)
     if store.finish(batch_id, end_state(batch)):
         ended = store.get(batch_id)

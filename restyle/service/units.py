@@ -159,7 +159,7 @@ def _run_images(unit: Unit, planned: list[tuple[Item, Path, str, str]]) -> None:
         done[0] += frames
         host.on_progress(done[0], len(planned))
 
-    with engine_for(host.settings, min(workers, len(planned)) if workers else 0, host.worker.engine) as engine:
+    with engine_for(host.settings, workers, host.worker.engine) as engine:  # the worker's pool, kept from unit to unit
         files = shared_files(unit.spec, handler, engine)
         tasks = in_batches([ImageItem(engine.share(path), target) for _, path, _, target in planned], unit.spec, files)
         for result in engine.map(score_images, handler.load_spec(unit.spec), runtime, tasks, progress):

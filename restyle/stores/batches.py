@@ -265,6 +265,11 @@ class BatchStore:
             self._allowance(session, batch_id)
             return ended
 
+    def end_rest(self, batch_id: str, state: ItemState, reason: str) -> int:
+        """End every item of the batch still open (items whose unit is gone: a lost write, a job deleted)."""
+        with self._session.begin() as session:
+            return self._end_open(session, batch_id, BatchItemRow.seq >= 0, state, reason)
+
     def stop(self, batch_id: str, why: str, reason: str) -> bool:
         """Stop a batch (``why``: stopped or cancelled): its queued units cancelled, their items not run, its
         running units asked to cancel. False if it was stopping or over already."""
@@ -383,15 +388,7 @@ class BatchStore:
         return ended
 
 
-_ITEM_BLANK = {
-    "kind": "",
-    "reason": None,
-    "output_key": None,
-    "frames": 0,
-    "seconds": 0.0,
-    "runtime": "",
-    "precision": "",
-    "node": "",
-    "job_id": None,
-}
+_ITEM_BLANK = (  # an item row's columns that intake leaves to their defaults
+    dict.fromkeys(("reason", "output_key", "job_id")) | dict.fromkeys(("kind", "runtime", "precision", "node"), "")
+) | {"frames": 0, "seconds": 0.0}
 _STOPPABLE = (BatchState.LISTING, BatchState.RUNNING)
