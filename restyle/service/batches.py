@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from restyle.stores.states import BatchState, ItemState, JobState
 
 log = logging.getLogger("restyle.batches")
 
+LISTING_STALE_SECONDS = 600.0  # a listing moves every 1,000 items: one still for this long was cut off
 SUMMARY = "summary.json"  # beside the manifest: the batch's end, as its webhook receives it
 IMAGE_NAMES = WRITABLE_SUFFIXES | {".gif"}  # a name that looks like a picture joins an images unit (a hint only)
 
@@ -208,9 +210,13 @@ def settle(context: Context, batch_id: str) -> Batch | None:
 
 
 def sweep(context: Context) -> None:
-    """Settle every running batch: a unit may have ended where no worker saw it (attempts used up at a claim)."""
-    for batch in context.batches.active():
+    """Settle every running batch: a unit may have ended where no worker saw it (attempts used up at a claim);
+    fail a batch whose listing stopped moving long ago (the process listing it died)."""
+    for batch in context.batches.active(listing_before=time.time() - LISTING_STALE_SECONDS):
         try:
+            if batch.state == BatchState.LISTING:
+                context.batches.abandon(batch.id, "its listing was cut off (the service stopped); submit it again")
+                continue
             settle(context, batch.id)
         except RestyleError as exc:
             log.warning("batch %s not settled: %s", batch.id, exc)

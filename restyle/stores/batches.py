@@ -56,20 +56,11 @@ class BatchStore:
         max_failures: str | None = None,
         webhook: str | None = None,
     ) -> Batch:
-        now = time.time()
+        now, counts = time.time(), dict.fromkeys(("total", *COUNTED.values(), "frames"), 0)
         row = BatchRow(
-            id=uuid.uuid4().hex[:12],
-            owner=owner,
-            state=BatchState.LISTING,
-            source=source,
-            output=output,
-            params=params.stored(),
-            fingerprint=fingerprint,
-            max_failures=max_failures,
-            webhook=webhook,
-            created_at=now,
-            updated_at=now,
-            **dict.fromkeys(("total", "succeeded", "failed", "reused", "not_run", "frames"), 0),
+            **dict(id=uuid.uuid4().hex[:12], owner=owner, state=BatchState.LISTING, source=source, output=output),
+            **dict(params=params.stored(), fingerprint=fingerprint, max_failures=max_failures, webhook=webhook),
+            **dict(created_at=now, updated_at=now, **counts),
         )
         with self._session.begin() as session:
             session.add(row)
@@ -158,9 +149,19 @@ class BatchStore:
                     )
             return [Batch.of(row) for row in session.scalars(query)]
 
-    def active(self) -> list[Batch]:
+    def active(self, listing_before: float = 0.0) -> list[Batch]:
+        """Running batches, and those still listing whose listing last moved before ``listing_before``."""
+        stale = (BatchRow.state == BatchState.LISTING) & (BatchRow.updated_at < listing_before)
         with self._session() as session:
-            return [Batch.of(r) for r in session.scalars(select(BatchRow).where(BatchRow.state == BatchState.RUNNING))]
+            query = select(BatchRow).where((BatchRow.state == BatchState.RUNNING) | stale)
+            return [Batch.of(r) for r in session.scalars(query)]
+
+    def abandon(self, batch_id: str, reason: str) -> None:
+        """A listing cut off (its process died): the batch fails, its items not run (it has no units yet)."""
+        with self._session.begin() as session:
+            self._end_open(session, batch_id, BatchItemRow.seq >= 0, ItemState.NOT_RUN, reason)
+            done = {"state": BatchState.FAILED, "reason": reason, "finished_at": time.time(), "updated_at": time.time()}
+            session.execute(update(BatchRow).where(BatchRow.id == batch_id).values(**done))
 
     def running_over(self, output: str) -> Batch | None:
         """A batch still listing or running that writes under ``output``."""

@@ -247,8 +247,9 @@ def test_refusals_and_another_tenant(client):
     assert client.post(f"/api/batches/{batch['id']}/cancel", headers=auth(ALICE)).status_code == 409
 
 
-def test_a_unit_that_ends_where_no_worker_sees_it_is_settled_by_the_sweep(client):
+def test_a_unit_that_ends_where_no_worker_sees_it_is_settled_by_the_sweep(client, monkeypatch):
     from restyle.service import batches
+    from restyle.stores.params import JobParams
 
     picture(space(client) / "lost" / "a.jpg")
     batch = submit(client, "lost").json()
@@ -263,6 +264,15 @@ def test_a_unit_that_ends_where_no_worker_sees_it_is_settled_by_the_sweep(client
     assert ended["state"] == "failed" and ended["progress"]["failed"] == 1, ended
     (item,) = items(client, batch["id"])
     assert item["reason"].startswith("gave up after 3 attempts")
+    # A listing cut off (its process died): the sweep fails it once it has not moved for long.
+    cut = context.batches.create("alice", "datasets/alice/cut/", "outbox/batches/alice/cut-0/", JobParams(), "f")
+    context.batches.add_items(cut.id, [{"seq": 0, "input_key": "datasets/alice/cut/a.jpg", "state": "queued"}])
+    batches.sweep(context)
+    assert context.batches.get(cut.id).state == "listing"  # still moving, as far as anyone knows
+    monkeypatch.setattr(batches, "LISTING_STALE_SECONDS", -1.0)  # as if it had been still for long
+    batches.sweep(context)
+    abandoned = context.batches.get(cut.id)
+    assert abandoned.state == "failed" and "cut off" in abandoned.reason and abandoned.not_run == 1
     link = client.get(f"/api/batches/{batch['id']}/manifest", headers=auth(ALICE)).json()["url"]
     manifest = client.get(link.removeprefix(client.settings.base_url))
     assert manifest.headers["content-type"] == "application/x-ndjson"
