@@ -320,7 +320,7 @@ def test_a_batch_on_seaweedfs_and_postgresql(seaweedfs, postgres, tmp_path):
         assert batch["state"] == "partial" and batch["progress"]["succeeded"] == 5, batch
         listed = s3.list_objects_v2(Bucket="data", Prefix=f"{name}/{batch['output']}")["Contents"]
         names = sorted(entry["Key"].rsplit(batch["output"], 1)[1] for entry in listed)
-        assert names == [f"{n}/p{n}.jpg" for n in range(5)] + ["manifest.jsonl", "manifest.parquet"]
+        assert names == [f"{n}/p{n}.jpg" for n in range(5)] + ["manifest.jsonl", "manifest.parquet", "summary.json"]
         again = submit(client, "s3").json()
         assert again["progress"]["reused"] == 5 and again["progress"]["left"] == 1
 
