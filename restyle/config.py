@@ -211,6 +211,13 @@ class Settings(BaseSettings):
         2.0, gt=0, description="how often the trigger lists the inbox (events make jobs at once)"
     )
     idle_seconds: float = Field(1.0, gt=0, description="how often an idle worker asks for a job")
+    max_batch_items: int = Field(100_000, ge=1, description="inputs one batch may hold; a larger prefix is refused")
+    batch_images_per_job: int = Field(
+        64, ge=1, description="images of a batch per work unit (a job); its engine scores them 16 to a task"
+    )
+    batch_sweep_seconds: float = Field(
+        5.0, gt=0, description="how often a worker looks for batches whose last unit ended without it"
+    )
     inbox_spec: JobSpec = Field(
         default_factory=JobSpec,
         description="what a video dropped in the inbox without a sidecar gets, "

@@ -109,7 +109,7 @@ def _quality_parser(sub) -> None:
 
 def _service_parsers(sub) -> None:
     """The commands that start or talk to a service (serve, worker, submit, models, pictures, webhook-secret, jobs,
-    job)."""
+    batch, batches, job)."""
     serve = sub.add_parser("serve", help="API + dashboard + inbox trigger + workers on this machine")
     serve.add_argument("--host", help="default 127.0.0.1")
     serve.add_argument("--port", type=int, help="default 8000")
@@ -158,6 +158,8 @@ def _service_parsers(sub) -> None:
     _service_options(jobs)
     jobs.set_defaults(command=commands.jobs)
 
+    _batch_parsers(sub)
+
     job = sub.add_parser("job", help="one job: state, progress, figures; --log (admins), --download, --cancel")
     job.add_argument("id")
     job.add_argument("--log", action="store_true", help="print the job's log (admins only)")
@@ -165,6 +167,32 @@ def _service_parsers(sub) -> None:
     job.add_argument("--cancel", action="store_true")
     _service_options(job)
     job.set_defaults(command=commands.job)
+
+
+def _batch_parsers(sub) -> None:
+    """``restyle batch`` and ``restyle batches``: batches on a running service."""
+    batch = sub.add_parser(
+        "batch", help="score every object under a prefix of your space in the service's data store (datasets/YOU/)"
+    )
+    batch.add_argument("prefix", help="a folder of your space, e.g. photos/2024 ('' for all of it)")
+    picked = batch.add_mutually_exclusive_group()
+    picked.add_argument("--style", help="one of the 26 styles (0-25) or a blend like 3:0.5,12:0.5")
+    picked.add_argument("--model", metavar="NAME", help="a model registered on the service (restyle models list)")
+    batch.add_argument(
+        "--max-failures", metavar="N|P%", help="the batch stops once more than N items (or P%% of them) failed"
+    )
+    batch.add_argument(
+        "--wait", action="store_true", help="follow it to its end; exit 0 all scored, 3 some failed, 4 stopped"
+    )
+    batch.add_argument("--upload", metavar="FOLDER", help="first upload this folder's files (its tree) to the prefix")
+    _service_options(batch)
+    batch.set_defaults(command=commands.service_command("batch"))
+
+    batches = sub.add_parser("batches", help="your batches on a running service; with an id, its failed items")
+    batches.add_argument("id", nargs="?")
+    batches.add_argument("--cancel", action="store_true", help="cancel that batch")
+    _service_options(batches)
+    batches.set_defaults(command=commands.service_command("batches"))
 
 
 def _submit_parser(sub) -> None:

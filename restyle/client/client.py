@@ -1,12 +1,13 @@
-"""A small client for the API, used by `restyle submit`, `restyle jobs`, `restyle job`, `restyle models`,
-`restyle pictures` and `restyle webhook-secret`. It imports no server code: no SQLAlchemy, no fsspec, no
-FastAPI (a test keeps it so)."""
+"""A small client for the API, used by `restyle submit`, `restyle jobs`, `restyle job`, `restyle batch`,
+`restyle batches`, `restyle models`, `restyle pictures` and `restyle webhook-secret`. It imports no server
+code: no SQLAlchemy, no fsspec, no FastAPI (a test keeps it so)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -135,6 +136,56 @@ class Client:
                 for block in response.iter_bytes():
                     out.write(block)
         return target
+
+    def submit_batch(
+        self, prefix: str, spec: dict[str, Any], max_failures: str | None = None, webhook: str | None = None
+    ) -> dict[str, Any]:
+        """A batch over every object under ``prefix`` in your space of the service's data store."""
+        body = {"prefix": prefix, "spec": spec, "max_failures": max_failures, "webhook": webhook}
+        return self._call("POST", "/api/batches", json={k: v for k, v in body.items() if v is not None}, timeout=600)
+
+    def upload_folder(self, prefix: str, folder: Path, per_request: int = 200) -> list[str]:
+        """Every file under ``folder`` (hidden ones and links left out, as a batch does) into your space under
+        ``prefix``, its tree kept, a few hundred files a request; the names stored."""
+        if not folder.is_dir():
+            raise ServiceError(f"not a folder: {folder}")
+        paths = sorted(
+            path
+            for path in folder.rglob("*")
+            if path.is_file()
+            and not path.is_symlink()
+            and not any(p.startswith(".") for p in path.relative_to(folder).parts)
+        )
+        if not paths:
+            raise ServiceError(f"{folder} holds no files to upload")
+        stored: list[str] = []
+        for start in range(0, len(paths), per_request):
+            with contextlib.ExitStack() as files:
+                parts = [
+                    ("files", (path.relative_to(folder).as_posix(), files.enter_context(path.open("rb"))))
+                    for path in paths[start : start + per_request]
+                ]
+                done = self._call("POST", "/api/datasets", files=parts, data={"prefix": prefix}, timeout=600)
+            stored += done["files"]
+        return stored
+
+    def batches(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/batches", params={"limit": limit})
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/batches/{quote(batch_id, safe='')}")
+
+    def batch_items(self, batch_id: str, state: str | None = None, page: int = 500) -> Iterator[dict[str, Any]]:
+        """Every item of a batch (of ``state``), a page at a time."""
+        after: int | None = -1
+        while after is not None:
+            params = {"after": after, "limit": page} | ({"state": state} if state else {})
+            found = self._call("GET", f"/api/batches/{quote(batch_id, safe='')}/items", params=params)
+            yield from found["items"]
+            after = found["next_after"]
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/batches/{quote(batch_id, safe='')}/cancel")
 
     def _call(self, method: str, path: str, text: bool = False, **kwargs: Any) -> Any:
         try:

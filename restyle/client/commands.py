@@ -17,6 +17,8 @@ from restyle.errors import InputError
 from restyle.stores.states import ACTIVE, JobState
 
 EXIT_ERROR = 2
+# A batch's end as an exit status: the same as `restyle run` on a folder (restyle.pipeline.outcomes.ExitStatus).
+BATCH_EXIT = {"succeeded": 0, "partial": 3, "failed": 3, "stopped": 4, "cancelled": 4}
 
 
 def submit(args: argparse.Namespace, client: Client) -> int:
@@ -49,6 +51,52 @@ def submit(args: argparse.Namespace, client: Client) -> int:
         client.download(job["id"], Path(args.output))
         print(f"wrote {args.output}")
     return 0
+
+
+def batch(args: argparse.Namespace, client: Client) -> int:
+    """`restyle batch PREFIX`: start a batch over a prefix of your space; with --wait, follow it to its end."""
+    spec = {"style": args.style} if args.style else {}
+    if args.model:
+        spec = {"model": args.model}
+    if args.upload:
+        print(f"uploaded {len(client.upload_folder(args.prefix, Path(args.upload)))} files to {args.prefix or '.'}")
+    made = client.submit_batch(args.prefix, spec, args.max_failures)
+    print(describe_batch(made))
+    if not args.wait:
+        return 0
+    while made["state"] in ("listing", "running"):
+        time.sleep(1)
+        made = client.batch(made["id"])
+    print(describe_batch(made))
+    for item in client.batch_items(made["id"], "failed"):
+        print(f"  failed  {item['input']}: {item['reason']}")
+    print(f"manifest: {made['manifest']}")
+    return BATCH_EXIT.get(made["state"], EXIT_ERROR)
+
+
+def batches(args: argparse.Namespace, client: Client) -> int:
+    """`restyle batches`: yours, newest first; with an id, that one and the items that failed (--cancel)."""
+    if not args.id:
+        for found in client.batches():
+            print(describe_batch(found))
+        return 0
+    if args.cancel:
+        client.cancel_batch(args.id)
+    shown = client.batch(args.id)
+    print(describe_batch(shown))
+    for item in client.batch_items(args.id, "failed"):
+        print(f"  failed  {item['input']}: {item['reason']}")
+    return 0
+
+
+def describe_batch(batch: dict) -> str:
+    p = batch["progress"]
+    eta = f", about {round(p['eta_s'])} s left" if p.get("eta_s") is not None else ""
+    line = (
+        f"batch {batch['id']}  {batch['state']:<9} {p['done']}/{p['total']} items: {p['succeeded']} scored, "
+        f"{p['reused']} reused, {p['failed']} failed, {p['not_run']} not run{eta}  {batch['prefix']}  {batch['model']}"
+    )
+    return line + (f"  ({batch['reason']})" if batch.get("reason") else "")
 
 
 def models_add(args: argparse.Namespace, client: Client) -> int:

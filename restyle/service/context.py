@@ -15,6 +15,7 @@ from pathlib import Path
 from restyle.config import Settings
 from restyle.errors import RestyleError
 from restyle.service.limits import RateLimiter
+from restyle.stores.batches import BatchStore
 from restyle.stores.catalogue import CatalogueStore
 from restyle.stores.jobs import JobStore
 from restyle.stores.objects import ObjectStore, open_store
@@ -55,6 +56,11 @@ class Context:
     def catalogue_store(self) -> CatalogueStore:
         """The catalogue's records, on the job store's database (whose tables the job store made)."""
         return CatalogueStore(self.jobs.engine)
+
+    @cached_property
+    def batches(self) -> BatchStore:
+        """Batches and their items, on the job store's database."""
+        return BatchStore(self.jobs.engine)
 
     @cached_property
     def data(self) -> ObjectStore:

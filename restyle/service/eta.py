@@ -24,17 +24,22 @@ class Speedometer:
         self._lock = threading.Lock()
 
     def eta(self, job: Job) -> float | None:
-        if job.state != JobState.RUNNING or not job.frames_total:
+        return self.seconds_left(job.id, job.frames_done, job.frames_total, job.state == JobState.RUNNING)
+
+    def seconds_left(self, key: str, done: int, total: int, running: bool = True) -> float | None:
+        """Seconds until ``done`` reaches ``total`` at the recent speed (frames of a job, items of a batch);
+        None while no speed is seen or when it is not running (what was seen of it is forgotten)."""
+        if not running or not total:
             with self._lock:
-                self._seen.pop(job.id, None)
+                self._seen.pop(key, None)
             return None
         now = time.monotonic()
         with self._lock:
-            seen = self._seen.setdefault(job.id, deque())
-            if seen and job.frames_done < seen[-1][1]:
+            seen = self._seen.setdefault(key, deque())
+            if seen and done < seen[-1][1]:
                 seen.clear()  # a retry started over: old speeds say nothing
-            if not seen or seen[-1][1] != job.frames_done:
-                seen.append((now, job.frames_done))
+            if not seen or seen[-1][1] != done:
+                seen.append((now, done))
             while len(seen) > 2 and now - seen[0][0] > self.WINDOW_S:
                 seen.popleft()
             if len(self._seen) > 10_000:  # jobs the API stopped asking about
@@ -42,4 +47,4 @@ class Speedometer:
             (t0, f0), (t1, f1) = seen[0], seen[-1]
         if f1 <= f0 or t1 <= t0:
             return None
-        return round((job.frames_total - job.frames_done) / ((f1 - f0) / (t1 - t0)), 1)
+        return round((total - done) / ((f1 - f0) / (t1 - t0)), 1)

@@ -112,6 +112,33 @@ def output_link(context: Context, job: Job) -> tuple[str, int]:
     return url, int(time.time()) + expires
 
 
+def store_dataset(
+    context: Context, principal: Principal, prefix: str, files: list[tuple[str, BinaryIO]]
+) -> tuple[str, list[str]]:
+    """Uploaded files into the caller's space under ``prefix``, their names' folders kept (a batch's inputs):
+    (the prefix's key, the names stored). An empty file is stored too: its batch item fails with the reason."""
+    root = keys.dataset(principal.name, prefix)
+    stored = []
+    for filename, stream in files:
+        name = keys.plain_path(filename, "file name")
+        if not name:
+            raise Invalid("every uploaded file needs a name")
+        try:
+            with spooled(
+                stream,
+                context.settings.max_upload_bytes,
+                f"file {name[:80]}",
+                "RESTYLE_MAX_UPLOAD_BYTES",
+                digest=False,
+                prefix="restyle-upload-",
+            ) as file:
+                context.data.put_file(file.path, root + name)
+        except Invalid:  # empty (the one Invalid of a spool)
+            context.data.put_bytes(b"", root + name)
+        stored.append(name)
+    return root, stored
+
+
 def store_signed_upload(context: Context, key: str, spool: Path) -> Job | None:
     """The body of a signed PUT (spooled by the web face) goes to the inbox; the job that waited joins the queue."""
     if spool.stat().st_size == 0:

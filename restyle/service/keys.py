@@ -1,20 +1,26 @@
 """Every object key the service writes or reads, one function per kind: no key is spelled anywhere else.
 
-In the **data store** (tenants' videos): ``inbox/`` (videos come in: uploads and dropped files)
-and ``outbox/`` (outputs go out). In the **system store** (never served as files): ``logs/``,
-``stills/``, ``work/`` (a job's finished chunk segments), ``models/`` and ``pictures/`` (the
-catalogue's files, by content hash), ``gallery/`` (the built-in styles' thumbnails) and ``webhooks/``
-(deliveries not made yet, and those given up on).
+In the **data store** (tenants' videos): ``inbox/`` (videos come in: uploads and dropped files),
+``datasets/<owner>/`` (a tenant's own space: batches list their inputs there; the trigger never
+looks in it) and ``outbox/`` (outputs go out; a batch's under ``outbox/batches/``). In the
+**system store** (never served as files): ``logs/``, ``stills/``, ``work/`` (a job's finished
+chunk segments), ``models/`` and ``pictures/`` (the catalogue's files, by content hash),
+``gallery/`` (the built-in styles' thumbnails) and ``webhooks/`` (deliveries not made yet, and
+those given up on).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from pathlib import Path
 
+from restyle.errors import Invalid
+
 INBOX = "inbox/"
 OUTBOX = "outbox/"
+DATASETS = "datasets/"
 PICTURES = "pictures/"
 
 
@@ -28,6 +34,32 @@ def inbox(owner: str, filename: str) -> str:
 
 def output(job_id: str, name: str) -> str:
     return f"{OUTBOX}{job_id}/{name}"
+
+
+def dataset(owner: str, prefix: str) -> str:
+    """The key prefix of ``prefix`` in ``owner``'s own space (``datasets/<owner>/<prefix>/``): Invalid for a
+    prefix that could leave it. An empty prefix is the whole space."""
+    inside = plain_path(prefix, "prefix")
+    return f"{DATASETS}{owner_folder(owner)}/" + (f"{inside}/" if inside else "")
+
+
+def plain_path(path: str, what: str = "name") -> str:
+    """``path`` as folders and a name under a root ("" for none): Invalid for one that could leave it."""
+    parts = [part for part in path.replace("\\", "/").strip().strip("/").split("/") if part]
+    if any(part in (".", "..") or re.search(r"[\x00-\x1f\x7f]", part) for part in parts):
+        raise Invalid(f"{what} {path[:80]!r} must be a plain path inside your space (no '..', no control characters)")
+    inside = "/".join(parts)
+    if len(inside) > 300:
+        raise Invalid(f"a {what} is at most 300 characters")
+    return inside
+
+
+def batch_output(owner: str, source: str, fingerprint: str) -> str:
+    """Where a batch's outputs and manifest go: one folder per owner, source prefix and JobSpec fingerprint,
+    so the same batch run again finds its outputs where it left them (and reuses them)."""
+    name = safe_name(source.rstrip("/").rsplit("/", 1)[-1] or "space")[:40]
+    digest = hashlib.sha256(f"{source}\n{fingerprint}".encode()).hexdigest()[:12]
+    return f"{OUTBOX}batches/{owner_folder(owner)}/{name}-{digest}/"
 
 
 def summary(job_id: str) -> str:
@@ -58,6 +90,11 @@ def still(job_id: str, which: str) -> str:
 def work(job_id: str) -> str:
     """The folder of a job's finished chunk segments."""
     return f"work/{job_id}"
+
+
+def unit_work(job_id: str, seq: int) -> str:
+    """The folder of the finished chunk segments of one video item of a batch unit."""
+    return f"work/{job_id}/{seq}"
 
 
 WEBHOOKS_PENDING = "webhooks/pending/"

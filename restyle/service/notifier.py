@@ -78,7 +78,8 @@ class Notifier:
             page = self.context.jobs.ended_since(since, settled, PAGE)
             for job in page:
                 if job.id not in self._announced:
-                    count += self.announce(job)
+                    if job.batch_id is None:  # a batch's unit: its batch announces its own end (service.batches)
+                        count += self.announce(job)
                     self._announced[job.id] = job.finished_at or 0.0
             if len(page) < PAGE:
                 break

@@ -13,6 +13,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import av
@@ -23,7 +24,7 @@ from restyle.engines import Engine, make_engine
 from restyle.errors import InputError, ModelError, OutputError, RestyleError
 from restyle.media.assemble import output_suffix
 from restyle.pipeline import Cancelled, ChunkResult, Hooks, RunReport, run
-from restyle.service import keys
+from restyle.service import batches, keys, units
 from restyle.service.context import Context, clean_scratch, public_reason, scratch_dir
 from restyle.service.joblog import JobLog
 from restyle.service.specs import is_records, local_spec
@@ -63,8 +64,12 @@ class Worker:
                 engine.close()
 
     def _take_jobs(self, stop: threading.Event) -> None:
+        swept = 0.0
         while not stop.is_set():
             try:
+                if time.monotonic() - swept > self.settings.batch_sweep_seconds:  # batches no worker saw end
+                    swept = time.monotonic()
+                    batches.sweep(self.context)
                 self.context.jobs.worker_alive(self.id, None)
                 job = self.context.jobs.claim(self.id, self.settings.lease_seconds)
             except Exception as exc:  # noqa: BLE001 - the database may be restarting
@@ -101,7 +106,13 @@ class Worker:
     def process(self, job: Job) -> JobState | Lease | None:
         """Run one claimed job to an end state (or back to the queue); return that state, ``Lease.LOST`` when
         another worker has the job now, or None when the job is gone from the store."""
-        return JobRun(self, job).run()
+        ended = JobRun(self, job).run()
+        if job.batch_id:  # a batch's unit: its items' ends counted, and the batch's own end if it was the last
+            try:
+                self.persist(batches.settle, self.context, job.batch_id)
+            except Exception as exc:  # noqa: BLE001 - a store away: a worker's sweep settles the batch later
+                log.warning("batch %s not settled after unit %s: %s", job.batch_id, job.id, exc)
+        return ended
 
     def persist(self, write, *args, **kwargs):
         """A job-store write that must land: tried again while the database is away, up to store_retry_seconds."""
@@ -165,6 +176,8 @@ class JobRun:
     def execute(self, segments: ObjectSegments) -> tuple[RunReport, str]:
         """Fetch the input, run the pipeline, deliver the output and the stills: (the report, the output's key)."""
         job, context, settings = self.job, self.context, self.settings
+        if job.batch_id:  # a batch's unit: each of its items by its content (restyle.service.units)
+            return units.run_unit(self)
         with tempfile.TemporaryDirectory(prefix=f"restyle-job-{job.id}-", dir=scratch_dir(settings)) as tmp:
             # registered names and pictures -> local files
             spec = local_spec(context, job.params, job.owner, job.params_problem)

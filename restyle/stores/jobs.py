@@ -58,6 +58,7 @@ class Job:
     cancel_requested: bool
     figures: dict[str, Any] = field(default_factory=dict)
     params_problem: str | None = None  # why params is None
+    batch_id: str | None = None  # a unit of this batch: its items are the batch's (restyle.stores.batches)
 
     @classmethod
     def of(cls, row: JobRow) -> Job:
@@ -85,6 +86,7 @@ class Job:
             cancel_requested=row.cancel_requested,
             figures=row.figures or {},
             params_problem=problem,
+            batch_id=row.batch_id,
         )
 
     @property
@@ -239,9 +241,18 @@ class JobStore:
             row = session.get(JobRow, job_id)
             return Job.of(row) if row else None
 
-    def list(self, owner: str | None = None, limit: int = 100, states: tuple[JobState, ...] | None = None) -> list[Job]:
+    def list(
+        self,
+        owner: str | None = None,
+        limit: int = 100,
+        states: tuple[JobState, ...] | None = None,
+        batch_id: str | None = None,
+    ) -> list[Job]:
+        """Jobs newest first: those made on their own, or with ``batch_id`` the units of that batch
+        (a batch of 100,000 images is a few thousand units; they do not crowd the list of jobs)."""
         with self._session() as session:
             query = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
+            query = query.where(JobRow.batch_id.is_(None) if batch_id is None else JobRow.batch_id == batch_id)
             if owner is not None:
                 query = query.where(JobRow.owner == owner)
             if states:

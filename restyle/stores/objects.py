@@ -142,6 +142,46 @@ class ObjectStore:
             (self._info(entry) for entry in found.values() if entry.get("type") != "directory"), key=lambda o: o.key
         )
 
+    def walk(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix``, in key order, as it is listed: a folder at a time, or a page of 1,000
+        keys from S3; the listing of 100,000 objects is never held whole. Links and partial writes are left out."""
+        base = f"{self.root}/{prefix.strip('/')}".rstrip("/")
+        if self.is_local:
+            yield from self._walk_folder(base)
+            return
+        from botocore.session import get_session  # s3fs brings botocore (via aiobotocore)
+
+        bucket, _, key_prefix = base.partition("/")
+        client = get_session().create_client(
+            "s3", aws_access_key_id=self.fs.key, aws_secret_access_key=self.fs.secret, **self.fs.client_kwargs
+        )
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{key_prefix}/".lstrip("/"))
+        try:
+            for page in pages:
+                for entry in page.get("Contents", []):
+                    if entry["Key"].endswith("/"):
+                        continue  # a folder marker
+                    key = f"{bucket}/{entry['Key']}"[len(self.root) + 1 :]
+                    modified = entry["LastModified"].timestamp()
+                    yield ObjectInfo(key, int(entry["Size"]), str(entry["ETag"]).strip('"'), modified)
+        except Exception as exc:  # noqa: BLE001 - botocore's errors, as the store's own
+            raise StoreError(f"cannot list {prefix} in {self.url}: {exc}") from None
+
+    def _walk_folder(self, folder: str) -> Iterator[ObjectInfo]:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as exc:
+            raise StoreError(f"cannot list {folder}: {exc}") from None
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk_folder(entry.path)
+            elif entry.is_file(follow_symlinks=False) and not entry.name.endswith(".partial"):
+                stat = entry.stat(follow_symlinks=False)
+                etag = f"{stat.st_size}-{int(stat.st_mtime * 1e6)}"  # as _info makes a local file's
+                yield ObjectInfo(entry.path[len(self.root) + 1 :], stat.st_size, etag, stat.st_mtime)
+
     def delete(self, key_or_prefix: str, recursive: bool = False) -> None:
         target = f"{self.root}/{key_or_prefix.strip('/')}" if recursive else self.path(key_or_prefix)
         try:

@@ -36,6 +36,16 @@ def test_put_get_list_and_etags(store, tmp_path):
     assert store.list("inbox/") == []
 
 
+def test_walk_streams_every_object_under_a_prefix_in_key_order_with_the_etags_info_gives(store):
+    names = ["d/a.jpg", "d/b/c.mp4", "d/b/d/e.png", "d/c.txt", "dx/outside.jpg"]
+    for name in reversed(names):
+        store.put_bytes(name.encode(), name)
+    walked = list(store.walk("d/"))
+    assert [o.key for o in walked] == names[:4]
+    assert [(o.size, o.etag) for o in walked] == [(store.info(o.key).size, store.info(o.key).etag) for o in walked]
+    assert list(store.walk("nothing/")) == [] and [o.key for o in store.walk("d/b")] == ["d/b/c.mp4", "d/b/d/e.png"]
+
+
 def test_a_missing_object_is_a_store_error(store, tmp_path):
     with pytest.raises(StoreError, match="no object"):
         store.get_file("inbox/none.mp4", tmp_path / "x")

@@ -33,7 +33,7 @@ from restyle.errors import (
     TooLarge,
 )
 from restyle.service.context import Context, clean_scratch
-from restyle.service.http import catalogue, dashboard, files, jobs, metrics, webhooks
+from restyle.service.http import batch_pages, batches, catalogue, dashboard, files, jobs, metrics, webhooks
 from restyle.service.http.guard import Guard
 from restyle.service.http.web import Web
 
@@ -82,7 +82,8 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
     app.add_middleware(Guard, context=web.context, router=app.router)  # tokens, rates and sizes, before any body
     app.add_exception_handler(RestyleError, restyle_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
-    for router in (jobs.router, files.router, catalogue.router, dashboard.router, metrics.router, webhooks.router):
+    routers = (jobs, batches, files, catalogue, dashboard, batch_pages, metrics, webhooks)
+    for router in (module.router for module in routers):
         app.include_router(router)
     _document(app)
     return app

@@ -7,6 +7,7 @@ waits on. The signature (HMAC of key and expiry) is the only credential a link c
 from __future__ import annotations
 
 import hmac
+import mimetypes
 import time
 import uuid
 from pathlib import Path
@@ -34,8 +35,9 @@ def signed_download(key: str, expires: int, signature: str, app: Web = Depends(w
     path = Path(app.context.data.path(key))
     if not path.is_file():
         raise HTTPException(404, "no such output")
-    media = "application/x-ndjson" if path.suffix == ".jsonl" else "video/mp4"  # records jobs write JSON Lines
-    return FileResponse(path, media_type=media, filename=path.name)
+    # records write JSON Lines; a batch's outputs are pictures and videos of any kind, beside its Parquet manifest
+    media = "application/x-ndjson" if path.suffix == ".jsonl" else mimetypes.guess_type(path.name)[0]
+    return FileResponse(path, media_type=media or "application/octet-stream", filename=path.name)
 
 
 @router.put("/files/{key:path}")

@@ -96,6 +96,17 @@ MODEL_FORM = _form(
     },
     ["name", "file"],
 )
+DATASET_FORM = _form(
+    {
+        "prefix": {"type": "string", "description": "a folder of your space; empty: its top"},
+        "files": {
+            "type": "array",
+            "items": _FILE,
+            "description": "the files; a name may hold folders (a/b.jpg), kept under the prefix",
+        },
+    },
+    ["files"],
+)
 PICTURE_FORM = _form(
     {"name": _NAME, "file": _FILE | {"description": "the picture (any format PIL reads)"}}, ["name", "file"]
 )

@@ -2,9 +2,10 @@
 
 Workers are other processes, often on other machines; the job store is what they all
 share, so the figures come from there: jobs by state, queue depth, frames scored,
-chunk latencies and each worker's last heartbeat. Totals and the latency histogram are
-running counters the job store keeps as chunks finish: a scrape reads a dozen rows,
-however many chunks were ever scored. With ``metrics_token`` set, a scrape needs that
+chunk latencies, batches by state and their items by state, and each worker's last
+heartbeat. Totals and the latency histogram are running counters the job store keeps as
+chunks finish (a batch's counts as its items end): a scrape reads a dozen rows, however
+many chunks were ever scored or items listed. With ``metrics_token`` set, a scrape needs that
 token (or an admin's) as a bearer token.
 """
 
@@ -23,6 +24,7 @@ from restyle.service.http.auth import bearer, signed_in
 from restyle.service.http.policy import PolicyRoute
 from restyle.service.http.web import Web, web
 from restyle.stores.jobs import ACTIVE, FINAL, JobState
+from restyle.stores.states import BatchState
 
 router = APIRouter(route_class=PolicyRoute, include_in_schema=False)
 
@@ -47,6 +49,17 @@ class JobStoreCollector:
         histogram = HistogramMetricFamily("restyle_chunk_seconds", "Seconds to score one chunk")
         histogram.add_metric([], buckets, sum_value=latencies.total_s)
         yield histogram
+
+        batches = self.context.batches
+        items = GaugeMetricFamily("restyle_batch_items", "Items of batches that have not ended", labels=["state"])
+        for state, count in batches.item_counts().items():
+            items.add_metric([str(state)], count)
+        yield items
+        made = GaugeMetricFamily("restyle_batches", "Batches by state", labels=["state"])
+        counts = batches.batch_counts()
+        for state in BatchState:
+            made.add_metric([str(state)], counts.get(state, 0))
+        yield made
 
         beats = GaugeMetricFamily(
             "restyle_worker_heartbeat_age_seconds", "Seconds since each worker's last heartbeat", labels=["worker"]

@@ -72,6 +72,15 @@ ROUTES: dict[tuple[str, str], Policy] = {
     ("POST", "/submit"): _VIDEO_FORM,  # the dashboard's form (the cookie is its token)
     ("POST", "/api/uploads"): Policy(Access.SUBMITTER),
     ("PUT", "/files/{key:path}"): Policy(Access.PUBLIC, Files.BODY, ("max_upload_bytes",)),  # a signed upload link
+    # Batches: one submission off the rate for the whole batch (its listing is the service's work, not a body).
+    ("POST", "/api/batches"): Policy(Access.SUBMITTER),
+    ("POST", "/batches"): Policy(Access.SUBMITTER),  # the dashboard's form
+    ("POST", "/api/datasets"): Policy(Access.TOKEN, Files.FORM, ("max_upload_bytes",), FORM_OVERHEAD),
+    ("GET", "/api/batches"): Policy(Access.TOKEN),
+    ("GET", "/api/batches/{batch_id}"): Policy(Access.TOKEN),
+    ("GET", "/api/batches/{batch_id}/items"): Policy(Access.TOKEN),
+    ("GET", "/api/batches/{batch_id}/manifest"): Policy(Access.TOKEN),
+    ("POST", "/api/batches/{batch_id}/cancel"): Policy(Access.TOKEN),
     # The catalogue.
     ("POST", "/api/models"): Policy(Access.ADMIN, Files.FORM, ("max_model_bytes",), FORM_OVERHEAD),
     ("DELETE", "/api/models/{name}"): Policy(Access.ADMIN),

@@ -1,4 +1,5 @@
-"""What the API answers and takes, as pydantic models; :func:`job_out` is the one mapping from a Job."""
+"""What the API answers and takes, as pydantic models; :func:`job_out` is the one mapping from a Job
+(a batch's mappings are in :mod:`.batches`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from restyle.handlers.base import get_handler
 from restyle.jobspec import JobSpec, check_text
 from restyle.stores.catalogue import RegisteredModel, SavedPicture
 from restyle.stores.jobs import Job, JobState
+from restyle.stores.states import BatchState, ItemState
 
 
 class JobOut(BaseModel):
@@ -163,3 +165,80 @@ class PictureOut(BaseModel):
 class WebhookSecret(BaseModel):
     owner: str
     secret: str = Field(..., description="whsec_ + base64: verify each delivery's webhook-signature with it")
+
+
+class BatchIn(BaseModel):
+    """A batch: every object under a prefix of your space in the data store, one JobSpec."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prefix: str = Field(
+        "",
+        max_length=300,
+        description="a folder of your own space in the data store (datasets/<you>/<prefix>/); empty: all of it",
+    )
+    spec: dict[str, Any] = Field(default_factory=dict, description="the JobSpec's fields, as a job takes them")
+    max_failures: str | int | None = Field(
+        None, description='the batch stops once more items than this failed: a count ("5") or a share ("10%")'
+    )
+    webhook: str | None = Field(None, description="an http(s) URL told of the batch's end")
+
+
+class BatchProgress(BaseModel):
+    total: int
+    done: int  # ended, whichever way
+    succeeded: int
+    failed: int
+    reused: int
+    not_run: int
+    left: int
+    frames: int
+    eta_s: float | None  # None until a speed is seen, and once it has ended
+
+
+class BatchOut(BaseModel):
+    """A batch as the API shows it."""
+
+    id: str
+    owner: str
+    state: BatchState
+    prefix: str  # the source prefix, in the owner's space
+    output: str  # the prefix its outputs and manifest are under, in the data store
+    model: str
+    spec: dict[str, Any]
+    max_failures: str | None
+    reason: str | None  # why it stopped, or was cancelled
+    progress: BatchProgress
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    manifest: str | None  # the manifest's key once the batch has ended
+
+
+class ItemOut(BaseModel):
+    """One input of a batch: a manifest row, with its place and its unit."""
+
+    seq: int
+    input: str
+    size: int
+    version: str
+    kind: str
+    state: ItemState
+    reason: str | None
+    output: str | None
+    frames: int
+    seconds: float
+    runtime: str
+    precision: str
+    node: str
+    job: str | None
+
+
+class ItemPage(BaseModel):
+    items: list[ItemOut]
+    next_after: int | None = Field(None, description="pass as ?after= for the next page; null on the last")
+
+
+class DatasetOut(BaseModel):
+    prefix: str  # in your space: what a batch names to take them
+    files: list[str]  # stored under it, as named
