@@ -16,25 +16,17 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable, Iterator
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from restyle.stores.states import ItemState  # one enum: the job store's items and the manifest's rows
+
 MANIFEST_JSONL = "manifest.jsonl"
 MANIFEST_PARQUET = "manifest.parquet"
 PREDICTIONS_JSONL = "predictions.jsonl"
 PREDICTIONS_PARQUET = "predictions.parquet"
-
-
-class ItemState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    REUSED = "reused"  # its output was already stored for the same input version and JobSpec fingerprint
-    NOT_RUN = "not_run"  # the batch stopped (too many failures, a cancel) before it
 
 
 ENDED = (ItemState.SUCCEEDED, ItemState.FAILED, ItemState.REUSED, ItemState.NOT_RUN)

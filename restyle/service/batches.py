@@ -59,6 +59,10 @@ class BatchRequest:
     fields: dict[str, Any]
     max_failures: str | None = None
     webhook: str | None = None
+    # The inbox's door only (a trusted caller): the key prefix the inputs are under, and the keys a dropped list
+    # names under it (None: every object under the prefix).
+    source: str | None = None
+    keys: tuple[str, ...] | None = None
 
 
 # -- intake ---------------------------------------------------------------------------------------
@@ -71,7 +75,7 @@ def submit(context: Context, who: Principal, request: BatchRequest) -> Batch:
     # The batch's end is announced, not its units': the webhook (beside the spec, or in it) stays on the batch.
     webhook = check_url(request.webhook, context.settings) if request.webhook is not None else params.webhook
     params = params.model_copy(update={"webhook": None})
-    source = keys.dataset(who.name, request.prefix)
+    source = request.source or keys.dataset(who.name, request.prefix)
     fingerprint = hashlib.sha256(json.dumps(params.stored(), sort_keys=True).encode()).hexdigest()[:16]
     output = keys.batch_output(who.name, source, fingerprint)
     store = context.batches
@@ -80,7 +84,7 @@ def submit(context: Context, who: Principal, request: BatchRequest) -> Batch:
         raise Conflict(f"batch {running.id} over the same prefix and spec is still {running.state}")
     batch = store.create(who.name, source, output, params, fingerprint, max_failures, webhook)
     try:
-        units = _list_into(context, batch, request.prefix)
+        units = _list_into(context, batch, request)
     except BaseException:
         store.drop(batch.id)
         raise
@@ -97,13 +101,14 @@ def _allowance(text: str | None) -> str | None:
     return None if allowance is None else str(allowance)
 
 
-def _list_into(context: Context, batch: Batch, prefix: str) -> list[tuple[str, str, str]]:
+def _list_into(context: Context, batch: Batch, request: BatchRequest) -> list[tuple[str, str, str]]:
     """Stream the listing into item rows; return the units to queue: (job id, key shown, unique marker)."""
-    store, cap = context.batches, context.settings.max_batch_items
+    store, cap, prefix = context.batches, context.settings.max_batch_items, request.prefix
     grouping = _Grouping(batch.id, context.settings.batch_images_per_job)
     stored: set[str] | None = None  # the outputs already under the batch's output prefix, listed once if needed
     seq = 0
-    for chunk in _chunks(context.data.walk(batch.source), CHUNK_ROWS):
+    listed = _listed(context, batch, request.keys) if request.keys is not None else context.data.walk(batch.source)
+    for chunk in _chunks(listed, CHUNK_ROWS):
         if seq + len(chunk) > cap:
             raise TooLarge(f"prefix {prefix!r} holds over {cap} objects; a batch takes at most RESTYLE_MAX_BATCH_ITEMS")
         earlier = store.stored_before(batch.output, [(info.key, info.etag) for info in chunk])
@@ -129,6 +134,16 @@ def _list_into(context: Context, batch: Batch, prefix: str) -> list[tuple[str, s
             f"no objects under {prefix!r} in your space ({batch.source}): put the inputs there first, then submit"
         )
     return grouping.units
+
+
+def _listed(context: Context, batch: Batch, named: tuple[str, ...]) -> Iterator[ObjectInfo]:
+    """The objects a dropped list names (under the batch's source), each once, in the list's order."""
+    for name in dict.fromkeys(named):
+        key = batch.source + keys.plain_path(name, "a listed name")
+        try:
+            yield context.data.info(key)
+        except RestyleError:
+            raise Invalid(f"the list names {name!r}, which is not in {batch.source}") from None
 
 
 def _reused(done: Item) -> dict[str, Any]:

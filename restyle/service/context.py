@@ -26,7 +26,9 @@ ROLES = ("admin", "submitter")
 # The owner of jobs made from files dropped in the inbox: "@" is in no token's name, so no token owns them.
 DROPPED_OWNER = "@inbox"
 TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-RESERVED_NAMES = {"inbox"}  # the dropped files' owner before it was DROPPED_OWNER: old job stores still hold it
+# "inbox": the dropped files' owner before it was DROPPED_OWNER (old job stores still hold it); "batches": the
+# inbox folder where batches are dropped (a tenant of that name would upload into it).
+RESERVED_NAMES = {"inbox", "batches"}
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ In the **data store** (tenants' videos): ``inbox/`` (videos come in: uploads and
 looks in it) and ``outbox/`` (outputs go out; a batch's under ``outbox/batches/``). In the
 **system store** (never served as files): ``logs/``, ``stills/``, ``work/`` (a job's finished
 chunk segments), ``models/`` and ``pictures/`` (the catalogue's files, by content hash),
-``gallery/`` (the built-in styles' thumbnails) and ``webhooks/`` (deliveries not made yet, and
+``gallery/`` (the built-in styles' thumbnails), ``inbox-batches/`` (receipts of dropped batch
+requests) and ``webhooks/`` (deliveries not made yet, and
 those given up on).
 """
 
@@ -19,6 +20,8 @@ from pathlib import Path
 from restyle.errors import Invalid
 
 INBOX = "inbox/"
+INBOX_BATCHES = "inbox/batches/"  # folders and lists dropped as batches: the trigger makes no single jobs here
+BATCH_REQUEST = ".batch.json"  # a dropped batch's request: photos.batch.json makes the folder photos/ a batch
 OUTBOX = "outbox/"
 DATASETS = "datasets/"
 PICTURES = "pictures/"
@@ -69,6 +72,15 @@ def summary(job_id: str) -> str:
 
 def is_inbox(key: str) -> bool:
     return key.startswith(INBOX)
+
+
+def is_inbox_batch(key: str) -> bool:
+    return key.startswith(INBOX_BATCHES)
+
+
+def inbox_batch_receipt(key: str, etag: str) -> str:
+    """In the system store: what became of a dropped batch request (its batch, or why it was refused)."""
+    return f"inbox-batches/{hashlib.sha256(f'{key}|{etag}'.encode()).hexdigest()[:24]}.json"
 
 
 def is_output(key: str) -> bool:

@@ -30,6 +30,7 @@ from restyle.errors import Invalid, Refusal, TooLarge
 from restyle.service import keys
 from restyle.service.catalogue import Catalogue
 from restyle.service.context import DROPPED_OWNER, Context
+from restyle.service.inbox_batches import take_request
 from restyle.service.specs import MAX_SIDECAR_BYTES, door_params, refused_params, sidecar_params
 from restyle.stores.jobs import Job, JobParams
 from restyle.stores.objects import BadKey, StoreError, check_key
@@ -152,6 +153,10 @@ class Trigger:
         if waiting:
             return waiting
         if jobs.made_by_token(key):  # a token's upload link, used again (an S3 form can be posted twice): no second job
+            return None
+        if keys.is_inbox_batch(key):  # a dropped batch: its request starts it; its files are its items, not jobs
+            if key.endswith(keys.BATCH_REQUEST):
+                take_request(self.context, key, etag)
             return None
         if not key.lower().endswith(VIDEO_SUFFIXES):
             return None

@@ -406,3 +406,47 @@ def test_a_records_model_gives_a_predictions_dataset_with_a_row_per_picture_and_
     assert [row["frame"] for row in rows[2:]] == list(range(10))
     assert all(list(row)[0] == "input" for row in rows)
     assert pq.read_table(outputs / "predictions.parquet").num_rows == 12
+
+
+def test_a_folder_and_a_list_dropped_in_the_inbox_are_batches_and_a_bad_request_stops_nothing(client):
+    """inbox/batches/: a folder with its request beside it, a list of names, a request that is not JSON; the
+    trigger makes no single job of the videos there, each request is taken once, a restart makes no second batch."""
+    from restyle.service import keys
+    from restyle.service.trigger import Trigger
+
+    drop = client.settings.home / "data" / "inbox" / "batches"
+    mixed_folder(drop / "shoot")
+    picture(drop / "loose" / "x.jpg")
+    picture(drop / "loose" / "y.jpg")
+    (drop / "broken.batch.json").write_text("{not json")
+    (drop / "shoot.batch.json").write_text(json.dumps({"spec": {"style": "3"}, "max_failures": "50%"}))
+    (drop / "two.batch.json").write_text(json.dumps({"spec": {"style": "5"}, "list": ["loose/x.jpg", "loose/y.jpg"]}))
+    old = time.time() - 10  # copied a while ago: the trigger's settle time has passed
+    for path in drop.rglob("*"):
+        os.utime(path, (old, old))
+    context = client.app.state.context
+    trigger = Trigger(context)
+    assert trigger.scan() == []  # no single job for the folder's video or pictures
+    assert context.jobs.list(owner="@inbox") == []
+
+    def receipt(name: str) -> dict:
+        info = context.data.info(f"{keys.INBOX_BATCHES}{name}")
+        return json.loads(context.system.get_bytes(keys.inbox_batch_receipt(info.key, info.etag)))
+
+    assert "not JSON" in receipt("broken.batch.json")["refused"]
+    shoot, two = receipt("shoot.batch.json")["batch"], receipt("two.batch.json")["batch"]
+    with worker(client.settings):
+        done = {name: wait_as(client, batch, ROOT) for name, batch in (("shoot", shoot), ("two", two))}
+    assert done["shoot"]["state"] == "partial" and done["shoot"]["progress"]["failed"] == 3, done["shoot"]
+    assert done["two"]["state"] == "succeeded" and done["two"]["progress"]["succeeded"] == 2, done["two"]
+    assert Trigger(context).scan() == [] and len(client.get("/api/batches", headers=auth(ROOT)).json()) == 2
+
+
+def wait_as(client, batch_id: str, token: str, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = client.get(f"/api/batches/{batch_id}", headers=auth(token)).json()
+        if batch["state"] in FINAL:
+            return batch
+        time.sleep(0.2)
+    raise AssertionError(f"batch {batch_id} still {batch['state']}: {batch}")
