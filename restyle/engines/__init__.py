@@ -20,12 +20,18 @@ _ray_engines: dict[tuple, Engine] = {}
 _ray_lock = threading.Lock()
 
 
-def make_engine(settings: Settings, workers: int) -> Engine:
-    """The engine the settings name: the local pool by default, a Ray cluster with RESTYLE_ENGINE=ray."""
+def make_engine(settings: Settings, workers: int, *, isolated: bool = False) -> Engine:
+    """The engine the settings name: the local pool by default, a Ray cluster with RESTYLE_ENGINE=ray.
+    ``isolated``: the local pool runs every task in a worker process (see LocalEngine), so every task has a
+    deadline."""
     if settings.engine == "ray":
         return _ray_engine(settings)
     return LocalEngine(
-        workers, max_models=settings.max_models, max_retries=settings.task_retries, stall=StallLimits.of(settings)
+        workers,
+        max_models=settings.max_models,
+        max_retries=settings.task_retries,
+        stall=StallLimits.of(settings),
+        isolated=isolated,
     )
 
 

@@ -54,8 +54,12 @@ class LocalEngine:
         max_models: int = DEFAULT_MAX_MODELS,
         max_retries: int = 3,
         stall: StallLimits | None = None,
+        isolated: bool = False,
     ):
         self.workers = max(1, workers)
+        # Isolated: every task in a worker process, even with one worker or one task, so that a stuck one can be
+        # killed (a call stuck in this process cannot be): a service's worker, whose pool outlives its jobs.
+        self.isolated = isolated
         bound_heap()  # this process runs models when there is one worker (or one item)
         # Given out again after their worker was killed stuck. A worker lost otherwise fails the run
         # (killed, or out of memory: it would be again); finished chunks are kept for the next.
@@ -81,7 +85,7 @@ class LocalEngine:
         on_frames: Callable[[int], None] | None = None,
     ) -> Iterator[Result]:
         report = on_frames or (lambda n: None)
-        if self.workers == 1 or len(items) <= 1:
+        if not self.isolated and (self.workers == 1 or len(items) <= 1):
             for item in items:
                 result, loaded = _run(fn, load, runtime, item, self._models, report)
                 self.loads += loaded

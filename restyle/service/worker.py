@@ -46,7 +46,8 @@ class Worker:
 
     def engine(self, workers: int) -> Engine:
         if workers not in self._engines:
-            self._engines[workers] = make_engine(self.settings, workers)
+            # Isolated: a stuck decoder or model is timed out even with one worker (the pool outlives the job).
+            self._engines[workers] = make_engine(self.settings, workers, isolated=True)
         return self._engines[workers]
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -120,3 +121,21 @@ def test_a_task_stuck_every_time_fails_with_its_reason_after_the_retries(tmp_pat
     assert "no frames from it yet; 4 s are allowed before the first" in str(failed.value)
     assert str(failed.value).endswith("stopped after 2 tries")
     assert engine.redone >= 1
+
+
+def test_an_isolated_engine_times_out_a_stuck_task_even_with_one_worker(tmp_path):
+    """A service's worker keeps an isolated pool: its one task runs in a worker process, so a stuck one is killed
+    and run again (in this process it could not be)."""
+    from restyle.engines.deadline import StallLimits
+    from testing.stalls import Steps, take_steps
+
+    load = LoadSpec("onnx", str(negative_model(str(tmp_path / "negative.onnx"))))
+    marker = tmp_path / "stuck"
+    engine = LocalEngine(workers=1, stall=StallLimits(factor=10, floor_s=60, minimum_s=3), isolated=True)
+    try:
+        item = Steps(0, frames=6, seconds=0.05, marker=str(marker), stuck_after=3)
+        results = list(engine.map(take_steps, load, Runtime("cpu", threads=1), [item]))
+    finally:
+        engine.close()
+    assert marker.exists() and [r.frames for r in results] == [6] and engine.redone == 1
+    assert results[0].pid not in (os.getpid(), int(marker.read_text()))
