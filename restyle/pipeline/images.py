@@ -99,7 +99,7 @@ def score_images(task: ImageBatch, model: Model, batch_size: int, on_frames: Cal
     by_size: dict[tuple[int, ...], list[tuple[ImageItem, np.ndarray]]] = defaultdict(list)
     for item in task.items:
         try:
-            rgb = read_rgb(item.source.reader(), item.source.name)
+            rgb = read_rgb(item.source.reader(), Path(item.source.name).name)
         except InputError as exc:
             outcomes[item.target] = ImageOutcome(item.target, reason=str(exc))
             continue
