@@ -19,8 +19,9 @@ Per run: images/s over the run's own wall clock (restyle: the ``run_batch`` call
 ``read_images`` to the end of the write, ``ray.init`` and ``ray.shutdown`` timed apart), its ratio to
 the model-only limit, and the peak memory of the whole process tree (the process and every
 descendant: restyle's worker processes; Ray's raylet, GCS, object store and workers), summed
-every 0.2 s with psutil: RSS (the brief's figure; shared pages count once per process that maps
-them) and PSS (shared pages split between their processes). Then where restyle's time goes per
+with psutil: RSS every 0.2 s (shared pages count once per process that maps them) and PSS every
+5 s (shared pages split between their processes; Ray's object store is shared memory); and the
+CPU seconds of the whole tree. Then where restyle's time goes per
 picture (decode, predict, encode, write, in one process), and the scale check (bench/_batch_scale.py).
 """
 
@@ -56,7 +57,9 @@ from restyle.pipeline.batch import BUDGET_PIXELS
 from restyle.pipeline.images import encode, read_rgb
 
 WIDTH, HEIGHT = 640, 360
-SAMPLE_EVERY = 0.2
+SAMPLE_EVERY = 0.2  # RSS and CPU of every process of the tree
+TREE_EVERY = 1.0  # the tree listed again (new processes are seen within this)
+PSS_EVERY = 5.0  # PSS read (its reading is ~100x dearer than RSS's; Ray has ~15 processes to read)
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
 
 
@@ -103,14 +106,21 @@ def load_note() -> str:
 
 
 class TreeMemory:
-    """Peak RSS and PSS summed over a process and all its descendants, sampled every SAMPLE_EVERY s (psutil);
-    and each process's CPU seconds (user + system) as last seen, so at most SAMPLE_EVERY s of each is missed."""
+    """The peaks of a process tree's summed memory, and its CPU seconds, sampled with psutil.
+
+    Every SAMPLE_EVERY s: RSS and CPU time (user + system) of each process of the tree (cheap reads of
+    /proc/PID/statm and stat); the tree itself (the process and all its descendants) is listed again
+    every TREE_EVERY s, and PSS (from /proc/PID/smaps_rollup, ~2.5 ms a process here) read every PSS_EVERY s,
+    so that the sampler's own CPU stays small (it is measured: ``sampler_cpu_s``). A process's CPU is its
+    last reading: at most SAMPLE_EVERY s of each is missed.
+    """
 
     def __init__(self, pid: int):
         self.root = psutil.Process(pid)
         self.rss = self.pss = self.processes = 0
         self.names: set[str] = set()
         self.cpu: dict[int, float] = {}
+        self.sampler_cpu_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -123,24 +133,45 @@ class TreeMemory:
         self._thread.join()
 
     def _sample(self) -> None:
+        tree: list[psutil.Process] = []
+        listed = pss_read = 0.0
+        start = time.thread_time()
         while not self._stop.is_set():
-            rss = pss = 0
-            try:
-                tree = [self.root, *self.root.children(recursive=True)]
-            except psutil.Error:
-                return
+            now = time.monotonic()
+            if now - listed >= TREE_EVERY:
+                try:
+                    tree = [self.root, *self.root.children(recursive=True)]
+                except psutil.Error:
+                    break
+                listed = now
+                self.processes = max(self.processes, len(tree))
+            rss = 0
             for process in tree:
                 try:
-                    info = process.memory_full_info()
-                    rss, pss = rss + info.rss, pss + info.pss
-                    self.names.add(process.name())
-                    times = process.cpu_times()
-                    self.cpu[process.pid] = times.user + times.system
-                except psutil.Error:  # ended between the listing and the reading
+                    with process.oneshot():
+                        rss += process.memory_info().rss
+                        times = process.cpu_times()
+                        self.cpu[process.pid] = times.user + times.system
+                        self.names.add(process.name())
+                except psutil.Error:  # it ended since the tree was listed
                     pass
-            self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
-            self.processes = max(self.processes, len(tree))
+            self.rss = max(self.rss, rss)
+            if now - pss_read >= PSS_EVERY:
+                self.pss = max(self.pss, sum(_pss(process.pid) for process in tree))
+                pss_read = now
             time.sleep(SAMPLE_EVERY)
+        self.sampler_cpu_s = time.thread_time() - start
+
+
+def _pss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def measure_tree(command: list[str]) -> dict:
@@ -165,6 +196,7 @@ def measure_tree(command: list[str]) -> dict:
         "names": sorted(memory.names),
         "cpu_s": sum(memory.cpu.values()),
         "cpu_root_s": memory.cpu.get(process.pid, 0.0),
+        "sampler_cpu_s": memory.sampler_cpu_s,
     }
 
 
@@ -176,10 +208,21 @@ def child(args: argparse.Namespace) -> None:
     if args.child == "restyle":
         from restyle.pipeline.batch import run_batch
 
+        ended: list[float] = []  # when each item ended, from the call's start
         clock = time.perf_counter()
-        report = run_batch(args.src, args.out, spec, settings=settings)
+        report = run_batch(
+            args.src, args.out, spec, settings=settings, on_item=lambda row: ended.append(time.perf_counter() - clock)
+        )
+        seconds = time.perf_counter() - clock
         progress = report.progress
-        result = {"seconds": time.perf_counter() - clock, "written": progress.succeeded, "failed": progress.failed}
+        result = {
+            "seconds": seconds,
+            "written": progress.succeeded,
+            "failed": progress.failed,
+            # the run's timeline: to the first item's end (start-up and one task), items, after the last one
+            "first_s": ended[0] if ended else 0.0,
+            "last_s": ended[-1] if ended else 0.0,
+        }
     else:
         from _batch_ray import run_ray_data
 
@@ -263,6 +306,12 @@ def one_model(name: str, spec: JobSpec, folder: Path, work: Path, rounds: int) -
 
 def describe(figures: dict, limit: float, count: int) -> str:
     extra = ""
+    if "first_s" in figures:
+        steady = (count - 16) / max(1e-9, figures["last_s"] - figures["first_s"])  # the first task's 16 are in first_s
+        extra = (
+            f"; first picture stored at {figures['first_s']:.1f} s, the last at {figures['last_s']:.1f} s "
+            f"(between them {steady:.2f} images/s), then {figures['seconds'] - figures['last_s']:.1f} s to the end"
+        )
     if "init_s" in figures:
         extra = f"; ray.init {figures['init_s']:.1f} s, ray.shutdown {figures['shutdown_s']:.1f} s"
     return (
@@ -271,7 +320,8 @@ def describe(figures: dict, limit: float, count: int) -> str:
         f"({count / figures['wall_s']:.2f} images/s)"
         f"{extra}; peak RSS {figures['rss'] / 2**20:.0f} MiB, PSS {figures['pss'] / 2**20:.0f} MiB "
         f"({figures['processes']} processes); {figures['cpu_s'] / count * 1000:.0f} CPU ms per picture "
-        f"(whole tree, start-up included; the first process: {figures['cpu_root_s']:.1f} s); "
+        f"(whole tree, start-up included; the first process: {figures['cpu_root_s']:.1f} s; "
+        f"the sampler: {figures['sampler_cpu_s']:.1f} s); "
         f"written {figures['written']}"
     )
 
