@@ -3,6 +3,9 @@
     PYTHONPATH=. python bench/batch.py                     # 2,000 pictures 640x360, 2 rounds; 100,000 tiny items
     PYTHONPATH=. python bench/batch.py --images 200 --rounds 1 --tiny 10000 --tiny-score 1000   # a quick check
 
+Needs, beyond restyle's test extra: psutil and Ray Data (``pip install psutil 'ray[data]'``: pandas and
+pyarrow; restyle's pyproject has no bench extra). nudenet ships the detector, matplotlib the photo.
+
 For each model (style 7 through the ``styles`` handler; nudenet's YOLOv8n detector through the
 ``yolo`` records handler), in one run and interleaved round by round (each round alternates
 which of restyle and Ray Data goes first; the machine is shared, so only figures of one run compare):
@@ -21,8 +24,10 @@ the model-only limit, and the peak memory of the whole process tree (the process
 descendant: restyle's worker processes; Ray's raylet, GCS, object store and workers), summed
 with psutil: RSS every 0.2 s (shared pages count once per process that maps them) and PSS every
 5 s (shared pages split between their processes; Ray's object store is shared memory); and the
-CPU seconds of the whole tree. Then where restyle's time goes per
-picture (decode, predict, encode, write, in one process), and the scale check (bench/_batch_scale.py).
+CPU seconds of the whole tree. restyle's run also gives its timeline (when its first and last
+pictures were stored: start-up, steady state, end) and its workers' time in the task function (from
+the manifest's seconds). Then where restyle's time goes per picture (decode, predict, encode, write,
+in one process), and the scale check (bench/_batch_scale.py).
 """
 
 from __future__ import annotations
@@ -42,8 +47,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import psutil
 from PIL import Image
+
+try:
+    import psutil
+except ImportError:
+    raise SystemExit("bench/batch.py needs psutil and Ray Data: pip install psutil 'ray[data]'") from None
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
@@ -222,6 +231,9 @@ def child(args: argparse.Namespace) -> None:
             # the run's timeline: to the first item's end (start-up and one task), items, after the last one
             "first_s": ended[0] if ended else 0.0,
             "last_s": ended[-1] if ended else 0.0,
+            # the workers' time in restyle's task function (decode, model, encode), from the rows' shares
+            "busy_s": sum(row.seconds for row in report.rows),
+            "workers": report.workers,
         }
     else:
         from _batch_ray import run_ray_data
@@ -310,7 +322,9 @@ def describe(figures: dict, limit: float, count: int) -> str:
         steady = (count - 16) / max(1e-9, figures["last_s"] - figures["first_s"])  # the first task's 16 are in first_s
         extra = (
             f"; first picture stored at {figures['first_s']:.1f} s, the last at {figures['last_s']:.1f} s "
-            f"(between them {steady:.2f} images/s), then {figures['seconds'] - figures['last_s']:.1f} s to the end"
+            f"(between them {steady:.2f} images/s), then {figures['seconds'] - figures['last_s']:.1f} s to the end; "
+            f"workers in the task function {figures['busy_s'] / figures['workers'] / figures['seconds']:.0%} of the "
+            f"run, {figures['busy_s'] / count * 1000:.1f} ms a picture"
         )
     if "init_s" in figures:
         extra = f"; ray.init {figures['init_s']:.1f} s, ray.shutdown {figures['shutdown_s']:.1f} s"
@@ -376,8 +390,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args)
+    try:
+        import ray
+        import ray.data  # noqa: F401 - needs pandas and pyarrow, which plain ``ray`` does not install
+    except ImportError as exc:
+        raise SystemExit(f"bench/batch.py needs Ray Data ({exc}): pip install 'ray[data]'") from None
     print(f"# restyle batches against Ray Data, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
-    import ray
 
     print(f"# CPU flags: {cpu_flags()}; Ray {ray.__version__}")
     print(f"# command: python bench/batch.py {' '.join(sys.argv[1:])}")
