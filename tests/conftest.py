@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -178,11 +179,27 @@ def stuck_once_handler(tmp_path, monkeypatch):
     (the pool's workers, spawned, get the same sys.path)."""
     from restyle.handlers.base import registered
 
-    info = tmp_path / "site" / "restyle_stuck-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: restyle-stuck\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[restyle.handlers]\nstuck-once = testing.stalls:StuckOnceHandler\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.syspath_prepend(str(plugin_site(tmp_path / "site", "stuck-once", "testing.stalls:StuckOnceHandler")))
     registered.cache_clear()
     yield "stuck-once"
     registered.cache_clear()
+
+
+def plugin_site(site: Path, name: str, target: str, module: str | None = None) -> Path:
+    """A folder holding a handler package installed as a package installs one: its dist-info names ``target``
+    (``module:Class``) in the restyle.handlers group under ``name``; ``module`` is the package's source, if it
+    brings its own. Put the folder on sys.path (PYTHONPATH for another process) and restyle finds it by name."""
+    package = target.partition(":")[0]
+    if module is not None:
+        (site / package).mkdir(parents=True)
+        (site / package / "__init__.py").write_text(module)
+    info = site / f"restyle_{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: restyle-{name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[restyle.handlers]\n{name} = {target}\n")
+    return site
+
+
+def env_with_path(site: Path) -> dict[str, str]:
+    """This process's environment with ``site`` first on PYTHONPATH (a CLI run that finds a plugin there)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}

@@ -69,7 +69,7 @@ class Batch:
     cancel: threading.Event | None = None
     rows: dict[str, ManifestRow] = field(default_factory=dict)
     stopped: str = ""  # why the batch stopped early ("" while it runs on)
-    progress: BatchProgress = field(default_factory=lambda: BatchProgress(items=0))
+    progress: BatchProgress = field(init=False)  # counted as items end
 
     def __post_init__(self) -> None:
         self.progress = BatchProgress(items=len(self.items))
@@ -111,18 +111,16 @@ def run_batch(
     spec = spec or JobSpec()
     handler = check(spec)
     source, target = Path(source), Path(target)
-    allowance = max_failures if isinstance(max_failures, Allowance) or max_failures is None else None
-    if isinstance(max_failures, str):
-        try:
-            allowance = Allowance.parse(max_failures)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-    items = _inputs(source, target, list_file)
+    try:
+        allowance = max_failures if isinstance(max_failures, Allowance) else Allowance.parse(max_failures)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    root, items = _inputs(source, target, list_file)
     fingerprint = spec.fingerprint(handler.file_fields)
     journal = Journal(target / MANIFEST_JSONL, fingerprint)
     batch = Batch(
         items,
-        str(_root(source, items, list_file)),
+        str(root),
         target,
         spec,
         handler,
@@ -170,15 +168,9 @@ def run_batch(
     return report
 
 
-def _root(source: Path, items: list[BatchItem], list_file: bool) -> Path:
-    if not list_file:
-        return source
-    first = items[0]
-    return Path(str(first.path)[: -len(first.input) - 1])
-
-
-def _inputs(source: Path, target: Path, list_file: bool) -> list[BatchItem]:
-    """The batch's items, after refusing what cannot be a batch and making ``target``."""
+def _inputs(source: Path, target: Path, list_file: bool) -> tuple[Path, list[BatchItem]]:
+    """The folder the items' names are under and the items, after refusing what cannot be a batch and making
+    ``target``."""
     if not source.exists():
         raise InputError(f"{source} does not exist")
     if not list_file and not source.is_dir():
@@ -187,14 +179,14 @@ def _inputs(source: Path, target: Path, list_file: bool) -> list[BatchItem]:
         raise OutputError(f"output {target} is a file; for a batch give a folder")
     if not list_file and target.resolve() == source.resolve():
         raise OutputError(f"output {target} is the input folder; outputs would overwrite their inputs")
-    items = listed(source) if list_file else list(walk(source, skip=target))
+    root, items = listed(source) if list_file else (source, list(walk(source, skip=target)))
     if not items:
         raise InputError(f"{source} holds no files (hidden files and links are not read)")
     try:
         (target / WORK_FOLDER).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output folder {target}: {exc.strerror}") from None
-    return items
+    return root, items
 
 
 Todo = list[tuple[BatchItem, str]]  # items still to score, each with its output's name

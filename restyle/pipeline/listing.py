@@ -64,9 +64,9 @@ def walk(root: Path, skip: Path | None = None) -> Iterator[BatchItem]:
         stack.extend(reversed(folders))
 
 
-def listed(list_file: Path) -> list[BatchItem]:
-    """The files a list names, one path per line (relative to the list's folder; blank lines and # comments
-    skipped), each named in the manifest by its path under the paths' common folder."""
+def listed(list_file: Path) -> tuple[Path, list[BatchItem]]:
+    """The paths' common folder, and the files a list names, one path per line (relative to the list's folder;
+    blank lines and # comments skipped), each named in the manifest by its path under that folder."""
     try:
         lines = list_file.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -87,7 +87,7 @@ def listed(list_file: Path) -> list[BatchItem]:
         if not path.is_file():
             raise InputError(f"the list {list_file} names {path}, which is not a file")
         items.append(BatchItem(path, path.relative_to(root).as_posix(), stat.st_size, str(stat.st_mtime_ns)))
-    return items
+    return root, items
 
 
 def mirrored_output(name: str, kind: str, handler: Handler, spec: JobSpec) -> str:

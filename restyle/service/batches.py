@@ -33,7 +33,14 @@ from typing import Any
 from restyle.errors import Conflict, Invalid, RestyleError, TooLarge
 from restyle.jobspec import Allowance
 from restyle.pipeline.images import WRITABLE_SUFFIXES
-from restyle.pipeline.manifest import MANIFEST_JSONL, ManifestRow, manifest_files, predictions_files, record_lines
+from restyle.pipeline.manifest import (
+    MANIFEST_JSONL,
+    STORED,
+    ManifestRow,
+    manifest_files,
+    predictions_files,
+    record_lines,
+)
 from restyle.service import keys
 from restyle.service.catalogue import Catalogue
 from restyle.service.context import Context, Principal
@@ -259,7 +266,7 @@ def cancel(context: Context, batch: Batch, who: Principal) -> Batch:
 
 
 def manifest_row(batch: Batch, item: Item) -> ManifestRow:
-    stored = item.state in (ItemState.SUCCEEDED, ItemState.REUSED)
+    stored = item.state in STORED
     return ManifestRow(
         input=relative(batch, item.input_key),
         size=item.size,

@@ -6,13 +6,11 @@ own handlers, and every door (here the CLI, in a real process) can run it by nam
 """
 
 import json
-import os
-import textwrap
 
 import numpy as np
 import pytest
 
-from tests.conftest import decode_frames, packets, psnr
+from tests.conftest import decode_frames, env_with_path, packets, plugin_site, psnr
 from tests.test_cli import assert_one_clear_line, restyle
 
 PLUGIN = '''
@@ -48,19 +46,8 @@ class Posterize:
 
 @pytest.fixture()
 def plugin_env(tmp_path) -> dict[str, str]:
-    site = tmp_path / "site"
-    (site / "restyle_posterize").mkdir(parents=True)
-    (site / "restyle_posterize" / "__init__.py").write_text(PLUGIN)
-    info = site / "restyle_posterize-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: restyle-posterize\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        textwrap.dedent("""\
-        [restyle.handlers]
-        posterize = restyle_posterize:PosterizeHandler
-        """)
-    )
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    site = plugin_site(tmp_path / "site", "posterize", "restyle_posterize:PosterizeHandler", PLUGIN)
+    return env_with_path(site)
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from restyle.jobspec import JobSpec
 from restyle.pipeline import run_batch
 from restyle.pipeline.manifest import ItemState, ManifestRow
 from testing.corpus import BATCH_BAD, BATCH_GOOD, make_batch
-from tests.conftest import decode_frames, packets
+from tests.conftest import decode_frames, env_with_path, packets, plugin_site
 
 OUTPUTS = {
     "a/one.jpg": "a/one.jpg",
@@ -35,6 +35,11 @@ OUTPUTS = {
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory) -> Path:
     return make_batch(tmp_path_factory.mktemp("batch") / "media")
+
+
+def cli(*args: object) -> list[str]:
+    """``restyle ARGS`` as a command line for another process."""
+    return [sys.executable, "-m", "restyle.cli", *map(str, args)]
 
 
 def files_under(root: Path) -> set[str]:
@@ -144,22 +149,7 @@ def test_a_batch_killed_mid_way_then_run_again_finishes_and_redoes_nothing_store
         source.rotate(i * 6).save(photos / "more" / f"p{i:02}.jpg")
     (photos / "clip.mp4").write_bytes((batch / "b/clip.mp4").read_bytes())
     out = tmp_path / "out"
-    command = [
-        sys.executable,
-        "-m",
-        "restyle.cli",
-        "run",
-        str(photos),
-        "-o",
-        str(out),
-        "--style",
-        "6",
-        "-q",
-        "--workers",
-        "2",
-        "--threads",
-        "1",
-    ]
+    command = cli("run", str(photos), "-o", str(out), "--style", "6", "-q", "--workers", "2", "--threads", "1")
     first = subprocess.Popen(command, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(_lines(out / "manifest.jsonl")) < 20:
@@ -214,22 +204,13 @@ class Flaky:
 
 @pytest.mark.slow
 def test_a_worker_lost_mid_batch_costs_its_pictures_one_more_try(tmp_path, photo):
-    site = tmp_path / "site"
-    (site / "restyle_flaky").mkdir(parents=True)
-    (site / "restyle_flaky" / "__init__.py").write_text(FLAKY)
-    info = site / "restyle_flaky-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: restyle-flaky\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[restyle.handlers]\nflaky = restyle_flaky:FlakyHandler\n")
+    site = plugin_site(tmp_path / "site", "flaky", "restyle_flaky:FlakyHandler", FLAKY)
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(40):
         Image.open(photo).convert("RGB").resize((48 + i, 32)).save(photos / f"p{i:02}.png")
     marker = tmp_path / "died-once"
-    command = [
-        sys.executable,
-        "-m",
-        "restyle.cli",
+    command = cli(
         "run",
         str(photos),
         "-o",
@@ -244,9 +225,8 @@ def test_a_worker_lost_mid_batch_costs_its_pictures_one_more_try(tmp_path, photo
         "1",
         "--json",
         "-q",
-    ]
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    )
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env_with_path(site))
     assert done.returncode == 0, done.stderr[-2000:]
     assert marker.exists() and "to try again" in done.stderr  # a worker did die, and the window was tried again
     figures = json.loads(done.stdout)

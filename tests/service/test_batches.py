@@ -89,10 +89,10 @@ def submit(client, prefix: str, token: str = ALICE, **body):
     return client.post("/api/batches", json={"prefix": prefix, "spec": {"style": "7"}, **body}, headers=auth(token))
 
 
-def wait(client, batch_id: str, timeout: float = 240) -> dict:
+def wait(client, batch_id: str, timeout: float = 240, token: str = ALICE) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        batch = client.get(f"/api/batches/{batch_id}", headers=auth(ALICE)).json()
+        batch = client.get(f"/api/batches/{batch_id}", headers=auth(token)).json()
         if batch["state"] in FINAL:
             return batch
         time.sleep(0.2)
@@ -436,17 +436,7 @@ def test_a_folder_and_a_list_dropped_in_the_inbox_are_batches_and_a_bad_request_
     assert "not JSON" in receipt("broken.batch.json")["refused"]
     shoot, two = receipt("shoot.batch.json")["batch"], receipt("two.batch.json")["batch"]
     with worker(client.settings):
-        done = {name: wait_as(client, batch, ROOT) for name, batch in (("shoot", shoot), ("two", two))}
+        done = {name: wait(client, batch, token=ROOT) for name, batch in (("shoot", shoot), ("two", two))}
     assert done["shoot"]["state"] == "partial" and done["shoot"]["progress"]["failed"] == 3, done["shoot"]
     assert done["two"]["state"] == "succeeded" and done["two"]["progress"]["succeeded"] == 2, done["two"]
     assert Trigger(context).scan() == [] and len(client.get("/api/batches", headers=auth(ROOT)).json()) == 2
-
-
-def wait_as(client, batch_id: str, token: str, timeout: float = 240) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        batch = client.get(f"/api/batches/{batch_id}", headers=auth(token)).json()
-        if batch["state"] in FINAL:
-            return batch
-        time.sleep(0.2)
-    raise AssertionError(f"batch {batch_id} still {batch['state']}: {batch}")

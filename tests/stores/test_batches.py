@@ -4,7 +4,6 @@ stops a batch in the same transaction, pages by keyset; and a job store made bef
 import sqlite3
 import uuid
 
-import pytest
 from sqlalchemy import select
 
 from restyle.stores.batches import BatchStore, ItemEnd
@@ -12,22 +11,6 @@ from restyle.stores.jobs import JobStore
 from restyle.stores.params import JobParams
 from restyle.stores.states import BatchState, ItemState, JobState
 from restyle.stores.tables import JobRow
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def jobs(request, tmp_path):
-    if request.param == "sqlite":
-        store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
-    else:
-        server = request.getfixturevalue("postgres")
-        import psycopg
-
-        name = f"b{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(f"host=127.0.0.1 port={server.port} user=postgres dbname=postgres", autocommit=True) as db:
-            db.execute(f"CREATE DATABASE {name}")
-        store = JobStore(server.url.rsplit("/", 1)[0] + f"/{name}")
-    yield store
-    store.close()
 
 
 def made(jobs, items: int, units: int, max_failures: str | None = None):

@@ -163,20 +163,9 @@ def batch_out(app: Web, batch: Batch) -> BatchOut:
 
 
 def item_out(batch: Batch, item: Item) -> ItemOut:
-    stored = item.state in (ItemState.SUCCEEDED, ItemState.REUSED)
-    return ItemOut(
-        seq=item.seq,
-        input=batches.relative(batch, item.input_key),
-        size=item.size,
-        version=item.etag,
-        kind=item.kind,
-        state=item.state,
-        reason=item.reason,
-        output=batches.relative(batch, item.output_key) if stored and item.output_key else None,
-        frames=item.frames,
-        seconds=round(item.seconds, 3),
-        runtime=item.runtime,
-        precision=item.precision,
-        node=item.node,
-        job=item.job_id,
+    """An item as the API shows it: its manifest row (one place names its input and output), its place and unit."""
+    row = batches.manifest_row(batch, item)
+    shown = row.model_dump(
+        include={"input", "size", "version", "kind", "state", "frames", "seconds", "runtime", "precision", "node"}
     )
+    return ItemOut(seq=item.seq, reason=item.reason, output=row.output or None, job=item.job_id, **shown)
