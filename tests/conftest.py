@@ -177,12 +177,12 @@ def pretend_machine(monkeypatch, bf16: bool | None = None, **facts):
 def stuck_once_handler(tmp_path, monkeypatch):
     """testing.stalls' stuck-once handler, installed as a package installs one: an entry point on sys.path
     (the pool's workers, spawned, get the same sys.path)."""
-    from restyle.handlers.base import registered
+    from restyle.handlers.base import forget_handlers
 
     monkeypatch.syspath_prepend(str(plugin_site(tmp_path / "site", "stuck-once", "testing.stalls:StuckOnceHandler")))
-    registered.cache_clear()
+    forget_handlers()
     yield "stuck-once"
-    registered.cache_clear()
+    forget_handlers()
 
 
 def plugin_site(site: Path, name: str, target: str, module: str | None = None) -> Path:

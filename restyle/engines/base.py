@@ -83,6 +83,11 @@ class Engine(Protocol):
         (by LoadSpec, a bounded number) for later maps; yield results as they finish."""
         ...
 
+    def warm(self, load: LoadSpec, runtime: Runtime) -> None:
+        """Start the workers and have each load ``load``'s model, without waiting for them: the caller goes on
+        (reading its inputs) meanwhile, and its first map finds them ready. A hint: an engine may do nothing."""
+        ...
+
     def close(self) -> None:
         """Let go of the workers this engine started (a pool's processes); kept models go with them."""
         ...

@@ -93,6 +93,13 @@ class LocalEngine:
             return
         yield from self._pool_map(fn, load, runtime, items, report)
 
+    def warm(self, load: LoadSpec, runtime: Runtime) -> None:
+        if not self.isolated and self.workers == 1:
+            return  # the model loads in this process: loading it now would only make the caller wait
+        pool = self._start()
+        for _ in range(self.workers):  # an idle worker takes one each: every worker loads while the caller goes on
+            pool.submit(_warm_worker, load, runtime)
+
     def share(self, path: Path) -> LocalFile:
         return LocalFile(str(path))
 
@@ -310,6 +317,14 @@ def _start_worker(progress: Any, max_models: int) -> None:
     bound_heap()
     _cache, _progress = ModelCache(max_models), progress
     progress.put(("started", os.getpid()))
+
+
+def _warm_worker(load: LoadSpec, runtime: Runtime) -> None:
+    """Load the model into this worker's cache (a map's first task then finds it); a model that cannot load
+    fails that map in its turn, with the reason."""
+    assert _cache is not None, "worker started without its initializer"
+    with contextlib.suppress(Exception):
+        _cache.get(load, runtime)
 
 
 def _run_item(

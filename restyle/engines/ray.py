@@ -162,6 +162,18 @@ class RayEngine:
         finally:
             self._check_in(key, pool, run.broken)
 
+    def warm(self, load: LoadSpec, runtime: Runtime) -> None:
+        """The actors a map would take, each asked to load the model now (an actor answers in order: the map's
+        own ``start`` then finds it loaded)."""
+        key = (load, runtime)
+        pool = self._check_out(key, self.workers)
+        try:
+            weights = self._weights.get(key)
+            for actor in pool:
+                actor.start.remote(weights)
+        finally:
+            self._check_in(key, pool, [])
+
     def close(self) -> None:
         """Nothing per run: the actors stay for the next job of this process (bounded, and stopped when idle)."""
 

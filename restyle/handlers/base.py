@@ -185,13 +185,31 @@ def registered() -> dict[str, type]:
     return found
 
 
+def forget_handlers() -> None:
+    """Find the handlers again at the next lookup (after a plugin was installed in this process)."""
+    registered.cache_clear()
+    _handler_class.cache_clear()
+
+
 def get_handler(name: str) -> Handler:
     """The handler called ``name``; ModelError naming the known ones if there is none."""
+    return _handler_class(name)()
+
+
+@functools.cache
+def _handler_class(name: str) -> type:
+    # Only the named entry point is imported: a worker loading one model does not pay for every handler's
+    # imports (onnx's alone is a second of start-up); the others are read only to name them in an error.
+    for entry in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        try:
+            return entry.load()
+        except Exception:  # noqa: BLE001 - registered() logs it; the error below names what is usable
+            break
     handlers = registered()
     if name not in handlers:
         known = ", ".join(sorted(handlers)) or "none (is restyle installed with pip?)"
         raise ModelError(f"unknown model {name!r}; the handlers are: {known}")
-    return handlers[name]()
+    return handlers[name]
 
 
 def check(spec: JobSpec) -> Handler:

@@ -21,7 +21,6 @@ import numpy as np
 
 from restyle.errors import ModelError
 from restyle.handlers.base import BaseHandler, LoadSpec, OutputKind, Records
-from restyle.handlers.onnx_image import _dims, read_graph
 from restyle.jobspec import JobSpec
 from restyle.runtime import Runtime, open_session
 
@@ -41,6 +40,8 @@ class YoloHandler(BaseHandler):
         return "names" in metadata
 
     def check(self, spec: JobSpec) -> None:
+        from restyle.handlers.onnx_image import _dims, read_graph  # onnx: the checking side only
+
         graph = read_graph(spec.model_file)
         name = Path(spec.model_file or "").name
         metadata = {p.key: p.value for p in graph.metadata_props}
@@ -92,9 +93,8 @@ class YoloModel:
     def __init__(self, path: Path, runtime: Runtime):
         if not path.is_file():
             raise ModelError(f"ONNX model not found: {path}")
-        import onnx
-
-        metadata = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        self._session = open_session(runtime, path, path.name)
+        metadata = self._session.metadata  # read by the runtime: a worker never imports onnx (1 s of start-up)
         self.classes = class_names(metadata, path.name)
         try:
             size = ast.literal_eval(metadata.get("imgsz", "[640, 640]"))
@@ -103,7 +103,6 @@ class YoloModel:
             raise ModelError(
                 f"{path.name} has an unreadable 'imgsz' in its metadata: {metadata.get('imgsz')!r}"
             ) from None
-        self._session = open_session(runtime, path, path.name)
         self._input = self._session.inputs[0][0]
         self.description = (
             f"{path.name} ({len(self.classes)} classes, {self.input_size[0]}x{self.input_size[1]}) "

@@ -20,6 +20,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,13 +132,19 @@ def run_batch(
         on_progress,
         cancel,
     )
-    images, videos = _sort(batch, read_journal(target / MANIFEST_JSONL))
-    if on_progress:
-        on_progress(batch.progress)
-    workers = 0
-    if images or videos:
-        runtime, workers = choose_layout(settings, BUDGET_PIXELS, handler.network)
-        with engine_for(settings, workers, engine) as pool:
+    before = read_journal(target / MANIFEST_JSONL)
+    runtime, planned = choose_layout(settings, BUDGET_PIXELS, handler.network)
+    workers = 0  # those it ran on
+    with ExitStack() as stack:
+        pool: Engine | None = None
+        if not before:  # a fresh batch has work: its workers start, and load the model, while its inputs are read
+            pool = stack.enter_context(engine_for(settings, planned, engine))
+            pool.warm(handler.load_spec(spec), runtime)
+        images, videos = _sort(batch, before)
+        if on_progress:
+            on_progress(batch.progress)
+        if images or videos:
+            pool = pool or stack.enter_context(engine_for(settings, planned, engine))
             workers = pool.workers
             _score_images(batch, images, pool, runtime)
             _score_videos(batch, videos, pool)

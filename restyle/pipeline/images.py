@@ -144,7 +144,8 @@ def read_rgb(source: str | IO[bytes], name: str) -> np.ndarray:
                 raise InputError(
                     f"{name} is {width}x{height}: over the limit of {MAX_IMAGE_PIXELS // 1_000_000} Mpixel"
                 )
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+            upright = ImageOps.exif_transpose(image, in_place=True) or image  # in place: no copy of an upright one
+            return np.asarray(upright if upright.mode == "RGB" else upright.convert("RGB"))
     except UnidentifiedImageError:
         raise InputError(f"{name} is not a picture restyle reads ({', '.join(IMAGE_FORMATS)})") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:

@@ -10,16 +10,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from restyle import machine
 from restyle.errors import ModelError
 from restyle.runtime import fidelity
 from restyle.runtime.base import OPENVINO, TENSORRT, Runtime, cache_dir, providers
+
+if TYPE_CHECKING:  # onnx is imported where a graph is edited, not by a worker that only runs one: 1 s of start-up
+    import onnx
 
 log = logging.getLogger("restyle")
 
@@ -37,6 +39,7 @@ class Session(Protocol):
     precision: str  # what it runs at: f32 | bf16 | int8 | fp16 (check: not decided yet)
     inputs: list[tuple[str, list[Dim]]]
     pixels: bool
+    metadata: dict[str, str]  # the model file's own (ONNX metadata_props): a detector's class names, say
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
 
@@ -100,7 +103,11 @@ def _openvino(
 
 def _is_quantized(model: onnx.ModelProto | Path) -> bool:
     """The graph carries int8 arithmetic (QuantizeLinear/DequantizeLinear pairs)."""
-    graph = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
+    if isinstance(model, Path):
+        import onnx
+
+        model = onnx.load(str(model), load_external_data=False)
+    graph = model
     return any(node.op_type == "DequantizeLinear" for node in graph.graph.node)
 
 
@@ -124,8 +131,9 @@ class _OrtSession:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         # Spinning threads would steal the core that decoding and encoding run on.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+        source = str(model) if isinstance(model, Path) else model.SerializeToString()
         self._session = ort.InferenceSession(source, options, providers=providers)
+        self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
         self.provider = self._session.get_providers()[0]
         wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
         if self.provider != wanted:
@@ -158,10 +166,10 @@ class _OpenVinoSession:
 
         core = openvino.Core()
         graph = (
-            core.read_model(model.SerializeToString(), b"")
-            if isinstance(model, onnx.ModelProto)
-            else core.read_model(str(model))
+            core.read_model(str(model)) if isinstance(model, Path) else core.read_model(model.SerializeToString(), b"")
         )
+        framework = graph.get_rt_info()["framework"] if graph.has_rt_info(["framework"]) else {}
+        self.metadata = {key: value.astype(str) for key, value in framework.items()}
         if pixels is not None:
             graph = _pixels_in_graph(graph, pixels)
         self.pixels = pixels is not None
@@ -229,7 +237,7 @@ class _CheckedSession:
         self._session: Session = make(fast)
         self._decided = False
         self.precision = "check"  # until the first call decides: then the fast one or f32
-        self.inputs, self.pixels = self._session.inputs, self._session.pixels
+        self.inputs, self.pixels, self.metadata = self._session.inputs, self._session.pixels, self._session.metadata
         self.provider = f"{self._session.provider} ({fast} or f32, decided on the first frame)"
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
