@@ -43,12 +43,7 @@ class Picture:
 
 
 def door_params(
-    context: Context,
-    catalogue: Catalogue,
-    owner: str,
-    fields: dict[str, Any],
-    picture: Picture | None = None,
-    admin: bool = False,
+    context: Context, catalogue: Catalogue, owner: str, fields: dict, picture: Picture | None = None, admin=False
 ) -> JobParams:
     """The job params for what a door received; Invalid, or NotFound for a picture that is not the owner's.
     ``admin``: the encoder's floors (:func:`check_output`) do not apply."""
@@ -98,11 +93,7 @@ def door_params(
             takers = " or ".join(name for name in sorted(handler_names()) if PICTURE in get_handler(name).file_fields)
             raise Invalid(f"a style picture is for model {takers}; the {kind} model takes none")
         if picture is not None:
-            picture_name = Path(picture.filename.replace("\\", "/")).name[:80] or "picture"
-            try:  # it becomes the job's label: the rule of every JobSpec text
-                check_text(picture_name, "the style picture's file name")
-            except ValueError as exc:
-                raise Invalid(str(exc)) from None
+            picture_name = picture_label(picture.filename)
             update[PICTURE], _, _ = catalogue.store_picture(owner, picture.stream)
         else:
             saved = catalogue.picture(owner, spec.style_image or "")
@@ -153,6 +144,16 @@ def sidecar_params(
         return door_params(context, catalogue, owner, fields, picture)
     except Refusal as exc:
         raise type(exc)(f"sidecar {name}: {exc}") from None
+
+
+def picture_label(filename: str) -> str:
+    """What a job's label calls a picture that came with it: its file's name, held to the rule of every JobSpec
+    text (no control characters: a NUL in a file name is refused, not shown)."""
+    name = Path(filename.replace("\\", "/")).name[:80] or "picture"
+    try:
+        return check_text(name, "the style picture's file name")
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
 
 
 def check_output(settings: Settings, output: OutputOptions, kind: str, admin: bool = False) -> None:
