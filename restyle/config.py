@@ -133,6 +133,12 @@ class Settings(BaseSettings):
         description='x264 options added to the preset, "key=value:key=value"; unset: '
         f'"{SUPERFAST_PARAMS}" with superfast (its look-ahead back), nothing with any other preset',
     )
+    tenant_min_crf: int = Field(
+        16, ge=0, le=51, description="the lowest crf a submitter's job may ask for (admins: any); lower is larger"
+    )
+    tenant_slowest_preset: Preset = Field(
+        "medium", description="the slowest preset a submitter's job may ask for (admins: any, placebo included)"
+    )
     pix_fmt: str = Field("yuv420p", description="output pixel format (yuv420p plays everywhere)")
     encoder_threads: int = Field(1, ge=0, description="x264 threads per worker; 0 lets x264 decide")
 
@@ -195,7 +201,18 @@ class Settings(BaseSettings):
         10.0, ge=0, description="sign-in attempts one address may make a minute; 0: no limit"
     )
     login_burst: int = Field(5, ge=1)
-    metrics_token: str = Field("", description="when set, /metrics needs it (or an admin token) as a bearer token")
+    metrics_token: str = Field("", description="when set, /metrics takes it (or an admin token) as a bearer token")
+    metrics_public: bool = Field(
+        False, description="/metrics open to anyone who reaches it; off: it needs the metrics token or an admin token"
+    )
+    session_seconds: float = Field(
+        7 * 24 * 3600.0, gt=0, description="how long a dashboard sign-in lasts (signing out ends it at once)"
+    )
+    cookie_secure: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="mark the session cookie Secure (and send HSTS): auto when the request came over https "
+        "(a proxy says so in X-Forwarded-Proto, trusted from --forwarded-allow-ips) or public_url is https",
+    )
     upload_expiry_seconds: float = Field(
         300.0, ge=0, description="after a presigned upload link expires, how long its job waits before it is expired"
     )

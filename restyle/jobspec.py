@@ -16,16 +16,22 @@ so segments made for one spec are never reused for another. How the service is d
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from restyle.errors import Invalid
 
 # Containers a job may ask for; "auto" keeps the input's family where it can (and .jsonl for records).
 Container = Literal["auto", "mp4", "mov", "mkv", "ts", "webm", "jsonl"]
+# The encoders a job may ask for: those whose quality (crf) and speed (preset) restyle sets (restyle/media/encode.py).
+Encoder = Literal["libx264", "libx265", "libvpx-vp9"]
 # x264's (and x265's) presets; VP9 maps the fast ones to its realtime mode. Anything else would fail in every worker.
 Preset = Literal[
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"
@@ -39,6 +45,35 @@ MAX_PARAM_TEXT = 1000  # characters in a parameter's text value
 MAX_PARAM_DEPTH = 4  # lists and objects inside a parameter's value
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+MAX_JSON_DEPTH = 32  # lists and objects inside one another in any JSON a tenant sends (a JobSpec needs 4)
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = {c: None for c in range(128) if chr(c) not in "[]{}"}
+
+
+def json_depth(text: str | bytes) -> int:
+    """How deep lists and objects nest in JSON ``text`` (0 for a scalar), found without parsing it: strings are cut
+    out, then the brackets counted. Malformed text gets some figure; parsing it is what refuses it."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    brackets = _JSON_STRING.sub("", text).translate(_NOT_BRACKETS).encode("ascii", "ignore")
+    if not brackets:
+        return 0
+    opens = np.isin(np.frombuffer(brackets, dtype=np.uint8), (ord("["), ord("{")))
+    return int(np.cumsum(np.where(opens, 1, -1)).max())
+
+
+def load_json(text: str | bytes, what: str = "the JSON", max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` for what a tenant sent, at every door (API bodies, form fields, events, inbox sidecars):
+    nesting deeper than ``max_depth`` is refused before it is parsed (the parser recurses, and a deep enough text
+    raises RecursionError, which no door expects). Raises :class:`~restyle.errors.Invalid` with the reason."""
+    if json_depth(text) > max_depth:
+        raise Invalid(f"{what} nests lists or objects deeper than {max_depth} levels")
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Invalid(f"{what} is not JSON: {str(exc)[:200]}") from None
 
 
 def check_text(value: str, what: str = "the value") -> str:
@@ -113,12 +148,8 @@ class OutputOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     container: Container = Field("auto", description="auto: the input's family (mp4 for most), .jsonl for records")
-    codec: str | None = Field(
-        None,
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
-        description="video encoder; None: the deployment's default (libx264)",
+    codec: Encoder | None = Field(
+        None, description="video encoder (libx264, libx265 or libvpx-vp9); None: the deployment's default (libx264)"
     )
     crf: int | None = Field(None, ge=0, le=51, description="quality, lower is better; None: the deployment's default")
     preset: Preset | None = Field(None, description="encoder preset; None: the deployment's default")

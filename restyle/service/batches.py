@@ -77,7 +77,7 @@ class BatchRequest:
 
 def submit(context: Context, who: Principal, request: BatchRequest) -> Batch:
     """List the prefix into a batch and queue its units; a Refusal (with the reason) when it cannot be."""
-    params = door_params(context, Catalogue(context), who.name, request.fields)
+    params = door_params(context, Catalogue(context), who.name, request.fields, admin=who.is_admin)
     max_failures = _allowance(request.max_failures)
     # The batch's end is announced, not its units': the webhook (beside the spec, or in it) stays on the batch.
     webhook = check_url(request.webhook, context.settings) if request.webhook is not None else params.webhook

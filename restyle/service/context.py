@@ -19,6 +19,7 @@ from restyle.stores.batches import BatchStore
 from restyle.stores.catalogue import CatalogueStore
 from restyle.stores.jobs import JobStore
 from restyle.stores.objects import ObjectStore, open_store
+from restyle.stores.sessions import SessionStore, digest
 
 log = logging.getLogger("restyle")
 
@@ -63,6 +64,16 @@ class Context:
     def batches(self) -> BatchStore:
         """Batches and their items, on the job store's database."""
         return BatchStore(self.jobs.engine)
+
+    @cached_property
+    def sessions(self) -> SessionStore:
+        """The dashboard's sessions, on the job store's database."""
+        return SessionStore(self.jobs.engine)
+
+    @cached_property
+    def token_digests(self) -> dict[str, Principal]:
+        """SHA-256 of each token -> its principal: what a session's row names."""
+        return {digest(token): who for token, who in self.tokens.items()}
 
     @cached_property
     def data(self) -> ObjectStore:

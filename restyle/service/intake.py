@@ -23,7 +23,7 @@ from restyle.stores.objects import local_link
 
 def job_params(context: Context, who: Principal, fields: dict[str, Any], picture: Picture | None = None) -> JobParams:
     """Job parameters for the JobSpec fields a door received; a Refusal with the reason when they are wrong."""
-    return door_params(context, Catalogue(context), who.name, fields, picture)
+    return door_params(context, Catalogue(context), who.name, fields, picture, admin=who.is_admin)
 
 
 def submit_upload(context: Context, principal: Principal, stream: BinaryIO, filename: str, params: JobParams) -> Job:

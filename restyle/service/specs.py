@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, get_args
 
 from pydantic import ValidationError
 
+from restyle.config import Settings
 from restyle.errors import InputError, Invalid, Refusal, RestyleError
 from restyle.handlers.base import file_kinds, get_handler
-from restyle.jobspec import JobSpec, validation_reason
+from restyle.jobspec import JobSpec, OutputOptions, Preset, check_text, validation_reason
 from restyle.service import keys
 from restyle.service.catalogue import Catalogue, handler_names, local_copy
 from restyle.service.context import Context
@@ -42,9 +43,10 @@ class Picture:
 
 
 def door_params(
-    context: Context, catalogue: Catalogue, owner: str, fields: dict[str, Any], picture: Picture | None = None
+    context: Context, catalogue: Catalogue, owner: str, fields: dict, picture: Picture | None = None, admin=False
 ) -> JobParams:
-    """The job params for what a door received; Invalid, or NotFound for a picture that is not the owner's."""
+    """The job params for what a door received; Invalid, or NotFound for a picture that is not the owner's.
+    ``admin``: the encoder's floors (:func:`check_output`) do not apply."""
     fields = {name: value for name, value in fields.items() if value is not None}
     webhook = fields.pop(WEBHOOK, None)
     if webhook is not None:  # checked first: a refused URL costs no stored picture
@@ -83,6 +85,7 @@ def door_params(
                 f"the registered models are {names} (GET /api/models)"
             )
         kind, update["model_file"] = registered.kind, registered.key
+    check_output(context.settings, spec.output, kind, admin)
     takes_picture = PICTURE in get_handler(kind).file_fields
     picture_name = None
     if picture is not None or spec.style_image:
@@ -90,8 +93,8 @@ def door_params(
             takers = " or ".join(name for name in sorted(handler_names()) if PICTURE in get_handler(name).file_fields)
             raise Invalid(f"a style picture is for model {takers}; the {kind} model takes none")
         if picture is not None:
+            picture_name = picture_label(picture.filename)
             update[PICTURE], _, _ = catalogue.store_picture(owner, picture.stream)
-            picture_name = Path(picture.filename.replace("\\", "/")).name[:80] or "picture"
         else:
             saved = catalogue.picture(owner, spec.style_image or "")
             update[PICTURE], picture_name = saved.key, saved.name
@@ -141,6 +144,43 @@ def sidecar_params(
         return door_params(context, catalogue, owner, fields, picture)
     except Refusal as exc:
         raise type(exc)(f"sidecar {name}: {exc}") from None
+
+
+def picture_label(filename: str) -> str:
+    """What a job's label calls a picture that came with it: its file's name, held to the rule of every JobSpec
+    text (no control characters: a NUL in a file name is refused, not shown)."""
+    name = Path(filename.replace("\\", "/")).name[:80] or "picture"
+    try:
+        return check_text(name, "the style picture's file name")
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def check_output(settings: Settings, output: OutputOptions, kind: str, admin: bool = False) -> None:
+    """The output a job asks for, refused at the door if the worker could not honour it: a container for what the
+    model makes (records: .jsonl; frames: a video container that holds the encoder), and, for anyone but an admin,
+    no crf under ``tenant_min_crf`` and no preset slower than ``tenant_slowest_preset`` (placebo costs ~76x the
+    encoding CPU of the default, crf 0 ~5x the size)."""
+    records = is_records_kind(kind)
+    if records and output.container not in ("auto", "jsonl"):
+        raise Invalid(f"model {kind} writes records (.jsonl): output.container must be jsonl or auto")
+    if not records and output.container == "jsonl":
+        raise Invalid(f"model {kind} makes video: output.container is one of mp4, mov, mkv, ts, webm, or auto")
+    if output.container == "ts" and output.codec == "libvpx-vp9":
+        raise Invalid("the ts container holds no VP9 video: use libx264 or libx265, or container webm, mkv or mp4")
+    if admin:
+        return
+    if output.crf is not None and output.crf < settings.tenant_min_crf:
+        raise Invalid(
+            f"output.crf {output.crf} is under this service's floor of {settings.tenant_min_crf} "
+            "(lower is larger; RESTYLE_TENANT_MIN_CRF)"
+        )
+    presets = get_args(Preset)
+    if output.preset is not None and presets.index(output.preset) > presets.index(settings.tenant_slowest_preset):
+        raise Invalid(
+            f"output.preset {output.preset} is slower than this service allows: {settings.tenant_slowest_preset} "
+            "or faster (RESTYLE_TENANT_SLOWEST_PRESET)"
+        )
 
 
 def refused_params(reason: str) -> JobParams:
@@ -200,7 +240,12 @@ def _check(spec: JobSpec) -> None:
 
 def is_records(params: JobParams | None) -> bool:
     """Whether the job's handler writes records (a .jsonl output) rather than video."""
+    return is_records_kind(params.kind if params is not None else "")
+
+
+def is_records_kind(kind: str) -> bool:
+    """Whether the handler ``kind`` writes records (a .jsonl output) rather than video."""
     from restyle.handlers.base import OutputKind, registered
 
-    handler = registered().get(params.kind if params is not None else "")
+    handler = registered().get(kind)
     return handler is not None and getattr(handler, "output", None) == OutputKind.RECORDS

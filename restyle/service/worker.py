@@ -186,9 +186,11 @@ class JobRun:
             # No part of the user's name on the local copy: its format is read from its content alone.
             source = Path(tmp) / "input"
             context.data.get_file(job.input_key, source)
-            # Records go to a .jsonl; a video keeps the input's container family (.ts stays .ts, .mkv .mkv).
-            stem = Path(job.input_key).stem
-            target = Path(tmp) / (f"{stem}.jsonl" if records else f"{stem}-restyled{output_suffix(job.input_key)}")
+            # Records go to a .jsonl; a video to the container its spec asks for, or (auto) the input's family
+            # (.ts stays .ts, .mkv .mkv).
+            stem, container = Path(job.input_key).stem, spec.output.container
+            suffix = output_suffix(job.input_key) if container == "auto" else f".{container}"
+            target = Path(tmp) / (f"{stem}.jsonl" if records else f"{stem}-restyled{suffix}")
             # Workers on other machines (the pipeline asks its engine) read the input through a presigned link.
             shared = not context.data.is_local
             report = run(

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import fsspec
 from fsspec.core import url_to_fs
@@ -246,7 +246,9 @@ def sign_local(secret: str, key: str, expires_at: int) -> str:
 
 
 def local_link(base_url: str, secret: str, key: str, expires_s: int) -> str:
+    """A signed link to ``key`` on this service (/files/...): the key is quoted in the path, so a name holding '#',
+    '%', '?' or a space makes a link that reaches that object (the signature is over the key itself)."""
     expires_at = int(time.time()) + expires_s
-    return f"{base_url}/files/{key}?" + urlencode(
+    return f"{base_url}/files/{quote(key, safe='/')}?" + urlencode(
         {"expires": expires_at, "signature": sign_local(secret, key, expires_at)}
     )

@@ -1,8 +1,9 @@
 """The job store's schema: every table on one declarative ``Base``, made by one ``create_all``.
 
 The jobs and workers (:mod:`restyle.stores.jobs`), the batches and their items
-(:mod:`restyle.stores.batches`), the catalogue's records (:mod:`restyle.stores.catalogue`) and
-the running totals (:mod:`restyle.stores.counters`) share one database; :func:`create_all`
+(:mod:`restyle.stores.batches`), the catalogue's records (:mod:`restyle.stores.catalogue`),
+the running totals (:mod:`restyle.stores.counters`) and the dashboard's sessions
+(:mod:`restyle.stores.sessions`) share one database; :func:`create_all`
 makes whatever tables are missing, and adds the nullable columns a newer version brought to a
 table an older one made (``jobs.batch_id``).
 """
@@ -147,6 +148,18 @@ class CounterRow(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class SessionRow(Base):
+    """A dashboard session (restyle.stores.sessions): the cookie holds a random id, never the token."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the cookie's value
+    token: Mapped[str] = mapped_column(String(64), index=True)  # SHA-256 of the token that signed in
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    notice: Mapped[str | None] = mapped_column(Text, nullable=True)  # a refusal's reason, shown once by the page
 
 
 class ModelRow(Base):

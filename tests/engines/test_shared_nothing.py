@@ -18,12 +18,14 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from restyle import JobSpec, run, run_batch
 from restyle.config import Settings
 from restyle.media.sample import make_clip, make_motion_clip, packaged_photo
 from tests.conftest import decode_frames, packets, s3_settings
+from tests.service.test_api import sign_in
 from tests.service.test_catalogue import ALICE, ROOT, negative_model, painting
 
 pytestmark = pytest.mark.slow
@@ -212,9 +214,9 @@ def service_jobs(service, clip: Path, tmp_path: Path, detector: Path) -> None:
     assert len(lines) == 20 and lines == expected.read_text().splitlines()
     assert ended["moderation"]["records"]["frames_with_detections"] > 0
     # The job page says where its chunks ran and on what runtime each node chose.
-    page = service.http.get(
-        f"/jobs/{ended['painting']['id']}", headers={"Authorization": ""}, cookies={"restyle_token": ALICE}
-    ).text
+    with httpx.Client(base_url=service.url) as browser:
+        sign_in(browser, ALICE)
+        page = browser.get(f"/jobs/{ended['painting']['id']}").text
     assert any(f"Node {ip}" in page for ip in NODES) and "openvino" in page
 
 

@@ -29,6 +29,14 @@ def auth(token):
     return {"Authorization": f"Bearer {token}"}
 
 
+def sign_in(client, token) -> dict[str, str]:
+    """Sign ``client`` in to the dashboard with ``token`` (its session cookie kept); that cookie, to send elsewhere."""
+    client.cookies.clear()
+    answer = client.post("/login", data={"token": token}, follow_redirects=False, headers={"Authorization": ""})
+    assert answer.status_code == 303 and answer.headers["location"] == "/", answer.text
+    return {name: value for name, value in answer.cookies.items()}
+
+
 def upload(client, clip, token=ALICE, **form):
     with open(clip, "rb") as video:
         return client.post(
@@ -149,7 +157,7 @@ def test_files_dropped_in_the_inbox_and_events_make_one_job_each(client, clips):
 
 def test_metrics_are_prometheus_text(client, clips):
     upload(client, clips["silent"])
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=auth(ROOT)).text
     assert 'restyle_jobs{state="queued"} 1.0' in text
     assert "restyle_queue_depth 1.0" in text
     assert "restyle_chunk_seconds_bucket" in text

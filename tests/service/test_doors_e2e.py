@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -16,6 +17,7 @@ from restyle.client.client import Client
 from restyle.jobspec import JobSpec
 from restyle.media.sample import make_clip, make_motion_clip, packaged_photo
 from tests.conftest import decode_frames, packets
+from tests.service.test_api import sign_in
 from tests.service.test_catalogue import ALICE, BOB, ROOT, negative_model, painting
 
 pytestmark = pytest.mark.slow
@@ -137,7 +139,9 @@ def test_an_admin_registers_models_and_a_submitter_runs_them_by_name(start_servi
     job = Client(service.url, ALICE).jobs()[0]
     assert job["model"] == "moderation" and job["records"]["frames_with_detections"] > 0
     assert job["records"]["detections"].get("FACE_FEMALE", 0) > 0, job["records"]
-    page = service.http.get(f"/jobs/{job['id']}", headers={"Authorization": ""}, cookies={"restyle_token": ALICE}).text
+    with httpx.Client(base_url=service.url) as browser:
+        sign_in(browser, ALICE)
+        page = browser.get(f"/jobs/{job['id']}").text
     assert 'id="with-detections"' in page and "FACE_FEMALE" in page and 'id="after"' not in page
 
 

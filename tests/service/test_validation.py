@@ -16,6 +16,7 @@ from restyle.cli import main
 from restyle.config import Settings
 from restyle.service.http.app import create_app
 from restyle.service.worker import Worker
+from tests.service.test_api import sign_in
 from tests.service.test_catalogue import ALICE, BOB, ROOT, auth
 from tests.service.test_doors_api import drop, inbox_jobs
 
@@ -213,7 +214,7 @@ def test_the_inbox_door_fails_the_job_with_the_reason(client, clips, sidecar, na
     ],
 )
 def test_the_dashboard_door_shows_the_reason(client, clips, form, named):
-    client.cookies.set("restyle_token", ALICE)
+    sign_in(client, ALICE)
     with open(clips["silent"], "rb") as video:
         response = client.post("/submit", files={"file": ("clip.mp4", video)}, data=form, follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"].startswith("/?error="), response.headers
@@ -224,7 +225,7 @@ def test_the_dashboard_door_shows_the_reason(client, clips, form, named):
 
 def test_the_dashboard_form_still_takes_its_unfilled_inputs_as_absent(client, clips):
     """A browser sends every input of the form; the ones left empty mean 'the default', not 'empty'."""
-    client.cookies.set("restyle_token", ALICE)
+    sign_in(client, ALICE)
     with open(clips["silent"], "rb") as video:
         response = client.post(
             "/submit",

@@ -8,6 +8,7 @@ the table wins.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from contextlib import asynccontextmanager
@@ -34,8 +35,10 @@ from restyle.errors import (
 )
 from restyle.service.context import Context, clean_scratch
 from restyle.service.http import batch_pages, batches, catalogue, dashboard, files, jobs, metrics, webhooks
-from restyle.service.http.guard import Guard
+from restyle.service.http.guard import UNAVAILABLE, Guard
 from restyle.service.http.web import Web
+
+log = logging.getLogger("restyle")
 
 # Domain errors -> statuses. Bad input is the caller's to fix (422); only the stores failing is 503.
 STATUSES: dict[type[RestyleError], int] = {
@@ -116,8 +119,13 @@ def status_of(exc: RestyleError) -> int:
 
 
 async def restyle_error(request: Request, exc: RestyleError) -> JSONResponse:
+    """The domain's error as its status. A 503's text is fixed: a store's own message names the service's folders
+    and hosts, which are nobody's business but the logs'."""
     status = status_of(exc)
-    return JSONResponse({"detail": f"service unavailable: {exc}" if status == 503 else str(exc)}, status_code=status)
+    if status == 503:
+        log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return JSONResponse({"detail": UNAVAILABLE}, status_code=503)
+    return JSONResponse({"detail": str(exc)}, status_code=status)
 
 
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

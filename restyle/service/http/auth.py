@@ -1,6 +1,6 @@
 """Who is calling: resolved once per request by the guard, read here by the routes' dependencies.
 
-The guard (:mod:`.guard`) turns the bearer token, or the dashboard's cookie, into a
+The guard (:mod:`.guard`) turns the bearer token, or the dashboard's session cookie, into a
 :class:`~restyle.service.context.Principal` and stores it in ``scope[PRINCIPAL]``; it also
 spends a submission off the token's rate before the body is read and says so in
 ``scope[COUNTED]``. Nothing below parses a token again.
@@ -12,21 +12,30 @@ import re
 
 from fastapi import HTTPException, Request
 from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from restyle.errors import NotFound
 from restyle.service.context import Context, Principal
+from restyle.service.http import browsers
 from restyle.stores.jobs import Job
 
-COOKIE = "restyle_token"
 PRINCIPAL = "restyle.principal"  # scope key: who the guard found behind the request's token (absent: nobody)
 COUNTED = "restyle.submission_counted"  # scope key: the guard spent a rate token for this request
+SESSION = "restyle.session"  # scope key: the dashboard session id the request's cookie held (absent: none)
 
 
-def principal_of(context: Context, headers: Headers) -> Principal | None:
-    """Who the bearer token (or the dashboard's cookie) stands for; None without a known one."""
-    header = headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else _cookie(headers.get("cookie", ""), COOKIE)
-    return context.tokens.get(token) if token else None
+def principal_of(context: Context, scope: Scope, headers: Headers) -> Principal | None:
+    """Who the bearer token (or the dashboard's session cookie) stands for; None without a known one.
+    A session stands for the token it signed in with, while that token is still configured."""
+    token = bearer(headers)
+    if token:
+        return context.tokens.get(token)
+    session = browsers.session_of(scope, headers, context.settings)
+    if not session:
+        return None
+    scope[SESSION] = session
+    signed = context.sessions.token_of(session)
+    return context.token_digests.get(signed) if signed else None
 
 
 def bearer(headers: Headers) -> str:
@@ -35,12 +44,9 @@ def bearer(headers: Headers) -> str:
     return header[7:].strip() if header.lower().startswith("bearer ") else ""
 
 
-def _cookie(header: str, name: str) -> str:
-    for part in header.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name:
-            return value.strip('"')
-    return ""
+def session_id(request: Request) -> str:
+    """The dashboard session the request's cookie names ("" without one)."""
+    return request.scope.get(SESSION, "")
 
 
 def signed_in(request: Request) -> Principal | None:

@@ -1,13 +1,11 @@
 """The dashboard's batches: a list with a form to start one over a prefix, and a page per batch whose items
 page (``?after=SEQ``) and filter by state, reasons shown, with a live progress bar.
 
-Pages find the caller where the guard put it (the cookie is the token) and redirect to /login
+Pages find the caller where the guard put it (from the session cookie) and redirect to /login
 without one; a batch the caller may not see is 404, as in the API.
 """
 
 from __future__ import annotations
-
-from urllib.parse import quote
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -18,7 +16,7 @@ from restyle.service import batches
 from restyle.service.context import Principal
 from restyle.service.http.auth import signed_in, submitter
 from restyle.service.http.batches import batch_out, item_out, visible_batch
-from restyle.service.http.dashboard import templates
+from restyle.service.http.dashboard import page_error, refused, templates
 from restyle.service.http.policy import PolicyRoute
 from restyle.service.http.web import Web, web
 from restyle.stores.states import ItemState
@@ -33,12 +31,13 @@ def batches_page(request: Request, error: str = "", app: Web = Depends(web)):
     if who is None:
         return RedirectResponse("/login", status_code=303)
     found = app.context.batches.list(owner=None if who.is_admin else who.name, limit=200)
-    context = {"who": who, "batches": [batch_out(app, b) for b in found], "error": error[:500]}
+    context = {"who": who, "batches": [batch_out(app, b) for b in found], "error": page_error(request, app, error)}
     return templates.TemplateResponse(request, "batches.html", context)
 
 
 @router.post("/batches")
 def start_batch(
+    request: Request,
     background: BackgroundTasks,
     prefix: str = Form(""),
     style: str = Form("7"),
@@ -48,11 +47,11 @@ def start_batch(
     app: Web = Depends(web),
 ):
     fields = {"model": model or None, "style": None if model else style or None}
-    request = batches.BatchRequest(prefix, {k: v for k, v in fields.items() if v}, max_failures or None)
+    asked = batches.BatchRequest(prefix, {k: v for k, v in fields.items() if v}, max_failures or None)
     try:
-        batch = batches.submit(app.context, who, request)
+        batch = batches.submit(app.context, who, asked)
     except Refusal as exc:  # back to the page, with the reason
-        return RedirectResponse(f"/batches?error={quote(str(exc))}", status_code=303)
+        return refused(request, app, "/batches", str(exc))
     background.add_task(batches.settle, app.context, batch.id)
     return RedirectResponse(f"/batches/{batch.id}", status_code=303)
 

@@ -1,14 +1,14 @@
 """The dashboard: server-rendered pages (Jinja2) with a little JavaScript for live progress.
 
-The pages find the caller where the guard put it (the cookie is the token); without one they
-redirect to /login. The job form's refusals come back to the page as its ``error``.
+The pages find the caller where the guard put it (from the session cookie); without one they
+redirect to /login. The job form's refusals come back to the page: an error code in the URL, the
+reason kept in the session (:func:`refused`).
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -20,36 +20,67 @@ from restyle.handlers.base import built_in_styles_handler, get_handler, register
 from restyle.service import gallery, intake, keys
 from restyle.service.catalogue import Catalogue
 from restyle.service.context import Principal
-from restyle.service.http.auth import COOKIE, signed_in, submitter, visible_job
+from restyle.service.http import browsers
+from restyle.service.http.auth import session_id, signed_in, submitter, visible_job
 from restyle.service.http.forms import job_form
 from restyle.service.http.policy import PolicyRoute
 from restyle.service.http.web import Web, web
 from restyle.service.specs import PICTURE, picture_kind
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+templates.env.globals["nonce"] = browsers.nonce  # inline scripts and styles carry the page's CSP nonce
 templates.env.filters["ago"] = lambda t: "-" if not t else f"{max(0, time.time() - t):.0f} s ago"
 
 router = APIRouter(route_class=PolicyRoute, include_in_schema=False)
 
 
+# What a page says for an error code in its URL (?error=CODE). Only codes travel in a redirect: text in a URL is
+# anyone's to write (another site links to /login?error=...). A refusal's own reason waits in the session.
+ERRORS = {
+    "token": "That token is not known.",
+    "refused": "That was refused.",  # the session's notice, when it holds one, says why
+}
+
+
+def page_error(request: Request, app: Web, code: str) -> str:
+    """The message for ``code``: a refusal's reason the session kept for this page, else the code's fixed text."""
+    if code not in ERRORS:
+        return ""
+    session = session_id(request)
+    notice = app.context.sessions.take_notice(session) if code == "refused" and session else None
+    return notice or ERRORS[code]
+
+
+def refused(request: Request, app: Web, page: str, reason: str) -> RedirectResponse:
+    """Back to ``page`` with the refusal's reason kept in the caller's session (the URL carries only its code)."""
+    session = session_id(request)
+    if session:
+        app.context.sessions.put_notice(session, reason)
+    return RedirectResponse(f"{page}?error=refused", status_code=303)
+
+
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, error: str = ""):
-    return templates.TemplateResponse(request, "login.html", {"error": error, "who": None})
+def login_page(request: Request, error: str = "", app: Web = Depends(web)):
+    return templates.TemplateResponse(request, "login.html", {"error": page_error(request, app, error), "who": None})
 
 
 @router.post("/login")
-def login(token: str = Form(...), app: Web = Depends(web)):
+def login(request: Request, token: str = Form(...), app: Web = Depends(web)):
+    """A known token opens a session: the cookie holds its random id, never the token (see :mod:`.browsers`)."""
     if token not in app.context.tokens:
-        return RedirectResponse("/login?error=That+token+is+not+known", status_code=303)
+        return RedirectResponse("/login?error=token", status_code=303)
+    session = app.context.sessions.open(token, app.context.settings.session_seconds)
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=7 * 24 * 3600)
+    browsers.set_session(response, request.scope, app.context.settings, session)
     return response
 
 
-@router.get("/logout")
-def logout():
+@router.post("/logout")
+def logout(request: Request, app: Web = Depends(web)):
+    """Sign out: the session is deleted in the store, so its cookie opens nothing any more."""
+    app.context.sessions.close(session_id(request))
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(COOKIE)
+    browsers.end_session(response, request.scope, app.context.settings)
     return response
 
 
@@ -66,7 +97,7 @@ def jobs_page(request: Request, error: str = "", app: Web = Depends(web)):
         {
             "who": who,
             "jobs": [app.job_out(j) for j in jobs],
-            "error": error[:500],
+            "error": page_error(request, app, error),
             "style_indexes": range(gallery.style_count()),
             "models": books.models(),
             "pictures": books.pictures(who.name),
@@ -90,7 +121,7 @@ async def submit(request: Request, who: Principal = Depends(submitter), app: Web
 
             job = await run_in_threadpool(make)
         except Refusal as exc:  # back to the page, with the reason
-            return RedirectResponse(f"/?error={quote(str(exc))}", status_code=303)
+            return refused(request, app, "/", str(exc))
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
 

@@ -6,12 +6,12 @@ dicts describe the forms in the OpenAPI document (FastAPI cannot see a form read
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 
 from restyle.errors import Invalid
+from restyle.jobspec import load_json
 from restyle.service.catalogue import NAME
 from restyle.service.specs import Picture
 
@@ -38,9 +38,9 @@ def job_form(form: FormData, blanks_absent: bool = False) -> tuple[UploadFile, d
             continue
         if name in ("params", "output"):
             try:
-                value = json.loads(value)
-            except ValueError:
-                raise Invalid(f"{name} must be a JSON object, e.g. {name}={{...}}") from None
+                value = load_json(value, name)
+            except Invalid as exc:
+                raise Invalid(f"{name} must be a JSON object, e.g. {name}={{...}}: {exc}") from None
         fields[name] = value
     return video, fields, picture
 

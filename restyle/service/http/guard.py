@@ -1,7 +1,8 @@
 """The request guard: what the service decides from a request's headers, before it reads a byte of its body.
 
-An ASGI middleware in front of every route. It resolves the caller once (the bearer token or
-the dashboard's cookie, into ``scope[auth.PRINCIPAL]``), then, from the headers alone and the
+An ASGI middleware in front of every route. It adds the security headers to every answer and
+refuses a form sent from another site's page (:mod:`.browsers`), resolves the caller once (the
+bearer token or the dashboard's session, into ``scope[auth.PRINCIPAL]``), then, from the headers alone and the
 route's entry in the policy table (:mod:`.policy`), refuses a request with no valid token where
 one is needed (401), a non-admin on admin routes (403), a submitter over its rate and a client
 trying too many tokens at /login (429), and a declared length over the limit (413). Then it lets
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import tempfile
 from pathlib import Path
 
@@ -35,10 +37,15 @@ from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from restyle.config import Settings
+from restyle.errors import JobStoreError
 from restyle.service.context import Context
+from restyle.service.http import browsers
 from restyle.service.http.auth import COUNTED, PRINCIPAL, principal_of
 from restyle.service.http.policy import Access, Policy, policy_for
 from restyle.service.limits import RateLimiter
+
+log = logging.getLogger("restyle")
+UNAVAILABLE = "service unavailable: a store is unreachable; try again"  # fixed: the failure's own text names folders
 
 
 class BodyRefused(Exception):
@@ -66,6 +73,7 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        send = browsers.with_headers(send, scope, self.context.settings)  # every answer, refusals too
         headers = Headers(scope=scope)
         policy = policy_for(scope["method"], scope["path"])
         files = policy.carries_files(headers.get("content-type", ""))
@@ -111,6 +119,8 @@ class Guard:
     def decide(self, scope: Scope, headers: Headers, policy: Policy, files: bool) -> JSONResponse | None:
         """A refusal, or None: everything that the headers alone can settle."""
         settings = self.context.settings
+        if browsers.cross_origin(scope, headers, settings):  # before the sign-in form too: login CSRF
+            return refusal(403, "a form from another site is refused: use this service's own pages")
         if (scope["method"], scope["path"].rstrip("/")) == ("POST", "/login"):
             wait = self.logins.take(_client(scope))
             if wait:
@@ -119,7 +129,11 @@ class Guard:
                     f"too many sign-in attempts; try again in {self.logins.retry_after(wait)} s",
                     {"Retry-After": self.logins.retry_after(wait)},
                 )
-        who = principal_of(self.context, headers)
+        try:
+            who = principal_of(self.context, scope, headers)
+        except JobStoreError:
+            log.exception("the job store failed while a session was looked up")
+            return refusal(503, UNAVAILABLE)
         if who is not None:
             scope[PRINCIPAL] = who  # resolved once: the routes' dependencies read it (auth.caller)
         if policy.access != Access.PUBLIC:

@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 
 from restyle.errors import Invalid, NotFound, RestyleError
+from restyle.jobspec import load_json
 from restyle.service import intake, keys
 from restyle.service.context import Principal
 from restyle.service.http.auth import admin, caller, submitter, visible_job
@@ -123,10 +124,7 @@ def workers(who: Principal = Depends(admin), app: Web = Depends(web)) -> list[di
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
 )
 async def events(request: Request, who: Principal = Depends(admin), app: Web = Depends(web)) -> dict:
-    try:
-        payload = await request.json()
-    except ValueError:
-        raise Invalid("an event is a JSON object") from None
+    payload = load_json(await request.body(), "an event")
     if not isinstance(payload, dict):
         raise Invalid("an event is a JSON object")
     return {"jobs": [job.id for job in app.trigger.on_event(payload)]}

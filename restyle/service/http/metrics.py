@@ -5,8 +5,8 @@ share, so the figures come from there: jobs by state, queue depth, frames scored
 chunk latencies, batches by state and their items by state, and each worker's last
 heartbeat. Totals and the latency histogram are running counters the job store keeps as
 chunks finish (a batch's counts as its items end): a scrape reads a dozen rows, however
-many chunks were ever scored or items listed. With ``metrics_token`` set, a scrape needs that
-token (or an admin's) as a bearer token.
+many chunks were ever scored or items listed. A scrape needs an admin's token, or ``metrics_token``,
+as a bearer token; ``metrics_public`` opens it to anyone.
 """
 
 from __future__ import annotations
@@ -88,16 +88,19 @@ def healthz() -> dict:
 
 
 def _check_scraper(context: Context, request: Request) -> None:
-    """Open when no metrics token is set (the default: the figures name workers, not tenants); else that token or
-    an admin's (the principal the guard found)."""
-    wanted = context.settings.metrics_token
-    if not wanted:
+    """Closed by default (the figures name every worker's host and each tenant's activity): the metrics token or an
+    admin's (the principal the guard found); open to anyone only with ``metrics_public``."""
+    settings = context.settings
+    if settings.metrics_public:
         return
-    who = signed_in(request)
-    if hmac.compare_digest(bearer(request.headers).encode(), wanted.encode()) or (who is not None and who.is_admin):
+    wanted, who = settings.metrics_token, signed_in(request)
+    if wanted and hmac.compare_digest(bearer(request.headers).encode(), wanted.encode()):
+        return
+    if who is not None and who.is_admin:
         return
     raise HTTPException(
         401,
-        "/metrics needs the metrics token (RESTYLE_METRICS_TOKEN) or an admin token",
+        "/metrics needs the metrics token (RESTYLE_METRICS_TOKEN) or an admin token; "
+        "RESTYLE_METRICS_PUBLIC=true opens it to anyone",
         headers={"WWW-Authenticate": "Bearer"},
     )

@@ -9,14 +9,19 @@ with what the guard does. A route not in the table gets :func:`default`: any tok
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import compile_path
 
 from restyle.config import Settings
+from restyle.errors import Invalid
+from restyle.jobspec import MAX_JSON_DEPTH, json_depth
 
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields beside the file(s)
 
@@ -112,7 +117,8 @@ def policy_for(method: str, path: str) -> Policy:
 
 
 class PolicyRoute(APIRoute):
-    """An APIRoute whose OpenAPI operation shows its policy from :data:`ROUTES`."""
+    """An APIRoute whose OpenAPI operation shows its policy from :data:`ROUTES`, and whose JSON body (a route that
+    declares one) is refused for nesting too deep before FastAPI parses it (:func:`restyle.jobspec.load_json`)."""
 
     def __init__(self, path: str, endpoint: Any, **kwargs: Any):
         methods = kwargs.get("methods") or ["GET"]
@@ -121,3 +127,18 @@ class PolicyRoute(APIRoute):
             extra |= policy_for(method.upper(), path).openapi()
         kwargs["openapi_extra"] = extra
         super().__init__(path, endpoint, **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+
+        async def checked(request: Request) -> Response:
+            kind = request.headers.get("content-type", "").lower()
+            if not kind.startswith(("multipart/", "application/x-www-form-urlencoded")):
+                body = await request.body()  # kept by the request: FastAPI parses the same bytes next
+                if json_depth(body) > MAX_JSON_DEPTH:
+                    raise Invalid(f"the body nests lists or objects deeper than {MAX_JSON_DEPTH} levels")
+            return await handler(request)
+
+        return checked
