@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python bench/batch.py                     # 2,000 pictures 640x360, 2 rounds; 100,000 tiny items
     PYTHONPATH=. python bench/batch.py --images 200 --rounds 1 --tiny 10000 --tiny-score 1000   # a quick check
+    PYTHONPATH=. python bench/batch.py --service-only      # the service's side alone (no Ray Data needed)
 
 Needs, beyond restyle's test extra: psutil and Ray Data (``pip install psutil 'ray[data]'``: pandas and
 pyarrow; restyle's pyproject has no bench extra). nudenet ships the detector, matplotlib the photo.
@@ -27,7 +28,9 @@ with psutil: RSS every 0.2 s (shared pages count once per process that maps them
 CPU seconds of the whole tree. restyle's run also gives its timeline (when its first and last
 pictures were stored: start-up, steady state, end) and its workers' time in the task function (from
 the manifest's seconds). Then where restyle's time goes per picture (decode, predict, encode, write,
-in one process), and the scale check (bench/_batch_scale.py).
+in one process), the scale check (bench/_batch_scale.py), and the service's side of it: a
+100,000-item batch paged through a real ``restyle serve``'s API and dashboard, on SQLite and
+PostgreSQL, p95 per kind of request against 100 ms (bench/_batch_service.py).
 """
 
 from __future__ import annotations
@@ -379,9 +382,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000, help="pictures 640x360 (default 2000)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of model only, restyle, Ray Data (default 2)")
-    parser.add_argument("--models", nargs="+", choices=["style 7", "detector"], default=["style 7", "detector"])
+    parser.add_argument("--models", nargs="*", choices=["style 7", "detector"], default=["style 7", "detector"])
     parser.add_argument("--tiny", type=int, default=100_000, help="items of the scale check (0: none)")
     parser.add_argument("--tiny-score", type=int, default=10_000, help="of which scored end to end by the CLI")
+    parser.add_argument("--service", type=int, default=100_000, help="items of the service check's batch (0: none)")
+    parser.add_argument("--service-rounds", type=int, default=1000, help="rounds of every kind of request")
+    parser.add_argument(
+        "--databases", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"], help="job stores"
+    )
+    parser.add_argument("--service-only", action="store_true", help="the service check alone (--models --tiny 0)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     parser.add_argument("--child", choices=["restyle", "ray"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -390,29 +399,36 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args)
-    try:
-        import ray
-        import ray.data  # noqa: F401 - needs pandas and pyarrow, which plain ``ray`` does not install
-    except ImportError as exc:
-        raise SystemExit(f"bench/batch.py needs Ray Data ({exc}): pip install 'ray[data]'") from None
+    if args.service_only:
+        args.models, args.tiny = [], 0
+    versions = ""
+    if args.models:
+        try:
+            import ray
+            import ray.data  # noqa: F401 - needs pandas and pyarrow, which plain ``ray`` does not install
+        except ImportError as exc:
+            raise SystemExit(f"bench/batch.py needs Ray Data ({exc}): pip install 'ray[data]'") from None
+        versions = f"; Ray {ray.__version__}"
     print(f"# restyle batches against Ray Data, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
 
-    print(f"# CPU flags: {cpu_flags()}; Ray {ray.__version__}")
+    print(f"# CPU flags: {cpu_flags()}{versions}")
     print(f"# command: python bench/batch.py {' '.join(sys.argv[1:])}")
     print(f"# load at the start: {load_note()}", flush=True)
     results: dict = {}
-    with tempfile.TemporaryDirectory(prefix="restyle-bench-batch-") as tmp:
-        folder = Path(tmp) / "pictures"
-        make_images(folder, args.images)
-        for name in args.models:
-            results[name] = one_model(name, specs()[name], folder, Path(tmp), args.rounds)
+    if args.models:
+        with tempfile.TemporaryDirectory(prefix="restyle-bench-batch-") as tmp:
+            folder = Path(tmp) / "pictures"
+            make_images(folder, args.images)
+            for name in args.models:
+                results[name] = one_model(name, specs()[name], folder, Path(tmp), args.rounds)
     if args.tiny:
         from _batch_scale import scale_check
 
         results["scale"] = scale_check(args.tiny, min(args.tiny_score, args.tiny), measure_tree)
-    # TODO(svcbatch): the service's side of the scale check (the batch API paging a 100,000-item batch, p95 under
-    # 100 ms) waits for the service batch API (branch svcbatch); not measured here yet.
-    print("\n## service: paging a 100,000-item batch through the API: not measured (no service batch API on main yet)")
+    if args.service:
+        from _batch_service import service_check
+
+        results["service"] = service_check(args.service, args.service_rounds, args.databases)
     print(f"# load at the end: {load_note()}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
