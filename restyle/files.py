@@ -10,6 +10,7 @@ another machine may not, so the Ray engine ships the bytes through Ray's object 
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
@@ -78,8 +79,17 @@ def localized(spec: JobSpec, files: dict[str, FileRef]) -> JobSpec:
     return spec.model_copy(update={name: str(ref.local()) for name, ref in files.items()})
 
 
+def partial_path(path: Path) -> Path:
+    """A temporary name beside ``path`` that no other writer has, to rename to ``path`` when the file is whole.
+
+    Its own per writer (process id and a random part): two writers of one file at once (a chunk given out again
+    while its first worker still runs it) each write their own and rename it, and the last rename wins with a
+    whole file. A shared name let the first rename take the second's file from under it (issue 26)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+
+
 def write_whole(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that it appears whole or not at all (a temporary name, then a rename)."""
-    partial = path.with_name(f".{path.name}.partial")
+    partial = partial_path(path)
     partial.write_bytes(data)
     os.replace(partial, path)

@@ -33,15 +33,23 @@ BYTES_PER_PIXEL = {
     ("openvino", "int8"): 510,
 }  # int8: not measured apart; its activations between layers stay f32
 BYTES_PER_PIXEL[("openvino", "check")] = BYTES_PER_PIXEL[("openvino", "f32")] + BYTES_PER_PIXEL[("openvino", "bf16")]
+# A deflickered job holds the previous frame, its flow and the smoothed state beside the model's working set:
+# bench/worker_memory.py, OpenVINO f32 on an AVX2-only AMD EPYC (2026-12-04, bench/RESULTS.md, issue 26): the
+# worst styles job (blend, strength 0.5) took 4.10 GiB PSS at 4096x2304 without it and 4.54 GiB with it
+# (+50 B/px; the fit through 640x360..4096x2304 went from 455 to 503 B/px): 60 B/px, rounded up.
+DEFLICKER_BYTES_PER_PIXEL = 60
 # Python, PyAV, OpenCV, the runtime's libraries and the weights; in a service worker also its stores' libraries
 # and what a big job leaves (issue 21: 0.2-0.3 GiB PSS idle after a 4096x2304 job, 0.1 GiB before any).
 WORKER_BASE_BYTES = 400 * 1024**2
 
 
-def choose_layout(settings: Settings, pixels: int, network: str | None = "multistyle26") -> tuple[Runtime, int]:
+def choose_layout(
+    settings: Settings, pixels: int, network: str | None = "multistyle26", deflicker: bool = False
+) -> tuple[Runtime, int]:
     """(runtime, workers): the configured ones, or one single-threaded worker per core that memory holds.
 
-    ``network`` is the handler's (``Handler.network``; None for a user's file). Raises InputError
+    ``network`` is the handler's (``Handler.network``; None for a user's file); ``deflicker``: the job smooths its
+    frames (its state and flow are budgeted too). Raises InputError
     when not even one worker can hold a frame of ``pixels``.
     """
     probe_runtime = Runtime(settings.device, 1, settings.batch_size, settings.backend, settings.precision)
@@ -58,7 +66,7 @@ def choose_layout(settings: Settings, pixels: int, network: str | None = "multis
         return Runtime(
             settings.device, threads, settings.batch_size, settings.backend, settings.precision
         ), settings.ray_actors
-    per_worker = worker_bytes(probe_runtime, pixels, network)
+    per_worker = worker_bytes(probe_runtime, pixels, network, deflicker)
     memory = memory_budget(settings)
     if memory is not None and per_worker > memory:
         raise InputError(too_big(probe_runtime, pixels, per_worker, memory, network))
@@ -68,11 +76,13 @@ def choose_layout(settings: Settings, pixels: int, network: str | None = "multis
     return Runtime(settings.device, threads, settings.batch_size, settings.backend, settings.precision), workers
 
 
-def worker_bytes(runtime: Runtime, pixels: int, network: str | None = "multistyle26") -> int:
-    """What one worker needs for frames of ``pixels`` on ``runtime`` (the most of the runtimes it may end up on)."""
+def worker_bytes(runtime: Runtime, pixels: int, network: str | None = "multistyle26", deflicker: bool = False) -> int:
+    """What one worker needs for frames of ``pixels`` on ``runtime`` (the most of the runtimes it may end up on),
+    with the deflicker's state and flow when the job smooths its frames."""
     choice = runtime.choose(network)
     per_pixel = BYTES_PER_PIXEL.get((choice.backend, choice.precision), max(BYTES_PER_PIXEL.values()))
-    return WORKER_BASE_BYTES + per_pixel * pixels * max(1, runtime.batch_size)
+    smoothing = DEFLICKER_BYTES_PER_PIXEL if deflicker else 0
+    return WORKER_BASE_BYTES + (per_pixel * max(1, runtime.batch_size) + smoothing) * pixels
 
 
 def too_big(runtime: Runtime, pixels: int, needed: int, memory: int, network: str | None) -> str:

@@ -12,6 +12,7 @@ import av
 import numpy as np
 
 from restyle.errors import OutputError, WorkDirError
+from restyle.files import partial_path
 from restyle.machine import cpu_flags
 
 
@@ -52,7 +53,7 @@ class SegmentWriter:
 
     def __init__(self, path: Path, spec: EncodeSpec, start_pts: int):
         self.path = path
-        self._tmp = path.with_name(path.name + ".partial")
+        self._tmp = partial_path(path)  # its own: another attempt at this chunk may write beside it
         self._spec = spec
         self._start = start_pts
         self.frames = 0

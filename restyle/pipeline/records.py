@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from restyle.errors import OutputError, WorkDirError
+from restyle.files import partial_path
 
 
 class RecordsWriter:
@@ -29,7 +30,7 @@ class RecordsWriter:
 
     def __init__(self, path: Path, time_base: Fraction, first_frame: int):
         self.path = path
-        self._tmp = path.with_name(path.name + ".partial")
+        self._tmp = partial_path(path)  # its own: another attempt at this chunk may write beside it
         self._time_base = time_base
         self._next_frame = first_frame
         self.frames = 0

@@ -124,7 +124,8 @@ def _run_video(job: Job, segments: SegmentStore, given: Engines | None) -> RunRe
     sink.check(job.output, label)
     info = probe(job.input, job.settings)
     seconds["probe"] = time.perf_counter() - started
-    runtime, workers = choose_layout(job.settings, info.width * info.height, job.handler.network)
+    smooths = job.spec.deflicker > 0
+    runtime, workers = choose_layout(job.settings, info.width * info.height, job.handler.network, smooths)
     with engine_for(job.settings, workers, given) as engine:
         loads, redone = engine.loads, engine.redone
         clock = time.perf_counter()
@@ -242,7 +243,8 @@ def plan(
     info = probe(Path(input), settings)
     if workers is None:
         handler = registered().get(spec.model)
-        _, workers = choose_layout(settings, info.width * info.height, handler.network if handler else None)
+        network = handler.network if handler else None
+        _, workers = choose_layout(settings, info.width * info.height, network, spec.deflicker > 0)
     return _chunks(info, spec, settings, workers or 1)
 
 

@@ -22,6 +22,7 @@ import fsspec
 from fsspec.core import url_to_fs
 
 from restyle.errors import BadKey, RestyleError, StoreError  # noqa: F401 - re-exported for callers of this module
+from restyle.files import partial_path
 from restyle.stores.retry import wait_out
 
 MAX_KEY_LENGTH = 512
@@ -99,7 +100,7 @@ class ObjectStore:
         if not self.is_local:
             yield target
             return
-        partial = f"{target}.partial"
+        partial = str(partial_path(Path(target)))  # its own: two puts of one key at once both land whole
         try:
             yield partial
             os.replace(partial, target)

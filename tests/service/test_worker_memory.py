@@ -2,7 +2,8 @@
 
 Measured, not worked out: the PSS of the `restyle worker` process and its children is sampled from
 /proc while real jobs run on `restyle serve` (embedded defaults), and each job's peak is held to
-what restyle/layout.py budgets a worker for that job's frames. The jobs come one after another on
+what restyle/engines/sizing.py budgets a worker for that job's frames (and whether it smooths them),
+on every path a worker here can take (``PATHS``; issue 26). The jobs come one after another on
 the same worker: frames at max_pixels (4096x2304), then small ones (a model that ran the big
 frames used to keep their working set, 1.8 GiB, into every later job), then the big ones on
 another network (whose working set used to stack on the first one's).
@@ -11,17 +12,19 @@ another network (whose working set used to stack on the first one's).
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import time
 import weakref
 from pathlib import Path
 
 import pytest
 
-from restyle.config import Settings
+from restyle import machine
 from restyle.engines import local
-from restyle.engines.sizing import worker_bytes
-from restyle.handlers import get_handler
 from restyle.handlers.base import LoadSpec
+from restyle.machine import ISA_ENV
 from restyle.media.sample import make_clip
 from restyle.runtime import Runtime
 from tests.service.test_catalogue import painting
@@ -48,14 +51,45 @@ def tree_pss(pid: int) -> int:
     return total
 
 
-def budget(settings: Settings, model: str, width: int, height: int) -> int:
-    """What restyle/engines/sizing.py states one worker needs for this job (the same call the pipeline makes)."""
-    probe = Runtime(settings.device, 1, settings.batch_size, settings.backend, settings.precision)
-    return worker_bytes(probe, width * height, get_handler(model).network)
+# Every path a worker can take here: the service's env for it. "auto" is OpenVINO bf16 on a CPU with native bf16,
+# OpenVINO f32 on one without (this AMD EPYC, AVX2 only); the ISA cap imitates an AVX2-only CPU on an AVX-512 one.
+PATHS = {
+    "auto": {},
+    "onnxruntime-f32": {"RESTYLE_BACKEND": "onnxruntime", "RESTYLE_PRECISION": "f32"},
+    "openvino-f32": {"RESTYLE_BACKEND": "openvino", "RESTYLE_PRECISION": "f32"},
+    "openvino-int8": {"RESTYLE_BACKEND": "openvino", "RESTYLE_PRECISION": "int8"},
+    "auto-avx2-cap": {ISA_ENV: "AVX2"},
+}
+
+
+def budget(env: dict[str, str], model: str, width: int, height: int, deflicker: bool) -> tuple[int, str]:
+    """What restyle/engines/sizing.py states one worker needs for this job, and the runtime it chose, worked out
+    in a process with the service's env (the ISA cap changes what the machine is taken to be)."""
+    script = (
+        "import sys; from restyle.config import Settings; from restyle.engines.sizing import worker_bytes; "
+        "from restyle.handlers import get_handler; from restyle.runtime import Runtime; s = Settings(); "
+        "r = Runtime(s.device, 1, s.batch_size, s.backend, s.precision); n = get_handler(sys.argv[1]).network; "
+        "print(worker_bytes(r, int(sys.argv[2]), n, sys.argv[3] == '1'), r.choose(n))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, model, str(width * height), "1" if deflicker else "0"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stated, choice = done.stdout.split(" ", 1)
+    return int(stated), choice.strip()
 
 
 @pytest.mark.slow
-def test_a_worker_stays_within_each_jobs_stated_budget(start_service, tmp_path):
+@pytest.mark.parametrize("path", list(PATHS))
+def test_a_worker_stays_within_each_jobs_stated_budget(start_service, tmp_path, path):
+    """On every path: the peak PSS of the worker's tree during each job is within what its budget states for it.
+    Before (4b5e38b) the budget had one figure per runtime and precision for a job with or without deflicker."""
+    env = PATHS[path]
+    if "openvino" in path and not machine.here().has_openvino:
+        pytest.skip("OpenVINO is not installed")
     big = make_clip(tmp_path / "big.mp4", width=4096, height=2304, rate=25, seconds=0.12, audio=False)  # 3 frames
     small = make_clip(tmp_path / "small.mp4", width=1280, height=720, rate=25, seconds=0.12, audio=False)
     picture = painting(tmp_path / "painting.png")
@@ -67,6 +101,7 @@ def test_a_worker_stays_within_each_jobs_stated_budget(start_service, tmp_path):
             "RESTYLE_WORKERS": "0",
             "RESTYLE_CHUNK_SECONDS": "4",
             "RESTYLE_SUBMIT_RATE_PER_MINUTE": "0",
+            **env,
         }
     )
     deadline = time.monotonic() + 60
@@ -76,15 +111,17 @@ def test_a_worker_stays_within_each_jobs_stated_budget(start_service, tmp_path):
         assert time.monotonic() < deadline, "no worker started"
         time.sleep(0.2)
     (worker,) = workers
-    settings = Settings()
     seen = []
     # The first job asks for everything that costs memory per pixel: a blend, the original mixed back in, deflicker.
     worst = {"style": "3:0.5,12:0.5", "strength": "0.5", "deflicker": "1"}
-    for clip, model, size, form in (
+    jobs = [
         (big, "styles", (4096, 2304), worst),
         (small, "styles", (1280, 720), {"style": "7"}),
         (big, "style-image", (4096, 2304), {}),
-    ):
+    ]
+    if env.get("RESTYLE_PRECISION") == "int8":
+        jobs = jobs[:2]  # int8 is the shipped styles network's alone
+    for clip, model, size, form in jobs:
         files = {"file": (clip.name, clip.read_bytes(), "video/mp4")}
         if model == "style-image":
             files["style_image"] = (picture.name, picture.read_bytes(), "image/png")
@@ -96,7 +133,8 @@ def test_a_worker_stays_within_each_jobs_stated_budget(start_service, tmp_path):
             time.sleep(0.02)
             job = service.http.get(f"/api/jobs/{job['id']}").json()
         assert job["state"] == "succeeded", job["reason"]
-        seen.append((f"{model} {size[0]}x{size[1]}", peak, budget(settings, model, *size)))
+        stated, choice = budget(env, model, *size, deflicker="deflicker" in form)
+        seen.append((f"{model} {size[0]}x{size[1]} on {choice}", peak, stated))
     report = [f"{job}: peak PSS {peak / 2**30:.2f} GiB, budget {stated / 2**30:.2f} GiB" for job, peak, stated in seen]
     print("\n".join(report))
     assert all(peak <= stated for _, peak, stated in seen), report

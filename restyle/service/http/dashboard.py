@@ -22,7 +22,8 @@ from restyle.service.catalogue import Catalogue
 from restyle.service.context import Principal
 from restyle.service.http import browsers
 from restyle.service.http.auth import session_id, signed_in, submitter, visible_job
-from restyle.service.http.forms import job_form
+from restyle.service.http.forms import job_form, job_parts
+from restyle.service.http.multipart import limited_form
 from restyle.service.http.policy import PolicyRoute
 from restyle.service.http.web import Web, web
 from restyle.service.specs import PICTURE, picture_kind
@@ -110,7 +111,7 @@ def jobs_page(request: Request, error: str = "", app: Web = Depends(web)):
 
 @router.post("/submit")
 async def submit(request: Request, who: Principal = Depends(submitter), app: Web = Depends(web)):
-    async with request.form(max_files=2, max_fields=20) as form:
+    async with limited_form(request, job_parts(app.context.settings), max_files=2, max_fields=20) as form:
         try:
             video, fields, picture = job_form(form, blanks_absent=True)
             fields, picture = _chosen(fields, picture)

@@ -10,10 +10,20 @@ from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 
+from restyle.config import Settings
 from restyle.errors import Invalid
 from restyle.jobspec import load_json
 from restyle.service.catalogue import NAME
+from restyle.service.http.multipart import PartLimit
 from restyle.service.specs import Picture
+
+
+def job_parts(settings: Settings) -> dict[str, PartLimit]:
+    """The job form's file parts, each with its own limit (read with :func:`.multipart.limited_form`)."""
+    return {
+        "file": PartLimit(settings.max_upload_bytes, "the video", "RESTYLE_MAX_UPLOAD_BYTES"),
+        "style_image": PartLimit(settings.max_picture_bytes, "the style picture", "RESTYLE_MAX_PICTURE_BYTES"),
+    }
 
 
 def job_form(form: FormData, blanks_absent: bool = False) -> tuple[UploadFile, dict[str, Any], Picture | None]:

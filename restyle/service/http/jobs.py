@@ -17,7 +17,8 @@ from restyle.jobspec import load_json
 from restyle.service import intake, keys
 from restyle.service.context import Principal
 from restyle.service.http.auth import admin, caller, submitter, visible_job
-from restyle.service.http.forms import JOB_FORM, job_form
+from restyle.service.http.forms import JOB_FORM, job_form, job_parts
+from restyle.service.http.multipart import limited_form
 from restyle.service.http.policy import PolicyRoute
 from restyle.service.http.schemas import JobOut, Link, UploadLink, UploadRequest
 from restyle.service.http.web import Web, web
@@ -34,7 +35,7 @@ router = APIRouter(route_class=PolicyRoute)
     summary="Upload a video (and a style picture) and make its job",
 )
 async def create_job(request: Request, who: Principal = Depends(submitter), app: Web = Depends(web)) -> JobOut:
-    async with request.form(max_files=2, max_fields=20) as form:
+    async with limited_form(request, job_parts(app.context.settings), max_files=2, max_fields=20) as form:
         video, fields, picture = job_form(form)
 
         def submit() -> JobOut:
