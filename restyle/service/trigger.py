@@ -26,7 +26,9 @@ from enum import Enum
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
-from restyle.errors import Invalid, Refusal, TooLarge
+from sqlalchemy.exc import DBAPIError
+
+from restyle.errors import Invalid, JobStoreError, Refusal, TooLarge
 from restyle.service import keys
 from restyle.service.catalogue import Catalogue
 from restyle.service.context import DROPPED_OWNER, Context
@@ -55,6 +57,7 @@ class Trigger:
         self._pending: set[str] = (
             set()
         )  # keys an event named while their sidecar could still come: looked at again soon
+        self._troubled: set[tuple[str, str]] = set()  # versions the store failed on, warned about once
         self._lock = threading.Lock()
 
     def params_for(self, video_key: str, modified: float) -> JobParams | Literal[Wait.LATER]:
@@ -82,6 +85,8 @@ class Trigger:
                 raise Invalid(f"style picture {picture[:80]!r} is not in the inbox folder beside the video") from None
 
         try:
+            if not context.data.is_file(sidecar):
+                raise Invalid(f"sidecar {name} is a folder, not a file: put the JobSpec in a file of that name")
             info = context.data.info(sidecar)
             if context.data.is_local and info.modified > time.time() - SETTLE_SECONDS:
                 return LATER  # still being written, perhaps: read it whole on the next scan
@@ -115,7 +120,7 @@ class Trigger:
             if self.context.data.is_local and info.modified > settled:
                 continue  # looked at again on the next scan, when the copy is done
             if (info.key, info.etag) not in self._seen:
-                job = self._consider(info.key, info.etag, info.modified)
+                job = self._consider_alone(info.key, info.etag, info.modified)
                 if job is LATER:
                     continue
                 self._seen.add((info.key, info.etag))
@@ -137,7 +142,7 @@ class Trigger:
             except (BadKey, StoreError) as exc:
                 log.warning("event for %r ignored: %s", key[:120], exc)
                 continue
-            job = self._consider(info.key, info.etag, info.modified)
+            job = self._consider_alone(info.key, info.etag, info.modified)
             if job is LATER:  # looked at again within a second or so, without waiting for the next listing
                 with self._lock:
                     self._pending.add(info.key)
@@ -146,6 +151,37 @@ class Trigger:
             if job:
                 made.append(job)
         return made
+
+    def _consider_alone(self, key: str, etag: str, modified: float) -> Job | None | Literal[Wait.LATER]:
+        """:meth:`_consider`, with whatever one object does kept to that object: no object stops the others.
+
+        The object store failing on it: it is looked at again on the next scan (warned once). Anything
+        else it causes: it is refused alone, once; a video's job fails with the reason, as for a bad
+        sidecar. A job store that is down still stops the scan (every object would meet it)."""
+        try:
+            job = self._consider(key, etag, modified)
+        except StoreError as exc:
+            if (key, etag) not in self._troubled:
+                self._troubled.add((key, etag))
+                log.warning("%s is looked at again on the next scan: %s", key, exc)
+            return LATER
+        except (JobStoreError, DBAPIError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a hostile object may raise anything: it is refused alone
+            reason = f"{key.rsplit('/', 1)[-1]} could not be read as an inbox drop ({type(exc).__name__}: {exc})"
+            log.warning("%s refused: %s", key, reason)
+            job = self._refuse(key, etag, reason[:500])
+        self._troubled.discard((key, etag))
+        return job
+
+    def _refuse(self, key: str, etag: str, reason: str) -> Job | None:
+        """A video's job that fails with ``reason``; nothing for another object (its refusal is the log line)."""
+        if not key.lower().endswith(VIDEO_SUFFIXES) or keys.is_inbox_batch(key):
+            return None
+        job, created = self.context.jobs.create(
+            DROPPED_OWNER, key, etag, refused_params(reason), max_attempts=self.context.settings.max_attempts
+        )
+        return job if created else None
 
     def _consider(self, key: str, etag: str, modified: float = 0.0) -> Job | None | Literal[Wait.LATER]:
         jobs = self.context.jobs
