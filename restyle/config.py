@@ -211,6 +211,11 @@ class Settings(BaseSettings):
         2.0, gt=0, description="how often the trigger lists the inbox (events make jobs at once)"
     )
     idle_seconds: float = Field(1.0, gt=0, description="how often an idle worker asks for a job")
+    tenant_priorities: dict[str, int] = Field(
+        default_factory=dict,
+        description="owner -> priority (higher first, 0 for an owner not named) among owners with as many jobs "
+        'running, e.g. RESTYLE_TENANT_PRIORITIES=\'{"alice": 10}\'; inbox drops are owner "@inbox"',
+    )
     max_batch_items: int = Field(100_000, ge=1, description="inputs one batch may hold; a larger prefix is refused")
     batch_images_per_job: int = Field(
         64, ge=1, description="images of a batch per work unit (a job); its engine scores them 16 to a task"

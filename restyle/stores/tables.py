@@ -140,6 +140,15 @@ class ChunkRow(Base):
     at: Mapped[float] = mapped_column(Float)
 
 
+class TurnRow(Base):
+    """When one of an owner's jobs was last taken: the fair claim's turns (restyle.stores.fairness)."""
+
+    __tablename__ = "owner_turns"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_claim: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class CounterRow(Base):
     """A running total (restyle.stores.counters)."""
 
