@@ -210,6 +210,12 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(
         2.0, gt=0, description="how often the trigger lists the inbox (events make jobs at once)"
     )
+    inbox_rescan_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="how often the trigger lists the whole inbox; in between, a local inbox's folders that did not "
+        "change are not listed again (an S3 inbox is listed whole every poll_seconds)",
+    )
     idle_seconds: float = Field(1.0, gt=0, description="how often an idle worker asks for a job")
     tenant_priorities: dict[str, int] = Field(
         default_factory=dict,

@@ -34,6 +34,7 @@ from restyle.service.catalogue import Catalogue
 from restyle.service.context import DROPPED_OWNER, Context
 from restyle.service.inbox_batches import take_request
 from restyle.service.specs import MAX_SIDECAR_BYTES, door_params, refused_params, sidecar_params
+from restyle.stores.changes import Changes
 from restyle.stores.jobs import Job, JobParams
 from restyle.stores.objects import BadKey, StoreError, check_key
 
@@ -57,6 +58,8 @@ class Trigger:
         self._pending: set[str] = (
             set()
         )  # keys an event named while their sidecar could still come: looked at again soon
+        self._changes: Changes | None = None  # the inbox's folders as last seen (made when first scanned)
+        self._rescan_at = 0.0  # when the whole inbox is listed next
         self._troubled: set[tuple[str, str]] = set()  # versions the store failed on, warned about once
         self._lock = threading.Lock()
 
@@ -111,22 +114,41 @@ class Trigger:
         return None
 
     def scan(self) -> list[Job]:
-        """List the inbox; make a job for every object version not seen before."""
+        """Look at the inbox; make a job for every object version not seen before.
+
+        A local inbox's folders that did not change since the last scan are not listed again (see
+        :mod:`restyle.stores.changes`); every ``inbox_rescan_seconds`` the whole inbox is."""
         made = []
         settings = self.context.settings
         self.context.jobs.expire_uploads(time.time() - settings.link_seconds - settings.upload_expiry_seconds)
+        changes = self._inbox_changes()
+        whole = time.monotonic() >= self._rescan_at
+        if whole:
+            self._rescan_at = time.monotonic() + settings.inbox_rescan_seconds
+            changes.everything()
+        listed: set[tuple[str, str]] = set()
         settled = time.time() - SETTLE_SECONDS
-        for info in self.context.data.list(keys.INBOX):
+        for info in changes.look():
+            listed.add((info.key, info.etag))
             if self.context.data.is_local and info.modified > settled:
-                continue  # looked at again on the next scan, when the copy is done
+                changes.again(info.key)  # looked at again on the next scan, when the copy is done
+                continue
             if (info.key, info.etag) not in self._seen:
                 job = self._consider_alone(info.key, info.etag, info.modified)
                 if job is LATER:
+                    changes.again(info.key)
                     continue
                 self._seen.add((info.key, info.etag))
                 if job:
                     made.append(job)
+        if whole:
+            self._seen &= listed  # versions gone from the inbox are forgotten (the job store still knows them)
         return made
+
+    def _inbox_changes(self) -> Changes:
+        if self._changes is None:
+            self._changes = Changes(self.context.data, keys.INBOX, recent_s=SETTLE_SECONDS + 1.0)
+        return self._changes
 
     def on_event(self, payload: dict[str, Any]) -> list[Job]:
         """A SeaweedFS filer webhook or an S3 ``Records`` event: consider each object it names."""

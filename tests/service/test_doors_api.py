@@ -355,3 +355,33 @@ def test_whatever_one_drop_raises_it_is_refused_alone(client, clips, monkeypatch
     refused = context.jobs.get(jobs["odd.mp4"]["id"]).params.refused
     assert refused.startswith("odd.mp4 could not be read as an inbox drop (KeyError"), refused
     assert inbox_jobs(client) == jobs and caplog.text.count("odd.mp4 refused") == 1
+
+
+def test_a_scan_does_not_list_again_what_the_trigger_handled(client, clips, monkeypatch):
+    """The trigger listed the whole ever-growing inbox every poll (issue 26, finding 5c; failed on 4b5e38b, where
+    the second scan read every name again). Folders that did not change are not listed again; new drops are seen."""
+    context = client.app.state.context
+    for n in range(3):
+        drop(context, f"v{n}.mp4", clips["silent"])
+    root = Path(context.data.path("inbox/drops"))
+    for n in range(40):
+        (root / f"still{n}.jpg").write_bytes(b"a picture beside")
+    assert len(inbox_jobs(client)) == 3
+    past = time.time() - 60
+    for path in (root, root.parent, *root.iterdir()):
+        os.utime(path, (past, past))
+    client.app.state.trigger.scan()  # the folders' times moved: listed once more
+    read = []
+    scandir = os.scandir
+
+    def counted(path=".", *args):
+        entries = list(scandir(path, *args))
+        read.extend(entry.name for entry in entries)
+        return iter(entries)
+
+    monkeypatch.setattr(os, "scandir", counted)
+    assert client.app.state.trigger.scan() == []
+    assert read == [], f"{len(read)} names read again"
+    monkeypatch.setattr(os, "scandir", scandir)
+    drop(context, "new.mp4", clips["silent"])
+    assert set(inbox_jobs(client)) == {"v0.mp4", "v1.mp4", "v2.mp4", "new.mp4"}
