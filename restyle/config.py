@@ -210,6 +210,15 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(
         2.0, gt=0, description="how often the trigger lists the inbox (events make jobs at once)"
     )
+    retention_days: float = Field(
+        7.0,
+        ge=0,
+        description="a job's output, stills and log are deleted this many days after it ended (0 keeps them); "
+        "its input is deleted when it ends",
+    )
+    retention_sweep_seconds: float = Field(
+        300.0, gt=0, description="how often restyle serve deletes ended jobs' files and unused style pictures"
+    )
     inbox_rescan_seconds: float = Field(
         600.0,
         gt=0,

@@ -59,6 +59,8 @@ class JobRow(Base):
     figures: Mapped[dict] = mapped_column(JSON, default=dict)
     # A unit of a batch (restyle.stores.batches): its items are batch_items rows with this job_id.
     batch_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    # What the retention sweep deleted of an ended job (restyle.stores.retention): NULL, "input" or "all".
+    swept: Mapped[str | None] = mapped_column(String(8), nullable=True, index=True)
 
 
 class BatchRow(Base):
