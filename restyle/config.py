@@ -227,7 +227,27 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(
         2.0, gt=0, description="how often the trigger lists the inbox (events make jobs at once)"
     )
+    retention_days: float = Field(
+        7.0,
+        ge=0,
+        description="a job's output, stills and log are deleted this many days after it ended (0 keeps them); "
+        "its input is deleted when it ends",
+    )
+    retention_sweep_seconds: float = Field(
+        300.0, gt=0, description="how often restyle serve deletes ended jobs' files and unused style pictures"
+    )
+    inbox_rescan_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="how often the trigger lists the whole inbox; in between, a local inbox's folders that did not "
+        "change are not listed again (an S3 inbox is listed whole every poll_seconds)",
+    )
     idle_seconds: float = Field(1.0, gt=0, description="how often an idle worker asks for a job")
+    tenant_priorities: dict[str, int] = Field(
+        default_factory=dict,
+        description="owner -> priority (higher first, 0 for an owner not named) among owners with as many jobs "
+        'running, e.g. RESTYLE_TENANT_PRIORITIES=\'{"alice": 10}\'; inbox drops are owner "@inbox"',
+    )
     max_batch_items: int = Field(100_000, ge=1, description="inputs one batch may hold; a larger prefix is refused")
     batch_images_per_job: int = Field(
         64, ge=1, description="images of a batch per work unit (a job); its engine scores them 16 to a task"

@@ -59,6 +59,8 @@ def _request(context: Context, key: str) -> BatchRequest:
         body = json.loads(context.data.get_bytes(key) or b"{}")
     except (ValueError, UnicodeDecodeError) as exc:
         raise Invalid(f"batch request {name} is not JSON: {exc}") from None
+    except RecursionError:
+        raise Invalid(f"batch request {name} is nested too deep to be a batch's fields") from None
     if not isinstance(body, dict) or set(body) - FIELDS:
         raise Invalid(f"batch request {name} must be an object with at most the fields {', '.join(sorted(FIELDS))}")
     listed = body.get("list")

@@ -36,7 +36,12 @@ def inbox(owner: str, filename: str) -> str:
 
 
 def output(job_id: str, name: str) -> str:
-    return f"{OUTBOX}{job_id}/{name}"
+    return f"{job_outbox(job_id)}{name}"
+
+
+def job_outbox(job_id: str) -> str:
+    """The folder of a single job's output and summary."""
+    return f"{OUTBOX}{job_id}/"
 
 
 def dataset(owner: str, prefix: str) -> str:
@@ -67,7 +72,7 @@ def batch_output(owner: str, source: str, fingerprint: str) -> str:
 
 def summary(job_id: str) -> str:
     """A job's end in JSON (what its webhook receives), beside its output; written whether or not it names one."""
-    return f"{OUTBOX}{job_id}/summary.json"
+    return f"{job_outbox(job_id)}summary.json"
 
 
 def is_inbox(key: str) -> bool:
@@ -96,7 +101,12 @@ def log(job_id: str) -> str:
 
 def still(job_id: str, which: str) -> str:
     """``which`` is ``before`` or ``after``."""
-    return f"stills/{job_id}/{which}.jpg"
+    return f"{stills(job_id)}{which}.jpg"
+
+
+def stills(job_id: str) -> str:
+    """The folder of a job's stills."""
+    return f"stills/{job_id}/"
 
 
 def work(job_id: str) -> str:

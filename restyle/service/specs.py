@@ -133,6 +133,8 @@ def sidecar_params(
         fields = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Invalid(f"sidecar {name} is not JSON: {exc}") from None
+    except RecursionError:
+        raise Invalid(f"sidecar {name} is nested too deep to be a JobSpec") from None
     if not isinstance(fields, dict):
         raise Invalid(f"sidecar {name} must hold a JSON object (a JobSpec), not {type(fields).__name__}")
     try:

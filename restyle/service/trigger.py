@@ -26,12 +26,15 @@ from enum import Enum
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
-from restyle.errors import Invalid, Refusal, TooLarge
+from sqlalchemy.exc import DBAPIError
+
+from restyle.errors import Invalid, JobStoreError, Refusal, TooLarge
 from restyle.service import keys
 from restyle.service.catalogue import Catalogue
 from restyle.service.context import DROPPED_OWNER, Context
 from restyle.service.inbox_batches import take_request
 from restyle.service.specs import MAX_SIDECAR_BYTES, door_params, refused_params, sidecar_params
+from restyle.stores.changes import Changes
 from restyle.stores.jobs import Job, JobParams
 from restyle.stores.objects import BadKey, StoreError, check_key
 
@@ -55,6 +58,9 @@ class Trigger:
         self._pending: set[str] = (
             set()
         )  # keys an event named while their sidecar could still come: looked at again soon
+        self._changes: Changes | None = None  # the inbox's folders as last seen (made when first scanned)
+        self._rescan_at = 0.0  # when the whole inbox is listed next
+        self._troubled: set[tuple[str, str]] = set()  # versions the store failed on, warned about once
         self._lock = threading.Lock()
 
     def params_for(self, video_key: str, modified: float) -> JobParams | Literal[Wait.LATER]:
@@ -82,6 +88,8 @@ class Trigger:
                 raise Invalid(f"style picture {picture[:80]!r} is not in the inbox folder beside the video") from None
 
         try:
+            if not context.data.is_file(sidecar):
+                raise Invalid(f"sidecar {name} is a folder, not a file: put the JobSpec in a file of that name")
             info = context.data.info(sidecar)
             if context.data.is_local and info.modified > time.time() - SETTLE_SECONDS:
                 return LATER  # still being written, perhaps: read it whole on the next scan
@@ -106,22 +114,41 @@ class Trigger:
         return None
 
     def scan(self) -> list[Job]:
-        """List the inbox; make a job for every object version not seen before."""
+        """Look at the inbox; make a job for every object version not seen before.
+
+        A local inbox's folders that did not change since the last scan are not listed again (see
+        :mod:`restyle.stores.changes`); every ``inbox_rescan_seconds`` the whole inbox is."""
         made = []
         settings = self.context.settings
         self.context.jobs.expire_uploads(time.time() - settings.link_seconds - settings.upload_expiry_seconds)
+        changes = self._inbox_changes()
+        whole = time.monotonic() >= self._rescan_at
+        if whole:
+            self._rescan_at = time.monotonic() + settings.inbox_rescan_seconds
+            changes.everything()
+        listed: set[tuple[str, str]] = set()
         settled = time.time() - SETTLE_SECONDS
-        for info in self.context.data.list(keys.INBOX):
+        for info in changes.look():
+            listed.add((info.key, info.etag))
             if self.context.data.is_local and info.modified > settled:
-                continue  # looked at again on the next scan, when the copy is done
+                changes.again(info.key)  # looked at again on the next scan, when the copy is done
+                continue
             if (info.key, info.etag) not in self._seen:
-                job = self._consider(info.key, info.etag, info.modified)
+                job = self._consider_alone(info.key, info.etag, info.modified)
                 if job is LATER:
+                    changes.again(info.key)
                     continue
                 self._seen.add((info.key, info.etag))
                 if job:
                     made.append(job)
+        if whole:
+            self._seen &= listed  # versions gone from the inbox are forgotten (the job store still knows them)
         return made
+
+    def _inbox_changes(self) -> Changes:
+        if self._changes is None:
+            self._changes = Changes(self.context.data, keys.INBOX, recent_s=SETTLE_SECONDS + 1.0)
+        return self._changes
 
     def on_event(self, payload: dict[str, Any]) -> list[Job]:
         """A SeaweedFS filer webhook or an S3 ``Records`` event: consider each object it names."""
@@ -137,7 +164,7 @@ class Trigger:
             except (BadKey, StoreError) as exc:
                 log.warning("event for %r ignored: %s", key[:120], exc)
                 continue
-            job = self._consider(info.key, info.etag, info.modified)
+            job = self._consider_alone(info.key, info.etag, info.modified)
             if job is LATER:  # looked at again within a second or so, without waiting for the next listing
                 with self._lock:
                     self._pending.add(info.key)
@@ -146,6 +173,37 @@ class Trigger:
             if job:
                 made.append(job)
         return made
+
+    def _consider_alone(self, key: str, etag: str, modified: float) -> Job | None | Literal[Wait.LATER]:
+        """:meth:`_consider`, with whatever one object does kept to that object: no object stops the others.
+
+        The object store failing on it: it is looked at again on the next scan (warned once). Anything
+        else it causes: it is refused alone, once; a video's job fails with the reason, as for a bad
+        sidecar. A job store that is down still stops the scan (every object would meet it)."""
+        try:
+            job = self._consider(key, etag, modified)
+        except StoreError as exc:
+            if (key, etag) not in self._troubled:
+                self._troubled.add((key, etag))
+                log.warning("%s is looked at again on the next scan: %s", key, exc)
+            return LATER
+        except (JobStoreError, DBAPIError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a hostile object may raise anything: it is refused alone
+            reason = f"{key.rsplit('/', 1)[-1]} could not be read as an inbox drop ({type(exc).__name__}: {exc})"
+            log.warning("%s refused: %s", key, reason)
+            job = self._refuse(key, etag, reason[:500])
+        self._troubled.discard((key, etag))
+        return job
+
+    def _refuse(self, key: str, etag: str, reason: str) -> Job | None:
+        """A video's job that fails with ``reason``; nothing for another object (its refusal is the log line)."""
+        if not key.lower().endswith(VIDEO_SUFFIXES) or keys.is_inbox_batch(key):
+            return None
+        job, created = self.context.jobs.create(
+            DROPPED_OWNER, key, etag, refused_params(reason), max_attempts=self.context.settings.max_attempts
+        )
+        return job if created else None
 
     def _consider(self, key: str, etag: str, modified: float = 0.0) -> Job | None | Literal[Wait.LATER]:
         jobs = self.context.jobs

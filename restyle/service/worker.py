@@ -72,7 +72,7 @@ class Worker:
                     swept = time.monotonic()
                     batches.sweep(self.context)
                 self.context.jobs.worker_alive(self.id, None)
-                job = self.context.jobs.claim(self.id, self.settings.lease_seconds)
+                job = self.context.jobs.claim(self.id, self.settings.lease_seconds, self.settings.tenant_priorities)
             except Exception as exc:  # noqa: BLE001 - the database may be restarting
                 log.warning("job store unreachable, will retry: %s", exc)
                 stop.wait(self.settings.idle_seconds)

@@ -15,6 +15,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from sqlalchemy.orm import sessionmaker
 
 from restyle.errors import JobStoreError
 from restyle.stores import counters as totals
+from restyle.stores import fairness
 from restyle.stores.params import JobParams
 from restyle.stores.states import ACTIVE, FINAL, JobState, Lease
 from restyle.stores.tables import ChunkRow, JobRow, WorkerRow, create_all
@@ -285,29 +287,19 @@ class JobStore:
 
     # -- working -------------------------------------------------------------
 
-    def claim(self, worker_id: str, lease_s: float) -> Job | None:
-        """Take the oldest queued job, or a running one whose lease ran out; None when there is none."""
+    def claim(self, worker_id: str, lease_s: float, priorities: Mapping[str, int] | None = None) -> Job | None:
+        """Take a queued job, or a running one whose lease ran out, in the fair order of
+        :mod:`restyle.stores.fairness` (``priorities``: owner -> priority); None when there is none."""
         now = time.time()
         with self._session() as session:
-            candidates = session.scalars(
-                select(JobRow.id)
-                .where(
-                    (JobRow.state == JobState.QUEUED)
-                    | ((JobRow.state == JobState.RUNNING) & (JobRow.lease_until < now))
-                )
-                .order_by(JobRow.created_at)
-                .limit(20)
-            ).all()
-        for job_id in candidates:
+            candidates = session.execute(fairness.candidates(now, priorities)).all()
+        for job_id, owner in candidates:
             with self._session.begin() as session:
                 # Compare-and-set: of two workers racing for a job, exactly one updates the row.
                 taken = session.execute(
                     update(JobRow)
                     .where(JobRow.id == job_id)
-                    .where(
-                        (JobRow.state == JobState.QUEUED)
-                        | ((JobRow.state == JobState.RUNNING) & (JobRow.lease_until < now))
-                    )
+                    .where(fairness.claimable(now))
                     .values(
                         state=JobState.RUNNING,
                         lease_owner=worker_id,
@@ -316,6 +308,8 @@ class JobStore:
                         updated_at=now,
                     )
                 ).rowcount
+                if taken:
+                    fairness.took(session, owner, now)
             if not taken:
                 continue
             job = self.get(job_id)

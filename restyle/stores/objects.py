@@ -125,6 +125,11 @@ class ObjectStore:
         self.fs.invalidate_cache()
         return bool(self._call(self.fs.exists, self.path(key)))
 
+    def is_file(self, key: str) -> bool:
+        """Whether ``key`` is an object (not a folder, or a prefix other objects are under)."""
+        self.fs.invalidate_cache()
+        return bool(self._call(self.fs.isfile, self.path(key)))
+
     def info(self, key: str) -> ObjectInfo:
         self.fs.invalidate_cache()
         return self._info(self._call(self.fs.info, self.path(key)))

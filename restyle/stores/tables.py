@@ -60,6 +60,8 @@ class JobRow(Base):
     figures: Mapped[dict] = mapped_column(JSON, default=dict)
     # A unit of a batch (restyle.stores.batches): its items are batch_items rows with this job_id.
     batch_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    # What the retention sweep deleted of an ended job (restyle.stores.retention): NULL, "input" or "all".
+    swept: Mapped[str | None] = mapped_column(String(8), nullable=True, index=True)
 
 
 class BatchRow(Base):
@@ -139,6 +141,15 @@ class ChunkRow(Base):
     frames: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column(Float)
     at: Mapped[float] = mapped_column(Float)
+
+
+class TurnRow(Base):
+    """When one of an owner's jobs was last taken: the fair claim's turns (restyle.stores.fairness)."""
+
+    __tablename__ = "owner_turns"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_claim: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class CounterRow(Base):

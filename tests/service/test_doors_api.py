@@ -289,3 +289,100 @@ def test_a_job_whose_stored_spec_cannot_be_read_still_lists(client):
     listed = client.get("/api/jobs", headers=auth(ALICE))
     assert listed.status_code == 200
     assert sorted(job["model"] for job in listed.json()) == ["styles:0", "unreadable", "unreadable"]
+
+
+@pytest.mark.parametrize("poison", ["deep", "folder"])
+def test_one_poison_sidecar_fails_its_own_job_and_the_inbox_goes_on(client, clips, poison):
+    """A sidecar nested too deep for json.loads (RecursionError) or a folder named like a sidecar stopped every
+    scan of the inbox, forever (issue 26, finding 4; failed on 4b5e38b). Now its video's job fails with the reason,
+    once, and the other drops become jobs."""
+    context = client.app.state.context
+    drop(context, "ok.mp4", clips["silent"], '{"style": "4"}')
+    root = Path(context.data.path("inbox/drops"))
+    if poison == "deep":
+        (root / "bad.mp4.json").write_text("[" * 20_000 + "]" * 20_000)
+    else:
+        (root / "bad.mp4.json").mkdir()
+        (root / "bad.mp4.json" / "inside.txt").write_text("not a sidecar")
+    drop(context, "bad.mp4", clips["silent"])
+    jobs = inbox_jobs(client)
+    assert set(jobs) == {"ok.mp4", "bad.mp4"}, jobs
+    assert jobs["ok.mp4"]["model"] == "styles:4" and jobs["bad.mp4"]["model"] == "refused"
+    claimed = context.jobs.get(jobs["bad.mp4"]["id"])
+    assert "bad.mp4.json" in claimed.params.refused
+    assert ("nested too deep" if poison == "deep" else "is a folder") in claimed.params.refused, claimed.params.refused
+    drop(context, "later.mp4", clips["silent"])  # the inbox keeps working, and the refusal is not made twice
+    again = inbox_jobs(client)
+    assert set(again) == {"ok.mp4", "bad.mp4", "later.mp4"} and again["bad.mp4"]["id"] == jobs["bad.mp4"]["id"]
+
+
+def test_a_poison_batch_request_is_refused_alone(client, clips):
+    """A dropped batch request nested too deep, or a folder named like one, never stops the videos beside it."""
+    context = client.app.state.context
+    batches = Path(context.data.path("inbox/batches"))
+    batches.mkdir(parents=True)
+    (batches / "deep.batch.json").write_text('{"spec": ' + "[" * 20_000 + "]" * 20_000 + "}")
+    (batches / "odd.batch.json").mkdir()
+    (batches / "odd.batch.json" / "x.batch.json").write_text("{}")
+    drop(context, "ok.mp4", clips["silent"])
+    past = time.time() - 5
+    for path in batches.rglob("*"):
+        os.utime(path, (past, past))
+    assert set(inbox_jobs(client)) == {"ok.mp4"}
+    info = context.data.info("inbox/batches/deep.batch.json")
+    from restyle.service import keys
+
+    receipt = json.loads(context.system.get_bytes(keys.inbox_batch_receipt(info.key, info.etag)))
+    assert "nested too deep" in receipt["refused"] or "not JSON" in receipt["refused"], receipt
+
+
+def test_whatever_one_drop_raises_it_is_refused_alone(client, clips, monkeypatch, caplog):
+    """The last line of defence: an error nobody foresaw, raised by one object, fails that object's job once."""
+    from restyle.service.trigger import Trigger
+
+    context = client.app.state.context
+    drop(context, "ok.mp4", clips["silent"])
+    drop(context, "odd.mp4", clips["silent"])
+    params_for = Trigger.params_for
+
+    def hostile(self, key, modified):
+        if key.endswith("odd.mp4"):
+            raise KeyError("something nobody foresaw")
+        return params_for(self, key, modified)
+
+    monkeypatch.setattr(Trigger, "params_for", hostile)
+    jobs = inbox_jobs(client)
+    assert set(jobs) == {"ok.mp4", "odd.mp4"} and jobs["odd.mp4"]["model"] == "refused"
+    refused = context.jobs.get(jobs["odd.mp4"]["id"]).params.refused
+    assert refused.startswith("odd.mp4 could not be read as an inbox drop (KeyError"), refused
+    assert inbox_jobs(client) == jobs and caplog.text.count("odd.mp4 refused") == 1
+
+
+def test_a_scan_does_not_list_again_what_the_trigger_handled(client, clips, monkeypatch):
+    """The trigger listed the whole ever-growing inbox every poll (issue 26, finding 5c; failed on 4b5e38b, where
+    the second scan read every name again). Folders that did not change are not listed again; new drops are seen."""
+    context = client.app.state.context
+    for n in range(3):
+        drop(context, f"v{n}.mp4", clips["silent"])
+    root = Path(context.data.path("inbox/drops"))
+    for n in range(40):
+        (root / f"still{n}.jpg").write_bytes(b"a picture beside")
+    assert len(inbox_jobs(client)) == 3
+    past = time.time() - 60
+    for path in (root, root.parent, *root.iterdir()):
+        os.utime(path, (past, past))
+    client.app.state.trigger.scan()  # the folders' times moved: listed once more
+    read = []
+    scandir = os.scandir
+
+    def counted(path=".", *args):
+        entries = list(scandir(path, *args))
+        read.extend(entry.name for entry in entries)
+        return iter(entries)
+
+    monkeypatch.setattr(os, "scandir", counted)
+    assert client.app.state.trigger.scan() == []
+    assert read == [], f"{len(read)} names read again"
+    monkeypatch.setattr(os, "scandir", scandir)
+    drop(context, "new.mp4", clips["silent"])
+    assert set(inbox_jobs(client)) == {"v0.mp4", "v1.mp4", "v2.mp4", "new.mp4"}

@@ -70,8 +70,8 @@ ERRORS = {
 
 
 def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
-    """The service's app. With ``run_trigger`` it also polls the inbox, and announces job ends (the notifier),
-    in threads while it serves."""
+    """The service's app. With ``run_trigger`` it also polls the inbox, announces job ends (the notifier) and
+    deletes what retention lets go (restyle.service.retention), in threads while it serves."""
     web = Web.of(Context(settings))
     app = FastAPI(
         title="restyle",
@@ -99,7 +99,7 @@ def _lifespan(web: Web, run_trigger: bool):
         stop = threading.Event()
         threads = [
             threading.Thread(target=loop, args=(stop,), daemon=True)
-            for loop in ((web.trigger.run, web.notifier.run) if run_trigger else ())
+            for loop in ((web.trigger.run, web.notifier.run, web.retention.run) if run_trigger else ())
         ]
         for thread in threads:
             thread.start()

@@ -1,6 +1,6 @@
 """What the web face's routes share, per app (``app.state.web``): the domain's context, the trigger, the
-notifier, and the app's own state (the ETA's speedometer, the gallery's thumbnails). Routes declare it:
-``Depends(web)``."""
+notifier, the retention sweep, and the app's own state (the ETA's speedometer, the gallery's thumbnails).
+Routes declare it: ``Depends(web)``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from restyle.service.eta import Speedometer
 from restyle.service.gallery import Gallery
 from restyle.service.http.schemas import JobOut, job_out
 from restyle.service.notifier import Notifier
+from restyle.service.retention import Retention
 from restyle.service.trigger import Trigger
 from restyle.stores.jobs import Job
 
@@ -23,11 +24,12 @@ class Web:
     trigger: Trigger
     gallery: Gallery
     notifier: Notifier
+    retention: Retention
     speeds: Speedometer = field(default_factory=Speedometer)
 
     @classmethod
     def of(cls, context: Context) -> Web:
-        return cls(context, Trigger(context), Gallery(context), Notifier(context))
+        return cls(context, Trigger(context), Gallery(context), Notifier(context), Retention(context))
 
     def job_out(self, job: Job) -> JobOut:
         return job_out(job, self.speeds.eta(job))
