@@ -22,6 +22,7 @@ import logging
 from typing import Any
 
 from restyle.errors import Invalid, RestyleError
+from restyle.jobspec import load_json
 from restyle.service import keys
 from restyle.service.batches import BatchRequest, submit
 from restyle.service.context import DROPPED_OWNER, Context, Principal
@@ -55,12 +56,7 @@ def _request(context: Context, key: str) -> BatchRequest:
     name = key[len(keys.INBOX_BATCHES) :]
     if context.data.info(key).size > MAX_SIDECAR_BYTES:
         raise Invalid(f"batch request {name} is over {MAX_SIDECAR_BYTES} bytes")
-    try:
-        body = json.loads(context.data.get_bytes(key) or b"{}")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Invalid(f"batch request {name} is not JSON: {exc}") from None
-    except RecursionError:
-        raise Invalid(f"batch request {name} is nested too deep to be a batch's fields") from None
+    body = load_json(context.data.get_bytes(key) or b"{}", f"batch request {name}")
     if not isinstance(body, dict) or set(body) - FIELDS:
         raise Invalid(f"batch request {name} must be an object with at most the fields {', '.join(sorted(FIELDS))}")
     listed = body.get("list")

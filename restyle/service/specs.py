@@ -11,7 +11,6 @@ job's :class:`~restyle.stores.params.JobParams`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, get_args
@@ -21,7 +20,7 @@ from pydantic import ValidationError
 from restyle.config import Settings
 from restyle.errors import InputError, Invalid, Refusal, RestyleError
 from restyle.handlers.base import file_kinds, get_handler
-from restyle.jobspec import JobSpec, OutputOptions, Preset, check_text, validation_reason
+from restyle.jobspec import JobSpec, OutputOptions, Preset, check_text, load_json, validation_reason
 from restyle.service import keys
 from restyle.service.catalogue import Catalogue, handler_names, local_copy
 from restyle.service.context import Context
@@ -129,12 +128,7 @@ def sidecar_params(
     Raises a Refusal with a reason that names the sidecar."""
     if len(text) > MAX_SIDECAR_BYTES:
         raise Invalid(f"sidecar {name} is over {MAX_SIDECAR_BYTES} bytes")
-    try:
-        fields = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Invalid(f"sidecar {name} is not JSON: {exc}") from None
-    except RecursionError:
-        raise Invalid(f"sidecar {name} is nested too deep to be a JobSpec") from None
+    fields = load_json(text, f"sidecar {name}")
     if not isinstance(fields, dict):
         raise Invalid(f"sidecar {name} must hold a JSON object (a JobSpec), not {type(fields).__name__}")
     try:
