@@ -54,7 +54,7 @@ from testing.servers import PostgreSQL, free_port, have_postgres, wait_for_port
 
 OWNER = "admin"  # the embedded admin token's principal: the client signs in with it
 TARGET_MS = 100.0
-PAGE, BIG_PAGE = 100, 1000  # the API's default page, and its most
+PAGE, BIG_PAGE = 100, 500  # the API's default page, and its most
 HISTORY = 49  # small ended batches beside the big one
 ENDED, RUNNING = 0.85, 0.02  # the big batch's share of ended items, then of running ones (the rest queued)
 

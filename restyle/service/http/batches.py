@@ -81,7 +81,7 @@ def batch_items(
     batch_id: str,
     state: Literal[tuple(ItemState)] | None = None,  # type: ignore[valid-type] - the states an item has
     after: int = Query(-1, ge=-1, description="the last seq of the page before"),
-    limit: int = Query(100, ge=1, le=1000),
+    limit: int = Query(100, ge=1, le=500),  # a page answers within 100 ms at p95 (bench/batch.py --service-only)
     who: Principal = Depends(caller),
     app: Web = Depends(web),
 ) -> ItemPage:
