@@ -151,11 +151,18 @@ class Catalogue:
 
 
 def check_picture(path: Path, max_pixels: int) -> tuple[int, int]:
-    """(width, height) of a picture PIL can decode (its content decides the format); Invalid otherwise."""
-    from PIL import Image
+    """(width, height) of a picture restyle reads (its content decides the format, among the pipeline's
+    IMAGE_FORMATS only: never PostScript, which PIL renders with Ghostscript, nor ICO/ICNS, which hold a PNG of any
+    size); Invalid otherwise. Decoded once, here: its size is kept with it, and no door decodes it again."""
+    from PIL import Image, UnidentifiedImageError
 
+    from restyle.pipeline.images import IMAGE_FORMATS
+
+    # PIL's own limit too (it warns past it and refuses past twice it), so that a format that opens a
+    # picture inside a picture stops before decoding a bomb; the header check below refuses from 1x.
+    Image.MAX_IMAGE_PIXELS = max_pixels
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=IMAGE_FORMATS) as image:
             width, height = image.size
             if width * height > max_pixels:
                 raise Invalid(
@@ -165,6 +172,12 @@ def check_picture(path: Path, max_pixels: int) -> tuple[int, int]:
             image.load()
     except Invalid:
         raise
+    except UnidentifiedImageError:
+        raise Invalid(f"the style picture is not a picture restyle reads ({', '.join(IMAGE_FORMATS)})") from None
+    except Image.DecompressionBombError:
+        raise Invalid(
+            f"the style picture is over the limit of {max_pixels} pixels (RESTYLE_MAX_PICTURE_PIXELS)"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
         detail = str(exc).replace(str(path), "the file")[:160]  # the server's paths are nobody else's business
         raise Invalid(f"the style picture cannot be read as an image ({type(exc).__name__}: {detail})") from None
