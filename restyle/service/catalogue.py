@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import BinaryIO
 
 from restyle.errors import Conflict, Invalid, ModelError, NotFound, RestyleError
-from restyle.service import keys
+from restyle.service import facts, keys
 from restyle.service.context import Context
 from restyle.service.spool import Spooled, spooled
 from restyle.stores.catalogue import NameTaken, RegisteredModel, SavedPicture
 
+_MAKING_GRAPHS = threading.Lock()
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -68,6 +70,7 @@ class Catalogue:
             kind = _kind_of(file.path) if kind == "auto" else kind
             handler = _file_handler(kind)
             _check_model(kind, file.path)
+            self.store.keep_graph(file.sha256, facts.weightless(file.path) or b"")  # what doors check jobs against
             key = keys.model(file.sha256)
             if not self.context.system.exists(key):
                 self.context.system.put_file(file.path, key)
@@ -88,6 +91,25 @@ class Catalogue:
 
     def model(self, name: str) -> RegisteredModel | None:
         return self.store.model(name) if NAME.match(name or "") else None
+
+    def graph_file(self, model: RegisteredModel) -> Path | None:
+        """The model's weightless graph as a local file, for a door's check (:mod:`.facts`); None for a file that
+        is not ONNX. A model registered before graphs were kept has its graph made now, once: its file's one read."""
+        folder = self.context.settings.home / "cache" / "graphs"
+        if (folder / f"{model.sha256}.onnx").is_file():
+            return folder / f"{model.sha256}.onnx"
+        graph = self.store.graph(model.sha256)
+        if graph is None:
+            with _MAKING_GRAPHS:  # a burst of doors naming an older model reads its file once, not once each
+                graph = self.store.graph(model.sha256)
+                if graph is None:
+                    graph = facts.weightless(local_copy(self.context, model.key)) or b""
+                    self.store.keep_graph(model.sha256, graph)
+        return facts.graph_file(folder, model.sha256, graph) if graph else None
+
+    def stand_in_picture(self) -> Path:
+        """What a door's check gets in place of a picture that was checked when it came in (:mod:`.facts`)."""
+        return facts.stand_in_picture(self.context.settings.home / "cache" / "graphs")
 
     def models(self) -> list[RegisteredModel]:
         return self.store.models()
@@ -173,7 +195,10 @@ def check_picture(path: Path, max_pixels: int) -> tuple[int, int]:
     except Invalid:
         raise
     except UnidentifiedImageError:
-        raise Invalid(f"the style picture is not a picture restyle reads ({', '.join(IMAGE_FORMATS)})") from None
+        raise Invalid(
+            f"the style picture cannot be read as an image: it is not a picture restyle reads "
+            f"({', '.join(IMAGE_FORMATS)})"
+        ) from None
     except Image.DecompressionBombError:
         raise Invalid(
             f"the style picture is over the limit of {max_pixels} pixels (RESTYLE_MAX_PICTURE_PIXELS)"

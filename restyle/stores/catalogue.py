@@ -14,7 +14,7 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from restyle.stores.tables import ModelRow, PictureRow
+from restyle.stores.tables import ModelGraphRow, ModelRow, PictureRow
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,24 @@ class CatalogueStore:
             session.delete(row)
             session.flush()
             others = session.scalar(select(func.count()).select_from(ModelRow).where(ModelRow.sha256 == removed.sha256))
+            if not others:
+                session.execute(delete(ModelGraphRow).where(ModelGraphRow.sha256 == removed.sha256))
         return removed, not others
+
+    def keep_graph(self, sha256: str, graph: bytes) -> None:
+        """Keep a model file's weightless graph (once: a second keeper of the same file finds it kept)."""
+        try:
+            with self._session.begin() as session:
+                if session.get(ModelGraphRow, sha256) is None:
+                    session.add(ModelGraphRow(sha256=sha256, graph=graph))
+        except IntegrityError:
+            pass  # another process kept it first: the same bytes
+
+    def graph(self, sha256: str) -> bytes | None:
+        """The weightless graph kept for a model file; None if none was kept (a model registered before them)."""
+        with self._session() as session:
+            row = session.get(ModelGraphRow, sha256)
+            return bytes(row.graph) if row is not None else None
 
     # -- pictures ------------------------------------------------------------
 
