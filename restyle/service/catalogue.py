@@ -168,7 +168,11 @@ class Catalogue:
         removed = self.store.remove_picture(owner, name) if NAME.match(name or "") else None
         if removed is None:
             raise NotFound(f"you have no saved picture named {name[:64]!r}")
-        # The file stays: jobs already submitted with it are pinned to its hash.
+        # Its file goes too, unless another of the owner's names is the same file or a job that has not ended uses
+        # it (then it stays for that job: jobs are pinned to its hash).
+        used = self.store.picture_users(owner, removed.key) or self.context.jobs.active_use(owner, removed.key)
+        if not used:
+            self.context.system.delete(removed.key)
         return removed
 
 

@@ -120,6 +120,16 @@ class CatalogueStore:
             query = select(PictureRow).where(PictureRow.owner == owner).order_by(PictureRow.name)
             return [_picture(row) for row in session.scalars(query)]
 
+    def picture_count(self, owner: str) -> int:
+        with self._session() as session:
+            return int(session.scalar(select(func.count()).select_from(PictureRow).where(PictureRow.owner == owner)))
+
+    def picture_users(self, owner: str, key: str) -> int:
+        """How many of ``owner``'s saved pictures are the file ``key`` (one file, saved under several names)."""
+        with self._session() as session:
+            query = select(func.count()).select_from(PictureRow).where(PictureRow.owner == owner, PictureRow.key == key)
+            return int(session.scalar(query) or 0)
+
     def remove_picture(self, owner: str, name: str) -> SavedPicture | None:
         with self._session.begin() as session:
             row = session.get(PictureRow, (owner, name))
