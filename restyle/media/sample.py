@@ -14,9 +14,10 @@ from typing import Literal
 
 import av
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from restyle.errors import InputError, OutputError
+from restyle.media.pictures import open_picture
 
 Motion = Literal["pan", "zoom"]
 
@@ -73,7 +74,7 @@ def make_motion_clip(
     import cv2
 
     try:
-        with Image.open(photo) as image:
+        with open_picture(photo, f"photo {photo}") as image:
             picture = np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError) as exc:
         raise InputError(f"cannot read photo {photo}: {exc}") from None

@@ -99,9 +99,11 @@ def int8_model(network: str, source: Path) -> tuple[Path | None, str]:
 def calibration_frames(photo: Path, count: int) -> Iterator[np.ndarray]:
     """``count`` frames of a camera moving over ``photo`` (a pan, then a zoom), uint8 RGB at CALIBRATION_SIZE."""
     import cv2
-    from PIL import Image
 
-    picture = np.asarray(Image.open(photo).convert("RGB"))
+    from restyle.media.pictures import open_picture
+
+    with open_picture(photo, str(photo)) as image:
+        picture = np.asarray(image.convert("RGB"))
     ph, pw = picture.shape[:2]
     width, height = CALIBRATION_SIZE
     for n in range(count):

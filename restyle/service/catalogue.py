@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import BinaryIO
 
 from restyle.errors import Conflict, Invalid, ModelError, NotFound, RestyleError
-from restyle.service import keys
+from restyle.service import facts, keys
 from restyle.service.context import Context
 from restyle.service.spool import Spooled, spooled
 from restyle.stores.catalogue import NameTaken, RegisteredModel, SavedPicture
 
+_MAKING_GRAPHS = threading.Lock()
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -68,6 +70,7 @@ class Catalogue:
             kind = _kind_of(file.path) if kind == "auto" else kind
             handler = _file_handler(kind)
             _check_model(kind, file.path)
+            self.store.keep_graph(file.sha256, facts.weightless(file.path) or b"")  # what doors check jobs against
             key = keys.model(file.sha256)
             if not self.context.system.exists(key):
                 self.context.system.put_file(file.path, key)
@@ -88,6 +91,25 @@ class Catalogue:
 
     def model(self, name: str) -> RegisteredModel | None:
         return self.store.model(name) if NAME.match(name or "") else None
+
+    def graph_file(self, model: RegisteredModel) -> Path | None:
+        """The model's weightless graph as a local file, for a door's check (:mod:`.facts`); None for a file that
+        is not ONNX. A model registered before graphs were kept has its graph made now, once: its file's one read."""
+        folder = self.context.settings.home / "cache" / "graphs"
+        if (folder / f"{model.sha256}.onnx").is_file():
+            return folder / f"{model.sha256}.onnx"
+        graph = self.store.graph(model.sha256)
+        if graph is None:
+            with _MAKING_GRAPHS:  # a burst of doors naming an older model reads its file once, not once each
+                graph = self.store.graph(model.sha256)
+                if graph is None:
+                    graph = facts.weightless(local_copy(self.context, model.key)) or b""
+                    self.store.keep_graph(model.sha256, graph)
+        return facts.graph_file(folder, model.sha256, graph) if graph else None
+
+    def stand_in_picture(self) -> Path:
+        """What a door's check gets in place of a picture that was checked when it came in (:mod:`.facts`)."""
+        return facts.stand_in_picture(self.context.settings.home / "cache" / "graphs")
 
     def models(self) -> list[RegisteredModel]:
         return self.store.models()
@@ -146,16 +168,27 @@ class Catalogue:
         removed = self.store.remove_picture(owner, name) if NAME.match(name or "") else None
         if removed is None:
             raise NotFound(f"you have no saved picture named {name[:64]!r}")
-        # The file stays: jobs already submitted with it are pinned to its hash.
+        # Its file goes too, unless another of the owner's names is the same file or a job that has not ended uses
+        # it (then it stays for that job: jobs are pinned to its hash).
+        used = self.store.picture_users(owner, removed.key) or self.context.jobs.active_use(owner, removed.key)
+        if not used:
+            self.context.system.delete(removed.key)
         return removed
 
 
 def check_picture(path: Path, max_pixels: int) -> tuple[int, int]:
-    """(width, height) of a picture PIL can decode (its content decides the format); Invalid otherwise."""
-    from PIL import Image
+    """(width, height) of a picture restyle reads (its content decides the format, among the pipeline's
+    IMAGE_FORMATS only: never PostScript, which PIL renders with Ghostscript, nor ICO/ICNS, which hold a PNG of any
+    size); Invalid otherwise. Decoded once, here: its size is kept with it, and no door decodes it again."""
+    from PIL import Image, UnidentifiedImageError
 
+    from restyle.pipeline.images import IMAGE_FORMATS
+
+    # PIL's own limit too (it warns past it and refuses past twice it), so that a format that opens a
+    # picture inside a picture stops before decoding a bomb; the header check below refuses from 1x.
+    Image.MAX_IMAGE_PIXELS = max_pixels
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=IMAGE_FORMATS) as image:
             width, height = image.size
             if width * height > max_pixels:
                 raise Invalid(
@@ -165,6 +198,15 @@ def check_picture(path: Path, max_pixels: int) -> tuple[int, int]:
             image.load()
     except Invalid:
         raise
+    except UnidentifiedImageError:
+        raise Invalid(
+            f"the style picture cannot be read as an image: it is not a picture restyle reads "
+            f"({', '.join(IMAGE_FORMATS)})"
+        ) from None
+    except Image.DecompressionBombError:
+        raise Invalid(
+            f"the style picture is over the limit of {max_pixels} pixels (RESTYLE_MAX_PICTURE_PIXELS)"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
         detail = str(exc).replace(str(path), "the file")[:160]  # the server's paths are nobody else's business
         raise Invalid(f"the style picture cannot be read as an image ({type(exc).__name__}: {detail})") from None

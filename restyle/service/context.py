@@ -14,7 +14,8 @@ from pathlib import Path
 
 from restyle.config import Settings
 from restyle.errors import RestyleError
-from restyle.service.limits import RateLimiter
+from restyle.service import keys
+from restyle.service.limits import Quotas, RateLimiter, Usage
 from restyle.stores.batches import BatchStore
 from restyle.stores.catalogue import CatalogueStore
 from restyle.stores.jobs import JobStore
@@ -90,6 +91,26 @@ class Context:
     @cached_property
     def submissions(self) -> RateLimiter:
         return RateLimiter(self.settings.submit_rate_per_minute, self.settings.submit_burst)
+
+    @cached_property
+    def stores(self) -> RateLimiter:
+        """The rate of requests that store bytes without making a job: pictures, datasets, models."""
+        return RateLimiter(self.settings.store_rate_per_minute, self.settings.store_burst)
+
+    @cached_property
+    def quotas(self) -> Quotas:
+        settings = self.settings
+        limits = Usage(settings.quota_jobs, settings.quota_bytes, settings.quota_pictures)
+        return Quotas(limits, self.usage, settings.quota_bytes_seconds)
+
+    def usage(self, owner: str, with_bytes: bool) -> Usage:
+        """What ``owner`` holds, as its quotas count it; its stored bytes (by listing its folders) if asked, else -1."""
+        stored = -1
+        if with_bytes:
+            spaces = ((self.data, keys.inbox_of(owner)), (self.data, keys.dataset(owner, "")))
+            spaces += ((self.system, keys.pictures_of(owner)),)
+            stored = sum(found.size for store, prefix in spaces for found in store.list(prefix))
+        return Usage(self.jobs.active(owner), stored, self.catalogue_store.picture_count(owner))
 
     @cached_property
     def link_secret(self) -> str:

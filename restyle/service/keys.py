@@ -32,7 +32,12 @@ PICTURES = "pictures/"
 
 def inbox(owner: str, filename: str) -> str:
     """A fresh key for an upload of ``owner``'s: their folder, a random prefix, the file's name made safe."""
-    return f"{INBOX}{safe_name(owner)}/{uuid.uuid4().hex[:8]}-{safe_name(filename)}"
+    return f"{inbox_of(owner)}{uuid.uuid4().hex[:8]}-{safe_name(filename)}"
+
+
+def inbox_of(owner: str) -> str:
+    """The inbox folder of ``owner``'s uploaded videos."""
+    return f"{INBOX}{safe_name(owner)}/"
 
 
 def output(job_id: str, name: str) -> str:

@@ -4,8 +4,9 @@ Every door (API JSON and multipart, the dashboard, inbox sidecars) goes through
 :func:`door_params`: a ``webhook`` URL beside the spec's fields is checked (:mod:`.webhooks`),
 the spec is validated, a registered model's name is pinned to its file (``model_file`` = its
 content-hash key in the system store), a style picture (a saved one's name, or a file uploaded
-with the job) becomes its key under the owner, and the spec's handler checks it. The result is the
-job's :class:`~restyle.stores.params.JobParams`.
+with the job) becomes its key under the owner, and the spec's handler checks it against what was
+kept when its files were added (:mod:`.facts`: no door loads a model or decodes a saved picture).
+The result is the job's :class:`~restyle.stores.params.JobParams`.
 :func:`local_spec` gives the worker the same spec with local paths.
 """
 
@@ -25,6 +26,7 @@ from restyle.service import keys
 from restyle.service.catalogue import Catalogue, handler_names, local_copy
 from restyle.service.context import Context
 from restyle.service.webhooks import check_url
+from restyle.stores.catalogue import RegisteredModel
 from restyle.stores.params import JobParams
 
 DOOR_FIELDS = set(JobSpec.model_fields) - {"model_file"}
@@ -67,6 +69,7 @@ def door_params(
     except ValidationError as exc:
         raise Invalid(validation_reason(exc)) from None
     update: dict[str, Any] = {}
+    registered = None
     if spec.model in handler_names():
         kind = spec.model
         if get_handler(kind).registrable:
@@ -106,8 +109,9 @@ def door_params(
     params = JobParams(spec=stored, handler=kind, label=label(stored, kind, picture_name), webhook=webhook)
     local = None
     try:
-        local = local_spec(context, params, owner)
-        _check(local)
+        local = door_spec(catalogue, params, registered)
+        if local is not None:
+            _check(local)
     except Exception as exc:  # noqa: BLE001 - a plugin's check may raise anything: still a refusal, never a 500
         reason = (
             str(exc).splitlines()[0]
@@ -183,6 +187,21 @@ def refused_params(reason: str) -> JobParams:
     """Params of a job made only to fail with ``reason`` (an inbox drop whose sidecar is bad)."""
     spec = JobSpec()
     return JobParams(spec=spec, handler=spec.model, label="refused", refused=reason)
+
+
+def door_spec(catalogue: Catalogue, params: JobParams, registered: RegisteredModel | None) -> JobSpec | None:
+    """The spec a door's check gets: for a registered model, its weightless graph; for a style picture, a stand-in
+    (both were read and checked when they were added: :mod:`.facts`). None when there is nothing to check against
+    (a registered file that is not ONNX: its handler checked it when it was registered)."""
+    spec, update = params.spec, {"model": params.kind}
+    if spec.model_file:
+        graph = catalogue.graph_file(registered) if registered is not None else None
+        if graph is None:
+            return None
+        update["model_file"] = str(graph)
+    if spec.style_image:
+        update["style_image"] = str(catalogue.stand_in_picture())
+    return spec.model_copy(update=update)
 
 
 def local_spec(context: Context, params: JobParams | None, owner: str, problem: str | None = None) -> JobSpec:

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from restyle.stores.tables import ModelRow, PictureRow
+from restyle.stores.tables import ModelGraphRow, ModelRow, PictureRow
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,24 @@ class CatalogueStore:
             session.delete(row)
             session.flush()
             others = session.scalar(select(func.count()).select_from(ModelRow).where(ModelRow.sha256 == removed.sha256))
+            if not others:
+                session.execute(delete(ModelGraphRow).where(ModelGraphRow.sha256 == removed.sha256))
         return removed, not others
+
+    def keep_graph(self, sha256: str, graph: bytes) -> None:
+        """Keep a model file's weightless graph (once: a second keeper of the same file finds it kept)."""
+        try:
+            with self._session.begin() as session:
+                if session.get(ModelGraphRow, sha256) is None:
+                    session.add(ModelGraphRow(sha256=sha256, graph=graph))
+        except IntegrityError:
+            pass  # another process kept it first: the same bytes
+
+    def graph(self, sha256: str) -> bytes | None:
+        """The weightless graph kept for a model file; None if none was kept (a model registered before them)."""
+        with self._session() as session:
+            row = session.get(ModelGraphRow, sha256)
+            return bytes(row.graph) if row is not None else None
 
     # -- pictures ------------------------------------------------------------
 
@@ -102,6 +119,16 @@ class CatalogueStore:
         with self._session() as session:
             query = select(PictureRow).where(PictureRow.owner == owner).order_by(PictureRow.name)
             return [_picture(row) for row in session.scalars(query)]
+
+    def picture_count(self, owner: str) -> int:
+        with self._session() as session:
+            return int(session.scalar(select(func.count()).select_from(PictureRow).where(PictureRow.owner == owner)))
+
+    def picture_users(self, owner: str, key: str) -> int:
+        """How many of ``owner``'s saved pictures are the file ``key`` (one file, saved under several names)."""
+        with self._session() as session:
+            query = select(func.count()).select_from(PictureRow).where(PictureRow.owner == owner, PictureRow.key == key)
+            return int(session.scalar(query) or 0)
 
     def remove_picture(self, owner: str, name: str) -> SavedPicture | None:
         with self._session.begin() as session:

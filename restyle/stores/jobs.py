@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy import Text, cast, create_engine, event, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
@@ -284,6 +284,20 @@ class JobStore:
                 select(func.count()).select_from(JobRow).where(JobRow.state.in_((JobState.QUEUED, JobState.RUNNING)))
             )
             return int(session.scalar(query) or 0)
+
+    def active(self, owner: str) -> int:
+        """How many of ``owner``'s jobs are uploading, queued or running (what its quota counts)."""
+        with self._session() as session:
+            query = select(func.count()).select_from(JobRow).where(JobRow.owner == owner, JobRow.state.in_(ACTIVE))
+            return int(session.scalar(query) or 0)
+
+    def active_use(self, owner: str, key: str) -> bool:
+        """Whether one of ``owner``'s jobs that has not ended names the stored file ``key`` (a style picture)."""
+        with self._session() as session:
+            named = cast(JobRow.params, Text).contains(key)
+            mine = (JobRow.owner == owner, JobRow.state.in_(ACTIVE), named)
+            query = select(func.count()).select_from(JobRow).where(*mine)
+            return bool(session.scalar(query))
 
     # -- working -------------------------------------------------------------
 

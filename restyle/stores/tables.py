@@ -18,6 +18,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -185,6 +186,16 @@ class ModelRow(Base):
     added_by: Mapped[str] = mapped_column(String(64))
     added_at: Mapped[float] = mapped_column(Float)
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class ModelGraphRow(Base):
+    """A registered model's graph with its weights left out (restyle/service/facts.py), by the file's hash:
+    what a job's door checks it against, so that no door loads the file."""
+
+    __tablename__ = "catalogue_graphs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    graph: Mapped[bytes] = mapped_column(LargeBinary)  # empty: the file is not ONNX (a plugin's kind)
 
 
 class PictureRow(Base):

@@ -121,7 +121,7 @@ def test_style_image_runs_at_the_frames_own_size(frames, tmp_path, backend):
 def test_unreadable_style_image_is_refused(tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_text("not a picture")
-    with pytest.raises(ModelError, match="cannot read style image"):
+    with pytest.raises(ModelError, match="style image bad.jpg is not a picture restyle reads"):
         check(JobSpec(model="style-image", style_image=str(bad)))
     with pytest.raises(ModelError, match="not found"):
         check(JobSpec(model="style-image", style_image=str(tmp_path / "missing.jpg")))

@@ -3,8 +3,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -12,6 +23,7 @@ from PIL import Image
 from restyle.config import Settings
 from restyle.service.http.app import create_app
 from testing.models import negative_model
+from testing.servers import missing
 
 ALICE, BOB, ROOT = "alice-token-0123456789", "bob-token-0123456789ab", "root-token-0123456789ab"
 
@@ -129,12 +141,15 @@ def test_a_saved_picture_is_its_owners_alone(client, tmp_path):
 
 def test_pictures_are_checked(client, tmp_path):
     refused = save(client, "text", b"just some text, not a picture")
-    assert refused.status_code == 422 and "cannot be read as an image" in refused.json()["detail"]
+    assert refused.status_code == 422 and "not a picture restyle reads" in refused.json()["detail"]
     truncated = painting(tmp_path / "p.png").read_bytes()[:200]
     assert save(client, "truncated", truncated).status_code == 422
     huge = io.BytesIO()
     Image.new("RGB", (400, 400), "white").save(huge, "PNG")  # small file, too many pixels
     refused = save(client, "huge", huge.getvalue())
+    assert refused.status_code == 422 and "RESTYLE_MAX_PICTURE_PIXELS" in refused.json()["detail"]
+    Image.new("RGB", (600, 600), "white").save(huge := io.BytesIO(), "PNG")  # past twice it: PIL's own refusal
+    refused = save(client, "huger", huge.getvalue())
     assert refused.status_code == 422 and "RESTYLE_MAX_PICTURE_PIXELS" in refused.json()["detail"]
     refused = save(client, "heavy", b"\x89PNG" + b"\0" * 150_000)
     assert refused.status_code == 413 and "RESTYLE_MAX_PICTURE_BYTES" in refused.json()["detail"]
@@ -222,3 +237,113 @@ def test_the_catalogue_on_postgresql(postgres, tmp_path):
         assert [m["name"] for m in client.get("/api/models", headers=auth(BOB)).json()] == ["negative"]
         assert client.get("/api/pictures", headers=auth(BOB)).json() == []
         assert client.delete("/api/models/negative", headers=auth(ROOT)).json()["name"] == "negative"
+
+
+# -- hostile pictures (issue 26, finding 1): only raster formats are decoded, and PIL's own limit is set -----------
+
+EPS_LOOP = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n{} loop\n"  # Ghostscript would run it forever
+
+
+def png_bomb(side: int = 13000) -> bytes:
+    """A valid RGB PNG of side x side black pixels in ~0.5 MB: 507 MB once decoded."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer, rows = zlib.compressobj(9), b"\0" * (1 + 3 * side) * 100
+    body = b"".join(packer.compress(rows) for _ in range(side // 100)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def ico_bomb() -> bytes:
+    """An ICO whose one entry (a 256x256 icon, says its directory) is the 13000x13000 PNG above."""
+    png = png_bomb()
+    return struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(png), 22) + png
+
+
+def _descendants(pid: int) -> list[str]:
+    """The command names of every process under ``pid``."""
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+            except (OSError, IndexError):
+                continue
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            with contextlib.suppress(OSError):
+                found.append(Path(f"/proc/{child}/comm").read_text().strip())
+            todo.append(child)
+    return found
+
+
+def _peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
+
+
+def test_a_looping_eps_and_an_ico_bomb_are_refused_fast_and_never_decoded(start_service):
+    """Failed on 4b5e38b: the EPS request hung (PIL ran Ghostscript on it, a `gs` process looping under the API)
+    and the ICO's 13000x13000 PNG was decoded. Now both are 422, at once, with the formats restyle reads."""
+    if shutil.which("gs") is None:
+        missing("Ghostscript (gs), to show that a tenant's PostScript never reaches it")
+    service = start_service({"RESTYLE_LOCAL_WORKERS": "0", "RESTYLE_MAX_PICTURE_BYTES": str(2 * 1024**2)})
+    before = _peak_rss_mb(service.process.pid)
+    for name, data in (("loop", EPS_LOOP), ("bomb", ico_bomb())):
+        clock = time.monotonic()
+        try:
+            answer = service.http.post(
+                "/api/pictures", files={"file": (f"{name}.png", data)}, data={"name": name}, timeout=15
+            )
+        except httpx.ReadTimeout:
+            pytest.fail(f"{name}: no answer in 15 s (the API process runs {_descendants(service.process.pid)})")
+        assert answer.status_code == 422, answer.text
+        assert "not a picture restyle reads (JPEG, PNG" in answer.json()["detail"]
+        assert time.monotonic() - clock < 5
+    assert "gs" not in _descendants(service.process.pid)
+    assert _peak_rss_mb(service.process.pid) - before < 100  # the bomb's 507 MB of pixels were never made
+    assert service.http.get("/api/pictures").json() == []
+
+
+def test_pils_own_pixel_limit_is_the_services(tmp_path):
+    """Failed on 4b5e38b (PIL's limit stayed at its 89 Mpixel default, so the bomb decoded): a picture format
+    that holds another picture (were one ever allowed) stops at PIL's limit, which check_picture sets."""
+    from PIL import Image
+
+    from restyle.service.catalogue import check_picture
+
+    path = painting(tmp_path / "small.png")
+    assert check_picture(path, 40_000_000) == (96, 64)
+    assert Image.MAX_IMAGE_PIXELS == 40_000_000
+    with pytest.raises(Image.DecompressionBombError), Image.open(io.BytesIO(ico_bomb()), formats=("ICO",)) as icon:
+        icon.load()
+
+
+def test_a_worker_opens_a_style_picture_only_as_a_raster_format(tmp_path):
+    """Failed on 4b5e38b (hung: PIL ran Ghostscript on the EPS): the style-image handler (a worker's, or `restyle
+    run --style-image`) handed any file to PIL. A picture saved before the service's check was tightened is
+    refused the same way. Run in a process of its own, so that a Ghostscript that loops is killed with it."""
+    eps = tmp_path / "style.png"
+    eps.write_bytes(EPS_LOOP)
+    script = (
+        "import sys; from restyle.handlers.styles import read_style_image\n"
+        "try:\n    read_style_image(sys.argv[1]); print('read')\nexcept Exception as exc: print(exc)"
+    )
+    reader = subprocess.Popen(
+        [sys.executable, "-c", script, str(eps)], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, _ = reader.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(reader.pid, signal.SIGKILL)
+        reader.wait()
+        pytest.fail("reading an EPS as a style picture did not end in 30 s (Ghostscript ran it)")
+    assert "is not a picture restyle reads (JPEG, PNG" in out, out
+
+    from restyle.handlers.styles import read_style_image
+
+    assert read_style_image(str(painting(tmp_path / "ok.png"))).size == (96, 64)

@@ -42,7 +42,7 @@ from restyle.service.context import Context
 from restyle.service.http import browsers
 from restyle.service.http.auth import COUNTED, PRINCIPAL, principal_of
 from restyle.service.http.policy import Access, Policy, policy_for
-from restyle.service.limits import RateLimiter
+from restyle.service.limits import OverQuota, RateLimiter
 
 log = logging.getLogger("restyle")
 UNAVAILABLE = "service unavailable: a store is unreachable; try again"  # fixed: the failure's own text names folders
@@ -81,6 +81,35 @@ class Guard:
         if early is not None:
             await early(scope, receive, send)
             return
+        who = scope.get(PRINCIPAL)
+        if not policy.quota or who is None or who.is_admin:
+            await self.metered(scope, receive, send, headers, policy, files)
+            return
+        quotas = self.context.quotas
+        declared = int(headers.get("content-length") or 0) if files else 0  # a number: decide() saw to it
+        try:  # in a thread: counting may list the tenant's folders
+            held = await anyio.to_thread.run_sync(quotas.hold, who.name, policy.quota, declared)
+        except OverQuota as exc:
+            await refusal(exc.status, exc.detail)(scope, receive, send)
+            return
+        try:
+            room = quotas.remaining_bytes(who.name) if files and "bytes" in policy.quota and not declared else None
+            await self.metered(scope, receive, send, headers, policy, files, room)
+        finally:
+            quotas.release(who.name, held)
+
+    async def metered(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: Headers,
+        policy: Policy,
+        files: bool,
+        room: int | None = None,
+    ) -> None:
+        """The route, its body let through the meter (``room``: the bytes a body of no declared length may still
+        hold under its sender's quota)."""
         settings = self.context.settings
         meter = BodyMeter(
             receive,
@@ -91,6 +120,8 @@ class Guard:
         )
         meter.done = not _has_body(headers)  # nothing to read, nothing to close the connection over
         meter.setting = policy.setting(files)
+        if room is not None and room + policy.overhead < meter.limit:
+            meter.limit, meter.setting = room + policy.overhead, "your quota, RESTYLE_QUOTA_BYTES"
         answered = {"app": False, "guard": False}
 
         async def answer(response: JSONResponse) -> None:
@@ -156,6 +187,13 @@ class Guard:
                     429, f"too many submissions from {who.name}; try again in {after} s", {"Retry-After": after}
                 )
             scope[COUNTED] = True
+        if who is not None and policy.stores:
+            wait = self.context.stores.take(who.name)
+            if wait:
+                after = self.context.stores.retry_after(wait)
+                return refusal(
+                    429, f"too many uploads to store from {who.name}; try again in {after} s", {"Retry-After": after}
+                )
         return None
 
 

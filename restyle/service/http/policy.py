@@ -45,6 +45,8 @@ class Policy:
     files: Files = Files.NONE
     limit: tuple[str, ...] = ()  # the settings whose sum (+ overhead) bounds a body that carries files
     overhead: int = 0
+    quota: tuple[str, ...] = ()  # what a request counts against its caller's quotas (limits.QUOTAS); admins have none
+    stores: bool = False  # it stores bytes without making a job: one off the caller's store rate (store_rate_*)
 
     def carries_files(self, content_type: str) -> bool:
         if self.files == Files.BODY:
@@ -62,34 +64,42 @@ class Policy:
         return " + ".join(f"RESTYLE_{name.upper()}" for name in (self.limit if files else ("max_request_bytes",)))
 
     def openapi(self) -> dict[str, Any]:
-        return {
+        shown = {
             "x-restyle-access": str(self.access),
             "x-restyle-files": str(self.files),
             "x-restyle-limit": " + ".join(self.limit) if self.files != Files.NONE else "max_request_bytes",
         }
+        if self.quota:
+            shown["x-restyle-quota"] = " + ".join(self.quota)
+        return shown
 
 
-_VIDEO_FORM = Policy(Access.SUBMITTER, Files.FORM, ("max_upload_bytes", "max_picture_bytes"), FORM_OVERHEAD)
+_VIDEO_FORM = Policy(
+    Access.SUBMITTER, Files.FORM, ("max_upload_bytes", "max_picture_bytes"), FORM_OVERHEAD, ("jobs", "bytes")
+)
+_STORE_FORM = Policy(Access.TOKEN, Files.FORM, ("max_upload_bytes",), FORM_OVERHEAD, ("bytes",), stores=True)
 
 ROUTES: dict[tuple[str, str], Policy] = {
     # Making jobs: rate-limited per token before the body is read; a video and perhaps its style picture.
     ("POST", "/api/jobs"): _VIDEO_FORM,
     ("POST", "/submit"): _VIDEO_FORM,  # the dashboard's form (the cookie is its token)
-    ("POST", "/api/uploads"): Policy(Access.SUBMITTER),
+    ("POST", "/api/uploads"): Policy(Access.SUBMITTER, quota=("jobs", "bytes")),  # the bytes come to a signed link
     ("PUT", "/files/{key:path}"): Policy(Access.PUBLIC, Files.BODY, ("max_upload_bytes",)),  # a signed upload link
     # Batches: one submission off the rate for the whole batch (its listing is the service's work, not a body).
-    ("POST", "/api/batches"): Policy(Access.SUBMITTER),
-    ("POST", "/batches"): Policy(Access.SUBMITTER),  # the dashboard's form
-    ("POST", "/api/datasets"): Policy(Access.TOKEN, Files.FORM, ("max_upload_bytes",), FORM_OVERHEAD),
+    ("POST", "/api/batches"): Policy(Access.SUBMITTER, quota=("jobs",)),
+    ("POST", "/batches"): Policy(Access.SUBMITTER, quota=("jobs",)),  # the dashboard's form
+    ("POST", "/api/datasets"): _STORE_FORM,
     ("GET", "/api/batches"): Policy(Access.TOKEN),
     ("GET", "/api/batches/{batch_id}"): Policy(Access.TOKEN),
     ("GET", "/api/batches/{batch_id}/items"): Policy(Access.TOKEN),
     ("GET", "/api/batches/{batch_id}/manifest"): Policy(Access.TOKEN),
     ("POST", "/api/batches/{batch_id}/cancel"): Policy(Access.TOKEN),
     # The catalogue.
-    ("POST", "/api/models"): Policy(Access.ADMIN, Files.FORM, ("max_model_bytes",), FORM_OVERHEAD),
+    ("POST", "/api/models"): Policy(Access.ADMIN, Files.FORM, ("max_model_bytes",), FORM_OVERHEAD, stores=True),
     ("DELETE", "/api/models/{name}"): Policy(Access.ADMIN),
-    ("POST", "/api/pictures"): Policy(Access.TOKEN, Files.FORM, ("max_picture_bytes",), FORM_OVERHEAD),
+    ("POST", "/api/pictures"): Policy(
+        Access.TOKEN, Files.FORM, ("max_picture_bytes",), FORM_OVERHEAD, ("pictures", "bytes"), stores=True
+    ),
     # Webhooks: a tenant reads its own signing secret (an admin, anyone's).
     ("GET", "/api/webhook-secret"): Policy(Access.TOKEN),
     # Admins only. (A job's log is too, but after its visibility check: a stranger's job is 404, not 403.)
