@@ -29,11 +29,11 @@ from restyle.errors import InputError
 from restyle.files import FileRef, localized
 from restyle.handlers.base import Model, params_of
 from restyle.jobspec import JobSpec
+from restyle.media.pictures import IMAGE_FORMATS  # one list on every floor (the handlers read pictures too)
 from restyle.pipeline.chunk import with_strength
 
 IMAGES_PER_TASK = 16  # enough that a task's overhead hides behind 16 inferences, few enough to spread the work
 MAX_IMAGE_PIXELS = 40_000_000  # a decompression bomb is refused from its header, before its pixels are decoded
-IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # PIL's names; what a batch reads as a picture
 WRITABLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}  # others are written as .png
 
 
