@@ -58,7 +58,7 @@ except ImportError:
     raise SystemExit("bench/batch.py needs psutil and Ray Data: pip install psutil 'ray[data]'") from None
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
+sys.path[:0] = [str(BENCH), str(BENCH.parent)]  # the bench's helpers, and the repo's testing package (its servers)
 from _common import machine, model_only
 
 from restyle.config import load_settings
