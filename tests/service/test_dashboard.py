@@ -1,6 +1,7 @@
 """The dashboard in a real headless Chromium: sign in, submit through the page, watch it finish, see the still."""
 
 import shutil
+import time
 
 import pytest
 
@@ -32,6 +33,15 @@ def browser():
         browser.close()
 
 
+def wait_until(page, expression: str, timeout_s: float = 30.0) -> None:
+    """Poll ``expression`` in the page until it is true. Not Playwright's wait_for_function: it polls with a
+    function made from a string, which the dashboard's Content-Security-Policy (no 'unsafe-eval') refuses."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"not true after {timeout_s:.0f} s: {expression}"
+        page.wait_for_timeout(200)
+
+
 def test_submit_watch_and_see_the_output_still(start_service, browser, clips, tmp_path):
     service = start_service()
     page = browser.new_page()
@@ -51,7 +61,7 @@ def test_submit_watch_and_see_the_output_still(start_service, browser, clips, tm
     page.wait_for_selector("#state.succeeded", timeout=180_000)  # the page reloads itself when the job ends
     assert page.text_content("#frames").startswith("48/48 frames")
     after = page.wait_for_selector("img#after")
-    page.wait_for_function("document.querySelector('img#after').naturalWidth > 0")
+    wait_until(page, "document.querySelector('img#after').naturalWidth > 0")
     assert after.evaluate("img => img.naturalWidth") == 320
     assert '"event": "succeeded"' in page.text_content("#log")
     page.screenshot(path=str(tmp_path / "job.png"), full_page=True)

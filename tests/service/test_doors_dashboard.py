@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.service.test_catalogue import ALICE, BOB, painting
-from tests.service.test_dashboard import browser  # noqa: F401 - the Chromium fixture
+from tests.service.test_dashboard import browser, wait_until  # noqa: F401 - the Chromium fixture
 from tests.service.test_doors_e2e import TOKENS, clip  # noqa: F401 - the short clip with sound
 
 pytestmark = pytest.mark.slow
@@ -23,10 +23,8 @@ def test_pick_a_style_from_the_gallery_then_upload_a_painting(start_service, bro
     page = browser.new_page()
     page.set_default_timeout(90_000)  # the machine may be busy: steps wait longer than Playwright's 30 s
     sign_in(page, service, ALICE)
-    page.wait_for_function(
-        "[...document.querySelectorAll('#gallery img')].every(img => img.complete && img.naturalWidth === 128)",
-        timeout=120_000,
-    )
+    gallery_shown = "[...document.querySelectorAll('#gallery img')].every(i => i.complete && i.naturalWidth === 128)"
+    wait_until(page, gallery_shown, 120)
     assert page.locator("#gallery label.style").count() == 26
 
     page.set_input_files("input[name=file]", str(clip))
@@ -45,7 +43,7 @@ def test_pick_a_style_from_the_gallery_then_upload_a_painting(start_service, bro
     page.wait_for_url("**/jobs/*")
     assert page.text_content("#model") == "style-image:painting.png"
     page.wait_for_selector("#state.succeeded", timeout=180_000)
-    page.wait_for_function("document.querySelector('img#after').naturalWidth > 0")
+    wait_until(page, "document.querySelector('img#after').naturalWidth > 0")
     assert page.locator("img#after").evaluate("img => img.naturalWidth") == 320
     page.screenshot(path=str(tmp_path / "painting-job.png"), full_page=True)
 
