@@ -71,7 +71,7 @@ def test_bad_input_is_one_line_and_exit_2(bad_inputs, tmp_path, case, expected):
         (["--style", "26"], "0 to 25"),
         (["--style", "abc"], "bad style spec"),
         (["--style-image", "{tmp}/nope.jpg"], "style image not found"),
-        (["--style-image", "{tmp}/broken.jpg"], "cannot read style image"),
+        (["--style-image", "{tmp}/broken.jpg"], "is not a picture restyle reads"),
         (["--model", "onnx:{tmp}/none.onnx"], "ONNX model not found"),
         (["--model", "keras:x.h5"], "unknown model 'keras'"),
         (["--model", "yolo:{tmp}/none.onnx"], "ONNX model not found"),

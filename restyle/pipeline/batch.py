@@ -132,22 +132,7 @@ def run_batch(
         on_progress,
         cancel,
     )
-    before = read_journal(target / MANIFEST_JSONL)
-    runtime, planned = choose_layout(settings, BUDGET_PIXELS, handler.network)
-    workers = 0  # those it ran on
-    with ExitStack() as stack:
-        pool: Engine | None = None
-        if not before:  # a fresh batch has work: its workers start, and load the model, while its inputs are read
-            pool = stack.enter_context(engine_for(settings, planned, engine))
-            pool.warm(handler.load_spec(spec), runtime)
-        images, videos = _sort(batch, before)
-        if on_progress:
-            on_progress(batch.progress)
-        if images or videos:
-            pool = pool or stack.enter_context(engine_for(settings, planned, engine))
-            workers = pool.workers
-            _score_images(batch, images, pool, runtime)
-            _score_videos(batch, videos, pool)
+    workers = _score(batch, read_journal(target / MANIFEST_JSONL), engine)
     for item in items:  # what a stop left undone
         if item.input not in batch.rows:
             batch.end(
@@ -173,6 +158,25 @@ def run_batch(
     if not batch.stopped:
         shutil.rmtree(target / WORK_FOLDER, ignore_errors=True)
     return report
+
+
+def _score(batch: Batch, before: dict[str, ManifestRow], engine: Engines | None) -> int:
+    """Sort the items (ending those reused or refused) and score the rest; the workers it ran on (0: none)."""
+    runtime, planned = choose_layout(batch.settings, BUDGET_PIXELS, batch.handler.network)
+    with ExitStack() as stack:
+        pool: Engine | None = None
+        if not before:  # a fresh batch has work: its workers start, and load the model, while its inputs are read
+            pool = stack.enter_context(engine_for(batch.settings, planned, engine))
+            pool.warm(batch.handler.load_spec(batch.spec), runtime)
+        images, videos = _sort(batch, before)
+        if batch.on_progress:
+            batch.on_progress(batch.progress)
+        if not (images or videos):
+            return 0
+        pool = pool or stack.enter_context(engine_for(batch.settings, planned, engine))
+        _score_images(batch, images, pool, runtime)
+        _score_videos(batch, videos, pool)
+        return pool.workers
 
 
 def _inputs(source: Path, target: Path, list_file: bool) -> tuple[Path, list[BatchItem]]:

@@ -200,6 +200,8 @@ def test_a_lost_answer_brings_a_replay_with_the_same_id_which_the_receiver_drops
         assert event["data"]["finished_at"].endswith("Z") and event["timestamp"].endswith("Z")
         # The summary sits in the outbox, the same JSON the receiver got.
         assert context.data.get_bytes(keys.summary(job.id)) == first.body.decode().encode()
+        # The receiver holds the replay before the notifier has read its answer and logged it.
+        wait_until(lambda: len(context.system.get_bytes(keys.log(job.id)).splitlines()) >= 2)
         log = [json.loads(line) for line in context.system.get_bytes(keys.log(job.id)).decode().splitlines()]
         assert [(e["event"], e.get("status") or e.get("error")) for e in log] == [
             ("webhook failed", "status 503"),

@@ -37,7 +37,7 @@ from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from restyle.config import Settings
-from restyle.errors import JobStoreError
+from restyle.errors import JobStoreError, StoreError
 from restyle.service.context import Context
 from restyle.service.http import browsers
 from restyle.service.http.auth import COUNTED, PRINCIPAL, principal_of
@@ -91,6 +91,10 @@ class Guard:
             held = await anyio.to_thread.run_sync(quotas.hold, who.name, policy.quota, declared)
         except OverQuota as exc:
             await refusal(exc.status, exc.detail)(scope, receive, send)
+            return
+        except (StoreError, JobStoreError):  # counting lists the stores: one that fails is a 503, never a 500
+            log.exception("a store failed while %s's usage was counted", who.name)
+            await refusal(503, UNAVAILABLE)(scope, receive, send)
             return
         try:
             room = quotas.remaining_bytes(who.name) if files and "bytes" in policy.quota and not declared else None
