@@ -87,14 +87,14 @@ def test_a_task_stuck_once_has_its_worker_killed_and_runs_again(tmp_path):
     marker = tmp_path / "stuck"
     items = [Steps(i, frames=6, seconds=0.05) for i in range(5)]
     items[2] = Steps(2, frames=6, seconds=0.05, marker=str(marker), stuck_after=2)
-    engine = LocalEngine(workers=2, stall=StallLimits(factor=10, floor_s=60, minimum_s=3))
+    engine = LocalEngine(workers=2, stall=StallLimits(factor=10, floor_s=300, minimum_s=3))
     frames: list[int] = []
     started = time.monotonic()
     try:
         results = list(engine.map(take_steps, load, Runtime("cpu", threads=1), items, frames.append))
     finally:
         engine.close()
-    assert time.monotonic() - started < 40  # the measured deadline, not the 60 s floor
+    assert time.monotonic() - started < 150  # the measured deadline, not the 300 s floor (slack for a loaded CI)
     assert sorted(r.index for r in results) == [0, 1, 2, 3, 4] and all(r.frames == 6 for r in results)
     stuck_pid = int(marker.read_text())
     assert next(r for r in results if r.index == 2).pid != stuck_pid  # run again in another process

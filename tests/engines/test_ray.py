@@ -36,7 +36,7 @@ def test_a_killed_actor_costs_only_its_chunk(ray_cluster, tmp_path):
     from restyle.engines.ray import RayEngine
     from restyle.media.sample import make_clip
 
-    clip = make_clip(tmp_path / "clip.mp4", width=480, height=270, rate=25, seconds=6, keyframe_interval=25)
+    clip = make_clip(tmp_path / "clip.mp4", width=320, height=180, rate=25, seconds=3, keyframe_interval=12)  # 6 chunks
     settings = Settings(chunk_seconds=0.5)
     engine = RayEngine(ray_cluster.address, cpus_per_actor=1, node_ip=ray_cluster.driver_ip)
     killed: list[int] = []
@@ -61,7 +61,7 @@ def test_a_killed_actor_costs_only_its_chunk(ray_cluster, tmp_path):
     assert engine.redone <= 2  # and only the chunks in flight, not the stored ones
     assert report.chunks_retried == engine.redone
     clean = run(clip, tmp_path / "clean.mp4", JobSpec(style="9"), settings=Settings(chunk_seconds=0.5, workers=2))
-    assert report.frames == clean.frames == 150
+    assert report.frames == clean.frames == 75
     a_pts, a = decode_frames(tmp_path / "survived.mp4")
     b_pts, b = decode_frames(tmp_path / "clean.mp4")
     assert a_pts == b_pts  # complete: every frame, at its time
@@ -114,14 +114,14 @@ def test_a_stuck_actor_is_killed_and_its_task_runs_again_and_one_stuck_every_tim
     from testing.stalls import ALWAYS, Steps, take_steps
 
     load = LoadSpec("onnx", str(negative_model(str(tmp_path / "negative.onnx"))))
-    stall = StallLimits(factor=10, floor_s=60, minimum_s=3)
+    stall = StallLimits(factor=10, floor_s=300, minimum_s=3)
     engine = RayEngine(ray_cluster.address, cpus_per_actor=1, node_ip=ray_cluster.driver_ip, max_retries=1, stall=stall)
     marker = tmp_path / "stuck"
     items = [Steps(i, frames=6, seconds=0.05, marker=str(marker) if i == 2 else "", stuck_after=2) for i in range(5)]
     frames: list[int] = []
     started = time.monotonic()
     results = list(engine.map(take_steps, load, Runtime("cpu", threads=1), items, frames.append))
-    assert time.monotonic() - started < 50  # the measured deadline, not the 60 s floor
+    assert time.monotonic() - started < 150  # the measured deadline, not the 300 s floor (slack for a loaded CI)
     assert sorted(r.index for r in results) == [0, 1, 2, 3, 4] and sum(frames) == 30  # counted once
     assert next(r for r in results if r.index == 2).pid != int(marker.read_text())  # in a new actor process
     assert engine.redone == 1
@@ -146,7 +146,7 @@ def test_a_lost_node_costs_only_its_chunks(ray_cluster, tmp_path):
     from restyle.media.sample import make_clip
     from testing.ray_clusters import raylet_pid
 
-    clip = make_clip(tmp_path / "clip.mp4", width=480, height=270, rate=25, seconds=5, keyframe_interval=25)
+    clip = make_clip(tmp_path / "clip.mp4", width=320, height=180, rate=25, seconds=3, keyframe_interval=12)
     engine = RayEngine(ray_cluster.address, cpus_per_actor=1, node_ip=ray_cluster.driver_ip)
     lost: list[str] = []
 
@@ -173,5 +173,5 @@ def test_a_lost_node_costs_only_its_chunks(ray_cluster, tmp_path):
     )
     thread.join()
     assert lost
-    assert report.frames == 125 and decode_frames(tmp_path / "out.mp4")[0] == decode_frames(clip)[0]
+    assert report.frames == 75 and decode_frames(tmp_path / "out.mp4")[0] == decode_frames(clip)[0]
     assert 1 <= engine.redone <= 2

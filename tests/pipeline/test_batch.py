@@ -263,11 +263,11 @@ def test_a_picture_whose_model_gets_stuck_times_out_and_the_batch_finishes(tmp_p
         Image.open(photo).convert("RGB").resize((64, 48)).save(photos / f"p{i:02}.png")
     marker = tmp_path / "stuck"
     spec = JobSpec(model=stuck_once_handler, params={"marker": str(marker), "after": 3})
-    settings = Settings(workers=2, threads=1, task_stall_minimum_s=3, task_stall_floor_s=60)
+    settings = Settings(workers=2, threads=1, task_stall_minimum_s=3, task_stall_floor_s=300)
     started = time.monotonic()
     report = run_batch(photos, tmp_path / "out", spec, settings=settings)
     assert marker.exists()  # a picture's model call did get stuck
     assert report.exit_status == 0 and report.progress.succeeded == 40, report.to_dict()["failures"]
-    assert time.monotonic() - started < 50  # timed out from the measured speed, not the 60 s floor
+    assert time.monotonic() - started < 150  # timed out from the measured speed, not the 300 s floor
     original = np.asarray(Image.open(photos / "p05.png").convert("RGB"))
     assert (np.asarray(Image.open(tmp_path / "out" / "p05.png")) == 255 - original).all()
