@@ -121,7 +121,7 @@ def seed_pipeline(clip: Path, output: Path, work: Path) -> float:
 def chosen_runtime(pixels: int) -> tuple[Runtime, int, str]:
     """What `restyle run` with no flags picks here: its runtime, workers, and why."""
     runtime, workers = choose_layout(Settings(), pixels)
-    choice = runtime.choose("multistyle26")
+    choice = runtime.choose("multistyle26", ("style 7",))  # as a worker chooses for SPEC's style
     return runtime, workers, f"{choice.backend} {choice.precision} ({choice.reason})"
 
 

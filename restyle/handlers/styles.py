@@ -147,10 +147,11 @@ class MultiStyle:
     """The 26-style network; its batch dimension is made dynamic so a GPU gets whole batches.
 
     Each style runs at the precision chosen for it (Runtime.choose with its fidelity cases: int8 where that
-    style passes the bar on this CPU, else f32). On OpenVINO a float graph is compiled per style, with the
-    style's weights baked in and the norms rewritten for OpenVINO's fused MVN kernel (:mod:`restyle.runtime.
-    rewrite`: the same frames to float rounding, 1.3x faster at f32, bench/RESULTS.md); compiling takes
-    0.2 s, 0.04 s from OpenVINO's cache. The int8 graph and onnxruntime's take the weights per call.
+    style passes the bar on this CPU's class and int8 is faster there, else f32). On OpenVINO a float graph
+    is compiled per style, with the style's weights baked in and the norms rewritten for OpenVINO's fused MVN
+    kernel (:mod:`restyle.runtime.rewrite`: the same frames to float rounding, 1.3-1.4x faster at f32,
+    bench/RESULTS.md); compiling takes 0.2 s, 0.04 s from OpenVINO's cache. The int8 graph and onnxruntime's
+    take the weights per call.
     """
 
     output = OutputKind.FRAMES
