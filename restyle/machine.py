@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ISA_ENV = "ONEDNN_MAX_CPU_ISA"
+INT8_CLASSES = ("avx2", "vnni", "amx")  # Machine.int8_class: how a CPU multiplies int8, lowest first
 # oneDNN's ISA names, lowest first, with the flags each one adds over the one before (by prefix).
 _ISA_LEVELS: list[tuple[str, tuple[str, ...]]] = [
     ("SSE41", ("sse4_1",)),
@@ -96,6 +97,17 @@ class Machine:
     def bf16(self) -> bool:
         """Native bf16 arithmetic: AMX-BF16 or AVX-512 BF16."""
         return bool({"amx_bf16", "avx512_bf16"} & self.flags)
+
+    @property
+    def int8_class(self) -> str:
+        """How its kernels multiply int8 (the int8 fidelity table has a part per class, INT8_CLASSES): ``amx``
+        (AMX-INT8 tiles), ``vnni`` (AVX-512 VNNI or AVX-VNNI: exact products summed into int32), else ``avx2``
+        (products summed in pairs into int16, which saturates unless the weights have 7 bits)."""
+        if "amx_int8" in self.flags:
+            return "amx"
+        if {"avx512_vnni", "avx_vnni"} & self.flags:
+            return "vnni"
+        return "avx2"
 
     @classmethod
     def read(cls) -> Machine:

@@ -21,8 +21,9 @@ class Item(Protocol):
 
     It may also say ``units``, the frames it makes (a chunk's frames, a mini-batch's images): its deadline
     is then made from the measured seconds per frame (:mod:`restyle.engines.deadline`), else it gets the
-    floor alone; and ``label``, what messages call it ("chunk 3"). Read through :func:`units_of` and
-    :func:`label_of`.
+    floor alone; ``label``, what messages call it ("chunk 3"); and ``fidelity_cases``, the cases of the
+    fidelity table its job runs (the precision a worker runs it at is chosen for them). Read through
+    :func:`units_of`, :func:`label_of` and :func:`cases_of`.
     """
 
     @property
@@ -34,6 +35,12 @@ class Item(Protocol):
 def units_of(item: Item) -> int:
     """The frames ``item`` makes, if it says (0: unknown)."""
     return int(getattr(item, "units", 0) or 0)
+
+
+def cases_of(item: Item) -> tuple[str, ...] | None:
+    """The fidelity table's cases ``item``'s job runs (its ``fidelity_cases``, a style's), if it says: its
+    precision is chosen for them (None: for the whole network)."""
+    return getattr(item, "fidelity_cases", None)
 
 
 def label_of(item: Item, index: int) -> str:
@@ -56,9 +63,10 @@ class Result(Protocol):
 TaskFunction = Callable[[Any, Model, int, Callable[[int], None]], Result]
 
 
-def worker_runtime(load: LoadSpec, runtime: Runtime) -> str:
-    """What a worker runs ``load``'s model on, as it chooses on its own machine: ``openvino bf16``."""
-    return runtime.choose(get_handler(load.handler).network).runtime
+def worker_runtime(load: LoadSpec, runtime: Runtime, cases: tuple[str, ...] | None = None) -> str:
+    """What a worker runs ``load``'s model on for a job's ``cases`` (a style's), as it chooses on its own
+    machine: ``openvino int8``."""
+    return runtime.choose(get_handler(load.handler).network, cases).runtime
 
 
 class Engine(Protocol):

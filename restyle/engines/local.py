@@ -30,7 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from restyle.engines.base import Item, Result, TaskFunction, label_of, units_of, worker_runtime
+from restyle.engines.base import Item, Result, TaskFunction, cases_of, label_of, units_of, worker_runtime
 from restyle.engines.deadline import Deadlines, Stall, StallLimits
 from restyle.errors import RestyleError
 from restyle.files import LocalFile
@@ -352,7 +352,7 @@ def _run(
     finally:
         del model  # only the cache may hold it, so that trim frees it
         cache.trim()
-    return result.ran_on("", worker_runtime(load, runtime), 0), loaded
+    return result.ran_on("", worker_runtime(load, runtime, cases_of(item)), 0), loaded
 
 
 def die_with_parent(parent: int | None = None) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 import os
 
 from restyle.engines import shipping
-from restyle.engines.base import Item, Result, TaskFunction, worker_runtime
+from restyle.engines.base import Item, Result, TaskFunction, cases_of, worker_runtime
 from restyle.engines.shipping import ShippedFile
 from restyle.handlers.base import LoadSpec, load_model
 from restyle.runtime import Runtime
@@ -41,7 +41,6 @@ class ModelActor:
             self.model = load_model(load, self.runtime_asked)
             self.batch = self.runtime_asked.frames_per_call
             self.node = ray.util.get_node_ip_address()
-            self.runtime = worker_runtime(load, self.runtime_asked)
             self._unreported = shipping.bytes_fetched() - before  # the weights: counted on this actor's first result
         return os.getpid(), ray.get_runtime_context().get_node_id()
 
@@ -52,7 +51,7 @@ class ModelActor:
         finally:
             self.frames = 0  # between tasks: a question asked before the next one starts hears no frames
         fetched, self._unreported = shipping.bytes_fetched() - before + self._unreported, 0
-        return result.ran_on(self.node, self.runtime, fetched)
+        return result.ran_on(self.node, worker_runtime(self.load, self.runtime_asked, cases_of(item)), fetched)
 
     def progress(self) -> int:
         """Frames the running task has made so far."""

@@ -109,6 +109,11 @@ class Handler(Protocol):
         """Load the model onto ``runtime``'s device. Raises ModelError with a reason."""
         ...
 
+    def fidelity_cases(self, spec: JobSpec) -> tuple[str, ...] | None:
+        """The fidelity table's cases ``spec`` runs (``("style 3", "style 12")``): a precision is chosen for them
+        (Runtime.choose); None: the whole network."""
+        ...
+
 
 class BaseHandler:
     """The defaults of every declared fact of a :class:`Handler`: subclass it and override what differs."""
@@ -145,6 +150,9 @@ class BaseHandler:
 
     def load_spec(self, spec: JobSpec) -> LoadSpec:
         return LoadSpec(self.name)
+
+    def fidelity_cases(self, spec: JobSpec) -> tuple[str, ...] | None:
+        return None
 
 
 GENERIC_FILE_KIND = "onnx"  # what a registered file is when no registrable handler recognizes it

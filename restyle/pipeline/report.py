@@ -41,6 +41,10 @@ class RunReport:
     records: dict | None = None  # records models: frames, frames with detections, detections per class
     # The output read back and checked against the input: frames, duration, audio start offsets ([input, output]).
     output_check: dict = field(default_factory=dict)
+    # When (time.time()) the first frame went to the encoder, in whichever worker was first, and how long after
+    # the run began (a benchmark subtracts its own start from the first); None: no chunk ran (all reused).
+    first_frame_at: float | None = None
+    first_frame_s: float | None = None
 
     @property
     def fps(self) -> float:

@@ -116,7 +116,7 @@ def run(
 
 def _run_video(job: Job, segments: SegmentStore, given: Engines | None) -> RunReport:
     """Probe, plan, score, deliver: one straight line."""
-    started = time.perf_counter()
+    started, began = time.perf_counter(), time.time()
     seconds: dict[str, float] = {}
     sink = SINKS[job.handler.output]
     check_output(job.input, job.output)
@@ -147,6 +147,7 @@ def _run_video(job: Job, segments: SegmentStore, given: Engines | None) -> RunRe
         for note in delivered.notes:
             log.warning(note)
         width, height = plan.planned.part.size
+        first = min((r.first_frame_at for r in results if r.first_frame_at), default=None)
         return RunReport(
             input=str(job.input),
             output=str(job.output),
@@ -161,7 +162,7 @@ def _run_video(job: Job, segments: SegmentStore, given: Engines | None) -> RunRe
             duration_s=round(info.duration_s, 3),
             workers=engine.workers,
             threads=runtime.threads,
-            **runtime_figures(results, runtime.choose(job.handler.network)),
+            **runtime_figures(results, runtime.choose(job.handler.network, job.handler.fidelity_cases(job.spec))),
             seconds={k: round(v, 3) for k, v in seconds.items()},
             busy_s=_busy(results, job.spec.deflicker),
             deflicker=job.spec.deflicker,
@@ -169,6 +170,8 @@ def _run_video(job: Job, segments: SegmentStore, given: Engines | None) -> RunRe
             notes=delivered.notes,
             records=delivered.records,
             output_check=delivered.output_check,
+            first_frame_at=first,
+            first_frame_s=None if first is None else round(first - began, 3),
         )
 
 

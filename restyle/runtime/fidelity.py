@@ -35,6 +35,9 @@ FLAT_PSNR_BAR = 36.0
 FLAT_STD = 3.0  # luma standard deviation (0..255) in a 7x7 window under which a region counts as flat
 MIN_FLAT_SHARE = 0.01  # less flat area than this: the flat-region test does not apply
 TABLE = Path(__file__).with_name("fidelity.json")
+# int8 runs only where it is at least this much faster than f32 on the CPU's int8 class (the table's "speed", measured
+# by bench/layers.py --write): where it is not, its difference buys nothing.
+INT8_MIN_SPEEDUP = 1.1
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,15 @@ def table() -> dict:
         return {}
 
 
-def verdict(network: str, precision: str = "bf16") -> Verdict | None:
-    """What the table says of ``network`` at ``precision``: its worst case; None if it is not covered.
+def verdict(
+    network: str, precision: str = "bf16", cases: tuple[str, ...] | None = None, isa: str | None = None
+) -> Verdict | None:
+    """What the table says of ``network`` at ``precision``; None where it does not cover it.
+
+    ``cases``: the table's cases a job runs (``("style 3", "style 12")`` for a blend): it passes only if every
+    one does, and its figures are their worst; None: the whole network (every case must pass).
+    ``isa``: the CPU's int8 class (``Machine.int8_class``), for a precision whose rows are measured per class
+    (int8: ``by_isa``); a class nobody measured is not covered.
 
     A network whose output depends on more than its weights (the style-picture transform:
     every picture gives another style vector) is marked ``check_at_load`` and gets the
@@ -116,5 +126,26 @@ def verdict(network: str, precision: str = "bf16") -> Verdict | None:
     entry = table().get("networks", {}).get(network, {})
     if entry.get("check_at_load") or precision not in entry:
         return None
-    worst = entry[precision]["worst"]
-    return Verdict(bool(entry[precision]["passed"]), worst["luma_ssim"], worst.get("flat_psnr_db"))
+    rows = entry[precision]
+    if "by_isa" in rows:
+        rows = rows["by_isa"].get(isa or "") or {}
+        if not rows:
+            return None
+    if cases is None:
+        worst = rows["worst"]
+        return Verdict(bool(rows["passed"]), worst["luma_ssim"], worst.get("flat_psnr_db"))
+    found = [rows.get("cases", {}).get(case) for case in cases]
+    if not found or any(row is None for row in found):
+        return None
+    flats = [row["flat_psnr_db"] for row in found if row.get("flat_psnr_db") is not None]
+    return Verdict(
+        all(row["passed"] for row in found), min(row["luma_ssim"] for row in found), min(flats) if flats else None
+    )
+
+
+def int8_speedup(network: str, isa: str | None) -> float | None:
+    """f32's CPU time a frame over int8's for ``network`` on the int8 class ``isa``, as bench/layers.py measured
+    it there (both as restyle compiles them); None where nobody measured it."""
+    part = table().get("networks", {}).get(network, {}).get("int8", {}).get("by_isa", {}).get(isa or "") or {}
+    speed = part.get("speed")
+    return speed["f32_cpu_ms"] / speed["int8_cpu_ms"] if speed else None

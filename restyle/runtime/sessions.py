@@ -18,7 +18,7 @@ import onnxruntime as ort
 from restyle import machine
 from restyle.errors import ModelError
 from restyle.runtime import fidelity
-from restyle.runtime.base import OPENVINO, TENSORRT, Runtime, cache_dir, providers
+from restyle.runtime.base import OPENVINO, TENSORRT, Choice, Runtime, cache_dir, providers
 
 if TYPE_CHECKING:  # onnx is imported where a graph is edited, not by a worker that only runs one: 1 s of start-up
     import onnx
@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # onnx is imported where a graph is edited, not by a worker t
 log = logging.getLogger("restyle")
 
 Dim = int | str  # a fixed size, or a symbol for a dynamic one
+Fixed = dict[str, np.ndarray]  # inputs given once for a session (the style weights of one job)
 
 
 class Session(Protocol):
@@ -58,12 +59,24 @@ class Pixels:
     value_range: float = 1.0
 
 
-def open_session(runtime: Runtime, model: onnx.ModelProto | Path, name: str, pixels: Pixels | None = None) -> Session:
-    """One session for network ``name`` on ``runtime``, made once per worker and reused for every frame."""
-    choice = runtime.choose(name)
+def open_session(
+    runtime: Runtime,
+    model: onnx.ModelProto | Path,
+    name: str,
+    pixels: Pixels | None = None,
+    choice: Choice | None = None,
+    fixed: Fixed | None = None,
+) -> Session:
+    """One session for network ``name`` on ``runtime``, made once per worker and reused for every frame;
+    ``choice``: the backend and precision, where the caller chose them for a job's cases (else ``runtime``'s
+    choice for the whole network); ``fixed``: inputs given once, as constants of the compiled graph (OpenVINO
+    only: its constant folding then runs what depends on them once, not per frame)."""
+    choice = choice or runtime.choose(name)
+    if fixed and choice.backend != "openvino":
+        raise ModelError(f"{name}: fixed inputs ({', '.join(fixed)}) need the openvino backend")
     try:
         if choice.backend == "openvino":
-            return _openvino(runtime, model, name, choice.precision, pixels)
+            return _openvino(runtime, model, name, choice.precision, pixels, fixed or {})
         found = providers(runtime, machine.here())
         if choice.precision in ("fp16", "check"):  # a GPU with TensorRT
 
@@ -80,35 +93,27 @@ def open_session(runtime: Runtime, model: onnx.ModelProto | Path, name: str, pix
 
 
 def _openvino(
-    runtime: Runtime, model: onnx.ModelProto | Path, name: str, precision: str, pixels: Pixels | None
+    runtime: Runtime, model: onnx.ModelProto | Path, name: str, precision: str, pixels: Pixels | None, fixed: Fixed
 ) -> Session:
     threads = runtime.threads
     if precision == "f32":
-        return _OpenVinoSession(model, threads, "f32", pixels)
+        return _OpenVinoSession(model, threads, "f32", pixels, fixed=fixed)
     if precision == "int8":
-        if not _is_quantized(model):
-            raise ModelError(f"{name} is to run at int8 but was given its float graph (load Runtime.network_file)")
         # The int8 arithmetic is in the graph (QDQ): OpenVINO runs those convolutions in int8, the rest at f32.
-        return _OpenVinoSession(model, threads, "f32", pixels, label="int8")
+        session = _OpenVinoSession(model, threads, "f32", pixels, label="int8", fixed=fixed)
+        if not session.quantized:
+            raise ModelError(f"{name} is to run at int8 but was given its float graph (load quantize.int8_file)")
+        return session
     try:
         if precision == "check":
-            return _CheckedSession(lambda p: _OpenVinoSession(model, threads, p, pixels), name)
-        return _OpenVinoSession(model, threads, precision, pixels)
+            return _CheckedSession(lambda p: _OpenVinoSession(model, threads, p, pixels, fixed=fixed), name)
+        return _OpenVinoSession(model, threads, precision, pixels, fixed=fixed)
     except Exception as exc:  # noqa: BLE001 - some graphs have no bf16 kernels in some OpenVINO versions
         log.warning(
             "%s cannot be compiled at bf16 (%s); running it at f32", name, str(exc).strip().splitlines()[-1][:200]
         )
-        return _OpenVinoSession(model, threads, "f32", pixels, note=" (bf16 does not compile for this network)")
-
-
-def _is_quantized(model: onnx.ModelProto | Path) -> bool:
-    """The graph carries int8 arithmetic (QuantizeLinear/DequantizeLinear pairs)."""
-    if isinstance(model, Path):
-        import onnx
-
-        model = onnx.load(str(model), load_external_data=False)
-    graph = model
-    return any(node.op_type == "DequantizeLinear" for node in graph.graph.node)
+        note = " (bf16 does not compile for this network)"
+        return _OpenVinoSession(model, threads, "f32", pixels, note=note, fixed=fixed)
 
 
 class _OrtSession:
@@ -160,8 +165,10 @@ class _OpenVinoSession:
         pixels: Pixels | None = None,
         label: str | None = None,
         note: str = "",
+        fixed: Fixed | None = None,
     ):
-        """``label``: the precision it reports, where the graph carries its own (int8's QDQ runs at f32's hint)."""
+        """``label``: the precision it reports, where the graph carries its own (int8's QDQ runs at f32's hint);
+        ``fixed``: inputs made constants of the graph."""
         import openvino
 
         core = openvino.Core()
@@ -170,6 +177,10 @@ class _OpenVinoSession:
         )
         framework = graph.get_rt_info()["framework"] if graph.has_rt_info(["framework"]) else {}
         self.metadata = {key: value.astype(str) for key, value in framework.items()}
+        # OpenVINO reads QuantizeLinear/DequantizeLinear pairs as FakeQuantize: the graph carries int8 arithmetic.
+        self.quantized = any(op.get_type_name() == "FakeQuantize" for op in graph.get_ops())
+        for input_name, value in (fixed or {}).items():
+            _fix(graph, input_name, value)
         if pixels is not None:
             graph = _pixels_in_graph(graph, pixels)
         self.pixels = pixels is not None
@@ -203,6 +214,21 @@ class _OpenVinoSession:
             raise ModelError(f"the model failed on input {shapes}: {str(exc).splitlines()[0][:300]}") from None
         # infer() hands out views of the request's own buffers, overwritten by the next call: copy once.
         return [np.array(results[port]) for port in self._compiled.outputs]
+
+
+def _fix(graph, name: str, value: np.ndarray) -> None:
+    """The graph's input ``name`` replaced by a constant ``value`` (in its declared type)."""
+    import openvino.opset13 as ops
+
+    found = [p for p in graph.get_parameters() if name in p.output(0).get_names() or p.get_friendly_name() == name]
+    if not found:
+        raise ModelError(f"the graph has no input named {name} to fix")
+    parameter = found[0]
+    constant = ops.constant(np.asarray(value, dtype=parameter.get_element_type().to_dtype()))
+    for target in list(parameter.output(0).get_target_inputs()):
+        target.replace_source_output(constant.output(0))
+    graph.remove_parameter(parameter)
+    graph.validate_nodes_and_infer_types()
 
 
 def _pixels_in_graph(graph, pixels: Pixels):

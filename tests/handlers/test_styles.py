@@ -87,7 +87,7 @@ def test_bf16_runs_on_openvino_and_is_refused_on_onnxruntime(frames):
     if not machine.here().bf16:
         pytest.skip("this CPU has no native bf16 (AMX-BF16 or AVX-512 BF16): OpenVINO would run a bf16 hint at f32")
     model = load(JobSpec(style="7"), Runtime("cpu", threads=2, precision="bf16"))
-    assert model._session.precision == "bf16"  # what the compiled model runs at, read back from OpenVINO
+    assert model.session("7").precision == "bf16"  # what the compiled model runs at, read back from OpenVINO
     exact = load(JobSpec(style="7"), Runtime("cpu", threads=2)).predict(frames, params_of(JobSpec(style="7")))
     fast = model.predict(frames, params_of(JobSpec(style="7")))
     assert 20 <= psnr(fast, exact) < float("inf")  # lossy, but the same picture
@@ -127,3 +127,44 @@ def test_unreadable_style_image_is_refused(tmp_path):
         check(JobSpec(model="style-image", style_image=str(tmp_path / "missing.jpg")))
     with pytest.raises(ModelError, match="needs a picture"):
         check(JobSpec(model="style-image"))
+
+
+def _table_passing(styles: set[int]) -> dict:
+    """A fidelity table whose int8 rows, for this CPU's int8 class, pass exactly ``styles``."""
+    rows = {
+        f"style {i}": {"passed": i in styles, "luma_ssim": 0.95 if i in styles else 0.85, "flat_psnr_db": 40.0}
+        for i in range(26)
+    }
+    part = {"passed": False, "worst": {"luma_ssim": 0.85, "flat_psnr_db": 40.0}, "cases": rows}
+    return {"networks": {"multistyle26": {"int8": {"by_isa": {machine.here().int8_class: part}}}}}
+
+
+def test_each_style_runs_at_the_precision_its_own_fidelity_row_passes(frames, monkeypatch):
+    from restyle.runtime import fidelity
+    from tests.conftest import pretend_machine
+
+    pretend_machine(monkeypatch, bf16=False)
+    monkeypatch.setattr(fidelity, "table", lambda: _table_passing({7, 12}))
+    auto = load(JobSpec(style="7"), Runtime("cpu", threads=2, precision="auto"))
+    ran = {style: auto.session(style).precision for style in ("7", "3", "7:0.5,12:0.5", "3:0.5,7:0.5")}
+    assert ran == {"7": "int8", "3": "f32", "7:0.5,12:0.5": "int8", "3:0.5,7:0.5": "f32"}  # a blend: all or f32
+    # One loaded model, routed per job: each style's frames are those of its precision's own network.
+    for style, precision in (("7", "int8"), ("3", "f32")):
+        forced = load(JobSpec(style=style), Runtime("cpu", threads=2, backend="openvino", precision=precision))
+        routed = auto.predict(frames, params_of(JobSpec(style=style)))
+        assert np.array_equal(routed, forced.predict(frames, params_of(JobSpec(style=style))))
+    reason = Runtime("cpu", precision="auto").choose("multistyle26", ("style 3",)).reason
+    assert "multistyle26 (style 3) failed the int8 fidelity bar on" in reason
+
+
+def test_a_float_style_is_compiled_with_its_weights_baked_in_and_the_same_frames_as_onnxruntime(frames):
+    from tests.conftest import psnr
+
+    model = load(JobSpec(style="21"), Runtime("cpu", threads=2, backend="openvino", precision="f32"))
+    ours = model.predict(frames, params_of(JobSpec(style="21")))
+    assert "style baked in, norms fused" in model.description
+    assert [name for name, _ in model.session("21").inputs] == ["image"]  # the weights are in the graph
+    theirs = load(JobSpec(style="21"), Runtime("cpu", threads=2, backend="onnxruntime")).predict(
+        frames, params_of(JobSpec(style="21"))
+    )
+    assert psnr(ours, theirs) >= 40

@@ -91,6 +91,9 @@ def test_a_work_dir_makes_a_second_run_reuse_every_chunk(clips, settings, tmp_pa
     second = run(clips["pal"], tmp_path / "2.mp4", JobSpec(style="5"), settings=settings, work=work)
     assert first.chunks_reused == 0
     assert second.chunks_reused == second.chunks == first.chunks
+    # When its first frame went to the encoder: after the probe, before the end; none when every chunk was reused.
+    assert first.seconds["probe"] < first.first_frame_s < first.seconds["total"]
+    assert second.first_frame_at is None and second.first_frame_s is None
     assert decode_frames(tmp_path / "1.mp4")[1][40].tobytes() == decode_frames(tmp_path / "2.mp4")[1][40].tobytes()
     other = run(clips["pal"], tmp_path / "3.mp4", JobSpec(style="6"), settings=settings, work=work)
     assert other.chunks_reused == 0  # another style never reuses these segments
@@ -111,7 +114,7 @@ def test_a_folder_is_a_batch_and_its_rows_name_the_runtime_a_video_would_run_on(
         run(photos, tmp_path / "styled", JobSpec(style="9"), settings=settings)
     report = run_batch(photos, tmp_path / "styled", JobSpec(style="9"), settings=settings)
     assert report.frames == 3 and Image.open(tmp_path / "styled" / "p1.png").size == (60, 41)
-    choice = choose_layout(settings, 1280 * 720)[0].choose("multistyle26")
+    choice = choose_layout(settings, 1280 * 720)[0].choose("multistyle26", ("style 9",))  # its style's precision
     assert {(r.runtime, r.precision) for r in report.rows} == {(choice.backend, choice.precision)}
 
 

@@ -18,8 +18,16 @@ def no_bf16(monkeypatch):
     pretend_machine(monkeypatch, bf16=False)
 
 
+@pytest.fixture
+def int8_faster(monkeypatch):
+    """The table's speed figures out of the way: where the bar passes, int8 is taken."""
+    monkeypatch.setattr(fidelity, "int8_speedup", lambda network, isa: None)
+
+
 def verdict_for(passed: bool):
-    return lambda network, precision="bf16": fidelity.Verdict(passed, 0.95 if passed else 0.7, 40.0 if passed else 20.0)
+    return lambda network, precision="bf16", cases=None, isa=None: fidelity.Verdict(
+        passed, 0.95 if passed else 0.7, 40.0 if passed else 20.0
+    )
 
 
 def test_the_avx2_cap_turns_bf16_and_avx512_off(monkeypatch):
@@ -46,7 +54,7 @@ def test_auto_under_the_avx2_cap_decides_as_an_avx2_cpu(monkeypatch):
     assert choice.precision in ("int8", "f32") and "no native bf16 (ONEDNN_MAX_CPU_ISA=AVX2)" in choice.reason
 
 
-def test_auto_picks_int8_only_where_the_table_passes(no_bf16, monkeypatch):
+def test_auto_picks_int8_only_where_the_table_passes(no_bf16, int8_faster, monkeypatch):
     auto = Runtime("cpu", precision="auto")
     monkeypatch.setattr(fidelity, "verdict", verdict_for(True))
     choice = auto.choose("multistyle26")
@@ -57,16 +65,21 @@ def test_auto_picks_int8_only_where_the_table_passes(no_bf16, monkeypatch):
     monkeypatch.setattr(fidelity, "verdict", verdict_for(False))
     choice = auto.choose("multistyle26")
     assert choice.precision == "f32" and "failed the int8 fidelity bar" in choice.reason
-    monkeypatch.setattr(fidelity, "verdict", lambda network, precision="bf16": None)
+    monkeypatch.setattr(fidelity, "verdict", lambda network, *rest: None)
     assert auto.choose("someones.onnx").precision == "f32"  # no int8 version of a user's network is made
     # The shipped table decides as it says.
     monkeypatch.undo()
     pretend_machine(monkeypatch, bf16=False)
-    passed = fidelity.table()["networks"]["multistyle26"]["int8"]["passed"]
-    assert (auto.choose("multistyle26").precision == "int8") == passed
+    part = fidelity.table()["networks"]["multistyle26"]["int8"]["by_isa"].get(cpu.here().int8_class, {})
+    assert (auto.choose("multistyle26").precision == "int8") == bool(part.get("passed"))
+    faster = (fidelity.int8_speedup("multistyle26", cpu.here().int8_class) or 9) >= fidelity.INT8_MIN_SPEEDUP
+    for case, row in part.get("cases", {}).items():  # each style as its own row says, where int8 is faster
+        assert (auto.choose("multistyle26", (case,)).precision == "int8") == (row["passed"] and faster), case
 
 
-def test_a_passing_table_is_not_enough_when_the_int8_file_was_made_from_another_network(no_bf16, monkeypatch, tmp_path):
+def test_a_passing_table_is_not_enough_when_the_int8_file_was_made_from_another_network(
+    no_bf16, int8_faster, monkeypatch, tmp_path
+):
     monkeypatch.setattr(fidelity, "verdict", verdict_for(True))
     other = tmp_path / "multistyle26.onnx"
     other.write_bytes(b"not the network the int8 file was made from")
@@ -87,10 +100,10 @@ def test_the_shipped_int8_file_is_the_one_its_provenance_names():
     assert quantize.sha256(quantize.source_file("multistyle26")) == entry["source_sha256"]
 
 
-def test_the_shipped_table_covers_int8_for_every_style_and_the_style_picture():
+def test_the_shipped_table_covers_int8_for_every_style_and_the_style_picture_on_avx2():
     networks = fidelity.table()["networks"]
-    assert len(networks["multistyle26"]["int8"]["cases"]) == 26
-    assert networks["arbitrary_transform"]["int8"]["cases"]
+    assert len(networks["multistyle26"]["int8"]["by_isa"]["avx2"]["cases"]) == 26
+    assert networks["arbitrary_transform"]["int8"]["by_isa"]["avx2"]["cases"]
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +144,15 @@ def test_int8_is_refused_for_a_float_graph():
 
     with pytest.raises(ModelError, match="float graph"):
         open_session(Runtime("cpu", precision="int8"), onnx.load(str(_model_file("multistyle26"))), "multistyle26")
+
+
+def test_int8_runs_only_where_the_table_measured_it_faster_than_f32(no_bf16, monkeypatch):
+    auto = Runtime("cpu", precision="auto")
+    monkeypatch.setattr(fidelity, "verdict", verdict_for(True))
+    monkeypatch.setattr(fidelity, "int8_speedup", lambda network, isa: 1.03)
+    choice = auto.choose("multistyle26", ("style 7",))
+    assert choice.precision == "f32" and "int8 runs 1.03x f32's speed there" in choice.reason
+    monkeypatch.setattr(fidelity, "int8_speedup", lambda network, isa: 1.9)
+    assert auto.choose("multistyle26", ("style 7",)).precision == "int8"
+    monkeypatch.setattr(fidelity, "int8_speedup", lambda network, isa: None)  # nobody measured: the bar decides
+    assert auto.choose("multistyle26", ("style 7",)).precision == "int8"
