@@ -31,9 +31,7 @@ class JobLog:
         self._lock = threading.Lock()
 
     def write(self, event: str, **fields: object) -> None:
-        line = json.dumps(
-            {"at": now_iso(), "worker": self.worker_id, "event": event, **fields}, default=str
-        )
+        line = json.dumps({"at": now_iso(), "worker": self.worker_id, "event": event, **fields}, default=str)
         with self._lock:
             self.lines.append(line)
             try:
