@@ -61,6 +61,7 @@ class Job:
     figures: dict[str, Any] = field(default_factory=dict)
     params_problem: str | None = None  # why params is None
     batch_id: str | None = None  # a unit of this batch: its items are the batch's (restyle.stores.batches)
+    started_at: float | None = None  # when a worker first took it; None while it has not started
 
     @classmethod
     def of(cls, row: JobRow) -> Job:
@@ -89,6 +90,7 @@ class Job:
             figures=row.figures or {},
             params_problem=problem,
             batch_id=row.batch_id,
+            started_at=row.started_at,
         )
 
     @property
@@ -299,6 +301,12 @@ class JobStore:
             query = select(func.count()).select_from(JobRow).where(*mine)
             return bool(session.scalar(query))
 
+    def ahead(self, job_id: str, priorities: Mapping[str, int] | None = None) -> int | None:
+        """About how many jobs a worker takes before queued ``job_id``, in the fair claim's order as it stands
+        now; None when the job is not queued."""
+        with self._session() as session:
+            return fairness.ahead(session, job_id, time.time(), priorities)
+
     # -- working -------------------------------------------------------------
 
     def claim(self, worker_id: str, lease_s: float, priorities: Mapping[str, int] | None = None) -> Job | None:
@@ -320,6 +328,7 @@ class JobStore:
                         lease_until=now + lease_s,
                         attempts=JobRow.attempts + 1,
                         updated_at=now,
+                        started_at=func.coalesce(JobRow.started_at, now),
                     )
                 ).rowcount
                 if taken:

@@ -121,6 +121,10 @@ class ObjectStore:
     def get_bytes(self, key: str) -> bytes:
         return self._call(self.fs.cat_file, self.path(key))
 
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of ``key``: a ranged GET on S3, a seek in a folder."""
+        return self._call(self.fs.cat_file, self.path(key), start=start, end=end)
+
     def exists(self, key: str) -> bool:
         self.fs.invalidate_cache()
         return bool(self._call(self.fs.exists, self.path(key)))

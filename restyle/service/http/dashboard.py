@@ -27,10 +27,14 @@ from restyle.service.http.multipart import limited_form
 from restyle.service.http.policy import PolicyRoute
 from restyle.service.http.web import Web, web
 from restyle.service.specs import PICTURE, picture_kind
+from restyle.service.stills import STRIP
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.globals["nonce"] = browsers.nonce  # inline scripts and styles carry the page's CSP nonce
 templates.env.filters["ago"] = lambda t: "-" if not t else f"{max(0, time.time() - t):.0f} s ago"
+# A moment as ISO 8601 UTC for a <time datetime>, and as words for a page read without its script.
+templates.env.filters["iso"] = lambda d: d.isoformat().replace("+00:00", "Z") if d else ""
+templates.env.filters["utc_words"] = lambda d: d.strftime("%Y-%m-%d %H:%M:%S UTC") if d else "-"
 
 router = APIRouter(route_class=PolicyRoute, include_in_schema=False)
 
@@ -158,7 +162,8 @@ def job_page(request: Request, job_id: str, app: Web = Depends(web)):
             log = app.context.system.get_bytes(keys.log(job.id)).decode()
         except Exception:  # noqa: BLE001 - no log yet
             log = ""
-    return templates.TemplateResponse(request, "job.html", {"who": who, "job": app.job_out(job), "log": log})
+    shown = {"who": who, "job": app.job_out(job, place=True), "log": log, "strip": range(len(STRIP))}
+    return templates.TemplateResponse(request, "job.html", shown)
 
 
 @router.get("/workers", response_class=HTMLResponse)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -29,9 +30,18 @@ class JobOut(BaseModel):
     deflicker: float
     attempts: int
     max_attempts: int
-    created_at: float
+    created_at: float  # Unix seconds, as before; the same moments in ISO 8601 UTC below
     updated_at: float
+    started_at: float | None = None
     finished_at: float | None
+    submitted: datetime = Field(..., description="when the job was made, ISO 8601 UTC")
+    started: datetime | None = Field(None, description="when a worker first took it, ISO 8601 UTC")
+    finished: datetime | None = Field(None, description="when it ended, ISO 8601 UTC")
+    updated: datetime = Field(..., description="its last change, ISO 8601 UTC")
+    duration_s: float | None = Field(None, description="finished - started, once it has ended")
+    queue_ahead: int | None = Field(
+        None, description="a queued job: about how many jobs workers take before it (fair order, as it stands now)"
+    )
     reason: str | None
     progress: dict[str, int | float | None]  # frames/chunks done and in all, and eta_s (None until a speed is seen)
     figures: dict[str, Any]
@@ -50,7 +60,12 @@ def shown_label(spec: JobSpec) -> str:
         return spec.model
 
 
-def job_out(job: Job, eta_s: float | None) -> JobOut:
+def utc(moment: float | None) -> datetime | None:
+    """Unix seconds as an aware UTC datetime (the API writes it ISO 8601: ``2026-12-03T09:41:07.250000Z``)."""
+    return None if moment is None else datetime.fromtimestamp(moment, UTC)
+
+
+def job_out(job: Job, eta_s: float | None, queue_ahead: int | None = None) -> JobOut:
     """A job as the API shows it; a job whose stored params cannot be read still lists, as ``unreadable``."""
     if job.params is None:
         spec, label = {}, "unreadable"
@@ -71,7 +86,14 @@ def job_out(job: Job, eta_s: float | None) -> JobOut:
         max_attempts=job.max_attempts,
         created_at=job.created_at,
         updated_at=job.updated_at,
+        started_at=job.started_at,
         finished_at=job.finished_at,
+        submitted=utc(job.created_at),
+        started=utc(job.started_at),
+        finished=utc(job.finished_at),
+        updated=utc(job.updated_at),
+        duration_s=round(job.finished_at - job.started_at, 3) if job.finished_at and job.started_at else None,
+        queue_ahead=queue_ahead,
         reason=job.reason,
         progress={
             "frames_done": job.frames_done,
