@@ -79,9 +79,20 @@ def make_jobs(service, clips, tmp_path) -> dict[str, str]:
     return ids | {"batch": batch}
 
 
+def settle(page) -> list[str]:
+    """Every picture on the page loaded (the gallery's are lazy: scrolled into view first); the broken ones."""
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=60_000)
+    page.evaluate("window.scrollTo(0, 0)")
+    return page.evaluate("[...document.images].filter(i => i.naturalWidth === 0).map(i => i.src)")
+
+
 def measure(page, name: str, width: int, axe) -> tuple[list[str], list[str]]:
-    """The page at ``width``: what overflows, and its serious or critical accessibility violations."""
+    """The page at ``width``: what overflows or is broken, and its serious or critical accessibility violations."""
     overflow, severe = [], []
+    broken = settle(page)
+    if broken:
+        overflow.append(f"{name} at {width} px: broken pictures {broken}")
     widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     if widths[0] > widths[1]:
         wide = page.evaluate(
@@ -141,8 +152,9 @@ def test_every_page_fits_from_360_px_and_has_no_serious_accessibility_violation(
         page.set_input_files("input[name=file]", str(clips["silent"]))
         page.click("#gallery label.style:has(input[value='12'])")
         page.fill("input[name=strength]", "1.5")
-        page.click("form.submit button")
-        page.wait_for_selector("#error")
+        with page.expect_navigation():
+            page.click("form.submit button")
+        assert page.locator("#error").count() == 1, (page.url, page.content()[-1500:])
         assert page.text_content("#error") == "Strength must be at most 1."
         assert page.is_checked("#gallery input[value='12']") and page.input_value("input[name=strength]") == "1.5"
         more = measure(page, "submit-refused", width, axe if shot else None)
