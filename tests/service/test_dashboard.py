@@ -51,7 +51,7 @@ def test_submit_watch_and_see_the_output_still(start_service, browser, clips, tm
     page.wait_for_selector("#state.succeeded", timeout=180_000)  # the page reloads itself when the job ends
     assert page.text_content("#frames").startswith("48/48 frames")
     after = page.wait_for_selector("img#after")
-    page.wait_for_function("document.querySelector('img#after').naturalWidth > 0")
+    page.wait_for_function("() => document.querySelector('img#after').naturalWidth > 0")
     assert after.evaluate("img => img.naturalWidth") == 320
     assert '"event": "succeeded"' in page.text_content("#log")
     page.screenshot(path=str(tmp_path / "job.png"), full_page=True)

@@ -24,7 +24,7 @@ def test_pick_a_style_from_the_gallery_then_upload_a_painting(start_service, bro
     page.set_default_timeout(90_000)  # the machine may be busy: steps wait longer than Playwright's 30 s
     sign_in(page, service, ALICE)
     page.wait_for_function(
-        "[...document.querySelectorAll('#gallery img')].every(img => img.complete && img.naturalWidth === 128)",
+        "() => [...document.querySelectorAll('#gallery img')].every(img => img.complete && img.naturalWidth === 128)",
         timeout=120_000,
     )
     assert page.locator("#gallery label.style").count() == 26
@@ -45,7 +45,7 @@ def test_pick_a_style_from_the_gallery_then_upload_a_painting(start_service, bro
     page.wait_for_url("**/jobs/*")
     assert page.text_content("#model") == "style-image:painting.png"
     page.wait_for_selector("#state.succeeded", timeout=180_000)
-    page.wait_for_function("document.querySelector('img#after').naturalWidth > 0")
+    page.wait_for_function("() => document.querySelector('img#after').naturalWidth > 0")
     assert page.locator("img#after").evaluate("img => img.naturalWidth") == 320
     page.screenshot(path=str(tmp_path / "painting-job.png"), full_page=True)
 
