@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from restyle.errors import ModelError
 from restyle.handlers.base import get_handler
 from restyle.jobspec import JobSpec, check_text
+from restyle.service.keys import shown_name
 from restyle.stores.catalogue import RegisteredModel, SavedPicture
 from restyle.stores.jobs import Job, JobState
 from restyle.stores.states import BatchState, ItemState
@@ -76,7 +77,7 @@ def job_out(job: Job, eta_s: float | None, queue_ahead: int | None = None) -> Jo
         id=job.id,
         owner=job.owner,
         state=job.state,
-        input=job.input_key.rsplit("/", 1)[-1],
+        input=shown_name(job.input_key),  # an upload's name as the person gave it (no random prefix)
         model=str(label),
         spec=spec,
         style=spec.get("style"),
