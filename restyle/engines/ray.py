@@ -41,7 +41,7 @@ from restyle.engines.base import Item, Result, TaskFunction, label_of, units_of
 from restyle.engines.deadline import Deadlines, Stall, StallLimits
 from restyle.engines.ray_actor import ModelActor
 from restyle.engines.shipping import ShippedFile, Shipper
-from restyle.errors import ModelError, RestyleError
+from restyle.errors import Cancelled, ModelError, RestyleError
 from restyle.handlers.base import LoadSpec
 from restyle.runtime import Runtime
 
@@ -136,6 +136,7 @@ class RayEngine:
         runtime: Runtime,
         items: Sequence[Item],
         on_frames: Callable[[int], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[Result]:
         key = (load, runtime)
         pool = self._check_out(key, min(self.workers, len(items)))
@@ -143,6 +144,8 @@ class RayEngine:
         room_checked = time.monotonic()
         try:
             while run.todo or run.running:
+                if cancel is not None and cancel.is_set() and not run.cancelled:
+                    run.cancel()
                 run.dispatch()
                 ready, _ = self._ray.wait(list(run.running) + list(run.starting), num_returns=1, timeout=POLL_S)
                 if run.starting and time.monotonic() - room_checked >= POLL_S:
@@ -159,6 +162,8 @@ class RayEngine:
                 run.new_frames = 0
                 if result is not None:
                     yield result
+            if run.cancelled:
+                raise Cancelled("cancelled")
         finally:
             self._check_in(key, pool, run.broken)
 
@@ -307,6 +312,14 @@ class _MapRun:
         self.polls: dict[Any, Any] = {}  # an actor's answer to ``progress`` -> the task ref it is about
         self.stalls: dict[int, Stall] = {}  # items whose actor was killed stuck, until their task answers lost
         self.new_frames = 0  # frames made since the map last heard, not counted before (a retry's are not)
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Begin no more items; the running ones stop at their next frame batch (the actor's ``stop``)."""
+        self.cancelled = True
+        self.todo.clear()
+        for actor, _ in self.running.values():
+            actor.stop.remote()
 
     def dispatch(self) -> None:
         """Give items to idle actors; fail when no actor is left or coming."""
@@ -345,6 +358,10 @@ class _MapRun:
             result = engine._ray.get(ref)
         except engine._ray.exceptions.RayTaskError as exc:  # the task itself failed: its reason, as raised
             cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+            if self.cancelled and isinstance(cause, Cancelled):
+                self.deadlines.finish(index)
+                self.idle.append(actor)
+                return None
             raise cause from None
         except engine._ray.exceptions.RayError as exc:
             self.deadlines.finish(index)

@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 
 from restyle.errors import Refusal
 from restyle.handlers.base import built_in_styles_handler, get_handler, registered
-from restyle.service import gallery, intake, keys
+from restyle.service import actions, gallery, intake, keys
 from restyle.service.catalogue import Catalogue
 from restyle.service.context import Principal
 from restyle.service.http import browsers
@@ -147,7 +147,7 @@ def _chosen(fields: dict, picture):
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(request: Request, job_id: str, app: Web = Depends(web)):
+def job_page(request: Request, job_id: str, error: str = "", app: Web = Depends(web)):
     who = signed_in(request)
     if who is None:
         return RedirectResponse("/login", status_code=303)
@@ -158,7 +158,9 @@ def job_page(request: Request, job_id: str, app: Web = Depends(web)):
             log = app.context.system.get_bytes(keys.log(job.id)).decode()
         except Exception:  # noqa: BLE001 - no log yet
             log = ""
-    return templates.TemplateResponse(request, "job.html", {"who": who, "job": app.job_out(job), "log": log})
+    shown = {"who": who, "job": app.job_out(job), "log": log, "error": page_error(request, app, error)}
+    shown |= actions.rerun_choices(app.context, who)  # the job's actions (job_actions.html)
+    return templates.TemplateResponse(request, "job.html", shown)
 
 
 @router.get("/workers", response_class=HTMLResponse)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from restyle.service import actions
 from restyle.service.context import Context
 from restyle.service.eta import Speedometer
 from restyle.service.gallery import Gallery
@@ -32,7 +33,9 @@ class Web:
         return cls(context, Trigger(context), Gallery(context), Notifier(context), Retention(context))
 
     def job_out(self, job: Job) -> JobOut:
-        return job_out(job, self.speeds.eta(job))
+        shown = job_out(job, self.speeds.eta(job))
+        kept = actions.input_kept_until(self.context, job)
+        return shown.model_copy(update={"actions": actions.available(job), "input_kept_until": kept})
 
 
 def web(request: Request) -> Web:
