@@ -89,12 +89,11 @@ class LocalEngine:
     ) -> Iterator[Result]:
         report = on_frames or (lambda n: None)
         if not self.isolated and (self.workers == 1 or len(items) <= 1):
-            if cancel is not None:
-                report = stop_at_cancel(report, cancel.is_set)
+            stopped = cancel.is_set if cancel is not None else lambda: False
             for item in items:
-                if cancel is not None and cancel.is_set():
+                if stopped():
                     raise Cancelled("cancelled")
-                result, loaded = _run(fn, load, runtime, item, self._models, report)
+                result, loaded = _run(fn, load, runtime, item, self._models, stop_at_cancel(report, stopped))
                 self.loads += loaded
                 yield result
             return
@@ -134,8 +133,8 @@ class LocalEngine:
                             self.redone += sum(i in watch.holders for i in todo)  # those that had begun
                             watch.restart(todo)
                             break
-            except Cancelled:
-                raise  # every task has stopped: the workers stay up, with their models, for the next map
+            except Cancelled:  # every task has stopped: the workers stay up, with their models, for the next map
+                raise
             except BrokenProcessPool:
                 self.close()
                 raise RestyleError(
@@ -369,11 +368,10 @@ def _run_item(
     """One item in a pool worker; it says when it begins (and in which process) and each frame it makes, and
     stops (:class:`Cancelled`) at the next report once its map is to stop."""
     assert _cache is not None, "worker started without its initializer"
-    stopped = lambda: _stop.value == task[0]  # noqa: E731
-    if stopped():
+    if _stop.value == task[0]:
         raise Cancelled("cancelled")
     _progress.put(("begin", task, os.getpid()))
-    report = stop_at_cancel(lambda frames: _progress.put(("frames", task, frames)), stopped)
+    report = stop_at_cancel(lambda frames: _progress.put(("frames", task, frames)), lambda: _stop.value == task[0])
     return _run(fn, load, runtime, item, _cache, report)
 
 

@@ -165,3 +165,38 @@ def test_dashboard_buttons_are_same_origin_forms(client, clips):
     assert rerun.status_code == 303, rerun.text
     new_id = rerun.headers["location"].rsplit("/", 1)[-1]
     assert new_id != job["id"] and client.app.state.context.jobs.get(new_id).params.spec.style == "11"
+
+
+@pytest.mark.slow
+def test_embedded_cancel_stops_within_a_frame_batch_keeps_chunks_and_retry_does_not_redo_them(start_service, tmp_path):
+    """Issue 27: a cancel took 14.5 s (the chunk in flight finished) and threw the finished chunks away. Now the
+    running chunk stops at its next frame batch, the finished ones stay in the work area, and a retry reuses them:
+    no chunk is scored twice."""
+    from restyle.media.sample import make_clip
+
+    clip = make_clip(tmp_path / "long.mp4", width=480, height=270, rate=25, seconds=8, keyframe_interval=25)
+    service = start_service()
+    with open(clip, "rb") as f:
+        job = service.http.post("/api/jobs", files={"file": ("long.mp4", f)}, data={"style": "3"}).json()
+    deadline = time.monotonic() + 120
+    while service.http.get(f"/api/jobs/{job['id']}").json()["progress"]["chunks_done"] < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    asked = time.monotonic()
+    assert service.http.post(f"/api/jobs/{job['id']}/cancel").json()["state"] == "running"
+    done = service.wait_for(job["id"], timeout=60)
+    took = time.monotonic() - asked
+    assert done["state"] == "cancelled", done
+    kept = done["progress"]["chunks_done"]
+    assert kept >= 2 and f"its {kept} finished chunks are kept" in done["reason"]
+    work = service.home / "system" / "work" / job["id"]
+    stored = sorted(p.name for p in work.rglob("*.mp4"))
+    assert len(stored) == kept, stored  # the finished chunks are still in the store
+    print(f"cancel took {took:.2f} s; {kept} of {done['progress']['chunks_total']} chunks kept")
+    assert took < 8, took  # a heartbeat (2 s) and a frame batch, not the rest of a chunk
+    retried = service.http.post(f"/api/jobs/{job['id']}/retry")
+    assert retried.status_code == 200 and retried.json()["state"] == "queued"
+    finished = service.wait_for(job["id"])
+    assert finished["state"] == "succeeded", finished
+    assert finished["figures"]["chunks_reused"] == kept  # the kept chunks, not scored again
+    assert finished["chunks_redone"] == 0 and finished["figures"]["frames"] == 200
