@@ -136,9 +136,9 @@ class JobRun:
             if self.lease == Lease.LOST:  # another worker runs the job now: leave its work area alone
                 self.journal.write("lease lost", note="stopped; another worker has the job")
                 return Lease.LOST
-            if self.worker.persist(jobs.cancelled, job.id, self.worker.id):
-                self.journal.write("cancelled")
-                segments.discard()
+            if self.worker.persist(jobs.cancelled, job.id, self.worker.id, self._progress["chunks_done"]):
+                # Its finished chunks stay in its work area: a retry resumes from them (retention removes them).
+                self.journal.write("cancelled", chunks_kept=self._progress["chunks_done"])
             return JobState.CANCELLED
         except PERMANENT as exc:
             reason = public_reason(str(exc), self.settings)  # a tenant reads it: no worker paths

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Text, cast, create_engine, event, func, select, update
+from sqlalchemy import Text, cast, create_engine, delete, event, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
@@ -418,10 +418,44 @@ class JobStore:
             row.updated_at = time.time()
             return Job.of(row)
 
-    def cancelled(self, job_id: str, worker_id: str) -> bool:
-        return self._end(
-            job_id, worker_id, JobState.CANCELLED, "cancelled while running; finished chunks were discarded"
-        )
+    def cancelled(self, job_id: str, worker_id: str, chunks_kept: int = 0) -> bool:
+        kept = f"; its {chunks_kept} finished chunks are kept: a retry resumes from them" if chunks_kept else ""
+        reason = f"cancelled while running{kept}"
+        return self._end(job_id, worker_id, JobState.CANCELLED, reason, chunks_done=chunks_kept)
+
+    def requeue(self, job_id: str, ends: tuple[JobState, ...]) -> Job | None:
+        """An ended job (in one of ``ends``) back to the queue with its attempts afresh; None if it is not in one of
+        them (compare-and-set: of two retries, one queues it). Its work area is its own: stored chunks are reused."""
+        now = time.time()
+        with self._session.begin() as session:
+            queued = session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.state.in_(ends))
+                .values(
+                    state=JobState.QUEUED,
+                    attempts=0,
+                    reason=None,
+                    started_at=None,  # a retry starts afresh: its Started and Duration are the new run's
+                    finished_at=None,
+                    output_key=None,
+                    cancel_requested=False,
+                    lease_owner=None,
+                    lease_until=0.0,
+                    swept=None,
+                    updated_at=now,
+                )
+            ).rowcount
+        return self.get(job_id) if queued else None
+
+    def delete(self, job_id: str, ends: tuple[JobState, ...] = FINAL) -> bool:
+        """Delete an ended job's row and its chunk records; False if it is not ended (or not there)."""
+        with self._session.begin() as session:
+            row = session.get(JobRow, job_id, with_for_update=True)
+            if row is None or row.state not in ends:
+                return False
+            session.execute(delete(ChunkRow).where(ChunkRow.job_id == job_id))
+            session.delete(row)
+            return True
 
     def _end(self, job_id: str, worker_id: str, state: JobState, reason: str | None, **values: Any) -> bool:
         now = time.time()

@@ -34,7 +34,19 @@ from restyle.errors import (
     TooLarge,
 )
 from restyle.service.context import Context, clean_scratch
-from restyle.service.http import batch_pages, batches, catalogue, dashboard, files, frame, jobs, metrics, webhooks
+from restyle.service.http import (
+    batch_pages,
+    batches,
+    catalogue,
+    dashboard,
+    files,
+    frame,
+    job_actions,
+    job_buttons,
+    jobs,
+    metrics,
+    webhooks,
+)
 from restyle.service.http.guard import UNAVAILABLE, Guard
 from restyle.service.http.web import Web
 
@@ -87,7 +99,7 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
     app.add_middleware(Guard, context=web.context, router=app.router)  # tokens, rates and sizes, before any body
     app.add_exception_handler(RestyleError, restyle_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
-    routers = (jobs, batches, files, catalogue, dashboard, batch_pages, metrics, webhooks)
+    routers = (jobs, job_actions, batches, files, catalogue, dashboard, job_buttons, batch_pages, metrics, webhooks)
     for router in (module.router for module in routers):
         app.include_router(router)
     frame.install(app)

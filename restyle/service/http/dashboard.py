@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 
 from restyle.errors import Refusal
 from restyle.handlers.base import built_in_styles_handler, get_handler, registered
-from restyle.service import gallery, intake, keys
+from restyle.service import actions, gallery, intake, keys
 from restyle.service.catalogue import Catalogue
 from restyle.service.context import Principal
 from restyle.service.http import browsers, wording
@@ -188,7 +188,7 @@ def _chosen(fields: dict, picture):
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(request: Request, job_id: str, app: Web = Depends(web)):
+def job_page(request: Request, job_id: str, error: str = "", app: Web = Depends(web)):
     who = signed_in(request)
     if who is None:
         return RedirectResponse("/login", status_code=303)
@@ -200,6 +200,7 @@ def job_page(request: Request, job_id: str, app: Web = Depends(web)):
         except Exception:  # noqa: BLE001 - no log yet
             log = ""
     shown = {"who": who, "job": app.job_out(job, place=True), "log": log, "strip": range(len(STRIP))}
+    shown |= {"error": page_error(request, app, error)} | actions.rerun_choices(app.context, who)  # job_actions.html
     return templates.TemplateResponse(request, "job.html", shown)
 
 

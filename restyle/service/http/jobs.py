@@ -80,12 +80,6 @@ def get_job(job_id: str, who: Principal = Depends(caller), app: Web = Depends(we
     return app.job_out(visible_job(app.context, who, job_id), place=True)
 
 
-@router.post("/api/jobs/{job_id}/cancel", response_model=JobOut)
-def cancel_job(job_id: str, who: Principal = Depends(caller), app: Web = Depends(web)) -> JobOut:
-    visible_job(app.context, who, job_id)
-    return app.job_out(app.context.jobs.cancel(job_id))
-
-
 @router.get("/api/jobs/{job_id}/output", response_model=Link, summary="A presigned link to the output, with an expiry")
 def output_link(job_id: str, who: Principal = Depends(caller), app: Web = Depends(web)) -> Link:
     url, expires_at = intake.output_link(app.context, visible_job(app.context, who, job_id))

@@ -50,6 +50,10 @@ class JobOut(BaseModel):
     chunks_redone: int
     output_ready: bool
     webhook: str | None = None  # where the job's end is announced
+    # What may be done to it now (restyle.service.actions): cancel, retry, rerun, delete; and until when its input
+    # is kept for retry and rerun (an ended job; RESTYLE_KEEP_INPUTS_HOURS).
+    actions: list[str] = []
+    input_kept_until: float | None = None
 
 
 def shown_label(spec: JobSpec) -> str:
@@ -111,12 +115,12 @@ def job_out(job: Job, eta_s: float | None, queue_ahead: int | None = None) -> Jo
     )
 
 
-class UploadRequest(BaseModel):
-    """The video's name and the JobSpec fields (checked as a JobSpec: see GET /api/models for the models)."""
+class SpecRequest(BaseModel):
+    """The JobSpec fields of a new job (checked as a JobSpec: see GET /api/models for the models); a field not
+    given takes its default. The body of POST /api/jobs/{id}/rerun, which runs a job's stored video again."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    filename: str = Field(..., min_length=1, max_length=300)
     model: str | None = Field(None, description="styles, style-image, or a registered model's name")
     style: str | None = Field(None, description='styles: 0-25 or a blend "3:0.5,12:0.5"')
     style_image: str | None = Field(
@@ -132,13 +136,19 @@ class UploadRequest(BaseModel):
         description="an http(s) URL told when the job ends (Standard Webhooks; GET /api/webhook-secret)",
     )
 
+    def spec_fields(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"filename"}, exclude_none=True)
+
+
+class UploadRequest(SpecRequest):
+    """The video's name and the JobSpec fields (checked as a JobSpec: see GET /api/models for the models)."""
+
+    filename: str = Field(..., min_length=1, max_length=300)
+
     @field_validator("filename")
     @classmethod
     def _filename(cls, filename: str) -> str:
         return check_text(filename, "filename")
-
-    def spec_fields(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"filename"}, exclude_none=True)
 
 
 class UploadLink(BaseModel):

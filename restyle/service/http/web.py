@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from restyle.service import actions
 from restyle.service.context import Context
 from restyle.service.eta import Speedometer
 from restyle.service.gallery import Gallery
@@ -32,11 +33,14 @@ class Web:
         return cls(context, Trigger(context), Gallery(context), Notifier(context), Retention(context))
 
     def job_out(self, job: Job, place: bool = False) -> JobOut:
-        """The job as the API shows it; with ``place``, a queued job's place in the queue too (one more query)."""
+        """The job as the API shows it, with what may be done to it now; with ``place``, a queued job's place in
+        the queue too (one more query)."""
         ahead = None
         if place and job.state == JobState.QUEUED:
             ahead = self.context.jobs.ahead(job.id, self.context.settings.tenant_priorities)
-        return job_out(job, self.speeds.eta(job), ahead)
+        shown = job_out(job, self.speeds.eta(job), ahead)
+        kept = actions.input_kept_until(self.context, job)
+        return shown.model_copy(update={"actions": actions.available(job), "input_kept_until": kept})
 
 
 def web(request: Request) -> Web:
