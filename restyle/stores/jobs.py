@@ -11,6 +11,7 @@ and the states already live apart.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -513,12 +514,18 @@ class JobStore:
 
 
 def _private_file(database: str | None) -> None:
-    """The SQLite file holds every tenant's jobs: made 0600 before SQLite makes it (its -wal and -shm copy the mode)."""
+    """The SQLite file holds every tenant's jobs: made 0600 before SQLite makes it (its -wal and -shm copy the mode).
+
+    Only a missing file is opened here: closing a descriptor of a file drops every POSIX lock this process holds on
+    it, SQLite's too. A second job store in a process that has one open (``restyle serve`` makes one, its app
+    another) would leave the first one's connections unlocked, and another process closing its last connection
+    would then take the database for its own and delete the -wal and -shm under them ("disk I/O error")."""
     if not database or database == ":memory:":
         return
     path = Path(database)
     path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
     os.chmod(path, 0o600)
 
 
