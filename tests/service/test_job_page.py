@@ -10,6 +10,7 @@ import pytest
 
 from restyle.media.sample import make_clip
 from tests.service import test_dashboard
+from tests.service.test_dashboard import wait_until
 
 pytestmark = pytest.mark.slow
 browser = test_dashboard.browser  # the same headless Chromium
@@ -70,21 +71,20 @@ def test_queued_then_running_live_then_a_video_that_plays_and_seeks(start_servic
 
     page.goto(f"{service.url}/jobs/{first['id']}")
     assert page.text_content("#queue") == "Next in the queue: a free worker takes it next."
-    page.wait_for_function("() => document.querySelector('#painting').naturalWidth > 0")  # the painting it was given
+    wait_until(page, "document.querySelector('#painting').naturalWidth > 0")  # the painting it was given
     with worker(service):
         # Live, without a reload: the state and its colour, the attempt, the start time, the frames.
         page.wait_for_selector("#state.running", timeout=120_000)
         assert page.is_hidden("#queue") and page.is_visible("#progress")
-        page.wait_for_function("() => document.querySelector('#attempt').textContent === 'attempt 1 of 3'")
-        page.wait_for_function("() => document.querySelector('#started').getAttribute('datetime') !== null")
-        page.wait_for_function("() => document.querySelector('#duration').textContent.endsWith('so far')")
+        wait_until(page, "document.querySelector('#attempt').textContent === 'attempt 1 of 3'")
+        wait_until(page, "document.querySelector('#started').getAttribute('datetime') !== null")
+        wait_until(page, "document.querySelector('#duration').textContent.endsWith('so far')")
         seen = page.text_content("#frames")
-        page.wait_for_function(
+        frames_moved = (
             "(seen) => document.querySelector('#frames').textContent !== seen || "
-            "document.querySelector('#state').textContent !== 'running'",
-            arg=seen,
-            timeout=60_000,
+            "document.querySelector('#state').textContent !== 'running'"
         )
+        wait_until(page, frames_moved, 60, arg=seen)
         assert '"event": "claimed"' in page.text_content("#log")  # the log tail, live
         page.wait_for_selector("#state.succeeded", timeout=180_000)  # the page reloads itself when the job ends
     assert page.text_content("#attempt") == "attempt 1 of 3"
@@ -93,7 +93,7 @@ def test_queued_then_running_live_then_a_video_that_plays_and_seeks(start_servic
     assert " s" in page.text_content("#duration") and "so far" not in page.text_content("#duration")
 
     # The player: the output plays in the page, and seeking works (the server answers ranges).
-    page.wait_for_function("() => document.querySelector('#player').readyState >= 1", timeout=30_000)
+    wait_until(page, "document.querySelector('#player').readyState >= 1", 30)
     duration = page.evaluate("document.querySelector('#player').duration")
     assert duration == pytest.approx(8.0, abs=0.2)
     page.evaluate(
@@ -103,11 +103,9 @@ def test_queued_then_running_live_then_a_video_that_plays_and_seeks(start_servic
     assert page.evaluate("document.querySelector('#player').currentTime") == pytest.approx(5.5, abs=0.1)
     page.evaluate("document.querySelector('#player').muted = true")
     page.evaluate("document.querySelector('#player').play()")
-    page.wait_for_function("() => document.querySelector('#player').currentTime > 5.6", timeout=20_000)
+    wait_until(page, "document.querySelector('#player').currentTime > 5.6", 20)
     # The still strip: five pairs along the video, every picture loaded.
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('#strip img')].every((img) => img.complete && img.naturalWidth > 0)"
-    )
+    wait_until(page, "[...document.querySelectorAll('#strip img')].every((i) => i.complete && i.naturalWidth > 0)")
     assert page.locator("#strip img").count() == 10
     assert page.locator("#download").is_visible()  # the download stays
 

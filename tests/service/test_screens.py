@@ -1,8 +1,8 @@
 """Issue 27, findings 6 and 7 and the must-shows: every page of the dashboard in a real headless Chromium, with jobs
-in the states a person meets (queued, succeeded, failed, cancelled), a refused form, a batch, a missing page and the
-API's docs: nothing wider than the window from 360 px up (measured in the page), no serious or critical accessibility
-violation (axe-core, through axe-playwright-python), and /docs and /redoc rendered with every request to another host
-cut off.
+in the states a person meets (queued, succeeded, failed, cancelled), a job's actions (Run again open), a refused form,
+a batch, a missing page and the API's docs: nothing wider than the window from 360 px up (measured in the page), no
+serious or critical accessibility violation (axe-core, through axe-playwright-python), and /docs and /redoc rendered
+with every request to another host cut off.
 
 The screenshots are this test's artifact: docs/screens/<page>-<width>.png, at a phone's width (390 px) and a desktop's
 (1280 px).
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.service.test_batch_screens import picture, submit, wait
-from tests.service.test_dashboard import browser  # noqa: F401 - the Chromium fixture
+from tests.service.test_dashboard import browser, wait_until  # noqa: F401 - the Chromium fixture
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,7 @@ def make_jobs(service, clips, tmp_path) -> dict[str, str]:
 def settle(page) -> list[str]:
     """Every picture on the page loaded (the gallery's are lazy: scrolled into view first); the broken ones."""
     page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
-    page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=60_000)
+    wait_until(page, "[...document.images].every(i => i.complete)", 60)
     page.evaluate("window.scrollTo(0, 0)")
     return page.evaluate("[...document.images].filter(i => i.naturalWidth === 0).map(i => i.src)")
 
@@ -147,6 +147,16 @@ def test_every_page_fits_from_360_px_and_has_no_serious_accessibility_violation(
             found = (found[0] + more[0], found[1] + more[1])
             if shot:
                 page.screenshot(path=str(SCREENS / f"{name}-{width}.png"), full_page=True)
+        # a failed job's actions with the Run again form open (restyle.service.actions, job_actions.html)
+        page.goto(f"{service.url}/jobs/{ids['failed']}")
+        shown = [page.is_visible(f"#{action}") for action in ("retry", "delete", "cancel")]
+        assert shown == [True, True, False], page.content()[:6000]
+        page.click("#rerun-box summary")
+        assert page.is_visible("#rerun-submit")
+        more = measure(page, "job-actions", width, axe if shot else None)
+        found = (found[0] + more[0], found[1] + more[1])
+        if shot:
+            page.screenshot(path=str(SCREENS / f"job-actions-{width}.png"), full_page=True)
         # the job form refused: its choices kept, the reason in plain words
         page.goto(service.url + "/")
         page.set_input_files("input[name=file]", str(clips["silent"]))
