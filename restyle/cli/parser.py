@@ -6,10 +6,19 @@ import argparse
 
 from restyle.cli import commands
 from restyle.media.deflicker import DEFAULT_STRENGTH
+from restyle.stores.states import ACTIVE, FINAL
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A bad argument is one line on stderr and exit 2, like every other error (argparse's message names the allowed
+    values of a choice); the usage is one `--help` away. Subcommands' parsers are of this class too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"restyle: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="restyle", description="Restyle every frame of a video (or a folder of images) with a neural network."
     )
     parser.set_defaults(command=lambda args: parser.print_help() or 0)
@@ -153,14 +162,17 @@ def _service_parsers(sub) -> None:
         ],
     )
 
-    jobs = sub.add_parser("jobs", help="list jobs on a running service")
-    jobs.add_argument("--state", help="only jobs in this state")
+    jobs = sub.add_parser("jobs", help="list jobs on a running service, newest first")
+    jobs.add_argument("--state", choices=[str(state) for state in ACTIVE + FINAL], help="only jobs in this state")
+    jobs.add_argument("--json", action="store_true", help="print the jobs as JSON (times in ISO 8601)")
     _service_options(jobs)
     jobs.set_defaults(command=commands.jobs)
 
     _batch_parsers(sub)
 
-    job = sub.add_parser("job", help="one job: state, progress, figures; --log (admins), --download, --cancel")
+    job = sub.add_parser(
+        "job", help="one job (JSON, ISO 8601 times): state, progress, figures; --log (admins), --download, --cancel"
+    )
     job.add_argument("id")
     job.add_argument("--log", action="store_true", help="print the job's log (admins only)")
     job.add_argument("--download", metavar="FILE", help="save the output here")
@@ -222,10 +234,15 @@ def _submit_parser(sub) -> None:
         metavar="URL",
         help="an http(s) URL the service POSTs the job's summary to when it ends, signed (restyle webhook-secret)",
     )
-    submit.add_argument("--wait", action="store_true", help="wait for the job to end; with -o, download the output")
+    submit.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the job to its end (a progress bar with its ETA on stderr); with -o, download the output",
+    )
     submit.add_argument("-o", "--output", help="with --wait: where to save the output")
+    submit.add_argument("-q", "--quiet", action="store_true", help="with --wait: no progress bar")
     _service_options(submit)
-    submit.set_defaults(command=commands.service_command("submit"))
+    submit.set_defaults(command=commands.submit)
 
     secret = sub.add_parser(
         "webhook-secret", help="print the secret that signs your webhook deliveries (whsec_...), to verify them"
@@ -301,5 +318,9 @@ def _model_options(parser: argparse.ArgumentParser, default_style: str | None = 
 
 
 def _service_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", help="the service's URL (default RESTYLE_SERVER or this machine's)")
+    parser.add_argument(
+        "--server",
+        help="the service's URL (default: RESTYLE_SERVER, else the one `restyle serve` on this RESTYLE_HOME wrote, "
+        "else http://127.0.0.1:8000)",
+    )
     parser.add_argument("--token", help="bearer token (default RESTYLE_TOKEN or this machine's admin token)")

@@ -14,22 +14,25 @@ from urllib.parse import quote
 
 import httpx
 
+from restyle.client.local import server_url
 from restyle.config import Settings
 from restyle.errors import ServiceError
 
 
 class Client:
-    def __init__(self, base_url: str, token: str, timeout: float = 60.0):
+    def __init__(self, base_url: str, token: str, timeout: float = 60.0, found_by: str = ""):
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=timeout
         )
+        self._found_by = found_by  # where the URL came from, for the error when nothing answers there
 
     @classmethod
     def from_settings(cls, settings: Settings, server: str | None = None, token: str | None = None) -> Client:
-        """Server and token from the arguments, else RESTYLE_SERVER / RESTYLE_TOKEN, else the local service's."""
-        server = server or os.environ.get("RESTYLE_SERVER") or settings.base_url
+        """The server from --server, else RESTYLE_SERVER, else the URL the local `restyle serve` wrote into its home,
+        else the default; the token from --token, else RESTYLE_TOKEN, else the local service's admin token."""
+        url, found_by = server_url(settings, server)
         token = token or os.environ.get("RESTYLE_TOKEN") or _local_admin_token(settings)
-        return cls(server, token)
+        return cls(url, token, found_by=found_by)
 
     def submit(
         self,
@@ -191,16 +194,37 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
+            found_by = f" (from {self._found_by})" if self._found_by else ""
             raise ServiceError(
-                f"cannot reach the service at {self._http.base_url}: {exc} (is `restyle serve` running?)"
+                f"cannot reach the service at {self._http.base_url}{found_by}: {_one_line(str(exc))}; "
+                "is `restyle serve` running? Point elsewhere with --server URL or RESTYLE_SERVER"
             ) from None
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise ServiceError(f"{method} {path}: {response.status_code} {detail}")
+            raise ServiceError(f"{method} {path}: {response.status_code} {refusal(response)}")
         return response.text if text else response.json()
+
+
+def refusal(response: httpx.Response) -> str:
+    """The API's reason for a 4xx/5xx as one line: FastAPI's list of field errors as `field: message; ...`."""
+    try:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        detail = response.text
+    if isinstance(detail, list):
+        detail = "; ".join(_field_error(error) for error in detail)
+    return _one_line(str(detail))[:500]
+
+
+def _field_error(error: object) -> str:
+    if not isinstance(error, dict):
+        return str(error)
+    where = [str(part) for part in error.get("loc", ()) if part not in ("query", "body", "path", "header", "form")]
+    message = str(error.get("msg", error))
+    return f"{'.'.join(where)}: {message}" if where else message
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _local_admin_token(settings: Settings) -> str:

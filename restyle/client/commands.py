@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from restyle.client.client import Client
+from restyle.client.times import duration, local, moment
 from restyle.errors import InputError
 from restyle.stores.states import ACTIVE, JobState
 
@@ -21,7 +23,11 @@ EXIT_ERROR = 2
 BATCH_EXIT = {"succeeded": 0, "partial": 3, "failed": 3, "stopped": 4, "cancelled": 4}
 
 
-def submit(args: argparse.Namespace, client: Client) -> int:
+Progress = Callable[[int, int, str], None]  # frames done, frames in all, what else to say (the state, the ETA)
+
+
+def submit(args: argparse.Namespace, client: Client, on_progress: Progress | None = None) -> int:
+    """Upload; with --wait, follow the job (``on_progress``: the CLI's bar) and end with its outcome line."""
     try:
         params = json.loads(args.params) if args.params else None
     except ValueError:
@@ -41,9 +47,7 @@ def submit(args: argparse.Namespace, client: Client) -> int:
     print(f"job {job['id']}: {job['state']} ({job['model']})")
     if not args.wait:
         return 0
-    while job["state"] in ACTIVE:
-        time.sleep(1)
-        job = client.job(job["id"])
+    job = follow(client, job, on_progress)
     print(describe_job(job))
     if job["state"] != JobState.SUCCEEDED:
         return EXIT_ERROR
@@ -51,6 +55,22 @@ def submit(args: argparse.Namespace, client: Client) -> int:
         client.download(job["id"], Path(args.output))
         print(f"wrote {args.output}")
     return 0
+
+
+def follow(client: Client, job: dict, on_progress: Progress | None = None, every: float = 1.0) -> dict:
+    """Poll a job until it ends, telling ``on_progress`` its frames and the service's ETA as they move."""
+    while job["state"] in ACTIVE:
+        if on_progress is not None:
+            progress = job["progress"]
+            eta = progress.get("eta_s")
+            said = job["state"] + (f", about {duration(max(eta, 1))} left" if eta is not None else "")
+            on_progress(progress.get("frames_done") or 0, progress.get("frames_total") or 0, said)
+        time.sleep(every)
+        job = client.job(job["id"])
+    if on_progress is not None and job["progress"].get("frames_total"):
+        progress = job["progress"]
+        on_progress(progress["frames_done"], progress["frames_total"], job["state"])
+    return job
 
 
 def batch(args: argparse.Namespace, client: Client) -> int:
@@ -139,12 +159,16 @@ def webhook_secret(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
-def describe_job(job: dict) -> str:
+def describe_job(job: dict, now: float | None = None) -> str:
+    """One line: id, state, frames, input, model, when it was submitted (local time, how long ago), how long it took."""
     progress = job["progress"]
     line = (
         f"{job['id']}  {job['state']:<10} {progress['frames_done']}/{progress['frames_total']} frames  "
-        f"{job['input']}  {job.get('model', '')}"
+        f"{job['input']}  {job.get('model', '')}  submitted {local(job.get('created_at'), now)}"
     )
+    began, ended = moment(job.get("started_at") or job.get("created_at")), moment(job.get("finished_at"))
+    if began and ended:
+        line += f", took {duration((ended - began).total_seconds())}"
     records = job.get("records")
     if records:
         counts = ", ".join(f"{name} {n}" for name, n in (records.get("detections") or {}).items()) or "none"

@@ -7,10 +7,12 @@ it), a :class:`Result` how many frames it made and takes the worker's facts (``r
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from restyle.errors import Cancelled
 from restyle.files import FileRef
 from restyle.handlers.base import LoadSpec, Model, get_handler
 from restyle.runtime import Runtime
@@ -63,6 +65,18 @@ class Result(Protocol):
 TaskFunction = Callable[[Any, Model, int, Callable[[int], None]], Result]
 
 
+def stop_at_cancel(report: Callable[[int], None], cancelled: Callable[[], bool]) -> Callable[[int], None]:
+    """``report``, which raises :class:`Cancelled` once ``cancelled()`` says so: a task function reports after
+    each frame batch, so a cancelled task stops within one batch, wherever it runs."""
+
+    def checked(frames: int) -> None:
+        report(frames)
+        if cancelled():
+            raise Cancelled("cancelled")
+
+    return checked
+
+
 def worker_runtime(load: LoadSpec, runtime: Runtime, cases: tuple[str, ...] | None = None) -> str:
     """What a worker runs ``load``'s model on for a job's ``cases`` (a style's), as it chooses on its own
     machine: ``openvino int8``."""
@@ -86,9 +100,14 @@ class Engine(Protocol):
         runtime: Runtime,
         items: Sequence[Item],
         on_frames: Callable[[int], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[Result]:
         """Run ``fn`` on every item with the model ``load`` names, loaded once per worker and kept
-        (by LoadSpec, a bounded number) for later maps; yield results as they finish."""
+        (by LoadSpec, a bounded number) for later maps; yield results as they finish.
+
+        Once ``cancel`` is set, items not begun are not begun and those running stop at their next report
+        (``on_frames``: a frame batch); results finished before are still yielded, then the map raises
+        :class:`restyle.errors.Cancelled`. The workers stay up for the next map."""
         ...
 
     def warm(self, load: LoadSpec, runtime: Runtime) -> None:

@@ -30,9 +30,19 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from restyle.engines.base import Item, Result, TaskFunction, cases_of, label_of, units_of, worker_runtime
+from restyle.engines.base import (
+    Item,
+    Result,
+    TaskFunction,
+    cases_of,
+    label_of,
+    stop_at_cancel,
+    units_of,
+    worker_runtime,
+)
 from restyle.engines.deadline import Deadlines, Stall, StallLimits
-from restyle.errors import RestyleError
+from restyle.engines.heap import bound_heap, release_heap
+from restyle.errors import Cancelled, RestyleError
 from restyle.files import LocalFile
 from restyle.handlers.base import LoadSpec, Model, load_model
 from restyle.runtime import Runtime
@@ -41,6 +51,7 @@ log = logging.getLogger("restyle")
 
 DEFAULT_MAX_MODELS = 2
 TICK_S = 1.0  # how often a map looks for stuck tasks
+CANCEL_POLL_S = 0.1  # how often a map that may be cancelled looks at its cancel
 
 
 class LocalEngine:
@@ -70,6 +81,7 @@ class LocalEngine:
         self._max_models = max_models
         self._pool: ProcessPoolExecutor | None = None
         self._progress: Any = None
+        self._stop: Any = None  # shared with the pool: the number of the map its workers are to stop
         self._watch: _Watch | None = None  # the map the pool's reports are for
         self._maps = 0
         self._drain: threading.Thread | None = None
@@ -83,15 +95,19 @@ class LocalEngine:
         runtime: Runtime,
         items: Sequence[Item],
         on_frames: Callable[[int], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[Result]:
         report = on_frames or (lambda n: None)
         if not self.isolated and (self.workers == 1 or len(items) <= 1):
+            stopped = cancel.is_set if cancel is not None else lambda: False
             for item in items:
-                result, loaded = _run(fn, load, runtime, item, self._models, report)
+                if stopped():
+                    raise Cancelled("cancelled")
+                result, loaded = _run(fn, load, runtime, item, self._models, stop_at_cancel(report, stopped))
                 self.loads += loaded
                 yield result
             return
-        yield from self._pool_map(fn, load, runtime, items, report)
+        yield from self._pool_map(fn, load, runtime, items, report, cancel)
 
     def warm(self, load: LoadSpec, runtime: Runtime) -> None:
         if not self.isolated and self.workers == 1:
@@ -103,18 +119,21 @@ class LocalEngine:
     def share(self, path: Path) -> LocalFile:
         return LocalFile(str(path))
 
-    def _pool_map(self, fn, load, runtime, items, report) -> Iterator[Any]:
+    def _pool_map(self, fn, load, runtime, items, report, cancel: threading.Event | None) -> Iterator[Any]:
         with self._lock:  # one map at a time feeds the progress listener
             self._maps += 1
             watch = self._watch = _Watch(self._maps, items, report, Deadlines(self.stall))
             todo, tries = list(range(len(items))), Counter[int]()
+            tick = TICK_S if cancel is None else CANCEL_POLL_S
             try:
                 while todo:
                     pool = self._start()
                     pending = {pool.submit(_run_item, fn, load, runtime, items[i], (watch.map, i)): i for i in todo}
                     todo = []
                     while pending:
-                        done, _ = wait(pending, timeout=TICK_S, return_when=FIRST_COMPLETED)
+                        done, _ = wait(pending, timeout=tick, return_when=FIRST_COMPLETED)
+                        if cancel is not None and cancel.is_set():
+                            yield from self._wind_down(watch, pending)
                         for future in done:  # each chunk as it finishes: live progress
                             yield self._finished(watch, pending.pop(future), future)
                         if stalled := watch.deadlines.stuck():
@@ -124,6 +143,8 @@ class LocalEngine:
                             self.redone += sum(i in watch.holders for i in todo)  # those that had begun
                             watch.restart(todo)
                             break
+            except Cancelled:  # every task has stopped: the workers stay up, with their models, for the next map
+                raise
             except BrokenProcessPool:
                 self.close()
                 raise RestyleError(
@@ -135,6 +156,22 @@ class LocalEngine:
                 raise
             finally:
                 self._watch = None
+
+    def _wind_down(self, watch: _Watch, pending: dict[Future, int]) -> Iterator[Result]:
+        """A cancelled map: its workers told to stop (those running stop at their next frame batch, the others
+        never begin), the results that finished meanwhile yielded, then :class:`Cancelled`."""
+        self._stop.value = watch.map
+        while pending:
+            done, _ = wait(pending, timeout=CANCEL_POLL_S, return_when=FIRST_COMPLETED)
+            if not done and watch.deadlines.stuck():  # a stuck task hears nothing: its worker goes, with the pool
+                self.close(kill=True)
+                break
+            for future in done:
+                index = pending.pop(future)
+                if future.cancelled() or isinstance(future.exception(), Cancelled):
+                    continue
+                yield self._finished(watch, index, future)  # finished before it heard, or failed: as it ended
+        raise Cancelled("cancelled")
 
     def _finished(self, watch: _Watch, index: int, future: Future) -> Result:
         """The result of a finished task, whose frames its worker's reports did not bring yet are counted now."""
@@ -161,13 +198,14 @@ class LocalEngine:
         if self._pool is None:
             context = multiprocessing.get_context("spawn")  # no forked onnxruntime or PyAV state
             self._progress = context.Queue()
+            self._stop = context.Value("q", 0, lock=False)  # one word, written here only: no lock needed
             self._drain = threading.Thread(target=self._forward, args=(self._progress,), daemon=True)
             self._drain.start()
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=context,
                 initializer=_start_worker,
-                initargs=(self._progress, self._max_models),
+                initargs=(self._progress, self._stop, self._max_models),
             )
         return self._pool
 
@@ -210,34 +248,6 @@ class LocalEngine:
 # that ran frames over KEEP_PIXELS is let go (loading it again takes ~0.3 s, against a minute or more for a chunk
 # of such frames); smaller ones stay loaded between items and jobs, side by side, up to ``max_models``.
 KEEP_PIXELS = 640 * 360
-
-
-MMAP_THRESHOLD = 4 * 1024**2  # allocations from this size up get their own mapping, returned to the system when freed
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameters
-_M_TRIM_THRESHOLD = -1
-
-
-def bound_heap() -> None:
-    """Have big allocations (a 4096x2304 frame is 28 MB) mapped apart and unmapped when freed. glibc's threshold
-    otherwise rises to 32 MB after the first such free, and the decode, model and encode threads' arenas keep
-    the frames' memory: 0.1 GiB more, kept after a deflickered 4096x2304 chunk, in every job after it."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):  # not glibc
-            libc = ctypes.CDLL("libc.so.6")
-            libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-            # Setting the mmap threshold fixes the trim threshold too, at glibc's 128 kB: every free at the heap's
-            # top would give its pages back and the next frame fault them in again (a detector's worker spent ~20%
-            # more CPU a picture so). Twice the mmap threshold, as glibc's own dynamic rule sets it.
-            libc.mallopt(_M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD)
-
-
-def release_heap() -> None:
-    """Give freed heap back to the system. Frames of big pictures (28 MB at 4096x2304) come from glibc's arenas
-    once its mmap threshold has risen, and stay there after they are freed: 0.2 GiB kept after a deflickered
-    4096x2304 chunk, which the next job's budget does not count."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class ModelCache:
@@ -314,14 +324,15 @@ def _succeeded(future: Future) -> bool:
 
 _cache: ModelCache | None = None
 _progress: Any = None
+_stop: Any = None  # the number of the map to stop (a shared value the parent writes)
 
 
-def _start_worker(progress: Any, max_models: int) -> None:
-    global _cache, _progress
+def _start_worker(progress: Any, stop: Any, max_models: int) -> None:
+    global _cache, _progress, _stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
     die_with_parent()
     bound_heap()
-    _cache, _progress = ModelCache(max_models), progress
+    _cache, _progress, _stop = ModelCache(max_models), progress, stop
     progress.put(("started", os.getpid()))
 
 
@@ -336,10 +347,14 @@ def _warm_worker(load: LoadSpec, runtime: Runtime) -> None:
 def _run_item(
     fn: TaskFunction, load: LoadSpec, runtime: Runtime, item: Item, task: tuple[int, int]
 ) -> tuple[Result, bool]:
-    """One item in a pool worker; it says when it begins (and in which process) and each frame it makes."""
+    """One item in a pool worker; it says when it begins (and in which process) and each frame it makes, and
+    stops (:class:`Cancelled`) at the next report once its map is to stop."""
     assert _cache is not None, "worker started without its initializer"
+    if _stop.value == task[0]:
+        raise Cancelled("cancelled")
     _progress.put(("begin", task, os.getpid()))
-    return _run(fn, load, runtime, item, _cache, lambda frames: _progress.put(("frames", task, frames)))
+    report = stop_at_cancel(lambda frames: _progress.put(("frames", task, frames)), lambda: _stop.value == task[0])
+    return _run(fn, load, runtime, item, _cache, report)
 
 
 def _run(

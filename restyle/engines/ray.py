@@ -41,7 +41,7 @@ from restyle.engines.deadline import StallLimits
 from restyle.engines.ray_actor import ModelActor
 from restyle.engines.ray_map import Key, MapRun
 from restyle.engines.shipping import ShippedFile, Shipper
-from restyle.errors import ModelError, RestyleError
+from restyle.errors import Cancelled, ModelError, RestyleError
 from restyle.handlers.base import LoadSpec
 from restyle.runtime import Runtime
 
@@ -132,6 +132,7 @@ class RayEngine:
         runtime: Runtime,
         items: Sequence[Item],
         on_frames: Callable[[int], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[Result]:
         key = (load, runtime)
         pool = self._check_out(key, min(self.workers, len(items)))
@@ -139,6 +140,8 @@ class RayEngine:
         room_checked = time.monotonic()
         try:
             while run.todo or run.running:
+                if cancel is not None and cancel.is_set() and not run.cancelled:
+                    run.cancel()
                 run.dispatch()
                 ready, _ = self._ray.wait(list(run.running) + list(run.starting), num_returns=1, timeout=POLL_S)
                 if run.starting and time.monotonic() - room_checked >= POLL_S:
@@ -155,6 +158,8 @@ class RayEngine:
                 run.new_frames = 0
                 if result is not None:
                     yield result
+            if run.cancelled:
+                raise Cancelled("cancelled")
         finally:
             self._check_in(key, pool, run.broken)
 

@@ -6,7 +6,7 @@ import dataclasses
 import os
 
 from restyle.engines import shipping
-from restyle.engines.base import Item, Result, TaskFunction, cases_of, worker_runtime
+from restyle.engines.base import Item, Result, TaskFunction, cases_of, stop_at_cancel, worker_runtime
 from restyle.engines.shipping import ShippedFile
 from restyle.handlers.base import LoadSpec, load_model
 from restyle.runtime import Runtime
@@ -29,6 +29,7 @@ class ModelActor:
         self.load, self.runtime_asked = load, runtime
         self.model = None
         self.frames = 0  # made by the task running now
+        self.stopping = False  # the running task is to stop at its next frame batch (``stop``)
         self._unreported = 0
 
     def start(self, weights: ShippedFile | None) -> tuple[int, str]:
@@ -46,8 +47,9 @@ class ModelActor:
 
     def run(self, fn: TaskFunction, item: Item) -> Result:
         before = shipping.bytes_fetched()
+        self.stopping = False  # a stop meant for the task before, heard after it ended
         try:
-            result = fn(item, self.model, self.batch, self._made)
+            result = fn(item, self.model, self.batch, stop_at_cancel(self._made, lambda: self.stopping))
         finally:
             self.frames = 0  # between tasks: a question asked before the next one starts hears no frames
         fetched, self._unreported = shipping.bytes_fetched() - before + self._unreported, 0
@@ -56,6 +58,10 @@ class ModelActor:
     def progress(self) -> int:
         """Frames the running task has made so far."""
         return self.frames
+
+    def stop(self) -> None:
+        """Have the running task stop (:class:`restyle.errors.Cancelled`) at its next frame batch."""
+        self.stopping = True
 
     def _made(self, frames: int) -> None:
         self.frames += frames

@@ -11,7 +11,7 @@ from typing import Any
 
 from restyle.engines.base import Item, Result, TaskFunction, label_of, units_of
 from restyle.engines.deadline import Deadlines, Stall
-from restyle.errors import RestyleError
+from restyle.errors import Cancelled, RestyleError
 from restyle.handlers.base import LoadSpec
 from restyle.runtime import Runtime
 
@@ -39,6 +39,14 @@ class MapRun:
         self.polls: dict[Any, Any] = {}  # an actor's answer to ``progress`` -> the task ref it is about
         self.stalls: dict[int, Stall] = {}  # items whose actor was killed stuck, until their task answers lost
         self.new_frames = 0  # frames made since the map last heard, not counted before (a retry's are not)
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Begin no more items; the running ones stop at their next frame batch (the actor's ``stop``)."""
+        self.cancelled = True
+        self.todo.clear()
+        for actor, _ in self.running.values():
+            actor.stop.remote()
 
     def dispatch(self) -> None:
         """Give items to idle actors; fail when no actor is left or coming."""
@@ -77,6 +85,10 @@ class MapRun:
             result = engine._ray.get(ref)
         except engine._ray.exceptions.RayTaskError as exc:  # the task itself failed: its reason, as raised
             cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+            if self.cancelled and isinstance(cause, Cancelled):
+                self.deadlines.finish(index)
+                self.idle.append(actor)
+                return None
             raise cause from None
         except engine._ray.exceptions.RayError as exc:
             self.deadlines.finish(index)
@@ -122,7 +134,8 @@ class MapRun:
             log.warning("a Ray actor on node %s died with %s; giving it out again", node[:12], label)
         engine.redone += 1
         engine.redone_on[node] += 1
-        self.todo.appendleft((index, self.items[index]))
+        if not self.cancelled:  # a cancelled map begins nothing again
+            self.todo.appendleft((index, self.items[index]))
         if actor not in self.starting.values():  # back when Ray has restarted it, here or on a new node
             self.starting[actor.start.remote(self.weights)] = actor
 

@@ -47,7 +47,7 @@ class Hooks:
 
     on_plan: Callable[[int, int], None] | None = None  # (chunks, chunks already done)
     on_chunk: Callable[[ChunkResult], None] | None = None  # each chunk as it is stored
-    cancel: threading.Event | None = None  # set it to stop at the next chunk
+    cancel: threading.Event | None = None  # set it to stop at the next frame batch, keeping finished chunks
 
 
 @dataclass(frozen=True)
@@ -203,15 +203,22 @@ def _score(
     done = sum(c.frame_count for c in plan.chunks) - sum(t.chunk.frame_count for t in plan.tasks)
     progress = _counter(done, info.frame_count, job.on_progress)
     results: list[ChunkResult] = []
-    for result in engine.map(score_chunk, job.handler.load_spec(job.spec), runtime, plan.tasks, progress):
-        if result.segment is not None:  # carried back from a worker that cannot reach the store: stored here
-            segments.put_bytes(result.segment_name, result.segment)
-            result = replace(result, segment=None)
-        results.append(result)
-        if job.hooks.on_chunk:
-            job.hooks.on_chunk(result)
-        if job.hooks.cancel is not None and job.hooks.cancel.is_set():
-            raise Cancelled(f"cancelled after {len(results)} of {len(plan.tasks)} chunks; finished chunks are kept")
+    cancel = job.hooks.cancel
+    try:
+        load = job.handler.load_spec(job.spec)
+        for result in engine.map(score_chunk, load, runtime, plan.tasks, progress, cancel=cancel):
+            if result.segment is not None:  # carried back from a worker that cannot reach the store: stored here
+                segments.put_bytes(result.segment_name, result.segment)
+                result = replace(result, segment=None)
+            results.append(result)
+            if job.hooks.on_chunk:
+                job.hooks.on_chunk(result)
+    except Cancelled:
+        if cancel is None or not cancel.is_set():
+            raise
+        # the engine stopped its tasks at their next frame batch; what finished is stored
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(f"cancelled after {len(results)} of {len(plan.tasks)} chunks; finished chunks are kept")
     return results
 
 

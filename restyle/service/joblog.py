@@ -1,4 +1,5 @@
-"""A job's structured log: JSON lines in the system store (logs/<job>.jsonl), out of users' reach.
+"""A job's structured log: JSON lines in the system store (logs/<job>.jsonl), out of users' reach; each line's
+``at`` is ISO 8601 UTC.
 
 The worker writes a job's life into it; the notifier (restyle.service.notifier) adds each webhook
 delivery attempt after the job has ended.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
+from datetime import UTC, datetime
 
 from restyle.errors import RestyleError
 from restyle.service import keys
@@ -30,12 +31,15 @@ class JobLog:
         self._lock = threading.Lock()
 
     def write(self, event: str, **fields: object) -> None:
-        line = json.dumps(
-            {"at": round(time.time(), 3), "worker": self.worker_id, "event": event, **fields}, default=str
-        )
+        line = json.dumps({"at": now_iso(), "worker": self.worker_id, "event": event, **fields}, default=str)
         with self._lock:
             self.lines.append(line)
             try:
                 self.context.system.put_bytes(("\n".join(self.lines) + "\n").encode(), self.key)
             except RestyleError as exc:  # a log write must never fail the job
                 log.warning("job log not written: %s", exc)
+
+
+def now_iso() -> str:
+    """Now in ISO 8601 UTC, to the millisecond: ``2026-12-03T09:41:07.250Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -35,6 +35,14 @@ def inbox(owner: str, filename: str) -> str:
     return f"{inbox_of(owner)}{uuid.uuid4().hex[:8]}-{safe_name(filename)}"
 
 
+def shown_name(key: str) -> str:
+    """The name a person gave the file at ``key``: an upload's name without the random prefix of :func:`inbox`."""
+    name = key.rsplit("/", 1)[-1]
+    if key.startswith(INBOX) and key.count("/") == 2 and re.fullmatch(r"[0-9a-f]{8}-.+", name):
+        return name[9:]
+    return name
+
+
 def inbox_of(owner: str) -> str:
     """The inbox folder of ``owner``'s uploaded videos."""
     return f"{INBOX}{safe_name(owner)}/"

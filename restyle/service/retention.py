@@ -1,11 +1,12 @@
 """The retention sweep: in ``restyle serve``, beside the trigger and the notifier, every
 ``retention_sweep_seconds`` it deletes what no one needs any more.
 
-- **Inputs, when a job ends.** A job that succeeded, failed or was cancelled has its input deleted
-  from the inbox (an inbox drop's sidecar with it): a retry cannot need it, since a failure worth
-  retrying sends the job back to the queue, not to an end. A **dead** job (its attempts used up by
-  lost workers or store outages, not by its input) keeps its input until its outputs go, for an admin
-  to look at or submit again. A batch's inputs are its owner's dataset and are never deleted here.
+- **Inputs, ``keep_inputs_hours`` after a job ends.** A job that succeeded, failed or was cancelled has
+  its input deleted from the inbox (an inbox drop's sidecar with it) once that time has passed: until
+  then a person may Retry it or Run it again with another spec without uploading it again. A **dead**
+  job (its attempts used up by lost workers or store outages, not by its input) keeps its input until
+  its outputs go, for an admin to look at or submit again. A batch's inputs are its owner's dataset
+  and are never deleted here.
 - **Outputs, stills, logs and work**, ``retention_days`` after the job ended (0 keeps them): the
   job's ``outbox/<job>/`` (output and summary), its stills, log and chunk segments. A batch's outputs
   stay (a batch run again reuses them); its units' stills, logs and work go.
@@ -36,6 +37,11 @@ PICTURE_GRACE_SECONDS = 3600.0
 DAY = 86400.0
 
 
+def input_hold(settings) -> float:
+    """Seconds an ended job's input is kept: ``keep_inputs_hours``, and at least the settling minute."""
+    return max(SETTLE_SECONDS, settings.keep_inputs_hours * 3600)
+
+
 class Retention:
     def __init__(self, context: Context):
         self.context = context
@@ -61,7 +67,8 @@ class Retention:
     def sweep(self, now: float | None = None) -> dict[str, int]:
         """One sweep as of ``now``: how many inputs, jobs' outputs and pictures were deleted."""
         now = time.time() if now is None else now
-        inputs = self._pages(None, now - SETTLE_SECONDS, INPUT, self._end_of_input)
+        # Kept a while for Retry and Run again (the dashboard says until when: input_kept_until).
+        inputs = self._pages(None, now - input_hold(self.settings), INPUT, self._end_of_input)
         outputs = 0
         if self.settings.retention_days > 0:
             # Never before the notifier's catch-up window: a summary gone would be announced again after a restart.

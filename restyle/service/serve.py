@@ -12,6 +12,7 @@ from pathlib import Path
 
 import uvicorn
 
+from restyle.client.local import local_url, remove_server_file, write_server_file
 from restyle.config import Settings
 from restyle.service import keys, scaler
 from restyle.service.context import Context
@@ -48,11 +49,23 @@ def serve(settings: Settings) -> None:
         )
     supervisor = threading.Thread(target=_supervise, args=(settings.local_workers, stop), daemon=True)
     supervisor.start()
+    # So that `restyle submit`/`jobs` on this home find this service whatever its port (restyle/client/local.py).
+    write_server_file(settings.home, local_url(settings.host, settings.port))
+    signal.signal(signal.SIGTERM, lambda signum, _: _forget_and_die(settings, signum))
     try:
         uvicorn.run(create_app(settings, run_trigger=True), host=settings.host, port=settings.port, log_level="warning")
     finally:
+        remove_server_file(settings.home)
         stop.set()
         supervisor.join(timeout=20)  # it waits up to 10 s for its workers, then kills them
+
+
+def _forget_and_die(settings: Settings, signum: int) -> None:
+    """SIGTERM, once uvicorn has shut down (it raises the signal again after its own handler): remove the URL
+    clients would find, then end as SIGTERM ends a process."""
+    remove_server_file(settings.home)
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
 
 
 def work(settings: Settings, parent: int | None = None) -> None:

@@ -219,7 +219,7 @@ def job_summary(job: Job) -> dict[str, Any]:
         "job": job.id,
         "state": str(job.state),
         "reason": job.reason,
-        "input": job.input_key.rsplit("/", 1)[-1],
+        "input": keys.shown_name(job.input_key),  # as the API shows it: an upload's name without its prefix
         "output": job.output_key,
         "label": job.params.label if job.params else None,
         "frames": figures.get("frames", job.frames_done),

@@ -16,7 +16,6 @@ import threading
 import time
 from pathlib import Path
 
-import av
 from sqlalchemy.exc import DBAPIError
 
 from restyle.config import Settings
@@ -28,6 +27,7 @@ from restyle.service import batches, keys, units
 from restyle.service.context import Context, clean_scratch, public_reason, scratch_dir
 from restyle.service.joblog import JobLog
 from restyle.service.specs import is_records, local_spec
+from restyle.service.stills import make_stills
 from restyle.stores.jobs import Job, JobState, JobStoreError, Lease
 from restyle.stores.retry import wait_out
 from restyle.stores.segments import ObjectSegments
@@ -86,23 +86,8 @@ class Worker:
                 log.error("job %s: its end state was not recorded (%s); it will be taken again", job.id, exc)
 
     def stills(self, job_id: str, source: Path, target: Path | None) -> None:
-        """Before/after stills from the middle of the video, for the dashboard (records jobs have no after)."""
-        for name, path in (("before", source), ("after", target)):
-            if path is None:
-                continue
-            try:
-                with av.open(str(path), metadata_errors="replace") as container:
-                    stream = container.streams.video[0]
-                    middle = (stream.start_time or 0) + (stream.duration or 0) // 2
-                    container.seek(middle, stream=stream)  # lands on the keyframe before; decode on to the middle
-                    frame = next(f for f in container.decode(stream) if f.pts is None or f.pts >= middle)
-                    image = frame.to_image()
-                image.thumbnail((640, 640))
-                with tempfile.NamedTemporaryFile(suffix=".jpg") as still:
-                    image.save(still.name, quality=85)
-                    self.context.system.put_file(Path(still.name), keys.still(job_id, name))
-            except Exception as exc:  # noqa: BLE001 - stills are a nicety; the job is done without them
-                log.warning("still %s for %s not made: %s", name, job_id, exc)
+        """Before/after stills along the video, for the dashboard (records jobs have no after)."""
+        make_stills(self.context, job_id, source, target)
 
     def process(self, job: Job) -> JobState | Lease | None:
         """Run one claimed job to an end state (or back to the queue); return that state, ``Lease.LOST`` when
@@ -151,9 +136,9 @@ class JobRun:
             if self.lease == Lease.LOST:  # another worker runs the job now: leave its work area alone
                 self.journal.write("lease lost", note="stopped; another worker has the job")
                 return Lease.LOST
-            if self.worker.persist(jobs.cancelled, job.id, self.worker.id):
-                self.journal.write("cancelled")
-                segments.discard()
+            if self.worker.persist(jobs.cancelled, job.id, self.worker.id, self._progress["chunks_done"]):
+                # Its finished chunks stay in its work area: a retry resumes from them (retention removes them).
+                self.journal.write("cancelled", chunks_kept=self._progress["chunks_done"])
             return JobState.CANCELLED
         except PERMANENT as exc:
             reason = public_reason(str(exc), self.settings)  # a tenant reads it: no worker paths

@@ -29,7 +29,7 @@ def claimable(now: float) -> ColumnElement[bool]:
     return (JobRow.state == JobState.QUEUED) | ((JobRow.state == JobState.RUNNING) & (JobRow.lease_until < now))
 
 
-def candidates(now: float, priorities: Mapping[str, int] | None, limit: int = 20) -> Select:
+def candidates(now: float, priorities: Mapping[str, int] | None, limit: int | None = 20) -> Select:
     """(id, owner) of the next jobs to try to take, in the fair order."""
     running = (
         select(JobRow.owner.label("owner"), func.count().label("running"))
@@ -51,6 +51,16 @@ def candidates(now: float, priorities: Mapping[str, int] | None, limit: int = 20
         )
         .limit(limit)
     )
+
+
+def ahead(session: Session, job_id: str, now: float, priorities: Mapping[str, int] | None) -> int | None:
+    """How many claimable jobs come before queued ``job_id`` in the fair order at ``now`` (None if it is not
+    queued). About: the order moves as owners take turns and new jobs arrive."""
+    order = session.execute(candidates(now, priorities, limit=None)).all()
+    for place, (candidate, _owner) in enumerate(order):
+        if candidate == job_id:
+            return place
+    return None
 
 
 def took(session: Session, owner: str, now: float) -> None:

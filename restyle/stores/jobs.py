@@ -11,6 +11,7 @@ and the states already live apart.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Text, cast, create_engine, event, func, select, update
+from sqlalchemy import Text, cast, create_engine, delete, event, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
@@ -61,6 +62,7 @@ class Job:
     figures: dict[str, Any] = field(default_factory=dict)
     params_problem: str | None = None  # why params is None
     batch_id: str | None = None  # a unit of this batch: its items are the batch's (restyle.stores.batches)
+    started_at: float | None = None  # when a worker first took it; None while it has not started
 
     @classmethod
     def of(cls, row: JobRow) -> Job:
@@ -89,6 +91,7 @@ class Job:
             figures=row.figures or {},
             params_problem=problem,
             batch_id=row.batch_id,
+            started_at=row.started_at,
         )
 
     @property
@@ -299,6 +302,12 @@ class JobStore:
             query = select(func.count()).select_from(JobRow).where(*mine)
             return bool(session.scalar(query))
 
+    def ahead(self, job_id: str, priorities: Mapping[str, int] | None = None) -> int | None:
+        """About how many jobs a worker takes before queued ``job_id``, in the fair claim's order as it stands
+        now; None when the job is not queued."""
+        with self._session() as session:
+            return fairness.ahead(session, job_id, time.time(), priorities)
+
     # -- working -------------------------------------------------------------
 
     def claim(self, worker_id: str, lease_s: float, priorities: Mapping[str, int] | None = None) -> Job | None:
@@ -320,6 +329,7 @@ class JobStore:
                         lease_until=now + lease_s,
                         attempts=JobRow.attempts + 1,
                         updated_at=now,
+                        started_at=func.coalesce(JobRow.started_at, now),
                     )
                 ).rowcount
                 if taken:
@@ -409,10 +419,44 @@ class JobStore:
             row.updated_at = time.time()
             return Job.of(row)
 
-    def cancelled(self, job_id: str, worker_id: str) -> bool:
-        return self._end(
-            job_id, worker_id, JobState.CANCELLED, "cancelled while running; finished chunks were discarded"
-        )
+    def cancelled(self, job_id: str, worker_id: str, chunks_kept: int = 0) -> bool:
+        kept = f"; its {chunks_kept} finished chunks are kept: a retry resumes from them" if chunks_kept else ""
+        reason = f"cancelled while running{kept}"
+        return self._end(job_id, worker_id, JobState.CANCELLED, reason, chunks_done=chunks_kept)
+
+    def requeue(self, job_id: str, ends: tuple[JobState, ...]) -> Job | None:
+        """An ended job (in one of ``ends``) back to the queue with its attempts afresh; None if it is not in one of
+        them (compare-and-set: of two retries, one queues it). Its work area is its own: stored chunks are reused."""
+        now = time.time()
+        with self._session.begin() as session:
+            queued = session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.state.in_(ends))
+                .values(
+                    state=JobState.QUEUED,
+                    attempts=0,
+                    reason=None,
+                    started_at=None,  # a retry starts afresh: its Started and Duration are the new run's
+                    finished_at=None,
+                    output_key=None,
+                    cancel_requested=False,
+                    lease_owner=None,
+                    lease_until=0.0,
+                    swept=None,
+                    updated_at=now,
+                )
+            ).rowcount
+        return self.get(job_id) if queued else None
+
+    def delete(self, job_id: str, ends: tuple[JobState, ...] = FINAL) -> bool:
+        """Delete an ended job's row and its chunk records; False if it is not ended (or not there)."""
+        with self._session.begin() as session:
+            row = session.get(JobRow, job_id, with_for_update=True)
+            if row is None or row.state not in ends:
+                return False
+            session.execute(delete(ChunkRow).where(ChunkRow.job_id == job_id))
+            session.delete(row)
+            return True
 
     def _end(self, job_id: str, worker_id: str, state: JobState, reason: str | None, **values: Any) -> bool:
         now = time.time()
@@ -470,12 +514,18 @@ class JobStore:
 
 
 def _private_file(database: str | None) -> None:
-    """The SQLite file holds every tenant's jobs: made 0600 before SQLite makes it (its -wal and -shm copy the mode)."""
+    """The SQLite file holds every tenant's jobs: made 0600 before SQLite makes it (its -wal and -shm copy the mode).
+
+    Only a missing file is opened here: closing a descriptor of a file drops every POSIX lock this process holds on
+    it, SQLite's too. A second job store in a process that has one open (``restyle serve`` makes one, its app
+    another) would leave the first one's connections unlocked, and another process closing its last connection
+    would then take the database for its own and delete the -wal and -shm under them ("disk I/O error")."""
     if not database or database == ":memory:":
         return
     path = Path(database)
     path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
     os.chmod(path, 0o600)
 
 

@@ -115,11 +115,30 @@ class ObjectStore:
             self._call(self.fs.makedirs, target.rsplit("/", 1)[0], exist_ok=True)
         return target
 
+    def copy(self, key: str, to: str) -> ObjectInfo:
+        """``key``'s bytes under ``to`` too, without their passing through here: a hard link in a folder (the same
+        file on disk), a server-side copy on S3."""
+        source, target = self.path(key), self._writable(to)
+        if self.is_local:
+            try:
+                os.link(source, target)
+            except FileNotFoundError:
+                raise StoreError(f"no object {key} in {self.url}") from None
+            except OSError:  # a file system without hard links
+                self._call(self.fs.copy, source, target)
+        else:
+            self._call(self.fs.copy, source, target)
+        return self.info(to)
+
     def get_file(self, key: str, local: Path) -> None:
         self._call(self.fs.get_file, self.path(key), str(local))
 
     def get_bytes(self, key: str) -> bytes:
         return self._call(self.fs.cat_file, self.path(key))
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of ``key``: a ranged GET on S3, a seek in a folder."""
+        return self._call(self.fs.cat_file, self.path(key), start=start, end=end)
 
     def exists(self, key: str) -> bool:
         self.fs.invalidate_cache()

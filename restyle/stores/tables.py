@@ -50,6 +50,7 @@ class JobRow(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # when a worker first took it
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)  # the notifier's feed
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     output_key: Mapped[str | None] = mapped_column(String(600), nullable=True)

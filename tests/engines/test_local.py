@@ -139,3 +139,32 @@ def test_an_isolated_engine_times_out_a_stuck_task_even_with_one_worker(tmp_path
         engine.close()
     assert marker.exists() and [r.frames for r in results] == [6] and engine.redone == 1
     assert results[0].pid not in (os.getpid(), int(marker.read_text()))
+
+
+def test_a_cancelled_map_stops_its_tasks_at_their_next_frame_batch_and_keeps_its_workers(tmp_path):
+    """Issue 27: a cancel waited for the chunks in flight to finish (14.5 s). Now each task hears it at its next
+    report (a frame batch) and the pool stays up, with its workers' models, for the next map."""
+    import threading
+
+    from restyle.errors import Cancelled
+    from testing.stalls import Steps, take_steps
+
+    load = LoadSpec("onnx", str(negative_model(str(tmp_path / "negative.onnx"))))
+    engine = LocalEngine(workers=2, isolated=True)
+    cancel = threading.Event()
+    frames: list[int] = []
+    try:
+        items = [Steps(i, frames=200, seconds=0.05) for i in range(4)]  # 10 s each, uncancelled
+        results = engine.map(take_steps, load, Runtime("cpu", threads=1), items, frames.append, cancel=cancel)
+        asked: list[float] = []
+        threading.Timer(3.0, lambda: (asked.append(time.monotonic()), cancel.set())).start()
+        with pytest.raises(Cancelled):
+            list(results)
+        stopped = time.monotonic() - asked[0]
+        loads = engine.loads
+        after = list(engine.map(take_steps, load, Runtime("cpu", threads=1), [Steps(9, frames=2)]))
+    finally:
+        engine.close()
+    assert stopped < 1.5, stopped  # one step (0.05 s) and a poll: not the rest of the 10 s a task takes
+    assert 0 < sum(frames) < 2 * 200
+    assert [r.frames for r in after] == [2] and engine.loads == loads  # the same workers, their model kept

@@ -186,7 +186,7 @@ def test_the_dashboard_pages_a_batch_and_shows_reasons(client):
     assert client.get(f"/batches/{batch['id']}", follow_redirects=False).status_code == 303
     made = client.post("/batches", data={"prefix": "nowhere", "style": "7"}, headers=cookie, follow_redirects=False)
     assert made.status_code == 303 and made.headers["location"] == "/batches?error=refused"
-    assert "no objects" in client.get(made.headers["location"], headers=cookie).text
+    assert "No objects under" in client.get(made.headers["location"], headers=cookie).text  # wording.plain: a sentence
 
 
 def test_max_failures_stops_the_batch_and_the_rest_is_not_run(client):

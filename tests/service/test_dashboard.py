@@ -33,11 +33,23 @@ def browser():
         browser.close()
 
 
-def wait_until(page, expression: str, timeout_s: float = 30.0) -> None:
-    """Poll ``expression`` in the page until it is true. Not Playwright's wait_for_function: it polls with a
-    function made from a string, which the dashboard's Content-Security-Policy (no 'unsafe-eval') refuses."""
+def wait_until(page, expression: str, timeout_s: float = 30.0, arg: object = None) -> None:
+    """Poll ``expression`` (or a function of ``arg``) in the page until it is true; fail after ``timeout_s``.
+
+    The one way these tests wait on the page. Not Playwright's wait_for_function: it builds its predicate with
+    ``new Function``, which the dashboard's Content-Security-Policy (no 'unsafe-eval') refuses for a string
+    expression. ``page.evaluate`` is not the page's own script, so the CSP does not apply; a page that reloads
+    itself meanwhile (the job page when its job ends) is asked again once it has loaded."""
+    from playwright.sync_api import Error
+
     deadline = time.monotonic() + timeout_s
-    while not page.evaluate(expression):
+    while True:
+        try:
+            if page.evaluate(expression, arg):
+                return
+        except Error as exc:  # only a navigation under way is waited out; any other error is the test's
+            if "context was destroyed" not in str(exc) and "navigat" not in str(exc):
+                raise
         assert time.monotonic() < deadline, f"not true after {timeout_s:.0f} s: {expression}"
         page.wait_for_timeout(200)
 

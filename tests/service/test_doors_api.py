@@ -248,7 +248,7 @@ def test_the_dashboard_form_submits_what_its_model_takes(client, clips, tmp_path
     saved = post(model="style-image", style="7", saved_picture="painting")
     refused = post(model="style-image", style="7")
     assert refused.status_code == 303 and refused.headers["location"] == "/?error=refused"
-    assert "needs a picture" in client.get(refused.headers["location"]).text
+    assert "That model needs a painting" in client.get(refused.headers["location"]).text  # wording.plain
     labels = [job["model"] for job in client.get("/api/jobs", headers=auth(ALICE)).json()]
     assert labels == ["style-image:painting", "styles:12"] and saved.status_code == 303
 

@@ -23,7 +23,10 @@ PARAMS = {"spec": {"model": "styles", "style": "3"}}
 
 @pytest.fixture()
 def context(tmp_path):
-    return Context(Settings(home=tmp_path / "home", retention_days=7, webhook_catchup_seconds=3600))
+    # keep_inputs_hours=0: inputs go a minute after a job ends (the 24 h default: tests/service/test_job_actions.py)
+    return Context(
+        Settings(home=tmp_path / "home", retention_days=7, webhook_catchup_seconds=3600, keep_inputs_hours=0)
+    )
 
 
 def job(context, owner, name, end=None, **create):

@@ -97,3 +97,24 @@ def test_workers_and_chunks_are_recorded(jobs):
     assert jobs.frames_scored() == 100 and (latencies.count, latencies.total_s) == (1, 2.5)
     assert jobs.workers()[0].chunks_scored == 1 and jobs.get(job.id).chunks_scored == 1
     assert jobs.counts() == {"queued": 1}
+
+
+def test_a_second_sqlite_store_in_a_process_keeps_the_first_ones_locks(tmp_path):
+    """`restyle serve` opens the job store twice (serve, then its app). Opening the second once closed a descriptor
+    of the file, which dropped this process's SQLite locks: a worker closing its last connection then deleted the
+    -wal and -shm under the service's connections ("disk I/O error" on every page)."""
+    import subprocess
+    import sys
+
+    from restyle.stores.jobs import JobStore
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    first = JobStore(url)
+    first.create("alice", "inbox/a.mp4", "e1", PARAMS)
+    second = JobStore(url)
+    assert len(second.list()) == 1
+    other = f"from restyle.stores.jobs import JobStore; s = JobStore({url!r}); s.list(); s.close()"
+    subprocess.run([sys.executable, "-c", other], check=True, timeout=60)  # a worker that ends cleanly
+    assert (tmp_path / "jobs.db-wal").exists() and (tmp_path / "jobs.db-shm").exists()
+    first.create("alice", "inbox/b.mp4", "e2", PARAMS)
+    assert len(second.list()) == 2

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from restyle import __version__
 from restyle.config import Settings
@@ -34,7 +34,19 @@ from restyle.errors import (
     TooLarge,
 )
 from restyle.service.context import Context, clean_scratch
-from restyle.service.http import batch_pages, batches, catalogue, dashboard, files, jobs, metrics, webhooks
+from restyle.service.http import (
+    batch_pages,
+    batches,
+    catalogue,
+    dashboard,
+    files,
+    frame,
+    job_actions,
+    job_buttons,
+    jobs,
+    metrics,
+    webhooks,
+)
 from restyle.service.http.guard import UNAVAILABLE, Guard
 from restyle.service.http.web import Web
 
@@ -78,6 +90,8 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
         version=__version__,
         lifespan=_lifespan(web, run_trigger),
         description="Restyle videos with neural networks: submit, watch, download.",
+        docs_url=None,  # served by .frame from installed assets, not a CDN
+        redoc_url=None,
     )
     app.state.web = web
     app.state.context, app.state.trigger = web.context, web.trigger  # for tests and tools that reach in
@@ -85,9 +99,10 @@ def create_app(settings: Settings, *, run_trigger: bool = False) -> FastAPI:
     app.add_middleware(Guard, context=web.context, router=app.router)  # tokens, rates and sizes, before any body
     app.add_exception_handler(RestyleError, restyle_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
-    routers = (jobs, batches, files, catalogue, dashboard, batch_pages, metrics, webhooks)
+    routers = (jobs, job_actions, batches, files, catalogue, dashboard, job_buttons, batch_pages, metrics, webhooks)
     for router in (module.router for module in routers):
         app.include_router(router)
+    frame.install(app)
     _document(app)
     return app
 
@@ -118,13 +133,15 @@ def status_of(exc: RestyleError) -> int:
     return next(STATUSES[kind] for kind in type(exc).__mro__ if kind in STATUSES)
 
 
-async def restyle_error(request: Request, exc: RestyleError) -> JSONResponse:
+async def restyle_error(request: Request, exc: RestyleError) -> Response:
     """The domain's error as its status. A 503's text is fixed: a store's own message names the service's folders
     and hosts, which are nobody's business but the logs'."""
     status = status_of(exc)
     if status == 503:
         log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
         return JSONResponse({"detail": UNAVAILABLE}, status_code=503)
+    if status == 404 and frame.is_page(request):  # a page a person opened: the dashboard's own 404
+        return frame.error_page(request, 404)
     return JSONResponse({"detail": str(exc)}, status_code=status)
 
 

@@ -7,18 +7,18 @@ waits on. The signature (HMAC of key and expiry) is the only credential a link c
 from __future__ import annotations
 
 import hmac
-import mimetypes
 import time
 import uuid
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 
 from restyle.errors import Conflict
 from restyle.service import intake, keys
 from restyle.service.context import Context, scratch_dir
+from restyle.service.http import media
 from restyle.service.http.guard import longest_body_s, spool_body
 from restyle.service.http.policy import PolicyRoute
 from restyle.service.http.web import Web, web
@@ -28,16 +28,22 @@ router = APIRouter(route_class=PolicyRoute, include_in_schema=False)
 
 
 @router.get("/files/{key:path}")
-def signed_download(key: str, expires: int, signature: str, app: Web = Depends(web)) -> FileResponse:
+def signed_download(
+    key: str,
+    expires: int,
+    signature: str,
+    request: Request,
+    disposition: media.Disposition = "attachment",
+    app: Web = Depends(web),
+) -> Response:
+    """The output, to download (``attachment``, the default) or to play in the page (``inline``); either way with
+    HTTP Range requests, so a player can seek. The disposition is not signed: it changes nothing a link opens."""
     check_link(app.context, key, expires, signature)
     if not keys.is_output(key):
         raise HTTPException(403, "only outputs are downloadable")
-    path = Path(app.context.data.path(key))
-    if not path.is_file():
+    if not Path(app.context.data.path(key)).is_file():
         raise HTTPException(404, "no such output")
-    # records write JSON Lines; a batch's outputs are pictures and videos of any kind, beside its Parquet manifest
-    media = "application/x-ndjson" if path.suffix == ".jsonl" else mimetypes.guess_type(path.name)[0]
-    return FileResponse(path, media_type=media or "application/octet-stream", filename=path.name)
+    return media.serve(app.context.data, key, request.headers.get("range"), disposition)
 
 
 @router.put("/files/{key:path}")

@@ -33,6 +33,11 @@ def job_form(form: FormData, blanks_absent: bool = False) -> tuple[UploadFile, d
     video = form.get("file")
     if not isinstance(video, UploadFile):
         raise Invalid("a job needs the video: a file in the form field 'file'")
+    return video, *spec_form(form, blanks_absent)
+
+
+def spec_form(form: FormData, blanks_absent: bool = False) -> tuple[dict[str, Any], Picture | None]:
+    """A form's JobSpec fields and its style picture file, if one came (its video, ``file``, is not read here)."""
     fields: dict[str, Any] = {}
     picture = None
     for name, value in form.multi_items():
@@ -52,7 +57,7 @@ def job_form(form: FormData, blanks_absent: bool = False) -> tuple[UploadFile, d
             except Invalid as exc:
                 raise Invalid(f"{name} must be a JSON object, e.g. {name}={{...}}: {exc}") from None
         fields[name] = value
-    return video, fields, picture
+    return fields, picture
 
 
 def text(form: FormData, name: str, default: str | None = None) -> str:

@@ -16,13 +16,15 @@ from restyle.errors import Invalid, NotFound, RestyleError
 from restyle.jobspec import load_json
 from restyle.service import intake, keys
 from restyle.service.context import Principal
+from restyle.service.http import media
 from restyle.service.http.auth import admin, caller, submitter, visible_job
 from restyle.service.http.forms import JOB_FORM, job_form, job_parts
 from restyle.service.http.multipart import limited_form
 from restyle.service.http.policy import PolicyRoute
 from restyle.service.http.schemas import JobOut, Link, UploadLink, UploadRequest
 from restyle.service.http.web import Web, web
-from restyle.stores.jobs import ACTIVE, FINAL
+from restyle.service.stills import STILL_NAMES, STRIP
+from restyle.stores.jobs import ACTIVE, FINAL, JobState
 
 router = APIRouter(route_class=PolicyRoute)
 
@@ -75,19 +77,38 @@ def list_jobs(
 
 @router.get("/api/jobs/{job_id}", response_model=JobOut)
 def get_job(job_id: str, who: Principal = Depends(caller), app: Web = Depends(web)) -> JobOut:
-    return app.job_out(visible_job(app.context, who, job_id))
-
-
-@router.post("/api/jobs/{job_id}/cancel", response_model=JobOut)
-def cancel_job(job_id: str, who: Principal = Depends(caller), app: Web = Depends(web)) -> JobOut:
-    visible_job(app.context, who, job_id)
-    return app.job_out(app.context.jobs.cancel(job_id))
+    return app.job_out(visible_job(app.context, who, job_id), place=True)
 
 
 @router.get("/api/jobs/{job_id}/output", response_model=Link, summary="A presigned link to the output, with an expiry")
 def output_link(job_id: str, who: Principal = Depends(caller), app: Web = Depends(web)) -> Link:
     url, expires_at = intake.output_link(app.context, visible_job(app.context, who, job_id))
     return Link(url=url, expires_at=expires_at)
+
+
+@router.get(
+    "/api/jobs/{job_id}/output/media",
+    summary="The output itself, to play in a page: Content-Disposition inline, HTTP Range requests (206)",
+    response_class=Response,
+)
+def output_media(job_id: str, request: Request, who: Principal = Depends(caller), app: Web = Depends(web)) -> Response:
+    job = visible_job(app.context, who, job_id)
+    if job.state != JobState.SUCCEEDED or not job.output_key:
+        raise NotFound(f"job {job.id} has no output yet (it is {job.state})")
+    return media.serve(app.context.data, job.output_key, request.headers.get("range"), "inline")
+
+
+@router.get("/api/jobs/{job_id}/painting", summary="The style picture a job was given", response_class=Response)
+def painting(job_id: str, who: Principal = Depends(caller), app: Web = Depends(web)) -> Response:
+    job = visible_job(app.context, who, job_id)
+    key = job.params.spec.style_image if job.params is not None else None
+    if not key:
+        raise NotFound(f"job {job.id} was given no style picture")
+    try:
+        data = app.context.system.get_bytes(key)
+    except RestyleError:
+        raise NotFound("its style picture was deleted since") from None
+    return Response(data, media_type=picture_type(data), headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.get(
@@ -103,11 +124,14 @@ def job_log(job_id: str, who: Principal = Depends(caller), app: Web = Depends(we
         return ""
 
 
-@router.get("/api/jobs/{job_id}/stills/{which}", summary="Before/after stills of a finished job")
+@router.get(
+    "/api/jobs/{job_id}/stills/{which}",
+    summary="Before/after stills of a finished job: 'before' and 'after' (the middle), 'before-N'/'after-N' a strip",
+)
 def still(job_id: str, which: str, who: Principal = Depends(caller), app: Web = Depends(web)) -> Response:
     visible_job(app.context, who, job_id)
-    if which not in ("before", "after"):
-        raise NotFound("stills are 'before' and 'after'")
+    if which not in STILL_NAMES:
+        raise NotFound(f"stills are 'before' and 'after', and 'before-N', 'after-N' for N from 0 to {len(STRIP) - 1}")
     try:
         return Response(app.context.system.get_bytes(keys.still(job_id, which)), media_type="image/jpeg")
     except RestyleError:
@@ -129,3 +153,16 @@ async def events(request: Request, who: Principal = Depends(admin), app: Web = D
     if not isinstance(payload, dict):
         raise Invalid("an event is a JSON object")
     return {"jobs": [job.id for job in app.trigger.on_event(payload)]}
+
+
+def picture_type(data: bytes) -> str:
+    """A stored picture's media type, from its bytes (it was checked as a picture when it came in)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return Image.MIME.get(image.format or "", "application/octet-stream")
+    except Exception:  # noqa: BLE001 - Pillow's errors for bytes that are no picture
+        return "application/octet-stream"

@@ -85,6 +85,15 @@ ROUTES: dict[tuple[str, str], Policy] = {
     ("POST", "/submit"): _VIDEO_FORM,  # the dashboard's form (the cookie is its token)
     ("POST", "/api/uploads"): Policy(Access.SUBMITTER, quota=("jobs", "bytes")),  # the bytes come to a signed link
     ("PUT", "/files/{key:path}"): Policy(Access.PUBLIC, Files.BODY, ("max_upload_bytes",)),  # a signed upload link
+    # Acting on a job (restyle.service.actions): a retry or a run again queues a job, as a submission does.
+    ("POST", "/api/jobs/{job_id}/retry"): Policy(Access.SUBMITTER, quota=("jobs",)),
+    ("POST", "/api/jobs/{job_id}/rerun"): Policy(Access.SUBMITTER, quota=("jobs",)),
+    ("POST", "/jobs/{job_id}/retry"): Policy(Access.SUBMITTER, quota=("jobs",)),  # the job page's buttons
+    ("POST", "/jobs/{job_id}/rerun"): Policy(
+        Access.SUBMITTER, Files.FORM, ("max_picture_bytes",), FORM_OVERHEAD, ("jobs",)
+    ),  # perhaps a painting
+    ("POST", "/jobs/{job_id}/cancel"): Policy(Access.TOKEN),
+    ("POST", "/jobs/{job_id}/delete"): Policy(Access.TOKEN),
     # Batches: one submission off the rate for the whole batch (its listing is the service's work, not a body).
     ("POST", "/api/batches"): Policy(Access.SUBMITTER, quota=("jobs",)),
     ("POST", "/batches"): Policy(Access.SUBMITTER, quota=("jobs",)),  # the dashboard's form

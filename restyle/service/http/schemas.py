@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from restyle.errors import ModelError
 from restyle.handlers.base import get_handler
 from restyle.jobspec import JobSpec, check_text
+from restyle.service.keys import shown_name
 from restyle.stores.catalogue import RegisteredModel, SavedPicture
 from restyle.stores.jobs import Job, JobState
 from restyle.stores.states import BatchState, ItemState
@@ -29,9 +31,18 @@ class JobOut(BaseModel):
     deflicker: float
     attempts: int
     max_attempts: int
-    created_at: float
+    created_at: float  # Unix seconds, as before; the same moments in ISO 8601 UTC below
     updated_at: float
+    started_at: float | None = None
     finished_at: float | None
+    submitted: datetime = Field(..., description="when the job was made, ISO 8601 UTC")
+    started: datetime | None = Field(None, description="when a worker first took it, ISO 8601 UTC")
+    finished: datetime | None = Field(None, description="when it ended, ISO 8601 UTC")
+    updated: datetime = Field(..., description="its last change, ISO 8601 UTC")
+    duration_s: float | None = Field(None, description="finished - started, once it has ended")
+    queue_ahead: int | None = Field(
+        None, description="a queued job: about how many jobs workers take before it (fair order, as it stands now)"
+    )
     reason: str | None
     progress: dict[str, int | float | None]  # frames/chunks done and in all, and eta_s (None until a speed is seen)
     figures: dict[str, Any]
@@ -39,6 +50,10 @@ class JobOut(BaseModel):
     chunks_redone: int
     output_ready: bool
     webhook: str | None = None  # where the job's end is announced
+    # What may be done to it now (restyle.service.actions): cancel, retry, rerun, delete; and until when its input
+    # is kept for retry and rerun (an ended job; RESTYLE_KEEP_INPUTS_HOURS).
+    actions: list[str] = []
+    input_kept_until: float | None = None
 
 
 def shown_label(spec: JobSpec) -> str:
@@ -50,7 +65,12 @@ def shown_label(spec: JobSpec) -> str:
         return spec.model
 
 
-def job_out(job: Job, eta_s: float | None) -> JobOut:
+def utc(moment: float | None) -> datetime | None:
+    """Unix seconds as an aware UTC datetime (the API writes it ISO 8601: ``2026-12-03T09:41:07.250000Z``)."""
+    return None if moment is None else datetime.fromtimestamp(moment, UTC)
+
+
+def job_out(job: Job, eta_s: float | None, queue_ahead: int | None = None) -> JobOut:
     """A job as the API shows it; a job whose stored params cannot be read still lists, as ``unreadable``."""
     if job.params is None:
         spec, label = {}, "unreadable"
@@ -61,7 +81,7 @@ def job_out(job: Job, eta_s: float | None) -> JobOut:
         id=job.id,
         owner=job.owner,
         state=job.state,
-        input=job.input_key.rsplit("/", 1)[-1],
+        input=shown_name(job.input_key),  # an upload's name as the person gave it (no random prefix)
         model=str(label),
         spec=spec,
         style=spec.get("style"),
@@ -71,7 +91,14 @@ def job_out(job: Job, eta_s: float | None) -> JobOut:
         max_attempts=job.max_attempts,
         created_at=job.created_at,
         updated_at=job.updated_at,
+        started_at=job.started_at,
         finished_at=job.finished_at,
+        submitted=utc(job.created_at),
+        started=utc(job.started_at),
+        finished=utc(job.finished_at),
+        updated=utc(job.updated_at),
+        duration_s=round(job.finished_at - job.started_at, 3) if job.finished_at and job.started_at else None,
+        queue_ahead=queue_ahead,
         reason=job.reason,
         progress={
             "frames_done": job.frames_done,
@@ -88,12 +115,12 @@ def job_out(job: Job, eta_s: float | None) -> JobOut:
     )
 
 
-class UploadRequest(BaseModel):
-    """The video's name and the JobSpec fields (checked as a JobSpec: see GET /api/models for the models)."""
+class SpecRequest(BaseModel):
+    """The JobSpec fields of a new job (checked as a JobSpec: see GET /api/models for the models); a field not
+    given takes its default. The body of POST /api/jobs/{id}/rerun, which runs a job's stored video again."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    filename: str = Field(..., min_length=1, max_length=300)
     model: str | None = Field(None, description="styles, style-image, or a registered model's name")
     style: str | None = Field(None, description='styles: 0-25 or a blend "3:0.5,12:0.5"')
     style_image: str | None = Field(
@@ -109,13 +136,19 @@ class UploadRequest(BaseModel):
         description="an http(s) URL told when the job ends (Standard Webhooks; GET /api/webhook-secret)",
     )
 
+    def spec_fields(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"filename"}, exclude_none=True)
+
+
+class UploadRequest(SpecRequest):
+    """The video's name and the JobSpec fields (checked as a JobSpec: see GET /api/models for the models)."""
+
+    filename: str = Field(..., min_length=1, max_length=300)
+
     @field_validator("filename")
     @classmethod
     def _filename(cls, filename: str) -> str:
         return check_text(filename, "filename")
-
-    def spec_fields(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"filename"}, exclude_none=True)
 
 
 class UploadLink(BaseModel):

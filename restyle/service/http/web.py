@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from restyle.service import actions
 from restyle.service.context import Context
 from restyle.service.eta import Speedometer
 from restyle.service.gallery import Gallery
@@ -15,7 +16,7 @@ from restyle.service.http.schemas import JobOut, job_out
 from restyle.service.notifier import Notifier
 from restyle.service.retention import Retention
 from restyle.service.trigger import Trigger
-from restyle.stores.jobs import Job
+from restyle.stores.jobs import Job, JobState
 
 
 @dataclass
@@ -31,8 +32,15 @@ class Web:
     def of(cls, context: Context) -> Web:
         return cls(context, Trigger(context), Gallery(context), Notifier(context), Retention(context))
 
-    def job_out(self, job: Job) -> JobOut:
-        return job_out(job, self.speeds.eta(job))
+    def job_out(self, job: Job, place: bool = False) -> JobOut:
+        """The job as the API shows it, with what may be done to it now; with ``place``, a queued job's place in
+        the queue too (one more query)."""
+        ahead = None
+        if place and job.state == JobState.QUEUED:
+            ahead = self.context.jobs.ahead(job.id, self.context.settings.tenant_priorities)
+        shown = job_out(job, self.speeds.eta(job), ahead)
+        kept = actions.input_kept_until(self.context, job)
+        return shown.model_copy(update={"actions": actions.available(job), "input_kept_until": kept})
 
 
 def web(request: Request) -> Web:
