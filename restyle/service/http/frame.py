@@ -8,14 +8,16 @@ under a CSP that allows scripts only from this service and the page's nonce (:mo
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import fastapi_offline
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from restyle.service.http.auth import signed_in
 from restyle.service.http.dashboard import templates
@@ -39,6 +41,18 @@ PAGE_ERRORS = {
     404: ("Not found", "There is no page here, or it is not yours to see. Check the address, or go back to your jobs."),
     405: ("Not here", "This address does not answer that kind of request. Go back to your jobs and start from there."),
 }
+# What a person reads when the door refused a page's request before it reached the page (restyle/service/http/guard.py).
+REFUSALS = {
+    400: ("Not understood", "Your browser sent a request this service cannot read. Go back and try again."),
+    403: PAGE_ERRORS[403],
+    408: (
+        "Too slow",
+        "Your upload arrived too slowly and was stopped. Go back and try again on a steadier line.",
+    ),
+    413: ("Too big", "What you sent is over this service's limit. Go back and pick a smaller file."),
+    429: ("Too many at once", "You sent more than this service takes in a short while. Wait a moment, then go back."),
+    503: ("Not available", "This service cannot reach its storage just now. Try again in a minute."),
+}
 
 router = APIRouter(route_class=PolicyRoute, include_in_schema=False)
 
@@ -57,9 +71,24 @@ def is_page(request: Request) -> bool:
 
 def error_page(request: Request, status: int, detail: str = "") -> HTMLResponse:
     """The dashboard's page for ``status``, in its frame (the header with the nav when signed in)."""
-    title, advice = PAGE_ERRORS.get(status, ("Something went wrong", "Go back to your jobs and try again."))
+    title, advice = (PAGE_ERRORS | REFUSALS).get(
+        status, ("Something went wrong", "Go back to your jobs and try again.")
+    )
     context = {"who": signed_in(request), "status": status, "title": title, "advice": advice, "detail": detail}
     return templates.TemplateResponse(request, "error.html", context, status_code=status)
+
+
+def refusal_page(scope: Scope, refusal: JSONResponse) -> Response:
+    """The door's JSON ``refusal`` as a page in the frame when a person's browser asked for a page (a dashboard
+    form over a limit, say), with its reason and headers (Retry-After, Connection: close); the API keeps JSON."""
+    request = Request(scope)
+    if not is_page(request) or refusal.status_code not in REFUSALS:
+        return refusal
+    page = error_page(request, refusal.status_code, json.loads(refusal.body)["detail"])
+    page.headers.update(
+        {k: v for k, v in refusal.headers.items() if k.lower() not in ("content-type", "content-length")}
+    )
+    return page
 
 
 async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

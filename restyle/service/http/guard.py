@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from restyle.config import Settings
 from restyle.errors import JobStoreError, StoreError
 from restyle.service.context import Context
-from restyle.service.http import browsers
+from restyle.service.http import browsers, frame
 from restyle.service.http.auth import COUNTED, PRINCIPAL, principal_of
 from restyle.service.http.policy import Access, Policy, policy_for
 from restyle.service.limits import OverQuota, RateLimiter
@@ -79,7 +79,7 @@ class Guard:
         files = policy.carries_files(headers.get("content-type", ""))
         early = self.decide(scope, headers, policy, files)
         if early is not None:
-            await early(scope, receive, send)
+            await frame.refusal_page(scope, early)(scope, receive, send)
             return
         who = scope.get(PRINCIPAL)
         if not policy.quota or who is None or who.is_admin:
@@ -90,11 +90,11 @@ class Guard:
         try:  # in a thread: counting may list the tenant's folders
             held = await anyio.to_thread.run_sync(quotas.hold, who.name, policy.quota, declared)
         except OverQuota as exc:
-            await refusal(exc.status, exc.detail)(scope, receive, send)
+            await frame.refusal_page(scope, refusal(exc.status, exc.detail))(scope, receive, send)
             return
         except (StoreError, JobStoreError):  # counting lists the stores: one that fails is a 503, never a 500
             log.exception("a store failed while %s's usage was counted", who.name)
-            await refusal(503, UNAVAILABLE)(scope, receive, send)
+            await frame.refusal_page(scope, refusal(503, UNAVAILABLE))(scope, receive, send)
             return
         try:
             room = quotas.remaining_bytes(who.name) if files and "bytes" in policy.quota and not declared else None
@@ -130,7 +130,7 @@ class Guard:
 
         async def answer(response: JSONResponse) -> None:
             answered["guard"] = True
-            await response(scope, receive, send)
+            await frame.refusal_page(scope, response)(scope, receive, send)
 
         async def guarded_send(message: Message) -> None:
             if answered["guard"]:

@@ -75,7 +75,8 @@ def test_over_https_the_cookie_is_secure_with_the_host_prefix_and_hsts_is_sent(t
 )
 def test_a_form_from_another_site_is_refused_sign_in_included(site, headers):
     answer = site.post("/login", data={"token": BOB}, headers=headers, follow_redirects=False)
-    assert answer.status_code == 403 and "another site" in answer.json()["detail"]
+    assert answer.status_code == 403 and "another site" in answer.text  # on the dashboard's page (a form's answer)
+    assert answer.headers["content-type"].startswith("text/html")
     assert "set-cookie" not in answer.headers
     sign_in(site, ALICE)
     for path, data in (("/batches", {"prefix": "x"}), ("/logout", {})):
@@ -194,3 +195,16 @@ def test_login_csrf_is_refused_in_chromium(start_service):
             assert page.url.endswith("/login")
         finally:
             browser.close()
+
+
+def test_a_dashboard_form_over_a_limit_gets_a_page_and_the_api_keeps_json(site):
+    """Issue 26: the door's refusal of a form's upload (before its body is read) was raw JSON on the page."""
+    sign_in(site, ALICE)
+    over = str(10**12)  # over every form limit
+    headers = {"content-type": "multipart/form-data; boundary=x", "content-length": over, "origin": str(site.base_url)}
+    page = site.post("/submit", content=b"--x--\r\n", headers=headers, follow_redirects=False)
+    assert page.status_code == 413 and page.headers["content-type"].startswith("text/html"), page.text
+    assert "<h1>Too big</h1>" in page.text and "RESTYLE_MAX_UPLOAD_BYTES" in page.text
+    assert page.headers["connection"] == "close" and "content-security-policy" in page.headers
+    api = site.post("/api/jobs", content=b"--x--\r\n", headers={**headers, **auth(ALICE)})
+    assert api.status_code == 413 and "over the limit" in api.json()["detail"]
