@@ -67,9 +67,10 @@ def rerun(context: Context, who: Principal, job: Job, fields: dict[str, Any], pi
     made, _ = context.jobs.create(
         who.name, key, None, params, state=JobState.UPLOADING, max_attempts=context.settings.max_attempts
     )
+    # Logged while no worker can take the job: a worker's log of it, read when it claims, starts with this line.
+    JobLog(context, made.id, "api").write("run again", of=job.id, input=job.input_key)
     info = context.data.copy(job.input_key, key)
     landed = context.jobs.landed(key, info.etag) or context.jobs.find(key, info.etag)
-    JobLog(context, made.id, "api").write("run again", of=job.id, input=job.input_key)
     return landed or made
 
 

@@ -4,11 +4,13 @@ with the reason for a wrong one, 404 for a stranger's job; a run again stores no
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
 from restyle.service import keys
+from restyle.service.joblog import JobLog
 from restyle.service.retention import Retention
 from tests.service.test_api import ALICE, BOB, ROOT, auth, client, sign_in, upload  # noqa: F401 - fixture
 
@@ -115,6 +117,26 @@ def test_rerun_makes_a_new_job_of_the_stored_video_without_an_upload(client, cli
     bad = client.post(f"/api/jobs/{job['id']}/rerun", headers=auth(ALICE), json={"strength": 7})
     assert bad.status_code == 422
     assert client.post(f"/api/jobs/{job['id']}/rerun", headers=auth(BOB), json={}).status_code == 404
+
+
+def test_rerun_logs_where_it_came_from_before_a_worker_can_take_it(client, clips, monkeypatch):
+    """The "run again" line was written after the new job had joined the queue: a worker that took it at once
+    had read the job's log before the line and wrote over it with its own."""
+    context = client.app.state.context
+    job = upload(client, clips["silent"]).json()
+    ended(client, job["id"], "succeeded")
+    claims, landed = [], context.jobs.landed
+
+    def landed_and_taken_at_once(key, etag):
+        made = landed(key, etag)
+        claims.append(JobLog(context, made.id, "w2"))  # a worker's log of the job, read as it claims it
+        return made
+
+    monkeypatch.setattr(context.jobs, "landed", landed_and_taken_at_once)
+    again = client.post(f"/api/jobs/{job['id']}/rerun", headers=auth(ALICE), json={"style": "3"}).json()
+    claims[0].write("claimed")
+    lines = [json.loads(line) for line in context.system.get_bytes(keys.log(again["id"])).decode().splitlines()]
+    assert [line["event"] for line in lines] == ["run again", "claimed"] and lines[0]["of"] == job["id"]
 
 
 def _inode(data, key):
