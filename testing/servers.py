@@ -50,6 +50,19 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = 
     )
 
 
+def stop_group(process: subprocess.Popen, timeout: float = 20) -> None:
+    """Stop a server started with ``start_new_session=True`` and everything it started (its process group):
+    SIGTERM, then SIGKILL if it has not ended within ``timeout`` seconds."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @dataclass
 class SeaweedFS:
     """A `weed mini` server: master, volume, filer and S3 in one process."""
@@ -149,13 +162,8 @@ class SeaweedFS:
         self.start(buckets)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        if self.process:
+            stop_group(self.process, 15)
 
 
 @dataclass

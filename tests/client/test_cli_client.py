@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from restyle.media.sample import make_clip
-from testing.servers import free_port, wait_for_port
+from testing.servers import free_port, stop_group, wait_for_port
 
 RESTYLE = [sys.executable, "-m", "restyle.cli"]
 
@@ -69,13 +69,7 @@ class Serve:
         wait_for_port(self.port, 90, self.process, self.log)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process)
 
 
 @pytest.fixture(scope="module")

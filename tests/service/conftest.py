@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from testing.servers import free_port, wait_for_port
+from testing.servers import free_port, stop_group, wait_for_port
 
 
 class Service:
@@ -54,6 +54,16 @@ class Service:
             start_new_session=True,
         )
 
+    def wait_for_chunks(self, job_id: str, count: int, timeout: float = 120) -> dict:
+        """The job once ``count`` of its chunks are stored (it is then mid-job: there is more to come)."""
+        deadline = time.monotonic() + timeout
+        while (job := self.http.get(f"/api/jobs/{job_id}").json())["progress"]["chunks_done"] < count:
+            assert time.monotonic() < deadline, (
+                f"fewer than {count} chunks after {timeout} s: {self.log.read_text()[-2000:]}"
+            )
+            time.sleep(0.05)
+        return job
+
     def wait_for(self, job_id: str, states=("succeeded", "failed", "dead", "cancelled"), timeout: float = 180) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -80,12 +90,7 @@ class Service:
         self.process.wait()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+        stop_group(self.process)
 
 
 @pytest.fixture()

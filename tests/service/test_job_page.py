@@ -2,13 +2,12 @@
 change without a reload), succeeded (a video that plays and seeks, the still strip, the painting), failed and
 cancelled; times shown as local time from ISO 8601."""
 
-import os
-import signal
 from contextlib import ExitStack, contextmanager
 
 import pytest
 
 from restyle.media.sample import make_clip
+from testing.servers import stop_group
 from tests.service import test_dashboard
 from tests.service.test_dashboard import wait_until
 
@@ -28,12 +27,7 @@ def worker(service):
     try:
         yield process
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except Exception:  # noqa: BLE001 - it would not stop: kill it
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
 
 
 def signed_in(browser, service):
