@@ -267,7 +267,8 @@ class Settings(BaseSettings):
         600.0,
         gt=0,
         description="how often the trigger lists the whole inbox; in between, a local inbox's folders that did not "
-        "change are not listed again (an S3 inbox is listed whole every poll_seconds)",
+        "change are not listed again, and an S3 inbox is listed every poll_seconds only while its store sends no "
+        "events",
     )
     idle_seconds: float = Field(1.0, gt=0, description="how often an idle worker asks for a job")
     tenant_priorities: dict[str, int] = Field(

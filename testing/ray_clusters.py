@@ -249,6 +249,10 @@ class SharedNothingCluster:
                 str(self.root),
                 "--system-config",
                 health,
+                "--ray-client-server-port",
+                str(free_port()),
+                "--dashboard-agent-listen-port",
+                str(free_port()),
                 *common,
             ],
             check=True,
@@ -280,6 +284,8 @@ class SharedNothingCluster:
                 ip,
                 "--num-cpus",
                 str(self.cpus_per_node),
+                "--dashboard-agent-listen-port",
+                str(free_port()),
                 "--disable-usage-stats",
             ]
         )

@@ -243,7 +243,11 @@ class RayCluster:
         # remake: this cluster, this process's drivers and the services they start run without tokens.
         os.environ["RAY_AUTH_MODE"] = "disabled"
         ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))  # the venv's, if not on PATH
+        # Ports of their own: Ray's defaults (10001, 52365, ...) clash with another cluster on this machine.
         common = ["--num-cpus", "1", "--disable-usage-stats"]
+        # Ray notices a lost node after ~5 s, not its default ~30 s, and a node busy for a few seconds on a
+        # loaded 2-core CI is not taken for lost (at 3 x 0.5 s, as the fake clusters use, it could be).
+        health = {"health_check_period_ms": 1000, "health_check_timeout_ms": 1000, "health_check_failure_threshold": 5}
         subprocess.run(
             [
                 ray,
@@ -257,6 +261,12 @@ class RayCluster:
                 str(self.root),
                 "--include-dashboard",
                 "false",
+                "--ray-client-server-port",
+                str(free_port()),
+                "--dashboard-agent-listen-port",
+                str(free_port()),
+                "--system-config",
+                json.dumps(health),
                 *common,
             ],
             check=True,
@@ -265,7 +275,17 @@ class RayCluster:
             timeout=120,
         )
         subprocess.run(
-            [ray, "start", "--address", self.address, "--node-ip-address", "127.0.0.3", *common],
+            [
+                ray,
+                "start",
+                "--address",
+                self.address,
+                "--node-ip-address",
+                "127.0.0.3",
+                "--dashboard-agent-listen-port",
+                str(free_port()),
+                *common,
+            ],
             check=True,
             capture_output=True,
             text=True,

@@ -60,6 +60,7 @@ class Trigger:
         )  # keys an event named while their sidecar could still come: looked at again soon
         self._changes: Changes | None = None  # the inbox's folders as last seen (made when first scanned)
         self._rescan_at = 0.0  # when the whole inbox is listed next
+        self._event_at = float("-inf")  # when the store last named an inbox object in an event (monotonic)
         self._troubled: set[tuple[str, str]] = set()  # versions the store failed on, warned about once
         self._lock = threading.Lock()
 
@@ -117,12 +118,16 @@ class Trigger:
         """Look at the inbox; make a job for every object version not seen before.
 
         A local inbox's folders that did not change since the last scan are not listed again (see
-        :mod:`restyle.stores.changes`); every ``inbox_rescan_seconds`` the whole inbox is."""
-        made = []
+        :mod:`restyle.stores.changes`); every ``inbox_rescan_seconds`` the whole inbox is. An S3 inbox
+        has no folder times: it is listed whole at each scan until its store sends events, then only
+        every ``inbox_rescan_seconds`` (the events name each new object; the listing catches one lost)."""
+        made: list[Job] = []
         settings = self.context.settings
         self.context.jobs.expire_uploads(time.time() - settings.link_seconds - settings.upload_expiry_seconds)
         changes = self._inbox_changes()
         whole = time.monotonic() >= self._rescan_at
+        if not whole and self.events_flow():
+            return made
         if whole:
             self._rescan_at = time.monotonic() + settings.inbox_rescan_seconds
             changes.everything()
@@ -150,9 +155,17 @@ class Trigger:
             self._changes = Changes(self.context.data, keys.INBOX, recent_s=SETTLE_SECONDS + 1.0)
         return self._changes
 
+    def events_flow(self) -> bool:
+        """Whether an S3 inbox's store named an inbox object in an event within ``inbox_rescan_seconds``."""
+        recent = time.monotonic() - self._event_at < self.context.settings.inbox_rescan_seconds
+        return recent and not self.context.data.is_local
+
     def on_event(self, payload: dict[str, Any]) -> list[Job]:
         """A SeaweedFS filer webhook or an S3 ``Records`` event: consider each object it names."""
-        return self._consider_keys(_keys_in(payload, self.context.data.root))
+        named = _keys_in(payload, self.context.data.root)
+        if any(keys.is_inbox(key) for key in named):
+            self._event_at = time.monotonic()
+        return self._consider_keys(named)
 
     def _consider_keys(self, named: list[str]) -> list[Job]:
         made = []

@@ -8,7 +8,8 @@ clock tick could hide a second change). Rewriting a file's bytes in place (same 
 folder: a full look (:meth:`Changes.everything`, every ``inbox_rescan_seconds`` in the trigger) sees it.
 
 An S3-compatible store has no folder times: every look lists everything, in pages. There, events
-(SeaweedFS filer webhooks, S3 notifications) make jobs at once and the listing is the fallback.
+(SeaweedFS filer webhooks, S3 notifications) make jobs at once and the listing is the fallback: the
+trigger looks only every ``inbox_rescan_seconds`` while events come (see ``Trigger.scan``).
 """
 
 from __future__ import annotations

@@ -135,6 +135,7 @@ def test_a_stuck_actor_is_killed_and_its_task_runs_again_and_one_stuck_every_tim
     assert str(failed.value).endswith("; stopped after 2 tries")
     assert engine.redone == 2
     assert sorted(r.index for r in engine.map(take_steps, load, Runtime("cpu", threads=1), items[:2])) == [0, 1]
+    engine.stop_idle()  # its actors' CPUs back now, not after 60 s idle: the next test's engine needs them
 
 
 def test_a_lost_node_costs_only_its_chunks(ray_cluster, tmp_path):
@@ -150,17 +151,20 @@ def test_a_lost_node_costs_only_its_chunks(ray_cluster, tmp_path):
 
     clip = make_clip(tmp_path / "clip.mp4", width=320, height=180, rate=25, seconds=3, keyframe_interval=12)
     engine = RayEngine(ray_cluster.address, cpus_per_actor=1, node_ip=ray_cluster.driver_ip)
-    lost: list[str] = []
+    # This cluster's node on 127.0.0.3, found by its raylet's socket under this cluster's temp dir (never
+    # another cluster's node on the same address). Both nodes must be alive before the test takes one.
+    on_it = [n for n in ray.nodes() if n["NodeManagerAddress"] == "127.0.0.3"]
+    second = next((n for n in on_it if n["Alive"]), None)
+    assert second, f"the second node was lost before this test: {[n.get('DeathReasonMessage') for n in on_it]}"
+    raylet = raylet_pid(second)
+    lost: list[int] = []
 
     def lose_a_node() -> None:
         deadline = time.monotonic() + 120
         while not lost and time.monotonic() < deadline:
             if len(list((tmp_path / "work").glob("*/*.mp4"))) >= 1:
-                # This cluster's node on 127.0.0.3 (by its raylet's socket, under this cluster's temp dir:
-                # never another cluster's node on the same address).
-                node = next(n for n in ray.nodes() if n["Alive"] and n["NodeManagerAddress"] == "127.0.0.3")
-                os.kill(raylet_pid(node), signal.SIGKILL)
-                lost.append("127.0.0.3")
+                os.kill(raylet, signal.SIGKILL)
+                lost.append(raylet)
             time.sleep(0.05)
 
     thread = threading.Thread(target=lose_a_node)

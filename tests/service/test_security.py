@@ -412,3 +412,52 @@ def test_s3_upload_links_cap_the_size_and_a_second_post_makes_no_second_job(seaw
         assert client.app.state.trigger.scan() == []
         jobs = client.get("/api/jobs", headers=auth(ROOT)).json()
         assert [j["id"] for j in jobs] == [job.id]
+
+
+@pytest.mark.slow
+def test_an_s3_inbox_is_not_listed_again_while_its_store_sends_events(seaweedfs, clips, tmp_path, monkeypatch):
+    """Issue 26, finding 5c, on S3 (failed on fd27824, where every scan listed the whole inbox): once the store
+    names inbox objects in events, a scan lists nothing until the whole rescan is due; with no events for that
+    long, the listing every poll comes back, and finds a drop no event named."""
+    from botocore.session import get_session
+
+    from testing.servers import S3_KEY, S3_SECRET
+    from tests.conftest import s3_settings
+
+    prefix = f"e{time.monotonic_ns()}"
+    settings = Settings(
+        home=tmp_path,
+        tokens=f"root:admin:{ROOT}",
+        data_url=f"s3://data/{prefix}",
+        system_url=f"s3://system/{prefix}",
+        inbox_rescan_seconds=4,
+        sidecar_wait_seconds=0,
+        **s3_settings(seaweedfs),
+    )
+    s3 = get_session().create_client(
+        "s3", endpoint_url=seaweedfs.endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET
+    )
+    video = clips["silent"].read_bytes()
+    with TestClient(create_app(settings)) as client:
+        trigger, store = client.app.state.trigger, client.app.state.context.data
+        listed: list[str] = []
+        walk = store.walk
+
+        def counted(prefix: str = ""):
+            listed.append(prefix)
+            return walk(prefix)
+
+        monkeypatch.setattr(store, "walk", counted)
+        s3.put_object(Bucket="data", Key=f"{prefix}/inbox/first.mp4", Body=video)
+        [first] = trigger.scan()  # no events yet: the inbox is listed
+        assert first.input_key == "inbox/first.mp4" and len(listed) == 1
+        s3.put_object(Bucket="data", Key=f"{prefix}/inbox/second.mp4", Body=video)
+        event = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"object": {"key": "inbox/second.mp4"}}}]}
+        answer = client.post("/api/events", json=event, headers=auth(ROOT))
+        assert answer.status_code == 200 and len(answer.json()["jobs"]) == 1, answer.text
+        s3.put_object(Bucket="data", Key=f"{prefix}/inbox/unnamed.mp4", Body=video)  # an event that was lost
+        assert trigger.scan() == [] and trigger.scan() == [] and len(listed) == 1  # not listed while events come
+        time.sleep(4.2)  # the whole rescan is due, and no event came for that long
+        [unnamed] = trigger.scan()
+        assert unnamed.input_key == "inbox/unnamed.mp4" and len(listed) == 2
+        assert trigger.scan() == [] and len(listed) == 3  # no events: listed every poll again
