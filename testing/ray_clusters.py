@@ -39,13 +39,25 @@ def fake_config(**kwargs) -> dict:
     return module.fake_config(**kwargs)
 
 
+CLUSTER_MARK = "RESTYLE_TEST_RAY_CLUSTER"  # in the environment of every process a test cluster starts
+
+
+def cluster_env(root: Path, **more: str) -> dict[str, str]:
+    """The environment for ``ray start`` of the cluster in ``root``: marked, so that every process under it
+    (agents and the client server, whose command lines do not name ``root``, included) is stopped with it."""
+    return dict(os.environ, **{CLUSTER_MARK: str(root)}, **more)
+
+
 def processes_under(root: Path) -> list[int]:
-    """Ids of the processes whose command line names ``root`` (a cluster's temp dir)."""
-    mark, found = str(root), []
+    """Ids of the processes whose command line names ``root`` (a cluster's temp dir), or whose environment
+    has the cluster's mark (:func:`cluster_env`)."""
+    mark, env_mark, found = str(root).encode(), f"{CLUSTER_MARK}={root}\0".encode(), []
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) != os.getpid():
             try:
-                if mark in Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace"):
+                if mark in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    found.append(int(entry))
+                elif env_mark in Path(f"/proc/{entry}/environ").read_bytes() + b"\0":
                     found.append(int(entry))
             except OSError:
                 pass
@@ -53,9 +65,13 @@ def processes_under(root: Path) -> list[int]:
 
 
 def stop_ray_processes(root: Path, grace_s: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL, the processes of the cluster living in ``root``; nobody else's."""
+    """SIGTERM, then SIGKILL, the processes of the cluster living in ``root``; nobody else's.
+
+    With their children: a raylet's agents retitle themselves over their command line and environment,
+    so they are found only as its children (after it died they would be left running)."""
     for signum in (signal.SIGTERM, signal.SIGKILL):
-        for pid in processes_under(root):
+        found = processes_under(root)
+        for pid in {*found, *(child for parent in found for child in descendants(parent))}:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
         deadline = time.monotonic() + grace_s
@@ -86,7 +102,7 @@ class LocalRayCluster:
         # may make or remake: this cluster and this process's drivers are private to it, without tokens.
         self._auth_mode = os.environ.get("RAY_AUTH_MODE")
         os.environ["RAY_AUTH_MODE"] = "disabled"
-        env = dict(os.environ, RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
+        env = cluster_env(self.root, RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
         ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
         command = [
             ray,
@@ -255,6 +271,7 @@ class SharedNothingCluster:
                 str(free_port()),
                 *common,
             ],
+            env=cluster_env(self.root),
             check=True,
             capture_output=True,
             text=True,
@@ -291,7 +308,7 @@ class SharedNothingCluster:
         )
         done = subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{mounts} && {start}"],
-            env=dict(os.environ, RESTYLE_NODE_CACHE=str(self.node_cache)),
+            env=cluster_env(self.root, RESTYLE_NODE_CACHE=str(self.node_cache)),
             capture_output=True,
             text=True,
             timeout=180,

@@ -238,6 +238,8 @@ class RayCluster:
         return f"127.0.0.2:{self.port}"
 
     def start(self) -> None:
+        from testing.ray_clusters import cluster_env
+
         self.port = free_port()
         # Ray turns token auth on when ~/.ray/auth_token exists, which anyone on the machine may make or
         # remake: this cluster, this process's drivers and the services they start run without tokens.
@@ -269,6 +271,7 @@ class RayCluster:
                 json.dumps(health),
                 *common,
             ],
+            env=cluster_env(self.root),
             check=True,
             capture_output=True,
             text=True,
@@ -286,6 +289,7 @@ class RayCluster:
                 str(free_port()),
                 *common,
             ],
+            env=cluster_env(self.root),
             check=True,
             capture_output=True,
             text=True,
