@@ -55,9 +55,8 @@ def processes_under(root: Path) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) != os.getpid():
             try:
-                if mark in Path(f"/proc/{entry}/cmdline").read_bytes():
-                    found.append(int(entry))
-                elif env_mark in Path(f"/proc/{entry}/environ").read_bytes() + b"\0":
+                named = mark in Path(f"/proc/{entry}/cmdline").read_bytes()
+                if named or env_mark in Path(f"/proc/{entry}/environ").read_bytes() + b"\0":
                     found.append(int(entry))
             except OSError:
                 pass

@@ -178,10 +178,27 @@ def jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def rerun(args: argparse.Namespace) -> int:
+    """`restyle rerun`: the client's, with the CLI's progress bar while it waits."""
+    from restyle.client import commands
+
+    bar = ProgressBar(args, f"rerun of {args.id}", "frame", eta_given=True)
+    try:
+        return commands.rerun(args, _client(args), on_progress=bar.show)
+    finally:
+        bar.close()
+
+
 def job(args: argparse.Namespace) -> int:
     client = _client(args)
+    if args.delete:
+        client.delete(args.id)
+        print(f"deleted {args.id}")
+        return 0
     if args.cancel:
         client.cancel(args.id)
+    if args.retry:
+        client.retry(args.id)
     if args.log:
         print(client.log(args.id), end="")
         return 0

@@ -171,12 +171,21 @@ def _service_parsers(sub) -> None:
     _batch_parsers(sub)
 
     job = sub.add_parser(
-        "job", help="one job (JSON, ISO 8601 times): state, progress, figures; --log (admins), --download, --cancel"
+        "job",
+        help="one job (JSON, ISO 8601 times): state, progress, figures; --log (admins), --download; "
+        "--cancel, --retry, --delete",
     )
     job.add_argument("id")
     job.add_argument("--log", action="store_true", help="print the job's log (admins only)")
     job.add_argument("--download", metavar="FILE", help="save the output here")
-    job.add_argument("--cancel", action="store_true")
+    act = job.add_mutually_exclusive_group()
+    act.add_argument("--cancel", action="store_true", help="stop it at its next frame batch; its chunks are kept")
+    act.add_argument(
+        "--retry", action="store_true", help="queue a failed, dead or cancelled job again, reusing its chunks"
+    )
+    act.add_argument(
+        "--delete", action="store_true", help="delete an ended job with its output, stills, log and chunks"
+    )
     _service_options(job)
     job.set_defaults(command=commands.job)
 
@@ -211,38 +220,17 @@ def _submit_parser(sub) -> None:
     """``restyle submit`` and ``restyle webhook-secret`` (the secret that signs the webhook a job may name)."""
     submit = sub.add_parser("submit", help="upload a video to a running service, with any model it offers")
     submit.add_argument("video")
-    chosen = submit.add_mutually_exclusive_group()
-    chosen.add_argument("--style", help="one of the 26 styles (0-25) or a blend like 3:0.5,12:0.5 (the default model)")
-    chosen.add_argument(
-        "--style-image", metavar="PICTURE", help="a picture file (uploaded with the job) or the name of one you saved"
-    )
-    chosen.add_argument("--model", metavar="NAME", help="a model registered on the service (restyle models list)")
-    submit.add_argument("--strength", type=float, help="0..1; less mixes the original back in (default 1)")
-    submit.add_argument(
-        "--deflicker",
-        type=float,
-        nargs="?",
-        const=DEFAULT_STRENGTH,
-        metavar="STRENGTH",
-        help=f"smooth flicker between frames, 0..1 (alone: {DEFAULT_STRENGTH})",
-    )
-    submit.add_argument(
-        "--params", metavar="JSON", help='the model\'s other parameters as JSON, e.g. {"confidence": 0.4}'
-    )
-    submit.add_argument(
-        "--webhook",
-        metavar="URL",
-        help="an http(s) URL the service POSTs the job's summary to when it ends, signed (restyle webhook-secret)",
-    )
-    submit.add_argument(
-        "--wait",
-        action="store_true",
-        help="follow the job to its end (a progress bar with its ETA on stderr); with -o, download the output",
-    )
-    submit.add_argument("-o", "--output", help="with --wait: where to save the output")
-    submit.add_argument("-q", "--quiet", action="store_true", help="with --wait: no progress bar")
+    _spec_options(submit, "a picture file (uploaded with the job) or the name of one you saved")
     _service_options(submit)
     submit.set_defaults(command=commands.submit)
+
+    rerun = sub.add_parser(
+        "rerun", help="a new job of a job's stored video with another style or model: nothing is uploaded again"
+    )
+    rerun.add_argument("id", help="the job whose video is run again (its input must still be kept)")
+    _spec_options(rerun, "the name of a picture you saved (restyle pictures list)")
+    _service_options(rerun)
+    rerun.set_defaults(command=commands.rerun)
 
     secret = sub.add_parser(
         "webhook-secret", help="print the secret that signs your webhook deliveries (whsec_...), to verify them"
@@ -250,6 +238,38 @@ def _submit_parser(sub) -> None:
     secret.add_argument("--owner", help="admins: another owner's (@inbox for dropped files' jobs)")
     _service_options(secret)
     secret.set_defaults(command=commands.service_command("webhook_secret"))
+
+
+def _spec_options(parser: argparse.ArgumentParser, picture_help: str) -> None:
+    """A job's spec (the model and its settings), and following the job to its end: submit's and rerun's."""
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--style", help="one of the 26 styles (0-25) or a blend like 3:0.5,12:0.5 (the default model)")
+    chosen.add_argument("--style-image", metavar="PICTURE", help=picture_help)
+    chosen.add_argument("--model", metavar="NAME", help="a model registered on the service (restyle models list)")
+    parser.add_argument("--strength", type=float, help="0..1; less mixes the original back in (default 1)")
+    parser.add_argument(
+        "--deflicker",
+        type=float,
+        nargs="?",
+        const=DEFAULT_STRENGTH,
+        metavar="STRENGTH",
+        help=f"smooth flicker between frames, 0..1 (alone: {DEFAULT_STRENGTH})",
+    )
+    parser.add_argument(
+        "--params", metavar="JSON", help='the model\'s other parameters as JSON, e.g. {"confidence": 0.4}'
+    )
+    parser.add_argument(
+        "--webhook",
+        metavar="URL",
+        help="an http(s) URL the service POSTs the job's summary to when it ends, signed (restyle webhook-secret)",
+    )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the job to its end (a progress bar with its ETA on stderr); with -o, download the output",
+    )
+    parser.add_argument("-o", "--output", help="with --wait: where to save the output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="with --wait: no progress bar")
 
 
 def _catalogue_parser(sub, name: str, help: str, actions: list) -> argparse._SubParsersAction:

@@ -119,16 +119,28 @@ class Client:
         return self._call("GET", "/api/jobs", params={"state": state} if state else None)
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/api/jobs/{job_id}")
+        return self._call("GET", f"/api/jobs/{quote(job_id, safe='')}")
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/api/jobs/{job_id}/cancel")
+        return self._call("POST", f"/api/jobs/{quote(job_id, safe='')}/cancel")
+
+    def retry(self, job_id: str) -> dict[str, Any]:
+        """Queue a failed, dead or cancelled job again; the chunks it stored are reused."""
+        return self._call("POST", f"/api/jobs/{quote(job_id, safe='')}/retry")
+
+    def rerun(self, job_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """A new job of ``job_id``'s stored video with ``spec`` (JobSpec fields; a picture by its saved name)."""
+        return self._call("POST", f"/api/jobs/{quote(job_id, safe='')}/rerun", json=spec)
+
+    def delete(self, job_id: str) -> None:
+        """Delete an ended job with its output, stills, log and stored chunks."""
+        self._call("DELETE", f"/api/jobs/{quote(job_id, safe='')}", text=True)
 
     def log(self, job_id: str) -> str:
-        return self._call("GET", f"/api/jobs/{job_id}/log", text=True)
+        return self._call("GET", f"/api/jobs/{quote(job_id, safe='')}/log", text=True)
 
     def output_link(self, job_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/api/jobs/{job_id}/output")
+        return self._call("GET", f"/api/jobs/{quote(job_id, safe='')}/output")
 
     def download(self, job_id: str, target: Path) -> Path:
         url = self.output_link(job_id)["url"]

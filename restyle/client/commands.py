@@ -1,5 +1,5 @@
-"""What `restyle submit`, `restyle models ...`, `restyle pictures ...` and `restyle webhook-secret` do, through
-the API's client.
+"""What `restyle submit`, `restyle rerun`, `restyle models ...`, `restyle pictures ...` and
+`restyle webhook-secret` do, through the API's client.
 
 The options are declared in restyle/cli.py; each function here takes the parsed arguments
 and a :class:`Client`, prints what a person needs, and returns the exit code.
@@ -28,12 +28,6 @@ Progress = Callable[[int, int, str], None]  # frames done, frames in all, what e
 
 def submit(args: argparse.Namespace, client: Client, on_progress: Progress | None = None) -> int:
     """Upload; with --wait, follow the job (``on_progress``: the CLI's bar) and end with its outcome line."""
-    try:
-        params = json.loads(args.params) if args.params else None
-    except ValueError:
-        raise InputError(f"--params takes a JSON object, got {args.params!r}") from None
-    if params is not None and not isinstance(params, dict):
-        raise InputError(f"--params takes a JSON object, got {args.params!r}")
     job = client.submit(
         Path(args.video),
         model=args.model,
@@ -41,10 +35,41 @@ def submit(args: argparse.Namespace, client: Client, on_progress: Progress | Non
         style_image=args.style_image,
         strength=args.strength,
         deflicker=args.deflicker,
-        params=params,
+        params=_params(args),
         webhook=args.webhook,
     )
     print(f"job {job['id']}: {job['state']} ({job['model']})")
+    return _wait(args, client, job, on_progress)
+
+
+def rerun(args: argparse.Namespace, client: Client, on_progress: Progress | None = None) -> int:
+    """`restyle rerun ID`: a new job of that job's stored video with the spec given; --wait as for submit."""
+    fields = {
+        "model": args.model,
+        "style": args.style,
+        "style_image": args.style_image,
+        "strength": args.strength,
+        "deflicker": args.deflicker,
+        "params": _params(args),
+        "webhook": args.webhook,
+    }
+    job = client.rerun(args.id, {name: value for name, value in fields.items() if value is not None})
+    print(f"job {job['id']}: {job['state']} ({job['model']}), the video of {args.id} again")
+    return _wait(args, client, job, on_progress)
+
+
+def _params(args: argparse.Namespace) -> dict | None:
+    try:
+        params = json.loads(args.params) if args.params else None
+    except ValueError:
+        raise InputError(f"--params takes a JSON object, got {args.params!r}") from None
+    if params is not None and not isinstance(params, dict):
+        raise InputError(f"--params takes a JSON object, got {args.params!r}")
+    return params
+
+
+def _wait(args: argparse.Namespace, client: Client, job: dict, on_progress: Progress | None) -> int:
+    """With --wait: follow ``job`` to its end, print its outcome line, and save its output where -o says."""
     if not args.wait:
         return 0
     job = follow(client, job, on_progress)

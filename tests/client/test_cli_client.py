@@ -171,6 +171,54 @@ def test_the_error_names_the_url_it_tried_and_how_to_point_elsewhere(tmp_path):
     assert_one_line_error(stale, f"http://127.0.0.1:{port} (from the default)", "--server URL")
 
 
+def shown(home: Path, job_id: str) -> dict:
+    """`restyle job ID`'s JSON."""
+    result = restyle(home, "job", job_id)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.split("\ndownload: ")[0])
+
+
+def test_rerun_cancel_retry_and_delete_as_a_person_types_them(service, waited, tmp_path):
+    """The job page's actions from the shell: run a job's stored video again with another style (and wait for
+    it), cancel a queued job and retry it, delete an ended one; a wrong state is a one-line 409."""
+    import av
+
+    job_id = waited.stdout.split()[1].rstrip(":")
+    again = restyle(service.home, "rerun", job_id, "--style", "5", "--wait", "-q", "-o", str(tmp_path / "again.mp4"))
+    assert again.returncode == 0, again.stderr
+    lines = again.stdout.splitlines()
+    assert lines[0].endswith(f"(styles:5), the video of {job_id} again"), lines
+    assert " succeeded  200/200 frames " in lines[1] and lines[2] == f"wrote {tmp_path / 'again.mp4'}", lines
+    with av.open(str(tmp_path / "again.mp4")) as output:
+        assert sum(1 for _ in output.decode(video=0)) == 200
+    rerun_id = lines[0].split()[1].rstrip(":")
+    assert_one_line_error(restyle(service.home, "job", rerun_id, "--retry"), "409", "only a failed, dead or cancelled")
+
+    # One worker: the first job runs, the second waits in the queue and is cancelled there; then retried.
+    clip = make_clip(tmp_path / "wait.mp4", width=256, height=144, rate=25, seconds=4)
+    first, second = (restyle(service.home, "submit", str(clip), "--style", "2") for _ in range(2))
+    first_id, second_id = (result.stdout.split()[1].rstrip(":") for result in (first, second))
+    cancelled = restyle(service.home, "job", second_id, "--cancel")
+    assert cancelled.returncode == 0, cancelled.stderr
+    deadline = time.monotonic() + 120
+    while shown(service.home, second_id)["state"] != "cancelled" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert shown(service.home, second_id)["state"] == "cancelled"
+    retried = restyle(service.home, "job", second_id, "--retry")
+    assert retried.returncode == 0 and json.loads(retried.stdout.split("\ndownload: ")[0])["state"] in (
+        "queued",
+        "running",
+    ), retried.stdout
+    while shown(service.home, second_id)["state"] != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert shown(service.home, second_id)["progress"]["frames_done"] == 100
+
+    deleted = restyle(service.home, "job", rerun_id, "--delete")
+    assert deleted.returncode == 0 and deleted.stdout == f"deleted {rerun_id}\n", deleted.stderr
+    assert_one_line_error(restyle(service.home, "job", rerun_id), "404", rerun_id)
+    assert shown(service.home, first_id)["state"] in ("running", "succeeded")
+
+
 def test_a_clean_stop_removes_the_url_it_wrote(tmp_path):
     serve = Serve(tmp_path / "home")
     try:
