@@ -128,14 +128,21 @@ def test_a_stuck_actor_is_killed_and_its_task_runs_again_and_one_stuck_every_tim
     assert next(r for r in results if r.index == 2).pid != int(marker.read_text())  # in a new actor process
     assert engine.redone == 1
 
-    stuck = [Steps(0, frames=2), Steps(1, frames=4, marker=ALWAYS, stuck_after=1)]
-    with pytest.raises(RestyleError) as failed:
-        list(engine.map(take_steps, load, Runtime("cpu", threads=1), stuck))
-    assert "steps 1 made no progress for " in str(failed.value) and "s/frame)" in str(failed.value)
-    assert str(failed.value).endswith("; stopped after 2 tries")
-    assert engine.redone == 2
-    assert sorted(r.index for r in engine.map(take_steps, load, Runtime("cpu", threads=1), items[:2])) == [0, 1]
-    engine.stop_idle()  # its actors' CPUs back now, not after 60 s idle: the next test's engine needs them
+    engine.stop_idle()  # its actors' CPUs back now, not after 60 s idle: the next engine needs them
+
+    # Stuck every time: at 3x the measured speed (not 10x) the two tries take seconds, not ~40 s.
+    stall = StallLimits(factor=3, floor_s=300, minimum_s=3)
+    strict = RayEngine(ray_cluster.address, cpus_per_actor=1, node_ip=ray_cluster.driver_ip, max_retries=1, stall=stall)
+    try:
+        stuck = [Steps(0, frames=2), Steps(1, frames=4, marker=ALWAYS, stuck_after=1)]
+        with pytest.raises(RestyleError) as failed:
+            list(strict.map(take_steps, load, Runtime("cpu", threads=1), stuck))
+        assert "steps 1 made no progress for " in str(failed.value) and "s/frame)" in str(failed.value)
+        assert str(failed.value).endswith("; stopped after 2 tries")
+        assert strict.redone == 1  # given out once again; its second stall ended the map
+        assert sorted(r.index for r in strict.map(take_steps, load, Runtime("cpu", threads=1), items[:2])) == [0, 1]
+    finally:
+        strict.stop_idle()  # as above, pass or fail: the next test's engine needs the CPUs
 
 
 def test_a_lost_node_costs_only_its_chunks(ray_cluster, tmp_path):
