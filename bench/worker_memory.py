@@ -35,7 +35,7 @@ from restyle.media.sample import make_clip
 from restyle.runtime import Runtime
 
 SIZES = [(640, 360), (1280, 720), (1920, 1080), (4096, 2304)]
-# (model, backend, precision): int8 exists for the shipped styles network only; bf16 where the CPU has it natively
+# (model, backend, precision); bf16 where the CPU has it natively
 PATHS = {
     "styles onnxruntime f32": ("styles", "onnxruntime", "f32"),
     "styles openvino f32": ("styles", "openvino", "f32"),
@@ -43,6 +43,7 @@ PATHS = {
     "styles openvino bf16": ("styles", "openvino", "bf16"),
     "style-image onnxruntime f32": ("style-image", "onnxruntime", "f32"),
     "style-image openvino f32": ("style-image", "openvino", "f32"),
+    "style-image openvino int8": ("style-image", "openvino", "int8"),
     "style-image openvino bf16": ("style-image", "openvino", "bf16"),
 }
 
