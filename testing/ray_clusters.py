@@ -48,6 +48,13 @@ def cluster_env(root: Path, **more: str) -> dict[str, str]:
     return dict(os.environ, **{CLUSTER_MARK: str(root)}, **more)
 
 
+def own_ports(head: bool) -> list[str]:
+    """``ray start`` options giving a node ports of its own: Ray's defaults (the client server's 10001 on a head,
+    the dashboard agent's 52365, also bound on 127.0.0.1) clash with another cluster on this machine."""
+    ports = ["--dashboard-agent-listen-port", str(free_port())]
+    return ["--ray-client-server-port", str(free_port()), *ports] if head else ports
+
+
 def processes_under(root: Path) -> list[int]:
     """Ids of the processes whose command line names ``root`` (a cluster's temp dir), or whose environment
     has the cluster's mark (:func:`cluster_env`)."""
@@ -264,10 +271,7 @@ class SharedNothingCluster:
                 str(self.root),
                 "--system-config",
                 health,
-                "--ray-client-server-port",
-                str(free_port()),
-                "--dashboard-agent-listen-port",
-                str(free_port()),
+                *own_ports(head=True),
                 *common,
             ],
             env=cluster_env(self.root),
@@ -300,8 +304,7 @@ class SharedNothingCluster:
                 ip,
                 "--num-cpus",
                 str(self.cpus_per_node),
-                "--dashboard-agent-listen-port",
-                str(free_port()),
+                *own_ports(head=False),
                 "--disable-usage-stats",
             ]
         )

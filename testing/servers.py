@@ -238,14 +238,13 @@ class RayCluster:
         return f"127.0.0.2:{self.port}"
 
     def start(self) -> None:
-        from testing.ray_clusters import cluster_env
+        from testing.ray_clusters import cluster_env, own_ports
 
         self.port = free_port()
         # Ray turns token auth on when ~/.ray/auth_token exists, which anyone on the machine may make or
         # remake: this cluster, this process's drivers and the services they start run without tokens.
         os.environ["RAY_AUTH_MODE"] = "disabled"
         ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))  # the venv's, if not on PATH
-        # Ports of their own: Ray's defaults (10001, 52365, ...) clash with another cluster on this machine.
         common = ["--num-cpus", "1", "--disable-usage-stats"]
         # Ray notices a lost node after ~5 s, not its default ~30 s, and a node busy for a few seconds on a
         # loaded 2-core CI is not taken for lost (at 3 x 0.5 s, as the fake clusters use, it could be).
@@ -263,10 +262,7 @@ class RayCluster:
                 str(self.root),
                 "--include-dashboard",
                 "false",
-                "--ray-client-server-port",
-                str(free_port()),
-                "--dashboard-agent-listen-port",
-                str(free_port()),
+                *own_ports(head=True),
                 "--system-config",
                 json.dumps(health),
                 *common,
@@ -285,8 +281,7 @@ class RayCluster:
                 self.address,
                 "--node-ip-address",
                 "127.0.0.3",
-                "--dashboard-agent-listen-port",
-                str(free_port()),
+                *own_ports(head=False),
                 *common,
             ],
             env=cluster_env(self.root),

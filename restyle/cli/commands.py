@@ -158,11 +158,7 @@ def submit(args: argparse.Namespace) -> int:
     """`restyle submit`: the client's, with the CLI's progress bar while it waits."""
     from restyle.client import commands
 
-    bar = ProgressBar(args, Path(args.video).name, "frame", eta_given=True)
-    try:
-        return commands.submit(args, _client(args), on_progress=bar.show)
-    finally:
-        bar.close()
+    return _with_bar(args, Path(args.video).name, commands.submit)
 
 
 def jobs(args: argparse.Namespace) -> int:
@@ -182,9 +178,14 @@ def rerun(args: argparse.Namespace) -> int:
     """`restyle rerun`: the client's, with the CLI's progress bar while it waits."""
     from restyle.client import commands
 
-    bar = ProgressBar(args, f"rerun of {args.id}", "frame", eta_given=True)
+    return _with_bar(args, f"rerun of {args.id}", commands.rerun)
+
+
+def _with_bar(args: argparse.Namespace, label: str, command) -> int:
+    """A client command that may follow its job (--wait), with the CLI's progress bar, closed whatever happens."""
+    bar = ProgressBar(args, label, "frame", eta_given=True)
     try:
-        return commands.rerun(args, _client(args), on_progress=bar.show)
+        return command(args, _client(args), on_progress=bar.show)
     finally:
         bar.close()
 
