@@ -16,11 +16,15 @@ The variants (restyle/runtime/rewrite.py): the graph as shipped; each rewrite al
 weights baked in (``bake``); what restyle runs (``norms-as-mvn + bake``); the reflect pads as
 slices; and, for timing only, the pads as zero pads (not the same function: OpenVINO folds a
 zero pad into the convolution, so it is the floor under any rewrite of the reflect pad). The
-int8 network gets the same, to show that the norm rewrite is not exact there.
+int8 network gets the same three that restyle's choice is made from; on a CPU with native bf16
+the bf16 network as restyle runs it too. Every row's difference is against f32 as shipped, so the
+int8 and bf16 rows show how far each precision is from float (and that OpenVINO 2026.4 gets the
+int8 graph as exported wrong: restyle compiles it rewritten).
 
-``--write`` records f32's (as restyle runs it) and int8's CPU ms a frame in
-restyle/runtime/fidelity.json, for this CPU's int8 class: ``--precision auto`` runs int8 only
-where it is at least ``fidelity.INT8_MIN_SPEEDUP`` times faster there.
+``--write`` records the CPU ms a frame of f32, int8 and (where native) bf16, each as restyle
+runs it, in restyle/runtime/fidelity.json, for this CPU's int8 class: ``--precision auto`` runs
+int8 only where it is at least ``fidelity.INT8_MIN_SPEEDUP`` times faster than the precision it
+would run otherwise there (f32, or bf16 on a CPU with native bf16).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from restyle.handlers.styles import _model_file, style_weights
 from restyle.runtime import quantize, rewrite
 
 Edit = Callable[[onnx.ModelProto, np.ndarray], None]
-RESTYLES = "norms-as-mvn + bake"  # what restyle runs at f32 (rewrite.APPLIED, the style baked in); int8 as shipped
+RESTYLES = " + ".join((*rewrite.APPLIED, "bake"))  # what restyle runs on OpenVINO at every precision
 
 
 def _zero_pads(graph: onnx.ModelProto, weights: np.ndarray) -> None:
@@ -73,12 +77,13 @@ VARIANTS: dict[str, Edit] = {
     "as shipped": _edits(),
     "norms-as-mvn": _edits("norms-as-mvn"),
     "bake": _edits("bake"),
+    "norms-as-mvn + bake": _edits("norms-as-mvn", "bake"),
     RESTYLES: _edits(*rewrite.APPLIED, "bake"),
     "reflect-pads-as-slices": _edits("reflect-pads-as-slices"),
-    "reflect-pads-as-slices + norms-as-mvn + bake": _edits("reflect-pads-as-slices", *rewrite.APPLIED, "bake"),
+    "reflect-pads-as-slices + norms-as-mvn + bake": _edits("reflect-pads-as-slices", "norms-as-mvn", "bake"),
     "zero pads (timing only, not exact)": _edits("zero-pads"),
 }
-INT8_VARIANTS = ("as shipped", "bake", RESTYLES)
+INT8_VARIANTS = ("as shipped", "bake", "norms-as-mvn + bake", RESTYLES)
 
 
 def frame(width: int, height: int) -> np.ndarray:
@@ -98,7 +103,7 @@ def frame(width: int, height: int) -> np.ndarray:
     return np.ascontiguousarray(scaled.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
 
 
-def compile_variant(graph: onnx.ModelProto, edit: Edit, weights: np.ndarray, threads: int):
+def compile_variant(graph: onnx.ModelProto, edit: Edit, weights: np.ndarray, threads: int, precision: str = "f32"):
     import openvino
 
     graph = copy.deepcopy(graph)
@@ -110,7 +115,7 @@ def compile_variant(graph: onnx.ModelProto, edit: Edit, weights: np.ndarray, thr
         "NUM_STREAMS": 1,
         "PERFORMANCE_HINT": "LATENCY",
         "ENABLE_CPU_PINNING": False,
-        "INFERENCE_PRECISION_HINT": "f32",
+        "INFERENCE_PRECISION_HINT": precision,  # bf16 for the bf16 network; int8 is in its graph (QDQ)
     }
     compiled = core.compile_model(core.read_model(graph.SerializeToString(), b""), "CPU", config)
     return compiled, compiled.create_infer_request()
@@ -120,7 +125,8 @@ def measure(sources: dict[str, onnx.ModelProto], x: np.ndarray, weights: np.ndar
     """Per variant: wall ms per round, ms per layer type per round, the kernels of note, the output."""
     requests = {}
     for (network, name), graph in sources.items():
-        compiled, request = compile_variant(graph, VARIANTS[name], weights, threads)
+        precision = "bf16" if network == "bf16" else "f32"
+        compiled, request = compile_variant(graph, VARIANTS[name], weights, threads, precision)
         requests[(network, name)] = (compiled, request)
     outputs, kernels = {}, defaultdict(set)
     for key, (compiled, request) in requests.items():
@@ -167,7 +173,8 @@ def report(wall, cpu, layers, kernels, outputs) -> None:
     )
     print("| --- | --- | --- | --- | " + " | ".join("---" for _ in shown) + " | --- | --- |")
     for network, name in wall:
-        reference = outputs[(network, "as shipped")]
+        # Every network against f32 as shipped: an int8 or bf16 row shows its own distance from float.
+        reference = outputs[("f32", "as shipped")]
         out = outputs[(network, name)]
         off = np.abs(_pixels(out).astype(int) - _pixels(reference))
         cells = [
@@ -221,21 +228,26 @@ def main() -> None:
         sources |= {("int8", name): int8 for name in INT8_VARIANTS}
     elif not args.no_int8:
         print(f"# no int8 network: {why}")
+    if facts.bf16:  # a CPU with native bf16: auto weighs int8 against bf16 there, so both are measured
+        sources[("bf16", RESTYLES)] = f32
     weights = style_weights(args.style)
     figures = measure(sources, frame(width, height), weights, args.rounds, args.threads)
     report(*figures)
     if args.write:
         cpu = figures[1]
+        bf16 = cpu.get(("bf16", RESTYLES))
         write_speed(
             statistics.median(cpu[("f32", RESTYLES)]),
-            statistics.median(cpu[("int8", "as shipped")]),
+            statistics.median(cpu[("int8", RESTYLES)]),
+            statistics.median(bf16) if bf16 else None,
             f"{width}x{height}, style {args.style}, {args.threads} thread(s), median of {args.rounds}",
         )
 
 
-def write_speed(f32_ms: float, int8_ms: float, what: str) -> None:
-    """f32's and int8's CPU ms a frame, as restyle compiles each, into the fidelity table's part for this CPU's
-    int8 class (its fidelity rows are left as bench/fidelity.py measured them)."""
+def write_speed(f32_ms: float, int8_ms: float, bf16_ms: float | None, what: str) -> None:
+    """f32's, int8's (and on a CPU with native bf16, bf16's) CPU ms a frame, as restyle compiles each, into the
+    fidelity table's part for this CPU's int8 class (its fidelity rows are left as bench/fidelity.py measured
+    them)."""
     import json
 
     from restyle.runtime import fidelity
@@ -247,14 +259,18 @@ def write_speed(f32_ms: float, int8_ms: float, what: str) -> None:
     part["speed"] = {
         "f32_cpu_ms": round(f32_ms, 1),
         "int8_cpu_ms": round(int8_ms, 1),
-        "what": f"CPU ms a frame as restyle compiles each (f32: {RESTYLES}; int8: as shipped), {what}",
+        **({"bf16_cpu_ms": round(bf16_ms, 1)} if bf16_ms else {}),
+        "what": f"CPU ms a frame as restyle compiles each ({RESTYLES}), {what}",
         "date": f"{datetime.now(timezone.utc):%Y-%m-%d}",
         "machine": machine(),
         "command": "python bench/layers.py " + " ".join(sys.argv[1:]),
     }
+    if restyle_machine.isa_cap():  # a class imitated on a newer CPU: say so beside the figures
+        part["speed"]["isa_cap"] = f"{restyle_machine.ISA_ENV}={restyle_machine.isa_cap()}"
     parts[isa] = part
     fidelity.TABLE.write_text(json.dumps(table, indent=1) + "\n")
-    print(f"wrote the {isa} speed figures (f32 {f32_ms:.1f}, int8 {int8_ms:.1f} CPU ms) to {fidelity.TABLE}")
+    bf16 = f", bf16 {bf16_ms:.1f}" if bf16_ms else ""
+    print(f"wrote the {isa} speed figures (f32 {f32_ms:.1f}, int8 {int8_ms:.1f}{bf16} CPU ms) to {fidelity.TABLE}")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,11 @@ RESTYLE = [sys.executable, "-m", "restyle.cli"]
 F32 = (
     "f32 path"  # the second configuration: by default OpenVINO f32, what a CPU without bf16 got before int8 (--compare)
 )
-COMPARE_FLAGS = {"f32": ["--backend", "openvino", "--precision", "f32"], "int8": ["--precision", "int8"]}
+COMPARE_FLAGS = {
+    "f32": ["--backend", "openvino", "--precision", "f32"],
+    "int8": ["--precision", "int8"],
+    "none": [],  # no second configuration: the default against the model alone and the seed
+}
 F32_FLAGS = COMPARE_FLAGS["f32"]
 
 
@@ -161,11 +165,12 @@ def throughput(
         figures["restyle run"].append(n / wall)
         cpu["restyle run"].append(used / n)
         rss = max(rss, peak)
-        if ratio_only:  # the end-to-end / model-only ratio alone: no f32 run, no seed
-            for name in (F32, "seed"):
-                figures[name].append(float("nan"))
-                cpu[name].append(float("nan"))
-        else:
+        # --ratio-only: the end-to-end / model-only ratio alone (no second run, no seed); --compare none: no second run
+        skipped = (F32, "seed") if ratio_only else (F32,) if compare == "none" else ()
+        for name in skipped:
+            figures[name].append(float("nan"))
+            cpu[name].append(float("nan"))
+        if F32 not in skipped:
             wall, _, used = run_measured_cpu(
                 [
                     *RESTYLE,
@@ -181,6 +186,7 @@ def throughput(
             )
             figures[F32].append(n / wall)
             cpu[F32].append(used / n)
+        if "seed" not in skipped:
             before = cpu_seconds()
             figures["seed"].append(n / seed_pipeline(clip, work / f"seed_{height}p.mp4", work / f"seed_{height}p"))
             cpu["seed"].append((cpu_seconds() - before) / n)
@@ -222,7 +228,7 @@ def throughput(
     )
     f32 = (
         float("nan")
-        if ratio_only
+        if ratio_only or compare == "none"
         else float(
             np.mean([psnr(e, o) for e, o in zip(exact, decode_all(work / f"f32_{height}p.mp4")[::step], strict=False)])
         )
@@ -350,7 +356,7 @@ def main() -> None:
         "--compare",
         choices=list(COMPARE_FLAGS),
         default="f32",
-        help="the second restyle configuration measured (default f32: OpenVINO f32; int8: --precision int8)",
+        help="the second restyle configuration measured (default f32: OpenVINO f32; int8: --precision int8; none)",
     )
     args = parser.parse_args()
     if not shutil.which("ffmpeg"):

@@ -147,11 +147,11 @@ class MultiStyle:
     """The 26-style network; its batch dimension is made dynamic so a GPU gets whole batches.
 
     Each style runs at the precision chosen for it (Runtime.choose with its fidelity cases: int8 where that
-    style passes the bar on this CPU's class and int8 is faster there, else f32). On OpenVINO a float graph
-    is compiled per style, with the style's weights baked in and the norms rewritten for OpenVINO's fused MVN
-    kernel (:mod:`restyle.runtime.rewrite`: the same frames to float rounding, 1.3-1.4x faster at f32,
-    bench/RESULTS.md); compiling takes 0.2 s, 0.04 s from OpenVINO's cache. The int8 graph and onnxruntime's
-    take the weights per call.
+    style passes the bar on this CPU's class and int8 is faster there, else bf16 or f32). On OpenVINO the
+    graph (float or int8) is compiled per style, with the style's weights baked in and the norms rewritten
+    for OpenVINO's fused MVN kernel (:mod:`restyle.runtime.rewrite`: the same frames to float rounding,
+    1.3-1.4x faster at f32, bench/RESULTS.md); compiling takes 0.2 s, 0.04 s from OpenVINO's cache.
+    onnxruntime's graph takes the weights per call.
     """
 
     output = OutputKind.FRAMES
@@ -179,7 +179,7 @@ class MultiStyle:
     def session(self, style: str) -> Session:
         """The compiled network for ``style``, at the precision chosen for it (kept: the last KEPT)."""
         choice = self._runtime.choose(NETWORK, style_cases(style))
-        baked = choice.backend == "openvino" and choice.precision != "int8"
+        baked = choice.backend == "openvino"
         key = (style if baked else "", choice.precision)
         if key in self._sessions:
             self._sessions.move_to_end(key)
@@ -202,15 +202,15 @@ class MultiStyle:
 
     def _graph(self, choice: Choice) -> Path | onnx.ModelProto:
         """The network for ``choice`` (its int8 version where chosen) with a dynamic batch: for OpenVINO a file in
-        restyle's cache, the float one with its norms rewritten (made once per machine; no onnx import after);
-        for onnxruntime the graph itself."""
+        restyle's cache with its norms rewritten (made once per machine; no onnx import after); for onnxruntime
+        the graph itself."""
         path = _model_file(NETWORK)
         if choice.precision == "int8":
             path, why = quantize.int8_file(NETWORK)
             if path is None:
                 raise ModelError(f"int8 version of {NETWORK}: {why}")
         if choice.backend == "openvino":
-            return rewrite.prepared(path, () if choice.precision == "int8" else rewrite.APPLIED)
+            return rewrite.prepared(path, rewrite.APPLIED)
         import onnx
 
         graph = onnx.load(str(path))

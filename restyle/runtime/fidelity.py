@@ -35,8 +35,9 @@ FLAT_PSNR_BAR = 36.0
 FLAT_STD = 3.0  # luma standard deviation (0..255) in a 7x7 window under which a region counts as flat
 MIN_FLAT_SHARE = 0.01  # less flat area than this: the flat-region test does not apply
 TABLE = Path(__file__).with_name("fidelity.json")
-# int8 runs only where it is at least this much faster than f32 on the CPU's int8 class (the table's "speed", measured
-# by bench/layers.py --write): where it is not, its difference buys nothing.
+# int8 runs only where it is at least this much faster than what would run otherwise (f32, or bf16 on a CPU with native
+# bf16) on the CPU's int8 class (the table's "speed", measured by bench/layers.py --write): where it is not, its
+# difference buys nothing.
 INT8_MIN_SPEEDUP = 1.1
 
 
@@ -129,7 +130,7 @@ def verdict(
     rows = entry[precision]
     if "by_isa" in rows:
         rows = rows["by_isa"].get(isa or "") or {}
-        if not rows:
+        if "cases" not in rows:  # a class nobody measured (its part may hold only a note, or speed figures)
             return None
     if cases is None:
         worst = rows["worst"]
@@ -143,9 +144,11 @@ def verdict(
     )
 
 
-def int8_speedup(network: str, isa: str | None) -> float | None:
-    """f32's CPU time a frame over int8's for ``network`` on the int8 class ``isa``, as bench/layers.py measured
-    it there (both as restyle compiles them); None where nobody measured it."""
+def int8_speedup(network: str, isa: str | None, over: str = "f32") -> float | None:
+    """``over``'s CPU time a frame (f32, or bf16 on a CPU with native bf16) over int8's for ``network`` on the int8
+    class ``isa``, as bench/layers.py measured both there (as restyle compiles them); None where nobody did."""
     part = table().get("networks", {}).get(network, {}).get("int8", {}).get("by_isa", {}).get(isa or "") or {}
-    speed = part.get("speed")
-    return speed["f32_cpu_ms"] / speed["int8_cpu_ms"] if speed else None
+    speed = part.get("speed") or {}
+    if not speed.get(f"{over}_cpu_ms") or not speed.get("int8_cpu_ms"):
+        return None
+    return speed[f"{over}_cpu_ms"] / speed["int8_cpu_ms"]

@@ -21,7 +21,7 @@ def no_bf16(monkeypatch):
 @pytest.fixture
 def int8_faster(monkeypatch):
     """The table's speed figures out of the way: where the bar passes, int8 is taken."""
-    monkeypatch.setattr(fidelity, "int8_speedup", lambda network, isa: None)
+    monkeypatch.setattr(fidelity, "int8_speedup", lambda network, isa, over="f32": None)
 
 
 def verdict_for(passed: bool):
@@ -123,7 +123,10 @@ def test_the_int8_network_restyles_a_real_frame_near_f32(photo_frame):
     near = fidelity.judge(reference, ours).luma_ssim
     assert near > fidelity.judge(reference, exact.predict(photo_frame, params_of(other))).luma_ssim
     assert near > fidelity.judge(reference, photo_frame).luma_ssim
-    assert float(np.abs(ours.astype(int) - reference).mean()) < 20
+    # And near by the bar itself, on raw frames (stricter than the table's encoded ones): measured SSIM 0.994,
+    # flat regions 47 dB, 1.1 levels apart on average. OpenVINO's int8 graph compiled unrewritten was 48 levels off.
+    assert fidelity.judge(reference, ours).passed
+    assert float(np.abs(ours.astype(int) - reference).mean()) < 3
 
 
 def test_the_style_picture_network_runs_as_shipped_int8_without_bf16(no_bf16, tmp_path):
@@ -149,10 +152,43 @@ def test_int8_is_refused_for_a_float_graph():
 def test_int8_runs_only_where_the_table_measured_it_faster_than_f32(no_bf16, monkeypatch):
     auto = Runtime("cpu", precision="auto")
     monkeypatch.setattr(fidelity, "verdict", verdict_for(True))
-    monkeypatch.setattr(fidelity, "int8_speedup", lambda network, isa: 1.03)
+    monkeypatch.setattr(fidelity, "int8_speedup", lambda network, isa, over="f32": 1.03)
     choice = auto.choose("multistyle26", ("style 7",))
     assert choice.precision == "f32" and "int8 runs 1.03x f32's speed there" in choice.reason
-    monkeypatch.setattr(fidelity, "int8_speedup", lambda network, isa: 1.9)
+    monkeypatch.setattr(fidelity, "int8_speedup", lambda network, isa, over="f32": 1.9)
     assert auto.choose("multistyle26", ("style 7",)).precision == "int8"
-    monkeypatch.setattr(fidelity, "int8_speedup", lambda network, isa: None)  # nobody measured: the bar decides
+    # Nobody measured: the bar decides.
+    monkeypatch.setattr(fidelity, "int8_speedup", lambda network, isa, over="f32": None)
     assert auto.choose("multistyle26", ("style 7",)).precision == "int8"
+
+
+def test_on_a_bf16_cpu_int8_runs_where_it_passes_and_beats_bf16(monkeypatch):
+    pretend_machine(monkeypatch, bf16=True)
+    auto = Runtime("cpu", precision="auto")
+    asked = []
+
+    def speedup(network, isa, over="f32"):
+        asked.append(over)
+        return {"f32": 2.1, "bf16": 1.27}[over]
+
+    monkeypatch.setattr(fidelity, "int8_speedup", speedup)
+    monkeypatch.setattr(fidelity, "verdict", verdict_for(True))
+    choice = auto.choose("multistyle26", ("style 7",))
+    assert choice.precision == "int8" and "1.27x bf16's speed" in choice.reason and asked == ["bf16"]
+    monkeypatch.setattr(fidelity, "int8_speedup", lambda network, isa, over="f32": {"f32": 1.5, "bf16": 1.02}[over])
+    choice = auto.choose("multistyle26", ("style 7",))
+    assert choice.precision == "bf16" and "int8 runs 1.02x bf16's speed" in choice.reason
+    monkeypatch.setattr(fidelity, "int8_speedup", lambda network, isa, over="f32": None if over == "bf16" else 2.0)
+    choice = auto.choose("multistyle26", ("style 7",))  # int8 never measured against bf16 here: bf16, which was
+    assert choice.precision == "bf16" and "not measured against bf16" in choice.reason
+    # A style whose int8 fails runs bf16 where bf16 passes, and the reason says both.
+    int8_fails = fidelity.Verdict(False, 0.85, 30.0)
+    monkeypatch.setattr(
+        fidelity,
+        "verdict",
+        lambda network, precision="bf16", cases=None, isa=None: (
+            int8_fails if precision == "int8" else fidelity.Verdict(True, 0.95, 40.0)
+        ),
+    )
+    choice = auto.choose("multistyle26", ("style 17",))
+    assert choice.precision == "bf16" and "failed the int8 fidelity bar" in choice.reason

@@ -87,6 +87,37 @@ def test_reflect_pads_as_slices_are_the_same_function_to_the_bit(network, photo_
     assert "Pad" not in layer_types(compiled)
 
 
+def test_quantizing_before_the_pad_is_the_same_int8_function_and_lets_openvino_pad_bytes(network, photo_frames):
+    import onnxruntime
+
+    from restyle.runtime import quantize
+
+    weights = style_weights("7")
+    int8 = onnx.load(str(quantize.int8_file("multistyle26")[0]))
+    moved = copy.deepcopy(int8)
+    assert rewrite.quantize_before_pad(moved) == 18  # one before each convolution
+    onnx.checker.check_model(moved)
+    assert rewrite.quantize_before_pad(copy.deepcopy(network)) == 0  # a float graph has no quantizer to move
+
+    def exact(graph: onnx.ModelProto) -> np.ndarray:  # onnxruntime's reference arithmetic for QDQ graphs
+        session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+        return np.concatenate(
+            [session.run(None, {"image": f[None], "style_weights": weights})[0] for f in photo_frames]
+        )
+
+    assert np.array_equal(exact(moved), exact(int8))  # the same numbers rounded: the same frames, to the bit
+    # As restyle compiles it (norms fused too): OpenVINO pads 8-bit values, and its frames stay near f32's.
+    rewrite.norms_as_mvn(moved)
+    out, compiled = run(moved, photo_frames, weights)
+    kernels = {
+        op.get_rt_info()["layerType"].astype(str): op.get_rt_info()["runtimePrecision"].astype(str)
+        for op in compiled.get_runtime_model().get_ops()
+    }
+    assert kernels["Pad"] in ("u8", "i8"), kernels
+    floats, _ = run(network, photo_frames, weights)
+    assert float(np.abs(pixels(out) - pixels(floats)).mean()) < 3
+
+
 def _tiny(numerator: float, other_use: bool) -> onnx.ModelProto:
     """x * (numerator / sqrt(v)) [+ the reciprocal used again]."""
     nodes = [
