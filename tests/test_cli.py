@@ -137,7 +137,7 @@ def test_kill_9_then_the_same_command_resumes_and_gives_the_same_video(tmp_path)
         time.sleep(0.05)
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
-    assert victim.returncode == -signal.SIGKILL
+    assert victim.returncode == -signal.SIGKILL, victim.stderr.read().decode(errors="replace")[-2000:]
     assert not (tmp_path / "resumed.mp4").exists()
     finished = len(list(work.glob("*/*.mp4")))
 

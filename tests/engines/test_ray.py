@@ -160,9 +160,19 @@ def test_a_lost_node_costs_only_its_chunks(ray_cluster, tmp_path):
     engine = RayEngine(ray_cluster.address, cpus_per_actor=1, node_ip=ray_cluster.driver_ip)
     # This cluster's node on 127.0.0.3, found by its raylet's socket under this cluster's temp dir (never
     # another cluster's node on the same address). Both nodes must be alive before the test takes one.
-    on_it = [n for n in ray.nodes() if n["NodeManagerAddress"] == "127.0.0.3"]
-    second = next((n for n in on_it if n["Alive"]), None)
-    assert second, f"the second node was lost before this test: {[n.get('DeathReasonMessage') for n in on_it]}"
+    assert ray.get_runtime_context().gcs_address == ray_cluster.address  # this cluster, not an earlier one
+    deadline = time.monotonic() + 30  # a node that is still joining is not lost
+    while True:
+        nodes = ray.nodes()
+        on_it = [n for n in nodes if n["NodeManagerAddress"] == "127.0.0.3"]
+        second = next((n for n in on_it if n["Alive"]), None)
+        if second or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert second, (
+        f"the second node was lost before this test: {[n.get('DeathReasonMessage') for n in on_it]}; "
+        f"nodes: {[(n['NodeManagerAddress'], n['Alive']) for n in nodes]}"
+    )
     raylet = raylet_pid(second)
     lost: list[int] = []
 

@@ -49,7 +49,8 @@ def test_odd_sizes_are_padded_to_even_for_yuv420p(clips, settings, tmp_path):
 def test_output_frames_match_the_model_within_one_lossy_encode(clips, settings, tmp_path):
     """Fidelity: our frames against the model's output on the same decoded frames."""
     output = tmp_path / "styled.mp4"
-    run(clips["pal"], output, JobSpec(style="7"), settings=settings)
+    # At f32 (auto may pick int8 or bf16, judged by the fidelity table): measured here is the pipeline's own loss.
+    run(clips["pal"], output, JobSpec(style="7"), settings=settings.model_copy(update={"precision": "f32"}))
     _, originals = decode_frames(clips["pal"])
     _, ours = decode_frames(output)
     model = load(JobSpec(style="7"), Runtime("cpu", threads=2))
