@@ -151,6 +151,8 @@ def _secret_file(path: Path) -> str:
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(32)
+    while secret.startswith("-"):  # a token read as an option: `restyle submit --token -x...` would refuse it
+        secret = secrets.token_urlsafe(32)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process of the service made it first

@@ -461,3 +461,17 @@ def test_an_s3_inbox_is_not_listed_again_while_its_store_sends_events(seaweedfs,
         [unnamed] = trigger.scan()
         assert unnamed.input_key == "inbox/unnamed.mp4" and len(listed) == 2
         assert trigger.scan() == [] and len(listed) == 3  # no events: listed every poll again
+
+
+def test_the_embedded_admin_token_never_reads_as_a_command_line_option(tmp_path, monkeypatch):
+    """A token that starts with "-" is taken for an option by `restyle submit --token TOKEN` (seen in a run)."""
+    import secrets
+
+    from restyle.config import Settings
+    from restyle.service.context import admin_token
+
+    drawn = iter(["-starts-with-a-dash-0123456789", "Plain0123456789abcdefghijklmnop"])
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda n: next(drawn))
+    settings = Settings(home=tmp_path)
+    assert admin_token(settings) == "Plain0123456789abcdefghijklmnop"
+    assert (tmp_path / "admin.token").read_text().strip() == "Plain0123456789abcdefghijklmnop"
