@@ -84,7 +84,8 @@ def service(tmp_path_factory):
 @pytest.fixture(scope="module")
 def waited(service, tmp_path_factory) -> subprocess.CompletedProcess:
     """`restyle submit clip --wait`: a real job run to its end by the service's worker."""
-    clip = make_clip(tmp_path_factory.mktemp("clip") / "walk.mp4", width=256, height=144, rate=25, seconds=8)
+    # 640x360: long enough a job to see its progress move on a fast CPU (int8 ran 256x144 in 2 s).
+    clip = make_clip(tmp_path_factory.mktemp("clip") / "walk.mp4", width=640, height=360, rate=25, seconds=8)
     return restyle(service.home, "submit", str(clip), "--style", "3", "--wait")
 
 
@@ -195,7 +196,7 @@ def test_rerun_cancel_retry_and_delete_as_a_person_types_them(service, waited, t
     assert_one_line_error(restyle(service.home, "job", rerun_id, "--retry"), "409", "only a failed, dead or cancelled")
 
     # One worker: the first job runs, the second waits in the queue and is cancelled there; then retried.
-    clip = make_clip(tmp_path / "wait.mp4", width=256, height=144, rate=25, seconds=4)
+    clip = make_clip(tmp_path / "wait.mp4", width=640, height=360, rate=25, seconds=4)  # the first runs while we cancel
     first, second = (restyle(service.home, "submit", str(clip), "--style", "2") for _ in range(2))
     first_id, second_id = (result.stdout.split()[1].rstrip(":") for result in (first, second))
     cancelled = restyle(service.home, "job", second_id, "--cancel")
