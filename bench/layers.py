@@ -104,7 +104,9 @@ def frame(width: int, height: int) -> np.ndarray:
 
 
 def compile_variant(graph: onnx.ModelProto, edit: Edit, weights: np.ndarray, threads: int, precision: str = "f32"):
-    import openvino
+    from restyle.runtime.sessions import import_openvino
+
+    openvino = import_openvino()  # without its converter's telemetry
 
     graph = copy.deepcopy(graph)
     edit(graph, weights)
@@ -208,7 +210,9 @@ def main() -> None:
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     facts = restyle_machine.here()
-    import openvino
+    from restyle.runtime.sessions import import_openvino
+
+    openvino = import_openvino()  # without its converter's telemetry
 
     print(f"# layers of multistyle26, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
     print(

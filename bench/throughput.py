@@ -58,7 +58,9 @@ def isa_note() -> str:
     """What ONEDNN_MAX_CPU_ISA does to OpenVINO's kernels here, read from the compiled graph (its primitive types)."""
     from collections import Counter
 
-    import openvino
+    from restyle.runtime.sessions import import_openvino
+
+    openvino = import_openvino()  # without its converter's telemetry
 
     from restyle.handlers.styles import _model_file
     from restyle.machine import ISA_ENV, isa_cap

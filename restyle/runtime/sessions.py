@@ -7,13 +7,14 @@ is complete when built (its provider and precision are given to its constructor)
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import onnxruntime as ort
 
 from restyle import machine
 from restyle.errors import ModelError
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # onnx is imported where a graph is edited, not by a worker t
 log = logging.getLogger("restyle")
 
 Dim = int | str  # a fixed size, or a symbol for a dynamic one
+OPENVINO_CONVERTER = "openvino.tools.ovc"
 Fixed = dict[str, np.ndarray]  # inputs given once for a session (the style weights of one job)
 
 
@@ -57,6 +59,21 @@ class Pixels:
     input: str
     layout: str = "NCHW"
     value_range: float = 1.0
+
+
+def import_openvino() -> ModuleType:
+    """The openvino module, imported without its model converter (``openvino.tools.ovc``), which restyle never
+    uses: importing that sends a usage event to Google Analytics (openvino_telemetry, on by default) from a
+    Python process it spawns for the purpose: ~0.4 CPU-s of every worker's start, and a call home from a
+    self-hosted service. ``openvino/__init__.py`` imports the converter under ``except ImportError``; a later
+    explicit import of it still works."""
+    if "openvino" not in sys.modules:  # then neither is its converter
+        sys.modules[OPENVINO_CONVERTER] = None  # type: ignore[assignment] - None: importing it raises ImportError
+        try:
+            import openvino  # noqa: F401 - imported for sys.modules
+        finally:
+            del sys.modules[OPENVINO_CONVERTER]
+    return sys.modules["openvino"]
 
 
 def open_session(
@@ -128,6 +145,8 @@ class _OrtSession:
         name: str,
         precision: str = "f32",
     ):
+        import onnxruntime as ort
+
         self.precision = precision
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -169,9 +188,7 @@ class _OpenVinoSession:
     ):
         """``label``: the precision it reports, where the graph carries its own (int8's QDQ runs at f32's hint);
         ``fixed``: inputs made constants of the graph."""
-        import openvino
-
-        core = openvino.Core()
+        core = import_openvino().Core()
         graph = (
             core.read_model(str(model)) if isinstance(model, Path) else core.read_model(model.SerializeToString(), b"")
         )
@@ -218,6 +235,7 @@ class _OpenVinoSession:
 
 def _fix(graph, name: str, value: np.ndarray) -> None:
     """The graph's input ``name`` replaced by a constant ``value`` (in its declared type)."""
+    import_openvino()
     import openvino.opset13 as ops
 
     found = [p for p in graph.get_parameters() if name in p.output(0).get_names() or p.get_friendly_name() == name]
@@ -233,7 +251,7 @@ def _fix(graph, name: str, value: np.ndarray) -> None:
 
 def _pixels_in_graph(graph, pixels: Pixels):
     """uint8 NHWC in and out: OpenVINO's PrePostProcessor does the scaling, layout and rounding."""
-    import openvino
+    openvino = import_openvino()
     import openvino.opset13 as ops
     from openvino.preprocess import PrePostProcessor
 

@@ -4,7 +4,6 @@ import copy
 
 import numpy as np
 import onnx
-import openvino
 import pytest
 from onnx import TensorProto, helper
 from PIL import Image
@@ -13,6 +12,9 @@ from restyle.errors import ModelError
 from restyle.handlers.styles import _model_file, style_weights
 from restyle.media.sample import packaged_photo
 from restyle.runtime import rewrite
+from restyle.runtime.sessions import import_openvino
+
+openvino = import_openvino()
 
 
 @pytest.fixture(scope="module")
