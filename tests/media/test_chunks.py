@@ -36,6 +36,18 @@ def test_long_gops_are_split_for_the_workers(clips):
     assert chunks[1].seek_pts == info.frame_pts[0]
 
 
+def test_the_last_round_of_chunks_comes_in_halves(clips):
+    # pal: 75 frames, a keyframe every 25. At 0.8 s a chunk, 2 workers get 2 rounds of ~19 frames: the first
+    # round as it is, the last one's two chunks cut into four of ~9, so that a worker done early takes another half.
+    info = probe(clips["pal"], Settings())
+    chunks = plan_chunks(info, chunk_seconds=0.8, workers=2)
+    counts = [c.frame_count for c in chunks]
+    assert sum(counts) == info.frame_count and len(chunks) == 6
+    assert min(counts[:2]) >= 18 and max(counts[2:]) <= 10
+    alone = plan_chunks(info, chunk_seconds=0.8, workers=1)  # one worker never waits for another: no halves
+    assert len(alone) == 4 and min(c.frame_count for c in alone) >= 18
+
+
 def test_chunks_lead_in_with_frames_of_the_chunk_before(clips):
     info = probe(clips["pal"], Settings())  # keyframes every 25 frames
     chunks = plan_chunks(info, chunk_seconds=1.0, workers=1, lead_frames=5)
