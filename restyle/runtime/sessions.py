@@ -27,7 +27,6 @@ if TYPE_CHECKING:  # onnx is imported where a graph is edited, not by a worker t
 log = logging.getLogger("restyle")
 
 Dim = int | str  # a fixed size, or a symbol for a dynamic one
-OPENVINO_CONVERTER = "openvino.tools.ovc"
 Fixed = dict[str, np.ndarray]  # inputs given once for a session (the style weights of one job)
 
 
@@ -61,10 +60,13 @@ class Pixels:
     value_range: float = 1.0
 
 
+OPENVINO_CONVERTER = "openvino.tools.ovc"
+
+
 def import_openvino() -> ModuleType:
     """The openvino module, imported without its model converter (``openvino.tools.ovc``), which restyle never
     uses: importing that sends a usage event to Google Analytics (openvino_telemetry, on by default) from a
-    Python process it spawns for the purpose: ~0.4 CPU-s of every worker's start, and a call home from a
+    Python process it spawns for the purpose: ~0.35 CPU s of every worker's start, and a call home from a
     self-hosted service. ``openvino/__init__.py`` imports the converter under ``except ImportError``; a later
     explicit import of it still works."""
     if "openvino" not in sys.modules:  # then neither is its converter
