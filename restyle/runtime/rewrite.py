@@ -83,11 +83,12 @@ def quantize_before_pad(graph: onnx.ModelProto) -> int:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     outputs = {o.name for o in graph.graph.output}
-    moved = 0
+    after_dequant: dict[int, onnx.NodeProto] = {}  # id(dequantizer) -> the pad that now follows it
     for pad in nodes:
-        mode = next((a.s for a in pad.attribute if a.name == "mode"), b"constant")
         after = consumers.get(pad.output[0], [])
-        if pad.op_type != "Pad" or mode not in (b"reflect", b"edge") or pad.output[0] in outputs or len(after) != 1:
+        if pad.op_type != "Pad" or _pad_mode(pad) not in (b"reflect", b"edge") or pad.output[0] in outputs:
+            continue
+        if len(after) != 1:  # the pad feeds more than the quantizer
             continue
         quant = after[0]
         then = consumers.get(quant.output[0], [])
@@ -97,38 +98,20 @@ def quantize_before_pad(graph: onnx.ModelProto) -> int:
         for user in consumers.get(dequant.output[0], []):  # the convolution takes the padded values now
             user.input[:] = [pad.output[0] if i == dequant.output[0] else i for i in user.input]
         quant.input[0], pad.input[0] = pad.input[0], dequant.output[0]
-        moved += 1
-    if moved:
-        _topological(graph)
-    return moved
-
-
-def _topological(graph: onnx.ModelProto) -> None:
-    """The graph's nodes in an order where each comes after those it takes inputs from (otherwise as they were)."""
-    nodes = list(graph.graph.node)
-    producer = {out: i for i, node in enumerate(nodes) for out in node.output}
-    done: set[int] = set()
-    order: list = []
-
-    def visit(i: int) -> None:
-        stack = [(i, False)]
-        while stack:
-            current, expanded = stack.pop()
-            if current in done:
-                continue
-            if expanded:
-                done.add(current)
-                order.append(nodes[current])
-                continue
-            stack.append((current, True))
-            for name in reversed(nodes[current].input):
-                if name in producer and producer[name] not in done:
-                    stack.append((producer[name], False))
-
-    for i in range(len(nodes)):
-        visit(i)
-    del graph.graph.node[:]
-    graph.graph.node.extend(order)
+        after_dequant[id(dequant)] = pad
+    # Each moved pad right after its dequantizer (the order was topological, as ONNX requires; the pad now takes the
+    # dequantizer's output, and what took the dequantizer's came after it).
+    if after_dequant:
+        moved = {id(pad) for pad in after_dequant.values()}
+        order = []
+        for node in nodes:
+            if id(node) not in moved:
+                order.append(node)
+            if id(node) in after_dequant:
+                order.append(after_dequant[id(node)])
+        del graph.graph.node[:]
+        graph.graph.node.extend(order)
+    return len(after_dequant)
 
 
 def bake_input(graph: onnx.ModelProto, name: str, value: np.ndarray) -> None:
@@ -202,11 +185,15 @@ def _reflect_pads(graph: onnx.ModelProto, producer: dict, node: onnx.NodeProto) 
     """The pads of a reflect Pad on every axis, where they are constant; else None."""
     if node.op_type != "Pad" or (len(node.input) > 3 and node.input[3]):
         return None
-    mode = next((a.s for a in node.attribute if a.name == "mode"), b"constant")
-    if mode != b"reflect" or len(node.input) < 2:
+    if _pad_mode(node) != b"reflect" or len(node.input) < 2:
         return None
     pads = constant(graph, producer, node.input[1])
     return None if pads is None else [int(p) for p in pads.ravel()]
+
+
+def _pad_mode(pad: onnx.NodeProto) -> bytes:
+    """A Pad's mode attribute (ONNX's default: constant)."""
+    return next((a.s for a in pad.attribute if a.name == "mode"), b"constant")
 
 
 def constant(graph: onnx.ModelProto, producer: dict, name: str) -> np.ndarray | None:
