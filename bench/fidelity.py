@@ -4,7 +4,7 @@
     python bench/fidelity.py --quick    # 1 s
     python bench/fidelity.py --write    # also writes restyle/fidelity.json, the table --precision auto follows
     python bench/fidelity.py --quick --precision int8 --write
-                                        # the int8 rows of this CPU's int8 class (avx2, vnni or amx:
+                                        # the int8 rows of this CPU's int8 class (avx2, vnni, vnni+bf16 or amx:
                                         # restyle.machine.Machine.int8_class); run it on each class
     ONEDNN_MAX_CPU_ISA=AVX2 python bench/fidelity.py --quick --precision int8 --write
                                         # the avx2 rows, as an AVX2 CPU runs them, on a newer CPU

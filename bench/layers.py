@@ -4,10 +4,11 @@
     python bench/layers.py --rounds 30 --size 1280x720 --style 3
 
 Every variant of multistyle26 is compiled as restyle compiles it (OpenVINO CPU, one thread, one
-stream, LATENCY, f32 hint, PERF_COUNT on) and run on the same real frame (matplotlib's photo),
-round by round, interleaved: on a shared machine only figures of one run compare, and the
-medians are printed. Per variant: the CPU time of a frame (the process's, with one inference
-thread: what the work costs whoever else shares the cores), its wall time, the time of each
+stream, LATENCY, f32 hint, int8's float part at bf16 where the CPU has it natively, PERF_COUNT on)
+and run on the same real frame (matplotlib's photo), round by round, interleaved: on a shared
+machine only figures of one run compare, and the medians are printed. Per variant: the CPU time
+of a frame (the process's, with one inference thread: what the work costs whoever else shares
+the cores), its wall time, the time of each
 layer type (OpenVINO counts layers in wall time: on a loaded host they swell together), the
 kernel OpenVINO ran the padding and norms with, and how far its frame is from the original
 graph's (max abs difference of the float outputs on 0..1, and of the uint8 pixels).
@@ -17,7 +18,8 @@ weights baked in (``bake``); what restyle runs (``norms-as-mvn + bake``); the re
 slices; and, for timing only, the pads as zero pads (not the same function: OpenVINO folds a
 zero pad into the convolution, so it is the floor under any rewrite of the reflect pad). The
 int8 network gets the same three that restyle's choice is made from; on a CPU with native bf16
-the bf16 network as restyle runs it too. Every row's difference is against f32 as shipped, so the
+the bf16 network as restyle runs it too, and the int8 network with its float part at f32 (as a CPU
+without bf16 runs it; restyle runs it at bf16 there). Every row's difference is against f32 as shipped, so the
 int8 and bf16 rows show how far each precision is from float (and that OpenVINO 2026.4 gets the
 int8 graph as exported wrong: restyle compiles it rewritten).
 
@@ -84,6 +86,10 @@ VARIANTS: dict[str, Edit] = {
     "zero pads (timing only, not exact)": _edits("zero-pads"),
 }
 INT8_VARIANTS = ("as shipped", "bake", "norms-as-mvn + bake", RESTYLES)
+INT8_F32 = "int8, float part f32"  # on a CPU with native bf16: int8 as a CPU without it runs it, for comparison
+# OpenVINO's precision hint per network: int8's QDQ carries its own arithmetic, the hint is its float part's (bf16
+# where the CPU has it natively, as restyle compiles it: Machine.int8_float_part).
+HINTS = {"f32": "f32", "bf16": "bf16", "int8": restyle_machine.here().int8_float_part, INT8_F32: "f32"}
 
 
 def frame(width: int, height: int) -> np.ndarray:
@@ -127,8 +133,7 @@ def measure(sources: dict[str, onnx.ModelProto], x: np.ndarray, weights: np.ndar
     """Per variant: wall ms per round, ms per layer type per round, the kernels of note, the output."""
     requests = {}
     for (network, name), graph in sources.items():
-        precision = "bf16" if network == "bf16" else "f32"
-        compiled, request = compile_variant(graph, VARIANTS[name], weights, threads, precision)
+        compiled, request = compile_variant(graph, VARIANTS[name], weights, threads, HINTS[network])
         requests[(network, name)] = (compiled, request)
     outputs, kernels = {}, defaultdict(set)
     for key, (compiled, request) in requests.items():
@@ -234,6 +239,8 @@ def main() -> None:
         print(f"# no int8 network: {why}")
     if facts.bf16:  # a CPU with native bf16: auto weighs int8 against bf16 there, so both are measured
         sources[("bf16", RESTYLES)] = f32
+        if ("int8", RESTYLES) in sources:
+            sources[(INT8_F32, RESTYLES)] = sources[("int8", RESTYLES)]
     weights = style_weights(args.style)
     figures = measure(sources, frame(width, height), weights, args.rounds, args.threads)
     report(*figures)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ISA_ENV = "ONEDNN_MAX_CPU_ISA"
-INT8_CLASSES = ("avx2", "vnni", "amx")  # Machine.int8_class: how a CPU multiplies int8, lowest first
+INT8_CLASSES = ("avx2", "vnni", "vnni+bf16", "amx")  # Machine.int8_class: how a CPU runs int8 graphs, lowest first
 # oneDNN's ISA names, lowest first, with the flags each one adds over the one before (by prefix).
 _ISA_LEVELS: list[tuple[str, tuple[str, ...]]] = [
     ("SSE41", ("sse4_1",)),
@@ -100,14 +100,23 @@ class Machine:
 
     @property
     def int8_class(self) -> str:
-        """How its kernels multiply int8 (the int8 fidelity table has a part per class, INT8_CLASSES): ``amx``
-        (AMX-INT8 tiles), ``vnni`` (AVX-512 VNNI or AVX-VNNI: exact products summed into int32), else ``avx2``
-        (products summed in pairs into int16, which saturates unless the weights have 7 bits)."""
+        """How its kernels run an int8 graph (the int8 fidelity table has a part per class, INT8_CLASSES): ``amx``
+        (AMX-INT8 tiles, the float part at bf16: every AMX CPU has it), ``vnni+bf16`` (AVX-512 VNNI with native
+        bf16: the float part at bf16), ``vnni`` (AVX-512 VNNI or AVX-VNNI: exact products summed into int32, the
+        float part at f32), else ``avx2`` (products summed in pairs into int16, which saturates unless the weights
+        have 7 bits). The float part: :attr:`int8_float_part`."""
         if "amx_int8" in self.flags:
             return "amx"
         if {"avx512_vnni", "avx_vnni"} & self.flags:
-            return "vnni"
+            return "vnni+bf16" if self.bf16 else "vnni"
         return "avx2"
+
+    @property
+    def int8_float_part(self) -> str:
+        """The precision an int8 graph's float part runs at on OpenVINO (the instance norms, and each convolution's
+        output on its way to them): bf16 where the CPU has it natively, which halves the bytes those layers move
+        (bench/RESULTS.md, issue 28's fourth slice), else f32."""
+        return "bf16" if self.bf16 else "f32"
 
     @classmethod
     def read(cls) -> Machine:

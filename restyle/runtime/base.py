@@ -6,7 +6,8 @@ runtime whose output passes restyle's fidelity bar (:mod:`restyle.runtime.fideli
 
 * a CPU on OpenVINO: int8 for each style whose int8 version (restyle/runtime/quantize.py,
   shipped) the measured table (restyle/runtime/fidelity.json, made by bench/fidelity.py) says
-  passes on this CPU's int8 class (``Machine.int8_class``: avx2, vnni, amx; a blend only if every
+  passes on this CPU's int8 class (``Machine.int8_class``: avx2, vnni, vnni+bf16, amx: how it
+  multiplies int8, and whether the float part (norms) runs at bf16; a blend only if every
   blended style passes; ``cases``), where int8 is measurably faster on that class than what would
   run otherwise (the table's speed figures, ``fidelity.INT8_MIN_SPEEDUP``); else,
 * with native bf16 (AMX or AVX-512 BF16): bf16 for the networks the table says pass at bf16; a
@@ -205,7 +206,8 @@ def _int8(network: str | None, facts: Machine, cases: tuple[str, ...] | None) ->
     if path is None:
         return f"{cpu}; {why}"
     faster = f"; {speedup:.2f}x {other}'s speed there (bench/layers.py)" if speedup else ""
-    return Choice("openvino", "int8", f"int8 on OpenVINO: {cpu}; {passed}{faster}")
+    floats = " (its float part at bf16)" if facts.int8_float_part == "bf16" else ""
+    return Choice("openvino", "int8", f"int8 on OpenVINO{floats}: {cpu}; {passed}{faster}")
 
 
 def _named(network: str | None, cases: tuple[str, ...] | None) -> str:

@@ -118,8 +118,11 @@ def _openvino(
     if precision == "f32":
         return _OpenVinoSession(model, threads, "f32", pixels, fixed=fixed)
     if precision == "int8":
-        # The int8 arithmetic is in the graph (QDQ): OpenVINO runs those convolutions in int8, the rest at f32.
-        session = _OpenVinoSession(model, threads, "f32", pixels, label="int8", fixed=fixed)
+        # The int8 arithmetic is in the graph (QDQ): OpenVINO runs those convolutions in int8, the float part at the
+        # hint's precision: bf16 on a CPU with it (its own fidelity rows: the int8 classes vnni+bf16 and amx).
+        floats = machine.here().int8_float_part
+        note = " (float part bf16)" if floats == "bf16" else ""
+        session = _OpenVinoSession(model, threads, floats, pixels, label="int8", note=note, fixed=fixed)
         if not session.quantized:
             raise ModelError(f"{name} is to run at int8 but was given its float graph (load quantize.int8_file)")
         return session
@@ -188,7 +191,8 @@ class _OpenVinoSession:
         note: str = "",
         fixed: Fixed | None = None,
     ):
-        """``label``: the precision it reports, where the graph carries its own (int8's QDQ runs at f32's hint);
+        """``label``: the precision it reports, where the graph carries its own (int8's QDQ; ``precision`` is then
+        its float part's);
         ``fixed``: inputs made constants of the graph."""
         core = import_openvino().Core()
         graph = (

@@ -47,6 +47,20 @@ def test_the_avx2_cap_turns_bf16_and_avx512_off(monkeypatch):
     assert cpu.Machine.read().bf16
 
 
+def test_an_int8_class_is_how_the_cpu_multiplies_int8_and_runs_the_float_part():
+    classes = {
+        frozenset({"avx2", "fma"}): ("avx2", "f32"),
+        frozenset({"avx2", "avx_vnni"}): ("vnni", "f32"),
+        frozenset({"avx2", "avx512f", "avx512_vnni"}): ("vnni", "f32"),  # Ice Lake, Cascade Lake
+        frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}): ("vnni+bf16", "bf16"),  # Zen 4, Cooper Lake
+        frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16"}): ("amx", "bf16"),
+    }
+    for flags, (kind, floats) in classes.items():
+        facts = cpu.Machine(flags=flags)
+        assert (facts.int8_class, facts.int8_float_part) == (kind, floats), flags
+    assert {kind for kind, _ in classes.values()} == set(cpu.INT8_CLASSES)
+
+
 def test_auto_under_the_avx2_cap_decides_as_an_avx2_cpu(monkeypatch):
     monkeypatch.setattr(cpu, "native_flags", lambda: frozenset({"avx2", "fma", "avx512f", "avx512_bf16"}))
     monkeypatch.setenv(cpu.ISA_ENV, "AVX2")
@@ -127,6 +141,23 @@ def test_the_int8_network_restyles_a_real_frame_near_f32(photo_frame):
     # flat regions 47 dB, 1.1 levels apart on average. OpenVINO's int8 graph compiled unrewritten was 48 levels off.
     assert fidelity.judge(reference, ours).passed
     assert float(np.abs(ours.astype(int) - reference).mean()) < 3
+
+
+def test_on_a_cpu_with_bf16_the_int8_networks_float_part_runs_at_bf16(photo_frame, monkeypatch):
+    """The convolutions stay int8 (the graph's QDQ); the norms and the convolutions' outputs run at the CPU's bf16,
+    which moves half the bytes. Both pass the bar against f32 (the table's vnni and vnni+bf16 rows, encoded)."""
+    spec = JobSpec(style="7")
+    reference = load(spec, Runtime("cpu", precision="f32", backend="openvino")).predict(photo_frame, params_of(spec))
+    frames = {}
+    for bf16 in (False, True):
+        pretend_machine(monkeypatch, bf16=bf16)
+        model = load(spec, Runtime("cpu", precision="int8"))
+        frames[bf16] = model.predict(photo_frame, params_of(spec))
+        assert ("int8 (float part bf16)" in model.description) == bf16, model.description
+        assert fidelity.judge(reference, frames[bf16]).passed
+        monkeypatch.undo()
+    if {"avx512_bf16", "amx_bf16"} & cpu.native_flags():  # where bf16 is native, it did run: other roundings
+        assert not np.array_equal(frames[False], frames[True])
 
 
 def test_the_style_picture_network_runs_as_shipped_int8_without_bf16(no_bf16, tmp_path):
