@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -125,8 +126,18 @@ def run_measured(command: list[str]) -> tuple[float, int]:
     return run_measured_cpu(command)[:2]
 
 
+def run_measured_json(command: list[str]) -> tuple[float, int, float, dict]:
+    """run_measured_cpu of a command that prints one JSON document (``restyle run --json``), and that document."""
+    wall, peak, cpu, out = _run(command)
+    return wall, peak, cpu, json.loads(out)
+
+
 def run_measured_cpu(command: list[str]) -> tuple[float, int, float]:
     """(wall seconds, peak RSS of the whole process tree, CPU seconds of the whole tree) of a command."""
+    return _run(command)[:3]
+
+
+def _run(command: list[str]) -> tuple[float, int, float, str]:
     cpu = cpu_seconds()
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -134,7 +145,7 @@ def run_measured_cpu(command: list[str]) -> tuple[float, int, float]:
         out, err = process.communicate()
     if process.returncode:
         raise SystemExit(f"{command[:3]} failed: {err[-2000:]}")
-    return time.perf_counter() - started, rss.peak, cpu_seconds() - cpu
+    return time.perf_counter() - started, rss.peak, cpu_seconds() - cpu, out
 
 
 def audio_packets(path: Path) -> list[bytes]:
