@@ -35,6 +35,11 @@ from restyle.stores.tables import ChunkRow, JobRow, WorkerRow, create_all
 __all__ = ["ACTIVE", "FINAL", "Job", "JobParams", "JobState", "JobStore", "JobStoreError", "Lease", "Worker"]
 
 
+def gave_up(attempts: int, reason: str) -> str:
+    """A dead job's reason: how many attempts it had, and what ended the last."""
+    return f"gave up after {attempts} attempt{'' if attempts == 1 else 's'}: {reason}"
+
+
 @dataclass
 class Job:
     """A job as the API and workers see it."""
@@ -338,11 +343,12 @@ class JobStore:
                 continue
             job = self.get(job_id)
             if job and job.attempts > job.max_attempts:
-                self._end(
+                self._end(  # this claim was no attempt: the count stays at the most allowed
                     job_id,
                     worker_id,
                     JobState.DEAD,
-                    f"gave up after {job.max_attempts} attempts: {job.reason or 'its workers were lost'}",
+                    gave_up(job.max_attempts, job.reason or "its workers were lost"),
+                    attempts=job.max_attempts,
                 )
                 continue
             return job
@@ -392,7 +398,7 @@ class JobStore:
         if retry and job.attempts < job.max_attempts:
             state = JobState.QUEUED
         elif retry:
-            state, reason = JobState.DEAD, f"gave up after {job.attempts} attempts: {reason}"
+            state, reason = JobState.DEAD, gave_up(job.attempts, reason)
         else:
             state = JobState.FAILED
         if state == JobState.QUEUED:

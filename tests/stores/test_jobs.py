@@ -53,6 +53,15 @@ def test_a_silent_worker_loses_its_job_after_the_lease(jobs):
     assert jobs.get(job.id).frames_done == 10
 
 
+def test_a_job_whose_workers_are_lost_once_too_often_goes_dead_at_its_last_attempt(jobs):
+    job, _ = jobs.create("alice", "inbox/k.mp4", "e", PARAMS, max_attempts=1)
+    assert jobs.claim("w1", lease_s=0.3).id == job.id
+    time.sleep(0.5)  # w1 is gone (killed): its lease runs out
+    assert jobs.claim("w2", lease_s=30) is None  # not run again: its one attempt is spent
+    dead = jobs.get(job.id)
+    assert (dead.state, dead.attempts, dead.reason) == ("dead", 1, "gave up after 1 attempt: its workers were lost")
+
+
 def test_retryable_failures_go_dead_after_max_attempts(jobs):
     job, _ = jobs.create("alice", "inbox/d.mp4", "e", PARAMS, max_attempts=2)
     jobs.claim("w", 30)
